@@ -1,0 +1,340 @@
+// Glue between cxx and MLX's C++ API; see bridge.h.
+#include "bridge.h"
+
+#include <dlfcn.h>
+
+#include <stdexcept>
+
+namespace mx = mlx::core;
+
+#ifdef ZETA_CBLAS_SHIM
+extern "C" const char* zeta_cblas_shim_name(void);
+#endif
+
+namespace zeta_mlx {
+namespace {
+
+ArrayPtr own(array a) { return std::make_unique<array>(std::move(a)); }
+
+mx::Shape to_shape(rust::Slice<const int32_t> s) { return mx::Shape(s.begin(), s.end()); }
+
+std::vector<int> to_ints(rust::Slice<const int32_t> s) { return std::vector<int>(s.begin(), s.end()); }
+
+// Codes shared with `mlx::Dtype` on the Rust side; keep both in the same order.
+mx::Dtype to_dtype(uint8_t code) {
+  switch (code) {
+    case 0: return mx::bool_;
+    case 1: return mx::uint8;
+    case 2: return mx::uint16;
+    case 3: return mx::uint32;
+    case 4: return mx::uint64;
+    case 5: return mx::int8;
+    case 6: return mx::int16;
+    case 7: return mx::int32;
+    case 8: return mx::int64;
+    case 9: return mx::float16;
+    case 10: return mx::float32;
+    case 11: return mx::float64;
+    case 12: return mx::bfloat16;
+    case 13: return mx::complex64;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(code));
+}
+
+uint8_t from_dtype(mx::Dtype d) {
+  switch (d.val()) {
+    case mx::Dtype::Val::bool_: return 0;
+    case mx::Dtype::Val::uint8: return 1;
+    case mx::Dtype::Val::uint16: return 2;
+    case mx::Dtype::Val::uint32: return 3;
+    case mx::Dtype::Val::uint64: return 4;
+    case mx::Dtype::Val::int8: return 5;
+    case mx::Dtype::Val::int16: return 6;
+    case mx::Dtype::Val::int32: return 7;
+    case mx::Dtype::Val::int64: return 8;
+    case mx::Dtype::Val::float16: return 9;
+    case mx::Dtype::Val::float32: return 10;
+    case mx::Dtype::Val::float64: return 11;
+    case mx::Dtype::Val::bfloat16: return 12;
+    case mx::Dtype::Val::complex64: return 13;
+  }
+  return 255;
+}
+
+size_t element_count(rust::Slice<const int32_t> shape) {
+  size_t n = 1;
+  for (auto d : shape) {
+    if (d < 0) throw std::invalid_argument("negative dimension in shape");
+    n *= static_cast<size_t>(d);
+  }
+  return n;
+}
+
+template <typename T>
+ArrayPtr from_data(rust::Slice<const T> data, rust::Slice<const int32_t> shape) {
+  if (element_count(shape) != data.size()) {
+    throw std::invalid_argument("data has " + std::to_string(data.size()) +
+                                " elements but the shape holds " +
+                                std::to_string(element_count(shape)));
+  }
+  return own(array(data.data(), to_shape(shape), mx::TypeToDtype<T>()));
+}
+
+template <typename T>
+rust::Vec<T> read_back(const array& a) {
+  array c = mx::contiguous(mx::astype(a, mx::TypeToDtype<T>()), /*allow_col_major=*/false);
+  c = mx::flatten(c);
+  c.eval();
+  rust::Vec<T> out;
+  out.reserve(c.size());
+  const T* p = c.data<T>();
+  for (size_t i = 0; i < c.size(); ++i) out.push_back(p[i]);
+  return out;
+}
+
+const mx::GGUFMetaData& meta(const Gguf& g, rust::Str key) {
+  auto it = g.metadata.find(std::string(key));
+  if (it == g.metadata.end()) throw std::out_of_range("no GGUF metadata key " + std::string(key));
+  return it->second;
+}
+
+}  // namespace
+
+ArrayPtr from_f32(rust::Slice<const float> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
+ArrayPtr from_i32(rust::Slice<const int32_t> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
+ArrayPtr from_u32(rust::Slice<const uint32_t> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
+ArrayPtr scalar_f32(float v) { return own(array(v)); }
+ArrayPtr scalar_i32(int32_t v) { return own(array(v)); }
+ArrayPtr zeros(rust::Slice<const int32_t> s, uint8_t dt) { return own(mx::zeros(to_shape(s), to_dtype(dt))); }
+ArrayPtr full_f32(rust::Slice<const int32_t> s, float v, uint8_t dt) {
+  return own(mx::full(to_shape(s), array(v), to_dtype(dt)));
+}
+ArrayPtr arange_i32(int32_t start, int32_t stop) { return own(mx::arange(start, stop, 1)); }
+ArrayPtr share(const array& a) { return own(a); }
+
+size_t ndim(const array& a) { return a.ndim(); }
+rust::Vec<int32_t> shape(const array& a) {
+  rust::Vec<int32_t> out;
+  for (auto d : a.shape()) out.push_back(d);
+  return out;
+}
+uint8_t dtype(const array& a) { return from_dtype(a.dtype()); }
+size_t size(const array& a) { return a.size(); }
+size_t nbytes(const array& a) { return a.nbytes(); }
+rust::Vec<float> to_f32(const array& a) { return read_back<float>(a); }
+rust::Vec<int32_t> to_i32(const array& a) { return read_back<int32_t>(a); }
+rust::Vec<uint32_t> to_u32(const array& a) { return read_back<uint32_t>(a); }
+
+ArrayPtr add(const array& a, const array& b) { return own(mx::add(a, b)); }
+ArrayPtr subtract(const array& a, const array& b) { return own(mx::subtract(a, b)); }
+ArrayPtr multiply(const array& a, const array& b) { return own(mx::multiply(a, b)); }
+ArrayPtr divide(const array& a, const array& b) { return own(mx::divide(a, b)); }
+ArrayPtr maximum(const array& a, const array& b) { return own(mx::maximum(a, b)); }
+ArrayPtr minimum(const array& a, const array& b) { return own(mx::minimum(a, b)); }
+ArrayPtr greater(const array& a, const array& b) { return own(mx::greater(a, b)); }
+ArrayPtr less(const array& a, const array& b) { return own(mx::less(a, b)); }
+ArrayPtr equal(const array& a, const array& b) { return own(mx::equal(a, b)); }
+ArrayPtr where_(const array& c, const array& a, const array& b) { return own(mx::where(c, a, b)); }
+ArrayPtr exp(const array& a) { return own(mx::exp(a)); }
+ArrayPtr log(const array& a) { return own(mx::log(a)); }
+ArrayPtr sigmoid(const array& a) { return own(mx::sigmoid(a)); }
+ArrayPtr silu(const array& a) { return own(mx::multiply(a, mx::sigmoid(a))); }
+ArrayPtr tanh(const array& a) { return own(mx::tanh(a)); }
+ArrayPtr erf(const array& a) { return own(mx::erf(a)); }
+ArrayPtr sqrt(const array& a) { return own(mx::sqrt(a)); }
+ArrayPtr rsqrt(const array& a) { return own(mx::rsqrt(a)); }
+ArrayPtr square(const array& a) { return own(mx::square(a)); }
+ArrayPtr negative(const array& a) { return own(mx::negative(a)); }
+ArrayPtr astype(const array& a, uint8_t dt) { return own(mx::astype(a, to_dtype(dt))); }
+
+ArrayPtr reshape(const array& a, rust::Slice<const int32_t> s) { return own(mx::reshape(a, to_shape(s))); }
+ArrayPtr transpose(const array& a, rust::Slice<const int32_t> axes) {
+  return own(mx::transpose(a, to_ints(axes)));
+}
+ArrayPtr swapaxes(const array& a, int32_t a1, int32_t a2) { return own(mx::swapaxes(a, a1, a2)); }
+ArrayPtr expand_dims(const array& a, int32_t axis) { return own(mx::expand_dims(a, axis)); }
+ArrayPtr squeeze(const array& a, int32_t axis) { return own(mx::squeeze(a, axis)); }
+ArrayPtr slice(const array& a, rust::Slice<const int32_t> start, rust::Slice<const int32_t> stop,
+               rust::Slice<const int32_t> strides) {
+  return own(mx::slice(a, to_shape(start), to_shape(stop), to_shape(strides)));
+}
+ArrayPtr slice_update(const array& src, const array& upd, rust::Slice<const int32_t> start,
+                      rust::Slice<const int32_t> stop) {
+  return own(mx::slice_update(src, upd, to_shape(start), to_shape(stop)));
+}
+ArrayPtr take(const array& a, const array& idx, int32_t axis) { return own(mx::take(a, idx, axis)); }
+ArrayPtr take_along_axis(const array& a, const array& idx, int32_t axis) {
+  return own(mx::take_along_axis(a, idx, axis));
+}
+ArrayPtr concatenate(const ArrayList& l, int32_t axis) { return own(mx::concatenate(l.items, axis)); }
+ArrayPtr stack(const ArrayList& l, int32_t axis) { return own(mx::stack(l.items, axis)); }
+ArrayPtr contiguous(const array& a) { return own(mx::contiguous(a)); }
+
+ArrayPtr sum(const array& a, int32_t axis, bool k) { return own(mx::sum(a, axis, k)); }
+ArrayPtr max(const array& a, int32_t axis, bool k) { return own(mx::max(a, axis, k)); }
+ArrayPtr mean(const array& a, int32_t axis, bool k) { return own(mx::mean(a, axis, k)); }
+ArrayPtr argmax(const array& a, int32_t axis, bool k) { return own(mx::argmax(a, axis, k)); }
+ArrayPtr logsumexp(const array& a, int32_t axis, bool k) { return own(mx::logsumexp(a, axis, k)); }
+ArrayPtr softmax(const array& a, int32_t axis, bool precise) { return own(mx::softmax(a, axis, precise)); }
+ArrayPtr topk(const array& a, int32_t k, int32_t axis) { return own(mx::topk(a, k, axis)); }
+ArrayPtr argpartition(const array& a, int32_t kth, int32_t axis) {
+  return own(mx::argpartition(a, kth, axis));
+}
+
+ArrayPtr matmul(const array& a, const array& b) { return own(mx::matmul(a, b)); }
+ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
+                          bool transpose, int32_t group_size, int32_t bits) {
+  return own(mx::quantized_matmul(x, w, scales, biases, transpose, group_size, bits, "affine"));
+}
+std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits) {
+  auto out = std::make_unique<ArrayList>();
+  out->items = mx::quantize(w, group_size, bits, "affine");
+  return out;
+}
+ArrayPtr dequantize(const array& w, const array& scales, const array& biases, int32_t group_size,
+                    int32_t bits, uint8_t dt) {
+  return own(mx::dequantize(w, scales, biases, group_size, bits, "affine", std::nullopt,
+                            to_dtype(dt)));
+}
+
+ArrayPtr rms_norm(const array& x, const array& w, float eps) { return own(mx::fast::rms_norm(x, w, eps)); }
+ArrayPtr layer_norm(const array& x, const array& w, const array& b, float eps) {
+  return own(mx::fast::layer_norm(x, w, b, eps));
+}
+ArrayPtr rope(const array& x, int32_t dims, bool traditional, float base, float scale,
+              int32_t offset) {
+  return own(mx::fast::rope(x, dims, traditional, base, scale, offset));
+}
+ArrayPtr rope_freqs(const array& x, int32_t dims, bool traditional, float scale, int32_t offset,
+                    const array& freqs) {
+  return own(mx::fast::rope(x, dims, traditional, std::nullopt, scale, offset, freqs));
+}
+ArrayPtr sdpa(const array& q, const array& k, const array& v, float scale, rust::Str mask_mode) {
+  return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, std::string(mask_mode)));
+}
+ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale,
+                     const array& mask) {
+  return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, "array", mask));
+}
+
+ArrayPtr random_key(uint64_t seed) { return own(mx::random::key(seed)); }
+ArrayPtr categorical(const array& logits, int32_t axis, const array& key) {
+  return own(mx::random::categorical(logits, axis, key));
+}
+
+std::unique_ptr<ArrayList> new_list() { return std::make_unique<ArrayList>(); }
+void list_push(ArrayList& l, const array& a) { l.items.push_back(a); }
+size_t list_len(const ArrayList& l) { return l.items.size(); }
+ArrayPtr list_get(const ArrayList& l, size_t i) { return own(l.items.at(i)); }
+void eval(const ArrayList& l) { mx::eval(l.items); }
+void async_eval(const ArrayList& l) { mx::async_eval(l.items); }
+void eval_one(const array& a) { mx::eval({a}); }
+void synchronize() { mx::synchronize(); }
+
+std::unique_ptr<Safetensors> load_safetensors(rust::Str path) {
+  auto [w, m] = mx::load_safetensors(std::string(path));
+  auto out = std::make_unique<Safetensors>();
+  out->weights = std::move(w);
+  out->metadata = std::move(m);
+  return out;
+}
+rust::Vec<rust::String> safetensors_keys(const Safetensors& st) {
+  rust::Vec<rust::String> out;
+  for (const auto& [k, _] : st.weights) out.push_back(rust::String::lossy(k));
+  return out;
+}
+ArrayPtr safetensors_take(Safetensors& st, rust::Str key) {
+  auto it = st.weights.find(std::string(key));
+  if (it == st.weights.end()) throw std::out_of_range("no tensor named " + std::string(key));
+  auto a = own(std::move(it->second));
+  st.weights.erase(it);
+  return a;
+}
+rust::Vec<rust::String> safetensors_metadata(const Safetensors& st) {
+  rust::Vec<rust::String> out;
+  for (const auto& [k, v] : st.metadata) {
+    out.push_back(rust::String::lossy(k));
+    out.push_back(rust::String::lossy(v));
+  }
+  return out;
+}
+void save_safetensors(rust::Str path, const rust::Vec<rust::String>& names, const ArrayList& arrays) {
+  if (names.size() != arrays.items.size()) throw std::invalid_argument("names and arrays differ in length");
+  std::unordered_map<std::string, array> m;
+  for (size_t i = 0; i < names.size(); ++i) m.insert_or_assign(std::string(names[i]), arrays.items[i]);
+  mx::save_safetensors(std::string(path), std::move(m));
+}
+
+std::unique_ptr<Gguf> load_gguf(rust::Str path) {
+  auto [w, m] = mx::load_gguf(std::string(path));
+  auto out = std::make_unique<Gguf>();
+  out->weights = std::move(w);
+  out->metadata = std::move(m);
+  return out;
+}
+rust::Vec<rust::String> gguf_tensor_keys(const Gguf& g) {
+  rust::Vec<rust::String> out;
+  for (const auto& [k, _] : g.weights) out.push_back(rust::String::lossy(k));
+  return out;
+}
+ArrayPtr gguf_take(Gguf& g, rust::Str key) {
+  auto it = g.weights.find(std::string(key));
+  if (it == g.weights.end()) throw std::out_of_range("no tensor named " + std::string(key));
+  auto a = own(std::move(it->second));
+  g.weights.erase(it);
+  return a;
+}
+rust::Vec<rust::String> gguf_meta_keys(const Gguf& g) {
+  rust::Vec<rust::String> out;
+  for (const auto& [k, _] : g.metadata) out.push_back(rust::String::lossy(k));
+  return out;
+}
+uint8_t gguf_meta_kind(const Gguf& g, rust::Str key) {
+  auto it = g.metadata.find(std::string(key));
+  if (it == g.metadata.end()) return 0;
+  return static_cast<uint8_t>(it->second.index());
+}
+std::unique_ptr<std::string> gguf_meta_string(const Gguf& g, rust::Str key) {
+  const auto& v = meta(g, key);
+  if (auto s = std::get_if<std::string>(&v)) return std::make_unique<std::string>(*s);
+  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not a string");
+}
+std::unique_ptr<std::vector<std::string>> gguf_meta_strings(const Gguf& g, rust::Str key) {
+  const auto& v = meta(g, key);
+  if (auto s = std::get_if<std::vector<std::string>>(&v)) return std::make_unique<std::vector<std::string>>(*s);
+  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not a list of strings");
+}
+ArrayPtr gguf_meta_array(const Gguf& g, rust::Str key) {
+  const auto& v = meta(g, key);
+  if (auto a = std::get_if<array>(&v)) return own(*a);
+  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not numeric");
+}
+
+rust::String version() { return rust::String(mx::version()); }
+bool gpu_available() { return mx::is_available(mx::Device::gpu); }
+void use_gpu(bool gpu) {
+  if (gpu && !mx::is_available(mx::Device::gpu)) throw std::runtime_error("this MLX build has no GPU backend");
+  mx::set_default_device(gpu ? mx::Device(mx::Device::gpu) : mx::Device(mx::Device::cpu));
+}
+bool default_device_is_gpu() { return mx::default_device() == mx::Device::gpu; }
+size_t active_memory() { return mx::get_active_memory(); }
+size_t peak_memory() { return mx::get_peak_memory(); }
+void reset_peak_memory() { mx::reset_peak_memory(); }
+size_t cache_memory() { return mx::get_cache_memory(); }
+void clear_cache() { mx::clear_cache(); }
+size_t set_cache_limit(size_t limit) { return mx::set_cache_limit(limit); }
+size_t set_memory_limit(size_t limit) { return mx::set_memory_limit(limit); }
+
+rust::String blas_backend() {
+  // Which library the loader bound `cblas_sgemm` to: the OpenBLAS shim, Accelerate, or the
+  // reference BLAS bundled with the mlx-cpu wheel.
+#ifdef ZETA_CBLAS_SHIM
+  (void)zeta_cblas_shim_name();
+#endif
+  void* sym = dlsym(RTLD_DEFAULT, "cblas_sgemm");
+  Dl_info info{};
+  if (sym == nullptr || dladdr(sym, &info) == 0 || info.dli_fname == nullptr) return rust::String("unknown");
+  return rust::String::lossy(info.dli_fname);
+}
+
+}  // namespace zeta_mlx

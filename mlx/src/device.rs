@@ -1,0 +1,65 @@
+//! Device choice and memory statistics.
+
+use crate::ffi::ffi;
+use crate::{err, Result};
+
+/// MLX's version string, e.g. `0.32.4`.
+pub fn version() -> String {
+    ffi::version()
+}
+
+/// Whether this MLX build has a GPU backend with a device present (Metal or CUDA).
+pub fn gpu_available() -> bool {
+    ffi::gpu_available()
+}
+
+/// Makes the GPU (or the CPU) the default device for new work.
+pub fn use_gpu(gpu: bool) -> Result<()> {
+    ffi::use_gpu(gpu).map_err(err("use_gpu"))
+}
+
+/// Whether new work runs on the GPU by default.
+pub fn default_device_is_gpu() -> bool {
+    ffi::default_device_is_gpu()
+}
+
+/// Bytes currently held by live arrays.
+pub fn active_memory() -> usize {
+    ffi::active_memory()
+}
+
+/// Highest [`active_memory`] since the last reset.
+pub fn peak_memory() -> usize {
+    ffi::peak_memory()
+}
+
+/// Resets [`peak_memory`].
+pub fn reset_peak_memory() {
+    ffi::reset_peak_memory()
+}
+
+/// Bytes held in MLX's buffer cache for reuse.
+pub fn cache_memory() -> usize {
+    ffi::cache_memory()
+}
+
+/// Returns cached buffers to the system.
+pub fn clear_cache() {
+    ffi::clear_cache()
+}
+
+/// Caps the buffer cache; returns the previous cap.
+pub fn set_cache_limit(bytes: usize) -> usize {
+    ffi::set_cache_limit(bytes)
+}
+
+/// Caps memory MLX may allocate before it waits or fails; returns the previous cap.
+pub fn set_memory_limit(bytes: usize) -> usize {
+    ffi::set_memory_limit(bytes)
+}
+
+/// The shared library that provides `cblas_sgemm` to MLX in this process (OpenBLAS through the
+/// project's shim, Accelerate, or the reference BLAS bundled with the mlx-cpu wheel).
+pub fn blas_backend() -> String {
+    ffi::blas_backend()
+}

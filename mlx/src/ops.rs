@@ -1,0 +1,272 @@
+//! MLX operations over [`Array`]s. Each builds a lazy graph node; nothing runs until an
+//! evaluation (`Array::eval`, `ArrayList::eval`, or a read-back such as `Array::to_f32`).
+
+use crate::array::{Array, ArrayList, Dtype};
+use crate::ffi::ffi;
+use crate::Result;
+
+macro_rules! unary {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name(a: &Array) -> Result<Array> {
+            Array::wrap(stringify!($name), ffi::$name(a.raw()))
+        }
+    )*};
+}
+
+macro_rules! binary {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name(a: &Array, b: &Array) -> Result<Array> {
+            Array::wrap(stringify!($name), ffi::$name(a.raw(), b.raw()))
+        }
+    )*};
+}
+
+macro_rules! reduce {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name(a: &Array, axis: i32, keepdims: bool) -> Result<Array> {
+            Array::wrap(stringify!($name), ffi::$name(a.raw(), axis, keepdims))
+        }
+    )*};
+}
+
+unary!(
+    /// e^x.
+    exp,
+    /// Natural logarithm.
+    log,
+    /// 1 / (1 + e^-x).
+    sigmoid,
+    /// x * sigmoid(x).
+    silu,
+    /// Hyperbolic tangent.
+    tanh,
+    /// Error function.
+    erf,
+    /// Square root.
+    sqrt,
+    /// 1 / sqrt(x).
+    rsqrt,
+    /// x².
+    square,
+    /// -x.
+    negative,
+    /// A row-major contiguous copy (or the array itself when it already is).
+    contiguous,
+);
+
+binary!(
+    /// a + b, broadcasting.
+    add,
+    /// a - b, broadcasting.
+    subtract,
+    /// a * b, broadcasting.
+    multiply,
+    /// a / b, broadcasting.
+    divide,
+    /// Element-wise maximum.
+    maximum,
+    /// Element-wise minimum.
+    minimum,
+    /// a > b.
+    greater,
+    /// a < b.
+    less,
+    /// a == b.
+    equal,
+    /// Matrix product (batched over leading dimensions).
+    matmul,
+);
+
+reduce!(
+    /// Sum over one axis.
+    sum,
+    /// Maximum over one axis.
+    max,
+    /// Mean over one axis.
+    mean,
+    /// Index of the maximum over one axis (`u32`).
+    argmax,
+    /// log(sum(exp(a))) over one axis, computed stably.
+    logsumexp,
+);
+
+/// `cond ? a : b`, element-wise.
+pub fn where_(cond: &Array, a: &Array, b: &Array) -> Result<Array> {
+    Array::wrap("where", ffi::where_(cond.raw(), a.raw(), b.raw()))
+}
+
+/// Converts to another element type.
+pub fn astype(a: &Array, dtype: Dtype) -> Result<Array> {
+    Array::wrap("astype", ffi::astype(a.raw(), dtype as u8))
+}
+
+/// Reshapes (one dimension may be -1).
+pub fn reshape(a: &Array, shape: &[i32]) -> Result<Array> {
+    Array::wrap("reshape", ffi::reshape(a.raw(), shape))
+}
+
+/// Permutes axes.
+pub fn transpose(a: &Array, axes: &[i32]) -> Result<Array> {
+    Array::wrap("transpose", ffi::transpose(a.raw(), axes))
+}
+
+/// Swaps two axes.
+pub fn swapaxes(a: &Array, a1: i32, a2: i32) -> Result<Array> {
+    Array::wrap("swapaxes", ffi::swapaxes(a.raw(), a1, a2))
+}
+
+/// Inserts a dimension of size 1.
+pub fn expand_dims(a: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("expand_dims", ffi::expand_dims(a.raw(), axis))
+}
+
+/// Removes a dimension of size 1.
+pub fn squeeze(a: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("squeeze", ffi::squeeze(a.raw(), axis))
+}
+
+/// `a[start:stop]` with unit strides, one entry per dimension.
+pub fn slice(a: &Array, start: &[i32], stop: &[i32]) -> Result<Array> {
+    let strides = vec![1; start.len()];
+    Array::wrap("slice", ffi::slice(a.raw(), start, stop, &strides))
+}
+
+/// `a[start:stop:strides]`.
+pub fn slice_strided(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
+    Array::wrap("slice", ffi::slice(a.raw(), start, stop, strides))
+}
+
+/// Rows `[start, stop)` of `axis`, all of every other dimension.
+pub fn slice_axis(a: &Array, axis: i32, start: i32, stop: i32) -> Result<Array> {
+    let shape = a.shape();
+    let axis = if axis < 0 { shape.len() as i32 + axis } else { axis } as usize;
+    let mut lo = vec![0; shape.len()];
+    let mut hi = shape.clone();
+    lo[axis] = start;
+    hi[axis] = stop;
+    slice(a, &lo, &hi)
+}
+
+/// A copy of `src` with `src[start:stop] = update`. When `src` holds the only reference to its
+/// buffer, MLX writes in place, which is what keeps a growing KV cache linear in cost.
+pub fn slice_update(src: &Array, update: &Array, start: &[i32], stop: &[i32]) -> Result<Array> {
+    Array::wrap("slice_update", ffi::slice_update(src.raw(), update.raw(), start, stop))
+}
+
+/// Gathers `indices` along `axis`.
+pub fn take(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("take", ffi::take(a.raw(), indices.raw(), axis))
+}
+
+/// Gathers along `axis` with indices broadcast against `a`.
+pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("take_along_axis", ffi::take_along_axis(a.raw(), indices.raw(), axis))
+}
+
+/// Joins arrays along an existing axis.
+pub fn concatenate(arrays: &[&Array], axis: i32) -> Result<Array> {
+    let list = ArrayList::of(arrays.iter().copied());
+    Array::wrap("concatenate", ffi::concatenate(&list.inner, axis))
+}
+
+/// Joins arrays along a new axis.
+pub fn stack(arrays: &[&Array], axis: i32) -> Result<Array> {
+    let list = ArrayList::of(arrays.iter().copied());
+    Array::wrap("stack", ffi::stack(&list.inner, axis))
+}
+
+/// Softmax over one axis; `precise` accumulates in float32 for half-precision input.
+pub fn softmax(a: &Array, axis: i32, precise: bool) -> Result<Array> {
+    Array::wrap("softmax", ffi::softmax(a.raw(), axis, precise))
+}
+
+/// The `k` largest values along `axis` (unordered).
+pub fn topk(a: &Array, k: i32, axis: i32) -> Result<Array> {
+    Array::wrap("topk", ffi::topk(a.raw(), k, axis))
+}
+
+/// Indices that partition `a` around its `kth` element along `axis`.
+pub fn argpartition(a: &Array, kth: i32, axis: i32) -> Result<Array> {
+    Array::wrap("argpartition", ffi::argpartition(a.raw(), kth, axis))
+}
+
+/// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` affine-quantized.
+pub fn quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    transpose: bool,
+    group_size: i32,
+    bits: i32,
+) -> Result<Array> {
+    Array::wrap(
+        "quantized_matmul",
+        ffi::quantized_matmul(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose, group_size, bits),
+    )
+}
+
+/// Affine-quantizes `w` along its last axis: returns `(packed, scales, biases)`.
+pub fn quantize(w: &Array, group_size: i32, bits: i32) -> Result<(Array, Array, Array)> {
+    let list = ffi::quantize(w.raw(), group_size, bits).map_err(crate::err("quantize"))?;
+    let list = ArrayList { inner: list };
+    Ok((list.get(0)?, list.get(1)?, list.get(2)?))
+}
+
+/// Expands an affine-quantized matrix back to `dtype`.
+pub fn dequantize(w: &Array, scales: &Array, biases: &Array, group_size: i32, bits: i32, dtype: Dtype) -> Result<Array> {
+    Array::wrap(
+        "dequantize",
+        ffi::dequantize(w.raw(), scales.raw(), biases.raw(), group_size, bits, dtype as u8),
+    )
+}
+
+/// RMS normalization over the last axis, scaled by `weight` (fused kernel).
+pub fn rms_norm(x: &Array, weight: &Array, eps: f32) -> Result<Array> {
+    Array::wrap("rms_norm", ffi::rms_norm(x.raw(), weight.raw(), eps))
+}
+
+/// Layer normalization over the last axis (fused kernel).
+pub fn layer_norm(x: &Array, weight: &Array, bias: &Array, eps: f32) -> Result<Array> {
+    Array::wrap("layer_norm", ffi::layer_norm(x.raw(), weight.raw(), bias.raw(), eps))
+}
+
+/// Rotary position embedding over the last axis of `x` (`[B, H, L, D]`), positions starting at
+/// `offset`.
+pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
+    Array::wrap("rope", ffi::rope(x.raw(), dims, traditional, base, scale, offset))
+}
+
+/// Rotary embedding with explicit per-dimension frequencies (Llama 3 style scaling).
+pub fn rope_with_freqs(x: &Array, dims: i32, traditional: bool, scale: f32, offset: i32, freqs: &Array) -> Result<Array> {
+    Array::wrap("rope", ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()))
+}
+
+/// Attention `softmax(q kᵀ · scale) v` with `mask_mode` `""` (none) or `"causal"`; q, k, v are
+/// `[B, H, L, D]` and k/v may have fewer heads (grouped-query attention).
+pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask_mode: &str) -> Result<Array> {
+    Array::wrap("scaled_dot_product_attention", ffi::sdpa(q.raw(), k.raw(), v.raw(), scale, mask_mode))
+}
+
+/// Attention with an explicit additive or boolean mask.
+pub fn scaled_dot_product_attention_masked(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Array) -> Result<Array> {
+    Array::wrap("scaled_dot_product_attention", ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()))
+}
+
+/// A PRNG key from a seed.
+pub fn random_key(seed: u64) -> Result<Array> {
+    Array::wrap("random_key", ffi::random_key(seed))
+}
+
+/// Samples indices from unnormalized log-probabilities along `axis`.
+pub fn categorical(logits: &Array, axis: i32, key: &Array) -> Result<Array> {
+    Array::wrap("categorical", ffi::categorical(logits.raw(), axis, key.raw()))
+}
+
+/// Waits for all work queued on the current thread's default stream.
+pub fn synchronize() -> Result<()> {
+    ffi::synchronize().map_err(crate::err("synchronize"))
+}

@@ -1,0 +1,95 @@
+//! The bridge against real MLX: arithmetic, shapes, errors as values, files.
+
+use mlx::ops;
+use mlx::{Array, Dtype};
+
+#[test]
+fn matmul_and_readback() {
+    let a = Array::from_f32(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let b = Array::from_f32(&[5.0, 6.0, 7.0, 8.0], &[2, 2]).unwrap();
+    let c = ops::matmul(&a, &b).unwrap();
+    assert_eq!(c.shape(), vec![2, 2]);
+    assert_eq!(c.to_f32().unwrap(), vec![19.0, 22.0, 43.0, 50.0]);
+}
+
+#[test]
+fn shape_mismatch_is_an_error_not_an_abort() {
+    let a = Array::from_f32(&[1.0; 6], &[2, 3]).unwrap();
+    let b = Array::from_f32(&[1.0; 6], &[2, 3]).unwrap();
+    let e = ops::matmul(&a, &b).unwrap_err();
+    assert_eq!(e.op, "matmul");
+    assert!(e.message.contains("shape") || e.message.contains("dimension"), "{e}");
+    let e = Array::from_f32(&[1.0; 5], &[2, 3]).unwrap_err();
+    assert!(e.message.contains("5 elements"), "{e}");
+}
+
+#[test]
+fn quantize_roundtrip_and_matmul_agree() {
+    let w: Vec<f32> = (0..64 * 32).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    let w = Array::from_f32(&w, &[32, 64]).unwrap();
+    let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
+    assert_eq!(q.dtype(), Dtype::U32);
+    let x = Array::from_f32(&vec![0.5; 64], &[1, 64]).unwrap();
+    let y_q = ops::quantized_matmul(&x, &q, &s, &b, true, 32, 4).unwrap().to_f32().unwrap();
+    let wd = ops::dequantize(&q, &s, &b, 32, 4, Dtype::F32).unwrap();
+    let y_d = ops::matmul(&x, &ops::transpose(&wd, &[1, 0]).unwrap()).unwrap().to_f32().unwrap();
+    for (a, b) in y_q.iter().zip(&y_d) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = mlx::Gguf::load(std::path::Path::new("/nonexistent/model.gguf")).err().unwrap();
+    assert_eq!(e.op, "load_gguf");
+    let e = mlx::Safetensors::load(std::path::Path::new("/nonexistent/model.safetensors")).err().unwrap();
+    assert_eq!(e.op, "load_safetensors");
+}
+
+#[test]
+fn safetensors_roundtrip() {
+    let dir = std::env::temp_dir().join(format!("mlx-bridge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.safetensors");
+    let a = Array::from_f32(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    mlx::save_safetensors(&path, &[("a".into(), a)]).unwrap();
+    let mut st = mlx::Safetensors::load(&path).unwrap();
+    assert_eq!(st.keys(), vec!["a".to_string()]);
+    assert_eq!(st.take("a").unwrap().to_f32().unwrap(), vec![1.0, 2.0, 3.0]);
+    assert!(st.take("a").is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn rope_and_attention_shapes() {
+    let x = Array::full(&[1, 2, 3, 8], 0.5, Dtype::F32).unwrap();
+    let r = ops::rope(&x, 8, false, 10000.0, 1.0, 4).unwrap();
+    assert_eq!(r.shape(), vec![1, 2, 3, 8]);
+    let o = ops::scaled_dot_product_attention(&r, &r, &r, 0.3, "causal").unwrap();
+    assert_eq!(o.shape(), vec![1, 2, 3, 8]);
+    o.eval().unwrap();
+}
+
+#[test]
+fn memory_statistics_move() {
+    let before = mlx::active_memory();
+    let a = Array::full(&[1024, 1024], 1.0, Dtype::F32).unwrap();
+    a.eval().unwrap();
+    assert!(mlx::active_memory() >= before + 4 * 1024 * 1024 - 1);
+    assert!(mlx::version().starts_with("0.32"));
+}
+
+/// With the scipy-openblas32 wheel beside MLX (what `make setup` installs on Linux), MLX's
+/// float32 GEMM must be bound to the OpenBLAS shim, not the bundled reference BLAS.
+#[test]
+#[cfg(target_os = "linux")]
+fn sgemm_is_routed_to_openblas_when_available() {
+    let backend = mlx::blas_backend();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let have_openblas = std::fs::read_dir(root.join(".venv/lib"))
+        .map(|d| d.flatten().any(|e| e.path().join("site-packages/scipy_openblas32").is_dir()))
+        .unwrap_or(false);
+    if have_openblas && std::env::var_os("MLX_DIR").is_none() {
+        assert!(backend.contains("libzeta_cblas"), "cblas_sgemm comes from {backend}");
+    }
+}
