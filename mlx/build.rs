@@ -33,7 +33,10 @@ fn main() {
     let include = mlx_dir.join("include");
     let lib = mlx_dir.join("lib");
     check_version(&include);
-    println!("cargo:rerun-if-changed={}", include.join("mlx/version.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("mlx/version.h").display()
+    );
 
     let mut rpaths = vec![lib.clone()];
     let mut build = cxx_build::bridge("src/ffi.rs");
@@ -66,7 +69,9 @@ fn main() {
 }
 
 fn fail(why: &str) -> ! {
-    eprintln!("\nerror: MLX's C++ library was not found or is not usable.\n  {why}\n  Fix: {FIX}.\n");
+    eprintln!(
+        "\nerror: MLX's C++ library was not found or is not usable.\n  {why}\n  Fix: {FIX}.\n"
+    );
     std::process::exit(1);
 }
 
@@ -92,7 +97,9 @@ fn find_mlx() -> Result<PathBuf, String> {
     let venv = manifest.parent().unwrap().join(".venv");
     println!("cargo:rerun-if-changed={}", venv.display());
     for lib_dir in [venv.join("lib"), venv.join("Lib")] {
-        let Ok(entries) = std::fs::read_dir(&lib_dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&lib_dir) else {
+            continue;
+        };
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path().join("site-packages/mlx"))
@@ -133,13 +140,20 @@ fn check_version(include: &Path) {
             .find_map(|l| l.trim().strip_prefix(&format!("#define {name} ")))
             .and_then(|v| v.trim().parse().ok())
     };
-    match (grab("MLX_VERSION_MAJOR"), grab("MLX_VERSION_MINOR"), grab("MLX_VERSION_PATCH")) {
+    match (
+        grab("MLX_VERSION_MAJOR"),
+        grab("MLX_VERSION_MINOR"),
+        grab("MLX_VERSION_PATCH"),
+    ) {
         (Some(0), Some(REQUIRED_MINOR), Some(_)) => {}
         (Some(a), Some(b), Some(c)) => fail(&format!(
             "found MLX {a}.{b}.{c} at {}, but zeta-mlx is built for MLX 0.{REQUIRED_MINOR}.x",
             include.display()
         )),
-        _ => fail(&format!("cannot read MLX's version from {}", header.display())),
+        _ => fail(&format!(
+            "cannot read MLX's version from {}",
+            header.display()
+        )),
     }
 }
 
@@ -147,7 +161,9 @@ fn check_version(include: &Path) {
 /// it directly, so the dynamic loader finds its `cblas_sgemm` before the reference BLAS that
 /// `libmlx.so` itself depends on.
 fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || env::var_os("ZETA_NO_OPENBLAS").is_some() {
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || env::var_os("ZETA_NO_OPENBLAS").is_some()
+    {
         return None;
     }
     let blas_lib = mlx_dir.parent()?.join("scipy_openblas32/lib");

@@ -5,7 +5,7 @@ use std::fmt;
 use cxx::UniquePtr;
 
 use crate::ffi::ffi;
-use crate::{err, Result};
+use crate::{Result, err};
 
 /// Element types, with the codes the C++ half of the bridge uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,7 +72,10 @@ pub struct Array {
 }
 
 impl Array {
-    pub(crate) fn wrap(op: &'static str, r: std::result::Result<UniquePtr<ffi::array>, cxx::Exception>) -> Result<Array> {
+    pub(crate) fn wrap(
+        op: &'static str,
+        r: std::result::Result<UniquePtr<ffi::array>, cxx::Exception>,
+    ) -> Result<Array> {
         r.map(|inner| Array { inner }).map_err(err(op))
     }
 
@@ -133,7 +136,11 @@ impl Array {
     /// Size of dimension `axis` (negative counts from the end).
     pub fn dim(&self, axis: i32) -> i32 {
         let shape = self.shape();
-        let i = if axis < 0 { shape.len() as i32 + axis } else { axis };
+        let i = if axis < 0 {
+            shape.len() as i32 + axis
+        } else {
+            axis
+        };
         shape[i as usize]
     }
 
@@ -193,7 +200,9 @@ pub struct ArrayList {
 impl ArrayList {
     /// An empty list.
     pub fn new() -> ArrayList {
-        ArrayList { inner: ffi::new_list() }
+        ArrayList {
+            inner: ffi::new_list(),
+        }
     }
 
     /// A list holding (shared references to) these arrays.

@@ -1,7 +1,7 @@
 //! Device choice and memory statistics.
 
 use crate::ffi::ffi;
-use crate::{err, Result};
+use crate::{Result, err};
 
 /// MLX's version string, e.g. `0.32.4`.
 pub fn version() -> String {

@@ -20,10 +20,10 @@ pub use device::{
     active_memory, blas_backend, cache_memory, clear_cache, default_device_is_gpu, gpu_available,
     peak_memory, reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
 };
-pub use io::{save_safetensors, Gguf, GgufMeta, Safetensors};
+pub use io::{Gguf, GgufMeta, Safetensors, save_safetensors};
 
 /// An error raised by MLX (a C++ exception) or by this crate's argument checks.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("MLX {op}: {message}")]
 pub struct Error {
     /// The operation that failed, e.g. `matmul` or `load_gguf`.
@@ -36,5 +36,8 @@ pub struct Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn err(op: &'static str) -> impl FnOnce(cxx::Exception) -> Error {
-    move |e| Error { op, message: e.what().to_string() }
+    move |e| Error {
+        op,
+        message: e.what().to_string(),
+    }
 }

@@ -1,9 +1,9 @@
 //! MLX operations over [`Array`]s. Each builds a lazy graph node; nothing runs until an
 //! evaluation (`Array::eval`, `ArrayList::eval`, or a read-back such as `Array::to_f32`).
 
+use crate::Result;
 use crate::array::{Array, ArrayList, Dtype};
 use crate::ffi::ffi;
-use crate::Result;
 
 macro_rules! unary {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
@@ -142,7 +142,11 @@ pub fn slice_strided(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) ->
 /// Rows `[start, stop)` of `axis`, all of every other dimension.
 pub fn slice_axis(a: &Array, axis: i32, start: i32, stop: i32) -> Result<Array> {
     let shape = a.shape();
-    let axis = if axis < 0 { shape.len() as i32 + axis } else { axis } as usize;
+    let axis = if axis < 0 {
+        shape.len() as i32 + axis
+    } else {
+        axis
+    } as usize;
     let mut lo = vec![0; shape.len()];
     let mut hi = shape.clone();
     lo[axis] = start;
@@ -153,7 +157,10 @@ pub fn slice_axis(a: &Array, axis: i32, start: i32, stop: i32) -> Result<Array> 
 /// A copy of `src` with `src[start:stop] = update`. When `src` holds the only reference to its
 /// buffer, MLX writes in place, which is what keeps a growing KV cache linear in cost.
 pub fn slice_update(src: &Array, update: &Array, start: &[i32], stop: &[i32]) -> Result<Array> {
-    Array::wrap("slice_update", ffi::slice_update(src.raw(), update.raw(), start, stop))
+    Array::wrap(
+        "slice_update",
+        ffi::slice_update(src.raw(), update.raw(), start, stop),
+    )
 }
 
 /// Gathers `indices` along `axis`.
@@ -163,7 +170,10 @@ pub fn take(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 
 /// Gathers along `axis` with indices broadcast against `a`.
 pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
-    Array::wrap("take_along_axis", ffi::take_along_axis(a.raw(), indices.raw(), axis))
+    Array::wrap(
+        "take_along_axis",
+        ffi::take_along_axis(a.raw(), indices.raw(), axis),
+    )
 }
 
 /// Joins arrays along an existing axis.
@@ -205,7 +215,15 @@ pub fn quantized_matmul(
 ) -> Result<Array> {
     Array::wrap(
         "quantized_matmul",
-        ffi::quantized_matmul(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose, group_size, bits),
+        ffi::quantized_matmul(
+            x.raw(),
+            w.raw(),
+            scales.raw(),
+            biases.raw(),
+            transpose,
+            group_size,
+            bits,
+        ),
     )
 }
 
@@ -217,10 +235,24 @@ pub fn quantize(w: &Array, group_size: i32, bits: i32) -> Result<(Array, Array, 
 }
 
 /// Expands an affine-quantized matrix back to `dtype`.
-pub fn dequantize(w: &Array, scales: &Array, biases: &Array, group_size: i32, bits: i32, dtype: Dtype) -> Result<Array> {
+pub fn dequantize(
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    group_size: i32,
+    bits: i32,
+    dtype: Dtype,
+) -> Result<Array> {
     Array::wrap(
         "dequantize",
-        ffi::dequantize(w.raw(), scales.raw(), biases.raw(), group_size, bits, dtype as u8),
+        ffi::dequantize(
+            w.raw(),
+            scales.raw(),
+            biases.raw(),
+            group_size,
+            bits,
+            dtype as u8,
+        ),
     )
 }
 
@@ -231,29 +263,70 @@ pub fn rms_norm(x: &Array, weight: &Array, eps: f32) -> Result<Array> {
 
 /// Layer normalization over the last axis (fused kernel).
 pub fn layer_norm(x: &Array, weight: &Array, bias: &Array, eps: f32) -> Result<Array> {
-    Array::wrap("layer_norm", ffi::layer_norm(x.raw(), weight.raw(), bias.raw(), eps))
+    Array::wrap(
+        "layer_norm",
+        ffi::layer_norm(x.raw(), weight.raw(), bias.raw(), eps),
+    )
 }
 
 /// Rotary position embedding over the last axis of `x` (`[B, H, L, D]`), positions starting at
 /// `offset`.
-pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
-    Array::wrap("rope", ffi::rope(x.raw(), dims, traditional, base, scale, offset))
+pub fn rope(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: f32,
+    scale: f32,
+    offset: i32,
+) -> Result<Array> {
+    Array::wrap(
+        "rope",
+        ffi::rope(x.raw(), dims, traditional, base, scale, offset),
+    )
 }
 
 /// Rotary embedding with explicit per-dimension frequencies (Llama 3 style scaling).
-pub fn rope_with_freqs(x: &Array, dims: i32, traditional: bool, scale: f32, offset: i32, freqs: &Array) -> Result<Array> {
-    Array::wrap("rope", ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()))
+pub fn rope_with_freqs(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    scale: f32,
+    offset: i32,
+    freqs: &Array,
+) -> Result<Array> {
+    Array::wrap(
+        "rope",
+        ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()),
+    )
 }
 
 /// Attention `softmax(q kᵀ · scale) v` with `mask_mode` `""` (none) or `"causal"`; q, k, v are
 /// `[B, H, L, D]` and k/v may have fewer heads (grouped-query attention).
-pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask_mode: &str) -> Result<Array> {
-    Array::wrap("scaled_dot_product_attention", ffi::sdpa(q.raw(), k.raw(), v.raw(), scale, mask_mode))
+pub fn scaled_dot_product_attention(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask_mode: &str,
+) -> Result<Array> {
+    Array::wrap(
+        "scaled_dot_product_attention",
+        ffi::sdpa(q.raw(), k.raw(), v.raw(), scale, mask_mode),
+    )
 }
 
 /// Attention with an explicit additive or boolean mask.
-pub fn scaled_dot_product_attention_masked(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Array) -> Result<Array> {
-    Array::wrap("scaled_dot_product_attention", ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()))
+pub fn scaled_dot_product_attention_masked(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask: &Array,
+) -> Result<Array> {
+    Array::wrap(
+        "scaled_dot_product_attention",
+        ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()),
+    )
 }
 
 /// A PRNG key from a seed.
@@ -263,7 +336,10 @@ pub fn random_key(seed: u64) -> Result<Array> {
 
 /// Samples indices from unnormalized log-probabilities along `axis`.
 pub fn categorical(logits: &Array, axis: i32, key: &Array) -> Result<Array> {
-    Array::wrap("categorical", ffi::categorical(logits.raw(), axis, key.raw()))
+    Array::wrap(
+        "categorical",
+        ffi::categorical(logits.raw(), axis, key.raw()),
+    )
 }
 
 /// Waits for all work queued on the current thread's default stream.

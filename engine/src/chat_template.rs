@@ -1,0 +1,319 @@
+//! Hugging Face chat templates through minijinja. The environment reproduces what
+//! `transformers` gives templates: `trim_blocks`/`lstrip_blocks`, loop controls, Python string and
+//! dict methods, `raise_exception`, `strftime_now`, and a `tojson` that writes JSON the way
+//! Python's `json.dumps` does (", " and ": " separators, non-ASCII kept), since templates embed
+//! tool schemas with it and the model was trained on exactly that text.
+
+use std::fmt::Write;
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind};
+use serde::Serialize;
+
+use crate::error::{EngineError, Result};
+
+/// One message as the template sees it.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, `tool`, or another role the template knows.
+    pub role: String,
+    /// Text content (`None` for an assistant turn that only calls tools).
+    pub content: Option<String>,
+    /// Optional participant name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tool calls made by an assistant turn.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For `tool` messages: the call this answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Reasoning text of an earlier assistant turn, for templates that render it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+/// A function call made by the assistant.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ToolCall {
+    /// Call id (`call_…`).
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Name and arguments.
+    pub function: FunctionCall,
+}
+
+/// The function part of a [`ToolCall`]. Templates index into the arguments, so they are passed
+/// as a JSON value (a JSON string in the OpenAI API is parsed first).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments object.
+    pub arguments: serde_json::Value,
+}
+
+/// A compiled chat template with the tokenizer's BOS/EOS strings.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+/// What to render.
+#[derive(Clone, Debug, Default)]
+pub struct ChatInput<'a> {
+    /// The conversation.
+    pub messages: &'a [ChatMessage],
+    /// Tool definitions (OpenAI `tools` array entries), if any.
+    pub tools: Option<&'a [serde_json::Value]>,
+    /// End with the assistant turn's opening.
+    pub add_generation_prompt: bool,
+    /// Extra variables (e.g. `enable_thinking`).
+    pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; errors name the template's line.
+    pub fn new(
+        source: &str,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<ChatTemplate> {
+        let mut env = Environment::new();
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_function("strftime_now", |fmt: String| {
+            chrono::Local::now().format(&fmt).to_string()
+        });
+        env.add_filter("tojson", tojson);
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| {
+                EngineError::Template(format!("the model's chat template does not compile: {e:#}"))
+            })?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.unwrap_or_default(),
+            eos_token: eos_token.unwrap_or_default(),
+        })
+    }
+
+    /// Renders a conversation to the prompt text.
+    pub fn render(&self, input: &ChatInput<'_>) -> Result<String> {
+        let tmpl = self.env.get_template("chat").expect("added in new");
+        let mut ctx = serde_json::Map::new();
+        if let Some(extra) = input.extra {
+            ctx.extend(extra.clone());
+        }
+        ctx.insert(
+            "messages".into(),
+            serde_json::to_value(input.messages).expect("messages serialize"),
+        );
+        ctx.insert(
+            "tools".into(),
+            input
+                .tools
+                .map(|t| serde_json::Value::Array(t.to_vec()))
+                .unwrap_or_default(),
+        );
+        ctx.insert(
+            "add_generation_prompt".into(),
+            input.add_generation_prompt.into(),
+        );
+        ctx.insert("bos_token".into(), self.bos_token.clone().into());
+        ctx.insert("eos_token".into(), self.eos_token.clone().into());
+        tmpl.render(Value::from(minijinja::value::Serde(&ctx)))
+            .map_err(|e| {
+                if e.kind() == ErrorKind::InvalidOperation {
+                    // `raise_exception` from the template: its message is meant for the user.
+                    EngineError::invalid(
+                        "messages",
+                        e.detail()
+                            .unwrap_or("rejected by the chat template")
+                            .to_string(),
+                    )
+                } else {
+                    EngineError::Template(format!("{e:#}"))
+                }
+            })
+    }
+}
+
+/// Python `json.dumps(value, ensure_ascii=False, indent=indent)`.
+fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    let _: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let mut out = String::new();
+    dump(&json, indent, 0, &mut out);
+    Ok(Value::from_safe_string(out))
+}
+
+fn dump(v: &serde_json::Value, indent: Option<usize>, depth: usize, out: &mut String) {
+    use serde_json::Value as J;
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', n * depth));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => write!(out, "{i}").unwrap(),
+            (_, Some(u), _) => write!(out, "{u}").unwrap(),
+            (_, _, Some(f)) => out.push_str(&python_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        J::String(s) => dump_str(s, out),
+        J::Array(items) => {
+            if items.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                dump(item, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        J::Object(map) => {
+            if map.is_empty() {
+                out.push_str("{}");
+                return;
+            }
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                dump_str(k, out);
+                out.push_str(": ");
+                dump(item, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+    }
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, `1.0` not `1`, exponent form as `1e-05`.
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        let s = format!("{f:e}");
+        let (mant, exp) = s.split_once('e').unwrap();
+        let exp: i32 = exp.parse().unwrap();
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    let s = format!("{f}");
+    if s.contains('.') { s } else { format!("{s}.0") }
+}
+
+fn dump_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let v = serde_json::json!({"name": "get_weather", "params": {"city": "Zürich \"q\"", "n": [1, 2.5, 1e-05]}, "ok": true, "none": null});
+        let mut out = String::new();
+        dump(&v, None, 0, &mut out);
+        assert_eq!(
+            out,
+            r#"{"name": "get_weather", "params": {"city": "Zürich \"q\"", "n": [1, 2.5, 1e-05]}, "ok": true, "none": null}"#
+        );
+        let mut out = String::new();
+        dump(&serde_json::json!({"a": [1, {}]}), Some(2), 0, &mut out);
+        assert_eq!(out, "{\n  \"a\": [\n    1,\n    {}\n  ]\n}");
+    }
+
+    #[test]
+    fn raise_exception_is_an_invalid_argument() {
+        let t = ChatTemplate::new(
+            "{{ raise_exception('System role not supported') }}",
+            None,
+            None,
+        )
+        .unwrap();
+        let e = t.render(&ChatInput::default()).unwrap_err();
+        assert!(matches!(e, EngineError::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("System role not supported"), "{e}");
+    }
+
+    #[test]
+    fn python_string_methods_work() {
+        let t = ChatTemplate::new(
+            "{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.role.startswith('us') }}{% endfor %}",
+            None,
+            None,
+        )
+        .unwrap();
+        let msgs = [ChatMessage {
+            role: "user".into(),
+            content: Some("  hi  ".into()),
+            ..Default::default()
+        }];
+        let out = t
+            .render(&ChatInput {
+                messages: &msgs,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(out, "HI|true");
+    }
+}

@@ -1,0 +1,427 @@
+//! The architecture-independent description of a decoder model, read from an mlx-community
+//! `config.json` or from GGUF metadata. Everything the forward pass needs to know lives here.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+
+/// The architectures this engine implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama 1-3 and SmolLM2.
+    Llama,
+    /// Mistral (Llama layout; sliding window not used at our context sizes).
+    Mistral,
+    /// Qwen2 / Qwen2.5: biases on q, k and v projections.
+    Qwen2,
+    /// Qwen3: RMS norms on q and k per head.
+    Qwen3,
+}
+
+/// Comma-separated names of every supported architecture, for error messages.
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3";
+
+impl Architecture {
+    /// From `model_type` (config.json) or `general.architecture` (GGUF).
+    pub fn parse(name: &str) -> Result<Architecture> {
+        match name {
+            "llama" => Ok(Architecture::Llama),
+            "mistral" => Ok(Architecture::Mistral),
+            "qwen2" => Ok(Architecture::Qwen2),
+            "qwen3" => Ok(Architecture::Qwen3),
+            other => Err(EngineError::UnsupportedArchitecture {
+                found: other.to_string(),
+                supported: SUPPORTED.into(),
+            }),
+        }
+    }
+
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Mistral => "mistral",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// How rotary frequencies are scaled for long context.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE.
+    None,
+    /// Positions divided by `factor`.
+    Linear {
+        /// The divisor.
+        factor: f32,
+    },
+    /// Llama 3.x frequency-dependent scaling.
+    Llama3 {
+        /// Overall factor.
+        factor: f32,
+        /// Wavelengths longer than `original / low_freq_factor` are scaled fully.
+        low_freq_factor: f32,
+        /// Wavelengths shorter than `original / high_freq_factor` are kept.
+        high_freq_factor: f32,
+        /// The pre-training context length.
+        original_max_position_embeddings: f32,
+    },
+    /// Explicit per-frequency divisors (GGUF `rope_freqs.weight`).
+    Factors(Vec<f32>),
+}
+
+/// Hyper-parameters of a decoder-only transformer.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// Which architecture.
+    pub arch: Architecture,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// RMS norm epsilon.
+    pub rms_norm_eps: f32,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// RoPE scaling.
+    pub rope_scaling: RopeScaling,
+    /// Whether RoPE rotates interleaved pairs (GGUF llama rows before un-permuting use this).
+    pub rope_traditional: bool,
+    /// Longest context the model supports.
+    pub max_position_embeddings: usize,
+    /// Whether the output projection is the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections have biases (Qwen2).
+    pub attention_bias: bool,
+    /// Per-head RMS norms on q and k (Qwen3).
+    pub qk_norm: bool,
+    /// EOS ids declared by config.json / GGUF metadata.
+    pub eos_token_ids: Vec<u32>,
+    /// BOS id, if declared.
+    pub bos_token_id: Option<u32>,
+    /// Default quantization (group size, bits) from config.json, if the model is quantized.
+    pub quantization: Option<(i32, i32)>,
+    /// Per-module quantization overrides: (module path, Some((group, bits)) or None = dense).
+    pub quantization_overrides: Vec<(String, Option<(i32, i32)>)>,
+}
+
+fn get_usize(v: &Value, key: &str) -> Option<usize> {
+    v.get(key).and_then(Value::as_u64).map(|x| x as usize)
+}
+
+fn get_f32(v: &Value, key: &str) -> Option<f32> {
+    v.get(key).and_then(Value::as_f64).map(|x| x as f32)
+}
+
+/// An id or a list of ids, as `eos_token_id` may be either.
+pub fn id_list(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+impl ModelConfig {
+    /// Parses an mlx-community / Hugging Face `config.json`.
+    pub fn from_config_json(path: &Path) -> Result<ModelConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            EngineError::bad_model(path, format!("config.json is not valid JSON: {e}"))
+        })?;
+        Self::from_json(&v, path)
+    }
+
+    /// Parses the JSON value of a `config.json` (the path is for messages).
+    pub fn from_json(v: &Value, path: &Path) -> Result<ModelConfig> {
+        let need = |key: &str| -> Result<usize> {
+            get_usize(v, key).ok_or_else(|| {
+                EngineError::bad_model(path, format!("config.json lacks the integer '{key}'"))
+            })
+        };
+        let model_type = v
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EngineError::bad_model(path, "config.json lacks 'model_type'"))?;
+        let arch = Architecture::parse(model_type)?;
+        let hidden_size = need("hidden_size")?;
+        let num_heads = need("num_attention_heads")?;
+        let num_kv_heads = get_usize(v, "num_key_value_heads").unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(EngineError::bad_model(
+                path,
+                format!(
+                    "num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}"
+                ),
+            ));
+        }
+        let head_dim = get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads);
+        let rope_scaling = parse_rope_scaling(v.get("rope_scaling"), path)?;
+        let (quantization, quantization_overrides) =
+            parse_quantization(v.get("quantization").or(v.get("quantization_config")));
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            num_layers: need("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            intermediate_size: need("intermediate_size")?,
+            vocab_size: need("vocab_size")?,
+            rms_norm_eps: get_f32(v, "rms_norm_eps").unwrap_or(1e-6),
+            rope_theta: get_f32(v, "rope_theta").unwrap_or(10000.0),
+            rope_scaling,
+            rope_traditional: v
+                .get("rope_traditional")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            attention_bias: v
+                .get("attention_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(arch == Architecture::Qwen2),
+            qk_norm: arch == Architecture::Qwen3,
+            eos_token_ids: id_list(v.get("eos_token_id")),
+            bos_token_id: v
+                .get("bos_token_id")
+                .and_then(Value::as_u64)
+                .map(|x| x as u32),
+            quantization,
+            quantization_overrides,
+        })
+    }
+
+    /// The quantization (group size, bits) for one module path, e.g.
+    /// `model.layers.3.mlp.down_proj`: its override if any, else the model default.
+    pub fn quantization_for(&self, module: &str) -> Option<(i32, i32)> {
+        for (path, q) in &self.quantization_overrides {
+            if path == module {
+                return *q;
+            }
+        }
+        self.quantization
+    }
+
+    /// The key/value heads share each query head group of this size.
+    pub fn group_size(&self) -> usize {
+        self.num_heads / self.num_kv_heads
+    }
+}
+
+fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(RopeScaling::None);
+    };
+    let kind = v
+        .get("rope_type")
+        .or(v.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let factor = get_f32(v, "factor").unwrap_or(1.0);
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear { factor }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: get_f32(v, "low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: get_f32(v, "high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: get_f32(v, "original_max_position_embeddings")
+                .unwrap_or(8192.0),
+        }),
+        other => Err(EngineError::bad_model(
+            path,
+            format!(
+                "rope_scaling type '{other}' is not supported (supported: default, linear, llama3)"
+            ),
+        )),
+    }
+}
+
+type Quant = (Option<(i32, i32)>, Vec<(String, Option<(i32, i32)>)>);
+
+fn parse_quantization(v: Option<&Value>) -> Quant {
+    let Some(Value::Object(map)) = v else {
+        return (None, vec![]);
+    };
+    let pair = |m: &serde_json::Map<String, Value>| -> Option<(i32, i32)> {
+        Some((
+            m.get("group_size")?.as_i64()? as i32,
+            m.get("bits")?.as_i64()? as i32,
+        ))
+    };
+    let default = pair(map);
+    let overrides = map
+        .iter()
+        .filter_map(|(k, v)| match v {
+            Value::Object(m) => pair(m).map(|q| (k.clone(), Some(q))),
+            Value::Bool(false) => Some((k.clone(), None)),
+            _ => None,
+        })
+        .collect();
+    (default, overrides)
+}
+
+/// Llama 3 frequency scaling: the per-dimension frequencies passed to `fast::rope`.
+pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
+    let dims = cfg.head_dim;
+    let base_freqs = (0..dims / 2).map(|i| cfg.rope_theta.powf(2.0 * i as f32 / dims as f32));
+    match &cfg.rope_scaling {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            let low_wavelen = original_max_position_embeddings / low_freq_factor;
+            let high_wavelen = original_max_position_embeddings / high_freq_factor;
+            Some(
+                base_freqs
+                    .map(|f| {
+                        let wavelen = 2.0 * std::f32::consts::PI * f;
+                        if wavelen > low_wavelen {
+                            f * factor
+                        } else if wavelen < high_wavelen {
+                            f
+                        } else {
+                            let smooth = (original_max_position_embeddings / wavelen
+                                - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            f / ((1.0 - smooth) / factor + smooth)
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        RopeScaling::Factors(factors) => {
+            Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Reads a GGUF metadata scalar as f64.
+fn gguf_num(g: &mlx::Gguf, key: &str) -> Result<Option<f64>> {
+    match g.meta(key)? {
+        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => {
+            Ok(a.to_f32()?.first().map(|&x| x as f64))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads a GGUF metadata string.
+pub(crate) fn gguf_str(g: &mlx::Gguf, key: &str) -> Result<Option<String>> {
+    match g.meta(key)? {
+        Some(mlx::GgufMeta::String(s)) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
+        _ => Ok(None),
+    }
+}
+
+impl ModelConfig {
+    /// Reads the hyper-parameters from GGUF metadata (`general.architecture` and `<arch>.*`).
+    pub fn from_gguf(g: &mlx::Gguf, path: &Path) -> Result<ModelConfig> {
+        let arch_name = gguf_str(g, "general.architecture")?.ok_or_else(|| {
+            EngineError::bad_model(path, "GGUF metadata lacks general.architecture")
+        })?;
+        let arch = Architecture::parse(&arch_name)?;
+        let num = |key: &str| gguf_num(g, &format!("{arch_name}.{key}"));
+        let need = |key: &str| -> Result<usize> {
+            num(key)?.map(|x| x as usize).ok_or_else(|| {
+                EngineError::bad_model(path, format!("GGUF metadata lacks {arch_name}.{key}"))
+            })
+        };
+        let hidden_size = need("embedding_length")?;
+        let num_heads = need("attention.head_count")?;
+        let num_kv_heads = num("attention.head_count_kv")?
+            .map(|x| x as usize)
+            .unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(EngineError::bad_model(
+                path,
+                format!("head_count {num_heads} is not a multiple of head_count_kv {num_kv_heads}"),
+            ));
+        }
+        let head_dim = num("attention.key_length")?
+            .map(|x| x as usize)
+            .unwrap_or(hidden_size / num_heads);
+        let vocab_size = match num("vocab_size")? {
+            Some(v) => v as usize,
+            None => match g.meta("tokenizer.ggml.tokens")? {
+                Some(mlx::GgufMeta::Strings(t)) => t.len(),
+                _ => {
+                    return Err(EngineError::bad_model(
+                        path,
+                        "GGUF metadata has neither vocab_size nor tokens",
+                    ));
+                }
+            },
+        };
+        let rope_scaling = match gguf_str(g, &format!("{arch_name}.rope.scaling.type"))?.as_deref()
+        {
+            Some("linear") => RopeScaling::Linear {
+                factor: num("rope.scaling.factor")?.unwrap_or(1.0) as f32,
+            },
+            Some("none") | None => RopeScaling::None,
+            Some(other) => {
+                return Err(EngineError::bad_model(
+                    path,
+                    format!("GGUF rope scaling '{other}' is not supported"),
+                ));
+            }
+        };
+        let eos = [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ]
+        .iter()
+        .map(|k| gguf_num(g, k))
+        .collect::<Result<Vec<_>>>()?;
+        let mut eos_token_ids: Vec<u32> = eos.into_iter().flatten().map(|x| x as u32).collect();
+        eos_token_ids.dedup();
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            num_layers: need("block_count")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            intermediate_size: need("feed_forward_length")?,
+            vocab_size,
+            rms_norm_eps: num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6) as f32,
+            rope_theta: num("rope.freq_base")?.unwrap_or(10000.0) as f32,
+            rope_scaling,
+            rope_traditional: false,
+            max_position_embeddings: num("context_length")?.map(|x| x as usize).unwrap_or(4096),
+            tie_word_embeddings: false,
+            attention_bias: arch == Architecture::Qwen2,
+            qk_norm: arch == Architecture::Qwen3,
+            eos_token_ids,
+            bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
+            quantization: None,
+            quantization_overrides: vec![],
+        })
+    }
+}

@@ -1,0 +1,380 @@
+//! The handle the daemon holds for one loaded model: load it on a dedicated engine thread, submit
+//! validated requests, read events, inspect statistics. Dropping a [`Generation`] cancels it;
+//! dropping the [`Engine`] stops its thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use crate::chat_template::{ChatInput, ChatTemplate};
+use crate::error::{EngineError, Result};
+use crate::metrics::{Stats, StatsSnapshot};
+use crate::model::loader::LoadOptions;
+use crate::request::{Event, GenerateRequest, Prompt};
+use crate::scheduler::{self, Command, Pending};
+use crate::source::{self, ModelSource};
+use crate::tokenizer::Tokenizer;
+
+/// Most stop strings per request.
+pub const MAX_STOP_STRINGS: usize = 16;
+
+/// How an engine loads and schedules.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// A display name (the alias) for logs and errors.
+    pub name: String,
+    /// Weight loading.
+    pub load: LoadOptions,
+    /// Sequences decoded together at most.
+    pub max_batch: usize,
+    /// Requests waiting for a slot at most; more are refused as busy.
+    pub max_queue: usize,
+    /// Largest prefill chunk, in tokens.
+    pub prefill_chunk: usize,
+    /// Target duration of a step while sequences are decoding (bounds prefill chunks).
+    pub step_target: Duration,
+    /// Finished sequences kept for prefix reuse.
+    pub prefix_cache_entries: usize,
+    /// Cap on the context length (the model's own if larger is asked).
+    pub context_length: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            name: "model".into(),
+            load: LoadOptions::default(),
+            max_batch: 16,
+            max_queue: 64,
+            prefill_chunk: 512,
+            step_target: scheduler::DEFAULT_STEP_TARGET,
+            prefix_cache_entries: 8,
+            context_length: None,
+        }
+    }
+}
+
+/// Facts about a loaded model.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// The display name.
+    pub name: String,
+    /// The file or folder it came from.
+    pub path: String,
+    /// Architecture name.
+    pub arch: String,
+    /// Usable context length in tokens.
+    pub context_length: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Bytes of weights as loaded.
+    pub weight_bytes: usize,
+    /// Bytes of KV cache per token of context.
+    pub kv_bytes_per_token: usize,
+    /// Whether quantized weights were expanded to float32 (CPU fast path).
+    pub dense: bool,
+    /// End-of-sequence token ids.
+    pub eos_token_ids: Vec<u32>,
+    /// Whether the model has a chat template.
+    pub has_chat_template: bool,
+    /// Seconds the load took.
+    pub load_seconds: f64,
+}
+
+pub(crate) struct Shared {
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub eos_token_ids: Vec<u32>,
+    pub info: ModelInfo,
+    pub options: EngineOptions,
+    pub stats: Stats,
+}
+
+/// A loaded model and the thread that runs it.
+pub struct Engine {
+    shared: Arc<Shared>,
+    tx: Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The event stream of one request. Dropping it cancels the request.
+pub struct Generation {
+    rx: UnboundedReceiver<Event>,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+}
+
+impl Generation {
+    /// The next event; `None` after the last.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event, blocking the thread (not for use inside an async runtime).
+    pub fn blocking_next(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+}
+
+impl Engine {
+    /// Loads a model on a new engine thread and waits until it is ready. `progress` receives
+    /// (layers loaded, total layers).
+    pub fn load(
+        source: ModelSource,
+        options: EngineOptions,
+        progress: impl FnMut(usize, usize) + Send + 'static,
+    ) -> Result<Engine> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = options.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || {
+                let started = Instant::now();
+                let loaded = match source::load_local(&source, &options.load, progress) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let model = loaded.model;
+                let cfg = &model.cfg;
+                let context_length = match options.context_length {
+                    Some(c) => c.min(cfg.max_position_embeddings),
+                    None => cfg.max_position_embeddings,
+                };
+                let info = ModelInfo {
+                    name: options.name.clone(),
+                    path: source.path().display().to_string(),
+                    arch: cfg.arch.name().into(),
+                    context_length,
+                    vocab_size: cfg.vocab_size,
+                    num_layers: cfg.num_layers,
+                    hidden_size: cfg.hidden_size,
+                    weight_bytes: model.weight_bytes(),
+                    kv_bytes_per_token: model.kv_bytes_per_token(),
+                    dense: loaded.dense,
+                    eos_token_ids: loaded.eos_token_ids.clone(),
+                    has_chat_template: loaded.template.is_some(),
+                    load_seconds: started.elapsed().as_secs_f64(),
+                };
+                tracing::info!(model = %info.name, arch = %info.arch, weight_bytes = info.weight_bytes,
+                    dense = info.dense, seconds = info.load_seconds, "model loaded");
+                let shared = Arc::new(Shared {
+                    tokenizer: loaded.tokenizer,
+                    template: loaded.template,
+                    eos_token_ids: loaded.eos_token_ids,
+                    info,
+                    options,
+                    stats: Stats::default(),
+                });
+                if ready_tx.send(Ok(shared.clone())).is_ok() {
+                    scheduler::run(model, shared, rx);
+                }
+            })
+            .map_err(|e| EngineError::io("engine thread", e))?;
+        match ready_rx.recv() {
+            Ok(Ok(shared)) => Ok(Engine {
+                shared,
+                tx,
+                thread: Mutex::new(Some(thread)),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(EngineError::bad_model(
+                    name,
+                    "the engine thread stopped while loading",
+                ))
+            }
+        }
+    }
+
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.shared.info
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.shared.tokenizer
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Renders a chat prompt through the model's template.
+    pub fn render_chat(&self, input: &ChatInput<'_>) -> Result<String> {
+        let t = self.shared.template.as_ref().ok_or_else(|| {
+            EngineError::invalid(
+                "messages",
+                format!(
+                    "model '{}' has no chat template; send a raw prompt",
+                    self.shared.info.name
+                ),
+            )
+        })?;
+        t.render(input)
+    }
+
+    /// The token ids a prompt becomes.
+    pub fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let tok = &self.shared.tokenizer;
+        match prompt {
+            Prompt::Text(text) => tok.encode(text, true),
+            Prompt::Tokens(ids) => {
+                let vocab = self.shared.info.vocab_size;
+                if let Some((i, bad)) = ids.iter().enumerate().find(|(_, t)| **t as usize >= vocab)
+                {
+                    return Err(EngineError::invalid(
+                        format!("prompt[{i}]"),
+                        format!("token id {bad} is outside the vocabulary (size {vocab})"),
+                    ));
+                }
+                Ok(ids.clone())
+            }
+            Prompt::Chat {
+                messages,
+                tools,
+                add_generation_prompt,
+                extra,
+            } => {
+                if messages.is_empty() {
+                    return Err(EngineError::invalid(
+                        "messages",
+                        "must hold at least one message",
+                    ));
+                }
+                let text = self.render_chat(&ChatInput {
+                    messages,
+                    tools: tools.as_deref(),
+                    add_generation_prompt: *add_generation_prompt,
+                    extra: extra.as_ref(),
+                })?;
+                tok.encode(&text, false)
+            }
+        }
+    }
+
+    /// Validates and queues a request. Errors name the field, the value and the limit.
+    pub fn submit(&self, req: GenerateRequest) -> Result<Generation> {
+        let info = &self.shared.info;
+        let prompt = self.tokenize(&req.prompt)?;
+        if prompt.is_empty() {
+            return Err(EngineError::invalid("prompt", "is empty"));
+        }
+        let ctx = info.context_length;
+        let overflow = |max_tokens: usize, message: String| EngineError::ContextOverflow {
+            prompt_tokens: prompt.len(),
+            max_tokens,
+            context_length: ctx,
+            message,
+        };
+        if prompt.len() >= ctx {
+            return Err(overflow(
+                0,
+                format!(
+                    "the prompt has {} tokens; the context of model '{}' holds {ctx}",
+                    prompt.len(),
+                    info.name
+                ),
+            ));
+        }
+        let max_tokens = match req.max_tokens {
+            Some(0) => {
+                return Err(EngineError::invalid(
+                    "max_tokens",
+                    "0 is below the minimum 1",
+                ));
+            }
+            Some(m) if prompt.len() + m > ctx => {
+                return Err(overflow(
+                    m,
+                    format!(
+                        "the prompt ({} tokens) plus max_tokens ({m}) is {}, over the context length {ctx} of model '{}'",
+                        prompt.len(),
+                        prompt.len() + m,
+                        info.name
+                    ),
+                ));
+            }
+            Some(m) => m,
+            None => ctx - prompt.len(),
+        };
+        req.sampling.validate(info.vocab_size)?;
+        if req.stop.len() > MAX_STOP_STRINGS {
+            return Err(EngineError::invalid(
+                "stop",
+                format!(
+                    "{} strings is above the maximum {MAX_STOP_STRINGS}",
+                    req.stop.len()
+                ),
+            ));
+        }
+        let stats = &self.shared.stats;
+        let limit = self.shared.options.max_queue;
+        let mut queued = stats.queued.load(Ordering::Relaxed);
+        loop {
+            if queued >= limit {
+                return Err(EngineError::Busy { queued, limit });
+            }
+            match stats.queued.compare_exchange(
+                queued,
+                queued + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => queued = now,
+            }
+        }
+        let (tx, rx) = unbounded_channel();
+        let prompt_tokens = prompt.len();
+        let pending = Pending {
+            request_id: req.request_id,
+            prompt,
+            sampling: req.sampling,
+            max_tokens,
+            stop: req.stop,
+            tx,
+            submitted: Instant::now(),
+        };
+        if self.tx.send(Command::Submit(Box::new(pending))).is_err() {
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(EngineError::ShuttingDown {
+                model: info.name.clone(),
+            });
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(Generation { rx, prompt_tokens })
+    }
+
+    /// Stops the engine thread: queued and running requests get a shutting-down error. Waits for
+    /// the thread (at most one forward pass).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

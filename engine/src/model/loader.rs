@@ -1,0 +1,607 @@
+//! Builds a [`Model`] from weight files: an mlx-community safetensors folder (single file or
+//! shards with an index) or a GGUF file. GGUF tensors are renamed to the Hugging Face names first,
+//! so one code path checks every shape against the config and assembles the layers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mlx::{Array, ArrayList, Dtype, ops};
+use serde_json::Value;
+
+use super::layers::{Embedding, Linear, RmsNorm, cast};
+use super::{Layer, Model};
+use crate::config::{ModelConfig, RopeScaling, rope_freqs};
+use crate::error::{EngineError, Result};
+
+/// Whether quantized weights are expanded to float32 at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DenseMode {
+    /// On the CPU backend, when the dense model fits [`LoadOptions::dense_budget_bytes`]: MLX's
+    /// CPU quantized kernels run at ~1.6 GFLOP/s, while its float32 GEMM (through OpenBLAS) runs
+    /// at ~100. On a GPU, never.
+    #[default]
+    Auto,
+    /// Always keep the stored format (what mlx-lm does).
+    Never,
+    /// Always expand.
+    Always,
+}
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// See [`DenseMode`].
+    pub dense: DenseMode,
+    /// Largest float32 model [`DenseMode::Auto`] expands.
+    pub dense_budget_bytes: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dense: DenseMode::Auto,
+            dense_budget_bytes: 8 << 30,
+        }
+    }
+}
+
+/// Named tensors with the Hugging Face naming, taken out one by one while the model is built.
+pub(crate) struct Tensors {
+    map: HashMap<String, Array>,
+    origin: PathBuf,
+}
+
+impl Tensors {
+    fn take(&mut self, name: &str) -> Option<Array> {
+        self.map.remove(name)
+    }
+
+    fn need(&mut self, name: &str) -> Result<Array> {
+        self.take(name).ok_or_else(|| {
+            EngineError::bad_model(&self.origin, format!("tensor '{name}' is missing"))
+        })
+    }
+}
+
+/// Opens the safetensors of an mlx-community folder: `model.safetensors`, or the shards named by
+/// `model.safetensors.index.json`, or every `*.safetensors` file.
+pub(crate) fn safetensors_folder(dir: &Path) -> Result<Tensors> {
+    let index = dir.join("model.safetensors.index.json");
+    let mut files: Vec<PathBuf> = if index.is_file() {
+        let text =
+            std::fs::read_to_string(&index).map_err(|e| EngineError::io(index.clone(), e))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| EngineError::bad_model(&index, format!("not valid JSON: {e}")))?;
+        let map = v
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| EngineError::bad_model(&index, "no 'weight_map' object"))?;
+        let mut names: Vec<String> = map
+            .values()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().map(|n| dir.join(n)).collect()
+    } else {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| EngineError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        found.sort();
+        found
+    };
+    if files.is_empty() {
+        return Err(EngineError::NotFound {
+            what: "*.safetensors weight files".into(),
+            path: dir.into(),
+        });
+    }
+    let mut map = HashMap::new();
+    for file in files.drain(..) {
+        if !file.is_file() {
+            return Err(EngineError::NotFound {
+                what: "weight shard".into(),
+                path: file,
+            });
+        }
+        let mut st =
+            mlx::Safetensors::load(&file).map_err(|e| EngineError::bad_model(&file, e.message))?;
+        for key in st.keys() {
+            let a = st.take(&key)?;
+            map.insert(key, a);
+        }
+    }
+    Ok(Tensors {
+        map,
+        origin: dir.into(),
+    })
+}
+
+/// GGUF tensor names → Hugging Face names.
+fn hf_name(gguf: &str) -> Option<String> {
+    let (stem, suffix) = gguf.rsplit_once('.')?;
+    if let Some(rest) = stem.strip_prefix("blk.") {
+        let (layer, part) = rest.split_once('.')?;
+        let hf = match part {
+            "attn_norm" => "input_layernorm",
+            "ffn_norm" => "post_attention_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "attn_q_norm" => "self_attn.q_norm",
+            "attn_k_norm" => "self_attn.k_norm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => return None,
+        };
+        return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
+    }
+    let hf = match stem {
+        "token_embd" => "model.embed_tokens",
+        "output_norm" => "model.norm",
+        "output" => "lm_head",
+        "rope_freqs" => "rope_freqs",
+        _ => return None,
+    };
+    Some(format!("{hf}.{suffix}"))
+}
+
+/// llama.cpp stores llama q/k rows permuted for interleaved RoPE: within each head, row
+/// `2j + i` holds what Hugging Face keeps at `i * hd/2 + j`. This is the gather that undoes it.
+fn unpermute_index(heads: usize, head_dim: usize) -> Vec<i32> {
+    let half = head_dim / 2;
+    let mut idx = Vec::with_capacity(heads * head_dim);
+    for h in 0..heads {
+        for i in 0..2 {
+            for j in 0..half {
+                idx.push((h * head_dim + 2 * j + i) as i32);
+            }
+        }
+    }
+    idx
+}
+
+/// Opens a GGUF file: its config from the metadata, its tensors renamed, llama q/k rows restored.
+pub(crate) fn gguf_file(
+    path: &Path,
+    gguf: &mut mlx::Gguf,
+    cfg: &mut ModelConfig,
+) -> Result<Tensors> {
+    let mut map = HashMap::new();
+    for key in gguf.tensor_keys() {
+        let a = gguf.take(&key)?;
+        match hf_name(&key) {
+            Some(name) => {
+                map.insert(name, a);
+            }
+            None => tracing::debug!(tensor = %key, "ignoring GGUF tensor"),
+        }
+    }
+    if let Some(f) = map.remove("rope_freqs.weight") {
+        cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
+    }
+    if matches!(
+        cfg.arch,
+        crate::config::Architecture::Llama | crate::config::Architecture::Mistral
+    ) {
+        for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
+            let idx = unpermute_index(heads, cfg.head_dim);
+            let idx = Array::from_i32(&idx, &[idx.len() as i32])?;
+            for l in 0..cfg.num_layers {
+                for part in ["weight", "scales", "biases", "bias"] {
+                    let name = format!("model.layers.{l}.self_attn.{proj}.{part}");
+                    if let Some(a) = map.remove(&name) {
+                        if a.dim(0) as usize != heads * cfg.head_dim {
+                            return Err(EngineError::bad_model(
+                                path,
+                                format!(
+                                    "tensor '{name}' has {} rows, expected {}",
+                                    a.dim(0),
+                                    heads * cfg.head_dim
+                                ),
+                            ));
+                        }
+                        map.insert(name, ops::take(&a, &idx, 0)?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensors {
+        map,
+        origin: path.into(),
+    })
+}
+
+struct Builder<'a> {
+    t: Tensors,
+    cfg: &'a ModelConfig,
+    /// GGUF quantized tensors always use groups of 32 and carry their bits in the shapes.
+    gguf: bool,
+    dtype: Dtype,
+    dense: bool,
+}
+
+impl Builder<'_> {
+    fn shape_error(&self, name: &str, found: &[i32], expected: String) -> EngineError {
+        EngineError::bad_model(
+            &self.t.origin,
+            format!("tensor '{name}' has shape {found:?}, expected {expected}"),
+        )
+    }
+
+    /// A linear layer `[out, in]`, dense or quantized, with an optional bias.
+    fn linear(&mut self, module: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let wname = format!("{module}.weight");
+        let weight = self.t.need(&wname)?;
+        let bias = if bias {
+            let b = self.t.need(&format!("{module}.bias"))?;
+            if b.shape() != [out as i32] {
+                return Err(self.shape_error(
+                    &format!("{module}.bias"),
+                    &b.shape(),
+                    format!("[{out}]"),
+                ));
+            }
+            Some(cast(b, self.dtype)?)
+        } else {
+            self.t
+                .take(&format!("{module}.bias"))
+                .map(|b| cast(b, self.dtype))
+                .transpose()?
+        };
+        let linear = match self.t.take(&format!("{module}.scales")) {
+            None => {
+                if weight.shape() != [out as i32, inp as i32] {
+                    return Err(self.shape_error(
+                        &wname,
+                        &weight.shape(),
+                        format!("[{out}, {inp}]"),
+                    ));
+                }
+                Linear::Dense {
+                    weight: cast(weight, self.dtype)?,
+                    bias,
+                }
+            }
+            Some(scales) => {
+                let biases = self.t.need(&format!("{module}.biases"))?;
+                let (ws, ss) = (weight.shape(), scales.shape());
+                if ws.len() != 2
+                    || ss.len() != 2
+                    || ws[0] != out as i32
+                    || ss[0] != out as i32
+                    || ss[1] == 0
+                {
+                    return Err(self.shape_error(
+                        &wname,
+                        &ws,
+                        format!("[{out}, packed] with scales [{out}, groups]"),
+                    ));
+                }
+                let group_size = if self.gguf {
+                    32
+                } else {
+                    self.cfg
+                        .quantization_for(module)
+                        .map(|q| q.0)
+                        .unwrap_or(inp as i32 / ss[1])
+                };
+                if ss[1] * group_size != inp as i32 {
+                    return Err(self.shape_error(
+                        &format!("{module}.scales"),
+                        &ss,
+                        format!(
+                            "[{out}, {}] for {inp} inputs in groups of {group_size}",
+                            inp as i32 / group_size
+                        ),
+                    ));
+                }
+                let bits = ws[1] * 32 / inp as i32;
+                if ws[1] * 32 != bits * inp as i32 || ![2, 3, 4, 5, 6, 8].contains(&bits) {
+                    return Err(self.shape_error(
+                        &wname,
+                        &ws,
+                        format!("[{out}, {inp} * bits / 32] for 2-8 bits"),
+                    ));
+                }
+                if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf) {
+                    if b != bits {
+                        return Err(self.shape_error(
+                            &wname,
+                            &ws,
+                            format!("{bits}-bit packing to match the config's {b} bits"),
+                        ));
+                    }
+                }
+                Linear::Quantized {
+                    weight,
+                    scales,
+                    biases,
+                    group_size,
+                    bits,
+                    bias,
+                }
+            }
+        };
+        if self.dense {
+            linear.densify(self.dtype)
+        } else {
+            Ok(linear)
+        }
+    }
+
+    fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm> {
+        let wname = format!("{name}.weight");
+        let weight = self.t.need(&wname)?;
+        if weight.shape() != [dim as i32] {
+            return Err(self.shape_error(&wname, &weight.shape(), format!("[{dim}]")));
+        }
+        Ok(RmsNorm {
+            weight: cast(weight, self.dtype)?,
+            eps: self.cfg.rms_norm_eps,
+        })
+    }
+}
+
+/// Joins projections that read the same input into one, so a layer runs one product instead of
+/// three (q, k, v) or two (gate, up). Layers that cannot be joined (different quantization)
+/// are run one by one and their outputs concatenated.
+fn fuse(parts: Vec<Linear>) -> Result<Linear> {
+    let all_dense = parts.iter().all(|p| matches!(p, Linear::Dense { .. }));
+    let same_quant = parts.windows(2).all(|w| match (&w[0], &w[1]) {
+        (
+            Linear::Quantized {
+                group_size: g1,
+                bits: b1,
+                ..
+            },
+            Linear::Quantized {
+                group_size: g2,
+                bits: b2,
+                ..
+            },
+        ) => g1 == g2 && b1 == b2,
+        _ => false,
+    });
+    let any_bias = parts.iter().any(|p| match p {
+        Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.is_some(),
+        Linear::Stack(_) => true,
+    });
+    let all_bias = parts.iter().all(|p| match p {
+        Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.is_some(),
+        Linear::Stack(_) => false,
+    });
+    if any_bias && !all_bias {
+        return Ok(Linear::Stack(parts));
+    }
+    let cat = |xs: Vec<&Array>| -> Result<Array> { Ok(ops::concatenate(&xs, 0)?) };
+    let bias = if all_bias {
+        Some(cat(parts
+            .iter()
+            .map(|p| match p {
+                Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => {
+                    bias.as_ref().unwrap()
+                }
+                Linear::Stack(_) => unreachable!(),
+            })
+            .collect())?)
+    } else {
+        None
+    };
+    if all_dense {
+        let w = cat(parts
+            .iter()
+            .map(|p| {
+                if let Linear::Dense { weight, .. } = p {
+                    weight
+                } else {
+                    unreachable!()
+                }
+            })
+            .collect())?;
+        return Ok(Linear::Dense { weight: w, bias });
+    }
+    if parts.len() > 1 && same_quant {
+        let (mut ws, mut ss, mut bs) = (vec![], vec![], vec![]);
+        let (mut g, mut b) = (0, 0);
+        for p in &parts {
+            if let Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                group_size,
+                bits,
+                ..
+            } = p
+            {
+                ws.push(weight);
+                ss.push(scales);
+                bs.push(biases);
+                (g, b) = (*group_size, *bits);
+            }
+        }
+        return Ok(Linear::Quantized {
+            weight: cat(ws)?,
+            scales: cat(ss)?,
+            biases: cat(bs)?,
+            group_size: g,
+            bits: b,
+            bias,
+        });
+    }
+    Ok(Linear::Stack(parts))
+}
+
+/// Assembles the model from named tensors, checking every shape, and evaluates the weights so
+/// that unreadable data fails here rather than in the first request.
+pub(crate) fn build(
+    t: Tensors,
+    cfg: ModelConfig,
+    gguf: bool,
+    opts: &LoadOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Model> {
+    let gpu = mlx::default_device_is_gpu();
+    let dense = will_densify(&cfg, opts);
+    let dtype = if gpu { model_dtype(&t) } else { Dtype::F32 };
+    tracing::info!(
+        arch = cfg.arch.name(),
+        layers = cfg.num_layers,
+        dense,
+        ?dtype,
+        "building model"
+    );
+    let (h, hd, nh, nkv, inter, vocab) = (
+        cfg.hidden_size,
+        cfg.head_dim,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    );
+    let origin = t.origin.clone();
+    let mut b = Builder {
+        t,
+        cfg: &cfg,
+        gguf,
+        dtype,
+        dense,
+    };
+    let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
+    let mut pending = ArrayList::of(embed.0.arrays());
+    pending.eval()?;
+    let bias = cfg.attention_bias;
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let p = format!("model.layers.{l}");
+        let q = b.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?;
+        let k = b.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, bias)?;
+        let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
+        let o = b.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?;
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(b.norm(&format!("{p}.self_attn.q_norm"), hd)?),
+                Some(b.norm(&format!("{p}.self_attn.k_norm"), hd)?),
+            )
+        } else {
+            (None, None)
+        };
+        let gate = b.linear(&format!("{p}.mlp.gate_proj"), inter, h, false)?;
+        let up = b.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
+        let down = b.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
+        let layer = Layer {
+            qkv: fuse(vec![q, k, v])?,
+            o,
+            q_norm,
+            k_norm,
+            input_norm: b.norm(&format!("{p}.input_layernorm"), h)?,
+            post_norm: b.norm(&format!("{p}.post_attention_layernorm"), h)?,
+            gate_up: fuse(vec![gate, up])?,
+            down,
+        };
+        // Evaluate layer by layer: peak memory stays one layer above the final size, and a
+        // truncated file fails at the tensor that is cut.
+        pending = ArrayList::new();
+        for a in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down]
+            .into_iter()
+            .flat_map(|l| l.arrays())
+        {
+            pending.push(a);
+        }
+        pending
+            .eval()
+            .map_err(|e| EngineError::bad_model(&origin, format!("layer {l}: {}", e.message)))?;
+        layers.push(layer);
+        progress(l + 1, cfg.num_layers);
+    }
+    let norm = b.norm("model.norm", h)?;
+    let lm_head = if cfg.tie_word_embeddings {
+        // Some tied checkpoints still ship a copy; it is the embedding, so drop it.
+        for s in ["weight", "scales", "biases"] {
+            b.t.take(&format!("lm_head.{s}"));
+        }
+        None
+    } else if b.t.map.contains_key("lm_head.weight") {
+        Some(b.linear("lm_head", vocab, h, false)?)
+    } else if gguf {
+        None // GGUF files omit `output` when the embedding is tied.
+    } else {
+        return Err(EngineError::bad_model(
+            &origin,
+            "tensor 'lm_head.weight' is missing and tie_word_embeddings is false",
+        ));
+    };
+    let freqs = rope_freqs(&cfg);
+    let rope_freqs = freqs
+        .map(|f| Array::from_f32(&f, &[f.len() as i32]))
+        .transpose()?;
+    let rope_scale = match cfg.rope_scaling {
+        RopeScaling::Linear { factor } => 1.0 / factor,
+        _ => 1.0,
+    };
+    let mut leftovers: Vec<_> = b.t.map.keys().cloned().collect();
+    leftovers.sort();
+    if !leftovers.is_empty() {
+        tracing::debug!(?leftovers, "unused tensors");
+    }
+    let model = Model {
+        cfg,
+        embed,
+        layers,
+        norm,
+        lm_head,
+        dtype,
+        rope_freqs,
+        rope_scale,
+    };
+    ArrayList::of(model.arrays()).eval()?;
+    Ok(model)
+}
+
+/// The float type the checkpoint stores its activations-side weights in (norms, embeddings).
+fn model_dtype(t: &Tensors) -> Dtype {
+    for name in [
+        "model.norm.weight",
+        "model.embed_tokens.scales",
+        "model.embed_tokens.weight",
+    ] {
+        if let Some(a) = t.map.get(name) {
+            if a.dtype().is_float() {
+                return a.dtype();
+            }
+        }
+    }
+    Dtype::F32
+}
+
+/// Whether [`build`] expands quantized weights to float32 under these options.
+pub fn will_densify(cfg: &ModelConfig, opts: &LoadOptions) -> bool {
+    match opts.dense {
+        DenseMode::Always => true,
+        DenseMode::Never => false,
+        DenseMode::Auto => {
+            !mlx::default_device_is_gpu() && dense_f32_bytes(cfg) <= opts.dense_budget_bytes
+        }
+    }
+}
+
+/// Bytes of the model with every weight as float32.
+pub fn dense_f32_bytes(cfg: &ModelConfig) -> usize {
+    let (h, hd, nh, nkv, inter, v) = (
+        cfg.hidden_size,
+        cfg.head_dim,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    );
+    let per_layer = h * hd * (2 * nh + 2 * nkv) + 3 * h * inter;
+    let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
+    4 * (cfg.num_layers * per_layer + heads * v * h)
+}

@@ -1,0 +1,131 @@
+//! The engine's request and event types: what the daemon submits and what streams back.
+
+use std::time::Duration;
+
+use crate::chat_template::ChatMessage;
+use crate::sampling::SamplingParams;
+
+/// What to generate from.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Raw text, tokenized with the tokenizer's own special-token decoration (BOS).
+    Text(String),
+    /// Token ids, used as they are.
+    Tokens(Vec<u32>),
+    /// A conversation, rendered through the model's chat template.
+    Chat {
+        /// The messages.
+        messages: Vec<ChatMessage>,
+        /// Tool definitions for templates that support them.
+        tools: Option<Vec<serde_json::Value>>,
+        /// End the prompt with the assistant's turn opening (normally true).
+        add_generation_prompt: bool,
+        /// Extra template variables (e.g. `enable_thinking`).
+        extra: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+}
+
+/// One generation request.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    /// An id for logs and events.
+    pub request_id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// Most tokens to generate; `None` means up to the end of the context.
+    pub max_tokens: Option<usize>,
+    /// Stop strings (not included in the output).
+    pub stop: Vec<String>,
+}
+
+impl GenerateRequest {
+    /// A request with default sampling.
+    pub fn new(prompt: Prompt) -> GenerateRequest {
+        GenerateRequest {
+            request_id: String::new(),
+            prompt,
+            sampling: SamplingParams::default(),
+            max_tokens: None,
+            stop: vec![],
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An EOS token or a stop string.
+    Stop,
+    /// `max_tokens` or the end of the context.
+    Length,
+}
+
+/// Token counts of a finished generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (an EOS token counts).
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache.
+    pub cached_tokens: usize,
+}
+
+/// Where the time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Waiting for a batch slot.
+    pub queued: Duration,
+    /// From admission to the first generated token (prefill).
+    pub prefill: Duration,
+    /// From the first to the last generated token.
+    pub decode: Duration,
+}
+
+/// Log-probability information for one generated token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// Token id.
+    pub token: u32,
+    /// Its text (may be part of a character).
+    pub text: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// Most likely alternatives: (id, text, logprob).
+    pub top: Vec<(u32, String, f32)>,
+}
+
+/// One event of a generation stream.
+#[derive(Debug)]
+pub enum Event {
+    /// The request was admitted into the running batch.
+    Started {
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Of which reused from the prefix cache.
+        cached_tokens: usize,
+    },
+    /// New text (possibly empty while a character or a stop string is incomplete) and the
+    /// tokens that produced it.
+    Delta {
+        /// Text to append.
+        text: String,
+        /// Token ids generated since the last delta.
+        tokens: Vec<u32>,
+        /// Log-probabilities, when requested.
+        logprobs: Vec<TokenLogprob>,
+    },
+    /// The generation ended normally.
+    Finished {
+        /// Why.
+        reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+        /// Timings.
+        timings: Timings,
+    },
+    /// The generation failed.
+    Error(crate::EngineError),
+}
