@@ -33,10 +33,7 @@ fn main() {
     let include = mlx_dir.join("include");
     let lib = mlx_dir.join("lib");
     check_version(&include);
-    println!(
-        "cargo:rerun-if-changed={}",
-        include.join("mlx/version.h").display()
-    );
+    println!("cargo:rerun-if-changed={}", include.join("mlx/version.h").display());
 
     let mut rpaths = vec![lib.clone()];
     let mut build = cxx_build::bridge("src/ffi.rs");
@@ -69,16 +66,13 @@ fn main() {
 }
 
 fn fail(why: &str) -> ! {
-    eprintln!(
-        "\nerror: MLX's C++ library was not found or is not usable.\n  {why}\n  Fix: {FIX}.\n"
-    );
+    eprintln!("\nerror: MLX's C++ library was not found or is not usable.\n  {why}\n  Fix: {FIX}.\n");
     std::process::exit(1);
 }
 
 fn usable(dir: &Path) -> bool {
     let lib = dir.join("lib");
-    dir.join("include/mlx/mlx.h").is_file()
-        && (lib.join("libmlx.so").is_file() || lib.join("libmlx.dylib").is_file())
+    dir.join("include/mlx/mlx.h").is_file() && (lib.join("libmlx.so").is_file() || lib.join("libmlx.dylib").is_file())
 }
 
 fn find_mlx() -> Result<PathBuf, String> {
@@ -87,10 +81,7 @@ fn find_mlx() -> Result<PathBuf, String> {
         return if usable(&dir) {
             Ok(dir)
         } else {
-            Err(format!(
-                "MLX_DIR={} does not hold include/mlx/mlx.h and lib/libmlx.{{so,dylib}}",
-                dir.display()
-            ))
+            Err(format!("MLX_DIR={} does not hold include/mlx/mlx.h and lib/libmlx.{{so,dylib}}", dir.display()))
         };
     }
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -100,11 +91,8 @@ fn find_mlx() -> Result<PathBuf, String> {
         let Ok(entries) = std::fs::read_dir(&lib_dir) else {
             continue;
         };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("site-packages/mlx"))
-            .filter(|p| usable(p))
-            .collect();
+        let mut found: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages/mlx")).filter(|p| usable(p)).collect();
         found.sort();
         if let Some(dir) = found.pop() {
             return Ok(dir);
@@ -124,36 +112,26 @@ fn find_mlx() -> Result<PathBuf, String> {
                 ))
             }
         }
-        _ => Err(format!(
-            "no MLX_DIR, no MLX in {}, and python3 cannot import mlx",
-            venv.display()
-        )),
+        _ => Err(format!("no MLX_DIR, no MLX in {}, and python3 cannot import mlx", venv.display())),
     }
 }
 
 fn check_version(include: &Path) {
     let header = include.join("mlx/version.h");
-    let text = std::fs::read_to_string(&header)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
+    let text =
+        std::fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
     let grab = |name: &str| -> Option<u32> {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(&format!("#define {name} ")))
             .and_then(|v| v.trim().parse().ok())
     };
-    match (
-        grab("MLX_VERSION_MAJOR"),
-        grab("MLX_VERSION_MINOR"),
-        grab("MLX_VERSION_PATCH"),
-    ) {
+    match (grab("MLX_VERSION_MAJOR"), grab("MLX_VERSION_MINOR"), grab("MLX_VERSION_PATCH")) {
         (Some(0), Some(REQUIRED_MINOR), Some(_)) => {}
         (Some(a), Some(b), Some(c)) => fail(&format!(
             "found MLX {a}.{b}.{c} at {}, but zeta-mlx is built for MLX 0.{REQUIRED_MINOR}.x",
             include.display()
         )),
-        _ => fail(&format!(
-            "cannot read MLX's version from {}",
-            header.display()
-        )),
+        _ => fail(&format!("cannot read MLX's version from {}", header.display())),
     }
 }
 
@@ -161,9 +139,7 @@ fn check_version(include: &Path) {
 /// it directly, so the dynamic loader finds its `cblas_sgemm` before the reference BLAS that
 /// `libmlx.so` itself depends on.
 fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
-        || env::var_os("ZETA_NO_OPENBLAS").is_some()
-    {
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || env::var_os("ZETA_NO_OPENBLAS").is_some() {
         return None;
     }
     let blas_lib = mlx_dir.parent()?.join("scipy_openblas32/lib");

@@ -77,11 +77,7 @@ pub struct ChatInput<'a> {
 
 impl ChatTemplate {
     /// Compiles `source`; errors name the template's line.
-    pub fn new(
-        source: &str,
-        bos_token: Option<String>,
-        eos_token: Option<String>,
-    ) -> Result<ChatTemplate> {
+    pub fn new(source: &str, bos_token: Option<String>, eos_token: Option<String>) -> Result<ChatTemplate> {
         let mut env = Environment::new();
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
@@ -91,25 +87,14 @@ impl ChatTemplate {
                 .expect("the default delimiters are valid"),
         );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<Value, Error> {
-                Err(Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        env.add_function("strftime_now", |fmt: String| {
-            chrono::Local::now().format(&fmt).to_string()
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
+        env.add_function("strftime_now", |fmt: String| chrono::Local::now().format(&fmt).to_string());
         env.add_filter("tojson", tojson);
         env.add_template_owned("chat", source.to_string())
-            .map_err(|e| {
-                EngineError::Template(format!("the model's chat template does not compile: {e:#}"))
-            })?;
-        Ok(ChatTemplate {
-            env,
-            bos_token: bos_token.unwrap_or_default(),
-            eos_token: eos_token.unwrap_or_default(),
-        })
+            .map_err(|e| EngineError::Template(format!("the model's chat template does not compile: {e:#}")))?;
+        Ok(ChatTemplate { env, bos_token: bos_token.unwrap_or_default(), eos_token: eos_token.unwrap_or_default() })
     }
 
     /// Renders a conversation to the prompt text.
@@ -119,37 +104,19 @@ impl ChatTemplate {
         if let Some(extra) = input.extra {
             ctx.extend(extra.clone());
         }
-        ctx.insert(
-            "messages".into(),
-            serde_json::to_value(input.messages).expect("messages serialize"),
-        );
-        ctx.insert(
-            "tools".into(),
-            input
-                .tools
-                .map(|t| serde_json::Value::Array(t.to_vec()))
-                .unwrap_or_default(),
-        );
-        ctx.insert(
-            "add_generation_prompt".into(),
-            input.add_generation_prompt.into(),
-        );
+        ctx.insert("messages".into(), serde_json::to_value(input.messages).expect("messages serialize"));
+        ctx.insert("tools".into(), input.tools.map(|t| serde_json::Value::Array(t.to_vec())).unwrap_or_default());
+        ctx.insert("add_generation_prompt".into(), input.add_generation_prompt.into());
         ctx.insert("bos_token".into(), self.bos_token.clone().into());
         ctx.insert("eos_token".into(), self.eos_token.clone().into());
-        tmpl.render(Value::from(minijinja::value::Serde(&ctx)))
-            .map_err(|e| {
-                if e.kind() == ErrorKind::InvalidOperation {
-                    // `raise_exception` from the template: its message is meant for the user.
-                    EngineError::invalid(
-                        "messages",
-                        e.detail()
-                            .unwrap_or("rejected by the chat template")
-                            .to_string(),
-                    )
-                } else {
-                    EngineError::Template(format!("{e:#}"))
-                }
-            })
+        tmpl.render(Value::from(minijinja::value::Serde(&ctx))).map_err(|e| {
+            if e.kind() == ErrorKind::InvalidOperation {
+                // `raise_exception` from the template: its message is meant for the user.
+                EngineError::invalid("messages", e.detail().unwrap_or("rejected by the chat template").to_string())
+            } else {
+                EngineError::Template(format!("{e:#}"))
+            }
+        })
     }
 }
 
@@ -159,8 +126,8 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     let _: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
-    let json = serde_json::to_value(&value)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let json =
+        serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
     let mut out = String::new();
     dump(&json, indent, 0, &mut out);
     Ok(Value::from_safe_string(out))
@@ -228,11 +195,7 @@ fn python_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
     let abs = f.abs();
     if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
@@ -284,12 +247,7 @@ mod tests {
 
     #[test]
     fn raise_exception_is_an_invalid_argument() {
-        let t = ChatTemplate::new(
-            "{{ raise_exception('System role not supported') }}",
-            None,
-            None,
-        )
-        .unwrap();
+        let t = ChatTemplate::new("{{ raise_exception('System role not supported') }}", None, None).unwrap();
         let e = t.render(&ChatInput::default()).unwrap_err();
         assert!(matches!(e, EngineError::InvalidArgument { .. }), "{e}");
         assert!(e.to_string().contains("System role not supported"), "{e}");
@@ -303,17 +261,8 @@ mod tests {
             None,
         )
         .unwrap();
-        let msgs = [ChatMessage {
-            role: "user".into(),
-            content: Some("  hi  ".into()),
-            ..Default::default()
-        }];
-        let out = t
-            .render(&ChatInput {
-                messages: &msgs,
-                ..Default::default()
-            })
-            .unwrap();
+        let msgs = [ChatMessage { role: "user".into(), content: Some("  hi  ".into()), ..Default::default() }];
+        let out = t.render(&ChatInput { messages: &msgs, ..Default::default() }).unwrap();
         assert_eq!(out, "HI|true");
     }
 }

@@ -31,10 +31,9 @@ impl Architecture {
             "mistral" => Ok(Architecture::Mistral),
             "qwen2" => Ok(Architecture::Qwen2),
             "qwen3" => Ok(Architecture::Qwen3),
-            other => Err(EngineError::UnsupportedArchitecture {
-                found: other.to_string(),
-                supported: SUPPORTED.into(),
-            }),
+            other => {
+                Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
+            }
         }
     }
 
@@ -131,11 +130,7 @@ fn get_f32(v: &Value, key: &str) -> Option<f32> {
 pub fn id_list(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|x| x as u32)
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
         _ => vec![],
     }
 }
@@ -144,18 +139,16 @@ impl ModelConfig {
     /// Parses an mlx-community / Hugging Face `config.json`.
     pub fn from_config_json(path: &Path) -> Result<ModelConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
-            EngineError::bad_model(path, format!("config.json is not valid JSON: {e}"))
-        })?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| EngineError::bad_model(path, format!("config.json is not valid JSON: {e}")))?;
         Self::from_json(&v, path)
     }
 
     /// Parses the JSON value of a `config.json` (the path is for messages).
     pub fn from_json(v: &Value, path: &Path) -> Result<ModelConfig> {
         let need = |key: &str| -> Result<usize> {
-            get_usize(v, key).ok_or_else(|| {
-                EngineError::bad_model(path, format!("config.json lacks the integer '{key}'"))
-            })
+            get_usize(v, key)
+                .ok_or_else(|| EngineError::bad_model(path, format!("config.json lacks the integer '{key}'")))
         };
         let model_type = v
             .get("model_type")
@@ -168,9 +161,7 @@ impl ModelConfig {
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(EngineError::bad_model(
                 path,
-                format!(
-                    "num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}"
-                ),
+                format!("num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}"),
             ));
         }
         let head_dim = get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads);
@@ -189,25 +180,13 @@ impl ModelConfig {
             rms_norm_eps: get_f32(v, "rms_norm_eps").unwrap_or(1e-6),
             rope_theta: get_f32(v, "rope_theta").unwrap_or(10000.0),
             rope_scaling,
-            rope_traditional: v
-                .get("rope_traditional")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            rope_traditional: v.get("rope_traditional").and_then(Value::as_bool).unwrap_or(false),
             max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
-            tie_word_embeddings: v
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            attention_bias: v
-                .get("attention_bias")
-                .and_then(Value::as_bool)
-                .unwrap_or(arch == Architecture::Qwen2),
+            tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
+            attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(arch == Architecture::Qwen2),
             qk_norm: arch == Architecture::Qwen3,
             eos_token_ids: id_list(v.get("eos_token_id")),
-            bos_token_id: v
-                .get("bos_token_id")
-                .and_then(Value::as_u64)
-                .map(|x| x as u32),
+            bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             quantization,
             quantization_overrides,
         })
@@ -234,11 +213,7 @@ fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
-    let kind = v
-        .get("rope_type")
-        .or(v.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = v.get("rope_type").or(v.get("type")).and_then(Value::as_str).unwrap_or("default");
     let factor = get_f32(v, "factor").unwrap_or(1.0);
     match kind {
         "default" => Ok(RopeScaling::None),
@@ -247,14 +222,11 @@ fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
             factor,
             low_freq_factor: get_f32(v, "low_freq_factor").unwrap_or(1.0),
             high_freq_factor: get_f32(v, "high_freq_factor").unwrap_or(4.0),
-            original_max_position_embeddings: get_f32(v, "original_max_position_embeddings")
-                .unwrap_or(8192.0),
+            original_max_position_embeddings: get_f32(v, "original_max_position_embeddings").unwrap_or(8192.0),
         }),
         other => Err(EngineError::bad_model(
             path,
-            format!(
-                "rope_scaling type '{other}' is not supported (supported: default, linear, llama3)"
-            ),
+            format!("rope_scaling type '{other}' is not supported (supported: default, linear, llama3)"),
         )),
     }
 }
@@ -266,10 +238,7 @@ fn parse_quantization(v: Option<&Value>) -> Quant {
         return (None, vec![]);
     };
     let pair = |m: &serde_json::Map<String, Value>| -> Option<(i32, i32)> {
-        Some((
-            m.get("group_size")?.as_i64()? as i32,
-            m.get("bits")?.as_i64()? as i32,
-        ))
+        Some((m.get("group_size")?.as_i64()? as i32, m.get("bits")?.as_i64()? as i32))
     };
     let default = pair(map);
     let overrides = map
@@ -288,12 +257,7 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
     let dims = cfg.head_dim;
     let base_freqs = (0..dims / 2).map(|i| cfg.rope_theta.powf(2.0 * i as f32 / dims as f32));
     match &cfg.rope_scaling {
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => {
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
             let low_wavelen = original_max_position_embeddings / low_freq_factor;
             let high_wavelen = original_max_position_embeddings / high_freq_factor;
             Some(
@@ -305,8 +269,7 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
                         } else if wavelen < high_wavelen {
                             f
                         } else {
-                            let smooth = (original_max_position_embeddings / wavelen
-                                - low_freq_factor)
+                            let smooth = (original_max_position_embeddings / wavelen - low_freq_factor)
                                 / (high_freq_factor - low_freq_factor);
                             f / ((1.0 - smooth) / factor + smooth)
                         }
@@ -314,9 +277,7 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
                     .collect(),
             )
         }
-        RopeScaling::Factors(factors) => {
-            Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect())
-        }
+        RopeScaling::Factors(factors) => Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect()),
         _ => None,
     }
 }
@@ -324,9 +285,7 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
 /// Reads a GGUF metadata scalar as f64.
 fn gguf_num(g: &mlx::Gguf, key: &str) -> Result<Option<f64>> {
     match g.meta(key)? {
-        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => {
-            Ok(a.to_f32()?.first().map(|&x| x as f64))
-        }
+        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => Ok(a.to_f32()?.first().map(|&x| x as f64)),
         _ => Ok(None),
     }
 }
@@ -342,63 +301,45 @@ pub(crate) fn gguf_str(g: &mlx::Gguf, key: &str) -> Result<Option<String>> {
 impl ModelConfig {
     /// Reads the hyper-parameters from GGUF metadata (`general.architecture` and `<arch>.*`).
     pub fn from_gguf(g: &mlx::Gguf, path: &Path) -> Result<ModelConfig> {
-        let arch_name = gguf_str(g, "general.architecture")?.ok_or_else(|| {
-            EngineError::bad_model(path, "GGUF metadata lacks general.architecture")
-        })?;
+        let arch_name = gguf_str(g, "general.architecture")?
+            .ok_or_else(|| EngineError::bad_model(path, "GGUF metadata lacks general.architecture"))?;
         let arch = Architecture::parse(&arch_name)?;
         let num = |key: &str| gguf_num(g, &format!("{arch_name}.{key}"));
         let need = |key: &str| -> Result<usize> {
-            num(key)?.map(|x| x as usize).ok_or_else(|| {
-                EngineError::bad_model(path, format!("GGUF metadata lacks {arch_name}.{key}"))
-            })
+            num(key)?
+                .map(|x| x as usize)
+                .ok_or_else(|| EngineError::bad_model(path, format!("GGUF metadata lacks {arch_name}.{key}")))
         };
         let hidden_size = need("embedding_length")?;
         let num_heads = need("attention.head_count")?;
-        let num_kv_heads = num("attention.head_count_kv")?
-            .map(|x| x as usize)
-            .unwrap_or(num_heads);
+        let num_kv_heads = num("attention.head_count_kv")?.map(|x| x as usize).unwrap_or(num_heads);
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(EngineError::bad_model(
                 path,
                 format!("head_count {num_heads} is not a multiple of head_count_kv {num_kv_heads}"),
             ));
         }
-        let head_dim = num("attention.key_length")?
-            .map(|x| x as usize)
-            .unwrap_or(hidden_size / num_heads);
+        let head_dim = num("attention.key_length")?.map(|x| x as usize).unwrap_or(hidden_size / num_heads);
         let vocab_size = match num("vocab_size")? {
             Some(v) => v as usize,
             None => match g.meta("tokenizer.ggml.tokens")? {
                 Some(mlx::GgufMeta::Strings(t)) => t.len(),
                 _ => {
-                    return Err(EngineError::bad_model(
-                        path,
-                        "GGUF metadata has neither vocab_size nor tokens",
-                    ));
+                    return Err(EngineError::bad_model(path, "GGUF metadata has neither vocab_size nor tokens"));
                 }
             },
         };
-        let rope_scaling = match gguf_str(g, &format!("{arch_name}.rope.scaling.type"))?.as_deref()
-        {
-            Some("linear") => RopeScaling::Linear {
-                factor: num("rope.scaling.factor")?.unwrap_or(1.0) as f32,
-            },
+        let rope_scaling = match gguf_str(g, &format!("{arch_name}.rope.scaling.type"))?.as_deref() {
+            Some("linear") => RopeScaling::Linear { factor: num("rope.scaling.factor")?.unwrap_or(1.0) as f32 },
             Some("none") | None => RopeScaling::None,
             Some(other) => {
-                return Err(EngineError::bad_model(
-                    path,
-                    format!("GGUF rope scaling '{other}' is not supported"),
-                ));
+                return Err(EngineError::bad_model(path, format!("GGUF rope scaling '{other}' is not supported")));
             }
         };
-        let eos = [
-            "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.eot_token_id",
-            "tokenizer.ggml.eom_token_id",
-        ]
-        .iter()
-        .map(|k| gguf_num(g, k))
-        .collect::<Result<Vec<_>>>()?;
+        let eos = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
+            .iter()
+            .map(|k| gguf_num(g, k))
+            .collect::<Result<Vec<_>>>()?;
         let mut eos_token_ids: Vec<u32> = eos.into_iter().flatten().map(|x| x as u32).collect();
         eos_token_ids.dedup();
         Ok(ModelConfig {

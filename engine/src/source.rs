@@ -30,10 +30,7 @@ impl ModelSource {
             return Ok(ModelSource::Gguf(path.into()));
         }
         if !path.is_dir() {
-            return Err(EngineError::NotFound {
-                what: "model file or folder".into(),
-                path: path.into(),
-            });
+            return Err(EngineError::NotFound { what: "model file or folder".into(), path: path.into() });
         }
         if path.join("config.json").is_file() {
             return Ok(ModelSource::Folder(path.into()));
@@ -45,14 +42,8 @@ impl ModelSource {
             .collect();
         match ggufs.as_slice() {
             [one] => Ok(ModelSource::Gguf(one.clone())),
-            [] => Err(EngineError::NotFound {
-                what: "config.json (or a .gguf file)".into(),
-                path: path.into(),
-            }),
-            _ => Err(EngineError::bad_model(
-                path,
-                "the folder holds several .gguf files; name one",
-            )),
+            [] => Err(EngineError::NotFound { what: "config.json (or a .gguf file)".into(), path: path.into() }),
+            _ => Err(EngineError::bad_model(path, "the folder holds several .gguf files; name one")),
         }
     }
 
@@ -85,9 +76,7 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| EngineError::bad_model(path, format!("not valid JSON: {e}")))
+    serde_json::from_str(&text).map(Some).map_err(|e| EngineError::bad_model(path, format!("not valid JSON: {e}")))
 }
 
 /// `"<s>"` or `{"content": "<s>", ...}` as tokenizer_config.json writes special tokens.
@@ -102,17 +91,14 @@ fn token_text(v: Option<&Value>) -> Option<String> {
 fn folder_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.is_file() {
-        return std::fs::read_to_string(&jinja)
-            .map(Some)
-            .map_err(|e| EngineError::io(jinja, e));
+        return std::fs::read_to_string(&jinja).map(Some).map_err(|e| EngineError::io(jinja, e));
     }
     let from = |v: Option<&Value>| -> Option<String> {
         match v? {
             Value::String(s) => Some(s.clone()),
             // A list of named templates: take "default".
             Value::Array(list) => list.iter().find_map(|t| {
-                (t.get("name")?.as_str()? == "default")
-                    .then(|| t.get("template")?.as_str().map(String::from))?
+                (t.get("name")?.as_str()? == "default").then(|| t.get("template")?.as_str().map(String::from))?
             }),
             _ => None,
         }
@@ -125,28 +111,17 @@ fn folder_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>
 }
 
 /// Loads a model on the calling thread; `progress` receives (layers loaded, total).
-pub fn load_local(
-    source: &ModelSource,
-    opts: &LoadOptions,
-    progress: impl FnMut(usize, usize),
-) -> Result<LocalModel> {
+pub fn load_local(source: &ModelSource, opts: &LoadOptions, progress: impl FnMut(usize, usize)) -> Result<LocalModel> {
     match source {
         ModelSource::Folder(dir) => load_folder(dir, opts, progress),
         ModelSource::Gguf(path) => load_gguf(path, opts, progress),
     }
 }
 
-fn load_folder(
-    dir: &Path,
-    opts: &LoadOptions,
-    progress: impl FnMut(usize, usize),
-) -> Result<LocalModel> {
+fn load_folder(dir: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize)) -> Result<LocalModel> {
     let cfg_path = dir.join("config.json");
     if !cfg_path.is_file() {
-        return Err(EngineError::NotFound {
-            what: "config.json".into(),
-            path: cfg_path,
-        });
+        return Err(EngineError::NotFound { what: "config.json".into(), path: cfg_path });
     }
     let cfg = ModelConfig::from_config_json(&cfg_path)?;
     let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?;
@@ -154,49 +129,27 @@ fn load_folder(
     let eos = token_text(tok_cfg.as_ref().and_then(|c| c.get("eos_token")));
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.is_file() {
-        return Err(EngineError::NotFound {
-            what: "tokenizer.json".into(),
-            path: tok_path,
-        });
+        return Err(EngineError::NotFound { what: "tokenizer.json".into(), path: tok_path });
     }
     let tokenizer = Tokenizer::from_file(&tok_path, bos.clone(), eos.clone())?;
-    let template = folder_template(dir, tok_cfg.as_ref())?
-        .map(|t| ChatTemplate::new(&t, bos, eos))
-        .transpose()?;
+    let template = folder_template(dir, tok_cfg.as_ref())?.map(|t| ChatTemplate::new(&t, bos, eos)).transpose()?;
     let mut eos_ids = cfg.eos_token_ids.clone();
     if let Some(generation) = read_json(&dir.join("generation_config.json"))? {
         eos_ids.extend(id_list(generation.get("eos_token_id")));
     }
-    if let Some(id) = tokenizer
-        .eos_token
-        .as_deref()
-        .and_then(|t| tokenizer.token_to_id(t))
-    {
+    if let Some(id) = tokenizer.eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t)) {
         eos_ids.push(id);
     }
     check_vocab(&tokenizer, &cfg, dir)?;
     let tensors = loader::safetensors_folder(dir)?;
     let dense = loader::will_densify(&cfg, opts);
     let model = loader::build(tensors, cfg, false, opts, progress)?;
-    Ok(LocalModel {
-        model,
-        tokenizer,
-        template,
-        eos_token_ids: dedup(eos_ids),
-        dense,
-    })
+    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense })
 }
 
-fn load_gguf(
-    path: &Path,
-    opts: &LoadOptions,
-    progress: impl FnMut(usize, usize),
-) -> Result<LocalModel> {
+fn load_gguf(path: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize)) -> Result<LocalModel> {
     if !path.is_file() {
-        return Err(EngineError::NotFound {
-            what: "GGUF file".into(),
-            path: path.into(),
-        });
+        return Err(EngineError::NotFound { what: "GGUF file".into(), path: path.into() });
     }
     let mut g = mlx::Gguf::load(path).map_err(|e| EngineError::bad_model(path, e.message))?;
     let mut cfg = ModelConfig::from_gguf(&g, path)?;
@@ -210,13 +163,7 @@ fn load_gguf(
     drop(g);
     let dense = loader::will_densify(&cfg, opts);
     let model = loader::build(tensors, cfg, true, opts, progress)?;
-    Ok(LocalModel {
-        model,
-        tokenizer,
-        template,
-        eos_token_ids: dedup(eos_ids),
-        dense,
-    })
+    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense })
 }
 
 fn check_vocab(tokenizer: &Tokenizer, cfg: &ModelConfig, path: &Path) -> Result<()> {

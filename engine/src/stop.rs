@@ -20,10 +20,7 @@ pub struct StopMatcher {
 impl StopMatcher {
     /// A matcher for these (non-empty) stop strings.
     pub fn new(stops: Vec<String>) -> StopMatcher {
-        StopMatcher {
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
-            held: String::new(),
-        }
+        StopMatcher { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
     }
 
     /// Feeds newly decoded text.
@@ -32,11 +29,7 @@ impl StopMatcher {
             return StopResult::Continue(text.to_string());
         }
         self.held.push_str(text);
-        let first = self
-            .stops
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
+        let first = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
         if let Some(pos) = first {
             let out = self.held[..pos].to_string();
             self.held.clear();

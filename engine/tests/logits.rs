@@ -20,24 +20,12 @@ const TOKENS: [u32; 12] = [5, 17, 42, 99, 3, 250, 7, 77, 123, 300, 11, 64];
 const POSITIONS: [usize; 6] = [3, 7, 8, 9, 10, 11];
 
 fn ours(name: &str, dense: DenseMode) -> Vec<Vec<f32>> {
-    let opts = LoadOptions {
-        dense,
-        ..Default::default()
-    };
-    let m = load_local(
-        &ModelSource::detect(&common::tiny(name)).unwrap(),
-        &opts,
-        |_, _| {},
-    )
-    .unwrap();
+    let opts = LoadOptions { dense, ..Default::default() };
+    let m = load_local(&ModelSource::detect(&common::tiny(name)).unwrap(), &opts, |_, _| {}).unwrap();
     let mut cache = m.model.new_cache();
     let mut rows = Vec::new();
     let mut run = |tokens: &[u32]| {
-        let mut segs = [Segment {
-            cache: &mut cache,
-            tokens,
-            logits: true,
-        }];
+        let mut segs = [Segment { cache: &mut cache, tokens, logits: true }];
         let logits = m.model.forward(&mut segs).unwrap().unwrap();
         rows.push(logits.to_f32().unwrap());
     };
@@ -72,18 +60,11 @@ fn tiny_models_match_mlx_lm() {
                 let r = &reference[pos * vocab..(pos + 1) * vocab];
                 for (a, b) in row.iter().zip(r) {
                     let err = (a - b).abs();
-                    assert!(
-                        err <= 2e-3 + 1e-3 * b.abs(),
-                        "{name} {mode:?} position {pos}: {a} vs mlx-lm {b}"
-                    );
+                    assert!(err <= 2e-3 + 1e-3 * b.abs(), "{name} {mode:?} position {pos}: {a} vs mlx-lm {b}");
                     worst = worst.max(err);
                 }
                 let argmax = |xs: &[f32]| zeta_engine::sampling::argmax(xs);
-                assert_eq!(
-                    argmax(row),
-                    argmax(r),
-                    "{name} {mode:?} position {pos}: argmax"
-                );
+                assert_eq!(argmax(row), argmax(r), "{name} {mode:?} position {pos}: argmax");
             }
             report.push(format!("{name} {mode:?}: max |Δ| {worst:.2e}"));
         }

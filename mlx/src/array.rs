@@ -136,11 +136,7 @@ impl Array {
     /// Size of dimension `axis` (negative counts from the end).
     pub fn dim(&self, axis: i32) -> i32 {
         let shape = self.shape();
-        let i = if axis < 0 {
-            shape.len() as i32 + axis
-        } else {
-            axis
-        };
+        let i = if axis < 0 { shape.len() as i32 + axis } else { axis };
         shape[i as usize]
     }
 
@@ -200,9 +196,7 @@ pub struct ArrayList {
 impl ArrayList {
     /// An empty list.
     pub fn new() -> ArrayList {
-        ArrayList {
-            inner: ffi::new_list(),
-        }
+        ArrayList { inner: ffi::new_list() }
     }
 
     /// A list holding (shared references to) these arrays.

@@ -60,18 +60,8 @@ pub(crate) mod ffi {
         fn swapaxes(a: &array, a1: i32, a2: i32) -> Result<UniquePtr<array>>;
         fn expand_dims(a: &array, axis: i32) -> Result<UniquePtr<array>>;
         fn squeeze(a: &array, axis: i32) -> Result<UniquePtr<array>>;
-        fn slice(
-            a: &array,
-            start: &[i32],
-            stop: &[i32],
-            strides: &[i32],
-        ) -> Result<UniquePtr<array>>;
-        fn slice_update(
-            src: &array,
-            update: &array,
-            start: &[i32],
-            stop: &[i32],
-        ) -> Result<UniquePtr<array>>;
+        fn slice(a: &array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<UniquePtr<array>>;
+        fn slice_update(src: &array, update: &array, start: &[i32], stop: &[i32]) -> Result<UniquePtr<array>>;
         fn take(a: &array, indices: &array, axis: i32) -> Result<UniquePtr<array>>;
         fn take_along_axis(a: &array, indices: &array, axis: i32) -> Result<UniquePtr<array>>;
         fn concatenate(list: &ArrayList, axis: i32) -> Result<UniquePtr<array>>;
@@ -108,12 +98,7 @@ pub(crate) mod ffi {
         ) -> Result<UniquePtr<array>>;
 
         fn rms_norm(x: &array, weight: &array, eps: f32) -> Result<UniquePtr<array>>;
-        fn layer_norm(
-            x: &array,
-            weight: &array,
-            bias: &array,
-            eps: f32,
-        ) -> Result<UniquePtr<array>>;
+        fn layer_norm(x: &array, weight: &array, bias: &array, eps: f32) -> Result<UniquePtr<array>>;
         fn rope(
             x: &array,
             dims: i32,
@@ -130,20 +115,8 @@ pub(crate) mod ffi {
             offset: i32,
             freqs: &array,
         ) -> Result<UniquePtr<array>>;
-        fn sdpa(
-            q: &array,
-            k: &array,
-            v: &array,
-            scale: f32,
-            mask_mode: &str,
-        ) -> Result<UniquePtr<array>>;
-        fn sdpa_masked(
-            q: &array,
-            k: &array,
-            v: &array,
-            scale: f32,
-            mask: &array,
-        ) -> Result<UniquePtr<array>>;
+        fn sdpa(q: &array, k: &array, v: &array, scale: f32, mask_mode: &str) -> Result<UniquePtr<array>>;
+        fn sdpa_masked(q: &array, k: &array, v: &array, scale: f32, mask: &array) -> Result<UniquePtr<array>>;
 
         fn random_key(seed: u64) -> Result<UniquePtr<array>>;
         fn categorical(logits: &array, axis: i32, key: &array) -> Result<UniquePtr<array>>;

@@ -11,10 +11,7 @@ use crate::ffi::ffi;
 use crate::{Error, Result, err};
 
 fn path_str<'a>(path: &'a Path, op: &'static str) -> Result<&'a str> {
-    path.to_str().ok_or_else(|| Error {
-        op,
-        message: format!("path {} is not valid UTF-8", path.display()),
-    })
+    path.to_str().ok_or_else(|| Error { op, message: format!("path {} is not valid UTF-8", path.display()) })
 }
 
 /// The tensors of one safetensors file. Tensors are moved out with [`Safetensors::take`].
@@ -25,8 +22,7 @@ pub struct Safetensors {
 impl Safetensors {
     /// Opens a file (header parsed now, data read lazily).
     pub fn load(path: &Path) -> Result<Safetensors> {
-        let inner = ffi::load_safetensors(path_str(path, "load_safetensors")?)
-            .map_err(err("load_safetensors"))?;
+        let inner = ffi::load_safetensors(path_str(path, "load_safetensors")?).map_err(err("load_safetensors"))?;
         Ok(Safetensors { inner })
     }
 
@@ -37,18 +33,13 @@ impl Safetensors {
 
     /// Removes and returns one tensor.
     pub fn take(&mut self, key: &str) -> Result<Array> {
-        Array::wrap(
-            "safetensors",
-            ffi::safetensors_take(self.inner.pin_mut(), key),
-        )
+        Array::wrap("safetensors", ffi::safetensors_take(self.inner.pin_mut(), key))
     }
 
     /// The string metadata of the header.
     pub fn metadata(&self) -> HashMap<String, String> {
         let flat = ffi::safetensors_metadata(&self.inner);
-        flat.chunks(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
-            .collect()
+        flat.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect()
     }
 }
 
@@ -56,8 +47,7 @@ impl Safetensors {
 pub fn save_safetensors(path: &Path, tensors: &[(String, Array)]) -> Result<()> {
     let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let list = ArrayList::of(tensors.iter().map(|(_, a)| a));
-    ffi::save_safetensors(path_str(path, "save_safetensors")?, &names, &list.inner)
-        .map_err(err("save_safetensors"))
+    ffi::save_safetensors(path_str(path, "save_safetensors")?, &names, &list.inner).map_err(err("save_safetensors"))
 }
 
 /// One metadata value of a GGUF file.
@@ -102,19 +92,14 @@ impl Gguf {
     /// One metadata value, or `None` when the key is absent.
     pub fn meta(&self, key: &str) -> Result<Option<GgufMeta>> {
         Ok(match ffi::gguf_meta_kind(&self.inner, key) {
-            1 => Some(GgufMeta::Array(Array::wrap(
-                "gguf_meta",
-                ffi::gguf_meta_array(&self.inner, key),
-            )?)),
+            1 => Some(GgufMeta::Array(Array::wrap("gguf_meta", ffi::gguf_meta_array(&self.inner, key))?)),
             2 => {
                 let s = ffi::gguf_meta_string(&self.inner, key).map_err(err("gguf_meta"))?;
                 Some(GgufMeta::String(s.as_bytes().to_vec()))
             }
             3 => {
                 let v = ffi::gguf_meta_strings(&self.inner, key).map_err(err("gguf_meta"))?;
-                Some(GgufMeta::Strings(
-                    v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-                ))
+                Some(GgufMeta::Strings(v.iter().map(|s| s.as_bytes().to_vec()).collect()))
             }
             _ => None,
         })

@@ -17,8 +17,8 @@ pub mod ops;
 
 pub use array::{Array, ArrayList, Dtype};
 pub use device::{
-    active_memory, blas_backend, cache_memory, clear_cache, default_device_is_gpu, gpu_available,
-    peak_memory, reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
+    active_memory, blas_backend, cache_memory, clear_cache, default_device_is_gpu, gpu_available, peak_memory,
+    reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
 };
 pub use io::{Gguf, GgufMeta, Safetensors, save_safetensors};
 
@@ -36,8 +36,5 @@ pub struct Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn err(op: &'static str) -> impl FnOnce(cxx::Exception) -> Error {
-    move |e| Error {
-        op,
-        message: e.what().to_string(),
-    }
+    move |e| Error { op, message: e.what().to_string() }
 }

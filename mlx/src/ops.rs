@@ -142,11 +142,7 @@ pub fn slice_strided(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) ->
 /// Rows `[start, stop)` of `axis`, all of every other dimension.
 pub fn slice_axis(a: &Array, axis: i32, start: i32, stop: i32) -> Result<Array> {
     let shape = a.shape();
-    let axis = if axis < 0 {
-        shape.len() as i32 + axis
-    } else {
-        axis
-    } as usize;
+    let axis = if axis < 0 { shape.len() as i32 + axis } else { axis } as usize;
     let mut lo = vec![0; shape.len()];
     let mut hi = shape.clone();
     lo[axis] = start;
@@ -157,10 +153,7 @@ pub fn slice_axis(a: &Array, axis: i32, start: i32, stop: i32) -> Result<Array> 
 /// A copy of `src` with `src[start:stop] = update`. When `src` holds the only reference to its
 /// buffer, MLX writes in place, which is what keeps a growing KV cache linear in cost.
 pub fn slice_update(src: &Array, update: &Array, start: &[i32], stop: &[i32]) -> Result<Array> {
-    Array::wrap(
-        "slice_update",
-        ffi::slice_update(src.raw(), update.raw(), start, stop),
-    )
+    Array::wrap("slice_update", ffi::slice_update(src.raw(), update.raw(), start, stop))
 }
 
 /// Gathers `indices` along `axis`.
@@ -170,10 +163,7 @@ pub fn take(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 
 /// Gathers along `axis` with indices broadcast against `a`.
 pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
-    Array::wrap(
-        "take_along_axis",
-        ffi::take_along_axis(a.raw(), indices.raw(), axis),
-    )
+    Array::wrap("take_along_axis", ffi::take_along_axis(a.raw(), indices.raw(), axis))
 }
 
 /// Joins arrays along an existing axis.
@@ -215,15 +205,7 @@ pub fn quantized_matmul(
 ) -> Result<Array> {
     Array::wrap(
         "quantized_matmul",
-        ffi::quantized_matmul(
-            x.raw(),
-            w.raw(),
-            scales.raw(),
-            biases.raw(),
-            transpose,
-            group_size,
-            bits,
-        ),
+        ffi::quantized_matmul(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose, group_size, bits),
     )
 }
 
@@ -243,17 +225,7 @@ pub fn dequantize(
     bits: i32,
     dtype: Dtype,
 ) -> Result<Array> {
-    Array::wrap(
-        "dequantize",
-        ffi::dequantize(
-            w.raw(),
-            scales.raw(),
-            biases.raw(),
-            group_size,
-            bits,
-            dtype as u8,
-        ),
-    )
+    Array::wrap("dequantize", ffi::dequantize(w.raw(), scales.raw(), biases.raw(), group_size, bits, dtype as u8))
 }
 
 /// RMS normalization over the last axis, scaled by `weight` (fused kernel).
@@ -263,26 +235,13 @@ pub fn rms_norm(x: &Array, weight: &Array, eps: f32) -> Result<Array> {
 
 /// Layer normalization over the last axis (fused kernel).
 pub fn layer_norm(x: &Array, weight: &Array, bias: &Array, eps: f32) -> Result<Array> {
-    Array::wrap(
-        "layer_norm",
-        ffi::layer_norm(x.raw(), weight.raw(), bias.raw(), eps),
-    )
+    Array::wrap("layer_norm", ffi::layer_norm(x.raw(), weight.raw(), bias.raw(), eps))
 }
 
 /// Rotary position embedding over the last axis of `x` (`[B, H, L, D]`), positions starting at
 /// `offset`.
-pub fn rope(
-    x: &Array,
-    dims: i32,
-    traditional: bool,
-    base: f32,
-    scale: f32,
-    offset: i32,
-) -> Result<Array> {
-    Array::wrap(
-        "rope",
-        ffi::rope(x.raw(), dims, traditional, base, scale, offset),
-    )
+pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
+    Array::wrap("rope", ffi::rope(x.raw(), dims, traditional, base, scale, offset))
 }
 
 /// Rotary embedding with explicit per-dimension frequencies (Llama 3 style scaling).
@@ -294,39 +253,18 @@ pub fn rope_with_freqs(
     offset: i32,
     freqs: &Array,
 ) -> Result<Array> {
-    Array::wrap(
-        "rope",
-        ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()),
-    )
+    Array::wrap("rope", ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()))
 }
 
 /// Attention `softmax(q kᵀ · scale) v` with `mask_mode` `""` (none) or `"causal"`; q, k, v are
 /// `[B, H, L, D]` and k/v may have fewer heads (grouped-query attention).
-pub fn scaled_dot_product_attention(
-    q: &Array,
-    k: &Array,
-    v: &Array,
-    scale: f32,
-    mask_mode: &str,
-) -> Result<Array> {
-    Array::wrap(
-        "scaled_dot_product_attention",
-        ffi::sdpa(q.raw(), k.raw(), v.raw(), scale, mask_mode),
-    )
+pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask_mode: &str) -> Result<Array> {
+    Array::wrap("scaled_dot_product_attention", ffi::sdpa(q.raw(), k.raw(), v.raw(), scale, mask_mode))
 }
 
 /// Attention with an explicit additive or boolean mask.
-pub fn scaled_dot_product_attention_masked(
-    q: &Array,
-    k: &Array,
-    v: &Array,
-    scale: f32,
-    mask: &Array,
-) -> Result<Array> {
-    Array::wrap(
-        "scaled_dot_product_attention",
-        ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()),
-    )
+pub fn scaled_dot_product_attention_masked(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Array) -> Result<Array> {
+    Array::wrap("scaled_dot_product_attention", ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()))
 }
 
 /// A PRNG key from a seed.
@@ -336,10 +274,7 @@ pub fn random_key(seed: u64) -> Result<Array> {
 
 /// Samples indices from unnormalized log-probabilities along `axis`.
 pub fn categorical(logits: &Array, axis: i32, key: &Array) -> Result<Array> {
-    Array::wrap(
-        "categorical",
-        ffi::categorical(logits.raw(), axis, key.raw()),
-    )
+    Array::wrap("categorical", ffi::categorical(logits.raw(), axis, key.raw()))
 }
 
 /// Waits for all work queued on the current thread's default stream.

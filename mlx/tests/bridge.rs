@@ -18,32 +18,21 @@ fn shape_mismatch_is_an_error_not_an_abort() {
     let b = Array::from_f32(&[1.0; 6], &[2, 3]).unwrap();
     let e = ops::matmul(&a, &b).unwrap_err();
     assert_eq!(e.op, "matmul");
-    assert!(
-        e.message.contains("shape") || e.message.contains("dimension"),
-        "{e}"
-    );
+    assert!(e.message.contains("shape") || e.message.contains("dimension"), "{e}");
     let e = Array::from_f32(&[1.0; 5], &[2, 3]).unwrap_err();
     assert!(e.message.contains("5 elements"), "{e}");
 }
 
 #[test]
 fn quantize_roundtrip_and_matmul_agree() {
-    let w: Vec<f32> = (0..64 * 32)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-        .collect();
+    let w: Vec<f32> = (0..64 * 32).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
     let w = Array::from_f32(&w, &[32, 64]).unwrap();
     let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
     assert_eq!(q.dtype(), Dtype::U32);
     let x = Array::from_f32(&vec![0.5; 64], &[1, 64]).unwrap();
-    let y_q = ops::quantized_matmul(&x, &q, &s, &b, true, 32, 4)
-        .unwrap()
-        .to_f32()
-        .unwrap();
+    let y_q = ops::quantized_matmul(&x, &q, &s, &b, true, 32, 4).unwrap().to_f32().unwrap();
     let wd = ops::dequantize(&q, &s, &b, 32, 4, Dtype::F32).unwrap();
-    let y_d = ops::matmul(&x, &ops::transpose(&wd, &[1, 0]).unwrap())
-        .unwrap()
-        .to_f32()
-        .unwrap();
+    let y_d = ops::matmul(&x, &ops::transpose(&wd, &[1, 0]).unwrap()).unwrap().to_f32().unwrap();
     for (a, b) in y_q.iter().zip(&y_d) {
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");
     }
@@ -51,13 +40,9 @@ fn quantize_roundtrip_and_matmul_agree() {
 
 #[test]
 fn missing_file_is_an_error() {
-    let e = mlx::Gguf::load(std::path::Path::new("/nonexistent/model.gguf"))
-        .err()
-        .unwrap();
+    let e = mlx::Gguf::load(std::path::Path::new("/nonexistent/model.gguf")).err().unwrap();
     assert_eq!(e.op, "load_gguf");
-    let e = mlx::Safetensors::load(std::path::Path::new("/nonexistent/model.safetensors"))
-        .err()
-        .unwrap();
+    let e = mlx::Safetensors::load(std::path::Path::new("/nonexistent/model.safetensors")).err().unwrap();
     assert_eq!(e.op, "load_safetensors");
 }
 
@@ -102,15 +87,9 @@ fn sgemm_is_routed_to_openblas_when_available() {
     let backend = mlx::blas_backend();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let have_openblas = std::fs::read_dir(root.join(".venv/lib"))
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.path().join("site-packages/scipy_openblas32").is_dir())
-        })
+        .map(|d| d.flatten().any(|e| e.path().join("site-packages/scipy_openblas32").is_dir()))
         .unwrap_or(false);
     if have_openblas && std::env::var_os("MLX_DIR").is_none() {
-        assert!(
-            backend.contains("libzeta_cblas"),
-            "cblas_sgemm comes from {backend}"
-        );
+        assert!(backend.contains("libzeta_cblas"), "cblas_sgemm comes from {backend}");
     }
 }

@@ -38,25 +38,12 @@ impl Linear {
     /// Applies the projection to `x` `[..., in]`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let (y, bias) = match self {
-            Linear::Dense { weight, bias } => {
-                (ops::matmul(x, &ops::transpose(weight, &[1, 0])?)?, bias)
+            Linear::Dense { weight, bias } => (ops::matmul(x, &ops::transpose(weight, &[1, 0])?)?, bias),
+            Linear::Quantized { weight, scales, biases, group_size, bits, bias } => {
+                (ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?, bias)
             }
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-                bias,
-            } => (
-                ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?,
-                bias,
-            ),
             Linear::Stack(parts) => {
-                let outs = parts
-                    .iter()
-                    .map(|p| p.forward(x))
-                    .collect::<Result<Vec<_>>>()?;
+                let outs = parts.iter().map(|p| p.forward(x)).collect::<Result<Vec<_>>>()?;
                 return Ok(ops::concatenate(&outs.iter().collect::<Vec<_>>(), -1)?);
             }
         };
@@ -77,28 +64,24 @@ impl Linear {
     /// Expands a quantized weight to a dense one of `dtype` (the CPU fast path, where MLX's float
     /// GEMM through OpenBLAS is far faster than its quantized kernels). Dense weights are cast.
     pub fn densify(self, dtype: Dtype) -> Result<Linear> {
+        // Scales and offsets go to the target type first: MLX dequantizes in the type of the
+        // scales, and float16 there would round every weight (the quantized kernel does not).
         Ok(match self {
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-                bias,
-            } => Linear::Dense {
-                weight: ops::dequantize(&weight, &scales, &biases, group_size, bits, dtype)?,
-                bias,
-            },
-            Linear::Dense { weight, bias } => Linear::Dense {
-                weight: cast(weight, dtype)?,
+            Linear::Quantized { weight, scales, biases, group_size, bits, bias } => Linear::Dense {
+                weight: ops::dequantize(
+                    &weight,
+                    &cast(scales, dtype)?,
+                    &cast(biases, dtype)?,
+                    group_size,
+                    bits,
+                    dtype,
+                )?,
                 bias,
             },
-            Linear::Stack(parts) => Linear::Stack(
-                parts
-                    .into_iter()
-                    .map(|p| p.densify(dtype))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            Linear::Dense { weight, bias } => Linear::Dense { weight: cast(weight, dtype)?, bias },
+            Linear::Stack(parts) => {
+                Linear::Stack(parts.into_iter().map(|p| p.densify(dtype)).collect::<Result<Vec<_>>>()?)
+            }
         })
     }
 
@@ -106,16 +89,9 @@ impl Linear {
     pub fn arrays(&self) -> Vec<&Array> {
         match self {
             Linear::Dense { weight, bias } => std::iter::once(weight).chain(bias.iter()).collect(),
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                bias,
-                ..
-            } => [weight, scales, biases]
-                .into_iter()
-                .chain(bias.iter())
-                .collect(),
+            Linear::Quantized { weight, scales, biases, bias, .. } => {
+                [weight, scales, biases].into_iter().chain(bias.iter()).collect()
+            }
             Linear::Stack(parts) => parts.iter().flat_map(Linear::arrays).collect(),
         }
     }
@@ -123,11 +99,7 @@ impl Linear {
 
 /// Casts floating arrays to `dtype`; other arrays pass through.
 pub fn cast(a: Array, dtype: Dtype) -> Result<Array> {
-    if a.dtype() == dtype || !a.dtype().is_float() {
-        Ok(a)
-    } else {
-        Ok(ops::astype(&a, dtype)?)
-    }
+    if a.dtype() == dtype || !a.dtype().is_float() { Ok(a) } else { Ok(ops::astype(&a, dtype)?) }
 }
 
 /// Token embedding, stored like a [`Linear`] with `[vocab, hidden]` rows.
@@ -139,14 +111,7 @@ impl Embedding {
         match &self.0 {
             Linear::Stack(_) => unreachable!("an embedding is one matrix"),
             Linear::Dense { weight, .. } => cast(ops::take(weight, ids, 0)?, dtype),
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-                ..
-            } => {
+            Linear::Quantized { weight, scales, biases, group_size, bits, .. } => {
                 let w = ops::take(weight, ids, 0)?;
                 let s = ops::take(scales, ids, 0)?;
                 let b = ops::take(biases, ids, 0)?;

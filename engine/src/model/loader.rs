@@ -38,10 +38,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            dense: DenseMode::Auto,
-            dense_budget_bytes: 8 << 30,
-        }
+        LoadOptions { dense: DenseMode::Auto, dense_budget_bytes: 8 << 30 }
     }
 }
 
@@ -57,9 +54,7 @@ impl Tensors {
     }
 
     fn need(&mut self, name: &str) -> Result<Array> {
-        self.take(name).ok_or_else(|| {
-            EngineError::bad_model(&self.origin, format!("tensor '{name}' is missing"))
-        })
+        self.take(name).ok_or_else(|| EngineError::bad_model(&self.origin, format!("tensor '{name}' is missing")))
     }
 }
 
@@ -68,19 +63,14 @@ impl Tensors {
 pub(crate) fn safetensors_folder(dir: &Path) -> Result<Tensors> {
     let index = dir.join("model.safetensors.index.json");
     let mut files: Vec<PathBuf> = if index.is_file() {
-        let text =
-            std::fs::read_to_string(&index).map_err(|e| EngineError::io(index.clone(), e))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| EngineError::bad_model(&index, format!("not valid JSON: {e}")))?;
+        let text = std::fs::read_to_string(&index).map_err(|e| EngineError::io(index.clone(), e))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| EngineError::bad_model(&index, format!("not valid JSON: {e}")))?;
         let map = v
             .get("weight_map")
             .and_then(Value::as_object)
             .ok_or_else(|| EngineError::bad_model(&index, "no 'weight_map' object"))?;
-        let mut names: Vec<String> = map
-            .values()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect();
+        let mut names: Vec<String> = map.values().filter_map(Value::as_str).map(String::from).collect();
         names.sort();
         names.dedup();
         names.into_iter().map(|n| dir.join(n)).collect()
@@ -94,30 +84,20 @@ pub(crate) fn safetensors_folder(dir: &Path) -> Result<Tensors> {
         found
     };
     if files.is_empty() {
-        return Err(EngineError::NotFound {
-            what: "*.safetensors weight files".into(),
-            path: dir.into(),
-        });
+        return Err(EngineError::NotFound { what: "*.safetensors weight files".into(), path: dir.into() });
     }
     let mut map = HashMap::new();
     for file in files.drain(..) {
         if !file.is_file() {
-            return Err(EngineError::NotFound {
-                what: "weight shard".into(),
-                path: file,
-            });
+            return Err(EngineError::NotFound { what: "weight shard".into(), path: file });
         }
-        let mut st =
-            mlx::Safetensors::load(&file).map_err(|e| EngineError::bad_model(&file, e.message))?;
+        let mut st = mlx::Safetensors::load(&file).map_err(|e| EngineError::bad_model(&file, e.message))?;
         for key in st.keys() {
             let a = st.take(&key)?;
             map.insert(key, a);
         }
     }
-    Ok(Tensors {
-        map,
-        origin: dir.into(),
-    })
+    Ok(Tensors { map, origin: dir.into() })
 }
 
 /// GGUF tensor names → Hugging Face names.
@@ -167,11 +147,7 @@ fn unpermute_index(heads: usize, head_dim: usize) -> Vec<i32> {
 }
 
 /// Opens a GGUF file: its config from the metadata, its tensors renamed, llama q/k rows restored.
-pub(crate) fn gguf_file(
-    path: &Path,
-    gguf: &mut mlx::Gguf,
-    cfg: &mut ModelConfig,
-) -> Result<Tensors> {
+pub(crate) fn gguf_file(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> Result<Tensors> {
     let mut map = HashMap::new();
     for key in gguf.tensor_keys() {
         let a = gguf.take(&key)?;
@@ -185,10 +161,7 @@ pub(crate) fn gguf_file(
     if let Some(f) = map.remove("rope_freqs.weight") {
         cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
     }
-    if matches!(
-        cfg.arch,
-        crate::config::Architecture::Llama | crate::config::Architecture::Mistral
-    ) {
+    if matches!(cfg.arch, crate::config::Architecture::Llama | crate::config::Architecture::Mistral) {
         for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
             let idx = unpermute_index(heads, cfg.head_dim);
             let idx = Array::from_i32(&idx, &[idx.len() as i32])?;
@@ -199,11 +172,7 @@ pub(crate) fn gguf_file(
                         if a.dim(0) as usize != heads * cfg.head_dim {
                             return Err(EngineError::bad_model(
                                 path,
-                                format!(
-                                    "tensor '{name}' has {} rows, expected {}",
-                                    a.dim(0),
-                                    heads * cfg.head_dim
-                                ),
+                                format!("tensor '{name}' has {} rows, expected {}", a.dim(0), heads * cfg.head_dim),
                             ));
                         }
                         map.insert(name, ops::take(&a, &idx, 0)?);
@@ -212,10 +181,7 @@ pub(crate) fn gguf_file(
             }
         }
     }
-    Ok(Tensors {
-        map,
-        origin: path.into(),
-    })
+    Ok(Tensors { map, origin: path.into() })
 }
 
 struct Builder<'a> {
@@ -229,10 +195,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn shape_error(&self, name: &str, found: &[i32], expected: String) -> EngineError {
-        EngineError::bad_model(
-            &self.t.origin,
-            format!("tensor '{name}' has shape {found:?}, expected {expected}"),
-        )
+        EngineError::bad_model(&self.t.origin, format!("tensor '{name}' has shape {found:?}, expected {expected}"))
     }
 
     /// A linear layer `[out, in]`, dense or quantized, with an optional bias.
@@ -242,73 +205,40 @@ impl Builder<'_> {
         let bias = if bias {
             let b = self.t.need(&format!("{module}.bias"))?;
             if b.shape() != [out as i32] {
-                return Err(self.shape_error(
-                    &format!("{module}.bias"),
-                    &b.shape(),
-                    format!("[{out}]"),
-                ));
+                return Err(self.shape_error(&format!("{module}.bias"), &b.shape(), format!("[{out}]")));
             }
             Some(cast(b, self.dtype)?)
         } else {
-            self.t
-                .take(&format!("{module}.bias"))
-                .map(|b| cast(b, self.dtype))
-                .transpose()?
+            self.t.take(&format!("{module}.bias")).map(|b| cast(b, self.dtype)).transpose()?
         };
         let linear = match self.t.take(&format!("{module}.scales")) {
             None => {
                 if weight.shape() != [out as i32, inp as i32] {
-                    return Err(self.shape_error(
-                        &wname,
-                        &weight.shape(),
-                        format!("[{out}, {inp}]"),
-                    ));
+                    return Err(self.shape_error(&wname, &weight.shape(), format!("[{out}, {inp}]")));
                 }
-                Linear::Dense {
-                    weight: cast(weight, self.dtype)?,
-                    bias,
-                }
+                Linear::Dense { weight: cast(weight, self.dtype)?, bias }
             }
             Some(scales) => {
                 let biases = self.t.need(&format!("{module}.biases"))?;
                 let (ws, ss) = (weight.shape(), scales.shape());
-                if ws.len() != 2
-                    || ss.len() != 2
-                    || ws[0] != out as i32
-                    || ss[0] != out as i32
-                    || ss[1] == 0
-                {
-                    return Err(self.shape_error(
-                        &wname,
-                        &ws,
-                        format!("[{out}, packed] with scales [{out}, groups]"),
-                    ));
+                if ws.len() != 2 || ss.len() != 2 || ws[0] != out as i32 || ss[0] != out as i32 || ss[1] == 0 {
+                    return Err(self.shape_error(&wname, &ws, format!("[{out}, packed] with scales [{out}, groups]")));
                 }
                 let group_size = if self.gguf {
                     32
                 } else {
-                    self.cfg
-                        .quantization_for(module)
-                        .map(|q| q.0)
-                        .unwrap_or(inp as i32 / ss[1])
+                    self.cfg.quantization_for(module).map(|q| q.0).unwrap_or(inp as i32 / ss[1])
                 };
                 if ss[1] * group_size != inp as i32 {
                     return Err(self.shape_error(
                         &format!("{module}.scales"),
                         &ss,
-                        format!(
-                            "[{out}, {}] for {inp} inputs in groups of {group_size}",
-                            inp as i32 / group_size
-                        ),
+                        format!("[{out}, {}] for {inp} inputs in groups of {group_size}", inp as i32 / group_size),
                     ));
                 }
                 let bits = ws[1] * 32 / inp as i32;
                 if ws[1] * 32 != bits * inp as i32 || ![2, 3, 4, 5, 6, 8].contains(&bits) {
-                    return Err(self.shape_error(
-                        &wname,
-                        &ws,
-                        format!("[{out}, {inp} * bits / 32] for 2-8 bits"),
-                    ));
+                    return Err(self.shape_error(&wname, &ws, format!("[{out}, {inp} * bits / 32] for 2-8 bits")));
                 }
                 if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf) {
                     if b != bits {
@@ -319,21 +249,10 @@ impl Builder<'_> {
                         ));
                     }
                 }
-                Linear::Quantized {
-                    weight,
-                    scales,
-                    biases,
-                    group_size,
-                    bits,
-                    bias,
-                }
+                Linear::Quantized { weight, scales, biases, group_size, bits, bias }
             }
         };
-        if self.dense {
-            linear.densify(self.dtype)
-        } else {
-            Ok(linear)
-        }
+        if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
     }
 
     fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm> {
@@ -342,10 +261,7 @@ impl Builder<'_> {
         if weight.shape() != [dim as i32] {
             return Err(self.shape_error(&wname, &weight.shape(), format!("[{dim}]")));
         }
-        Ok(RmsNorm {
-            weight: cast(weight, self.dtype)?,
-            eps: self.cfg.rms_norm_eps,
-        })
+        Ok(RmsNorm { weight: cast(weight, self.dtype)?, eps: self.cfg.rms_norm_eps })
     }
 }
 
@@ -355,18 +271,9 @@ impl Builder<'_> {
 fn fuse(parts: Vec<Linear>) -> Result<Linear> {
     let all_dense = parts.iter().all(|p| matches!(p, Linear::Dense { .. }));
     let same_quant = parts.windows(2).all(|w| match (&w[0], &w[1]) {
-        (
-            Linear::Quantized {
-                group_size: g1,
-                bits: b1,
-                ..
-            },
-            Linear::Quantized {
-                group_size: g2,
-                bits: b2,
-                ..
-            },
-        ) => g1 == g2 && b1 == b2,
+        (Linear::Quantized { group_size: g1, bits: b1, .. }, Linear::Quantized { group_size: g2, bits: b2, .. }) => {
+            g1 == g2 && b1 == b2
+        }
         _ => false,
     });
     let any_bias = parts.iter().any(|p| match p {
@@ -385,9 +292,7 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
         Some(cat(parts
             .iter()
             .map(|p| match p {
-                Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => {
-                    bias.as_ref().unwrap()
-                }
+                Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.as_ref().unwrap(),
                 Linear::Stack(_) => unreachable!(),
             })
             .collect())?)
@@ -397,13 +302,7 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
     if all_dense {
         let w = cat(parts
             .iter()
-            .map(|p| {
-                if let Linear::Dense { weight, .. } = p {
-                    weight
-                } else {
-                    unreachable!()
-                }
-            })
+            .map(|p| if let Linear::Dense { weight, .. } = p { weight } else { unreachable!() })
             .collect())?;
         return Ok(Linear::Dense { weight: w, bias });
     }
@@ -411,15 +310,7 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
         let (mut ws, mut ss, mut bs) = (vec![], vec![], vec![]);
         let (mut g, mut b) = (0, 0);
         for p in &parts {
-            if let Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-                ..
-            } = p
-            {
+            if let Linear::Quantized { weight, scales, biases, group_size, bits, .. } = p {
                 ws.push(weight);
                 ss.push(scales);
                 bs.push(biases);
@@ -450,29 +341,11 @@ pub(crate) fn build(
     let gpu = mlx::default_device_is_gpu();
     let dense = will_densify(&cfg, opts);
     let dtype = if gpu { model_dtype(&t) } else { Dtype::F32 };
-    tracing::info!(
-        arch = cfg.arch.name(),
-        layers = cfg.num_layers,
-        dense,
-        ?dtype,
-        "building model"
-    );
-    let (h, hd, nh, nkv, inter, vocab) = (
-        cfg.hidden_size,
-        cfg.head_dim,
-        cfg.num_heads,
-        cfg.num_kv_heads,
-        cfg.intermediate_size,
-        cfg.vocab_size,
-    );
+    tracing::info!(arch = cfg.arch.name(), layers = cfg.num_layers, dense, ?dtype, "building model");
+    let (h, hd, nh, nkv, inter, vocab) =
+        (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size, cfg.vocab_size);
     let origin = t.origin.clone();
-    let mut b = Builder {
-        t,
-        cfg: &cfg,
-        gguf,
-        dtype,
-        dense,
-    };
+    let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense };
     let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
     let mut pending = ArrayList::of(embed.0.arrays());
     pending.eval()?;
@@ -485,10 +358,7 @@ pub(crate) fn build(
         let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
         let o = b.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?;
         let (q_norm, k_norm) = if cfg.qk_norm {
-            (
-                Some(b.norm(&format!("{p}.self_attn.q_norm"), hd)?),
-                Some(b.norm(&format!("{p}.self_attn.k_norm"), hd)?),
-            )
+            (Some(b.norm(&format!("{p}.self_attn.q_norm"), hd)?), Some(b.norm(&format!("{p}.self_attn.k_norm"), hd)?))
         } else {
             (None, None)
         };
@@ -508,15 +378,10 @@ pub(crate) fn build(
         // Evaluate layer by layer: peak memory stays one layer above the final size, and a
         // truncated file fails at the tensor that is cut.
         pending = ArrayList::new();
-        for a in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down]
-            .into_iter()
-            .flat_map(|l| l.arrays())
-        {
+        for a in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down].into_iter().flat_map(|l| l.arrays()) {
             pending.push(a);
         }
-        pending
-            .eval()
-            .map_err(|e| EngineError::bad_model(&origin, format!("layer {l}: {}", e.message)))?;
+        pending.eval().map_err(|e| EngineError::bad_model(&origin, format!("layer {l}: {}", e.message)))?;
         layers.push(layer);
         progress(l + 1, cfg.num_layers);
     }
@@ -538,9 +403,7 @@ pub(crate) fn build(
         ));
     };
     let freqs = rope_freqs(&cfg);
-    let rope_freqs = freqs
-        .map(|f| Array::from_f32(&f, &[f.len() as i32]))
-        .transpose()?;
+    let rope_freqs = freqs.map(|f| Array::from_f32(&f, &[f.len() as i32])).transpose()?;
     let rope_scale = match cfg.rope_scaling {
         RopeScaling::Linear { factor } => 1.0 / factor,
         _ => 1.0,
@@ -550,27 +413,14 @@ pub(crate) fn build(
     if !leftovers.is_empty() {
         tracing::debug!(?leftovers, "unused tensors");
     }
-    let model = Model {
-        cfg,
-        embed,
-        layers,
-        norm,
-        lm_head,
-        dtype,
-        rope_freqs,
-        rope_scale,
-    };
+    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope_freqs, rope_scale };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)
 }
 
 /// The float type the checkpoint stores its activations-side weights in (norms, embeddings).
 fn model_dtype(t: &Tensors) -> Dtype {
-    for name in [
-        "model.norm.weight",
-        "model.embed_tokens.scales",
-        "model.embed_tokens.weight",
-    ] {
+    for name in ["model.norm.weight", "model.embed_tokens.scales", "model.embed_tokens.weight"] {
         if let Some(a) = t.map.get(name) {
             if a.dtype().is_float() {
                 return a.dtype();
@@ -585,22 +435,14 @@ pub fn will_densify(cfg: &ModelConfig, opts: &LoadOptions) -> bool {
     match opts.dense {
         DenseMode::Always => true,
         DenseMode::Never => false,
-        DenseMode::Auto => {
-            !mlx::default_device_is_gpu() && dense_f32_bytes(cfg) <= opts.dense_budget_bytes
-        }
+        DenseMode::Auto => !mlx::default_device_is_gpu() && dense_f32_bytes(cfg) <= opts.dense_budget_bytes,
     }
 }
 
 /// Bytes of the model with every weight as float32.
 pub fn dense_f32_bytes(cfg: &ModelConfig) -> usize {
-    let (h, hd, nh, nkv, inter, v) = (
-        cfg.hidden_size,
-        cfg.head_dim,
-        cfg.num_heads,
-        cfg.num_kv_heads,
-        cfg.intermediate_size,
-        cfg.vocab_size,
-    );
+    let (h, hd, nh, nkv, inter, v) =
+        (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size, cfg.vocab_size);
     let per_layer = h * hd * (2 * nh + 2 * nkv) + 3 * h * inter;
     let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
     4 * (cfg.num_layers * per_layer + heads * v * h)

