@@ -27,8 +27,9 @@ test: setup-test
 	$(CARGO) build --workspace --tests --bins
 	$(CARGO) test --workspace
 
-bench: setup-test build-release
-	@bench/run.sh
+bench: setup-test
+	$(CARGO) build --release -p zeta-bench
+	target/release/bench-engine
 
 clean:
 	$(CARGO) clean

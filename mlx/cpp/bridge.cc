@@ -9,6 +9,14 @@ namespace mx = mlx::core;
 
 #ifdef ZETA_CBLAS_SHIM
 extern "C" const char* zeta_cblas_shim_name(void);
+namespace {
+// The shim only interposes `cblas_sgemm`; nothing else names it, so a linker with --as-needed
+// (Rust's default) would drop it. A static initializer referring to it keeps it a dependency.
+const void* volatile keep_shim = nullptr;
+struct KeepShim {
+  KeepShim() { keep_shim = reinterpret_cast<const void*>(&zeta_cblas_shim_name); }
+} keep_shim_init;
+}  // namespace
 #endif
 
 namespace zeta_mlx {

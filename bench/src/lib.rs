@@ -1,0 +1,55 @@
+//! Benchmarks of zeta-mlx against Apple's mlx-lm, run on the same machine, model and shapes in one
+//! run and reported as ratios. Timing goals live here, never in tests. Helpers shared by the
+//! benchmark binaries: the project's Python environment, the reference model folder, statistics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
+}
+
+/// The project's Python (`.venv`), which holds mlx-lm.
+pub fn python() -> anyhow::Result<PathBuf> {
+    let p = root().join(".venv/bin/python");
+    anyhow::ensure!(p.is_file(), "{} is missing: run `make setup`", p.display());
+    Ok(p)
+}
+
+/// The embedded SmolLM2 GGUF converted to an mlx-lm folder (by the test suite's independent
+/// converter), so mlx-lm runs exactly the weights we run.
+pub fn smollm2_for_mlx_lm() -> anyhow::Result<PathBuf> {
+    let gguf = zeta_engine::default_model_path().ok_or_else(|| anyhow::anyhow!("SmolLM2 GGUF not installed"))?;
+    let out = root().join("target/bench-models/smollm2-mlx");
+    let status = Command::new(python()?)
+        .arg(root().join("tests/reference/gguf_to_mlx.py"))
+        .arg(&gguf)
+        .arg(&out)
+        .env("HF_HUB_OFFLINE", "1")
+        .status()?;
+    anyhow::ensure!(status.success(), "gguf_to_mlx.py failed");
+    Ok(out)
+}
+
+/// The median of some measurements.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Deterministic pseudo-random token ids in `[0, vocab)`.
+pub fn random_tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}

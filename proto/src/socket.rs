@@ -1,0 +1,152 @@
+//! Where the daemon's socket is, and how to connect to it.
+//!
+//! Resolution order, the same for every binary: the `--socket` flag, then `ZETA_MLX_SOCKET`,
+//! then the `socket` key of the daemon's config file (`--config`, `ZETA_MLX_CONFIG`, or the
+//! per-user default), then a per-user default. Defaults are short and free of spaces because
+//! macOS caps socket paths at 104 bytes: `$XDG_RUNTIME_DIR/zeta-mlx/zeta.sock` on Linux,
+//! `~/.zeta-mlx/zeta.sock` on macOS, and `/tmp/zeta-mlx-<uid>/zeta.sock` when those are unusable.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Environment variable naming the socket.
+pub const SOCKET_ENV: &str = "ZETA_MLX_SOCKET";
+/// Environment variable naming the daemon's config file.
+pub const CONFIG_ENV: &str = "ZETA_MLX_CONFIG";
+
+/// The longest socket path every platform accepts (macOS: 104 bytes including the NUL).
+pub const MAX_SOCKET_PATH: usize = 103;
+
+/// Where a socket path came from, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--socket`.
+    Flag,
+    /// `ZETA_MLX_SOCKET`.
+    Env,
+    /// The config file's `socket` key.
+    Config,
+    /// The per-user default.
+    Default,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Flag => "--socket",
+            Origin::Env => SOCKET_ENV,
+            Origin::Config => "the config file",
+            Origin::Default => "the default",
+        })
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn usable(p: &Path) -> bool {
+    let s = p.as_os_str().to_string_lossy();
+    s.len() <= MAX_SOCKET_PATH && !s.contains(char::is_whitespace)
+}
+
+/// The per-user default socket path.
+pub fn default_socket_path() -> PathBuf {
+    let preferred = if cfg!(target_os = "macos") {
+        home().map(|h| h.join(".zeta-mlx/zeta.sock"))
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join("zeta-mlx/zeta.sock"))
+    };
+    preferred.filter(|p| usable(p)).unwrap_or_else(|| PathBuf::from(format!("/tmp/zeta-mlx-{}/zeta.sock", uid())))
+}
+
+/// The per-user default config file path (it need not exist).
+pub fn default_config_path() -> Option<PathBuf> {
+    if cfg!(target_os = "macos") {
+        home().map(|h| h.join("Library/Application Support/zeta-mlx/config.toml"))
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home().map(|h| h.join(".config")))
+            .map(|c| c.join("zeta-mlx/config.toml"))
+    }
+}
+
+/// The config file in effect: `--config`, `ZETA_MLX_CONFIG`, or the default.
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(default_config_path)
+}
+
+#[derive(serde::Deserialize)]
+struct SocketOnly {
+    socket: Option<PathBuf>,
+}
+
+/// The `socket` key of a config file, if the file exists and sets it. A file that cannot be
+/// read or parsed is ignored here; the daemon reports it precisely when it starts.
+fn socket_from_config(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let parsed: SocketOnly =
+        if yaml { serde_yaml::from_str(&text).ok()? } else { toml::from_str(&text).ok()? };
+    parsed.socket
+}
+
+/// Resolves the socket path. Errors when the chosen path is too long for a Unix socket.
+pub fn resolve(flag: Option<&Path>, config_flag: Option<&Path>) -> Result<(PathBuf, Origin), String> {
+    let (path, origin) = if let Some(p) = flag {
+        (p.to_path_buf(), Origin::Flag)
+    } else if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
+        (PathBuf::from(p), Origin::Env)
+    } else if let Some(p) = config_path(config_flag).as_deref().and_then(socket_from_config) {
+        (p, Origin::Config)
+    } else {
+        (default_socket_path(), Origin::Default)
+    };
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "socket path {} (from {origin}) is {len} bytes; Unix sockets allow at most {MAX_SOCKET_PATH}",
+            path.display()
+        ));
+    }
+    Ok((path, origin))
+}
+
+fn endpoint() -> Endpoint {
+    // The authority is unused: every connection goes to the socket.
+    Endpoint::from_static("http://zeta-mlxd.local")
+}
+
+fn connector(path: PathBuf) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send,
+> + Clone
+       + Send {
+    tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+    })
+}
+
+/// Connects to the daemon now; fails if nothing listens on the socket.
+pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
+    endpoint().connect_with_connector(connector(path.to_path_buf())).await
+}
+
+/// A channel that connects on first use and reconnects by itself after the daemon restarts.
+pub fn connect_lazy(path: &Path) -> Channel {
+    endpoint().connect_with_connector_lazy(connector(path.to_path_buf()))
+}
