@@ -62,7 +62,9 @@ pub fn default_socket_path() -> PathBuf {
     let preferred = if cfg!(target_os = "macos") {
         home().map(|h| h.join(".zeta-mlx/zeta.sock"))
     } else {
-        std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join("zeta-mlx/zeta.sock"))
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("zeta-mlx/zeta.sock"))
     };
     preferred.filter(|p| usable(p)).unwrap_or_else(|| PathBuf::from(format!("/tmp/zeta-mlx-{}/zeta.sock", uid())))
 }
@@ -97,8 +99,7 @@ struct SocketOnly {
 fn socket_from_config(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    let parsed: SocketOnly =
-        if yaml { serde_yaml::from_str(&text).ok()? } else { toml::from_str(&text).ok()? };
+    let parsed: SocketOnly = if yaml { serde_yaml::from_str(&text).ok()? } else { toml::from_str(&text).ok()? };
     parsed.socket
 }
 
@@ -128,13 +129,15 @@ fn endpoint() -> Endpoint {
     Endpoint::from_static("http://zeta-mlxd.local")
 }
 
-fn connector(path: PathBuf) -> impl tower::Service<
+fn connector(
+    path: PathBuf,
+) -> impl tower::Service<
     Uri,
     Response = TokioIo<tokio::net::UnixStream>,
     Error = std::io::Error,
     Future = impl Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send,
 > + Clone
-       + Send {
++ Send {
     tower::service_fn(move |_: Uri| {
         let path = path.clone();
         async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }

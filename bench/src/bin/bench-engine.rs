@@ -63,7 +63,10 @@ fn main() -> anyhow::Result<()> {
         vec![None; cases.len()]
     } else {
         let dir = zeta_bench::smollm2_for_mlx_lm()?;
-        cases.iter().map(|&(b, p, g)| run_peer(&dir, b, p, g, args.trials).map(Some)).collect::<anyhow::Result<Vec<_>>>()?
+        cases
+            .iter()
+            .map(|&(b, p, g)| run_peer(&dir, b, p, g, args.trials).map(Some))
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
 
     println!("\nSmolLM2-135M-Instruct, medians of {} trials (tokens/s; ratio = zeta-mlx / mlx-lm)", args.trials);
@@ -94,7 +97,8 @@ fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, tri
         let start = Instant::now();
         let mut streams = (0..batch)
             .map(|i| {
-                let mut r = GenerateRequest::new(Prompt::Tokens(random_tokens((trial * 100 + i) as u64, prompt, vocab)));
+                let mut r =
+                    GenerateRequest::new(Prompt::Tokens(random_tokens((trial * 100 + i) as u64, prompt, vocab)));
                 r.max_tokens = Some(gen_tokens);
                 r.sampling = SamplingParams { temperature: 0.0, logit_bias: no_eos.clone(), ..Default::default() };
                 engine.submit(r)
@@ -143,12 +147,27 @@ fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, tri
     })
 }
 
-fn run_peer(dir: &std::path::Path, batch: usize, prompt: usize, gen_tokens: usize, trials: usize) -> anyhow::Result<Rates> {
+fn run_peer(
+    dir: &std::path::Path,
+    batch: usize,
+    prompt: usize,
+    gen_tokens: usize,
+    trials: usize,
+) -> anyhow::Result<Rates> {
     eprintln!("  mlx_lm.benchmark -b {batch} -p {prompt} -g {gen_tokens} -n {trials} (slow: MLX's CPU kernels) ...");
     let out = Command::new(zeta_bench::python()?)
         .args(["-m", "mlx_lm.benchmark", "--model"])
         .arg(dir)
-        .args(["-p", &prompt.to_string(), "-g", &gen_tokens.to_string(), "-b", &batch.to_string(), "-n", &trials.to_string()])
+        .args([
+            "-p",
+            &prompt.to_string(),
+            "-g",
+            &gen_tokens.to_string(),
+            "-b",
+            &batch.to_string(),
+            "-n",
+            &trials.to_string(),
+        ])
         .env("HF_HUB_OFFLINE", "1")
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -1,0 +1,286 @@
+//! The daemon's configuration: a TOML file (or YAML with the same schema, as the original design
+//! used `config.yaml`), with every key optional. With no file at all the daemon serves the
+//! embedded SmolLM2 as `smollm2-135m`. Unknown keys and bad values stop start-up with a message
+//! that names the key and the line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The alias of the embedded default model.
+pub const EMBEDDED_ALIAS: &str = "smollm2-135m";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Socket path (the `--socket` flag and `ZETA_MLX_SOCKET` take precedence).
+    pub socket: Option<PathBuf>,
+    /// The alias an empty `model` selects; it is loaded at start-up and never evicted.
+    pub default_model: String,
+    /// Load the default model at start-up.
+    pub preload_default: bool,
+    /// How many models may be loaded at once.
+    pub max_loaded: usize,
+    /// Unload a model unused for this many seconds (0: never). The default model stays.
+    pub idle_unload_seconds: u64,
+    /// Budget for weights plus KV caches, e.g. `"8GiB"` or a byte count; none when unset.
+    pub memory_budget: Option<ByteSize>,
+    /// KV cache tokens reserved per model in the memory budget.
+    pub kv_reserve_tokens: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub drain_timeout_seconds: u64,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Sequences decoded together per model.
+    pub max_batch: usize,
+    /// Requests waiting per model before new ones are refused as busy.
+    pub max_queue: usize,
+    /// Whether a request may name a Hugging Face repo id that is not configured.
+    pub allow_hub_models: bool,
+    /// Whether a request may name a local path that is not configured.
+    pub allow_path_models: bool,
+    /// Models by alias.
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            default_model: EMBEDDED_ALIAS.into(),
+            preload_default: true,
+            max_loaded: 2,
+            idle_unload_seconds: 0,
+            memory_budget: None,
+            kv_reserve_tokens: 4096,
+            drain_timeout_seconds: 30,
+            log_format: LogFormat::Text,
+            max_batch: 16,
+            max_queue: 64,
+            allow_hub_models: true,
+            allow_path_models: true,
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One configured model.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A Hugging Face repo id (`org/name`).
+    pub hub: Option<String>,
+    /// Revision of the hub repo (branch, tag or commit; default `main`).
+    pub revision: Option<String>,
+    /// For a hub repo holding GGUF files: which one.
+    pub file: Option<String>,
+    /// A local model folder or GGUF file.
+    pub path: Option<PathBuf>,
+    /// Cap on the context length.
+    pub context_length: Option<usize>,
+    /// Sampling defaults for requests that leave them unset.
+    #[serde(default)]
+    pub defaults: SamplingDefaults,
+}
+
+/// Per-model request defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingDefaults {
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus mass.
+    pub top_p: Option<f32>,
+    /// Top-k.
+    pub top_k: Option<u32>,
+    /// Min-p.
+    pub min_p: Option<f32>,
+    /// Repetition penalty.
+    pub repetition_penalty: Option<f32>,
+    /// Default `max_tokens`.
+    pub max_tokens: Option<usize>,
+}
+
+/// A size in bytes, written as a number or a string with a unit (`512MiB`, `8GiB`, `2GB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a size like 8GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// A configuration problem, with the file and (for syntax and type errors) the line.
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads a config file; YAML when it ends in `.yaml`/`.yml`, TOML otherwise.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        let cfg: Config = if yaml {
+            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?
+        } else {
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?
+        };
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    /// Loads the file if it exists; no file means the defaults.
+    pub fn load_or_default(path: Option<&Path>, must_exist: bool) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) if p.exists() || must_exist => Config::load(p),
+            _ => {
+                let c = Config::default();
+                c.validate().map_err(|message| ConfigError { path: "(defaults)".into(), message })?;
+                Ok(c)
+            }
+        }
+    }
+
+    /// Checks what serde cannot: each model names exactly one source, limits are positive.
+    pub fn validate(&self) -> Result<(), String> {
+        for (alias, m) in &self.models {
+            match (&m.hub, &m.path) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(format!("models.{alias}: set exactly one of `hub` (a repo id) or `path`"));
+                }
+                (Some(h), None) if !zeta_hub::looks_like_repo_id(h) => {
+                    return Err(format!("models.{alias}.hub: '{h}' is not a repo id like org/name"));
+                }
+                _ => {}
+            }
+            if m.revision.is_some() && m.hub.is_none() {
+                return Err(format!("models.{alias}.revision: only applies to `hub` models"));
+            }
+            if m.context_length == Some(0) {
+                return Err(format!("models.{alias}.context_length: must be at least 1"));
+            }
+        }
+        if self.max_loaded == 0 {
+            return Err("max_loaded: must be at least 1".into());
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch: must be at least 1".into());
+        }
+        if self.default_model != EMBEDDED_ALIAS && !self.models.contains_key(&self.default_model) {
+            return Err(format!(
+                "default_model: '{}' is not one of the configured models ({})",
+                self.default_model,
+                self.aliases().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every alias, the embedded one included.
+    pub fn aliases(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.models.keys().cloned().collect();
+        if !self.models.contains_key(EMBEDDED_ALIAS) {
+            v.push(EMBEDDED_ALIAS.into());
+        }
+        v
+    }
+
+    /// Idle unload delay, if enabled.
+    pub fn idle_unload(&self) -> Option<Duration> {
+        (self.idle_unload_seconds > 0).then(|| Duration::from_secs(self.idle_unload_seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p)
+    }
+
+    #[test]
+    fn toml_and_yaml_read_the_same_schema() {
+        let t = parse(
+            "c.toml",
+            "max_loaded = 3\nmemory_budget = \"8GiB\"\n[models.tiny]\npath = \"/m\"\n[models.tiny.defaults]\ntemperature = 0.2\n",
+        )
+        .unwrap();
+        let y = parse(
+            "c.yaml",
+            "max_loaded: 3\nmemory_budget: 8GiB\nmodels:\n  tiny:\n    path: /m\n    defaults:\n      temperature: 0.2\n",
+        )
+        .unwrap();
+        assert_eq!(t.max_loaded, 3);
+        assert_eq!(t.memory_budget, Some(ByteSize(8 << 30)));
+        assert_eq!(y.memory_budget, t.memory_budget);
+        assert_eq!(y.models["tiny"].defaults, t.models["tiny"].defaults);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_line() {
+        let e = parse("c.toml", "max_loaded = 2\nmax_loded = 3\n").unwrap_err().to_string();
+        assert!(e.contains("max_loded") && e.contains("line 2"), "{e}");
+        let e = parse("c.yaml", "max_loaded: 2\nmax_batch: lots\n").unwrap_err().to_string();
+        assert!(e.contains("max_batch") && e.contains("line 2"), "{e}");
+        let e = parse("c.toml", "[models.x]\nhub = \"a/b\"\npath = \"/m\"\n").unwrap_err().to_string();
+        assert!(e.contains("models.x"), "{e}");
+        let e = parse("c.toml", "memory_budget = \"8 parsecs\"\n").unwrap_err().to_string();
+        assert!(e.contains("memory_budget") || e.contains("parsecs"), "{e}");
+        let e = parse("c.toml", "default_model = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("default_model") && e.contains("nope"), "{e}");
+    }
+}

@@ -1,0 +1,71 @@
+//! `zeta-mlxd`: reads the config, sets up logging and the socket, and serves until SIGTERM or
+//! SIGINT. See the library for what it does.
+#![allow(clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use zeta_mlxd::config::{Config, LogFormat};
+use zeta_mlxd::registry::Registry;
+
+/// The zeta-mlx daemon: holds MLX models and serves the zeta.mlx.v1 gRPC API on a Unix socket.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Config file (TOML, or YAML by extension) [env: ZETA_MLX_CONFIG; default: per-user path].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Socket path [env: ZETA_MLX_SOCKET; default: per-user path].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Log format (overrides the config's `log_format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("zeta-mlxd: {msg}");
+    std::process::exit(1);
+}
+
+fn main() {
+    let args = Args::parse();
+    let explicit = args.config.is_some() || std::env::var_os(zeta_proto::socket::CONFIG_ENV).is_some();
+    let config_path = zeta_proto::socket::config_path(args.config.as_deref());
+    let config = Config::load_or_default(config_path.as_deref(), explicit).unwrap_or_else(|e| fail(e));
+    zeta_mlxd::logging::init(args.log_format.unwrap_or(config.log_format));
+    let (socket, origin) =
+        zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(e));
+    let result = runtime.block_on(async move {
+        let (listener, guard) = zeta_mlxd::socket::bind(&socket).unwrap_or_else(|e| fail(e));
+        let hub = match zeta_hub::HubClient::from_env() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "hub downloads disabled");
+                None
+            }
+        };
+        tracing::info!(socket = %socket.display(), from = %origin, config = ?config_path, version = env!("CARGO_PKG_VERSION"),
+            mlx = %mlx::version(), device = if mlx::default_device_is_gpu() { "gpu" } else { "cpu" }, "zeta-mlxd listening");
+        let registry = Registry::new(Arc::new(config), hub);
+        let r = zeta_mlxd::run(listener, registry, shutdown_signal()).await;
+        drop(guard);
+        r
+    });
+    if let Err(e) = result {
+        fail(e);
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
+    let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

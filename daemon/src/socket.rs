@@ -1,0 +1,158 @@
+//! The daemon's end of the Unix socket: a private directory (0700) and socket (0600), a lock file
+//! so a second daemon on the same path exits with a clear message, removal of a stale socket only
+//! when nothing answers on it, a check of every connecting process's uid, and removal of the
+//! socket at exit.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use tokio::net::{UnixListener, UnixStream};
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// Another daemon holds the lock.
+    #[error("another zeta-mlxd{pid} is already serving {path}; stop it first (or pass --socket to use another path)")]
+    AlreadyRunning {
+        /// The socket.
+        path: PathBuf,
+        /// " (pid N)" when known.
+        pid: String,
+    },
+    /// The directory belongs to someone else or is open to others.
+    #[error("{0}")]
+    Unsafe(String),
+    /// An OS error.
+    #[error("socket {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
+    move |source| SocketError::Io { path: path.to_path_buf(), source }
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Holds the lock and removes the socket and lock file when dropped.
+pub struct SocketGuard {
+    path: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
+}
+
+impl SocketGuard {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir).map_err(io(dir))?;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.uid() != my_uid() && !sticky {
+        return Err(SocketError::Unsafe(format!(
+            "socket directory {} belongs to uid {}, not to this user ({}); choose another path with --socket",
+            dir.display(),
+            meta.uid(),
+            my_uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Sets up and binds the socket.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        prepare_dir(dir)?;
+    }
+    let lock_path = path.with_extension("lock");
+    let mut lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    // SAFETY: flock on an open descriptor we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = std::fs::read_to_string(&lock_path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        return Err(SocketError::AlreadyRunning {
+            path: path.to_path_buf(),
+            pid: pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        });
+    }
+    lock.set_len(0).map_err(io(&lock_path))?;
+    write!(lock, "{}", std::process::id()).map_err(io(&lock_path))?;
+
+    if path.exists() {
+        // With the lock held, an answering socket means a process that ignores the lock.
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(SocketError::AlreadyRunning { path: path.to_path_buf(), pid: String::new() });
+            }
+            Err(_) => {
+                tracing::info!(path = %path.display(), "removing stale socket (nothing answers on it)");
+                std::fs::remove_file(path).map_err(io(path))?;
+            }
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    Ok((listener, SocketGuard { path: path.to_path_buf(), lock_path, _lock: lock }))
+}
+
+/// Whether a connecting process may talk to the daemon: its own user, or root.
+pub fn allowed(stream: &UnixStream) -> Result<u32, Option<u32>> {
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == my_uid() || c.uid() == 0 => Ok(c.uid()),
+        Ok(c) => Err(Some(c.uid())),
+        Err(_) => Err(None),
+    }
+}
+
+/// Accepted connections from allowed peers; others are logged and closed.
+pub fn incoming(listener: UnixListener) -> impl futures_util::Stream<Item = std::io::Result<UnixStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => match allowed(&stream) {
+                    Ok(_) => return Some((Ok(stream), listener)),
+                    Err(uid) => {
+                        tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
+                        drop(stream);
+                    }
+                },
+                Err(e) => {
+                    // Out of descriptors and the like: report, pause, keep serving.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}

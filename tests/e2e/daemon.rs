@@ -1,0 +1,255 @@
+//! The real `zeta-mlxd` on a temporary socket, driven by tonic clients: streamed generation,
+//! concurrent generations batched with correct outputs, cancellation freeing the slot, a table of
+//! bad requests, health and reflection.
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use zeta_proto::v1;
+use zeta_tests::{Daemon, chat, generate, tiny_config, tokens};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_a_generation_with_the_default_model() {
+    let d = Daemon::builder().start().await;
+    let mut g = d.generation().await;
+    let mut stream = g.generate(chat("", "What is the capital of France?", 16)).await.unwrap().into_inner();
+    let mut kinds = Vec::new();
+    let mut text = String::new();
+    while let Some(ev) = stream.message().await.unwrap() {
+        match ev.event.unwrap() {
+            v1::generate_event::Event::Started(s) => {
+                kinds.push("started");
+                assert_eq!(s.model, "smollm2-135m");
+                assert!(s.prompt_tokens > 10);
+                assert!(!s.request_id.is_empty());
+            }
+            v1::generate_event::Event::Delta(dl) => {
+                kinds.push("delta");
+                text.push_str(&dl.text);
+                assert_eq!(dl.token_ids.len(), 1);
+            }
+            v1::generate_event::Event::Finished(f) => {
+                kinds.push("finished");
+                assert_eq!(f.reason, v1::FinishReason::Stop as i32, "SmolLM2 answers in a few tokens");
+                let u = f.usage.unwrap();
+                assert_eq!(u.completion_tokens as usize, kinds.iter().filter(|k| **k == "delta").count());
+            }
+        }
+    }
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"finished"));
+    assert!(text.contains("Paris"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_generations_are_batched_with_the_same_outputs() {
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let prompts: Vec<Vec<u32>> = vec![vec![5, 17, 42], vec![250, 7, 77, 9], vec![1, 2, 3], vec![100, 200, 300, 11]];
+    let mut g = d.generation().await;
+    let mut alone = Vec::new();
+    for p in &prompts {
+        alone.push(generate(&mut g, tokens("tiny", p.clone(), 20)).await.unwrap().tokens);
+    }
+    let steps_before = d.status().await.engines[0].steps;
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let mut g = g.clone();
+            let req = tokens("tiny", p.clone(), 20);
+            tokio::spawn(async move { generate(&mut g, req).await.unwrap().tokens })
+        })
+        .collect();
+    let mut together = Vec::new();
+    for h in handles {
+        together.push(h.await.unwrap());
+    }
+    assert_eq!(together, alone);
+    // Four sequences of ~20 tokens in far fewer than 4 x 20 steps: they ran in one batch.
+    let steps = d.status().await.engines[0].steps - steps_before;
+    let total: usize = together.iter().map(Vec::len).sum();
+    assert!((steps as usize) < total * 3 / 4, "{steps} steps for {total} tokens: not batched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_stream_frees_its_slot() {
+    let config = tiny_config("preload_default = false", &[("tiny", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let mut req = tokens("tiny", vec![5, 6, 7], 400);
+    req.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
+    let mut stream = g.generate(req).await.unwrap().into_inner();
+    for _ in 0..5 {
+        stream.message().await.unwrap().unwrap();
+    }
+    assert_eq!(d.status().await.engines[0].active, 1);
+    drop(stream);
+    let start = Instant::now();
+    loop {
+        let s = d.status().await;
+        if s.engines[0].active == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The model serves the next request.
+    assert!(!generate(&mut g, tokens("tiny", vec![1, 2], 3)).await.unwrap().tokens.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
+    let config = tiny_config("preload_default = false\nmax_queue = 1", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let with = |f: &dyn Fn(&mut v1::GenerateRequest)| {
+        let mut r = tokens("tiny", vec![5, 6, 7], 4);
+        f(&mut r);
+        r
+    };
+    let sampling = |f: &dyn Fn(&mut v1::SamplingParams)| with(&|r| f(r.sampling.as_mut().unwrap()));
+    let msg = |role: &str, content: Option<&str>| v1::Message {
+        role: role.into(),
+        content: content.map(String::from),
+        ..Default::default()
+    };
+    let chat_of = |msgs: Vec<v1::Message>| {
+        with(&|r| {
+            r.input = Some(v1::generate_request::Input::Chat(v1::Chat {
+                messages: msgs.clone(),
+                continue_final_message: false,
+            }))
+        })
+    };
+    let cases: Vec<(&str, v1::GenerateRequest, Code, &str)> = vec![
+        ("unknown model", with(&|r| r.model = "no-such-model".into()), Code::NotFound, "does not exist"),
+        ("no input", with(&|r| r.input = None), Code::InvalidArgument, "input"),
+        (
+            "empty prompt",
+            with(&|r| r.input = Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![] }))),
+            Code::InvalidArgument,
+            "prompt",
+        ),
+        (
+            "token out of vocab",
+            with(&|r| r.input = Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![1, 99999] }))),
+            Code::InvalidArgument,
+            "99999",
+        ),
+        ("negative temperature", sampling(&|s| s.temperature = Some(-1.0)), Code::InvalidArgument, "temperature"),
+        ("NaN top_p", sampling(&|s| s.top_p = Some(f32::NAN)), Code::InvalidArgument, "top_p"),
+        ("top_p above 1", sampling(&|s| s.top_p = Some(1.5)), Code::InvalidArgument, "top_p"),
+        (
+            "bad logit bias token",
+            sampling(&|s| s.logit_bias = [(123456, 1.0)].into()),
+            Code::InvalidArgument,
+            "logit_bias",
+        ),
+        ("too many logprobs", with(&|r| r.logprobs = Some(50)), Code::InvalidArgument, "top_logprobs"),
+        ("zero max_tokens", with(&|r| r.max_tokens = Some(0)), Code::InvalidArgument, "max_tokens"),
+        ("over the context", with(&|r| r.max_tokens = Some(100_000)), Code::OutOfRange, "context length"),
+        (
+            "prompt over the context",
+            with(&|r| r.input = Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![5; 600] }))),
+            Code::OutOfRange,
+            "context",
+        ),
+        ("too many stop strings", with(&|r| r.stop = vec!["x".into(); 20]), Code::InvalidArgument, "stop"),
+        ("no messages", chat_of(vec![]), Code::InvalidArgument, "messages"),
+        ("unknown role", chat_of(vec![msg("wizard", Some("hi"))]), Code::InvalidArgument, "messages[0].role"),
+        ("missing content", chat_of(vec![msg("user", None)]), Code::InvalidArgument, "messages[0].content"),
+        (
+            "bad tool-call arguments",
+            chat_of(vec![v1::Message {
+                role: "assistant".into(),
+                tool_calls: vec![v1::ToolCall { id: "c".into(), name: "f".into(), arguments: "{nope".into() }],
+                ..Default::default()
+            }]),
+            Code::InvalidArgument,
+            "arguments",
+        ),
+        (
+            "bad template kwargs",
+            with(&|r| {
+                r.input = Some(v1::generate_request::Input::Chat(v1::Chat {
+                    messages: vec![msg("user", Some("hi"))],
+                    continue_final_message: false,
+                }));
+                r.chat_template_kwargs_json = "[1]".into();
+            }),
+            Code::InvalidArgument,
+            "chat_template_kwargs",
+        ),
+    ];
+    for (name, req, code, needle) in cases {
+        let err = generate(&mut g, req).await.expect_err(name);
+        assert_eq!(err.code(), code, "{name}: {}", err.message());
+        assert!(err.message().contains(needle), "{name}: '{}' should mention '{needle}'", err.message());
+    }
+    let err = generate(&mut g, with(&|r| r.max_tokens = Some(100_000))).await.unwrap_err();
+    assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("messages"));
+
+    // A full queue answers RESOURCE_EXHAUSTED with a retry hint.
+    let long = || {
+        let mut r = tokens("tiny", vec![5, 6, 7], 300);
+        r.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
+        r
+    };
+    let running: Vec<_> = (0..17)
+        .map(|_| {
+            let mut g = g.clone();
+            let r = long();
+            tokio::spawn(async move { generate(&mut g, r).await })
+        })
+        .collect();
+    let mut busy = None;
+    for _ in 0..100 {
+        match generate(&mut g, long()).await {
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                busy = Some(e);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let busy = busy.expect("a full queue refuses");
+    assert!(busy.metadata().get("retry-after").is_some());
+    for r in running {
+        let _ = r.await;
+    }
+
+    let out = generate(&mut g, tokens("tiny", vec![5, 6, 7], 4)).await.unwrap();
+    assert_eq!(out.tokens.len(), 4, "still serving");
+    assert!(!d.logs().contains("panicked"), "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_work_over_the_socket() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let d = Daemon::builder().wait_ready().start().await;
+    let mut health = HealthClient::new(d.channel().await);
+    for service in ["", "zeta.mlx.v1.Generation", "zeta.mlx.v1.Models"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status, 1, "{service} SERVING");
+    }
+    let mut refl = ServerReflectionClient::new(d.channel().await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["zeta.mlx.v1.Generation", "zeta.mlx.v1.Models", "zeta.mlx.v1.Daemon", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}

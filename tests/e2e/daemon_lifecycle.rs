@@ -1,0 +1,137 @@
+//! The daemon as a process: one instance per socket, stale sockets, other users refused,
+//! configuration errors, and SIGTERM draining.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use zeta_tests::{Daemon, bin, generate, tiny_config, tokens};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_exits_and_a_stale_socket_is_replaced() {
+    let dir = tempfile::Builder::new().prefix("zeta-e2e-").tempdir_in("/tmp").unwrap();
+    let socket = dir.path().join("zeta.sock");
+    // A stale socket: bound once, its process gone.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let config = tiny_config("preload_default = false", &[]);
+    let d = Daemon::builder().config(&config).socket(&socket).start().await;
+    assert!(d.logs().contains("removing stale socket"), "{}", d.logs());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+
+    let out =
+        Command::new(bin("zeta-mlxd")).arg("--config").arg(&d.config).arg("--socket").arg(&socket).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serving") && err.contains(&format!("pid {}", d.pid())), "{err}");
+    // The first one is unharmed.
+    d.status().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_directory_is_private_and_other_users_are_refused() {
+    let d = Daemon::builder().config("preload_default = false").start().await;
+    let dir = d.socket.parent().unwrap();
+    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let nobody = 65534;
+    let probe = |who: Option<u32>| {
+        let mut c = Command::new(bin("zeta-probe"));
+        c.arg(&d.socket);
+        if let Some(uid) = who {
+            c.uid(uid).gid(uid);
+        }
+        c.output().unwrap()
+    };
+    assert!(probe(None).status.success(), "the owner is answered");
+    // Through the file system: the private directory keeps others out.
+    let out = probe(Some(nobody));
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // With the permissions opened up, the daemon's own peer check still refuses them.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = probe(Some(nobody));
+    assert!(!out.status.success(), "uid {nobody} was answered: {}", String::from_utf8_lossy(&out.stdout));
+    let start = Instant::now();
+    while !d.logs().contains("refused a connection from another user") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no refusal logged:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(d.logs().contains("peer_uid=Some(65534)"), "{}", d.logs());
+    assert!(probe(None).status.success(), "still serving its owner");
+}
+
+#[test]
+fn a_bad_config_stops_start_up_naming_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, needles) in [
+        ("c.toml", "max_loaded = 2\nmax_loded = 3\n", vec!["max_loded", "line 2"]),
+        ("c.yaml", "max_loaded: 2\nidle_unload_seconds: soon\n", vec!["idle_unload_seconds", "line 2"]),
+        ("m.toml", "[models.x]\npath = \"/a\"\nhub = \"o/n\"\n", vec!["models.x", "exactly one"]),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let out = Command::new(bin("zeta-mlxd"))
+            .arg("--config")
+            .arg(&p)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "{name}: '{err}' should mention '{n}'");
+        }
+        assert!(!dir.path().join("s.sock").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_then_exits_cleanly_and_removes_the_socket() {
+    let config = tiny_config("drain_timeout_seconds = 2", &[("tiny", "llama-f32")]);
+    let mut d = Daemon::builder().config(&config).wait_ready().start().await;
+    let mut g = d.generation().await;
+    // A short request in flight finishes; an endless one is cancelled at the deadline.
+    let mut short = tokens("tiny", vec![5, 6], 40);
+    short.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
+    // SmolLM2 at ~15 tokens/s on this CPU: far longer than the deadline.
+    let mut endless = zeta_tests::chat("", "Tell me a very long story.", 2000);
+    endless.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
+    let mut long_stream = g.generate(endless).await.unwrap().into_inner();
+    long_stream.message().await.unwrap();
+    let (mut g2, s2) = (g.clone(), short);
+    let short_task = tokio::spawn(async move { generate(&mut g2, s2).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    d.signal(libc::SIGTERM);
+    // New work is refused while draining.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Err(e) = generate(&mut g, tokens("tiny", vec![1], 2)).await {
+        assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    }
+    let short_out = short_task.await.unwrap().expect("the short request finishes during the drain");
+    assert_eq!(short_out.tokens.len(), 40);
+    // The endless stream ends (with an error) once the deadline passes.
+    let mut ended_with = None;
+    loop {
+        match long_stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                ended_with = Some(e.code());
+                break;
+            }
+        }
+    }
+    assert_eq!(ended_with, Some(Code::Unavailable));
+    let status = d.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(status.success(), "exit status {status}");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "took {took:?}");
+    assert!(!d.socket.exists(), "socket removed");
+    assert!(d.logs().contains("draining"), "{}", d.logs());
+}

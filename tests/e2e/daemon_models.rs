@@ -1,0 +1,218 @@
+//! The model registry through the real daemon: explicit load (with progress) and unload, LRU
+//! eviction under `max_loaded`, idle unload, one load for many concurrent first requests, no
+//! eviction of a model with requests waiting, and hub downloads from a local server that behaves
+//! like the Hugging Face Hub (including the offline case).
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use zeta_hub::testing::FakeHub;
+use zeta_proto::v1;
+use zeta_tests::{Daemon, generate, tiny, tiny_config, tokens};
+
+async fn list(d: &Daemon) -> Vec<v1::ModelInfo> {
+    d.models().await.list_models(v1::ListModelsRequest {}).await.unwrap().into_inner().models
+}
+
+async fn state(d: &Daemon, id: &str) -> (i32, u32) {
+    let m = list(d).await.into_iter().find(|m| m.id == id).unwrap_or_else(|| panic!("{id} not listed"));
+    (m.state, m.load_count)
+}
+
+const LOADED: i32 = v1::ModelState::Loaded as i32;
+const UNLOADED: i32 = v1::ModelState::Unloaded as i32;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_unload_and_lru_eviction() {
+    let config = tiny_config(
+        "preload_default = false\nmax_loaded = 2",
+        &[("a", "llama-f32"), ("b", "qwen2-f32"), ("c", "mistral-q4")],
+    );
+    let d = Daemon::builder().config(&config).start().await;
+    let mut m = d.models().await;
+    // Explicit load streams progress and ends with the loaded model.
+    let mut progress = m.load_model(v1::LoadModelRequest { model: "a".into() }).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    while let Some(p) = progress.message().await.unwrap() {
+        events.push(p.progress.unwrap());
+    }
+    match events.last() {
+        Some(v1::load_progress::Progress::Loaded(info)) => {
+            assert_eq!(info.id, "a");
+            assert_eq!(info.state, LOADED);
+            assert_eq!(info.architecture, "llama");
+            assert!(info.weight_bytes > 0);
+        }
+        other => panic!("load ended with {other:?}"),
+    }
+    assert_eq!(state(&d, "a").await.0, LOADED);
+    assert_eq!(state(&d, "b").await.0, UNLOADED);
+
+    let mut g = d.generation().await;
+    generate(&mut g, tokens("b", vec![1, 2], 2)).await.unwrap();
+    generate(&mut g, tokens("a", vec![1, 2], 2)).await.unwrap(); // a is now the most recent
+    // A third model evicts the least recently used (b).
+    generate(&mut g, tokens("c", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(state(&d, "a").await.0, LOADED);
+    assert_eq!(state(&d, "b").await.0, UNLOADED);
+    assert_eq!(state(&d, "c").await.0, LOADED);
+
+    // Explicit unload.
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into() }).await.unwrap().into_inner();
+    assert!(r.was_loaded);
+    assert_eq!(state(&d, "a").await.0, UNLOADED);
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into() }).await.unwrap().into_inner();
+    assert!(!r.was_loaded);
+    let e = m.unload_model(v1::UnloadModelRequest { model: "zzz".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = m.load_model(v1::LoadModelRequest { model: "zzz".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_requests_cause_one_load() {
+    let config = tiny_config("preload_default = false", &[("a", "qwen3-q4")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = d.generation().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let mut g = g.clone();
+            tokio::spawn(async move { generate(&mut g, tokens("a", vec![1, 2, i], 3)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().tokens.len(), 3);
+    }
+    assert_eq!(state(&d, "a").await, (LOADED, 1), "eight first requests, one load");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_models_unload_but_the_default_stays() {
+    let config =
+        tiny_config("idle_unload_seconds = 1\ndefault_model = \"d\"", &[("d", "llama-f32"), ("x", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let mut g = d.generation().await;
+    generate(&mut g, tokens("x", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(state(&d, "x").await.0, LOADED);
+    let start = Instant::now();
+    while state(&d, "x").await.0 == LOADED {
+        assert!(start.elapsed() < Duration::from_secs(10), "x never unloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_millis(500));
+    assert_eq!(state(&d, "d").await.0, LOADED, "the default model is pinned");
+    assert!(d.logs().contains("unloading idle model"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_with_requests_is_never_evicted() {
+    let config = tiny_config(
+        "max_loaded = 2\ndefault_model = \"d\"\nmax_batch = 1",
+        &[("d", "llama-f32"), ("busy", "qwen2-f32"), ("other", "mistral-f32")],
+    );
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let g = d.generation().await;
+    // One request running on `busy` and one queued behind it (max_batch = 1).
+    let long = || {
+        let mut r = tokens("busy", vec![5, 6, 7], 400);
+        r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
+        r
+    };
+    let mut running = g.clone().generate(long()).await.unwrap().into_inner();
+    running.message().await.unwrap();
+    let queued = {
+        let mut g = g.clone();
+        let r = long();
+        tokio::spawn(async move { generate(&mut g, r).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // `other` needs a slot: the default is pinned and `busy` has requests, so nothing can go.
+    let err = generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("busy (busy)") && err.message().contains("d (pinned)"), "{}", err.message());
+    assert_eq!(state(&d, "busy").await.0, LOADED);
+    // Both requests on `busy` complete untouched.
+    while running.message().await.unwrap().is_some() {}
+    assert_eq!(queued.await.unwrap().unwrap().tokens.len(), 400);
+    // Once idle, it can be evicted.
+    generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap();
+    assert_eq!(state(&d, "busy").await.0, UNLOADED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_models_download_once_and_work_offline_from_the_cache() {
+    let hub = FakeHub::builder().repo("test-org/tiny-llama", tiny("llama-q4")).start().unwrap();
+    let hf = tempfile::tempdir().unwrap();
+    let daemon = |offline: bool| {
+        Daemon::builder()
+            .config("preload_default = false")
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HOME", hf.path())
+            .env("HF_HUB_OFFLINE", if offline { "1" } else { "0" })
+    };
+    // Offline with an empty cache: a clear not-found, no request to the hub.
+    let d = daemon(true).start().await;
+    let err = generate(&mut d.generation().await, tokens("test-org/tiny-llama", vec![1, 2], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(err.message().contains("HF_HUB_OFFLINE"), "{}", err.message());
+    assert_eq!(hub.request_count(), 0);
+    drop(d);
+
+    // Online: LoadModel streams download progress, then the model serves.
+    let d = daemon(false).start().await;
+    let mut progress = d
+        .models()
+        .await
+        .load_model(v1::LoadModelRequest { model: "test-org/tiny-llama".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut downloads, mut loaded) = (0, false);
+    while let Some(p) = progress.message().await.unwrap() {
+        match p.progress.unwrap() {
+            v1::load_progress::Progress::Download(_) => downloads += 1,
+            v1::load_progress::Progress::Loaded(_) => loaded = true,
+            v1::load_progress::Progress::Loading(_) => {}
+        }
+    }
+    assert!(downloads > 0 && loaded, "downloads {downloads}, loaded {loaded}");
+    let out = generate(&mut d.generation().await, tokens("test-org/tiny-llama", vec![1, 2], 3)).await.unwrap();
+    assert_eq!(out.tokens.len(), 3);
+    let files: Vec<String> = hub.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(files.iter().any(|p| p.ends_with("model.safetensors")), "{files:?}");
+    drop(d);
+
+    // Offline again: the cache serves it, with no request.
+    hub.clear_requests();
+    let d = daemon(true).start().await;
+    let out = generate(&mut d.generation().await, tokens("test-org/tiny-llama", vec![1, 2], 3)).await.unwrap();
+    assert_eq!(out.tokens.len(), 3);
+    assert_eq!(hub.request_count(), 0);
+
+    // An unknown repo is NOT_FOUND, and nothing loaded is disturbed.
+    drop(d);
+    let d = daemon(false).start().await;
+    let err = generate(&mut d.generation().await, tokens("test-org/no-such-model", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(!list(&d).await.iter().any(|m| m.id.contains("no-such-model")), "failed ad-hoc models are not listed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_download_resumes() {
+    let hub = FakeHub::builder().repo("test-org/tiny-qwen", tiny("qwen3-f32")).start().unwrap();
+    hub.cut_after("model.safetensors", 20_000, 1);
+    let hf = tempfile::tempdir().unwrap();
+    let d = Daemon::builder()
+        .config("preload_default = false")
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HOME", hf.path())
+        .env("HF_HUB_OFFLINE", "0")
+        .start()
+        .await;
+    let out = generate(&mut d.generation().await, tokens("test-org/tiny-qwen", vec![1, 2], 3)).await.unwrap();
+    assert_eq!(out.tokens.len(), 3);
+    // The weights come from the CDN side after a redirect; the retry asks for the rest only.
+    let ranged =
+        hub.requests().iter().filter(|r| r.range.as_deref().is_some_and(|r| r.starts_with("bytes=20000-"))).count();
+    assert!(ranged >= 1, "the second attempt continued with a Range request: {:?}", hub.requests());
+}
