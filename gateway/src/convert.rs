@@ -1,0 +1,528 @@
+//! The one place request bodies become the daemon's domain request (`zeta.mlx.v1`): every field
+//! is checked here, and errors name the parameter, the value and the allowed range. A known field
+//! or value the server does not support is refused, never silently ignored.
+
+use serde_json::{Map, Value};
+use zeta_proto::v1;
+
+use crate::dto::request::{ChatCompletionRequest, CompletionRequest};
+use crate::error::ApiError;
+
+/// What a chat request asks of the response, beyond the generation itself.
+#[derive(Clone, Debug, Default)]
+pub struct ChatOptions {
+    /// Stream as SSE.
+    pub stream: bool,
+    /// Send a usage chunk at the end of the stream.
+    pub include_usage: bool,
+    /// Return log-probabilities.
+    pub logprobs: bool,
+    /// Only the first tool call is kept (`parallel_tool_calls: false`).
+    pub single_tool_call: bool,
+    /// The model name the client asked for.
+    pub model: String,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn present(v: &Option<Value>) -> Option<&Value> {
+    v.as_ref().filter(|v| !v.is_null())
+}
+
+fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
+    let Some(v) = present(v) else { return Ok(None) };
+    let x = v.as_f64().ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a number, got {}", type_name(v))))?;
+    if !(lo..=hi).contains(&x) {
+        return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
+    }
+    Ok(Some(x as f32))
+}
+
+fn integer(v: &Option<Value>, name: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
+    let Some(v) = present(v) else { return Ok(None) };
+    let x = v
+        .as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
+        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be an integer, got {}", describe(v))))?;
+    if !(lo..=hi).contains(&x) {
+        return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
+    }
+    Ok(Some(x))
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        other => type_name(other).to_string(),
+    }
+}
+
+fn boolean(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    let Some(v) = present(v) else { return Ok(None) };
+    v.as_bool().map(Some).ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a boolean, got {}", type_name(v))))
+}
+
+fn string<'a>(v: &'a Option<Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let Some(v) = present(v) else { return Ok(None) };
+    v.as_str().map(Some).ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a string, got {}", type_name(v))))
+}
+
+fn refuse_if_set(v: &Option<Value>, name: &str, why: &str) -> Result<(), ApiError> {
+    match present(v) {
+        Some(_) => Err(ApiError::unsupported(name, format!("'{name}' is not supported by this server: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// The `model` field (empty selects the daemon's default model).
+pub fn model(v: &Option<Value>) -> Result<String, ApiError> {
+    Ok(string(v, "model")?.unwrap_or("").to_string())
+}
+
+fn stop(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
+    match present(v) {
+        None => Ok(vec![]),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) => {
+            if items.len() > 16 {
+                return Err(ApiError::invalid("stop", format!("'stop' may hold at most 16 strings, got {}", items.len())));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .ok_or_else(|| ApiError::invalid(format!("stop[{i}]"), "each stop sequence must be a non-empty string"))
+                })
+                .collect()
+        }
+        Some(other) => Err(ApiError::invalid("stop", format!("'stop' must be a string or an array of strings, got {}", type_name(other)))),
+    }
+}
+
+fn logit_bias(v: &Option<Value>) -> Result<std::collections::HashMap<u32, f32>, ApiError> {
+    let Some(v) = present(v) else { return Ok(Default::default()) };
+    let obj = v.as_object().ok_or_else(|| ApiError::invalid("logit_bias", "'logit_bias' must be an object of token id to bias"))?;
+    obj.iter()
+        .map(|(k, b)| {
+            let id: u32 = k.parse().map_err(|_| ApiError::invalid("logit_bias", format!("'{k}' is not a token id")))?;
+            let bias = number(&Some(b.clone()), "logit_bias", -100.0, 100.0)?.unwrap_or(0.0);
+            Ok((id, bias))
+        })
+        .collect()
+}
+
+fn n(v: &Option<Value>) -> Result<(), ApiError> {
+    match integer(v, "n", 1, 128)? {
+        None | Some(1) => Ok(()),
+        Some(k) => Err(ApiError::unsupported("n", format!("only n=1 is supported, got n={k}"))),
+    }
+}
+
+struct Common<'a> {
+    temperature: &'a Option<Value>,
+    top_p: &'a Option<Value>,
+    seed: &'a Option<Value>,
+    presence_penalty: &'a Option<Value>,
+    frequency_penalty: &'a Option<Value>,
+    logit_bias: &'a Option<Value>,
+    top_k: &'a Option<Value>,
+    min_p: &'a Option<Value>,
+    repetition_penalty: &'a Option<Value>,
+}
+
+fn sampling(c: Common<'_>) -> Result<v1::SamplingParams, ApiError> {
+    let top_p = number(c.top_p, "top_p", 0.0, 1.0)?;
+    if top_p == Some(0.0) {
+        return Err(ApiError::invalid("top_p", "'top_p' must be greater than 0"));
+    }
+    Ok(v1::SamplingParams {
+        temperature: number(c.temperature, "temperature", 0.0, 2.0)?,
+        top_p,
+        top_k: integer(c.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
+        min_p: number(c.min_p, "min_p", 0.0, 1.0)?,
+        repetition_penalty: number(c.repetition_penalty, "repetition_penalty", 0.01, 10.0)?,
+        presence_penalty: number(c.presence_penalty, "presence_penalty", -2.0, 2.0)?,
+        frequency_penalty: number(c.frequency_penalty, "frequency_penalty", -2.0, 2.0)?,
+        logit_bias: logit_bias(c.logit_bias)?,
+        seed: integer(c.seed, "seed", i64::MIN, i64::MAX)?.map(|s| s as u64),
+    })
+}
+
+fn stream_flags(stream: &Option<Value>, options: &Option<Value>) -> Result<(bool, bool), ApiError> {
+    let stream = boolean(stream, "stream")?.unwrap_or(false);
+    let include_usage = match present(options) {
+        None => false,
+        Some(o) => {
+            if !stream {
+                return Err(ApiError::invalid("stream_options", "'stream_options' is only allowed when 'stream' is true"));
+            }
+            let obj = o.as_object().ok_or_else(|| ApiError::invalid("stream_options", "'stream_options' must be an object"))?;
+            boolean(&obj.get("include_usage").cloned(), "stream_options.include_usage")?.unwrap_or(false)
+        }
+    };
+    Ok((stream, include_usage))
+}
+
+fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut out = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
+                let field = format!("messages[{i}].content[{j}]");
+                let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+                match kind {
+                    "text" => out.push(
+                        p.get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| ApiError::invalid(format!("{field}.text"), "a text part needs a string 'text'"))?
+                            .to_string(),
+                    ),
+                    "image_url" | "input_image" | "input_audio" | "file" => {
+                        return Err(ApiError::unsupported(
+                            format!("{field}.type"),
+                            format!("content parts of type '{kind}' are not supported: the served models read text only"),
+                        ));
+                    }
+                    other => {
+                        return Err(ApiError::invalid(format!("{field}.type"), format!("unknown content part type '{other}'")));
+                    }
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        other => Err(ApiError::invalid(
+            format!("messages[{i}].content"),
+            format!("content must be a string or an array of text parts, got {}", type_name(other)),
+        )),
+    }
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
+    let field = |f: &str| format!("messages[{i}].{f}");
+    let obj = m.as_object().ok_or_else(|| ApiError::invalid(format!("messages[{i}]"), "each message must be an object"))?;
+    let role = obj
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
+    if !ROLES.contains(&role) {
+        return Err(ApiError::invalid(field("role"), format!("'{role}' is not one of {}", ROLES.join(", "))));
+    }
+    let content = match obj.get("content").filter(|c| !c.is_null()) {
+        Some(c) => Some(text_content(i, c)?),
+        None => None,
+    };
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = obj.get("tool_calls").filter(|c| !c.is_null()) {
+        if role != "assistant" {
+            return Err(ApiError::invalid(field("tool_calls"), "only assistant messages carry tool_calls"));
+        }
+        let calls = calls.as_array().ok_or_else(|| ApiError::invalid(field("tool_calls"), "must be an array"))?;
+        for (j, c) in calls.iter().enumerate() {
+            let f = c.get("function").and_then(Value::as_object).ok_or_else(|| {
+                ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function"), "each tool call needs a 'function' object")
+            })?;
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function.name"), "must be a string")
+            })?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Object(o)) => Value::Object(o.clone()).to_string(),
+                None | Some(Value::Null) => "{}".into(),
+                Some(_) => {
+                    return Err(ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function.arguments"), "must be a JSON string"));
+                }
+            };
+            tool_calls.push(v1::ToolCall {
+                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                name: name.to_string(),
+                arguments,
+            });
+        }
+    }
+    if content.is_none() && !(role == "assistant" && !tool_calls.is_empty()) {
+        return Err(ApiError::invalid(field("content"), format!("a {role} message needs 'content'")));
+    }
+    let tool_call_id = obj.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    if role == "tool" && tool_call_id.is_empty() {
+        return Err(ApiError::invalid(field("tool_call_id"), "a tool message needs the 'tool_call_id' it answers"));
+    }
+    Ok(v1::Message {
+        role: role.to_string(),
+        content,
+        name: obj.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+        tool_calls,
+        tool_call_id,
+        reasoning_content: obj.get("reasoning_content").and_then(Value::as_str).map(String::from),
+    })
+}
+
+fn valid_function_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
+    let Some(v) = present(v) else { return Ok(vec![]) };
+    let arr = v.as_array().ok_or_else(|| ApiError::invalid("tools", "'tools' must be an array"))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(ApiError::unsupported(format!("tools[{i}].type"), "only tools of type 'function' are supported"));
+            }
+            let f = t
+                .get("function")
+                .and_then(Value::as_object)
+                .ok_or_else(|| ApiError::invalid(format!("tools[{i}].function"), "must be an object"))?;
+            let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+            if !valid_function_name(name) {
+                return Err(ApiError::invalid(
+                    format!("tools[{i}].function.name"),
+                    format!("'{name}' must be 1-64 letters, digits, '_', '-' or '.'"),
+                ));
+            }
+            let parameters = match f.get("parameters") {
+                None | Some(Value::Null) => String::new(),
+                Some(p @ Value::Object(_)) => p.to_string(),
+                Some(_) => return Err(ApiError::invalid(format!("tools[{i}].function.parameters"), "must be a JSON Schema object")),
+            };
+            Ok(v1::Tool {
+                name: name.into(),
+                description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+                parameters_json: parameters,
+            })
+        })
+        .collect()
+}
+
+fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {
+    use v1::tool_choice::Mode;
+    let Some(v) = present(v) else { return Ok(None) };
+    let choice = match v {
+        Value::String(s) => match s.as_str() {
+            "auto" => v1::ToolChoice { mode: Mode::Auto as i32, function: String::new() },
+            "none" => v1::ToolChoice { mode: Mode::None as i32, function: String::new() },
+            "required" => v1::ToolChoice { mode: Mode::Required as i32, function: String::new() },
+            other => {
+                return Err(ApiError::invalid("tool_choice", format!("'{other}' is not one of none, auto, required")));
+            }
+        },
+        Value::Object(o) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::invalid("tool_choice", "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}"))?;
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(ApiError::invalid("tool_choice", format!("'{name}' is not one of the given tools")));
+            }
+            v1::ToolChoice { mode: Mode::Required as i32, function: name.into() }
+        }
+        other => return Err(ApiError::invalid("tool_choice", format!("must be a string or an object, got {}", type_name(other)))),
+    };
+    if tools.is_empty() && choice.mode != Mode::None as i32 && choice.mode != Mode::Auto as i32 {
+        return Err(ApiError::invalid("tool_choice", "'tool_choice' requires 'tools'"));
+    }
+    Ok(Some(choice))
+}
+
+fn response_format(v: &Option<Value>) -> Result<(), ApiError> {
+    let Some(v) = present(v) else { return Ok(()) };
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(()),
+        Some(other) => Err(ApiError::unsupported(
+            "response_format",
+            format!("response_format type '{other}' is not supported (this server does not constrain output); use 'text'"),
+        )),
+        None => Err(ApiError::invalid("response_format", "must be an object with a 'type'")),
+    }
+}
+
+/// A chat completion request as the daemon's `GenerateRequest`.
+pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::GenerateRequest, ChatOptions), ApiError> {
+    refuse_if_set(&req.functions, "functions", "use 'tools'")?;
+    refuse_if_set(&req.function_call, "function_call", "use 'tool_choice'")?;
+    refuse_if_set(&req.audio, "audio", "the served models produce text only")?;
+    refuse_if_set(&req.prediction, "prediction", "predicted outputs are not implemented")?;
+    refuse_if_set(&req.web_search_options, "web_search_options", "there is no web search")?;
+    if let Some(m) = present(&req.modalities) {
+        if m.as_array().is_none_or(|a| a.iter().any(|x| x.as_str() != Some("text"))) {
+            return Err(ApiError::unsupported("modalities", "only [\"text\"] is supported"));
+        }
+    }
+    n(&req.n)?;
+    response_format(&req.response_format)?;
+    let _ = string(&req.user, "user")?;
+    let model = model(&req.model)?;
+    let messages = match present(&req.messages) {
+        None => return Err(ApiError::invalid("messages", "'messages' is required")),
+        Some(Value::Array(a)) if a.is_empty() => return Err(ApiError::invalid("messages", "'messages' must not be empty")),
+        Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?,
+        Some(other) => return Err(ApiError::invalid("messages", format!("'messages' must be an array, got {}", type_name(other)))),
+    };
+    let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
+    let logprobs = boolean(&req.logprobs, "logprobs")?.unwrap_or(false);
+    let top = integer(&req.top_logprobs, "top_logprobs", 0, 20)?;
+    if top.is_some() && !logprobs {
+        return Err(ApiError::invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true"));
+    }
+    let max_tokens = integer(&req.max_completion_tokens, "max_completion_tokens", 1, u32::MAX as i64)?
+        .or(integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?);
+    let tools = tools(&req.tools)?;
+    let tool_choice = tool_choice(&req.tool_choice, &tools)?;
+    let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
+    let kwargs = match present(&req.chat_template_kwargs) {
+        None => String::new(),
+        Some(Value::Object(o)) => Value::Object(o.clone()).to_string(),
+        Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
+    };
+    let sampling = sampling(Common {
+        temperature: &req.temperature,
+        top_p: &req.top_p,
+        seed: &req.seed,
+        presence_penalty: &req.presence_penalty,
+        frequency_penalty: &req.frequency_penalty,
+        logit_bias: &req.logit_bias,
+        top_k: &req.top_k,
+        min_p: &req.min_p,
+        repetition_penalty: &req.repetition_penalty,
+    })?;
+    let out = v1::GenerateRequest {
+        model: model.clone(),
+        input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message: false })),
+        sampling: Some(sampling),
+        max_tokens: max_tokens.map(|m| m as u32),
+        stop: stop(&req.stop)?,
+        logprobs: logprobs.then_some(top.unwrap_or(0) as u32),
+        request_id: request_id.into(),
+        tools,
+        tool_choice,
+        separate_reasoning: true,
+        chat_template_kwargs_json: kwargs,
+    };
+    Ok((out, ChatOptions { stream, include_usage, logprobs, single_tool_call: !parallel, model }))
+}
+
+/// What a text completion request asks of the response.
+#[derive(Clone, Debug, Default)]
+pub struct CompletionOptions {
+    /// Stream as SSE.
+    pub stream: bool,
+    /// Send a usage chunk at the end of the stream.
+    pub include_usage: bool,
+    /// Return log-probabilities (legacy shape).
+    pub logprobs: bool,
+    /// The model name the client asked for.
+    pub model: String,
+}
+
+/// A text completion request as the daemon's `GenerateRequest`.
+pub fn completion(req: &CompletionRequest, request_id: &str) -> Result<(v1::GenerateRequest, CompletionOptions), ApiError> {
+    n(&req.n)?;
+    if boolean(&req.echo, "echo")? == Some(true) {
+        return Err(ApiError::unsupported("echo", "'echo' is not supported"));
+    }
+    if string(&req.suffix, "suffix")?.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::unsupported("suffix", "'suffix' (fill-in-the-middle) is not supported"));
+    }
+    if integer(&req.best_of, "best_of", 1, 20)?.is_some_and(|b| b > 1) {
+        return Err(ApiError::unsupported("best_of", "only best_of=1 is supported"));
+    }
+    let _ = string(&req.user, "user")?;
+    let model = model(&req.model)?;
+    let input = match present(&req.prompt) {
+        None => return Err(ApiError::invalid("prompt", "'prompt' is required")),
+        Some(Value::String(s)) => v1::generate_request::Input::Prompt(s.clone()),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            v1::generate_request::Input::Prompt(a[0].as_str().unwrap_or_default().to_string())
+        }
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_u64) => {
+            v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect() })
+        }
+        Some(Value::Array(a)) if a.len() == 1 && a[0].as_array().is_some_and(|t| !t.is_empty() && t.iter().all(Value::is_u64)) => {
+            v1::generate_request::Input::PromptTokens(v1::TokenIds {
+                ids: a[0].as_array().map(|t| t.iter().filter_map(Value::as_u64).map(|x| x as u32).collect()).unwrap_or_default(),
+            })
+        }
+        Some(Value::Array(a)) if a.len() > 1 => {
+            return Err(ApiError::unsupported("prompt", "one prompt per request is supported (batches of prompts are not)"));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid("prompt", "'prompt' must be a string or an array of token ids"));
+        }
+    };
+    let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
+    let logprobs = integer(&req.logprobs, "logprobs", 0, 5)?;
+    let sampling = sampling(Common {
+        temperature: &req.temperature,
+        top_p: &req.top_p,
+        seed: &req.seed,
+        presence_penalty: &req.presence_penalty,
+        frequency_penalty: &req.frequency_penalty,
+        logit_bias: &req.logit_bias,
+        top_k: &req.top_k,
+        min_p: &req.min_p,
+        repetition_penalty: &req.repetition_penalty,
+    })?;
+    // The legacy API's default is 16 tokens.
+    let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?.unwrap_or(16);
+    let out = v1::GenerateRequest {
+        model: model.clone(),
+        input: Some(input),
+        sampling: Some(sampling),
+        max_tokens: Some(max_tokens as u32),
+        stop: stop(&req.stop)?,
+        logprobs: logprobs.map(|n| n as u32),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    Ok((out, CompletionOptions { stream, include_usage, logprobs: logprobs.is_some(), model }))
+}
+
+/// Messages of a token-counting request, reusing the chat validation.
+pub fn count_messages(v: &Value) -> Result<Vec<v1::Message>, ApiError> {
+    match v {
+        Value::Array(a) if !a.is_empty() => a.iter().enumerate().map(|(i, m)| message(i, m)).collect(),
+        _ => Err(ApiError::invalid("messages", "'messages' must be a non-empty array")),
+    }
+}
+
+/// Tools of a token-counting request.
+pub fn count_tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
+    tools(v)
+}
+
+/// Booleans of a token-counting request.
+pub fn flag(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    boolean(v, name)
+}
+
+/// Parses a JSON body into a DTO, with OpenAI-style errors for bad JSON.
+pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ApiError::invalid("body", format!("the request body is not valid UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::invalid("body", format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("body", format!("the request body must be a JSON object, got {}", type_name(&value))));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::invalid("body", format!("the request body does not fit the schema: {e}")))
+}
+
+/// Unused-field helper so every DTO map is checked the same way.
+pub fn object(v: &Option<Value>) -> Option<&Map<String, Value>> {
+    present(v).and_then(Value::as_object)
+}

@@ -1,0 +1,87 @@
+//! `zeta-gateway`: parses flags, connects (lazily) to the daemon's socket and serves the OpenAI
+//! HTTP API until SIGTERM or SIGINT.
+#![allow(clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use zeta_gateway::config::GatewayConfig;
+use zeta_gateway::AppState;
+
+/// The zeta-mlx OpenAI-compatible HTTP gateway.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "ZETA_GATEWAY_ADDR", default_value = "127.0.0.1:8000")]
+    listen: String,
+    /// The daemon's socket [env: ZETA_MLX_SOCKET; default: per-user path].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The daemon's config file, to find its socket [env: ZETA_MLX_CONFIG].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Allowed CORS origins (comma-separated); CORS is off unless set.
+    #[arg(long, env = "ZETA_GATEWAY_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origin: Vec<String>,
+    /// Accepted API keys (comma-separated); authentication is off unless set.
+    #[arg(long, env = "ZETA_GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_key: Vec<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "ZETA_GATEWAY_BODY_LIMIT", default_value_t = 16 << 20)]
+    body_limit: usize,
+    /// Longest a non-streaming request may take, in seconds.
+    #[arg(long, env = "ZETA_GATEWAY_REQUEST_TIMEOUT", default_value_t = 600)]
+    request_timeout: u64,
+    /// `text` or `json` logs.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("zeta-gateway: {msg}");
+    std::process::exit(1);
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    match args.log_format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => fail(format!("--log-format must be text or json, not '{other}'")),
+    }
+    let (socket, origin) = zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
+    let config = GatewayConfig {
+        cors_origins: args.cors_origin.into_iter().filter(|o| !o.is_empty()).collect(),
+        api_keys: args.api_key.into_iter().filter(|k| !k.is_empty()).collect(),
+        body_limit: args.body_limit,
+        request_timeout: Duration::from_secs(args.request_timeout),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.listen)));
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());
+    tracing::info!(listen = %addr, socket = %socket.display(), from = %origin, auth = !config.api_keys.is_empty(),
+        cors = ?config.cors_origins, "zeta-gateway serving the OpenAI API at http://{addr}/v1");
+    let state = AppState::new(config, socket);
+    if let Err(e) = zeta_gateway::run(listener, state, shutdown()).await {
+        fail(e);
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
+    let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
