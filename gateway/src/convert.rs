@@ -40,7 +40,9 @@ fn present(v: &Option<Value>) -> Option<&Value> {
 
 fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
-    let x = v.as_f64().ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a number, got {}", type_name(v))))?;
+    let x = v
+        .as_f64()
+        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a number, got {}", type_name(v))))?;
     if !(lo..=hi).contains(&x) {
         return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
     }
@@ -68,12 +70,16 @@ fn describe(v: &Value) -> String {
 
 fn boolean(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
-    v.as_bool().map(Some).ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a boolean, got {}", type_name(v))))
+    v.as_bool()
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a boolean, got {}", type_name(v))))
 }
 
 fn string<'a>(v: &'a Option<Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
-    v.as_str().map(Some).ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a string, got {}", type_name(v))))
+    v.as_str()
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a string, got {}", type_name(v))))
 }
 
 fn refuse_if_set(v: &Option<Value>, name: &str, why: &str) -> Result<(), ApiError> {
@@ -94,26 +100,33 @@ fn stop(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => {
             if items.len() > 16 {
-                return Err(ApiError::invalid("stop", format!("'stop' may hold at most 16 strings, got {}", items.len())));
+                return Err(ApiError::invalid(
+                    "stop",
+                    format!("'stop' may hold at most 16 strings, got {}", items.len()),
+                ));
             }
             items
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    s.as_str()
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .ok_or_else(|| ApiError::invalid(format!("stop[{i}]"), "each stop sequence must be a non-empty string"))
+                    s.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| {
+                        ApiError::invalid(format!("stop[{i}]"), "each stop sequence must be a non-empty string")
+                    })
                 })
                 .collect()
         }
-        Some(other) => Err(ApiError::invalid("stop", format!("'stop' must be a string or an array of strings, got {}", type_name(other)))),
+        Some(other) => Err(ApiError::invalid(
+            "stop",
+            format!("'stop' must be a string or an array of strings, got {}", type_name(other)),
+        )),
     }
 }
 
 fn logit_bias(v: &Option<Value>) -> Result<std::collections::HashMap<u32, f32>, ApiError> {
     let Some(v) = present(v) else { return Ok(Default::default()) };
-    let obj = v.as_object().ok_or_else(|| ApiError::invalid("logit_bias", "'logit_bias' must be an object of token id to bias"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("logit_bias", "'logit_bias' must be an object of token id to bias"))?;
     obj.iter()
         .map(|(k, b)| {
             let id: u32 = k.parse().map_err(|_| ApiError::invalid("logit_bias", format!("'{k}' is not a token id")))?;
@@ -166,9 +179,14 @@ fn stream_flags(stream: &Option<Value>, options: &Option<Value>) -> Result<(bool
         None => false,
         Some(o) => {
             if !stream {
-                return Err(ApiError::invalid("stream_options", "'stream_options' is only allowed when 'stream' is true"));
+                return Err(ApiError::invalid(
+                    "stream_options",
+                    "'stream_options' is only allowed when 'stream' is true",
+                ));
             }
-            let obj = o.as_object().ok_or_else(|| ApiError::invalid("stream_options", "'stream_options' must be an object"))?;
+            let obj = o
+                .as_object()
+                .ok_or_else(|| ApiError::invalid("stream_options", "'stream_options' must be an object"))?;
             boolean(&obj.get("include_usage").cloned(), "stream_options.include_usage")?.unwrap_or(false)
         }
     };
@@ -187,17 +205,24 @@ fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
                     "text" => out.push(
                         p.get("text")
                             .and_then(Value::as_str)
-                            .ok_or_else(|| ApiError::invalid(format!("{field}.text"), "a text part needs a string 'text'"))?
+                            .ok_or_else(|| {
+                                ApiError::invalid(format!("{field}.text"), "a text part needs a string 'text'")
+                            })?
                             .to_string(),
                     ),
                     "image_url" | "input_image" | "input_audio" | "file" => {
                         return Err(ApiError::unsupported(
                             format!("{field}.type"),
-                            format!("content parts of type '{kind}' are not supported: the served models read text only"),
+                            format!(
+                                "content parts of type '{kind}' are not supported: the served models read text only"
+                            ),
                         ));
                     }
                     other => {
-                        return Err(ApiError::invalid(format!("{field}.type"), format!("unknown content part type '{other}'")));
+                        return Err(ApiError::invalid(
+                            format!("{field}.type"),
+                            format!("unknown content part type '{other}'"),
+                        ));
                     }
                 }
             }
@@ -214,7 +239,8 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
     let field = |f: &str| format!("messages[{i}].{f}");
-    let obj = m.as_object().ok_or_else(|| ApiError::invalid(format!("messages[{i}]"), "each message must be an object"))?;
+    let obj =
+        m.as_object().ok_or_else(|| ApiError::invalid(format!("messages[{i}]"), "each message must be an object"))?;
     let role = obj
         .get("role")
         .and_then(Value::as_str)
@@ -234,7 +260,10 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         let calls = calls.as_array().ok_or_else(|| ApiError::invalid(field("tool_calls"), "must be an array"))?;
         for (j, c) in calls.iter().enumerate() {
             let f = c.get("function").and_then(Value::as_object).ok_or_else(|| {
-                ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function"), "each tool call needs a 'function' object")
+                ApiError::invalid(
+                    format!("messages[{i}].tool_calls[{j}].function"),
+                    "each tool call needs a 'function' object",
+                )
             })?;
             let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
                 ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function.name"), "must be a string")
@@ -244,7 +273,10 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
                 Some(Value::Object(o)) => Value::Object(o.clone()).to_string(),
                 None | Some(Value::Null) => "{}".into(),
                 Some(_) => {
-                    return Err(ApiError::invalid(format!("messages[{i}].tool_calls[{j}].function.arguments"), "must be a JSON string"));
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        "must be a JSON string",
+                    ));
                 }
             };
             tool_calls.push(v1::ToolCall {
@@ -282,7 +314,10 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
         .enumerate()
         .map(|(i, t)| {
             if t.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(ApiError::unsupported(format!("tools[{i}].type"), "only tools of type 'function' are supported"));
+                return Err(ApiError::unsupported(
+                    format!("tools[{i}].type"),
+                    "only tools of type 'function' are supported",
+                ));
             }
             let f = t
                 .get("function")
@@ -298,7 +333,12 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
             let parameters = match f.get("parameters") {
                 None | Some(Value::Null) => String::new(),
                 Some(p @ Value::Object(_)) => p.to_string(),
-                Some(_) => return Err(ApiError::invalid(format!("tools[{i}].function.parameters"), "must be a JSON Schema object")),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        format!("tools[{i}].function.parameters"),
+                        "must be a JSON Schema object",
+                    ));
+                }
             };
             Ok(v1::Tool {
                 name: name.into(),
@@ -322,17 +362,23 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
             }
         },
         Value::Object(o) => {
-            let name = o
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid("tool_choice", "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}"))?;
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(
+                    "tool_choice",
+                    "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                )
+            })?;
             if !tools.iter().any(|t| t.name == name) {
                 return Err(ApiError::invalid("tool_choice", format!("'{name}' is not one of the given tools")));
             }
             v1::ToolChoice { mode: Mode::Required as i32, function: name.into() }
         }
-        other => return Err(ApiError::invalid("tool_choice", format!("must be a string or an object, got {}", type_name(other)))),
+        other => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                format!("must be a string or an object, got {}", type_name(other)),
+            ));
+        }
     };
     if tools.is_empty() && choice.mode != Mode::None as i32 && choice.mode != Mode::Auto as i32 {
         return Err(ApiError::invalid("tool_choice", "'tool_choice' requires 'tools'"));
@@ -346,7 +392,9 @@ fn response_format(v: &Option<Value>) -> Result<(), ApiError> {
         Some("text") => Ok(()),
         Some(other) => Err(ApiError::unsupported(
             "response_format",
-            format!("response_format type '{other}' is not supported (this server does not constrain output); use 'text'"),
+            format!(
+                "response_format type '{other}' is not supported (this server does not constrain output); use 'text'"
+            ),
         )),
         None => Err(ApiError::invalid("response_format", "must be an object with a 'type'")),
     }
@@ -370,9 +418,13 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     let model = model(&req.model)?;
     let messages = match present(&req.messages) {
         None => return Err(ApiError::invalid("messages", "'messages' is required")),
-        Some(Value::Array(a)) if a.is_empty() => return Err(ApiError::invalid("messages", "'messages' must not be empty")),
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(ApiError::invalid("messages", "'messages' must not be empty"));
+        }
         Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?,
-        Some(other) => return Err(ApiError::invalid("messages", format!("'messages' must be an array, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(ApiError::invalid("messages", format!("'messages' must be an array, got {}", type_name(other))));
+        }
     };
     let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
     let logprobs = boolean(&req.logprobs, "logprobs")?.unwrap_or(false);
@@ -380,8 +432,12 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     if top.is_some() && !logprobs {
         return Err(ApiError::invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true"));
     }
-    let max_tokens = integer(&req.max_completion_tokens, "max_completion_tokens", 1, u32::MAX as i64)?
-        .or(integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?);
+    let max_tokens = integer(&req.max_completion_tokens, "max_completion_tokens", 1, u32::MAX as i64)?.or(integer(
+        &req.max_tokens,
+        "max_tokens",
+        1,
+        u32::MAX as i64,
+    )?);
     let tools = tools(&req.tools)?;
     let tool_choice = tool_choice(&req.tool_choice, &tools)?;
     let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
@@ -431,7 +487,10 @@ pub struct CompletionOptions {
 }
 
 /// A text completion request as the daemon's `GenerateRequest`.
-pub fn completion(req: &CompletionRequest, request_id: &str) -> Result<(v1::GenerateRequest, CompletionOptions), ApiError> {
+pub fn completion(
+    req: &CompletionRequest,
+    request_id: &str,
+) -> Result<(v1::GenerateRequest, CompletionOptions), ApiError> {
     n(&req.n)?;
     if boolean(&req.echo, "echo")? == Some(true) {
         return Err(ApiError::unsupported("echo", "'echo' is not supported"));
@@ -451,15 +510,25 @@ pub fn completion(req: &CompletionRequest, request_id: &str) -> Result<(v1::Gene
             v1::generate_request::Input::Prompt(a[0].as_str().unwrap_or_default().to_string())
         }
         Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_u64) => {
-            v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect() })
-        }
-        Some(Value::Array(a)) if a.len() == 1 && a[0].as_array().is_some_and(|t| !t.is_empty() && t.iter().all(Value::is_u64)) => {
             v1::generate_request::Input::PromptTokens(v1::TokenIds {
-                ids: a[0].as_array().map(|t| t.iter().filter_map(Value::as_u64).map(|x| x as u32).collect()).unwrap_or_default(),
+                ids: a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+            })
+        }
+        Some(Value::Array(a))
+            if a.len() == 1 && a[0].as_array().is_some_and(|t| !t.is_empty() && t.iter().all(Value::is_u64)) =>
+        {
+            v1::generate_request::Input::PromptTokens(v1::TokenIds {
+                ids: a[0]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(Value::as_u64).map(|x| x as u32).collect())
+                    .unwrap_or_default(),
             })
         }
         Some(Value::Array(a)) if a.len() > 1 => {
-            return Err(ApiError::unsupported("prompt", "one prompt per request is supported (batches of prompts are not)"));
+            return Err(ApiError::unsupported(
+                "prompt",
+                "one prompt per request is supported (batches of prompts are not)",
+            ));
         }
         Some(_) => {
             return Err(ApiError::invalid("prompt", "'prompt' must be a string or an array of token ids"));
@@ -513,13 +582,18 @@ pub fn flag(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
 
 /// Parses a JSON body into a DTO, with OpenAI-style errors for bad JSON.
 pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| ApiError::invalid("body", format!("the request body is not valid UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::invalid("body", format!("the request body is not valid UTF-8: {e}")))?;
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::invalid("body", format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::invalid("body", format!("the request body must be a JSON object, got {}", type_name(&value))));
+        return Err(ApiError::invalid(
+            "body",
+            format!("the request body must be a JSON object, got {}", type_name(&value)),
+        ));
     }
-    serde_json::from_value(value).map_err(|e| ApiError::invalid("body", format!("the request body does not fit the schema: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid("body", format!("the request body does not fit the schema: {e}")))
 }
 
 /// Unused-field helper so every DTO map is checked the same way.

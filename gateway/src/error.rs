@@ -57,7 +57,12 @@ impl ApiError {
     }
 
     /// An error with no parameter.
-    pub fn new(status: StatusCode, kind: &'static str, code: Option<&'static str>, message: impl Into<String>) -> ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError { status, message: message.into(), kind, param: None, code, retry_after: None }
     }
 
@@ -97,7 +102,9 @@ impl From<tonic::Status> for ApiError {
             Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_error", None),
             Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication_error", None),
             Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("server_busy")),
-            Code::Cancelled => (StatusCode::from_u16(499).expect("499 is a valid status"), "invalid_request_error", Some("cancelled")),
+            Code::Cancelled => {
+                (StatusCode::from_u16(499).expect("499 is a valid status"), "invalid_request_error", Some("cancelled"))
+            }
             Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout")),
             // The daemon marks its own UNAVAILABLE answers with a retry hint; without one, the
             // status came from the transport: nothing answered on the socket.

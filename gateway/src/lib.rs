@@ -19,13 +19,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use http_body_util::BodyExt;
 use tonic::transport::Channel;
 use zeta_proto::v1;
@@ -94,7 +94,9 @@ impl FromRequest<Arc<AppState>> for LimitedBody {
                 format!("the request body is over the limit of {limit} bytes"),
             )
         };
-        if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(len) =
+            req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+        {
             if len > limit {
                 return Err(too_large());
             }
@@ -160,7 +162,12 @@ async fn authorize(State(state): State<Arc<AppState>>, headers: HeaderMap, req: 
 }
 
 async fn not_found(req: Request<Body>) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("not_found"),
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
 }
 
 /// The HTTP application.
@@ -191,6 +198,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
-pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }

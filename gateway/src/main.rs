@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use zeta_gateway::config::GatewayConfig;
 use zeta_gateway::AppState;
+use zeta_gateway::config::GatewayConfig;
 
 /// The zeta-mlx OpenAI-compatible HTTP gateway.
 #[derive(Parser)]
@@ -35,6 +35,10 @@ struct Args {
     /// Longest a non-streaming request may take, in seconds.
     #[arg(long, env = "ZETA_GATEWAY_REQUEST_TIMEOUT", default_value_t = 600)]
     request_timeout: u64,
+    /// Interval of SSE keep-alive comments while a stream has nothing to send (e.g. during a
+    /// long prefill), in milliseconds.
+    #[arg(long, env = "ZETA_GATEWAY_SSE_KEEP_ALIVE_MS", default_value_t = 5000)]
+    sse_keep_alive_ms: u64,
     /// `text` or `json` logs.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -49,19 +53,23 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 async fn main() {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match args.log_format.as_str() {
         "json" => builder.json().init(),
         "text" => builder.init(),
         other => fail(format!("--log-format must be text or json, not '{other}'")),
     }
-    let (socket, origin) = zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
+    let (socket, origin) =
+        zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
     let config = GatewayConfig {
         cors_origins: args.cors_origin.into_iter().filter(|o| !o.is_empty()).collect(),
         api_keys: args.api_key.into_iter().filter(|k| !k.is_empty()).collect(),
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout),
-        ..Default::default()
+        keep_alive: Duration::from_millis(args.sse_keep_alive_ms.max(1)),
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -76,7 +84,7 @@ async fn main() {
 }
 
 async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
     let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
     tokio::select! {

@@ -33,7 +33,9 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/tokenize" => "/v1/tokenize",
         "/health" => "/health",
         "/metrics" => "/metrics",
-        p if p.starts_with("/v1/models/") && (p.ends_with("/load") || p.ends_with("/unload")) => "/v1/models/{alias}/action",
+        p if p.starts_with("/v1/models/") && (p.ends_with("/load") || p.ends_with("/unload")) => {
+            "/v1/models/{alias}/action"
+        }
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         _ => "other",
     }
@@ -64,9 +66,14 @@ impl Metrics {
         out.push_str("# HELP zeta_gateway_request_duration_seconds Time to the response head.\n# TYPE zeta_gateway_request_duration_seconds histogram\n");
         for (route, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for (b, c) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "zeta_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {c}");
+                let _ =
+                    writeln!(out, "zeta_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {c}");
             }
-            let _ = writeln!(out, "zeta_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "zeta_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(out, "zeta_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "zeta_gateway_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }

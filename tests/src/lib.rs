@@ -296,3 +296,163 @@ pub fn tiny_config(extra: &str, models: &[(&str, &str)]) -> String {
     }
     s
 }
+
+/// The scripted models (see `tests/reference/make_scripted_models.py`): tiny models whose greedy
+/// answer is a fixed tool call (`scripted-tools`) or a fixed `<think>` reasoning plus answer
+/// (`scripted-reasoning`).
+pub fn scripted(name: &str) -> PathBuf {
+    let base = tiny("qwen2-f32");
+    let dir = root().join("target/tmp/models/scripted");
+    let status = Command::new(python())
+        .arg(root().join("tests/reference/make_scripted_models.py"))
+        .arg(&base)
+        .arg(&dir)
+        .env("HF_HUB_OFFLINE", "1")
+        .status()
+        .expect("run make_scripted_models.py");
+    assert!(status.success(), "make_scripted_models.py failed");
+    dir.join(name)
+}
+
+/// A running `zeta-gateway` on an ephemeral port; killed when dropped.
+pub struct Gateway {
+    child: Option<Child>,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    /// Its log file.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts a gateway in front of `socket` with extra flags, and waits until it answers.
+    pub async fn start(socket: &Path, flags: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gateway.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin("zeta-gateway"))
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--socket")
+            .arg(socket)
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .env_remove("ZETA_GATEWAY_API_KEYS")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start zeta-gateway");
+        let g = Gateway { child: Some(child), addr, log, _dir: dir };
+        let start = Instant::now();
+        while http(&g.addr, "GET", "/health", &[], b"").await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "gateway did not answer:\n{}", g.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        g
+    }
+
+    /// `http://127.0.0.1:<port>/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Everything it logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One request; see [`http`].
+    pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http(&self.addr, method, path, &[("content-type", "application/json")], body).await.expect("HTTP request")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Lower-cased header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 client (`Connection: close`), enough to send exactly the bytes a test
+/// wants (invalid UTF-8, broken JSON, huge bodies) and read SSE streams raw.
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await?;
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let split =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no response head"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Ok(HttpResponse { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&b[start..(start + size).min(b.len())]);
+        b = &b[(start + size + 2).min(b.len())..];
+    }
+    out
+}

@@ -18,7 +18,11 @@ use crate::error::ApiError;
 use crate::{AppState, LimitedBody, RequestId};
 
 /// The handler.
-pub async fn handle(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: LimitedBody) -> Response {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    body: LimitedBody,
+) -> Response {
     match run(&state, &id.0, &body.0).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -97,14 +101,23 @@ impl Chunker for ChatChunker {
                 if self.model.is_empty() {
                     self.model = s.model;
                 }
-                vec![self.chunk(Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() }, None, None)]
+                vec![self.chunk(
+                    Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() },
+                    None,
+                    None,
+                )]
             }
             Ev::Delta(d) => {
                 let mut out = Vec::new();
                 if !d.reasoning_text.is_empty() {
-                    out.push(self.chunk(Delta { reasoning_content: Some(d.reasoning_text), ..Default::default() }, None, None));
+                    out.push(self.chunk(
+                        Delta { reasoning_content: Some(d.reasoning_text), ..Default::default() },
+                        None,
+                        None,
+                    ));
                 }
-                let logprobs = (self.opts.logprobs && !d.logprobs.is_empty()).then(|| stream::chat_logprobs(&d.logprobs));
+                let logprobs =
+                    (self.opts.logprobs && !d.logprobs.is_empty()).then(|| stream::chat_logprobs(&d.logprobs));
                 if !d.text.is_empty() || logprobs.is_some() {
                     out.push(self.chunk(Delta { content: Some(d.text), ..Default::default() }, logprobs, None));
                 }
@@ -121,7 +134,10 @@ impl Chunker for ChatChunker {
                             index: c.index,
                             id: first.then_some(c.id),
                             kind: first.then_some("function"),
-                            function: FunctionDelta { name: (!c.name.is_empty()).then_some(c.name), arguments: c.arguments },
+                            function: FunctionDelta {
+                                name: (!c.name.is_empty()).then_some(c.name),
+                                arguments: c.arguments,
+                            },
                         }
                     })
                     .collect();
@@ -149,4 +165,3 @@ impl Chunker for ChatChunker {
         }
     }
 }
-

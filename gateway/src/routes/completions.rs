@@ -17,7 +17,11 @@ use crate::error::ApiError;
 use crate::{AppState, LimitedBody, RequestId};
 
 /// The handler.
-pub async fn handle(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: LimitedBody) -> Response {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    body: LimitedBody,
+) -> Response {
     match run(&state, &id.0, &body.0).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -105,7 +109,12 @@ impl Chunker for CompletionChunker {
             }
             Ev::Finished(f) => {
                 let mut out = vec![self.chunk(
-                    vec![CompletionChoice { index: 0, text: String::new(), logprobs: None, finish_reason: Some(stream::finish_reason(&f)) }],
+                    vec![CompletionChoice {
+                        index: 0,
+                        text: String::new(),
+                        logprobs: None,
+                        finish_reason: Some(stream::finish_reason(&f)),
+                    }],
                     None,
                 )];
                 if self.opts.include_usage {

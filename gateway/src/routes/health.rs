@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::json;
 use zeta_proto::v1;
 
@@ -38,5 +38,10 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ser
 
 fn unhealthy(state: &AppState, gateway: serde_json::Value, why: &str) -> (StatusCode, Json<serde_json::Value>) {
     let reason = format!("the daemon is not reachable at {}: {why}", state.socket.display());
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unhealthy", "reason": reason, "version": env!("CARGO_PKG_VERSION"), "gateway": gateway})))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(
+            json!({"status": "unhealthy", "reason": reason, "version": env!("CARGO_PKG_VERSION"), "gateway": gateway}),
+        ),
+    )
 }

@@ -33,10 +33,23 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             let s = s.into_inner();
             let _ = writeln!(out, "# TYPE zeta_daemon_up gauge\nzeta_daemon_up 1");
             let _ = writeln!(out, "# TYPE zeta_daemon_ready gauge\nzeta_daemon_ready {}", s.ready as u8);
-            let _ = writeln!(out, "# TYPE zeta_daemon_models_loaded gauge\nzeta_daemon_models_loaded {}", s.engines.len());
-            let _ = writeln!(out, "# TYPE zeta_daemon_memory_active_bytes gauge\nzeta_daemon_memory_active_bytes {}", s.memory_active_bytes);
-            let _ = writeln!(out, "# TYPE zeta_daemon_memory_peak_bytes gauge\nzeta_daemon_memory_peak_bytes {}", s.memory_peak_bytes);
-            let _ = writeln!(out, "# TYPE zeta_daemon_memory_cache_bytes gauge\nzeta_daemon_memory_cache_bytes {}", s.memory_cache_bytes);
+            let _ =
+                writeln!(out, "# TYPE zeta_daemon_models_loaded gauge\nzeta_daemon_models_loaded {}", s.engines.len());
+            let _ = writeln!(
+                out,
+                "# TYPE zeta_daemon_memory_active_bytes gauge\nzeta_daemon_memory_active_bytes {}",
+                s.memory_active_bytes
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE zeta_daemon_memory_peak_bytes gauge\nzeta_daemon_memory_peak_bytes {}",
+                s.memory_peak_bytes
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE zeta_daemon_memory_cache_bytes gauge\nzeta_daemon_memory_cache_bytes {}",
+                s.memory_cache_bytes
+            );
             let series: [(&str, &str, fn(&v1::EngineStatus) -> u64); 9] = [
                 ("zeta_engine_queue_depth", "gauge", |e| e.queued as u64),
                 ("zeta_engine_active_sequences", "gauge", |e| e.active as u64),

@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 use zeta_proto::v1;
 
+use crate::AppState;
 use crate::dto::response::{Model, ModelList};
 use crate::error::ApiError;
-use crate::AppState;
 
 async fn all(state: &AppState) -> Result<v1::ListModelsResponse, ApiError> {
     Ok(state.models().list_models(v1::ListModelsRequest {}).await?.into_inner())
@@ -66,7 +66,12 @@ pub async fn loaded(State(state): State<Arc<AppState>>) -> Result<Json<serde_jso
 fn not_found(id: &str) -> ApiError {
     ApiError {
         param: Some("model".into()),
-        ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), format!("The model `{id}` does not exist."))
+        ..ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            format!("The model `{id}` does not exist."),
+        )
     }
 }
 
@@ -83,7 +88,12 @@ pub async fn action(State(state): State<Arc<AppState>>, Path(rest): Path<String>
     } else if let Some(alias) = rest.strip_suffix("/unload") {
         unload(&state, alias).await
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), format!("no route for POST /v1/models/{rest}")))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("not_found"),
+            format!("no route for POST /v1/models/{rest}"),
+        ))
     };
     match result {
         Ok(v) => Json(v).into_response(),

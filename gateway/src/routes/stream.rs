@@ -46,7 +46,9 @@ pub fn sse(mut grpc: Streaming<v1::GenerateEvent>, mut chunker: impl Chunker, ke
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     if !finished {
-                        let e = ApiError::from(tonic::Status::unavailable("the daemon ended the stream before it finished"));
+                        let e = ApiError::from(tonic::Status::unavailable(
+                            "the daemon ended the stream before it finished",
+                        ));
                         let _ = tx.send(Ok(Event::default().data(e.body().to_string()))).await;
                         return;
                     }
@@ -62,7 +64,9 @@ pub fn sse(mut grpc: Streaming<v1::GenerateEvent>, mut chunker: impl Chunker, ke
             }
         }
     });
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive")).into_response()
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+        .into_response()
 }
 
 /// Everything a finished generation produced, for non-streaming responses.
@@ -170,7 +174,11 @@ pub fn chat_logprobs(l: &[v1::TokenLogprob]) -> crate::dto::response::ChoiceLogp
                 top_logprobs: t
                     .top
                     .iter()
-                    .map(|a| TopLogprob { token: a.token.clone(), logprob: a.logprob, bytes: a.token.as_bytes().to_vec() })
+                    .map(|a| TopLogprob {
+                        token: a.token.clone(),
+                        logprob: a.logprob,
+                        bytes: a.token.as_bytes().to_vec(),
+                    })
                     .collect(),
             })
             .collect(),

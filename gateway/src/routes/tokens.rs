@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde_json::json;
 use zeta_proto::v1;
 
@@ -21,7 +21,10 @@ async fn tokenize_inner(state: &AppState, body: &[u8], return_tokens: bool) -> R
     let input = match (text, dto.messages.as_ref().filter(|v| !v.is_null())) {
         (Some(serde_json::Value::String(t)), None) => v1::tokenize_request::Input::Text(t.clone()),
         (Some(_), None) => return Err(ApiError::invalid("text", "'text' must be a string")),
-        (None, Some(m)) => v1::tokenize_request::Input::Chat(v1::Chat { messages: convert::count_messages(m)?, continue_final_message: false }),
+        (None, Some(m)) => v1::tokenize_request::Input::Chat(v1::Chat {
+            messages: convert::count_messages(m)?,
+            continue_final_message: false,
+        }),
         (Some(_), Some(_)) => return Err(ApiError::invalid("messages", "send either 'text' or 'messages', not both")),
         (None, None) => return Err(ApiError::invalid("text", "'text' or 'messages' is required")),
     };
@@ -42,7 +45,12 @@ pub async fn count(State(state): State<Arc<AppState>>, body: LimitedBody) -> Res
 }
 
 /// `POST /v1/tokenize`.
-pub async fn tokenize(State(state): State<Arc<AppState>>, body: LimitedBody) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    body: LimitedBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let r = tokenize_inner(&state, &body.0, true).await?;
-    Ok(Json(json!({"model": r.model, "count": r.count, "context_length": r.context_length, "ids": r.ids, "tokens": r.tokens})))
+    Ok(Json(
+        json!({"model": r.model, "count": r.count, "context_length": r.context_length, "ids": r.ids, "tokens": r.tokens}),
+    ))
 }

@@ -1,0 +1,236 @@
+//! The real gateway in front of the real daemon: a bad-input table answered with the right 4xx
+//! and OpenAI's error body, raw SSE invariants and keep-alives, a client disconnect that frees
+//! the daemon's slot, a daemon stopped and restarted under a running gateway, API keys and
+//! metrics. The conformance suite with the official `openai` client is `openai_conformance`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zeta_tests::{Daemon, Gateway, tiny_config};
+
+fn chat_body(model: &str, extra: Value) -> Vec<u8> {
+    let mut v = json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 8, "temperature": 0});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
+    let config = tiny_config("preload_default = false", &[("tiny", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &["--body-limit", "65536"]).await;
+    let big = vec![b'a'; 100_000];
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("malformed JSON", b"{\"model\": \"tiny\", ".to_vec(), 400, Some("body")),
+        ("not an object", b"[1, 2]".to_vec(), 400, Some("body")),
+        ("invalid UTF-8", b"{\"model\": \"\xff\xfe\"}".to_vec(), 400, Some("body")),
+        ("NaN", b"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": NaN}".to_vec(), 400, Some("body")),
+        ("body over the limit", big, 413, None),
+        ("no messages", br#"{"model": "tiny"}"#.to_vec(), 400, Some("messages")),
+        ("empty messages", br#"{"model": "tiny", "messages": []}"#.to_vec(), 400, Some("messages")),
+        ("messages not an array", br#"{"model": "tiny", "messages": "hi"}"#.to_vec(), 400, Some("messages")),
+        ("unknown role", br#"{"model": "tiny", "messages": [{"role": "wizard", "content": "x"}]}"#.to_vec(), 400, Some("messages[0].role")),
+        ("content wrong type", br#"{"model": "tiny", "messages": [{"role": "user", "content": 5}]}"#.to_vec(), 400, Some("messages[0].content")),
+        ("image part", br#"{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}"#.to_vec(), 400, Some("messages[0].content[0].type")),
+        ("temperature a string", chat_body("tiny", json!({"temperature": "hot"})), 400, Some("temperature")),
+        ("temperature out of range", chat_body("tiny", json!({"temperature": 2.5})), 400, Some("temperature")),
+        ("top_p zero", chat_body("tiny", json!({"top_p": 0})), 400, Some("top_p")),
+        ("max_tokens negative", chat_body("tiny", json!({"max_tokens": -5})), 400, Some("max_tokens")),
+        ("max_tokens fractional", chat_body("tiny", json!({"max_tokens": 2.5})), 400, Some("max_tokens")),
+        ("presence_penalty huge", chat_body("tiny", json!({"presence_penalty": 1e9})), 400, Some("presence_penalty")),
+        ("n=3", chat_body("tiny", json!({"n": 3})), 400, Some("n")),
+        ("json mode", chat_body("tiny", json!({"response_format": {"type": "json_object"}})), 400, Some("response_format")),
+        ("stream_options without stream", chat_body("tiny", json!({"stream_options": {"include_usage": true}})), 400, Some("stream_options")),
+        ("top_logprobs without logprobs", chat_body("tiny", json!({"top_logprobs": 2})), 400, Some("top_logprobs")),
+        ("tool_choice without tools", chat_body("tiny", json!({"tool_choice": "required"})), 400, Some("tool_choice")),
+        ("functions", chat_body("tiny", json!({"functions": [{"name": "f"}]})), 400, Some("functions")),
+        ("unknown model", chat_body("nope", json!({})), 404, Some("model")),
+        ("over the context", chat_body("tiny", json!({"max_tokens": 100000})), 400, Some("messages")),
+    ];
+    for (name, body, status, param) in cases {
+        let r = g.request("POST", "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text());
+        let e = r.json();
+        let err = e.get("error").unwrap_or_else(|| panic!("{name}: no error envelope: {e}"));
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {e}");
+        assert!(err["type"].is_string(), "{name}: {e}");
+        if let Some(p) = param {
+            assert_eq!(err["param"], p, "{name}: {e}");
+        }
+    }
+    let r = g.request("POST", "/v1/chat/completions", &chat_body("nope", json!({}))).await;
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", json!({"max_tokens": 100000}))).await;
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    let r = g.request("GET", "/v1/nothing-here", b"").await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].is_object());
+    let r = g.request("POST", "/v1/completions", br#"{"model": "tiny", "prompt": "x", "echo": true}"#).await;
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("echo")));
+    // Still serving.
+    let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["completion_tokens"], 8);
+    assert!(!d.logs().contains("panicked") && !g.logs().contains("panicked"));
+}
+
+/// Parses a raw SSE body into (comments, data payloads).
+fn sse(body: &str) -> (usize, Vec<String>) {
+    let (mut comments, mut data) = (0, vec![]);
+    for event in body.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        for line in event.lines() {
+            if line.starts_with(':') {
+                comments += 1;
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push(d.to_string());
+            }
+        }
+    }
+    (comments, data)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_invariants_hold_on_the_raw_stream_and_keep_alives_flow_during_prefill() {
+    let config = tiny_config("", &[]);
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let g = Gateway::start(&d.socket, &["--sse-keep-alive-ms", "100"]).await;
+    // A long prompt: SmolLM2 takes well over 100 ms to read it on this CPU.
+    let long = "Tell me about the sea. ".repeat(150);
+    let body = json!({"messages": [{"role": "user", "content": long}], "max_tokens": 6, "stream": true,
+        "stream_options": {"include_usage": true}, "temperature": 0});
+    let r = g.request("POST", "/v1/chat/completions", &serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    let text = r.text();
+    let (comments, data) = sse(&text);
+    assert!(comments >= 1, "keep-alive comments while the prompt is read:\n{text}");
+    // The role chunk goes out when the request is admitted; keep-alives follow while the prompt
+    // is read, before the first content.
+    let first_content = text.find("\"content\":\"").and_then(|_| text.match_indices("data: ").nth(1)).unwrap().0;
+    assert!(text[..first_content].contains("keep-alive"), "{text}");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let id = chunks[0]["id"].as_str().unwrap();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "the first chunk carries the role");
+    let (usage, choices): (Vec<&Value>, Vec<&Value>) =
+        chunks.iter().partition(|c| c["choices"].as_array().unwrap().is_empty());
+    assert_eq!(usage.len(), 1, "one usage chunk");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 6);
+    assert!(chunks.last().unwrap()["usage"]["prompt_tokens_details"]["cached_tokens"].is_u64());
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["id"], id, "every chunk has the same id");
+        assert_eq!(c["object"], "chat.completion.chunk");
+        let fr = &c["choices"][0]["finish_reason"];
+        if i + 1 < choices.len() {
+            assert!(fr.is_null(), "finish_reason only at the end: {c}");
+        } else {
+            assert_eq!(fr, "length");
+        }
+    }
+    // Without include_usage there is no usage chunk.
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": true});
+    let r = g.request("POST", "/v1/chat/completions", &serde_json::to_vec(&body).unwrap()).await;
+    let (_, data) = sse(&r.text());
+    assert!(data[..data.len() - 1].iter().all(|d| !d.contains("\"usage\"")), "{data:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_disconnects_frees_the_daemon_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = tiny_config("preload_default = false", &[("tiny", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &[]).await;
+    let body =
+        serde_json::to_vec(&json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": true,
+        "max_tokens": 400, "logit_bias": {"450": -100, "452": -100}}))
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    while got < 2000 {
+        got += s.read(&mut buf).await.unwrap();
+    }
+    assert_eq!(d.status().await.engines[0].active, 1);
+    drop(s);
+    let start = Instant::now();
+    while d.status().await.engines[0].active != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the daemon kept generating for a gone client");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(d.status().await.engines[0].generated_tokens < 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_survives_a_daemon_restart() {
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let mut d = Daemon::builder().config(&config).start().await;
+    let socket = d.socket.clone();
+    let g = Gateway::start(&socket, &[]).await;
+    let ok = || chat_body("tiny", json!({"max_tokens": 2}));
+    assert_eq!(g.request("POST", "/v1/chat/completions", &ok()).await.status, 200);
+
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(20)).unwrap().success());
+    let r = g.request("POST", "/v1/chat/completions", &ok()).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "daemon_unavailable");
+    assert!(r.header("retry-after").is_some());
+    let h = g.request("GET", "/health", b"").await;
+    assert_eq!(h.status, 503);
+    assert!(h.json()["reason"].as_str().unwrap().contains("not reachable"), "{}", h.text());
+
+    // Same socket, new daemon: the gateway reconnects by itself.
+    let log = d.dir.path().join("daemon2.log");
+    let mut child = zeta_tests::spawn_daemon(&d.config, &socket, &log, &[]);
+    let start = Instant::now();
+    loop {
+        let r = g.request("POST", "/v1/chat/completions", &ok()).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no recovery: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_protect_everything_but_health_and_metrics_report_the_engine() {
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &["--api-key", "sekret,other"]).await;
+    let r = g.request("GET", "/v1/models", b"").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "invalid_api_key");
+    let h = g.request("GET", "/health", b"").await;
+    assert_ne!(h.status, 401, "/health is public");
+    assert!(h.json()["status"].is_string());
+    let auth = [("authorization", "Bearer other"), ("content-type", "application/json")];
+    let r =
+        zeta_tests::http(&g.addr, "POST", "/v1/chat/completions", &auth, &chat_body("tiny", json!({"max_tokens": 3})))
+            .await
+            .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-request-id").is_some());
+    let m = zeta_tests::http(&g.addr, "GET", "/metrics", &auth, b"").await.unwrap().text();
+    for needle in [
+        "zeta_gateway_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1",
+        "zeta_engine_generated_tokens_total{model=\"tiny\"} 3",
+        "zeta_engine_active_sequences{model=\"tiny\"} 0",
+        "zeta_engine_time_to_first_token_seconds_count{model=\"tiny\"} 1",
+        "zeta_engine_inter_token_latency_seconds_count{model=\"tiny\"} 2",
+        "zeta_daemon_models_loaded 1",
+        "zeta_daemon_memory_active_bytes",
+    ] {
+        assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
+    }
+}
