@@ -90,7 +90,7 @@ pub struct ModelConfig {
     pub file: Option<String>,
     /// A local model folder or GGUF file.
     pub path: Option<PathBuf>,
-    /// Cap on the context length.
+    /// Context length to serve (default: the model's own).
     pub context_length: Option<usize>,
     /// Sampling defaults for requests that leave them unset.
     #[serde(default)]

@@ -143,6 +143,7 @@ pub fn generate(
         sampling: sampling(req.sampling.as_ref(), defaults, req.logprobs),
         max_tokens: req.max_tokens.map(|m| m as usize).or(defaults.max_tokens),
         stop: req.stop.clone(),
+        keep_special_tokens: false,
     })
 }
 

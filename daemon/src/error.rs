@@ -44,6 +44,9 @@ pub enum DaemonError {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     Draining,
+    /// A generation went wrong in a way the request could not prevent.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl DaemonError {
@@ -88,6 +91,7 @@ impl From<DaemonError> for Status {
             DaemonError::NoRoom(_) => with_meta(Code::ResourceExhausted, msg, None, Some(5)),
             DaemonError::PermissionDenied(_) => with_meta(Code::PermissionDenied, msg, Some("model"), None),
             DaemonError::Draining => with_meta(Code::Unavailable, msg, None, Some(5)),
+            DaemonError::Internal(_) => Status::internal(msg),
         }
     }
 }

@@ -39,7 +39,8 @@ pub struct EngineOptions {
     pub step_target: Duration,
     /// Finished sequences kept for prefix reuse.
     pub prefix_cache_entries: usize,
-    /// Cap on the context length (the model's own if larger is asked).
+    /// Context length to serve; the model's own (`max_position_embeddings` / GGUF
+    /// `context_length`) when unset. Above the model's own, quality is the user's risk.
     pub context_length: Option<usize>,
 }
 
@@ -149,7 +150,13 @@ impl Engine {
                 let model = loaded.model;
                 let cfg = &model.cfg;
                 let context_length = match options.context_length {
-                    Some(c) => c.min(cfg.max_position_embeddings),
+                    Some(c) => {
+                        if c > cfg.max_position_embeddings {
+                            tracing::warn!(model = %options.name, context_length = c, trained = cfg.max_position_embeddings,
+                                "context_length is above what the model was trained for");
+                        }
+                        c
+                    }
                     None => cfg.max_position_embeddings,
                 };
                 let info = ModelInfo {
@@ -210,6 +217,11 @@ impl Engine {
         self.shared.stats.snapshot()
     }
 
+    /// The source of the model's chat template, if it has one (to detect tool-call formats).
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.shared.template.as_ref().map(|t| t.source())
+    }
+
     /// Renders a chat prompt through the model's template.
     pub fn render_chat(&self, input: &ChatInput<'_>) -> Result<String> {
         let t = self.shared.template.as_ref().ok_or_else(|| {
@@ -226,6 +238,7 @@ impl Engine {
         let tok = &self.shared.tokenizer;
         match prompt {
             Prompt::Text(text) => tok.encode(text, true),
+            Prompt::Rendered(text) => tok.encode(text, false),
             Prompt::Tokens(ids) => {
                 let vocab = self.shared.info.vocab_size;
                 if let Some((i, bad)) = ids.iter().enumerate().find(|(_, t)| **t as usize >= vocab) {
@@ -316,6 +329,7 @@ impl Engine {
             sampling: req.sampling,
             max_tokens,
             stop: req.stop,
+            keep_special_tokens: req.keep_special_tokens,
             tx,
             submitted: Instant::now(),
         };

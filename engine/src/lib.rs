@@ -25,6 +25,7 @@ mod scheduler;
 mod source;
 pub mod stop;
 pub mod tokenizer;
+pub mod tools;
 
 pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, ToolCall};
 pub use engine::{Engine, EngineOptions, Generation, MAX_STOP_STRINGS, ModelInfo};

@@ -12,6 +12,9 @@ pub enum Prompt {
     Text(String),
     /// Token ids, used as they are.
     Tokens(Vec<u32>),
+    /// Text already in the model's prompt format (a rendered chat template, perhaps with the
+    /// start of the answer appended): special-token text in it is matched, nothing is added.
+    Rendered(String),
     /// A conversation, rendered through the model's chat template.
     Chat {
         /// The messages.
@@ -38,6 +41,10 @@ pub struct GenerateRequest {
     pub max_tokens: Option<usize>,
     /// Stop strings (not included in the output).
     pub stop: Vec<String>,
+    /// Keep the text of special tokens in the output (tool-call markers that some vocabularies
+    /// make special, such as `<|python_tag|>` and `[TOOL_CALLS]`). End-of-sequence tokens are
+    /// never shown.
+    pub keep_special_tokens: bool,
 }
 
 impl GenerateRequest {
@@ -49,6 +56,7 @@ impl GenerateRequest {
             sampling: SamplingParams::default(),
             max_tokens: None,
             stop: vec![],
+            keep_special_tokens: false,
         }
     }
 }

@@ -33,6 +33,7 @@ pub(crate) struct Pending {
     pub sampling: SamplingParams,
     pub max_tokens: usize,
     pub stop: Vec<String>,
+    pub keep_special_tokens: bool,
     pub tx: UnboundedSender<Event>,
     pub submitted: Instant,
 }
@@ -168,7 +169,7 @@ fn admit(p: Pending, model: &Model, prefix: &mut PrefixCache, shared: &Shared) -
         prefilled: cached_tokens,
         prompt: p.prompt,
         cache,
-        decoder: StreamDecoder::new(),
+        decoder: StreamDecoder::new().keep_special(p.keep_special_tokens),
         stop: StopMatcher::new(p.stop),
         generated: Vec::new(),
         max_tokens: p.max_tokens,

@@ -423,7 +423,10 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         }
         Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?,
         Some(other) => {
-            return Err(ApiError::invalid("messages", format!("'messages' must be an array, got {}", type_name(other))));
+            return Err(ApiError::invalid(
+                "messages",
+                format!("'messages' must be an array, got {}", type_name(other)),
+            ));
         }
     };
     let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;

@@ -2,6 +2,7 @@
 //! engine's event stream and the model lease, so a client that goes away drops both: the
 //! sequence leaves the batch within one step and the model may be evicted again.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use zeta_proto::v1::generate_event::Event as Ev;
 use crate::convert;
 use crate::error::DaemonError;
 use crate::registry::{Lease, Registry};
+use crate::service::shaping::Shaper;
 
 /// The service.
 pub struct GenerationService {
@@ -34,6 +36,8 @@ struct State {
     events: EngineStream,
     lease: Lease,
     request_id: String,
+    shaper: Shaper,
+    queue: VecDeque<Result<v1::GenerateEvent, Status>>,
     done: bool,
     span: tracing::Span,
 }
@@ -52,18 +56,22 @@ impl v1::generation_server::Generation for GenerationService {
         let request_id = if req.request_id.is_empty() { super::new_request_id() } else { req.request_id.clone() };
         let span = tracing::info_span!("generate", request_id = %request_id, model = %req.model, peer_uid = ?peer);
         let registry = self.registry.clone();
-        let (events, lease) = async {
+        let (events, lease, shaper) = async {
             let lease = registry.acquire(&req.model).await?;
-            let engine_req = convert::generate(&req, &lease.defaults, &request_id)?;
+            let mut engine_req = convert::generate(&req, &lease.defaults, &request_id)?;
+            let shaper = Shaper::prepare(&mut engine_req, &req, &lease.engine)?;
             let events = lease.engine.submit(engine_req).map_err(DaemonError::from)?;
             tracing::info!(model = %lease.id, prompt_tokens = events.prompt_tokens, "accepted");
-            Ok::<_, DaemonError>((events, lease))
+            Ok::<_, DaemonError>((events, lease, shaper))
         }
         .instrument(span.clone())
         .await
         .inspect_err(|e| tracing::info!(parent: &span, error = %e, "refused"))?;
-        let state = State { events, lease, request_id, done: false, span };
+        let state = State { events, lease, request_id, shaper, queue: VecDeque::new(), done: false, span };
         let stream = futures_util::stream::unfold(state, |mut s| async move {
+            if let Some(item) = s.queue.pop_front() {
+                return Some((item, s));
+            }
             if s.done {
                 return None;
             }
@@ -74,18 +82,39 @@ impl v1::generation_server::Generation for GenerationService {
                     prompt_tokens: prompt_tokens as u32,
                     cached_tokens: cached_tokens as u32,
                 }))),
-                Some(Event::Delta { text, tokens, logprobs }) => Ok(event(Ev::Delta(v1::Delta {
-                    text,
-                    token_ids: tokens,
-                    logprobs: convert::logprobs(&logprobs),
-                    ..Default::default()
-                }))),
+                Some(Event::Delta { text, tokens, logprobs }) => {
+                    let shaped = s.shaper.push(&text);
+                    Ok(event(Ev::Delta(v1::Delta {
+                        text: shaped.text,
+                        reasoning_text: shaped.reasoning,
+                        tool_calls: shaped.calls,
+                        token_ids: tokens,
+                        logprobs: convert::logprobs(&logprobs),
+                    })))
+                }
                 Some(Event::Finished { reason, usage, timings }) => {
                     s.done = true;
+                    match s.shaper.finish() {
+                        Ok(tail) if !(tail.text.is_empty() && tail.reasoning.is_empty() && tail.calls.is_empty()) => {
+                            s.queue.push_back(Ok(event(Ev::Delta(v1::Delta {
+                                text: tail.text,
+                                reasoning_text: tail.reasoning,
+                                tool_calls: tail.calls,
+                                ..Default::default()
+                            }))));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(parent: &s.span, error = %e, "failed");
+                            return Some((Err(Status::from(e)), s));
+                        }
+                    }
+                    let called = s.shaper.called_tools();
                     tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
-                    Ok(event(Ev::Finished(v1::Finished {
+                    s.queue.push_back(Ok(event(Ev::Finished(v1::Finished {
                         reason: match reason {
+                            FinishReason::Stop if called => v1::FinishReason::ToolCalls,
                             FinishReason::Stop => v1::FinishReason::Stop,
                             FinishReason::Length => v1::FinishReason::Length,
                         } as i32,
@@ -99,7 +128,8 @@ impl v1::generation_server::Generation for GenerationService {
                             prefill_seconds: timings.prefill.as_secs_f64(),
                             decode_seconds: timings.decode.as_secs_f64(),
                         }),
-                    })))
+                    }))));
+                    s.queue.pop_front().expect("just queued")
                 }
                 Some(Event::Error(e)) => {
                     s.done = true;

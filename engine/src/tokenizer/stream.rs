@@ -12,6 +12,7 @@ pub struct StreamDecoder {
     ids: Vec<u32>,
     prefix_offset: usize,
     read_offset: usize,
+    special: bool,
 }
 
 impl StreamDecoder {
@@ -20,11 +21,22 @@ impl StreamDecoder {
         StreamDecoder::default()
     }
 
+    /// Also decodes special tokens to their text (for tool-call markers some vocabularies make
+    /// special).
+    pub fn keep_special(mut self, yes: bool) -> StreamDecoder {
+        self.special = yes;
+        self
+    }
+
+    fn decode(&self, tok: &Tokenizer, ids: &[u32]) -> Result<String> {
+        if self.special { tok.decode_with_special(ids) } else { tok.decode(ids) }
+    }
+
     /// Adds one token; returns the text it completes (often empty mid-character).
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset])?;
-        let full = tok.decode(&self.ids[self.prefix_offset..])?;
+        let prefix = self.decode(tok, &self.ids[self.prefix_offset..self.read_offset])?;
+        let full = self.decode(tok, &self.ids[self.prefix_offset..])?;
         if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.is_char_boundary(prefix.len()) {
             let text = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;
@@ -39,8 +51,8 @@ impl StreamDecoder {
         if self.read_offset >= self.ids.len() {
             return Ok(String::new());
         }
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset])?;
-        let full = tok.decode(&self.ids[self.prefix_offset..])?;
+        let prefix = self.decode(tok, &self.ids[self.prefix_offset..self.read_offset])?;
+        let full = self.decode(tok, &self.ids[self.prefix_offset..])?;
         self.prefix_offset = self.read_offset;
         self.read_offset = self.ids.len();
         Ok(if full.len() > prefix.len() && full.is_char_boundary(prefix.len()) {

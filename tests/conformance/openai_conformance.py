@@ -1,0 +1,254 @@
+"""OpenAI API conformance of zeta-gateway, checked with the official `openai` Python client.
+
+Usage: openai_conformance.py BASE_URL
+
+The Rust test `tests/e2e/openai_conformance.rs` starts the real daemon and gateway and runs this
+script against them. Models it expects (aliases in the daemon's config):
+  smollm2-135m        the embedded SmolLM2 (chat, streaming, stop, length)
+  tiny-qwen           a tiny random Qwen-style model with a tool-capable template
+  scripted-tools      answers with one get_weather tool call (greedy)
+  scripted-reasoning  answers "<think>...</think>" then text (greedy)
+Environment: TINY_QWEN_DIR, the tiny model's folder, for the reference prompt rendering.
+
+Each check is a function named check_*; all run, failures are reported together, and the exit
+status is the number of failures (0 = all passed).
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import urllib.error
+import urllib.request
+
+import openai
+
+BASE = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000/v1"
+client = openai.OpenAI(base_url=BASE, api_key="unused", max_retries=0, timeout=120)
+SMOL = "smollm2-135m"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+def check_models_list():
+    ids = [m.id for m in client.models.list().data]
+    for want in [SMOL, "tiny-qwen", "scripted-tools", "scripted-reasoning"]:
+        assert want in ids, ids
+    m = client.models.retrieve(SMOL)
+    assert m.id == SMOL and m.object == "model", m
+    try:
+        client.models.retrieve("no-such-model")
+        raise AssertionError("retrieving an unknown model should fail")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404
+
+
+def check_chat():
+    r = client.chat.completions.create(model=SMOL, messages=user("What is the capital of France?"), temperature=0)
+    c = r.choices[0]
+    assert "Paris" in c.message.content, c.message.content
+    assert c.message.role == "assistant" and c.finish_reason == "stop", c
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-") and r.model == SMOL, r
+    u = r.usage
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens and u.completion_tokens > 0, u
+    assert u.prompt_tokens_details is not None and u.prompt_tokens_details.cached_tokens >= 0, u
+
+
+def check_streaming_matches_non_streaming():
+    kw = dict(model=SMOL, messages=user("Name three colors."), temperature=0, max_tokens=20)
+    full = client.chat.completions.create(**kw).choices[0].message.content
+    chunks = list(client.chat.completions.create(stream=True, **kw))
+    assert chunks[0].choices[0].delta.role == "assistant", chunks[0]
+    assert len({c.id for c in chunks}) == 1, "one id for every chunk"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full, (text, full)
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] in ("stop", "length") and all(r is None for r in reasons[:-1]), reasons
+    assert all(c.usage is None for c in chunks), "no usage chunk unless asked"
+
+
+def check_include_usage():
+    chunks = list(client.chat.completions.create(
+        model=SMOL, messages=user("Hi"), max_tokens=5, stream=True, stream_options={"include_usage": True}))
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None, last
+    assert last.usage.completion_tokens == 5, last.usage
+    assert all(not c.usage for c in chunks[:-1])
+
+
+def check_stop():
+    r = client.chat.completions.create(
+        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"])
+    c = r.choices[0]
+    assert "Paris" not in c.message.content and c.finish_reason == "stop", c
+    assert c.message.content.strip().startswith("The capital"), c.message.content
+    # Streamed, no part of the stop string shows, even though " Paris" spans tokens.
+    text = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
+        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"], stream=True)
+        if ch.choices)
+    assert text == c.message.content, (text, c.message.content)
+
+
+def check_length():
+    r = client.chat.completions.create(model=SMOL, messages=user("Tell me a long story."), max_tokens=3)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3, r
+    r = client.chat.completions.create(model=SMOL, messages=user("Tell me a long story."), max_completion_tokens=2)
+    assert r.usage.completion_tokens == 2, r.usage
+
+
+def check_errors():
+    try:
+        client.chat.completions.create(model=SMOL, messages=user("x"), temperature=3)
+        raise AssertionError("temperature=3 must be refused")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400 and e.body["param"] == "temperature", e.body
+    try:
+        client.chat.completions.create(model="no-such-model", messages=user("x"))
+        raise AssertionError("unknown model must be refused")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404 and e.body["code"] == "model_not_found", e.body
+    try:
+        client.chat.completions.create(model=SMOL, messages=[])
+        raise AssertionError("empty messages must be refused")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "messages", e.body
+
+
+def check_n_above_one_is_refused():
+    try:
+        client.chat.completions.create(model=SMOL, messages=user("x"), n=2)
+        raise AssertionError("n=2 must be refused")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "n", e.body
+
+
+def check_completions():
+    r = client.completions.create(model=SMOL, prompt="The capital of France is", max_tokens=4, temperature=0)
+    assert r.object == "text_completion" and r.choices[0].finish_reason == "length", r
+    assert "Paris" in r.choices[0].text, r.choices[0].text
+    text = "".join(c.choices[0].text for c in client.completions.create(
+        model=SMOL, prompt="The capital of France is", max_tokens=4, temperature=0, stream=True) if c.choices)
+    assert text == r.choices[0].text, (text, r.choices[0].text)
+
+
+def check_logprobs():
+    r = client.chat.completions.create(model=SMOL, messages=user("Hi"), max_tokens=3, logprobs=True, top_logprobs=2, temperature=0)
+    lp = r.choices[0].logprobs.content
+    assert len(lp) == 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in lp), lp
+    assert lp[0].token == lp[0].top_logprobs[0].token, lp[0]
+
+
+def check_tool_call_history_is_rendered():
+    from transformers import AutoTokenizer
+
+    messages = [
+        {"role": "system", "content": "Use tools when needed."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 18}"},
+        {"role": "assistant", "content": "It is 18 degrees."},
+        {"role": "user", "content": "Thanks!"},
+    ]
+    r = client.chat.completions.create(model="tiny-qwen", messages=messages, tools=[WEATHER_TOOL], max_tokens=2)
+    tok = AutoTokenizer.from_pretrained(os.environ["TINY_QWEN_DIR"])
+    ref_messages = json.loads(json.dumps(messages))
+    ref_messages[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris"}
+    ids = tok.apply_chat_template(ref_messages, tools=[WEATHER_TOOL], add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    assert r.usage.prompt_tokens == len(ids), (r.usage.prompt_tokens, len(ids))
+
+
+def check_tool_calls():
+    r = client.chat.completions.create(
+        model="scripted-tools", messages=user("What's the weather in Paris?"), tools=[WEATHER_TOOL], temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    assert not c.message.content, c.message.content
+    call = c.message.tool_calls[0]
+    assert call.type == "function" and call.id.startswith("call_") and call.function.name == "get_weather", call
+    assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "celsius"}, call.function.arguments
+    # Streamed: id and name first, then argument fragments.
+    chunks = list(client.chat.completions.create(
+        model="scripted-tools", messages=user("What's the weather in Paris?"), tools=[WEATHER_TOOL], temperature=0, stream=True))
+    deltas = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id and deltas[0].function.name == "get_weather", deltas[0]
+    assert all(d.id is None and d.function.name is None for d in deltas[1:]), deltas
+    assert len(deltas) > 2, "arguments arrive in fragments"
+    args = "".join(d.function.arguments or "" for d in deltas)
+    assert json.loads(args) == {"city": "Paris", "unit": "celsius"}, args
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+    # tool_choice "none" hides the tools: the same text comes back as content, with no calls.
+    r = client.chat.completions.create(
+        model="scripted-tools", messages=user("Weather?"), tools=[WEATHER_TOOL], tool_choice="none", temperature=0)
+    assert not r.choices[0].message.tool_calls and r.choices[0].finish_reason == "stop", r
+
+
+def check_tool_choice_enforced_or_refused():
+    # A model whose template has no tools cannot be forced to call one: 400, never plain text.
+    try:
+        client.chat.completions.create(model=SMOL, messages=user("Weather?"), tools=[WEATHER_TOOL], tool_choice="required")
+        raise AssertionError("required tool choice on a model without tool support must be refused")
+    except openai.BadRequestError as e:
+        assert e.body["param"] in ("tool_choice", "tools"), e.body
+    r = client.chat.completions.create(
+        model="scripted-tools", messages=user("Weather?"), tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, temperature=0)
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather", r
+
+
+def check_reasoning_content():
+    r = client.chat.completions.create(model="scripted-reasoning", messages=user("Hello"), temperature=0)
+    m = r.choices[0].message
+    reasoning = getattr(m, "reasoning_content", None) or (m.model_extra or {}).get("reasoning_content")
+    assert reasoning and reasoning.strip() == "The user greets me.", reasoning
+    assert m.content.strip() == "Hello from Paris!", m.content
+    chunks = list(client.chat.completions.create(model="scripted-reasoning", messages=user("Hello"), temperature=0, stream=True))
+    r_text = "".join((ch.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for ch in chunks if ch.choices)
+    c_text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert r_text.strip() == "The user greets me." and c_text.strip() == "Hello from Paris!", (r_text, c_text)
+
+
+def check_raw_error_envelope():
+    req = urllib.request.Request(BASE + "/chat/completions", data=b"{broken", headers={"content-type": "application/json"})
+    try:
+        urllib.request.urlopen(req)
+        raise AssertionError("broken JSON must be refused")
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read())
+        assert e.code == 400 and set(body["error"]) == {"message", "type", "param", "code"}, body
+
+
+def main():
+    checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
+    failures = 0
+    for name, f in checks:
+        try:
+            f()
+            print(f"ok   {name}")
+        except Exception:
+            failures += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+    print(f"{len(checks) - failures}/{len(checks)} checks passed")
+    sys.exit(failures)
+
+
+if __name__ == "__main__":
+    main()
