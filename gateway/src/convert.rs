@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use zeta_proto::v1;
 
-use crate::dto::request::{ChatCompletionRequest, CompletionRequest};
+use crate::dto::request::{ChatCompletionRequest, CompletionRequest, SamplingFields};
 use crate::error::ApiError;
 
 /// What a chat request asks of the response, beyond the generation itself.
@@ -143,33 +143,21 @@ fn n(v: &Option<Value>) -> Result<(), ApiError> {
     }
 }
 
-struct Common<'a> {
-    temperature: &'a Option<Value>,
-    top_p: &'a Option<Value>,
-    seed: &'a Option<Value>,
-    presence_penalty: &'a Option<Value>,
-    frequency_penalty: &'a Option<Value>,
-    logit_bias: &'a Option<Value>,
-    top_k: &'a Option<Value>,
-    min_p: &'a Option<Value>,
-    repetition_penalty: &'a Option<Value>,
-}
-
-fn sampling(c: Common<'_>) -> Result<v1::SamplingParams, ApiError> {
-    let top_p = number(c.top_p, "top_p", 0.0, 1.0)?;
+fn sampling(c: &SamplingFields) -> Result<v1::SamplingParams, ApiError> {
+    let top_p = number(&c.top_p, "top_p", 0.0, 1.0)?;
     if top_p == Some(0.0) {
         return Err(ApiError::invalid("top_p", "'top_p' must be greater than 0"));
     }
     Ok(v1::SamplingParams {
-        temperature: number(c.temperature, "temperature", 0.0, 2.0)?,
+        temperature: number(&c.temperature, "temperature", 0.0, 2.0)?,
         top_p,
-        top_k: integer(c.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
-        min_p: number(c.min_p, "min_p", 0.0, 1.0)?,
-        repetition_penalty: number(c.repetition_penalty, "repetition_penalty", 0.01, 10.0)?,
-        presence_penalty: number(c.presence_penalty, "presence_penalty", -2.0, 2.0)?,
-        frequency_penalty: number(c.frequency_penalty, "frequency_penalty", -2.0, 2.0)?,
-        logit_bias: logit_bias(c.logit_bias)?,
-        seed: integer(c.seed, "seed", i64::MIN, i64::MAX)?.map(|s| s as u64),
+        top_k: integer(&c.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
+        min_p: number(&c.min_p, "min_p", 0.0, 1.0)?,
+        repetition_penalty: number(&c.repetition_penalty, "repetition_penalty", 0.01, 10.0)?,
+        presence_penalty: number(&c.presence_penalty, "presence_penalty", -2.0, 2.0)?,
+        frequency_penalty: number(&c.frequency_penalty, "frequency_penalty", -2.0, 2.0)?,
+        logit_bias: logit_bias(&c.logit_bias)?,
+        seed: integer(&c.seed, "seed", i64::MIN, i64::MAX)?.map(|s| s as u64),
     })
 }
 
@@ -449,17 +437,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         Some(Value::Object(o)) => Value::Object(o.clone()).to_string(),
         Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
     };
-    let sampling = sampling(Common {
-        temperature: &req.temperature,
-        top_p: &req.top_p,
-        seed: &req.seed,
-        presence_penalty: &req.presence_penalty,
-        frequency_penalty: &req.frequency_penalty,
-        logit_bias: &req.logit_bias,
-        top_k: &req.top_k,
-        min_p: &req.min_p,
-        repetition_penalty: &req.repetition_penalty,
-    })?;
+    let sampling = sampling(&req.sampling)?;
     let out = v1::GenerateRequest {
         model: model.clone(),
         input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message: false })),
@@ -539,17 +517,7 @@ pub fn completion(
     };
     let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
     let logprobs = integer(&req.logprobs, "logprobs", 0, 5)?;
-    let sampling = sampling(Common {
-        temperature: &req.temperature,
-        top_p: &req.top_p,
-        seed: &req.seed,
-        presence_penalty: &req.presence_penalty,
-        frequency_penalty: &req.frequency_penalty,
-        logit_bias: &req.logit_bias,
-        top_k: &req.top_k,
-        min_p: &req.min_p,
-        repetition_penalty: &req.repetition_penalty,
-    })?;
+    let sampling = sampling(&req.sampling)?;
     // The legacy API's default is 16 tokens.
     let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?.unwrap_or(16);
     let out = v1::GenerateRequest {

@@ -4,24 +4,38 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The sampling fields both generation endpoints take.
+#[derive(Debug, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct SamplingFields {
+    pub temperature: Option<Value>,
+    pub top_p: Option<Value>,
+    pub seed: Option<Value>,
+    pub presence_penalty: Option<Value>,
+    pub frequency_penalty: Option<Value>,
+    pub logit_bias: Option<Value>,
+    /// Extension: top-k sampling.
+    pub top_k: Option<Value>,
+    /// Extension: min-p sampling.
+    pub min_p: Option<Value>,
+    /// Extension: Hugging Face style repetition penalty.
+    pub repetition_penalty: Option<Value>,
+}
+
 /// `POST /v1/chat/completions`.
 #[derive(Debug, Default, Deserialize)]
 #[allow(missing_docs)]
 pub struct ChatCompletionRequest {
     pub model: Option<Value>,
     pub messages: Option<Value>,
-    pub temperature: Option<Value>,
-    pub top_p: Option<Value>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
     pub max_tokens: Option<Value>,
     pub max_completion_tokens: Option<Value>,
     pub stream: Option<Value>,
     pub stream_options: Option<Value>,
     pub stop: Option<Value>,
     pub n: Option<Value>,
-    pub seed: Option<Value>,
-    pub presence_penalty: Option<Value>,
-    pub frequency_penalty: Option<Value>,
-    pub logit_bias: Option<Value>,
     pub logprobs: Option<Value>,
     pub top_logprobs: Option<Value>,
     pub tools: Option<Value>,
@@ -29,12 +43,6 @@ pub struct ChatCompletionRequest {
     pub parallel_tool_calls: Option<Value>,
     pub response_format: Option<Value>,
     pub user: Option<Value>,
-    /// Extension: top-k sampling.
-    pub top_k: Option<Value>,
-    /// Extension: min-p sampling.
-    pub min_p: Option<Value>,
-    /// Extension: Hugging Face style repetition penalty.
-    pub repetition_penalty: Option<Value>,
     /// Extension: extra chat template variables (e.g. `{"enable_thinking": false}`).
     pub chat_template_kwargs: Option<Value>,
     // Known OpenAI fields this server does not implement: refused when set.
@@ -52,22 +60,15 @@ pub struct ChatCompletionRequest {
 pub struct CompletionRequest {
     pub model: Option<Value>,
     pub prompt: Option<Value>,
-    pub temperature: Option<Value>,
-    pub top_p: Option<Value>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
     pub max_tokens: Option<Value>,
     pub stream: Option<Value>,
     pub stream_options: Option<Value>,
     pub stop: Option<Value>,
     pub n: Option<Value>,
-    pub seed: Option<Value>,
-    pub presence_penalty: Option<Value>,
-    pub frequency_penalty: Option<Value>,
-    pub logit_bias: Option<Value>,
     pub logprobs: Option<Value>,
     pub user: Option<Value>,
-    pub top_k: Option<Value>,
-    pub min_p: Option<Value>,
-    pub repetition_penalty: Option<Value>,
     pub echo: Option<Value>,
     pub suffix: Option<Value>,
     pub best_of: Option<Value>,
