@@ -139,3 +139,36 @@ fn cancelled_sequence_leaves_within_one_step() {
         .collect();
     assert_eq!(rest, alone, "the other sequences finish unchanged");
 }
+
+/// A second request sharing a prompt prefix reuses the first one's KV cache: it reports the
+/// cached tokens and produces exactly the tokens it produces without the cache.
+#[test]
+fn prefix_cache_reuse_is_reported_and_exact() {
+    let cached = engine(common::tiny("qwen3-q4"));
+    let opts = EngineOptions { prefix_cache_entries: 0, ..Default::default() };
+    let uncached = Engine::load(ModelSource::detect(&common::tiny("qwen3-q4")).unwrap(), opts, |_, _| {}).unwrap();
+    let first: Vec<u32> = (1..40).collect();
+    let mut second = first.clone();
+    second.extend([7, 8, 9]);
+    let run = |e: &Engine, p: Vec<u32>| {
+        let mut g = e.submit(request(p, SamplingParams::greedy(), 12)).unwrap();
+        let (mut tokens, mut cached_tokens) = (vec![], None);
+        loop {
+            match g.blocking_next().unwrap() {
+                Event::Started { cached_tokens: c, .. } => cached_tokens = Some(c),
+                Event::Delta { tokens: t, .. } => tokens.extend(t),
+                Event::Finished { usage, .. } => {
+                    assert_eq!(Some(usage.cached_tokens), cached_tokens);
+                    return (tokens, usage.cached_tokens);
+                }
+                Event::Error(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(run(&cached, first.clone()).1, 0);
+    let (with_cache, reused) = run(&cached, second.clone());
+    assert!(reused >= first.len() - 1, "reused {reused} of the {} shared tokens", first.len());
+    let (without, none) = run(&uncached, second);
+    assert_eq!(none, 0);
+    assert_eq!(with_cache, without, "the cache changes nothing but the work");
+}

@@ -135,3 +135,22 @@ async fn sigterm_drains_then_exits_cleanly_and_removes_the_socket() {
     assert!(!d.socket.exists(), "socket removed");
     assert!(d.logs().contains("draining"), "{}", d.logs());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_a_span_per_request() {
+    let config = tiny_config("preload_default = false\nlog_format = \"json\"", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut req = tokens("tiny", vec![1, 2], 2);
+    req.request_id = "req-json-check".into();
+    generate(&mut d.generation().await, req).await.unwrap();
+    let logs = d.logs();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "finished")
+        .unwrap_or_else(|| panic!("no JSON 'finished' line:\n{logs}"));
+    let span = &line["span"];
+    assert_eq!(span["request_id"], "req-json-check", "{line}");
+    assert_eq!(span["model"], "tiny", "{line}");
+    assert!(span["peer_uid"].as_str().is_some_and(|u| u.contains('0')), "{line}");
+}

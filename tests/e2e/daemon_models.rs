@@ -216,3 +216,24 @@ async fn an_interrupted_download_resumes() {
         hub.requests().iter().filter(|r| r.range.as_deref().is_some_and(|r| r.starts_with("bytes=20000-"))).count();
     assert!(ranged >= 1, "the second attempt continued with a Range request: {:?}", hub.requests());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_budget_evicts_the_least_recently_used() {
+    // Each tiny model accounts for ~0.6 MB (its weights plus a KV reservation for its 512-token
+    // context): 1 MB holds one of them, not two.
+    let config = tiny_config(
+        "preload_default = false\nmax_loaded = 8\nmemory_budget = \"1MB\"",
+        &[("a", "llama-f32"), ("b", "qwen2-f32")],
+    );
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    generate(&mut g, tokens("a", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(state(&d, "a").await.0, LOADED);
+    let models = list(&d).await;
+    let a = models.iter().find(|m| m.id == "a").unwrap();
+    assert!(a.weight_bytes > 300_000 && a.weight_bytes < 700_000, "{}", a.weight_bytes);
+    generate(&mut g, tokens("b", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(state(&d, "b").await.0, LOADED);
+    assert_eq!(state(&d, "a").await.0, UNLOADED, "a was evicted to stay under the budget");
+    assert!(d.logs().contains("evicting"), "{}", d.logs());
+}

@@ -234,3 +234,23 @@ async fn api_keys_protect_everything_but_health_and_metrics_report_the_engine() 
         assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_is_off_unless_origins_are_configured() {
+    let d = Daemon::builder().config("preload_default = false").start().await;
+    let preflight = [
+        ("origin", "http://app.example"),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "content-type"),
+    ];
+    let g = Gateway::start(&d.socket, &[]).await;
+    let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &preflight, b"").await.unwrap();
+    assert!(r.header("access-control-allow-origin").is_none(), "{:?}", r.headers);
+    drop(g);
+    let g = Gateway::start(&d.socket, &["--cors-origin", "http://app.example"]).await;
+    let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &preflight, b"").await.unwrap();
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://app.example"), "{:?}", r.headers);
+    let other = [("origin", "http://evil.example"), ("access-control-request-method", "POST")];
+    let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &other, b"").await.unwrap();
+    assert!(r.header("access-control-allow-origin").is_none(), "{:?}", r.headers);
+}
