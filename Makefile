@@ -4,7 +4,10 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test setup setup-run setup-test build build-release bench clean
+.PHONY: run test setup setup-run setup-test build build-release bench clean install uninstall
+
+# `make install PREFIX=/opt/zeta` installs elsewhere; see scripts/install.sh for the layout.
+PREFIX ?= $(HOME)/.local
 
 setup-run:
 	@scripts/setup.sh run
@@ -25,11 +28,20 @@ run: build-release
 
 test: setup-test
 	$(CARGO) build --workspace --tests --bins
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 bench: setup-test
-	$(CARGO) build --release -p zeta-bench
+	$(CARGO) build --release -p zeta-bench -p zeta-mlxd -p zeta-gateway
 	target/release/bench-engine
+	target/release/bench-serve
+
+# Release binaries, MLX's library folder (and the OpenBLAS shim on Linux) and the default model,
+# found through relative rpaths: the installation runs with the checkout and .venv gone.
+install: setup-run
+	@CARGO="$(CARGO)" scripts/install.sh --prefix "$(PREFIX)"
+
+uninstall:
+	@scripts/install.sh --uninstall --prefix "$(PREFIX)"
 
 clean:
 	$(CARGO) clean

@@ -274,6 +274,7 @@ mod tests {
         .unwrap();
         let msgs = [ChatMessage { role: "user".into(), content: Some("  hi  ".into()), ..Default::default() }];
         let out = t.render(&ChatInput { messages: &msgs, ..Default::default() }).unwrap();
-        assert_eq!(out, "HI|true");
+        // Jinja2 prints Python booleans, and so does minijinja 3: templates that echo a test see `True`.
+        assert_eq!(out, "HI|True");
     }
 }
