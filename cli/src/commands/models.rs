@@ -1,0 +1,90 @@
+//! `zeta models` (everything the daemon knows, with state) and `zeta ps` (what is loaded, with
+//! its memory and requests).
+
+use zeta_proto::v1;
+
+use crate::client::Daemon;
+use crate::error::CliError;
+use crate::format;
+
+/// Prints every configured or loaded model with its state and source.
+pub async fn models(d: &Daemon) -> Result<(), CliError> {
+    let list = d.list().await?;
+    let rows: Vec<Vec<String>> = list
+        .models
+        .iter()
+        .map(|m| {
+            let loaded = m.state == v1::ModelState::Loaded as i32;
+            vec![
+                m.id.clone(),
+                format::state(m.state).to_owned(),
+                if m.architecture.is_empty() { "-".into() } else { m.architecture.clone() },
+                if loaded && m.context_length > 0 { m.context_length.to_string() } else { "-".into() },
+                if loaded { format::bytes(m.weight_bytes) } else { "-".into() },
+                m.source.clone(),
+            ]
+        })
+        .collect();
+    print!("{}", format::table(&["MODEL", "STATE", "ARCH", "CONTEXT", "WEIGHTS", "SOURCE"], &rows));
+    for m in list.models.iter().filter(|m| !m.error.is_empty()) {
+        println!("{} failed: {}", m.id, m.error);
+    }
+    println!("default: {} · at most {} loaded at once", or_dash(&list.default_model), list.max_loaded);
+    Ok(())
+}
+
+/// Prints the loaded models with weights, KV cache and request counts, then MLX's memory.
+pub async fn ps(d: &Daemon) -> Result<(), CliError> {
+    let list = d.list().await?;
+    let status = d.status().await?;
+    let live: Vec<&v1::ModelInfo> = list
+        .models
+        .iter()
+        .filter(|m| {
+            [v1::ModelState::Loaded, v1::ModelState::Loading, v1::ModelState::Downloading]
+                .iter()
+                .any(|s| *s as i32 == m.state)
+        })
+        .collect();
+    if live.is_empty() {
+        println!("no models loaded (`zeta load MODEL` loads one; `zeta models` lists them)");
+    } else {
+        let rows: Vec<Vec<String>> = live
+            .iter()
+            .map(|m| {
+                let state = format::state(m.state);
+                let id = if state == "loaded" { m.id.clone() } else { format!("{} ({state})", m.id) };
+                vec![
+                    id,
+                    format::bytes(m.weight_bytes),
+                    format::bytes(m.kv_cache_bytes),
+                    format::bytes(m.weight_bytes + m.kv_cache_bytes),
+                    m.active_requests.to_string(),
+                    m.queued_requests.to_string(),
+                    format::ago(m.loaded_at_unix),
+                    format::ago(m.last_used_unix),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            format::table(&["MODEL", "WEIGHTS", "KV CACHE", "TOTAL", "ACTIVE", "QUEUED", "LOADED", "LAST USED"], &rows)
+        );
+    }
+    let budget = match status.memory_budget_bytes {
+        0 => "no budget set".to_owned(),
+        b => format!("budget {}", format::bytes(b)),
+    };
+    println!(
+        "MLX memory ({}): {} in use, peak {}, cache {}; {budget}",
+        status.device,
+        format::bytes(status.memory_active_bytes),
+        format::bytes(status.memory_peak_bytes),
+        format::bytes(status.memory_cache_bytes),
+    );
+    Ok(())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}

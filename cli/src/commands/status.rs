@@ -1,0 +1,58 @@
+//! `zeta status`: the daemon's version, device, readiness, memory, and each engine's figures.
+
+use crate::client::Daemon;
+use crate::error::CliError;
+use crate::format;
+
+/// Prints the daemon's status.
+pub async fn status(d: &Daemon) -> Result<(), CliError> {
+    let s = d.status().await?;
+    println!("zeta-mlxd {} (MLX {}, {}) on {}", s.version, s.mlx_version, s.device, d.socket.display());
+    println!("up {}", format::duration(s.uptime_seconds));
+    let ready = if s.draining {
+        "shutting down".to_owned()
+    } else if s.ready {
+        "ready".to_owned()
+    } else {
+        format!("not ready: {}", s.not_ready_reason)
+    };
+    println!("state: {ready}");
+    let budget = match s.memory_budget_bytes {
+        0 => "no budget set".to_owned(),
+        b => format!("budget {}", format::bytes(b)),
+    };
+    println!(
+        "memory: {} in use, peak {}, cache {}; {budget}",
+        format::bytes(s.memory_active_bytes),
+        format::bytes(s.memory_peak_bytes),
+        format::bytes(s.memory_cache_bytes)
+    );
+    if s.engines.is_empty() {
+        println!("no models loaded");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = s
+        .engines
+        .iter()
+        .map(|e| {
+            vec![
+                e.model.clone(),
+                e.active.to_string(),
+                e.queued.to_string(),
+                e.requests.to_string(),
+                e.prompt_tokens.to_string(),
+                e.cached_tokens.to_string(),
+                e.generated_tokens.to_string(),
+                format::bytes(e.weight_bytes + e.kv_cache_bytes),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &["MODEL", "ACTIVE", "QUEUED", "REQUESTS", "PROMPT TOK", "CACHED TOK", "GENERATED", "MEMORY"],
+            &rows
+        )
+    );
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `zeta tokens`: how many tokens a text is for a model, against its context length, and
+//! optionally the ids and token strings.
+
+use std::io::{IsTerminal as _, Read as _};
+
+use zeta_proto::v1;
+
+use crate::args::TokensArgs;
+use crate::client::Daemon;
+use crate::error::CliError;
+
+/// Runs `zeta tokens`.
+pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
+    let text = match &args.text {
+        Some(t) => t.clone(),
+        None if !std::io::stdin().is_terminal() => {
+            let mut t = String::new();
+            std::io::stdin().read_to_string(&mut t)?;
+            t
+        }
+        None => return Err(CliError::Other("no text: give it as an argument or on standard input".into())),
+    };
+    let input = if args.chat {
+        v1::tokenize_request::Input::Chat(v1::Chat {
+            messages: vec![v1::Message { role: "user".into(), content: Some(text), ..Default::default() }],
+            continue_final_message: false,
+        })
+    } else {
+        v1::tokenize_request::Input::Text(text)
+    };
+    let req = v1::TokenizeRequest {
+        model: args.model.clone(),
+        input: Some(input),
+        add_special_tokens: args.special,
+        tools: vec![],
+        return_tokens: args.tokens,
+    };
+    let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
+    println!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length);
+    if args.ids {
+        let ids: Vec<String> = r.ids.iter().map(u32::to_string).collect();
+        println!("{}", ids.join(" "));
+    }
+    if args.tokens {
+        for (id, token) in r.ids.iter().zip(&r.tokens) {
+            println!("{id}\t{token:?}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! `zeta`: the command-line client of zeta-mlx. It talks to the daemon only through the public
+//! gRPC API on its Unix socket (`zeta models`, `ps`, `load`, `unload`, `run`, `tokens`,
+//! `status`), the same way any local tool may, and runs the daemon and gateway as a service
+//! (`zeta service ...`, through `zeta_launchd`). It links no MLX.
+//!
+//! Exit status: 0 on success, 1 when a request or operation failed, 2 for a usage error, 3 when
+//! no daemon answers on the socket (or it went away mid-call), 130 after Ctrl-C.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod client;
+mod commands;
+mod error;
+mod format;
+mod progress;
+
+use std::io::Write as _;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+use crate::client::Daemon;
+use crate::error::{CliError, Shown};
+
+fn main() {
+    // A CLI whose output is piped into `head` should stop quietly, not panic on EPIPE.
+    // SAFETY: called before any thread starts; restoring the default disposition of SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}", Shown(&e));
+            e.exit_code()
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // Exit without waiting on the runtime: a chat's stdin reader thread may still be blocked.
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Service(cmd) = &cli.command {
+        return commands::service::service(cmd, cli.socket.as_deref(), cli.config.as_deref());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("could not start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let d = Daemon::connect(cli.socket.as_deref(), cli.config.as_deref()).await?;
+        match &cli.command {
+            Command::Models => commands::models::models(&d).await,
+            Command::Ps => commands::models::ps(&d).await,
+            Command::Load { model } => commands::load::load(&d, model).await,
+            Command::Unload { model } => commands::load::unload(&d, model).await,
+            Command::Run(args) => commands::run::run(&d, args).await,
+            Command::Tokens(args) => commands::tokens::tokens(&d, args).await,
+            Command::Status => commands::status::status(&d).await,
+            Command::Service(_) => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,215 @@
+//! `zeta`, the CLI, as a user runs it: with no daemon it exits non-zero with a one-line hint
+//! naming the socket and the commands that start the daemon; against the real daemon (started
+//! by the harness on a temporary socket, reached with `--socket`) it lists models, streams an
+//! answer, counts tokens, loads and unloads with progress, keeps a chat's history, and turns
+//! refused requests into one-line messages.
+#![allow(clippy::print_stderr)]
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use zeta_proto::v1;
+use zeta_tests::{Daemon, bin, tiny_config};
+
+/// `zeta --socket SOCKET ARGS...` with no socket or config from the environment.
+fn zeta(socket: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("zeta"));
+    cmd.arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("ZETA_MLX_SOCKET")
+        .env_remove("ZETA_MLX_CONFIG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(socket: &Path, args: &[&str]) -> Output {
+    zeta(socket, args).output().expect("run zeta")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "zeta failed ({}):\n{}\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The one-line error of a failed run, with its exit code.
+#[track_caller]
+fn failed(out: &Output) -> (i32, String) {
+    assert!(!out.status.success(), "zeta should have failed:\n{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("zeta: "), "{err}");
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn no_daemon_exits_non_zero_with_the_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.sock");
+    let commands: [&[&str]; 8] = [
+        &["models"],
+        &["ps"],
+        &["status"],
+        &["load", "smollm2-135m"],
+        &["unload", "smollm2-135m"],
+        &["tokens", "smollm2-135m", "hi"],
+        &["run", "smollm2-135m", "hi"],
+        &["run", "smollm2-135m"],
+    ];
+    for args in commands {
+        let out = run(&missing, args);
+        let (code, err) = failed(&out);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(err.contains(&missing.display().to_string()), "{args:?}: {err}");
+        assert!(err.contains("not running"), "{err}");
+        assert!(err.contains(&format!("zeta-mlxd --socket {}", missing.display())), "{err}");
+        assert!(err.contains("zeta service install") && err.contains("make run"), "{err}");
+    }
+
+    // A socket file left behind by a daemon that died: nothing accepts on it.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let (code, err) = failed(&run(&stale, &["models"]));
+    assert_eq!(code, 3);
+    assert!(err.contains("nothing accepts connections") && err.contains("zeta-mlxd"), "{err}");
+
+    // The path from the environment is named with where it came from.
+    let out = Command::new(bin("zeta"))
+        .arg("status")
+        .env("ZETA_MLX_SOCKET", &missing)
+        .env_remove("ZETA_MLX_CONFIG")
+        .output()
+        .unwrap();
+    let (code, err) = failed(&out);
+    assert_eq!(code, 3);
+    assert!(err.contains("from ZETA_MLX_SOCKET") && err.contains(&missing.display().to_string()), "{err}");
+}
+
+/// The prompt-token counts of each answer, from `--verbose`'s lines on standard error.
+fn prompt_tokens(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[prompt "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn against_the_real_daemon() {
+    let config = tiny_config("max_loaded = 3", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let s = d.socket.as_path();
+
+    // models: configured and loaded, with state and source.
+    let models = ok(&run(s, &["models"]));
+    let row = |id: &str| {
+        models
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{models}"))
+            .to_owned()
+    };
+    assert!(row("smollm2-135m").contains(" loaded ") && row("smollm2-135m").ends_with(".gguf"), "{models}");
+    assert!(row("tiny").contains(" unloaded "), "{models}");
+    assert!(models.contains("default: smollm2-135m"), "{models}");
+
+    // run: the answer streams token by token to standard output.
+    let started = Instant::now();
+    let mut child = zeta(s, &["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0"])
+        .args(["--max-tokens", "24"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut chunks = 0;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        chunks += 1;
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().unwrap();
+    let answer = text(&answer);
+    assert!(status.success(), "{answer}");
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(chunks >= 2, "the answer arrived in {chunks} piece(s), not as tokens: {answer:?}");
+    eprintln!("zeta run: {:.2} s, {chunks} chunks", started.elapsed().as_secs_f64());
+
+    // tokens: the count and ids the daemon's Tokenize gives.
+    let out = ok(&run(s, &["tokens", "smollm2-135m", "Hello world, how are you?", "--ids"]));
+    let want = d
+        .models()
+        .await
+        .tokenize(v1::TokenizeRequest {
+            model: "smollm2-135m".into(),
+            input: Some(v1::tokenize_request::Input::Text("Hello world, how are you?".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap().split_whitespace().next().unwrap(), want.count.to_string(), "{out}");
+    let ids: Vec<u32> = lines.next().unwrap().split_whitespace().map(|i| i.parse().unwrap()).collect();
+    assert_eq!(ids, want.ids, "{out}");
+
+    // load: progress as plain lines (standard error is not a terminal), then what was loaded.
+    let out = run(s, &["load", "tiny"]);
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("loaded tiny: llama"), "{stdout}");
+    let progress = text(&out.stderr);
+    assert!(progress.lines().any(|l| l.starts_with("tiny: loading layers")), "{progress}");
+    let ps = ok(&run(s, &["ps"]));
+    assert!(ps.lines().any(|l| l.starts_with("tiny ")), "{ps}");
+    assert!(ps.lines().any(|l| l.starts_with("smollm2-135m ")), "{ps}");
+    assert!(ps.contains("MLX memory"), "{ps}");
+    let listed = d.models().await.list_models(v1::ListModelsRequest {}).await.unwrap().into_inner();
+    let state = |l: &v1::ListModelsResponse| l.models.iter().find(|m| m.id == "tiny").unwrap().state;
+    assert_eq!(state(&listed), v1::ModelState::Loaded as i32);
+
+    // unload, twice.
+    assert_eq!(ok(&run(s, &["unload", "tiny"])).trim(), "unloaded tiny");
+    assert_eq!(ok(&run(s, &["unload", "tiny"])).trim(), "tiny was not loaded");
+    let listed = d.models().await.list_models(v1::ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(state(&listed), v1::ModelState::Unloaded as i32);
+
+    // Refused requests: one line each, exit status 1.
+    let (code, err) = failed(&run(s, &["load", "no-such-model"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("no-such-model") && err.contains("does not exist"), "{err}");
+    let (code, err) = failed(&run(s, &["run", "smollm2-135m", "hi", "--temperature", "-1"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("temperature"), "{err}");
+
+    // An interactive chat keeps the history: the second turn's prompt holds the first exchange.
+    let mut child = zeta(s, &["run", "smollm2-135m", "-i", "-v", "--temperature", "0", "--max-tokens", "12"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"My name is Ada.\n\n/help\nWhat is my name?\n/bye\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    ok(&out);
+    let counts = prompt_tokens(&text(&out.stderr));
+    assert_eq!(counts.len(), 2, "{}", text(&out.stderr));
+    // Without history the second prompt would be about as long as the first.
+    assert!(counts[1] >= counts[0] + 8, "history not kept: prompts of {counts:?} tokens");
+
+    // status.
+    let status = ok(&run(s, &["status"]));
+    assert!(status.contains("state: ready") && status.contains(&s.display().to_string()), "{status}");
+}
