@@ -19,6 +19,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod link_args;
+
 const REQUIRED_MINOR: u32 = 32;
 const FIX: &str = "run `make setup` in the zeta-mlx checkout (it installs the pinned MLX wheel into .venv), \
 or point MLX_DIR at a folder holding MLX 0.32's include/ and lib/";
@@ -61,14 +63,7 @@ fn main() {
     if cfg!(target_os = "macos") || env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         println!("cargo:rustc-link-lib=dylib=c++");
     }
-    for p in &rpaths {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", p.display());
-    }
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
-        println!("cargo:rustc-link-arg=-Wl,-headerpad_max_install_names");
-    } else {
-        println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
-    }
+    link_args::rpath_link_args(&rpaths);
     let joined = env::join_paths(&rpaths).expect("rpath entries contain no separator");
     println!("cargo:lib_dir={}", lib.display());
     println!("cargo:rpath={}", joined.to_string_lossy());

@@ -37,14 +37,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-import fcntl
 import hashlib
 import json
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from publish import build_once
 
 GROUP_SIZE = 32  # every GGUF block format MLX loads as affine triples uses 32
 
@@ -309,40 +308,17 @@ def stamp(gguf_path):
     return {"script_sha256": h, "gguf": gguf_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def is_complete(out_dir, want):
-    try:
-        return json.loads((out_dir / ".complete").read_text()) == want
-    except (OSError, ValueError):
-        return False
-
-
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     gguf_path = Path(sys.argv[1]).resolve()
     out_dir = Path(sys.argv[2]).resolve()
-    want = stamp(gguf_path)
-    if is_complete(out_dir, want):
-        return
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_complete(out_dir, want):
-            return
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-        try:
-            os.chmod(tmp, 0o755)
-            meta = convert(gguf_path, tmp)
-            check(tmp, meta)
-            (tmp / ".complete").write_text(json.dumps(want))
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-                os.rename(out_dir, old / "x")
-                shutil.rmtree(old)
-            os.rename(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"converted {gguf_path.name} to {out_dir}")
+
+    def build(tmp):
+        check(tmp, convert(gguf_path, tmp))
+
+    if build_once(out_dir, stamp(gguf_path), build):
+        print(f"converted {gguf_path.name} to {out_dir}")
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from publish import build_once
 
 SCRIPTS = {
     "scripted-tools": [
@@ -143,22 +143,14 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     base, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-    marker = out / ".complete"
-    if marker.is_file() and json.loads(marker.read_text()) == stamp():
-        return
-    tmp = Path(tempfile.mkdtemp(prefix=".scripted-", dir=out.parent if out.parent.exists() else None))
-    try:
+
+    def generate(tmp):
         for name, pieces in SCRIPTS.items():
             text = build(base, tmp / name, name, pieces)
             verify(tmp / name, text)
-        (tmp / ".complete").write_text(json.dumps(stamp()))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"scripted models written to {out}")
+
+    if build_once(out, stamp(), generate):
+        print(f"scripted models written to {out}")
 
 
 if __name__ == "__main__":

@@ -30,16 +30,15 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import contextlib
 import copy
-import fcntl
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from publish import build_once
 
 SCRIPT_VERSION = 1
 HERE = Path(__file__).resolve().parent
@@ -465,13 +464,6 @@ def fingerprint():
     return {"version": SCRIPT_VERSION, "sha256": h.hexdigest()}
 
 
-def is_complete(out_dir, stamp):
-    try:
-        return json.loads((out_dir / ".complete").read_text()) == stamp
-    except (OSError, ValueError):
-        return False
-
-
 def generate(tmp):
     chatml = train_tokenizer("chatml")
     qwen = train_tokenizer("qwen")
@@ -491,27 +483,8 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out_dir = Path(sys.argv[1]).resolve()
-    stamp = fingerprint()
-    if is_complete(out_dir, stamp):
-        return
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_complete(out_dir, stamp):  # another process finished while we waited
-            return
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-        try:
-            os.chmod(tmp, 0o755)
-            generate(tmp)
-            (tmp / ".complete").write_text(json.dumps(stamp))
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-                os.rename(out_dir, old / "x")
-                shutil.rmtree(old)
-            os.rename(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"tiny models written to {out_dir}")
+    if build_once(out_dir, fingerprint(), generate):
+        print(f"tiny models written to {out_dir}")
 
 
 if __name__ == "__main__":
