@@ -1,9 +1,8 @@
-//! Gives the benchmark binaries an rpath to MLX's library folder (and the OpenBLAS
-//! shim), as found by the `mlx` crate's build script.
+//! Gives this crate's binaries and tests an rpath to MLX's library folder (and the OpenBLAS
+//! shim), as found by the `mlx` crate's build script; see `mlx/link_args.rs`.
+#[path = "../mlx/link_args.rs"]
+mod link_args;
+
 fn main() {
-    if let Ok(rpath) = std::env::var("DEP_MLX_RPATH") {
-        for dir in std::env::split_paths(&rpath) {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
-        }
-    }
+    link_args::dependent_rpath_link_args();
 }

@@ -43,6 +43,21 @@ pub fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// The `q`-th percentile (0 to 100) of some measurements, interpolating linearly between the
+/// closest ranks (numpy's default), so `percentile(xs, 50.0) == median(xs)`.
+pub fn percentile(xs: &[f64], q: f64) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n => {
+            let pos = (q / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        }
+    }
+}
+
 /// Deterministic pseudo-random token ids in `[0, vocab)`.
 pub fn random_tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

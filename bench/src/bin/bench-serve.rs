@@ -1,0 +1,844 @@
+//! `bench-serve`: a streaming load generator against `zeta-gateway` (in front of `zeta-mlxd`) and
+//! Apple's `mlx_lm.server`, on the same machine and model (SmolLM2-135M-Instruct) in one run,
+//! printed as Markdown tables and ratios; plus the gateway's own overhead (the same requests
+//! through its HTTP/SSE and directly over gRPC to the daemon's socket).
+//!
+//! Method (the one `../shared/PEER-BASELINE.md` §2 used for mlx_lm.server): streaming chat
+//! completions, temperature 0, `max_tokens` 128, `stream_options.include_usage`, 16 fixed prompts
+//! each prefixed `Request L.I: ` (L the level, I the request), `max(4, c)` requests per level run
+//! by `c` concurrent clients, one warm-up request per server first. Output tokens come from the
+//! server's usage chunk. TTFT is the time to the first chunk with text; per-request decode rate
+//! is (tokens − 1) / (time after the first text); latency ends at `data: [DONE]`. Servers run one
+//! at a time (the machine's cores are shared), each started here on a temp socket / free port
+//! with its default configuration, and stopped before the next one starts.
+//!
+//! The overhead comparison runs each level twice with the order of the two paths swapped, and the
+//! two prompt sets swapped too, so that both paths see the same prompts and neither always runs
+//! first (the daemon's prefix cache and any drift hit both alike).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use zeta_bench::{median, percentile};
+use zeta_proto::v1;
+
+/// The fixed prompts; request I of a level asks prompt (I − 1) mod 16.
+const PROMPTS: [&str; 16] = [
+    "Explain how a rainbow forms, step by step.",
+    "Write a short poem about the ocean at night.",
+    "What are three good habits for learning a new language?",
+    "Describe the water cycle to a ten-year-old.",
+    "Give me a simple recipe for vegetable soup.",
+    "Why do cats purr? Explain what scientists know.",
+    "List five interesting facts about the planet Mars.",
+    "Tell a short story about a robot who wants to become a gardener.",
+    "How does a bicycle stay upright while it moves?",
+    "What is the difference between weather and climate?",
+    "Write a friendly email inviting a neighbor to a picnic.",
+    "Explain what a computer's memory does, in plain words.",
+    "Suggest a plan for a relaxing weekend in the mountains.",
+    "How do bees make honey? Describe the process.",
+    "Give advice to someone starting their first job.",
+    "Describe a busy market in a small town in the morning.",
+];
+
+/// Our daemon's name for the embedded SmolLM2 GGUF.
+const ZETA_MODEL: &str = "smollm2-135m";
+/// mlx_lm.server's name for the model given by `--model`.
+const PEER_MODEL: &str = "default_model";
+
+#[derive(Parser)]
+#[command(about = "Streaming load benchmark: zeta-gateway + zeta-mlxd vs mlx_lm.server, and the gateway's overhead")]
+struct Args {
+    /// Concurrency levels, comma-separated.
+    #[arg(short, long, value_delimiter = ',', default_value = "1,4,8,16")]
+    concurrency: Vec<usize>,
+    /// Requests per level; 0 means max(4, concurrency).
+    #[arg(short, long, default_value_t = 0)]
+    requests: usize,
+    /// `max_tokens` of every measured request.
+    #[arg(short, long, default_value_t = 128)]
+    max_tokens: u32,
+    /// Skip mlx_lm.server's levels above this concurrency (it runs ~5 tok/s in aggregate here).
+    #[arg(long)]
+    peer_max_concurrency: Option<usize>,
+    /// Concurrency levels of the gateway-overhead comparison, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    overhead_concurrency: Vec<usize>,
+    /// Overhead comparison: requests per path, level and round (two rounds, order swapped).
+    #[arg(long, default_value_t = 4)]
+    overhead_requests: usize,
+    /// Skip the gateway-overhead comparison.
+    #[arg(long)]
+    no_overhead: bool,
+    /// Only run our side.
+    #[arg(long)]
+    no_peer: bool,
+    /// Only run mlx_lm.server.
+    #[arg(long)]
+    no_zeta: bool,
+    /// Smoke test: concurrency 1 and 4, 4 requests, max_tokens 32, the peer capped at c=8
+    /// (overrides those flags).
+    #[arg(long)]
+    quick: bool,
+    /// Give up on one request after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    request_timeout: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.concurrency = vec![1, 4];
+        args.requests = 4;
+        args.max_tokens = 32;
+        args.peer_max_concurrency = Some(8);
+    }
+    ensure!(!args.concurrency.is_empty() && !args.concurrency.contains(&0), "--concurrency must be positive");
+    ensure!(!args.overhead_concurrency.contains(&0), "--overhead-concurrency must be positive");
+    ensure!(args.max_tokens >= 2, "--max-tokens must be at least 2 (decode rates need two tokens)");
+    // One thread is plenty for a few dozen streams and keeps the client's own CPU use small on a
+    // machine whose cores the servers need.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(args.request_timeout);
+    let plan: Vec<(usize, usize)> =
+        args.concurrency.iter().map(|&c| (c, if args.requests == 0 { c.max(4) } else { args.requests })).collect();
+
+    let mut header = vec![format!(
+        "SmolLM2-135M-Instruct, streaming chat, temperature 0, max_tokens {}, {} CPU threads available",
+        args.max_tokens,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    )];
+
+    let (ours, overhead) = if args.no_zeta {
+        (Vec::new(), Vec::new())
+    } else {
+        let (rows, overhead, info) = run_zeta(&args, &plan, timeout).await?;
+        header.push(info);
+        (rows, overhead)
+    };
+    let peer = if args.no_peer {
+        Vec::new()
+    } else {
+        let peer_plan: Vec<_> =
+            plan.iter().copied().filter(|&(c, _)| args.peer_max_concurrency.is_none_or(|m| c <= m)).collect();
+        let (rows, info) = run_peer(&args, &peer_plan, timeout).await?;
+        header.push(info);
+        rows
+    };
+
+    println!();
+    for h in &header {
+        println!("{h}  ");
+    }
+    if !ours.is_empty() {
+        println!("\n### zeta-gateway + zeta-mlxd\n");
+        print_rows(&ours);
+    }
+    if !peer.is_empty() {
+        println!("\n### mlx_lm.server\n");
+        print_rows(&peer);
+    }
+    if !ours.is_empty() && !peer.is_empty() {
+        println!("\n### Ratios zeta-mlx / mlx_lm.server (TTFT: lower is better)\n");
+        print_ratios(&ours, &peer);
+    }
+    if !overhead.is_empty() {
+        println!("\n### Gateway overhead: HTTP/SSE through zeta-gateway vs gRPC straight to zeta-mlxd\n");
+        print_overhead(&overhead);
+    }
+    eprintln!("bench-serve: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// A server process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> anyhow::Result<Proc> {
+        let file = std::fs::File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        eprintln!("bench-serve: started {name} (pid {}), log {}", child.id(), log.display());
+        Ok(Proc { name, child: Some(child), log })
+    }
+
+    /// Errors, with the end of its log, if it has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            bail!("{} exited with {status}:\n{}", self.name, self.log_tail());
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = child.try_wait() {
+                eprintln!("bench-serve: stopped {}", self.name);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("bench-serve: {} ignored SIGTERM for 15 s; killing it", self.name);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Where the release binaries are: next to this one, else the workspace's `target/release`.
+fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let here = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name)));
+    let there = zeta_bench::root().join("target/release").join(name);
+    here.filter(|p| p.is_file()).or_else(|| there.is_file().then_some(there)).with_context(|| {
+        format!("{name} is not built; run `cargo build --release -p zeta-mlxd -p zeta-gateway -p zeta-bench`")
+    })
+}
+
+/// Waits until `GET url` answers 200, while every process in `procs` is still running.
+async fn wait_healthy(
+    http: &reqwest::Client,
+    url: &str,
+    procs: &mut [&mut Proc],
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(5)).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            let body = r.text().await.unwrap_or_default();
+            return Ok(serde_json::from_str(&body).unwrap_or(Value::Null));
+        }
+        for p in procs.iter_mut() {
+            p.check_alive()?;
+        }
+        if start.elapsed() > limit {
+            let logs: Vec<String> = procs.iter().map(|p| format!("--- {}:\n{}", p.name, p.log_tail())).collect();
+            bail!("{url} did not answer 200 within {limit:?}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts `zeta-mlxd` (default config, temp socket) and `zeta-gateway` (free port), and runs the
+/// levels through the gateway, then the overhead comparison.
+async fn run_zeta(
+    args: &Args,
+    plan: &[(usize, usize)],
+    timeout: Duration,
+) -> anyhow::Result<(Vec<Row>, Vec<OverheadLevel>, String)> {
+    // Under /tmp: socket paths are capped at 103 bytes, and $TMPDIR can be long (macOS).
+    let dir = tempfile::Builder::new().prefix("zeta-bench-").tempdir_in("/tmp")?;
+    let socket = dir.path().join("zeta.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "# bench-serve: the daemon's defaults\n")?;
+    let port = free_port()?;
+
+    let mut daemon = Proc::spawn(
+        "zeta-mlxd",
+        Command::new(release_bin("zeta-mlxd")?)
+            .arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "info")
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("ZETA_MLX_SOCKET")
+            .env_remove("ZETA_MLX_CONFIG"),
+        dir.path().join("zeta-mlxd.log"),
+    )?;
+    let mut gateway = Proc::spawn(
+        "zeta-gateway",
+        Command::new(release_bin("zeta-gateway")?)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "info")
+            .env_remove("ZETA_GATEWAY_API_KEYS")
+            .env_remove("ZETA_GATEWAY_ADDR")
+            .env_remove("ZETA_MLX_CONFIG"),
+        dir.path().join("zeta-gateway.log"),
+    )?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let health =
+        wait_healthy(&http, &format!("{base}/health"), &mut [&mut daemon, &mut gateway], Duration::from_secs(300))
+            .await?;
+    let d = &health["daemon"];
+    let info = format!(
+        "zeta-mlx {} (MLX {}, {}), model `{ZETA_MODEL}` (embedded GGUF), default config",
+        d["version"].as_str().unwrap_or("?"),
+        d["mlx_version"].as_str().unwrap_or("?"),
+        d["device"].as_str().unwrap_or("?"),
+    );
+    eprintln!("bench-serve: {info}");
+
+    let target =
+        Target::Http { client: http.clone(), url: format!("{base}/v1/chat/completions"), model: ZETA_MODEL.into() };
+    let mut rows = Vec::new();
+    warm_up(&target, "zeta-mlx", timeout).await?;
+    for &(c, n) in plan {
+        let level = run_level(&target, "zeta-mlx", &c.to_string(), c, n, args.max_tokens, timeout).await;
+        daemon.check_alive()?;
+        gateway.check_alive()?;
+        rows.push(Row::new(c, &level));
+    }
+
+    let mut overhead = Vec::new();
+    if !args.no_overhead && !args.overhead_concurrency.is_empty() {
+        let channel = zeta_proto::socket::connect(&socket).await.context("connecting to the daemon's socket")?;
+        let grpc =
+            Target::Grpc { client: v1::generation_client::GenerationClient::new(channel), model: ZETA_MODEL.into() };
+        warm_up(&grpc, "gRPC", timeout).await?;
+        for &c in &args.overhead_concurrency {
+            // Two prompt sets with labels of the same number of digits (SmolLM2's tokenizer splits
+            // digits), so the prompts of both sets have the same length.
+            let (a, b) = (format!("9{c}1"), format!("9{c}2"));
+            let n = args.overhead_requests.max(1);
+            let mt = args.max_tokens;
+            let mut http_out = Vec::new();
+            let mut grpc_out = Vec::new();
+            http_out.extend(run_level(&target, "overhead HTTP", &a, c, n, mt, timeout).await.outcomes);
+            grpc_out.extend(run_level(&grpc, "overhead gRPC", &b, c, n, mt, timeout).await.outcomes);
+            grpc_out.extend(run_level(&grpc, "overhead gRPC", &a, c, n, mt, timeout).await.outcomes);
+            http_out.extend(run_level(&target, "overhead HTTP", &b, c, n, mt, timeout).await.outcomes);
+            daemon.check_alive()?;
+            gateway.check_alive()?;
+            overhead.push(OverheadLevel { concurrency: c, http: http_out, grpc: grpc_out });
+        }
+    }
+    gateway.stop();
+    daemon.stop();
+    Ok((rows, overhead, info))
+}
+
+/// Converts the GGUF for mlx-lm, starts `mlx_lm.server` on a free port and runs the levels.
+async fn run_peer(args: &Args, plan: &[(usize, usize)], timeout: Duration) -> anyhow::Result<(Vec<Row>, String)> {
+    let python = zeta_bench::python()?;
+    eprintln!("bench-serve: converting the GGUF for mlx-lm ...");
+    let model_dir = zeta_bench::smollm2_for_mlx_lm()?;
+    let version = Command::new(&python)
+        .args(["-c", "import importlib.metadata as m; print(m.version('mlx-lm'), m.version('mlx'))"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut vs = version.split_whitespace();
+    let info = format!(
+        "mlx_lm.server {} (MLX {}), the same weights converted to {}, default flags",
+        vs.next().unwrap_or("?"),
+        vs.next().unwrap_or("?"),
+        model_dir.display()
+    );
+    let dir = tempfile::Builder::new().prefix("zeta-bench-peer-").tempdir()?;
+    let port = free_port()?;
+    let mut server = Proc::spawn(
+        "mlx_lm.server",
+        Command::new(&python)
+            .args(["-m", "mlx_lm.server", "--model"])
+            .arg(&model_dir)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("HF_HUB_OFFLINE", "1")
+            .env("PYTHONUNBUFFERED", "1"),
+        dir.path().join("mlx_lm.server.log"),
+    )?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&http, &format!("{base}/health"), &mut [&mut server], Duration::from_secs(300)).await?;
+    eprintln!("bench-serve: {info}");
+    let target = Target::Http { client: http, url: format!("{base}/v1/chat/completions"), model: PEER_MODEL.into() };
+    warm_up(&target, "mlx_lm", timeout).await?;
+    let mut rows = Vec::new();
+    for &(c, n) in plan {
+        let level = run_level(&target, "mlx_lm", &c.to_string(), c, n, args.max_tokens, timeout).await;
+        server.check_alive()?;
+        rows.push(Row::new(c, &level));
+    }
+    server.stop();
+    Ok((rows, info))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// Where requests go.
+#[derive(Clone)]
+enum Target {
+    /// OpenAI chat completions over HTTP/SSE.
+    Http { client: reqwest::Client, url: String, model: String },
+    /// `zeta.mlx.v1.Generation/Generate` on the daemon's socket.
+    Grpc { client: v1::generation_client::GenerationClient<Channel>, model: String },
+}
+
+/// What one request measured; times in seconds from sending it.
+#[derive(Clone, Debug, Default)]
+struct Outcome {
+    error: Option<String>,
+    ttft: f64,
+    latency: f64,
+    tokens: u64,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    finish: String,
+}
+
+impl Outcome {
+    fn failed(e: impl std::fmt::Display) -> Outcome {
+        Outcome { error: Some(e.to_string()), ..Default::default() }
+    }
+
+    fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Tokens after the first over the time after the first.
+    fn decode_tps(&self) -> Option<f64> {
+        (self.tokens > 1 && self.latency > self.ttft).then(|| (self.tokens - 1) as f64 / (self.latency - self.ttft))
+    }
+}
+
+fn prompt(label: &str, i: usize) -> String {
+    format!("Request {label}.{}: {}", i + 1, PROMPTS[i % PROMPTS.len()])
+}
+
+impl Target {
+    async fn request(&self, prompt: &str, max_tokens: u32) -> anyhow::Result<Outcome> {
+        match self {
+            Target::Http { client, url, model } => http_request(client, url, model, prompt, max_tokens).await,
+            Target::Grpc { client, model } => grpc_request(client.clone(), model, prompt, max_tokens).await,
+        }
+    }
+}
+
+async fn http_request(
+    client: &reqwest::Client,
+    url: &str,
+    model: &str,
+    prompt: &str,
+    max_tokens: u32,
+) -> anyhow::Result<Outcome> {
+    let body = json!({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let start = Instant::now();
+    let mut resp = client.post(url).header("content-type", "application/json").body(body.to_string()).send().await?;
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("HTTP {status}: {}", resp.text().await.unwrap_or_default());
+    }
+    let mut out = Outcome::default();
+    let (mut first, mut usage, mut done) = (None, false, false);
+    let mut buf: Vec<u8> = Vec::new();
+    while !done {
+        let Some(chunk) = resp.chunk().await? else { break };
+        // JSON escapes control characters, so a raw CR is only ever part of a line ending.
+        buf.extend(chunk.iter().filter(|&&b| b != b'\r'));
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let event = String::from_utf8_lossy(&event);
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if data.is_empty() {
+                continue; // a comment (keep-alive)
+            }
+            let data = data.join("\n");
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            let v: Value = serde_json::from_str(&data).with_context(|| format!("bad SSE data: {data}"))?;
+            if let Some(e) = v.get("error") {
+                bail!("error event: {e}");
+            }
+            if let Some(choice) = v["choices"].get(0) {
+                let delta = &choice["delta"];
+                let has_text = |k: &str| delta[k].as_str().is_some_and(|s| !s.is_empty());
+                if first.is_none() && (has_text("content") || has_text("reasoning_content")) {
+                    first = Some(start.elapsed());
+                }
+                if let Some(f) = choice["finish_reason"].as_str() {
+                    out.finish = f.to_string();
+                }
+            }
+            if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                usage = true;
+                out.tokens = u["completion_tokens"].as_u64().unwrap_or(0);
+                out.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0);
+                out.cached_tokens = u["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    out.latency = start.elapsed().as_secs_f64();
+    ensure!(done, "the stream ended without data: [DONE]");
+    ensure!(usage, "no usage chunk despite stream_options.include_usage");
+    out.ttft = first.context("no text in the answer")?.as_secs_f64();
+    Ok(out)
+}
+
+async fn grpc_request(
+    mut client: v1::generation_client::GenerationClient<Channel>,
+    model: &str,
+    prompt: &str,
+    max_tokens: u32,
+) -> anyhow::Result<Outcome> {
+    use v1::generate_event::Event;
+    // What the gateway sends for the HTTP request above.
+    let req = v1::GenerateRequest {
+        model: model.into(),
+        input: Some(v1::generate_request::Input::Chat(v1::Chat {
+            messages: vec![v1::Message { role: "user".into(), content: Some(prompt.into()), ..Default::default() }],
+            continue_final_message: false,
+        })),
+        sampling: Some(v1::SamplingParams { temperature: Some(0.0), ..Default::default() }),
+        max_tokens: Some(max_tokens),
+        separate_reasoning: true,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut stream = client.generate(req).await?.into_inner();
+    let mut out = Outcome::default();
+    let (mut first, mut finished) = (None, false);
+    while let Some(ev) = stream.message().await? {
+        match ev.event {
+            Some(Event::Delta(d)) => {
+                if first.is_none() && (!d.text.is_empty() || !d.reasoning_text.is_empty()) {
+                    first = Some(start.elapsed());
+                }
+            }
+            Some(Event::Finished(f)) => {
+                finished = true;
+                let u = f.usage.unwrap_or_default();
+                out.tokens = u.completion_tokens.into();
+                out.prompt_tokens = u.prompt_tokens.into();
+                out.cached_tokens = u.cached_tokens.into();
+                out.finish = match v1::FinishReason::try_from(f.reason) {
+                    Ok(v1::FinishReason::Stop) => "stop",
+                    Ok(v1::FinishReason::Length) => "length",
+                    Ok(v1::FinishReason::ToolCalls) => "tool_calls",
+                    _ => "?",
+                }
+                .into();
+            }
+            Some(Event::Started(_)) | None => {}
+        }
+    }
+    // The gateway sends `[DONE]` when this stream ends, so both latencies end at the same point.
+    out.latency = start.elapsed().as_secs_f64();
+    ensure!(finished, "the stream ended without a finished event");
+    out.ttft = first.context("no text in the answer")?.as_secs_f64();
+    Ok(out)
+}
+
+async fn warm_up(target: &Target, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let o = tokio::time::timeout(timeout, target.request(&prompt("0", 0), 16))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))
+        .and_then(|r| r)
+        .with_context(|| format!("{name} warm-up request"))?;
+    eprintln!("bench-serve: {name} warm-up: {} tokens in {:.1} s", o.tokens, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One level: `n` requests by `concurrency` clients, each taking the next request when its last
+/// one ends.
+struct Level {
+    wall: f64,
+    outcomes: Vec<Outcome>,
+}
+
+async fn run_level(
+    target: &Target,
+    name: &str,
+    label: &str,
+    concurrency: usize,
+    n: usize,
+    max_tokens: u32,
+    timeout: Duration,
+) -> Level {
+    eprintln!("bench-serve: {name} c={concurrency}: {n} requests (label {label}) ...");
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.min(n) {
+        let (target, next, done, label, name) =
+            (target.clone(), next.clone(), done.clone(), label.to_string(), name.to_string());
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return mine;
+                }
+                let o = match tokio::time::timeout(timeout, target.request(&prompt(&label, i), max_tokens)).await {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => Outcome::failed(format!("{e:#}")),
+                    Err(_) => Outcome::failed(format!("no answer within {timeout:?}")),
+                };
+                let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+                match &o.error {
+                    None => eprintln!(
+                        "  {name} c={concurrency} [{k}/{n}] #{}: {} tokens ({}), TTFT {:.2} s, latency {:.2} s, at {:.1} s",
+                        i + 1,
+                        o.tokens,
+                        o.finish,
+                        o.ttft,
+                        o.latency,
+                        start.elapsed().as_secs_f64()
+                    ),
+                    Some(e) => eprintln!("  {name} c={concurrency} [{k}/{n}] #{}: FAILED: {e}", i + 1),
+                }
+                mine.push((i, o));
+            }
+        });
+    }
+    let mut all: Vec<(usize, Outcome)> = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.expect("a request task panicked"));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    all.sort_by_key(|(i, _)| *i);
+    let level = Level { wall, outcomes: all.into_iter().map(|(_, o)| o).collect() };
+    let tokens: u64 = level.outcomes.iter().map(|o| o.tokens).sum();
+    eprintln!(
+        "bench-serve: {name} c={concurrency}: {}/{n} ok, {tokens} tokens in {wall:.1} s = {:.2} tok/s",
+        level.outcomes.iter().filter(|o| o.ok()).count(),
+        tokens as f64 / wall
+    );
+    level
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+
+/// One level's figures.
+struct Row {
+    concurrency: usize,
+    requests: usize,
+    ok: usize,
+    wall: f64,
+    tokens: u64,
+    tps: f64,
+    ttft_p50: f64,
+    ttft_p90: f64,
+    decode_p50: f64,
+    latency_p50: f64,
+    latency_max: f64,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    finishes: String,
+}
+
+impl Row {
+    fn new(concurrency: usize, level: &Level) -> Row {
+        let ok: Vec<&Outcome> = level.outcomes.iter().filter(|o| o.ok()).collect();
+        let col = |f: fn(&Outcome) -> f64| ok.iter().map(|o| f(o)).collect::<Vec<f64>>();
+        let ttft = col(|o| o.ttft);
+        let latency = col(|o| o.latency);
+        let decode: Vec<f64> = ok.iter().filter_map(|o| o.decode_tps()).collect();
+        let tokens: u64 = ok.iter().map(|o| o.tokens).sum();
+        let mut finishes = std::collections::BTreeMap::<&str, usize>::new();
+        for o in &ok {
+            *finishes.entry(o.finish.as_str()).or_default() += 1;
+        }
+        Row {
+            concurrency,
+            requests: level.outcomes.len(),
+            ok: ok.len(),
+            wall: level.wall,
+            tokens,
+            tps: tokens as f64 / level.wall,
+            ttft_p50: median(&ttft),
+            ttft_p90: percentile(&ttft, 90.0),
+            decode_p50: median(&decode),
+            latency_p50: median(&latency),
+            latency_max: latency.iter().copied().fold(f64::NAN, f64::max),
+            prompt_tokens: ok.iter().map(|o| o.prompt_tokens).sum(),
+            cached_tokens: ok.iter().map(|o| o.cached_tokens).sum(),
+            finishes: finishes.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "| concurrency | requests | ok | wall s | output tokens | **aggregate output tok/s** | TTFT p50 s | TTFT p90 s \
+         | decode tok/s per request (p50) | latency p50 s | latency max s | finish | prompt tokens (cached) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.1} | {} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} ({}) |",
+            r.concurrency,
+            r.requests,
+            r.ok,
+            r.wall,
+            r.tokens,
+            r.tps,
+            r.ttft_p50,
+            r.ttft_p90,
+            r.decode_p50,
+            r.latency_p50,
+            r.latency_max,
+            r.finishes,
+            r.prompt_tokens,
+            r.cached_tokens
+        );
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    ratio_prec(a, b, 2)
+}
+
+fn ratio_prec(a: f64, b: f64, digits: usize) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 { format!("{:.digits$}x", a / b) } else { "–".into() }
+}
+
+fn print_ratios(ours: &[Row], peer: &[Row]) {
+    println!(
+        "| concurrency | zeta tok/s | mlx_lm tok/s | **aggregate ratio** | zeta TTFT p50 s | mlx_lm TTFT p50 s | TTFT ratio \
+         | zeta decode/stream tok/s | mlx_lm decode/stream tok/s | **decode ratio** |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let dash = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
+    for o in ours {
+        let p = peer.iter().find(|p| p.concurrency == o.concurrency);
+        let (ptps, pttft, pdec) = (p.map(|p| p.tps), p.map(|p| p.ttft_p50), p.map(|p| p.decode_p50));
+        println!(
+            "| {} | {:.2} | {} | **{}** | {:.2} | {} | {} | {:.2} | {} | **{}** |",
+            o.concurrency,
+            o.tps,
+            dash(ptps),
+            ratio(o.tps, ptps.unwrap_or(f64::NAN)),
+            o.ttft_p50,
+            dash(pttft),
+            ratio(o.ttft_p50, pttft.unwrap_or(f64::NAN)),
+            o.decode_p50,
+            dash(pdec),
+            ratio(o.decode_p50, pdec.unwrap_or(f64::NAN)),
+        );
+    }
+}
+
+/// The overhead comparison at one concurrency.
+struct OverheadLevel {
+    concurrency: usize,
+    http: Vec<Outcome>,
+    grpc: Vec<Outcome>,
+}
+
+/// Summary of one path: (ok, tokens, latency mean, latency p50, TTFT mean, TTFT p50, ms per
+/// output token p50).
+fn path_stats(outcomes: &[Outcome]) -> (usize, u64, f64, f64, f64, f64, f64) {
+    let ok: Vec<&Outcome> = outcomes.iter().filter(|o| o.ok()).collect();
+    let mean = |xs: &[f64]| if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let latency: Vec<f64> = ok.iter().map(|o| o.latency).collect();
+    let ttft: Vec<f64> = ok.iter().map(|o| o.ttft).collect();
+    let per_token: Vec<f64> = ok.iter().filter(|o| o.tokens > 0).map(|o| 1e3 * o.latency / o.tokens as f64).collect();
+    (
+        ok.len(),
+        ok.iter().map(|o| o.tokens).sum(),
+        mean(&latency),
+        median(&latency),
+        mean(&ttft),
+        median(&ttft),
+        median(&per_token),
+    )
+}
+
+fn print_overhead(levels: &[OverheadLevel]) {
+    println!(
+        "| concurrency | path | requests | ok | output tokens | latency mean s | latency p50 s | TTFT mean s | TTFT p50 s \
+         | ms per output token (p50) |"
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for l in levels {
+        for (path, outs) in [("gateway HTTP/SSE", &l.http), ("gRPC direct", &l.grpc)] {
+            let (ok, tokens, lm, lp, tm, tp, pt) = path_stats(outs);
+            println!(
+                "| {} | {path} | {} | {ok} | {tokens} | {lm:.3} | {lp:.3} | {tm:.3} | {tp:.3} | {pt:.2} |",
+                l.concurrency,
+                outs.len()
+            );
+        }
+    }
+    println!(
+        "\n| concurrency | latency mean: gateway − gRPC ms | ratio | latency p50: diff ms | ratio \
+         | TTFT mean: diff ms | ratio | TTFT p50: diff ms | ratio |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for l in levels {
+        let (_, _, hlm, hlp, htm, htp, _) = path_stats(&l.http);
+        let (_, _, glm, glp, gtm, gtp, _) = path_stats(&l.grpc);
+        println!(
+            "| {} | {:+.1} | {} | {:+.1} | {} | {:+.1} | {} | {:+.1} | {} |",
+            l.concurrency,
+            1e3 * (hlm - glm),
+            ratio_prec(hlm, glm, 3),
+            1e3 * (hlp - glp),
+            ratio_prec(hlp, glp, 3),
+            1e3 * (htm - gtm),
+            ratio_prec(htm, gtm, 3),
+            1e3 * (htp - gtp),
+            ratio_prec(htp, gtp, 3),
+        );
+    }
+}
