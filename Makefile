@@ -37,8 +37,9 @@ bench: setup-test
 
 # Release binaries, MLX's library folder (and the OpenBLAS shim on Linux) and the default model,
 # found through relative rpaths: the installation runs with the checkout and .venv gone.
+# `BIN_DIR=target/debug` installs binaries already built there instead (what the tests do).
 install: setup-run
-	@CARGO="$(CARGO)" scripts/install.sh --prefix "$(PREFIX)"
+	@CARGO="$(CARGO)" scripts/install.sh --prefix "$(PREFIX)" $(if $(BIN_DIR),--bin-dir "$(BIN_DIR)")
 
 uninstall:
 	@scripts/install.sh --uninstall --prefix "$(PREFIX)"

@@ -1,10 +1,21 @@
 //! The bridge against real MLX: arithmetic, shapes, errors as values, files.
 
+use std::sync::{Mutex, MutexGuard};
+
 use mlx::ops;
 use mlx::{Array, Dtype};
 
+/// MLX's memory counters are process-wide, and the test harness runs tests on parallel threads:
+/// every test that allocates holds this lock, so one test's frees never land inside another's
+/// before/after measurement.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn matmul_and_readback() {
+    let _serial = serial();
     let a = Array::from_f32(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
     let b = Array::from_f32(&[5.0, 6.0, 7.0, 8.0], &[2, 2]).unwrap();
     let c = ops::matmul(&a, &b).unwrap();
@@ -14,6 +25,7 @@ fn matmul_and_readback() {
 
 #[test]
 fn shape_mismatch_is_an_error_not_an_abort() {
+    let _serial = serial();
     let a = Array::from_f32(&[1.0; 6], &[2, 3]).unwrap();
     let b = Array::from_f32(&[1.0; 6], &[2, 3]).unwrap();
     let e = ops::matmul(&a, &b).unwrap_err();
@@ -25,6 +37,7 @@ fn shape_mismatch_is_an_error_not_an_abort() {
 
 #[test]
 fn quantize_roundtrip_and_matmul_agree() {
+    let _serial = serial();
     let w: Vec<f32> = (0..64 * 32).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
     let w = Array::from_f32(&w, &[32, 64]).unwrap();
     let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
@@ -40,6 +53,7 @@ fn quantize_roundtrip_and_matmul_agree() {
 
 #[test]
 fn missing_file_is_an_error() {
+    let _serial = serial();
     let e = mlx::Gguf::load(std::path::Path::new("/nonexistent/model.gguf")).err().unwrap();
     assert_eq!(e.op, "load_gguf");
     let e = mlx::Safetensors::load(std::path::Path::new("/nonexistent/model.safetensors")).err().unwrap();
@@ -48,6 +62,7 @@ fn missing_file_is_an_error() {
 
 #[test]
 fn safetensors_roundtrip() {
+    let _serial = serial();
     let dir = std::env::temp_dir().join(format!("mlx-bridge-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.safetensors");
@@ -62,6 +77,7 @@ fn safetensors_roundtrip() {
 
 #[test]
 fn rope_and_attention_shapes() {
+    let _serial = serial();
     let x = Array::full(&[1, 2, 3, 8], 0.5, Dtype::F32).unwrap();
     let r = ops::rope(&x, 8, false, 10000.0, 1.0, 4).unwrap();
     assert_eq!(r.shape(), vec![1, 2, 3, 8]);
@@ -72,10 +88,17 @@ fn rope_and_attention_shapes() {
 
 #[test]
 fn memory_statistics_move() {
+    let _serial = serial();
     let before = mlx::active_memory();
     let a = Array::full(&[1024, 1024], 1.0, Dtype::F32).unwrap();
     a.eval().unwrap();
-    assert!(mlx::active_memory() >= before + 4 * 1024 * 1024 - 1);
+    assert!(mlx::active_memory() >= before + 4 * 1024 * 1024, "{} -> {}", before, mlx::active_memory());
+    drop(a);
+    assert!(
+        mlx::active_memory() < before + 4 * 1024 * 1024,
+        "a 4 MiB array freed: {before} -> {}",
+        mlx::active_memory()
+    );
     assert!(mlx::version().starts_with("0.32"));
 }
 

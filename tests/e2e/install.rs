@@ -1,4 +1,4 @@
-//! The installation stands alone: `scripts/install.sh` into a temporary prefix, then the
+//! The installation stands alone: `make install` into a temporary prefix, then the
 //! installed binaries' rpaths are relative and every library resolves inside the prefix; with
 //! `.venv` hidden from the environment (no VIRTUAL_ENV, PYTHONPATH or LD_LIBRARY_PATH, PATH
 //! without .venv, another working directory) the installed `zeta-mlxd` serves the GGUF under
@@ -7,11 +7,12 @@
 //! serving; `zeta service install` under a temporary HOME writes the units, skipping the
 //! systemctl steps with a printed reason where no user systemd runs.
 //!
-//! Cost: the test installs the binaries `make test` has just built (`--bin-dir`, the test's own
-//! target profile) instead of building release binaries, so an install takes about 3 s (copying
-//! ~200 MB: MLX, OpenBLAS, the model). `ZETA_TEST_MAKE_INSTALL=1` runs the real
-//! `make install PREFIX=...` instead, which builds release binaries first (23 minutes from
-//! scratch on a busy 2-core machine, seconds when `target/release` is current).
+//! Cost: the test runs `make install PREFIX=... BIN_DIR=...` with the binaries `make test` has
+//! just built (the test's own target profile) instead of building release binaries, so an
+//! install takes a few seconds (copying ~200 MB: MLX, OpenBLAS, the model). With
+//! `ZETA_TEST_MAKE_INSTALL=1` it leaves out `BIN_DIR`, so `make install` builds release binaries
+//! first (23 minutes from scratch on a busy 2-core machine, seconds when `target/release` is
+//! current).
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -47,21 +48,15 @@ fn clean<'a>(cmd: &'a mut Command, home: &Path, cwd: &Path) -> &'a mut Command {
         .stdin(Stdio::null())
 }
 
-/// Runs the installer into `prefix` and says how long it took.
+/// Runs `make install` into `prefix` and says how long it took.
 fn install(prefix: &Path) -> Duration {
     let started = Instant::now();
-    let out = if std::env::var_os("ZETA_TEST_MAKE_INSTALL").is_some() {
-        Command::new("make").arg("install").arg(format!("PREFIX={}", prefix.display())).current_dir(root()).output()
-    } else {
-        let bin_dir = bin("zeta-mlxd").parent().unwrap().to_path_buf();
-        Command::new(root().join("scripts/install.sh"))
-            .arg("--prefix")
-            .arg(prefix)
-            .arg("--bin-dir")
-            .arg(bin_dir)
-            .output()
+    let mut make = Command::new("make");
+    make.arg("install").arg(format!("PREFIX={}", prefix.display())).current_dir(root());
+    if std::env::var_os("ZETA_TEST_MAKE_INSTALL").is_none() {
+        make.arg(format!("BIN_DIR={}", bin("zeta-mlxd").parent().unwrap().display()));
     }
-    .expect("run the installer");
+    let out = make.output().expect("run the installer");
     ok("install", &out);
     started.elapsed()
 }
