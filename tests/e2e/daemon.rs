@@ -189,34 +189,37 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     let err = generate(&mut g, with(&|r| r.max_tokens = Some(100_000))).await.unwrap_err();
     assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("messages"));
 
-    // A full queue answers RESOURCE_EXHAUSTED with a retry hint.
+    // A full queue answers RESOURCE_EXHAUSTED with a retry hint. At most 16 requests run and 1
+    // waits (`max_queue = 1`), and a request of 480 tokens outlasts the burst, so of 24 sent at
+    // once some are refused, while the ones let in run to the end.
     let long = || {
-        let mut r = tokens("tiny", vec![5, 6, 7], 300);
+        let mut r = tokens("tiny", vec![5, 6, 7], 480);
         r.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
         r
     };
-    let running: Vec<_> = (0..17)
+    let burst: Vec<_> = (0..24)
         .map(|_| {
             let mut g = g.clone();
             let r = long();
             tokio::spawn(async move { generate(&mut g, r).await })
         })
         .collect();
-    let mut busy = None;
-    for _ in 0..100 {
-        match generate(&mut g, long()).await {
-            Err(e) if e.code() == Code::ResourceExhausted => {
-                busy = Some(e);
-                break;
+    let (mut served, mut refused) = (0, 0);
+    for r in burst {
+        match r.await.unwrap() {
+            Ok(out) => {
+                assert_eq!(out.tokens.len(), 480);
+                served += 1;
             }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("limit 1"), "{}", e.message());
+                assert_eq!(e.metadata().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+                refused += 1;
+            }
         }
     }
-    let busy = busy.expect("a full queue refuses");
-    assert!(busy.metadata().get("retry-after").is_some());
-    for r in running {
-        let _ = r.await;
-    }
+    assert!(served >= 1 && refused >= 24 - 17, "{served} served, {refused} refused");
 
     let out = generate(&mut g, tokens("tiny", vec![5, 6, 7], 4)).await.unwrap();
     assert_eq!(out.tokens.len(), 4, "still serving");
