@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use zeta_hub::testing::files_in;
 use zeta_tests::{bin, root};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -59,23 +60,6 @@ fn install(prefix: &Path) -> Duration {
     let out = make.output().expect("run the installer");
     ok("install", &out);
     started.elapsed()
-}
-
-/// Every file under `dir` (symlinks not followed), relative to it.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    out
 }
 
 /// Every file under `dir` (symlinks not followed), with a hash of its content or link target.
@@ -213,7 +197,7 @@ fn install_stands_alone() {
 
 /// No symlink in the prefix points outside it (a copied wheel folder could hold absolute ones).
 fn check_links(prefix: &Path, root: &Path) {
-    for rel in files(prefix) {
+    for rel in files_in(prefix) {
         let p = prefix.join(rel);
         if let Ok(target) = std::fs::read_link(&p) {
             let resolved = p.parent().unwrap().join(&target).canonicalize().unwrap();
@@ -231,7 +215,7 @@ fn check_links(prefix: &Path, root: &Path) {
 fn check_rpaths(prefix: &Path, root: &Path) {
     let venv = root.join(".venv");
     let mut checked = 0;
-    for rel in files(prefix) {
+    for rel in files_in(prefix) {
         let p = prefix.join(rel);
         let Some(entries) = rpath_entries(&p) else { continue };
         checked += 1;

@@ -506,3 +506,22 @@ fn serve_file(repo_file: &str, entry: &Entry, headers: &HashMap<String, String>)
         None => Reply::new(416, "range not satisfiable").header("Content-Range", format!("bytes */{}", entry.size)),
     }
 }
+
+/// The files under `dir` (symlinks listed, not followed) as sorted paths relative to it: what
+/// tests compare when they check the shape of a cache or an installation.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
+            let p = e.expect("a directory entry").path();
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).expect("below dir").to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use zeta_hub::testing::FakeHub;
+#[allow(unused_imports)] // a re-export; not every test binary lists files
+pub use zeta_hub::testing::files_in;
 use zeta_hub::{HubClient, HubConfig, Progress};
 
 /// Size of the "large" weights file: several chunks and several progress reports.
@@ -51,22 +53,4 @@ pub fn recorder() -> (std::sync::Arc<std::sync::Mutex<Vec<Progress>>>, impl FnMu
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, move |p| sink.lock().unwrap().push(p))
-}
-
-/// Repository-relative paths of the files in a folder, sorted.
-pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
