@@ -235,10 +235,11 @@ impl Registry {
             let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
             return Ok((canonical.display().to_string(), Source::Local(canonical), ModelConfig::default()));
         }
-        if self.cfg.allow_hub_models && zeta_hub::looks_like_repo_id(name) {
-            if let Ok(r) = zeta_hub::ModelRef::parse(name) {
-                return Ok((r.to_string(), Source::Hub(r), ModelConfig::default()));
-            }
+        if self.cfg.allow_hub_models
+            && zeta_hub::looks_like_repo_id(name)
+            && let Ok(r) = zeta_hub::ModelRef::parse(name)
+        {
+            return Ok((r.to_string(), Source::Hub(r), ModelConfig::default()));
         }
         let mut known = self.cfg.aliases();
         known.sort();
@@ -507,11 +508,10 @@ impl Registry {
                         && matches!(e.phase, Phase::Loaded(_))
                         && e.usage.leases.load(Ordering::Relaxed) == 0
                         && idle_ms >= idle.as_millis() as u64
+                        && let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded)
                     {
-                        if let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded) {
-                            tracing::info!(model = %id, idle_seconds = idle_ms / 1000, "unloading idle model");
-                            out.push(engine);
-                        }
+                        tracing::info!(model = %id, idle_seconds = idle_ms / 1000, "unloading idle model");
+                        out.push(engine);
                     }
                 }
                 entries.retain(|_, e| e.configured || !matches!(e.phase, Phase::Unloaded));

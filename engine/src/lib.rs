@@ -43,10 +43,10 @@ pub fn default_model_path() -> Option<std::path::PathBuf> {
         return Some(p.into());
     }
     let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(bin) = exe.parent() {
-            candidates.push(bin.join("../share/zeta-mlx/models").join(FILE));
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin) = exe.parent()
+    {
+        candidates.push(bin.join("../share/zeta-mlx/models").join(FILE));
     }
     let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
     if let Ok(dirs) = std::fs::read_dir(&checkout) {

@@ -99,13 +99,10 @@ impl SamplingParams {
             }
             finite("logit_bias", *bias)?;
         }
-        if let Some(n) = self.logprobs {
-            if n > MAX_TOP_LOGPROBS {
-                return Err(EngineError::invalid(
-                    "top_logprobs",
-                    format!("{n} is above the maximum {MAX_TOP_LOGPROBS}"),
-                ));
-            }
+        if let Some(n) = self.logprobs
+            && n > MAX_TOP_LOGPROBS
+        {
+            return Err(EngineError::invalid("top_logprobs", format!("{n} is above the maximum {MAX_TOP_LOGPROBS}")));
         }
         Ok(())
     }

@@ -84,7 +84,7 @@ fn seeded_sampling_is_reproducible_alone_and_batched() {
     let alone = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
     let again = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
     assert_eq!(alone, again, "same seed, same request");
-    let mut gens = vec![
+    let mut gens = [
         e.submit(request(vec![250, 7, 77], seeded(1), 24)).unwrap(),
         e.submit(request(p.clone(), seeded(1234), 24)).unwrap(),
         e.submit(request(vec![1, 2, 3], SamplingParams::default(), 24)).unwrap(),

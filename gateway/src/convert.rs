@@ -395,10 +395,10 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     refuse_if_set(&req.audio, "audio", "the served models produce text only")?;
     refuse_if_set(&req.prediction, "prediction", "predicted outputs are not implemented")?;
     refuse_if_set(&req.web_search_options, "web_search_options", "there is no web search")?;
-    if let Some(m) = present(&req.modalities) {
-        if m.as_array().is_none_or(|a| a.iter().any(|x| x.as_str() != Some("text"))) {
-            return Err(ApiError::unsupported("modalities", "only [\"text\"] is supported"));
-        }
+    if let Some(m) = present(&req.modalities)
+        && m.as_array().is_none_or(|a| a.iter().any(|x| x.as_str() != Some("text")))
+    {
+        return Err(ApiError::unsupported("modalities", "only [\"text\"] is supported"));
     }
     n(&req.n)?;
     response_format(&req.response_format)?;

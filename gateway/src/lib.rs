@@ -96,10 +96,9 @@ impl FromRequest<Arc<AppState>> for LimitedBody {
         };
         if let Some(len) =
             req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+            && len > limit
         {
-            if len > limit {
-                return Err(too_large());
-            }
+            return Err(too_large());
         }
         let body = http_body_util::Limited::new(req.into_body(), limit);
         match body.collect().await {

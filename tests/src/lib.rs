@@ -167,10 +167,10 @@ impl Daemon {
     async fn wait_answering(&mut self, limit: Duration) {
         let start = Instant::now();
         loop {
-            if let Ok(ch) = zeta_proto::socket::connect(&self.socket).await {
-                if v1::daemon_client::DaemonClient::new(ch).get_status(v1::GetStatusRequest {}).await.is_ok() {
-                    return;
-                }
+            if let Ok(ch) = zeta_proto::socket::connect(&self.socket).await
+                && v1::daemon_client::DaemonClient::new(ch).get_status(v1::GetStatusRequest {}).await.is_ok()
+            {
+                return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("zeta-mlxd exited with {status} before answering:\n{}", self.logs());

@@ -240,14 +240,14 @@ impl Builder<'_> {
                 if ws[1] * 32 != bits * inp as i32 || ![2, 3, 4, 5, 6, 8].contains(&bits) {
                     return Err(self.shape_error(&wname, &ws, format!("[{out}, {inp} * bits / 32] for 2-8 bits")));
                 }
-                if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf) {
-                    if b != bits {
-                        return Err(self.shape_error(
-                            &wname,
-                            &ws,
-                            format!("{bits}-bit packing to match the config's {b} bits"),
-                        ));
-                    }
+                if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf)
+                    && b != bits
+                {
+                    return Err(self.shape_error(
+                        &wname,
+                        &ws,
+                        format!("{bits}-bit packing to match the config's {b} bits"),
+                    ));
                 }
                 Linear::Quantized { weight, scales, biases, group_size, bits, bias }
             }
@@ -421,10 +421,10 @@ pub(crate) fn build(
 /// The float type the checkpoint stores its activations-side weights in (norms, embeddings).
 fn model_dtype(t: &Tensors) -> Dtype {
     for name in ["model.norm.weight", "model.embed_tokens.scales", "model.embed_tokens.weight"] {
-        if let Some(a) = t.map.get(name) {
-            if a.dtype().is_float() {
-                return a.dtype();
-            }
+        if let Some(a) = t.map.get(name)
+            && a.dtype().is_float()
+        {
+            return a.dtype();
         }
     }
     Dtype::F32
