@@ -53,7 +53,7 @@ async fn run(state: &AppState, request_id: &str, body: &[u8]) -> Result<Response
         id,
         object: "chat.completion",
         created: super::now(),
-        model: if opts.model.is_empty() { g.model } else { opts.model.clone() },
+        model: stream::reported_model(&opts.model, g.model),
         choices: vec![ChatChoice {
             index: 0,
             message: AssistantMessage {
@@ -98,9 +98,7 @@ impl Chunker for ChatChunker {
     fn on_event(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
-                if self.model.is_empty() {
-                    self.model = s.model;
-                }
+                self.model = stream::reported_model(&self.model, s.model);
                 vec![self.chunk(
                     Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() },
                     None,

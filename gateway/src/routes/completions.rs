@@ -55,7 +55,7 @@ async fn run(state: &AppState, request_id: &str, body: &[u8]) -> Result<Response
         id,
         object: "text_completion",
         created: super::now(),
-        model: if opts.model.is_empty() { g.model } else { opts.model.clone() },
+        model: stream::reported_model(&opts.model, g.model),
         choices: vec![CompletionChoice {
             index: 0,
             text: g.text,
@@ -95,9 +95,7 @@ impl Chunker for CompletionChunker {
     fn on_event(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
-                if self.model.is_empty() {
-                    self.model = s.model;
-                }
+                self.model = stream::reported_model(&self.model, s.model);
                 vec![]
             }
             Ev::Delta(d) => {

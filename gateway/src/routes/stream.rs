@@ -15,6 +15,12 @@ use zeta_proto::v1;
 
 use crate::error::ApiError;
 
+/// The model name a response reports: the one the request named (an alias stays the alias the
+/// client used), or the daemon's name for the model it chose when the request named none.
+pub fn reported_model(requested: &str, served: String) -> String {
+    if requested.is_empty() { served } else { requested.to_string() }
+}
+
 /// Builds the chunks of one SSE response from daemon events.
 pub trait Chunker: Send + 'static {
     /// JSON payloads for one event.
