@@ -9,10 +9,7 @@ use zeta_hub::{HubError, ModelRef};
 
 #[tokio::test]
 async fn full_download_builds_the_shared_cache_layout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let client = client(&hub, &cache);
     let model = ModelRef::parse("test-org/tiny").unwrap();
     let commit = hub.commit("test-org/tiny").unwrap();
@@ -66,10 +63,7 @@ async fn full_download_builds_the_shared_cache_layout() {
 
 #[tokio::test]
 async fn lost_weights_are_fetched_again_but_present_blobs_are_not() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let client = client(&hub, &cache);
     let model = ModelRef::parse("test-org/tiny").unwrap();
     let path = client.ensure_local(&model, |_| {}).await.unwrap();
@@ -147,10 +141,7 @@ async fn branch_revisions_get_their_own_ref() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_share_one_download_per_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let model = ModelRef::parse("test-org/tiny").unwrap();
     let calls: Vec<_> = (0..4)
         .map(|_| {

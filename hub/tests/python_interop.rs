@@ -10,7 +10,6 @@ use std::process::Command;
 
 use common::*;
 use zeta_hub::ModelRef;
-use zeta_hub::testing::FakeHub;
 
 fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
@@ -44,10 +43,7 @@ fn run_python(script: &str, endpoint: &str, cache: &Path, offline: bool) -> Stri
 
 #[tokio::test]
 async fn python_downloads_from_the_fake_hub_and_we_reuse_its_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src: _, hub, cache } = fixture();
     let script = r#"
 from huggingface_hub import snapshot_download
 print(snapshot_download("test-org/tiny", allow_patterns=["config.json", "*.safetensors", "tokenizer*.json"]))
@@ -63,10 +59,7 @@ print(snapshot_download("test-org/tiny", allow_patterns=["config.json", "*.safet
 
 #[tokio::test]
 async fn python_reads_our_cache_offline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src: _, hub, cache } = fixture();
     let ours = client(&hub, &cache).ensure_local(&ModelRef::parse("test-org/tiny").unwrap(), |_| {}).await.unwrap();
 
     let script = r#"

@@ -15,10 +15,7 @@ fn weight_gets(hub: &FakeHub) -> Vec<zeta_hub::testing::RecordedRequest> {
 
 #[tokio::test]
 async fn a_cut_connection_is_resumed_with_a_range_request_in_the_same_call() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     hub.cut_after(FILE, 1 << 20, 1);
 
     let path = client(&hub, &cache).ensure_local(&ModelRef::parse("test-org/tiny").unwrap(), |_| {}).await.unwrap();
@@ -33,10 +30,7 @@ async fn a_cut_connection_is_resumed_with_a_range_request_in_the_same_call() {
 
 #[tokio::test]
 async fn a_failed_call_leaves_a_partial_file_that_the_next_call_continues() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let model = ModelRef::parse("test-org/tiny").unwrap();
     let etag = hub.etag("test-org/tiny", FILE).unwrap();
     let blobs = cache.join("models--test-org--tiny/blobs");
@@ -67,10 +61,7 @@ async fn a_failed_call_leaves_a_partial_file_that_the_next_call_continues() {
 
 #[tokio::test]
 async fn a_partial_file_written_by_another_process_is_continued_and_verified() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let etag = hub.etag("test-org/tiny", FILE).unwrap();
     let blobs = cache.join("models--test-org--tiny/blobs");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -84,10 +75,7 @@ async fn a_partial_file_written_by_another_process_is_continued_and_verified() {
 
 #[tokio::test]
 async fn corrupt_data_is_never_moved_into_place() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = model_dir(tmp.path());
-    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
-    let cache = tmp.path().join("cache");
+    let Fixture { tmp: _tmp, src, hub, cache } = fixture();
     let model = ModelRef::parse("test-org/tiny").unwrap();
     let etag = hub.etag("test-org/tiny", FILE).unwrap();
     hub.set_corrupt(FILE, true);

@@ -40,6 +40,23 @@ pub fn model_dir(root: &Path) -> PathBuf {
 /// The files of [`model_dir`] a client must fetch.
 pub const NEEDED: &[&str] = &["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
 
+/// A fake hub serving [`model_dir`] as `test-org/tiny`, and a cache folder (not yet created)
+/// beside it; the temporary folder lives as long as the fixture's `tmp`.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub src: PathBuf,
+    pub hub: FakeHub,
+    pub cache: PathBuf,
+}
+
+pub fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model_dir(tmp.path());
+    let hub = FakeHub::builder().repo("test-org/tiny", &src).start().unwrap();
+    let cache = tmp.path().join("cache");
+    Fixture { tmp, src, hub, cache }
+}
+
 pub fn config(endpoint: &str, cache: &Path) -> HubConfig {
     HubConfig { endpoint: endpoint.to_string(), token: None, cache_dir: cache.to_path_buf(), offline: false }
 }
