@@ -75,6 +75,7 @@ impl From<DaemonError> for Status {
                 EngineError::InvalidArgument { field, .. } => with_meta(Code::InvalidArgument, msg, Some(field), None),
                 EngineError::ContextOverflow { .. } => with_meta(Code::OutOfRange, msg, Some("messages"), None),
                 EngineError::Busy { .. } => with_meta(Code::ResourceExhausted, msg, None, Some(1)),
+                EngineError::KvCacheFull { .. } => with_meta(Code::ResourceExhausted, msg, None, Some(5)),
                 EngineError::ShuttingDown { .. } => with_meta(Code::Unavailable, msg, None, Some(5)),
                 EngineError::Template(_) => with_meta(Code::InvalidArgument, msg, Some("messages"), None),
                 EngineError::NotFound { .. }

@@ -19,6 +19,9 @@ use crate::scheduler::{self, Command, Pending};
 use crate::source::{self, ModelSource};
 use crate::tokenizer::Tokenizer;
 
+/// Default bound of the prefix cache.
+pub const DEFAULT_PREFIX_CACHE_BYTES: usize = 512 << 20;
+
 /// Most stop strings per request.
 pub const MAX_STOP_STRINGS: usize = 16;
 
@@ -37,8 +40,13 @@ pub struct EngineOptions {
     pub prefill_chunk: usize,
     /// Target duration of a step while sequences are decoding (bounds prefill chunks).
     pub step_target: Duration,
-    /// Finished sequences kept for prefix reuse.
-    pub prefix_cache_entries: usize,
+    /// Bytes of KV cache the prefix cache may keep of finished sequences (0 disables it).
+    pub prefix_cache_bytes: usize,
+    /// Most bytes the KV cache of running and cached sequences may take (none: no limit).
+    pub kv_cache_limit: Option<usize>,
+    /// Build each step before the last one is read (`None`: on a GPU, not on the CPU; see the
+    /// scheduler).
+    pub overlap: Option<bool>,
     /// Context length to serve; the model's own (`max_position_embeddings` / GGUF
     /// `context_length`) when unset. Above the model's own, quality is the user's risk.
     pub context_length: Option<usize>,
@@ -53,7 +61,13 @@ impl Default for EngineOptions {
             max_queue: 64,
             prefill_chunk: 512,
             step_target: scheduler::DEFAULT_STEP_TARGET,
-            prefix_cache_entries: 8,
+            prefix_cache_bytes: DEFAULT_PREFIX_CACHE_BYTES,
+            kv_cache_limit: None,
+            overlap: std::env::var("ZETA_MLX_OVERLAP").ok().and_then(|v| match v.as_str() {
+                "1" | "on" | "true" => Some(true),
+                "0" | "off" | "false" => Some(false),
+                _ => None,
+            }),
             context_length: None,
         }
     }

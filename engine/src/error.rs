@@ -58,6 +58,20 @@ pub enum EngineError {
         /// The queue limit.
         limit: usize,
     },
+    /// The KV cache has no room for a request's tokens and may not grow (its byte limit).
+    #[error(
+        "the KV cache is full: {needed} more token slots are needed, {free} are free of {capacity} ({bytes} bytes, the configured limit)"
+    )]
+    KvCacheFull {
+        /// Slots asked for.
+        needed: usize,
+        /// Slots free.
+        free: usize,
+        /// Slots in the pool.
+        capacity: usize,
+        /// Bytes the pool takes.
+        bytes: usize,
+    },
     /// The engine is stopping or has stopped.
     #[error("the engine for {model} is shutting down")]
     ShuttingDown {

@@ -1,126 +1,292 @@
-//! Per-sequence key/value cache. Each layer keeps one pre-allocated buffer for keys and one for
-//! values, grown in blocks; a step writes its new rows with `slice_update`, which MLX performs in
-//! place because the cache holds the only reference to the buffer. Sequences in a batch keep
-//! their own caches, so joining and leaving a running batch never copies anyone else's state.
+//! The KV cache of one model: one pool of token slots per layer, shared by every sequence.
+//!
+//! Each layer keeps a keys buffer and a values buffer `[capacity, kv_heads, head_dim]`. A sequence
+//! owns a list of slots, one per token it has run, in order; a step writes all of its new tokens
+//! with one `scatter` per buffer (in place: the pool holds the only reference to the buffer) and
+//! attention gathers each row's slots. Because a slot is written once and never changes after,
+//! sequences with a common prefix simply hold the same slots: the prefix cache and requests in
+//! flight share them through reference counts, with no copy (see `prefix_cache.rs`).
+//!
+//! Slot 0 is scratch: padding rows write there and padded attention columns read it, so every
+//! value it holds is a finite number some padding row computed, and it is never handed out.
 
 use mlx::{Array, Dtype, ops};
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
-/// Growth unit, in tokens.
-const BLOCK: usize = 256;
+/// Pools grow in multiples of this many slots.
+const GRAIN: usize = 256;
 
-struct LayerCache {
-    keys: Array,
-    values: Array,
-}
-
-/// The keys and values of one sequence, for every layer.
-pub struct KvCache {
-    layers: Vec<Option<LayerCache>>,
-    /// Tokens stored.
-    len: usize,
-    /// Tokens the buffers can hold before they grow.
-    capacity: usize,
+/// Keys and values of every sequence of one model.
+pub struct KvPool {
+    layers: usize,
+    /// Per layer; empty until the first [`KvPool::grow`].
+    keys: Vec<Array>,
+    values: Vec<Array>,
+    /// References per slot (sequences and prefix-cache entries holding it).
+    refs: Vec<u32>,
+    /// Unreferenced slots; the lowest ones are handed out first.
+    free: Vec<u32>,
+    /// Most slots the pool may grow to.
+    limit: usize,
     kv_heads: i32,
     head_dim: i32,
     dtype: Dtype,
 }
 
-impl KvCache {
-    /// An empty cache for a model with these dimensions.
-    pub fn new(num_layers: usize, kv_heads: usize, head_dim: usize, dtype: Dtype) -> KvCache {
-        KvCache {
-            layers: (0..num_layers).map(|_| None).collect(),
-            len: 0,
-            capacity: 0,
+impl KvPool {
+    /// An empty pool for a model with these dimensions, holding at most `limit_bytes` (none:
+    /// grows as the running sequences need).
+    pub fn new(
+        num_layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: Dtype,
+        limit_bytes: Option<usize>,
+    ) -> KvPool {
+        let per_slot = num_layers * 2 * kv_heads * head_dim * dtype.size();
+        let limit = limit_bytes.map_or(usize::MAX, |b| (b / per_slot.max(1)).max(GRAIN));
+        KvPool {
+            layers: num_layers,
+            keys: Vec::new(),
+            values: Vec::new(),
+            refs: Vec::new(),
+            free: Vec::new(),
+            limit,
             kv_heads: kv_heads as i32,
             head_dim: head_dim as i32,
             dtype,
         }
     }
 
-    /// Tokens stored (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
+    /// Slots the buffers hold (including the scratch slot).
+    pub fn capacity(&self) -> usize {
+        self.refs.len()
     }
 
-    /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Slots no one holds.
+    pub fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Bytes one slot takes across all layers.
+    pub fn slot_bytes(&self) -> usize {
+        self.layers * 2 * (self.kv_heads * self.head_dim) as usize * self.dtype.size()
     }
 
     /// Bytes reserved by the buffers.
     pub fn reserved_bytes(&self) -> usize {
-        self.layers.len() * 2 * self.capacity * (self.kv_heads * self.head_dim) as usize * self.dtype.size()
+        self.capacity() * self.slot_bytes()
     }
 
-    /// Stores `k`/`v` (`[1, kv_heads, n, head_dim]`) for `layer` at the current position and
-    /// returns all keys and values so far, `[1, kv_heads, len + n, head_dim]`. The position only
-    /// moves on [`KvCache::advance`], once every layer has been updated.
-    pub fn update(&mut self, layer: usize, k: &Array, v: &Array) -> Result<(Array, Array)> {
-        let n = k.dim(2) as usize;
-        let end = self.len + n;
-        if end > self.capacity {
-            self.grow(end)?;
+    /// `n` fresh slots, each held once by the caller; `None` when fewer are free (the caller may
+    /// evict prefix-cache entries or [`KvPool::grow`] first).
+    pub fn alloc(&mut self, n: usize) -> Option<Vec<u32>> {
+        if self.free.len() < n {
+            return None;
         }
-        let entry = self.layers[layer].as_mut().expect("grow allocates every layer");
-        let start = [0, 0, self.len as i32, 0];
-        let stop = [1, self.kv_heads, end as i32, self.head_dim];
-        entry.keys = ops::slice_update(&entry.keys, k, &start, &stop)?;
-        entry.values = ops::slice_update(&entry.values, v, &start, &stop)?;
-        let lo = [0, 0, 0, 0];
-        Ok((ops::slice(&entry.keys, &lo, &stop)?, ops::slice(&entry.values, &lo, &stop)?))
-    }
-
-    /// Moves the position past the `n` tokens just written to every layer.
-    pub fn advance(&mut self, n: usize) {
-        self.len += n;
-    }
-
-    fn grow(&mut self, needed: usize) -> Result<()> {
-        let capacity = needed.div_ceil(BLOCK) * BLOCK;
-        let extra = [1, self.kv_heads, (capacity - self.capacity) as i32, self.head_dim];
-        let keep = [1, self.kv_heads, self.len as i32, self.head_dim];
-        for entry in &mut self.layers {
-            let zeros = Array::zeros(&extra, self.dtype)?;
-            *entry = Some(match entry.take() {
-                None => LayerCache { keys: zeros.clone(), values: zeros },
-                Some(old) => {
-                    let k = ops::slice(&old.keys, &[0, 0, 0, 0], &keep)?;
-                    let v = ops::slice(&old.values, &[0, 0, 0, 0], &keep)?;
-                    let pad = [1, self.kv_heads, (capacity - self.len) as i32, self.head_dim];
-                    let z = Array::zeros(&pad, self.dtype)?;
-                    LayerCache { keys: ops::concatenate(&[&k, &z], 2)?, values: ops::concatenate(&[&v, &z], 2)? }
-                }
-            });
+        let out = self.free.split_off(self.free.len() - n);
+        for &s in &out {
+            self.refs[s as usize] = 1;
         }
-        self.capacity = capacity;
+        Some(out.into_iter().rev().collect())
+    }
+
+    /// Takes one more reference to each slot (a sequence sharing a prefix).
+    pub fn retain(&mut self, slots: &[u32]) {
+        for &s in slots {
+            self.refs[s as usize] += 1;
+        }
+    }
+
+    /// Drops one reference to each slot; slots nobody holds become free.
+    pub fn release(&mut self, slots: &[u32]) {
+        for &s in slots {
+            let r = &mut self.refs[s as usize];
+            debug_assert!(*r > 0 && s != 0, "slot {s} released more often than held");
+            *r -= 1;
+            if *r == 0 {
+                self.free.push(s);
+            }
+        }
+    }
+
+    /// Grows the buffers so at least `need` slots are free, within the pool's limit. Existing
+    /// slots keep their numbers and contents.
+    pub fn grow(&mut self, need: usize) -> Result<()> {
+        if self.free.len() >= need {
+            return Ok(());
+        }
+        let old = self.capacity();
+        let wanted = (old + need - self.free.len()).max(old + old / 2).max(GRAIN);
+        let mut new = wanted.div_ceil(GRAIN) * GRAIN;
+        if new > self.limit {
+            new = self.limit.max(old);
+            if new - old + self.free.len() < need {
+                return Err(EngineError::KvCacheFull {
+                    needed: need,
+                    free: self.free.len(),
+                    capacity: old,
+                    bytes: old * self.slot_bytes(),
+                });
+            }
+        }
+        let extra = [(new - old) as i32, self.kv_heads, self.head_dim];
+        if old == 0 {
+            for _ in 0..self.layers {
+                self.keys.push(Array::zeros(&extra, self.dtype)?);
+                self.values.push(Array::zeros(&extra, self.dtype)?);
+            }
+        } else {
+            for buf in self.keys.iter_mut().chain(self.values.iter_mut()) {
+                *buf = ops::concatenate(&[buf, &Array::zeros(&extra, self.dtype)?], 0)?;
+            }
+        }
+        self.refs.resize(new, 0);
+        if old == 0 {
+            self.refs[0] = 1; // scratch, never free
+        }
+        // Push in descending order so that the lowest new slots are handed out first.
+        let first_new = if old == 0 { 1 } else { old };
+        let mut added: Vec<u32> = (first_new as u32..new as u32).rev().collect();
+        added.append(&mut self.free);
+        self.free = added;
+        tracing::debug!(from = old, to = new, bytes = new * self.slot_bytes(), "KV pool grown");
         Ok(())
     }
 
-    /// A new cache holding the first `n` tokens of this one. It shares this cache's buffers until
-    /// it is written to, then grows into buffers of its own (copy on write), so the source stays
-    /// valid for other sequences with the same prefix.
-    pub fn prefix(&self, n: usize) -> Result<KvCache> {
-        let n = n.min(self.len);
-        let stop = [1, self.kv_heads, n as i32, self.head_dim];
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for entry in &self.layers {
-            layers.push(match entry {
-                Some(e) if n > 0 => Some(LayerCache {
-                    keys: ops::slice(&e.keys, &[0, 0, 0, 0], &stop)?,
-                    values: ops::slice(&e.values, &[0, 0, 0, 0], &stop)?,
-                }),
-                _ => None,
-            });
+    /// Shrinks the buffers to the slots still held, renumbering them; `holders` are every list of
+    /// slots anyone keeps (they are rewritten). For when no step is running: the buffers are
+    /// copied.
+    pub fn compact<'a>(&mut self, holders: impl IntoIterator<Item = &'a mut Vec<u32>>) -> Result<()> {
+        let old = self.capacity();
+        if old == 0 {
+            return Ok(());
         }
-        let capacity = if n > 0 { n } else { 0 };
-        Ok(KvCache { layers, len: n, capacity, kv_heads: self.kv_heads, head_dim: self.head_dim, dtype: self.dtype })
+        let live: Vec<u32> = (0..old as u32).filter(|&s| self.refs[s as usize] > 0).collect();
+        let new = live.len().div_ceil(GRAIN).max(1) * GRAIN;
+        if new >= old {
+            return Ok(());
+        }
+        let mut map = vec![u32::MAX; old];
+        for (i, &s) in live.iter().enumerate() {
+            map[s as usize] = i as u32;
+        }
+        let idx = Array::from_u32(&live, &[live.len() as i32])?;
+        let pad = [(new - live.len()) as i32, self.kv_heads, self.head_dim];
+        for buf in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            let kept = ops::take(buf, &idx, 0)?;
+            *buf = if pad[0] > 0 { ops::concatenate(&[&kept, &Array::zeros(&pad, self.dtype)?], 0)? } else { kept };
+        }
+        let refs: Vec<u32> =
+            live.iter().map(|&s| self.refs[s as usize]).chain(std::iter::repeat_n(0, pad[0] as usize)).collect();
+        self.refs = refs;
+        self.free = (live.len() as u32..new as u32).rev().collect();
+        for h in holders {
+            for s in h.iter_mut() {
+                *s = map[*s as usize];
+            }
+        }
+        mlx::ArrayList::of(self.arrays()).eval()?;
+        tracing::debug!(from = old, to = new, "KV pool compacted");
+        Ok(())
+    }
+
+    /// Drops the buffers when no slot is held (nothing running, nothing cached).
+    pub fn release_memory_if_unused(&mut self) {
+        if self.capacity() > 0 && self.free.len() + 1 == self.capacity() {
+            self.keys.clear();
+            self.values.clear();
+            self.refs.clear();
+            self.free.clear();
+        }
+    }
+
+    /// Writes the keys and values `[rows, kv_heads, 1, head_dim]` of this step's tokens into
+    /// `slots` `[rows]` of `layer`.
+    pub fn write(&mut self, layer: usize, slots: &Array, k: &Array, v: &Array) -> Result<()> {
+        let rows = k.dim(0);
+        let shape = [rows, 1, self.kv_heads, self.head_dim];
+        self.keys[layer] = ops::scatter(&self.keys[layer], slots, &ops::reshape(k, &shape)?, 0)?;
+        self.values[layer] = ops::scatter(&self.values[layer], slots, &ops::reshape(v, &shape)?, 0)?;
+        Ok(())
+    }
+
+    /// Keys and values of `slots` `[b * s]` of `layer`, as `[b, kv_heads, s, head_dim]`.
+    pub fn gather(&self, layer: usize, slots: &Array, b: i32, s: i32) -> Result<(Array, Array)> {
+        let one = |buf: &Array| -> Result<Array> {
+            let rows = ops::take(buf, slots, 0)?;
+            let rows = ops::reshape(&rows, &[b, s, self.kv_heads, self.head_dim])?;
+            Ok(ops::transpose(&rows, &[0, 2, 1, 3])?)
+        };
+        Ok((one(&self.keys[layer])?, one(&self.values[layer])?))
+    }
+
+    /// A tiny array computed from the last layer's buffer: ready once a step's writes are, and
+    /// holding no reference to the buffer itself (which would stop the next write in place).
+    pub fn marker(&self) -> Result<Array> {
+        let last = self.values.last().expect("a step has grown the pool");
+        Ok(ops::sum(&ops::slice_axis(last, 0, 0, 1)?, -1, false)?)
     }
 
     /// Every buffer, for evaluation.
     pub fn arrays(&self) -> Vec<&Array> {
-        self.layers.iter().flatten().flat_map(|e| [&e.keys, &e.values]).collect()
+        self.keys.iter().chain(self.values.iter()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_shared_and_freed() {
+        let mut p = KvPool::new(2, 1, 4, Dtype::F32, None);
+        assert!(p.alloc(1).is_none(), "an empty pool has no free slot");
+        p.grow(3).unwrap();
+        assert_eq!(p.capacity(), GRAIN);
+        assert_eq!(p.free_slots(), GRAIN - 1, "slot 0 is scratch");
+        let a = p.alloc(3).unwrap();
+        assert_eq!(a, vec![1, 2, 3], "lowest slots first, in order");
+        p.retain(&a[..2]);
+        p.release(&a);
+        assert_eq!(p.free_slots(), GRAIN - 3, "shared slots stay held");
+        p.release(&a[..2]);
+        assert_eq!(p.free_slots(), GRAIN - 1);
+        p.release_memory_if_unused();
+        assert_eq!(p.capacity(), 0);
+    }
+
+    #[test]
+    fn grow_keeps_contents_and_compact_renumbers() {
+        let mut p = KvPool::new(1, 1, 2, Dtype::F32, None);
+        p.grow(1).unwrap();
+        let mut s = p.alloc(GRAIN - 1).unwrap();
+        let last = *s.last().unwrap();
+        let k = Array::from_f32(&[7.0, 8.0], &[1, 1, 1, 2]).unwrap();
+        p.write(0, &Array::from_u32(&[last], &[1]).unwrap(), &k, &k).unwrap();
+        p.grow(10).unwrap();
+        assert!(p.capacity() > GRAIN);
+        let (keys, _) = p.gather(0, &Array::from_u32(&[last], &[1]).unwrap(), 1, 1).unwrap();
+        assert_eq!(keys.to_f32().unwrap(), vec![7.0, 8.0]);
+        // Keep only the last slot; compaction moves it to slot 1.
+        let mut kept = vec![last];
+        p.release(&s[..s.len() - 1]);
+        s.clear();
+        let big = p.capacity();
+        p.compact([&mut kept]).unwrap();
+        assert!(p.capacity() < big);
+        assert_eq!(kept, vec![1]);
+        let (keys, _) = p.gather(0, &Array::from_u32(&kept, &[1]).unwrap(), 1, 1).unwrap();
+        assert_eq!(keys.to_f32().unwrap(), vec![7.0, 8.0]);
+    }
+
+    #[test]
+    fn limit_is_enforced_with_a_clear_error() {
+        let per_slot = 2 * 2 * 4 * 4;
+        let mut p = KvPool::new(2, 2, 4, Dtype::F32, Some(GRAIN * per_slot));
+        p.grow(10).unwrap();
+        let e = p.grow(GRAIN).unwrap_err();
+        assert!(e.to_string().contains("KV cache"), "{e}");
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! This crate owns everything between a request and its tokens: loading weights (mlx-community
 //! safetensors folders and GGUF files) into the supported architectures, the tokenizer and its
-//! incremental detokenizer, Hugging Face chat templates, sampling, stop strings, per-sequence KV
-//! caches with prefix reuse, and a scheduler that runs continuous batching on a thread it owns.
+//! incremental detokenizer, Hugging Face chat templates, sampling on the device, stop strings, a
+//! KV cache of shared token slots with prefix reuse, and a scheduler that runs continuous
+//! batching — one batched graph per step — on a thread it owns.
 //! The daemon drives it through [`Engine`]: load a [`ModelSource`], [`Engine::submit`] a
 //! [`GenerateRequest`], read [`Event`]s from the returned [`Generation`], drop it to cancel.
 //!
@@ -28,7 +29,7 @@ pub mod tokenizer;
 pub mod tools;
 
 pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, ToolCall};
-pub use engine::{Engine, EngineOptions, Generation, MAX_STOP_STRINGS, ModelInfo};
+pub use engine::{DEFAULT_PREFIX_CACHE_BYTES, Engine, EngineOptions, Generation, MAX_STOP_STRINGS, ModelInfo};
 pub use error::{EngineError, Result};
 pub use model::loader::{DenseMode, LoadOptions};
 pub use request::{Event, FinishReason, GenerateRequest, Prompt, Timings, TokenLogprob, Usage};

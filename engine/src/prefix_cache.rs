@@ -1,30 +1,34 @@
-//! Reuse of KV caches across requests that share a prompt prefix (a system prompt, the earlier
-//! turns of a conversation). Finished sequences leave their cache here; a new sequence starts
-//! from the entry with the longest common prefix and prefills only the rest.
+//! Reuse of KV slots across requests that share a prompt prefix (a system prompt, a tool list,
+//! the earlier turns of a conversation). A finished sequence leaves its slots here; a new one
+//! holds the slots of the longest common prefix too (see `kv_cache.rs`: nothing is copied) and
+//! prefills only the rest. Bounded in slots, which is bytes: the least recently used entries go
+//! first, and also whenever the running sequences need room in the pool.
 
-use crate::kv_cache::KvCache;
+use crate::kv_cache::KvPool;
 
 struct Entry {
     tokens: Vec<u32>,
-    cache: KvCache,
+    slots: Vec<u32>,
 }
 
-/// A small LRU of KV caches keyed by the tokens they hold.
+/// An LRU of token sequences and the KV slots that hold them.
 pub struct PrefixCache {
+    /// Least recently used first.
     entries: Vec<Entry>,
-    max_entries: usize,
+    max_slots: usize,
+    /// Slots referenced by entries (a slot two entries share counts twice: the bound is safe).
+    held: usize,
 }
 
 impl PrefixCache {
-    /// A cache of at most `max_entries` sequences (0 disables it).
-    pub fn new(max_entries: usize) -> PrefixCache {
-        PrefixCache { entries: Vec::new(), max_entries }
+    /// A cache holding at most `max_slots` slots (0 disables it).
+    pub fn new(max_slots: usize) -> PrefixCache {
+        PrefixCache { entries: Vec::new(), max_slots, held: 0 }
     }
 
-    /// A cache holding the longest prefix of `prompt` known here, leaving at least one prompt
-    /// token to run (its logits start the generation). `None` when nothing useful is cached.
-    pub fn lookup(&mut self, prompt: &[u32]) -> Option<KvCache> {
-        let limit = prompt.len().saturating_sub(1);
+    /// The longest prefix of `prompt` held here, at most `limit` tokens: its length and slots
+    /// (the caller takes its own references). Marks the entry as recently used.
+    pub fn lookup(&mut self, prompt: &[u32], limit: usize) -> Option<(usize, &[u32])> {
         let (best, len) = self
             .entries
             .iter()
@@ -35,35 +39,112 @@ impl PrefixCache {
             return None;
         }
         let entry = self.entries.remove(best);
-        let cache = entry.cache.prefix(len).ok();
-        self.entries.push(entry); // most recently used last
-        cache
+        self.entries.push(entry);
+        Some((len, &self.entries.last().expect("just pushed").slots[..len]))
     }
 
-    /// Stores a sequence's cache; `tokens` are the tokens whose keys and values it holds.
-    pub fn insert(&mut self, tokens: Vec<u32>, cache: KvCache) {
-        if self.max_entries == 0 || tokens.is_empty() || cache.len() != tokens.len() {
+    /// Stores `tokens` and the `slots` holding them, taking over the caller's references.
+    pub fn insert(&mut self, tokens: Vec<u32>, slots: Vec<u32>, pool: &mut KvPool) {
+        debug_assert_eq!(tokens.len(), slots.len());
+        if self.max_slots == 0 || tokens.is_empty() || slots.len() > self.max_slots {
+            pool.release(&slots);
             return;
         }
-        // An entry that is a prefix of the new one adds nothing.
-        self.entries.retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
-        self.entries.push(Entry { tokens, cache });
-        while self.entries.len() > self.max_entries {
-            self.entries.remove(0);
+        if let Some(i) = self.entries.iter().position(|e| common_prefix(&e.tokens, &tokens) == tokens.len()) {
+            // Known already, as this or as a longer entry.
+            pool.release(&slots);
+            let e = self.entries.remove(i);
+            self.entries.push(e);
+            return;
+        }
+        // Entries that are a prefix of the new one add nothing.
+        let mut i = 0;
+        while i < self.entries.len() {
+            if common_prefix(&self.entries[i].tokens, &tokens) == self.entries[i].tokens.len() {
+                let e = self.entries.remove(i);
+                self.held -= e.slots.len();
+                pool.release(&e.slots);
+            } else {
+                i += 1;
+            }
+        }
+        self.held += slots.len();
+        self.entries.push(Entry { tokens, slots });
+        while self.held > self.max_slots {
+            self.evict_one(pool);
         }
     }
 
-    /// Bytes reserved by cached entries.
-    pub fn reserved_bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.cache.reserved_bytes()).sum()
+    /// Drops the least recently used entry; false when there is none.
+    pub fn evict_one(&mut self, pool: &mut KvPool) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        let e = self.entries.remove(0);
+        self.held -= e.slots.len();
+        pool.release(&e.slots);
+        true
     }
 
-    /// Drops everything.
-    pub fn clear(&mut self) {
-        self.entries.clear();
+    /// Slots held by entries.
+    pub fn held_slots(&self) -> usize {
+        self.held
+    }
+
+    /// Every entry's slot list, for the pool to renumber when it compacts.
+    pub fn slot_lists(&mut self) -> impl Iterator<Item = &mut Vec<u32>> {
+        self.entries.iter_mut().map(|e| &mut e.slots)
     }
 }
 
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+/// Length of the longest common prefix.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> KvPool {
+        let mut p = KvPool::new(1, 1, 2, mlx::Dtype::F32, None);
+        p.grow(64).unwrap();
+        p
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_is_shared_not_copied() {
+        let mut p = pool();
+        let mut c = PrefixCache::new(100);
+        let a = p.alloc(4).unwrap();
+        c.insert(vec![1, 2, 3, 4], a.clone(), &mut p);
+        let b = p.alloc(3).unwrap();
+        c.insert(vec![1, 2, 9], b, &mut p);
+        let (n, slots) = c.lookup(&[1, 2, 3, 7, 7], 4).unwrap();
+        assert_eq!((n, slots), (3, &a[..3]));
+        assert_eq!(c.lookup(&[1, 2, 3, 4, 5], 2).unwrap().0, 2, "the limit leaves tokens to run");
+        assert!(c.lookup(&[5], 1).is_none());
+    }
+
+    #[test]
+    fn bounded_in_slots_least_recently_used_first() {
+        let mut p = pool();
+        let free = p.free_slots();
+        let mut c = PrefixCache::new(6);
+        for t in 0..3u32 {
+            let s = p.alloc(3).unwrap();
+            c.insert(vec![t, t, t], s, &mut p);
+        }
+        assert_eq!(c.held_slots(), 6, "the oldest entry made room");
+        assert!(c.lookup(&[0, 0, 0], 3).is_none());
+        assert!(c.lookup(&[1, 1, 1], 3).is_some());
+        assert_eq!(p.free_slots(), free - 6, "evicted slots are free again");
+        // A prefix of a new entry is replaced by it.
+        let s = p.alloc(4).unwrap();
+        c.insert(vec![2, 2, 2, 5], s, &mut p);
+        assert_eq!(c.held_slots(), 4, "the old prefix went, then the least recently used");
+        assert!(c.lookup(&[2, 2, 2, 5], 4).is_some());
+        while c.evict_one(&mut p) {}
+        assert_eq!(p.free_slots(), free);
+    }
 }

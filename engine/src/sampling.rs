@@ -1,11 +1,15 @@
-//! Choosing the next token from a row of logits: logit bias, repetition / presence / frequency
-//! penalties, greedy or temperature sampling with top-k, top-p and min-p, and log-probabilities.
+//! Choosing the next token of every row of a step's logits, on the device: logit bias,
+//! repetition / presence / frequency penalties, greedy or temperature sampling with top-k, top-p
+//! and min-p, and log-probabilities. Only the chosen tokens (and the log-probabilities asked for)
+//! come back to the host, in one read per step.
 //!
-//! Sampling runs on the host, per sequence, with the sequence's own seeded generator: a request
+//! Randomness comes from each sequence's own generator on the host: a step draws one uniform
+//! number per row and the device inverts that row's cumulative distribution with it, so a request
 //! with a seed gets the same tokens whether it runs alone or inside any batch.
 
 use std::collections::{HashMap, HashSet};
 
+use mlx::{Array, Dtype, ops};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -130,7 +134,8 @@ pub struct Sampled {
     pub top: Vec<(u32, f32)>,
 }
 
-/// Per-sequence sampling state.
+/// Per-sequence sampling state kept on the host: the parameters, the request's own random
+/// stream, and the token history the penalties need.
 pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
@@ -156,7 +161,14 @@ impl Sampler {
         &self.params
     }
 
-    /// Records a chosen token (done by [`Sampler::sample`]; public for tokens chosen on device).
+    /// Whether choosing the next token needs the previous one on the host (the penalties count
+    /// the tokens so far), so a step cannot be built before the last one is read.
+    pub fn needs_history(&self) -> bool {
+        let p = &self.params;
+        p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
+    }
+
+    /// Records a chosen token.
     pub fn observe(&mut self, token: u32) {
         if self.params.repetition_penalty != 1.0 {
             self.seen.insert(token);
@@ -166,77 +178,195 @@ impl Sampler {
         }
     }
 
-    /// Picks the next token from `logits` (modified in place).
-    pub fn sample(&mut self, logits: &mut [f32]) -> Sampled {
-        let (logprob_of, top) = match self.params.logprobs {
-            Some(n) => log_probs(logits, n as usize),
-            None => (None, vec![]),
-        };
-        let p = &self.params;
-        for &(tok, bias) in &p.logit_bias {
-            if let Some(l) = logits.get_mut(tok as usize) {
-                *l += bias;
-            }
+    /// The next uniform number in (0, 1] of this sequence's stream.
+    fn uniform(&mut self) -> f32 {
+        1.0 - self.rng.random::<f32>()
+    }
+}
+
+/// The tokens a step chose, still on the device until [`Choice::read`].
+pub struct Choice {
+    /// `[rows]` `u32`.
+    pub tokens: Array,
+    /// `[rows]` log-probability of each chosen token, when any row asked.
+    logprob: Option<Array>,
+    /// `[rows, n]` ids and log-probabilities of the most likely tokens, when any row asked for
+    /// alternatives.
+    top: Option<(Array, Array)>,
+    /// Per row: `None`, or the number of alternatives it asked for.
+    wanted: Vec<Option<u32>>,
+}
+
+impl Choice {
+    /// The arrays to evaluate.
+    pub fn arrays(&self) -> Vec<&Array> {
+        let mut out = vec![&self.tokens];
+        out.extend(self.logprob.iter());
+        if let Some((ids, lps)) = &self.top {
+            out.extend([ids, lps]);
         }
-        if p.repetition_penalty != 1.0 {
-            for &tok in &self.seen {
-                if let Some(l) = logits.get_mut(tok as usize) {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
-                }
-            }
-        }
-        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
-            for (&tok, &n) in &self.counts {
-                if let Some(l) = logits.get_mut(tok as usize) {
-                    *l -= p.presence_penalty + p.frequency_penalty * n as f32;
-                }
-            }
-        }
-        let token = if p.temperature == 0.0 { argmax(logits) } else { self.draw(logits) };
-        self.observe(token);
-        let logprob = logprob_of.map(|f| f(token));
-        Sampled { token, logprob, top }
+        out
     }
 
-    fn draw(&mut self, logits: &[f32]) -> u32 {
-        let p = &self.params;
-        let inv_t = 1.0 / p.temperature;
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l * inv_t)).collect();
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if p.top_k > 0 && (p.top_k as usize) < cand.len() {
-            cand.select_nth_unstable_by(p.top_k as usize - 1, by_logit);
-            cand.truncate(p.top_k as usize);
-        }
-        cand.sort_unstable_by(by_logit);
-        let max = cand[0].1;
-        let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|x| *x /= total);
-        let mut keep = probs.len();
-        if p.min_p > 0.0 {
-            let floor = p.min_p * probs[0];
-            keep = keep.min(probs.iter().position(|&x| x < floor).unwrap_or(keep).max(1));
-        }
-        if p.top_p < 1.0 {
-            let mut acc = 0.0;
-            for (i, &x) in probs.iter().enumerate().take(keep) {
-                acc += x;
-                if acc >= p.top_p {
-                    keep = i + 1;
-                    break;
+    /// Reads the choices back (waiting for the step), one per row.
+    pub fn read(&self) -> Result<Vec<Sampled>> {
+        let tokens = self.tokens.to_u32()?;
+        let logprob = self.logprob.as_ref().map(|a| a.to_f32()).transpose()?;
+        let top = match &self.top {
+            Some((ids, lps)) => Some((ids.dim(1) as usize, ids.to_u32()?, lps.to_f32()?)),
+            None => None,
+        };
+        Ok(tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &token)| {
+                let want = self.wanted[i];
+                Sampled {
+                    token,
+                    logprob: want.and(logprob.as_ref().map(|l| l[i])),
+                    top: match (want, &top) {
+                        (Some(n), Some((w, ids, lps))) => {
+                            (0..n as usize).map(|j| (ids[i * w + j], lps[i * w + j])).collect()
+                        }
+                        _ => vec![],
+                    },
                 }
-            }
-        }
-        let mass: f32 = probs[..keep].iter().sum();
-        let mut r = self.rng.random::<f32>() * mass;
-        for (i, &x) in probs[..keep].iter().enumerate() {
-            r -= x;
-            if r <= 0.0 {
-                return cand[i].0;
-            }
-        }
-        cand[keep - 1].0
+            })
+            .collect())
     }
+}
+
+/// Chooses one token per row of `logits` `[rows, vocab]` (float32), row `i` by `samplers[i]`.
+/// Draws one number from the random stream of each row that samples.
+pub fn choose(logits: &Array, samplers: &mut [&mut Sampler]) -> Result<Choice> {
+    let wanted: Vec<Option<u32>> = samplers.iter().map(|s| s.params.logprobs).collect();
+    let tokens = if samplers.iter().all(|s| argmax_suffices(&s.params)) {
+        ops::argmax(logits, -1, false)?
+    } else {
+        draw(logits, samplers)?
+    };
+    if wanted.iter().all(Option::is_none) {
+        return Ok(Choice { tokens, logprob: None, top: None, wanted });
+    }
+    // Log-probabilities of the raw logits (before bias and penalties: "under the model").
+    let lp = ops::subtract(logits, &ops::logsumexp(logits, -1, true)?)?;
+    let chosen = ops::take_along_axis(&lp, &ops::expand_dims(&tokens, 1)?, -1)?;
+    let logprob = Some(ops::squeeze(&chosen, 1)?);
+    let n = wanted.iter().flatten().copied().max().unwrap_or(0) as i32;
+    let top = if n > 0 {
+        let order = ops::slice_axis(&ops::argsort(&ops::negative(logits)?, -1)?, 1, 0, n)?;
+        let vals = ops::take_along_axis(&lp, &order, -1)?;
+        Some((order, vals))
+    } else {
+        None
+    };
+    Ok(Choice { tokens, logprob, top, wanted })
+}
+
+/// Whether the plain argmax of the raw logits is the answer.
+fn argmax_suffices(p: &SamplingParams) -> bool {
+    SamplingParams { logprobs: None, ..p.clone() }.is_plain_greedy()
+}
+
+/// Tokens after bias and penalties: greedy rows take the argmax, the others sample.
+fn draw(logits: &Array, samplers: &mut [&mut Sampler]) -> Result<Array> {
+    let vocab = logits.dim(1);
+    let r = samplers.len() as i32;
+    let x = adjust(logits, samplers, vocab)?;
+    let greedy = ops::argmax(&x, -1, false)?;
+    if samplers.iter().all(|s| s.params.temperature == 0.0) {
+        return Ok(greedy);
+    }
+    let column = |v: Vec<f32>| Array::from_f32(&v, &[r, 1]);
+    let t: Vec<f32> = samplers.iter().map(|s| s.params.temperature).collect();
+    let temps = column(t.iter().map(|&t| if t > 0.0 { t } else { 1.0 }).collect())?;
+    let u = column(samplers.iter_mut().map(|s| if s.params.temperature > 0.0 { s.uniform() } else { 1.0 }).collect())?;
+    let x = ops::divide(&x, &temps)?;
+    let truncates = samplers.iter().any(|s| s.params.top_k > 0 || s.params.top_p < 1.0 || s.params.min_p > 0.0);
+    let sampled = if truncates {
+        // Most likely first; keep a prefix of that order (top-k, top-p's nucleus, min-p's floor)
+        // and invert the kept mass's cumulative distribution.
+        let order = ops::argsort(&ops::negative(&x)?, -1)?;
+        let probs = ops::softmax(&ops::take_along_axis(&x, &order, -1)?, -1, true)?;
+        let cols = ops::reshape(&Array::arange(0, vocab)?, &[1, vocab])?;
+        let k: Vec<i32> =
+            samplers.iter().map(|s| if s.params.top_k == 0 { vocab } else { s.params.top_k as i32 }).collect();
+        let mut keep = ops::less(&cols, &Array::from_i32(&k, &[r, 1])?)?;
+        let before = ops::subtract(&ops::cumsum(&probs, -1, false, true)?, &probs)?;
+        let top_p = column(samplers.iter().map(|s| s.params.top_p).collect())?;
+        keep = ops::logical_and(&keep, &ops::less(&before, &top_p)?)?;
+        let min_p = column(samplers.iter().map(|s| s.params.min_p).collect())?;
+        let floor = ops::multiply(&ops::slice_axis(&probs, 1, 0, 1)?, &min_p)?;
+        keep = ops::logical_and(&keep, &ops::greater_equal(&probs, &floor)?)?;
+        let kept = ops::where_(&keep, &probs, &Array::scalar_f32(0.0)?)?;
+        let pick = ops::expand_dims(&invert_cdf(&kept, &u, vocab)?, 1)?;
+        ops::squeeze(&ops::take_along_axis(&order, &pick, -1)?, 1)?
+    } else {
+        invert_cdf(&ops::softmax(&x, -1, true)?, &u, vocab)?
+    };
+    let is_greedy = ops::less_equal(&Array::from_f32(&t, &[r])?, &Array::scalar_f32(0.0)?)?;
+    Ok(ops::where_(&is_greedy, &greedy, &ops::astype(&sampled, Dtype::U32)?)?)
+}
+
+/// Index of the first column whose cumulative mass reaches `u` × the row's total mass.
+fn invert_cdf(probs: &Array, u: &Array, vocab: i32) -> Result<Array> {
+    let cdf = ops::cumsum(probs, -1, false, true)?;
+    let total = ops::slice_axis(&cdf, 1, vocab - 1, vocab)?;
+    let below = ops::less(&cdf, &ops::multiply(u, &total)?)?;
+    let idx = ops::sum(&ops::astype(&below, Dtype::I32)?, -1, false)?;
+    Ok(ops::minimum(&idx, &Array::scalar_i32(vocab - 1)?)?)
+}
+
+/// The logits after bias and penalties, as [`Sampler`]s ask (the host version's order: bias,
+/// then repetition, then presence and frequency).
+fn adjust(logits: &Array, samplers: &[&mut Sampler], vocab: i32) -> Result<Array> {
+    let mut bias = (Vec::new(), Vec::new());
+    let mut rep = (Vec::new(), Vec::new());
+    let mut pen = (Vec::new(), Vec::new());
+    for (row, s) in samplers.iter().enumerate() {
+        let base = row as u32 * vocab as u32;
+        let p = &s.params;
+        for &(tok, b) in &p.logit_bias {
+            bias.0.push(base + tok);
+            bias.1.push(b);
+        }
+        if p.repetition_penalty != 1.0 {
+            for &tok in &s.seen {
+                rep.0.push(base + tok);
+                rep.1.push(p.repetition_penalty);
+            }
+        }
+        for (&tok, &n) in &s.counts {
+            pen.0.push(base + tok);
+            pen.1.push(-(p.presence_penalty + p.frequency_penalty * n as f32));
+        }
+    }
+    if bias.0.is_empty() && rep.0.is_empty() && pen.0.is_empty() {
+        return Ok(logits.clone());
+    }
+    let rows = logits.dim(0);
+    let mut flat = ops::reshape(logits, &[rows * vocab])?;
+    let sparse = |(idx, vals): &(Vec<u32>, Vec<f32>)| -> Result<(Array, Array)> {
+        let n = idx.len() as i32;
+        Ok((Array::from_u32(idx, &[n])?, Array::from_f32(vals, &[n, 1])?))
+    };
+    if !bias.0.is_empty() {
+        let (idx, vals) = sparse(&bias)?;
+        flat = ops::scatter_add(&flat, &idx, &vals, 0)?;
+    }
+    if !rep.0.is_empty() {
+        let (idx, penalty) = sparse(&rep)?;
+        let cur = ops::reshape(&ops::take(&flat, &idx, 0)?, &[idx.dim(0), 1])?;
+        let zero = Array::scalar_f32(0.0)?;
+        let new =
+            ops::where_(&ops::greater(&cur, &zero)?, &ops::divide(&cur, &penalty)?, &ops::multiply(&cur, &penalty)?)?;
+        flat = ops::scatter(&flat, &idx, &new, 0)?;
+    }
+    if !pen.0.is_empty() {
+        let (idx, vals) = sparse(&pen)?;
+        flat = ops::scatter_add(&flat, &idx, &vals, 0)?;
+    }
+    Ok(ops::reshape(&flat, &[rows, vocab])?)
 }
 
 /// Index of the largest value (the first one on ties).
@@ -250,27 +380,6 @@ pub fn argmax(xs: &[f32]) -> u32 {
     best as u32
 }
 
-type LogprobOf = Box<dyn Fn(u32) -> f32>;
-
-/// Log-softmax of the raw logits: a lookup for the chosen token and the `n` best alternatives.
-fn log_probs(logits: &[f32], n: usize) -> (Option<LogprobOf>, Vec<(u32, f32)>) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
-    let mut top = Vec::new();
-    if n > 0 {
-        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        let by = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
-        if n < idx.len() {
-            idx.select_nth_unstable_by(n - 1, by);
-            idx.truncate(n);
-        }
-        idx.sort_unstable_by(by);
-        top = idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect();
-    }
-    let raw = logits.to_vec();
-    (Some(Box::new(move |t| raw[t as usize] - lse)), top)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,10 +388,26 @@ mod tests {
         vec![0.1, 3.0, 2.5, -1.0, 2.9, 0.0]
     }
 
+    /// Runs `choose` on one row per sampler, every row holding [`logits`].
+    fn pick(samplers: &mut [&mut Sampler]) -> Vec<Sampled> {
+        let rows: Vec<f32> = samplers.iter().flat_map(|_| logits()).collect();
+        let x = Array::from_f32(&rows, &[samplers.len() as i32, 6]).unwrap();
+        let c = choose(&x, samplers).unwrap();
+        let out = c.read().unwrap();
+        for (s, o) in samplers.iter_mut().zip(&out) {
+            s.observe(o.token);
+        }
+        out
+    }
+
+    fn one(s: &mut Sampler) -> Sampled {
+        pick(&mut [s]).remove(0)
+    }
+
     #[test]
     fn greedy_takes_the_argmax() {
         let mut s = Sampler::new(SamplingParams::greedy(), &[]);
-        assert_eq!(s.sample(&mut logits()).token, 1);
+        assert_eq!(one(&mut s).token, 1);
     }
 
     #[test]
@@ -290,10 +415,30 @@ mod tests {
         let p = SamplingParams { temperature: 1.0, seed: Some(7), ..Default::default() };
         let run = || {
             let mut s = Sampler::new(p.clone(), &[]);
-            (0..50).map(|_| s.sample(&mut logits()).token).collect::<Vec<_>>()
+            (0..40).map(|_| one(&mut s).token).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
         assert!(run().iter().collect::<HashSet<_>>().len() > 1, "sampling at T=1 should vary");
+    }
+
+    #[test]
+    fn each_row_samples_as_if_alone() {
+        let seeded = |seed| SamplingParams { temperature: 0.8, top_p: 0.9, seed: Some(seed), ..Default::default() };
+        let alone: Vec<u32> = {
+            let mut s = Sampler::new(seeded(3), &[]);
+            (0..20).map(|_| one(&mut s).token).collect()
+        };
+        let mut a = Sampler::new(SamplingParams::greedy(), &[]);
+        let mut b = Sampler::new(seeded(3), &[]);
+        let mut c = Sampler::new(SamplingParams { temperature: 2.0, top_k: 2, ..Default::default() }, &[]);
+        let mut together = vec![];
+        for _ in 0..20 {
+            let out = pick(&mut [&mut a, &mut b, &mut c]);
+            assert_eq!(out[0].token, 1, "the greedy row stays greedy");
+            assert!([1, 4].contains(&out[2].token), "top-k 2 keeps the two best");
+            together.push(out[1].token);
+        }
+        assert_eq!(together, alone);
     }
 
     #[test]
@@ -301,7 +446,7 @@ mod tests {
         let p = SamplingParams { temperature: 5.0, top_k: 1, seed: Some(1), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         for _ in 0..20 {
-            assert_eq!(s.sample(&mut logits()).token, 1);
+            assert_eq!(one(&mut s).token, 1);
         }
     }
 
@@ -309,36 +454,39 @@ mod tests {
     fn top_p_and_min_p_restrict_the_candidates() {
         let p = SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
-        for _ in 0..50 {
-            let t = s.sample(&mut logits()).token;
-            assert!(t == 1 || t == 4, "{t}");
-        }
+        let seen: HashSet<u32> = (0..50).map(|_| one(&mut s).token).collect();
+        assert!(seen.iter().all(|t| *t == 1 || *t == 4), "{seen:?}");
+        assert_eq!(seen.len(), 2, "both nucleus tokens are drawn");
         let p = SamplingParams { temperature: 1.0, min_p: 0.5, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(p, &[]);
         for _ in 0..50 {
-            assert!([1, 2, 4].contains(&s.sample(&mut logits()).token));
+            assert!([1, 2, 4].contains(&one(&mut s).token));
         }
     }
 
     #[test]
     fn penalties_and_bias_move_the_choice() {
         let p = SamplingParams { temperature: 0.0, logit_bias: vec![(5, 10.0)], ..Default::default() };
-        assert_eq!(Sampler::new(p, &[]).sample(&mut logits()).token, 5);
+        assert_eq!(one(&mut Sampler::new(p, &[])).token, 5);
         let p = SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() };
-        assert_eq!(Sampler::new(p, &[1]).sample(&mut logits()).token, 4);
+        assert_eq!(one(&mut Sampler::new(p, &[1])).token, 4);
         let p = SamplingParams { temperature: 0.0, frequency_penalty: 1.0, ..Default::default() };
         let mut s = Sampler::new(p, &[]);
-        assert_eq!(s.sample(&mut logits()).token, 1);
-        assert_eq!(s.sample(&mut logits()).token, 4);
+        assert!(s.needs_history());
+        assert_eq!(one(&mut s).token, 1);
+        assert_eq!(one(&mut s).token, 4);
     }
 
     #[test]
     fn logprobs_are_normalized_and_sorted() {
         let p = SamplingParams { temperature: 0.0, logprobs: Some(3), ..Default::default() };
-        let out = Sampler::new(p, &[]).sample(&mut logits());
+        let mut plain = Sampler::new(SamplingParams::greedy(), &[]);
+        let mut asking = Sampler::new(p, &[]);
+        let out = pick(&mut [&mut plain, &mut asking]);
+        assert_eq!((out[0].logprob, out[0].top.len()), (None, 0), "only the row that asked gets them");
         let total: f32 = logits().iter().map(|&l| l.exp()).sum();
-        assert!((out.logprob.unwrap() - (3.0f32.exp() / total).ln()).abs() < 1e-5);
-        assert_eq!(out.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 4, 2]);
+        assert!((out[1].logprob.unwrap() - (3.0f32.exp() / total).ln()).abs() < 1e-5);
+        assert_eq!(out[1].top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 4, 2]);
     }
 
     #[test]

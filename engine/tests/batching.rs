@@ -145,7 +145,7 @@ fn cancelled_sequence_leaves_within_one_step() {
 #[test]
 fn prefix_cache_reuse_is_reported_and_exact() {
     let cached = engine(common::tiny("qwen3-q4"));
-    let opts = EngineOptions { prefix_cache_entries: 0, ..Default::default() };
+    let opts = EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
     let uncached = Engine::load(ModelSource::detect(&common::tiny("qwen3-q4")).unwrap(), opts, |_, _| {}).unwrap();
     let first: Vec<u32> = (1..40).collect();
     let mut second = first.clone();

@@ -7,32 +7,44 @@
 //! dequantized product vs the quantized kernel).
 //!
 //! Our pass is run the way the scheduler runs it — a chunk from an empty cache, a chunk at an
-//! offset, then single tokens — so the causal mask at an offset and the KV cache are covered too.
+//! offset, then single tokens as decode rows batched with another sequence of a different length
+//! — under both shape policies (exact, as on the CPU, and the GPU's padded buckets), so the
+//! causal mask at an offset, the KV pool's gathers and masks, and padding rows are covered too.
 
 mod common;
 
 use serde_json::json;
-use zeta_engine::model::Segment;
+use zeta_engine::model::Shapes;
 use zeta_engine::{DenseMode, LoadOptions, ModelSource, load_local};
 
 const TOKENS: [u32; 12] = [5, 17, 42, 99, 3, 250, 7, 77, 123, 300, 11, 64];
 /// Positions whose logits our chunked run produces: ends of the two chunks, then each decode.
 const POSITIONS: [usize; 6] = [3, 7, 8, 9, 10, 11];
 
-fn ours(name: &str, dense: DenseMode) -> Vec<Vec<f32>> {
+fn ours(name: &str, dense: DenseMode, shapes: Shapes) -> Vec<Vec<f32>> {
     let opts = LoadOptions { dense, ..Default::default() };
     let m = load_local(&ModelSource::detect(&common::tiny(name)).unwrap(), &opts, |_, _| {}).unwrap();
-    let mut cache = m.model.new_cache();
+    let mut pool = m.model.new_pool(None);
+    let (mut slots, mut other) = (vec![], vec![]);
     let mut rows = Vec::new();
-    let mut run = |tokens: &[u32]| {
-        let mut segs = [Segment { cache: &mut cache, tokens, logits: true }];
-        let logits = m.model.forward(&mut segs).unwrap().unwrap();
-        rows.push(logits.to_f32().unwrap());
-    };
-    run(&TOKENS[0..4]);
-    run(&TOKENS[4..8]);
+    let first = common::step(&m.model, &mut pool, &shapes, &mut [(&mut slots, &TOKENS[0..4], false)]);
+    rows.extend(first);
+    // The second chunk continues the sequence while another one starts.
+    let both = common::step(
+        &m.model,
+        &mut pool,
+        &shapes,
+        &mut [(&mut other, &TOKENS[3..6], false), (&mut slots, &TOKENS[4..8], false)],
+    );
+    rows.push(both[1].clone());
     for t in 8..12 {
-        run(&TOKENS[t..t + 1]);
+        let both = common::step(
+            &m.model,
+            &mut pool,
+            &shapes,
+            &mut [(&mut other, &TOKENS[t..t + 1], true), (&mut slots, &TOKENS[t..t + 1], true)],
+        );
+        rows.push(both[1].clone());
     }
     rows
 }
@@ -52,21 +64,28 @@ fn tiny_models_match_mlx_lm() {
     for (name, res) in common::TINY.iter().zip(&results) {
         let vocab = res["shape"][1].as_u64().unwrap() as usize;
         let reference = common::read_f32(&dir.path().join(format!("{name}.f32")));
-        for mode in [DenseMode::Never, DenseMode::Always] {
-            let rows = ours(name, mode);
+        for (mode, shapes) in [
+            (DenseMode::Never, Shapes::exact()),
+            (DenseMode::Always, Shapes::exact()),
+            (DenseMode::Never, Shapes::buckets()),
+        ] {
+            let rows = ours(name, mode, shapes);
             let mut worst = 0f32;
             for (row, &pos) in rows.iter().zip(&POSITIONS) {
                 assert_eq!(row.len(), vocab, "{name}: vocabulary size");
                 let r = &reference[pos * vocab..(pos + 1) * vocab];
                 for (a, b) in row.iter().zip(r) {
                     let err = (a - b).abs();
-                    assert!(err <= 2e-3 + 1e-3 * b.abs(), "{name} {mode:?} position {pos}: {a} vs mlx-lm {b}");
+                    assert!(
+                        err <= 2e-3 + 1e-3 * b.abs(),
+                        "{name} {mode:?} {shapes:?} position {pos}: {a} vs mlx-lm {b}"
+                    );
                     worst = worst.max(err);
                 }
                 let argmax = |xs: &[f32]| zeta_engine::sampling::argmax(xs);
-                assert_eq!(argmax(row), argmax(r), "{name} {mode:?} position {pos}: argmax");
+                assert_eq!(argmax(row), argmax(r), "{name} {mode:?} {shapes:?} position {pos}: argmax");
             }
-            report.push(format!("{name} {mode:?}: max |Δ| {worst:.2e}"));
+            report.push(format!("{name} {mode:?} {shapes:?}: max |Δ| {worst:.2e}"));
         }
     }
     eprintln!("{}", report.join("\n"));

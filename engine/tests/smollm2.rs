@@ -8,7 +8,7 @@
 mod common;
 
 use serde_json::json;
-use zeta_engine::model::Segment;
+use zeta_engine::model::Shapes;
 use zeta_engine::{
     ChatMessage, DenseMode, Engine, EngineOptions, Event, FinishReason, GenerateRequest, LoadOptions, ModelSource,
     Prompt, SamplingParams, load_local,
@@ -115,9 +115,10 @@ fn smollm2_matches_mlx_lm() {
         let m =
             load_local(&ModelSource::Gguf(gguf.clone()), &LoadOptions { dense: mode, ..Default::default() }, |_, _| {})
                 .unwrap();
-        let mut cache = m.model.new_cache();
-        let mut segs = [Segment { cache: &mut cache, tokens: &ours_ids[0], logits: true }];
-        let row = m.model.forward(&mut segs).unwrap().unwrap().to_f32().unwrap();
+        let mut pool = m.model.new_pool(None);
+        let mut slots = vec![];
+        let row = common::step(&m.model, &mut pool, &Shapes::for_device(), &mut [(&mut slots, &ours_ids[0], false)])
+            .remove(0);
         let r = &reference[last * vocab..(last + 1) * vocab];
         let worst = row.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("SmolLM2 {mode:?}: max |Δlogit| {worst:.3e}");

@@ -142,6 +142,9 @@ ArrayPtr minimum(const array& a, const array& b) { return own(mx::minimum(a, b))
 ArrayPtr greater(const array& a, const array& b) { return own(mx::greater(a, b)); }
 ArrayPtr less(const array& a, const array& b) { return own(mx::less(a, b)); }
 ArrayPtr equal(const array& a, const array& b) { return own(mx::equal(a, b)); }
+ArrayPtr greater_equal(const array& a, const array& b) { return own(mx::greater_equal(a, b)); }
+ArrayPtr less_equal(const array& a, const array& b) { return own(mx::less_equal(a, b)); }
+ArrayPtr logical_and(const array& a, const array& b) { return own(mx::logical_and(a, b)); }
 ArrayPtr where_(const array& c, const array& a, const array& b) { return own(mx::where(c, a, b)); }
 ArrayPtr exp(const array& a) { return own(mx::exp(a)); }
 ArrayPtr log(const array& a) { return own(mx::log(a)); }
@@ -174,6 +177,12 @@ ArrayPtr take(const array& a, const array& idx, int32_t axis) { return own(mx::t
 ArrayPtr take_along_axis(const array& a, const array& idx, int32_t axis) {
   return own(mx::take_along_axis(a, idx, axis));
 }
+ArrayPtr scatter(const array& a, const array& idx, const array& upd, int32_t axis) {
+  return own(mx::scatter(a, idx, upd, axis));
+}
+ArrayPtr scatter_add(const array& a, const array& idx, const array& upd, int32_t axis) {
+  return own(mx::scatter_add(a, idx, upd, axis));
+}
 ArrayPtr concatenate(const ArrayList& l, int32_t axis) { return own(mx::concatenate(l.items, axis)); }
 ArrayPtr stack(const ArrayList& l, int32_t axis) { return own(mx::stack(l.items, axis)); }
 ArrayPtr contiguous(const array& a) { return own(mx::contiguous(a)); }
@@ -187,6 +196,10 @@ ArrayPtr softmax(const array& a, int32_t axis, bool precise) { return own(mx::so
 ArrayPtr topk(const array& a, int32_t k, int32_t axis) { return own(mx::topk(a, k, axis)); }
 ArrayPtr argpartition(const array& a, int32_t kth, int32_t axis) {
   return own(mx::argpartition(a, kth, axis));
+}
+ArrayPtr argsort(const array& a, int32_t axis) { return own(mx::argsort(a, axis)); }
+ArrayPtr cumsum(const array& a, int32_t axis, bool reverse, bool inclusive) {
+  return own(mx::cumsum(a, axis, reverse, inclusive));
 }
 
 ArrayPtr matmul(const array& a, const array& b) { return own(mx::matmul(a, b)); }
@@ -216,6 +229,14 @@ ArrayPtr rope(const array& x, int32_t dims, bool traditional, float base, float 
 ArrayPtr rope_freqs(const array& x, int32_t dims, bool traditional, float scale, int32_t offset,
                     const array& freqs) {
   return own(mx::fast::rope(x, dims, traditional, std::nullopt, scale, offset, freqs));
+}
+ArrayPtr rope_rows(const array& x, int32_t dims, bool traditional, float base, float scale,
+                   const array& offsets) {
+  return own(mx::fast::rope(x, dims, traditional, base, scale, offsets));
+}
+ArrayPtr rope_rows_freqs(const array& x, int32_t dims, bool traditional, float scale,
+                         const array& offsets, const array& freqs) {
+  return own(mx::fast::rope(x, dims, traditional, std::nullopt, scale, offsets, freqs));
 }
 ArrayPtr sdpa(const array& q, const array& k, const array& v, float scale, rust::Str mask_mode) {
   return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, std::string(mask_mode)));

@@ -67,6 +67,9 @@ ArrayPtr minimum(const array& a, const array& b);
 ArrayPtr greater(const array& a, const array& b);
 ArrayPtr less(const array& a, const array& b);
 ArrayPtr equal(const array& a, const array& b);
+ArrayPtr greater_equal(const array& a, const array& b);
+ArrayPtr less_equal(const array& a, const array& b);
+ArrayPtr logical_and(const array& a, const array& b);
 ArrayPtr where_(const array& cond, const array& a, const array& b);
 ArrayPtr exp(const array& a);
 ArrayPtr log(const array& a);
@@ -92,6 +95,8 @@ ArrayPtr slice_update(const array& src, const array& update, rust::Slice<const i
                       rust::Slice<const int32_t> stop);
 ArrayPtr take(const array& a, const array& indices, int32_t axis);
 ArrayPtr take_along_axis(const array& a, const array& indices, int32_t axis);
+ArrayPtr scatter(const array& a, const array& indices, const array& updates, int32_t axis);
+ArrayPtr scatter_add(const array& a, const array& indices, const array& updates, int32_t axis);
 ArrayPtr concatenate(const ArrayList& list, int32_t axis);
 ArrayPtr stack(const ArrayList& list, int32_t axis);
 ArrayPtr contiguous(const array& a);
@@ -105,6 +110,8 @@ ArrayPtr logsumexp(const array& a, int32_t axis, bool keepdims);
 ArrayPtr softmax(const array& a, int32_t axis, bool precise);
 ArrayPtr topk(const array& a, int32_t k, int32_t axis);
 ArrayPtr argpartition(const array& a, int32_t kth, int32_t axis);
+ArrayPtr argsort(const array& a, int32_t axis);
+ArrayPtr cumsum(const array& a, int32_t axis, bool reverse, bool inclusive);
 
 // Linear algebra and quantization
 ArrayPtr matmul(const array& a, const array& b);
@@ -121,6 +128,10 @@ ArrayPtr rope(const array& x, int32_t dims, bool traditional, float base, float 
               int32_t offset);
 ArrayPtr rope_freqs(const array& x, int32_t dims, bool traditional, float scale, int32_t offset,
                     const array& freqs);
+ArrayPtr rope_rows(const array& x, int32_t dims, bool traditional, float base, float scale,
+                   const array& offsets);
+ArrayPtr rope_rows_freqs(const array& x, int32_t dims, bool traditional, float scale,
+                         const array& offsets, const array& freqs);
 ArrayPtr sdpa(const array& q, const array& k, const array& v, float scale,
               rust::Str mask_mode);
 ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale,

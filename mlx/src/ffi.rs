@@ -42,6 +42,9 @@ pub(crate) mod ffi {
         fn greater(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn less(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn equal(a: &array, b: &array) -> Result<UniquePtr<array>>;
+        fn greater_equal(a: &array, b: &array) -> Result<UniquePtr<array>>;
+        fn less_equal(a: &array, b: &array) -> Result<UniquePtr<array>>;
+        fn logical_and(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn where_(cond: &array, a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn exp(a: &array) -> Result<UniquePtr<array>>;
         fn log(a: &array) -> Result<UniquePtr<array>>;
@@ -64,6 +67,8 @@ pub(crate) mod ffi {
         fn slice_update(src: &array, update: &array, start: &[i32], stop: &[i32]) -> Result<UniquePtr<array>>;
         fn take(a: &array, indices: &array, axis: i32) -> Result<UniquePtr<array>>;
         fn take_along_axis(a: &array, indices: &array, axis: i32) -> Result<UniquePtr<array>>;
+        fn scatter(a: &array, indices: &array, updates: &array, axis: i32) -> Result<UniquePtr<array>>;
+        fn scatter_add(a: &array, indices: &array, updates: &array, axis: i32) -> Result<UniquePtr<array>>;
         fn concatenate(list: &ArrayList, axis: i32) -> Result<UniquePtr<array>>;
         fn stack(list: &ArrayList, axis: i32) -> Result<UniquePtr<array>>;
         fn contiguous(a: &array) -> Result<UniquePtr<array>>;
@@ -76,6 +81,8 @@ pub(crate) mod ffi {
         fn softmax(a: &array, axis: i32, precise: bool) -> Result<UniquePtr<array>>;
         fn topk(a: &array, k: i32, axis: i32) -> Result<UniquePtr<array>>;
         fn argpartition(a: &array, kth: i32, axis: i32) -> Result<UniquePtr<array>>;
+        fn argsort(a: &array, axis: i32) -> Result<UniquePtr<array>>;
+        fn cumsum(a: &array, axis: i32, reverse: bool, inclusive: bool) -> Result<UniquePtr<array>>;
 
         fn matmul(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn quantized_matmul(
@@ -113,6 +120,22 @@ pub(crate) mod ffi {
             traditional: bool,
             scale: f32,
             offset: i32,
+            freqs: &array,
+        ) -> Result<UniquePtr<array>>;
+        fn rope_rows(
+            x: &array,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offsets: &array,
+        ) -> Result<UniquePtr<array>>;
+        fn rope_rows_freqs(
+            x: &array,
+            dims: i32,
+            traditional: bool,
+            scale: f32,
+            offsets: &array,
             freqs: &array,
         ) -> Result<UniquePtr<array>>;
         fn sdpa(q: &array, k: &array, v: &array, scale: f32, mask_mode: &str) -> Result<UniquePtr<array>>;

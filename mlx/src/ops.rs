@@ -76,6 +76,12 @@ binary!(
     less,
     /// a == b.
     equal,
+    /// a >= b.
+    greater_equal,
+    /// a <= b.
+    less_equal,
+    /// Element-wise logical and of two boolean arrays.
+    logical_and,
     /// Matrix product (batched over leading dimensions).
     matmul,
 );
@@ -166,6 +172,18 @@ pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
     Array::wrap("take_along_axis", ffi::take_along_axis(a.raw(), indices.raw(), axis))
 }
 
+/// A copy of `a` with the slices `a[indices[i]]` along `axis` replaced by `updates[i]`
+/// (`updates` is `[indices..., a's shape with 1 at axis]`). Like [`slice_update`], MLX writes in
+/// place when `a` holds the only reference to its buffer: the KV cache's one write per step.
+pub fn scatter(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("scatter", ffi::scatter(a.raw(), indices.raw(), updates.raw(), axis))
+}
+
+/// Like [`scatter`], but adds `updates` to the selected slices.
+pub fn scatter_add(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("scatter_add", ffi::scatter_add(a.raw(), indices.raw(), updates.raw(), axis))
+}
+
 /// Joins arrays along an existing axis.
 pub fn concatenate(arrays: &[&Array], axis: i32) -> Result<Array> {
     let list = ArrayList::of(arrays.iter().copied());
@@ -191,6 +209,16 @@ pub fn topk(a: &Array, k: i32, axis: i32) -> Result<Array> {
 /// Indices that partition `a` around its `kth` element along `axis`.
 pub fn argpartition(a: &Array, kth: i32, axis: i32) -> Result<Array> {
     Array::wrap("argpartition", ffi::argpartition(a.raw(), kth, axis))
+}
+
+/// Indices that sort `a` ascending along `axis` (`u32`).
+pub fn argsort(a: &Array, axis: i32) -> Result<Array> {
+    Array::wrap("argsort", ffi::argsort(a.raw(), axis))
+}
+
+/// Running sum along `axis`; `inclusive` counts each element in its own position.
+pub fn cumsum(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<Array> {
+    Array::wrap("cumsum", ffi::cumsum(a.raw(), axis, reverse, inclusive))
 }
 
 /// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` affine-quantized.
@@ -254,6 +282,25 @@ pub fn rope_with_freqs(
     freqs: &Array,
 ) -> Result<Array> {
     Array::wrap("rope", ffi::rope_freqs(x.raw(), dims, traditional, scale, offset, freqs.raw()))
+}
+
+/// Rotary embedding with one starting position per leading row: `x` is `[B, H, L, D]` and
+/// `offsets` `[B]` (`i32`), so row `b`'s token `t` sits at `offsets[b] + t`. Packing independent
+/// tokens as `[T, H, 1, D]` rotates every token of a batched step in one operation.
+pub fn rope_rows(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offsets: &Array) -> Result<Array> {
+    Array::wrap("rope", ffi::rope_rows(x.raw(), dims, traditional, base, scale, offsets.raw()))
+}
+
+/// [`rope_rows`] with explicit per-dimension frequencies.
+pub fn rope_rows_with_freqs(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    scale: f32,
+    offsets: &Array,
+    freqs: &Array,
+) -> Result<Array> {
+    Array::wrap("rope", ffi::rope_rows_freqs(x.raw(), dims, traditional, scale, offsets.raw(), freqs.raw()))
 }
 
 /// Attention `softmax(q kᵀ · scale) v` with `mask_mode` `""` (none) or `"causal"`; q, k, v are

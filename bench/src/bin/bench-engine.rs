@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
 
     let ours = {
-        let opts = EngineOptions { prefix_cache_entries: 0, ..Default::default() };
+        let opts = EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
         let engine = Engine::load(ModelSource::Gguf(gguf), opts, |_, _| {})?;
         eprintln!(
             "zeta-mlx: MLX {} on {}, BLAS {}, weights {} ({:.0} MB)",

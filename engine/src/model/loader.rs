@@ -418,9 +418,12 @@ pub(crate) fn build(
     Ok(model)
 }
 
-/// The float type the checkpoint stores its activations-side weights in (norms, embeddings).
+/// The activation type on a GPU: the type of the embedding's scales (quantized) or of the
+/// embedding itself (dense). Norm weights do not decide it: GGUF stores them as float32 even when
+/// every matrix is quantized, and float32 activations would double a GPU step's memory traffic
+/// and keep MLX off its half-precision attention kernels.
 fn model_dtype(t: &Tensors) -> Dtype {
-    for name in ["model.norm.weight", "model.embed_tokens.scales", "model.embed_tokens.weight"] {
+    for name in ["model.embed_tokens.scales", "model.embed_tokens.weight", "model.norm.weight"] {
         if let Some(a) = t.map.get(name)
             && a.dtype().is_float()
         {

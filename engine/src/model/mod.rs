@@ -2,20 +2,22 @@
 //! q/k/v biases, per-head q/k norms and RoPE scaling, which [`ModelConfig`] records), and its
 //! batched forward pass.
 //!
-//! A forward pass takes any number of *segments* — the next tokens of different sequences, one
-//! token for a decoding sequence, a chunk for a prefilling one — and runs them as one set of rows
-//! through every projection, so each weight is read once per step for the whole batch. Attention
-//! is the only per-sequence part: each segment attends to its own KV cache.
+//! A forward pass runs one [`StepInput`] — the next token of every decoding sequence and a chunk
+//! of every prefilling one — as one set of rows through every projection, so each weight is read
+//! once per step for the whole batch, and attention as one batched call for the decode rows and
+//! one for the chunks, each row reading its own slots of the shared [`KvPool`].
 
 pub mod layers;
 pub mod loader;
+pub mod step;
 
 use mlx::{Array, Dtype, ops};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::KvPool;
 use layers::{Embedding, Linear, RmsNorm};
+pub use step::{DecodeRow, PrefillRow, Shapes, StepInput, TokenSource};
 
 /// One decoder layer.
 pub struct Layer {
@@ -57,20 +59,10 @@ pub struct Model {
     pub rope_scale: f32,
 }
 
-/// The next tokens of one sequence in a batched forward pass.
-pub struct Segment<'a> {
-    /// The sequence's cache; advanced by the number of tokens.
-    pub cache: &'a mut KvCache,
-    /// Tokens to run.
-    pub tokens: &'a [u32],
-    /// Whether the logits of the last token are wanted.
-    pub logits: bool,
-}
-
 impl Model {
-    /// A fresh cache for one sequence.
-    pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim, self.dtype)
+    /// An empty KV pool for this model, holding at most `limit_bytes` (none: unbounded).
+    pub fn new_pool(&self, limit_bytes: Option<usize>) -> KvPool {
+        KvPool::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim, self.dtype, limit_bytes)
     }
 
     /// Bytes of KV cache one token takes.
@@ -78,16 +70,14 @@ impl Model {
         self.cfg.num_layers * 2 * self.cfg.num_kv_heads * self.cfg.head_dim * self.dtype.size()
     }
 
-    /// Runs the segments through the model and returns the logits `[n, vocab]` (float32) of the
-    /// last token of each segment that asked for them, in order; `None` when none did. Caches
-    /// advance even though nothing is evaluated yet: the caller evaluates the result.
-    pub fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Option<Array>> {
-        let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let total = ids.len() as i32;
-        let mut x = self.embed.forward(&Array::from_u32(&ids, &[total])?, self.dtype)?;
+    /// Runs one step and returns the logits `[n, vocab]` (float32) of the rows
+    /// [`StepInput::build`] marked (decode rows, then chunks that asked), or `None` when none did.
+    /// The step's keys and values go into `pool`; nothing is evaluated yet.
+    pub fn forward(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
+        let mut x = self.embed.forward(&step.ids, self.dtype)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let attn = self.attention(l, layer, &h, segments)?;
+            let attn = self.attention(l, layer, &h, pool, step)?;
             x = ops::add(&x, &layer.o.forward(&attn)?)?;
             let h = layer.post_norm.forward(&x)?;
             let gu = layer.gate_up.forward(&h)?;
@@ -96,21 +86,8 @@ impl Model {
             let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
             x = ops::add(&x, &layer.down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)?)?;
         }
-        let mut rows = Vec::new();
-        let mut end = 0i32;
-        for s in segments.iter_mut() {
-            end += s.tokens.len() as i32;
-            if s.logits {
-                rows.push(end - 1);
-            }
-            s.cache.advance(s.tokens.len());
-        }
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let n = rows.len() as i32;
-        let last = ops::take(&x, &Array::from_i32(&rows, &[n])?, 0)?;
-        let last = self.norm.forward(&last)?;
+        let Some(rows) = &step.logits_rows else { return Ok(None) };
+        let last = self.norm.forward(&ops::take(&x, rows, 0)?)?;
         let logits = match &self.lm_head {
             Some(head) => head.forward(&last)?,
             None => self.embed.as_linear(&last)?,
@@ -118,39 +95,40 @@ impl Model {
         Ok(Some(layers::cast(logits, Dtype::F32)?))
     }
 
-    fn attention(&self, l: usize, layer: &Layer, h: &Array, segments: &mut [Segment<'_>]) -> Result<Array> {
+    fn attention(&self, l: usize, layer: &Layer, h: &Array, pool: &mut KvPool, step: &StepInput) -> Result<Array> {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
+        let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, true)?;
+        let k =
+            self.heads(&ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?, nkv, layer.k_norm.as_ref(), step, true)?;
+        let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, false)?;
+        pool.write(l, &step.write, &k, &v)?;
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
-        let mut outs = Vec::with_capacity(segments.len());
-        let mut start = 0i32;
-        for seg in segments.iter_mut() {
-            let n = seg.tokens.len() as i32;
-            let rows = ops::slice(&qkv, &[start, 0], &[start + n, (nh + 2 * nkv) * hd])?;
-            start += n;
-            let offset = seg.cache.len() as i32;
-            let q = self.heads(&ops::slice_axis(&rows, 1, 0, nh * hd)?, n, nh, layer.q_norm.as_ref(), offset, true)?;
-            let k = self.heads(
-                &ops::slice_axis(&rows, 1, nh * hd, (nh + nkv) * hd)?,
-                n,
-                nkv,
-                layer.k_norm.as_ref(),
-                offset,
-                true,
-            )?;
-            let v = self.heads(
-                &ops::slice_axis(&rows, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?,
-                n,
-                nkv,
-                None,
-                offset,
-                false,
-            )?;
-            let (keys, values) = seg.cache.update(l, &k, &v)?;
-            let mask = if n > 1 { "causal" } else { "" };
-            let o = ops::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
-            outs.push(ops::reshape(&ops::transpose(&o, &[0, 2, 1, 3])?, &[n, nh * hd])?);
+        let mut outs = Vec::with_capacity(2);
+        let mut b = 0;
+        if let Some(d) = &step.decode {
+            b = d.rows;
+            let q = ops::slice_axis(&q, 0, 0, b)?;
+            let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;
+            let o = ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, &d.mask)?;
+            outs.push(ops::reshape(&o, &[b, nh * hd])?);
+        }
+        if let Some(p) = &step.prefill {
+            let (c, n) = (p.chunks, p.len);
+            let rows = |a: &Array, heads: i32| -> Result<Array> {
+                let a = ops::slice_axis(a, 0, b, b + c * n)?;
+                Ok(ops::transpose(&ops::reshape(&a, &[c, n, heads, hd])?, &[0, 2, 1, 3])?)
+            };
+            let q = rows(&q, nh)?;
+            let o = match &p.cached {
+                None => ops::scaled_dot_product_attention(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, "causal")?,
+                Some(cached) => {
+                    let (keys, values) = pool.gather(l, &cached.gather, c, cached.width)?;
+                    ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, &cached.mask)?
+                }
+            };
+            outs.push(ops::reshape(&ops::transpose(&o, &[0, 2, 1, 3])?, &[c * n, nh * hd])?);
         }
         if outs.len() == 1 {
             return Ok(outs.pop().unwrap());
@@ -158,18 +136,19 @@ impl Model {
         Ok(ops::concatenate(&outs.iter().collect::<Vec<_>>(), 0)?)
     }
 
-    /// `[n, heads * hd]` → `[1, heads, n, hd]`, normed and rotated as the layer requires.
-    fn heads(&self, x: &Array, n: i32, heads: i32, norm: Option<&RmsNorm>, offset: i32, rotate: bool) -> Result<Array> {
+    /// `[rows, heads * hd]` → `[rows, heads, 1, hd]`, normed and rotated as the layer requires:
+    /// every row is one token at its own position.
+    fn heads(&self, x: &Array, heads: i32, norm: Option<&RmsNorm>, step: &StepInput, rotate: bool) -> Result<Array> {
         let hd = self.cfg.head_dim as i32;
-        let mut x = ops::reshape(x, &[1, n, heads, hd])?;
+        let mut x = ops::reshape(x, &[step.rows as i32, heads, 1, hd])?;
         if let Some(norm) = norm {
             x = norm.forward(&x)?;
         }
-        x = ops::transpose(&x, &[0, 2, 1, 3])?;
         if rotate {
+            let (trad, scale, pos) = (self.cfg.rope_traditional, self.rope_scale, &step.positions);
             x = match &self.rope_freqs {
-                Some(freqs) => ops::rope_with_freqs(&x, hd, self.cfg.rope_traditional, self.rope_scale, offset, freqs)?,
-                None => ops::rope(&x, hd, self.cfg.rope_traditional, self.cfg.rope_theta, self.rope_scale, offset)?,
+                Some(freqs) => ops::rope_rows_with_freqs(&x, hd, trad, scale, pos, freqs)?,
+                None => ops::rope_rows(&x, hd, trad, self.cfg.rope_theta, scale, pos)?,
             };
         }
         Ok(x)

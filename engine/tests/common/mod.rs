@@ -100,3 +100,46 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
+
+/// Runs one step of `model` by hand: each entry of `seqs` is a sequence's slots so far and the
+/// tokens to run next (one token after its prompt is in: a decode row; else a prompt chunk).
+/// Returns the logits of every sequence's last token, in order.
+pub fn step(
+    model: &zeta_engine::model::Model,
+    pool: &mut zeta_engine::kv_cache::KvPool,
+    shapes: &zeta_engine::model::Shapes,
+    seqs: &mut [(&mut Vec<u32>, &[u32], bool)],
+) -> Vec<Vec<f32>> {
+    use zeta_engine::model::{DecodeRow, PrefillRow, StepInput, TokenSource};
+    for (slots, tokens, _) in seqs.iter_mut() {
+        pool.grow(tokens.len()).unwrap();
+        slots.extend(pool.alloc(tokens.len()).unwrap());
+    }
+    let decode: Vec<DecodeRow<'_>> = seqs
+        .iter()
+        .filter(|s| s.2)
+        .map(|(slots, tokens, _)| DecodeRow { slots, token: TokenSource::Host(tokens[0]) })
+        .collect();
+    let prefill: Vec<PrefillRow<'_>> =
+        seqs.iter().filter(|s| !s.2).map(|(slots, tokens, _)| PrefillRow { slots, tokens, logits: true }).collect();
+    let input = StepInput::build(&decode, &prefill, None, shapes).unwrap();
+    let logits = model.forward(pool, &input).unwrap().unwrap();
+    let vocab = logits.dim(1) as usize;
+    let flat = logits.to_f32().unwrap();
+    // Rows come back decode rows first; put them back in the order asked.
+    let rows: Vec<Vec<f32>> = flat.chunks(vocab).map(|r| r.to_vec()).collect();
+    let n_decode = seqs.iter().filter(|s| s.2).count();
+    let (mut d, mut p) = (0, n_decode);
+    seqs.iter()
+        .map(|s| {
+            let i = if s.2 {
+                d += 1;
+                d - 1
+            } else {
+                p += 1;
+                p - 1
+            };
+            rows[i].clone()
+        })
+        .collect()
+}

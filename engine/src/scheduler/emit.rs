@@ -1,0 +1,108 @@
+//! What happens when a sequence's next token comes back from the device: statistics, detokenizing,
+//! stop strings, end of sequence and length limits, and the events on the sequence's channel.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::Seq;
+use crate::engine::Shared;
+use crate::error::Result;
+use crate::request::{Event, FinishReason, Timings, TokenLogprob, Usage};
+use crate::sampling::Sampled;
+use crate::stop::StopResult;
+
+/// Sends `Started` once, when the sequence first runs (its cached tokens are known by then).
+pub(super) fn announce(seq: &mut Seq, shared: &Shared) {
+    if seq.announced {
+        return;
+    }
+    seq.announced = true;
+    seq.cached_tokens = seq.prefilled;
+    let stats = &shared.stats;
+    stats.cached_tokens.fetch_add(seq.cached_tokens as u64, Ordering::Relaxed);
+    let _ = seq.tx.send(Event::Started { prompt_tokens: seq.prompt.len(), cached_tokens: seq.cached_tokens });
+    tracing::debug!(request_id = %seq.request_id, prompt_tokens = seq.prompt.len(), cached_tokens = seq.cached_tokens, "running");
+}
+
+/// Handles one sampled token; marks the sequence done when it finishes or its client is gone.
+pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared) -> Result<()> {
+    let token = s.token;
+    seq.sampler.observe(token);
+    let stats = &shared.stats;
+    stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+    match seq.last_token {
+        None => {
+            seq.first_token = Some(now);
+            stats.ttft.observe(now - seq.submitted);
+        }
+        Some(prev) => stats.inter_token.observe(now - prev),
+    }
+    seq.last_token = Some(now);
+    seq.generated.push(token);
+    let tok = &shared.tokenizer;
+    let is_eos = shared.eos_token_ids.contains(&token);
+    let mut text = if is_eos { String::new() } else { seq.decoder.push(tok, token)? };
+    let logprobs = match s.logprob {
+        Some(logprob) => {
+            let piece = |id: u32| tok.decode_with_special(&[id]).unwrap_or_default();
+            vec![TokenLogprob {
+                token,
+                text: piece(token),
+                logprob,
+                top: s.top.iter().map(|&(id, lp)| (id, piece(id), lp)).collect(),
+            }]
+        }
+        None => vec![],
+    };
+    let context_full = seq.prompt.len() + seq.generated.len() >= shared.info.context_length;
+    let mut finish = None;
+    match seq.stop.push(&text) {
+        StopResult::Stop(out) => {
+            text = out;
+            finish = Some(FinishReason::Stop);
+        }
+        StopResult::Continue(out) => {
+            text = out;
+            if is_eos {
+                finish = Some(FinishReason::Stop);
+            } else if seq.generated.len() >= seq.max_tokens || context_full {
+                finish = Some(FinishReason::Length);
+            }
+            if finish.is_some() {
+                // Release what the decoder and the stop matcher held back.
+                let tail = seq.decoder.flush(tok)?;
+                match seq.stop.push(&tail) {
+                    StopResult::Stop(out) => {
+                        text.push_str(&out);
+                        finish = Some(FinishReason::Stop);
+                    }
+                    StopResult::Continue(out) => {
+                        text.push_str(&out);
+                        text.push_str(&seq.stop.flush());
+                    }
+                }
+            }
+        }
+    }
+    let sent = seq.tx.send(Event::Delta { text, tokens: vec![token], logprobs }).is_ok();
+    if let Some(reason) = finish {
+        let first = seq.first_token.unwrap_or(now);
+        let _ = seq.tx.send(Event::Finished {
+            reason,
+            usage: Usage {
+                prompt_tokens: seq.prompt.len(),
+                completion_tokens: seq.generated.len(),
+                cached_tokens: seq.cached_tokens,
+            },
+            timings: Timings {
+                queued: seq.admitted - seq.submitted,
+                prefill: first - seq.admitted,
+                decode: now - first,
+            },
+        });
+        seq.done = true;
+    } else if !sent {
+        seq.done = true;
+    }
+    Ok(())
+}
