@@ -140,9 +140,10 @@ fn check_version(include: &Path) {
     }
 }
 
-/// Builds `libzeta_cblas.so`, whose `cblas_sgemm` forwards to scipy-openblas. The executable links
-/// it directly, so the dynamic loader finds its `cblas_sgemm` before the reference BLAS that
-/// `libmlx.so` itself depends on.
+/// Builds `libzeta_cblas.so`, whose `cblas_sgemm` forwards to scipy-openblas, except products of
+/// few rows, which it runs itself (see the file's header). The executable links it directly, so
+/// the dynamic loader finds its `cblas_sgemm` before the reference BLAS that `libmlx.so` itself
+/// depends on.
 fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || env::var_os("ZETA_NO_OPENBLAS").is_some() {
         return None;
@@ -161,7 +162,7 @@ fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
     let compiler = cc::Build::new().get_compiler();
     let status = compiler
         .to_command()
-        .args(["-O2", "-shared", "-fPIC", "cpp/cblas_shim.c", "-o"])
+        .args(["-O3", "-shared", "-fPIC", "-pthread", "-Wno-psabi", "cpp/cblas_shim.c", "-o"])
         .arg(&so)
         .arg(format!("-L{}", blas_lib.display()))
         .arg("-lscipy_openblas")

@@ -21,15 +21,60 @@ pub fn python() -> anyhow::Result<PathBuf> {
 /// converter), so mlx-lm runs exactly the weights we run.
 pub fn smollm2_for_mlx_lm() -> anyhow::Result<PathBuf> {
     let gguf = zeta_engine::default_model_path().ok_or_else(|| anyhow::anyhow!("SmolLM2 GGUF not installed"))?;
-    let out = root().join("target/bench-models/smollm2-mlx");
+    for_mlx_lm(&gguf)
+}
+
+/// The folder mlx-lm loads for the model at `path`: the folder itself, or for a GGUF file its
+/// conversion (Q4_0, Q4_1 and Q8_0 map exactly onto MLX's affine formats).
+pub fn for_mlx_lm(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let out = root().join("target/bench-models").join(format!("{stem}-mlx"));
     let status = Command::new(python()?)
         .arg(root().join("tests/reference/gguf_to_mlx.py"))
-        .arg(&gguf)
+        .arg(path)
         .arg(&out)
         .env("HF_HUB_OFFLINE", "1")
         .status()?;
-    anyhow::ensure!(status.success(), "gguf_to_mlx.py failed");
+    anyhow::ensure!(status.success(), "gguf_to_mlx.py failed on {}", path.display());
     Ok(out)
+}
+
+/// Shapes `bench/make_model.py` can build.
+pub const SHAPES: [&str; 3] = ["llama3-8b", "qwen3-0.6b", "smollm2-135m"];
+
+/// A random-weight 4-bit model of a named shape (see `bench/make_model.py`), made once with
+/// mlx-lm under `target/bench-models`: benchmarks at any size with no download.
+pub fn random_model(shape: &str) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(SHAPES.contains(&shape), "unknown shape '{shape}'; known: {}", SHAPES.join(", "));
+    let base = smollm2_for_mlx_lm()?;
+    let out = root().join("target/bench-models").join(format!("{shape}-random-4bit"));
+    eprintln!("making (once) the random-weight {shape} model in {} ...", out.display());
+    let status =
+        Command::new(python()?).arg(root().join("bench/make_model.py")).arg(shape).arg(&base).arg(&out).status()?;
+    anyhow::ensure!(status.success(), "make_model.py failed for {shape}");
+    Ok(out)
+}
+
+/// The model a benchmark runs: `--model PATH`, else `--shape NAME`, else the embedded SmolLM2.
+pub fn pick_model(model: Option<&Path>, shape: Option<&str>) -> anyhow::Result<PathBuf> {
+    match (model, shape) {
+        (Some(_), Some(_)) => anyhow::bail!("give --model or --shape, not both"),
+        (Some(p), None) => {
+            anyhow::ensure!(p.exists(), "--model {} does not exist", p.display());
+            Ok(p.to_path_buf())
+        }
+        (None, Some(s)) => random_model(s),
+        (None, None) => zeta_engine::default_model_path()
+            .ok_or_else(|| anyhow::anyhow!("SmolLM2 GGUF not installed; run `make setup`")),
+    }
+}
+
+/// A short name for a model path in reports.
+pub fn model_name(path: &Path) -> String {
+    path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
 /// The median of some measurements.

@@ -198,9 +198,9 @@ impl Engine {
                     options,
                     stats: Stats::default(),
                 });
-                if ready_tx.send(Ok(shared.clone())).is_ok() {
-                    scheduler::run(model, shared, rx);
-                }
+                // Ready once warmed up: the first request must not wait for the warm-up.
+                let handle = shared.clone();
+                scheduler::run(model, shared, rx, move || ready_tx.send(Ok(handle)).is_ok());
             })
             .map_err(|e| EngineError::io("engine thread", e))?;
         match ready_rx.recv() {

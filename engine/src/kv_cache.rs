@@ -118,11 +118,12 @@ impl KvPool {
             return Ok(());
         }
         let old = self.capacity();
-        let wanted = (old + need - self.free.len()).max(old + old / 2).max(GRAIN);
+        let scratch = (old == 0) as usize;
+        let wanted = (old + scratch + need - self.free.len()).max(old + old / 2).max(GRAIN);
         let mut new = wanted.div_ceil(GRAIN) * GRAIN;
         if new > self.limit {
             new = self.limit.max(old);
-            if new - old + self.free.len() < need {
+            if new - old - scratch + self.free.len() < need {
                 return Err(EngineError::KvCacheFull {
                     needed: need,
                     free: self.free.len(),
@@ -255,6 +256,13 @@ mod tests {
         assert_eq!(p.free_slots(), GRAIN - 1);
         p.release_memory_if_unused();
         assert_eq!(p.capacity(), 0);
+    }
+
+    #[test]
+    fn growth_counts_the_scratch_slot() {
+        let mut p = KvPool::new(1, 1, 2, Dtype::F32, None);
+        p.grow(GRAIN).unwrap();
+        assert!(p.alloc(GRAIN).is_some(), "a first growth of exactly GRAIN slots leaves GRAIN free");
     }
 
     #[test]

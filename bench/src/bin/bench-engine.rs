@@ -1,9 +1,13 @@
 //! `bench-engine`: prefill and decode tokens/s of our engine against `mlx_lm.benchmark` on the
-//! same model (SmolLM2-135M-Instruct) and shapes, in one run, printed as ratios.
+//! same model and shapes, in one run, printed as ratios.
 //!
-//! Cases mirror mlx-lm's benchmark: random prompt tokens, EOS ignored, one sequence (`-p P -g G`)
-//! and a batch (`-b B`). Each side runs warm-up + N trials; medians are compared. The two sides
-//! run one after the other, never together (the machine's cores are shared).
+//! The model is `--model PATH` (a GGUF file, converted for mlx-lm, or an mlx-community folder),
+//! `--shape NAME` (a random-weight 4-bit model of that shape made once with mlx-lm), or the
+//! embedded SmolLM2-135M-Instruct. Cases mirror mlx-lm's benchmark: random prompt tokens, EOS
+//! ignored, one case per `--batch` size (`-b 1 -p P -g G`, larger batches with P/2 and G/2).
+//! Each side runs warm-up + N trials; medians are compared. The two sides run one after the
+//! other, never together (the machine's cores are shared). Before the trials, the time to the
+//! first token of the first request on the freshly loaded model is compared with a warm one's.
 #![allow(clippy::print_stdout)]
 
 use std::process::Command;
@@ -16,15 +20,22 @@ use zeta_engine::{Engine, EngineOptions, Event, GenerateRequest, ModelSource, Pr
 
 #[derive(Parser)]
 struct Args {
+    /// The model: a GGUF file or an mlx-community folder (default: the embedded SmolLM2).
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, qwen3-0.6b,
+    /// smollm2-135m.
+    #[arg(long)]
+    shape: Option<String>,
     /// Prompt tokens (single-sequence case).
     #[arg(short, long, default_value_t = 128)]
     prompt_tokens: usize,
     /// Generated tokens (single-sequence case).
     #[arg(short, long, default_value_t = 128)]
     generation_tokens: usize,
-    /// Sequences in the batched case (prompt and generation halved); 0 skips it.
-    #[arg(short, long, default_value_t = 4)]
-    batch: usize,
+    /// Batch sizes, comma-separated; above 1 the prompt and generation are halved.
+    #[arg(short, long, value_delimiter = ',', default_value = "1,4")]
+    batch: Vec<usize>,
     /// Timed trials per case.
     #[arg(short, long, default_value_t = 3)]
     trials: usize,
@@ -41,35 +52,62 @@ struct Rates {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let gguf = zeta_engine::default_model_path().context("SmolLM2 GGUF not installed; run `make setup`")?;
-    let cases: Vec<(usize, usize, usize)> = std::iter::once((1, args.prompt_tokens, args.generation_tokens))
-        .chain((args.batch > 1).then_some((args.batch, args.prompt_tokens / 2, args.generation_tokens / 2)))
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    anyhow::ensure!(!args.batch.is_empty() && !args.batch.contains(&0), "--batch sizes must be positive");
+    let model = zeta_bench::pick_model(args.model.as_deref(), args.shape.as_deref())?;
+    let cases: Vec<(usize, usize, usize)> = args
+        .batch
+        .iter()
+        .map(|&b| {
+            if b == 1 {
+                (1, args.prompt_tokens, args.generation_tokens)
+            } else {
+                (b, args.prompt_tokens / 2, args.generation_tokens / 2)
+            }
+        })
         .collect();
 
-    let ours = {
-        let opts = EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
-        let engine = Engine::load(ModelSource::Gguf(gguf), opts, |_, _| {})?;
+    let (ours, first) = {
+        let max_batch = args.batch.iter().copied().max().unwrap_or(1).max(16);
+        let opts =
+            EngineOptions { prefix_cache_bytes: 0, max_batch, max_queue: max_batch.max(64), ..Default::default() };
+        let engine = Engine::load(ModelSource::detect(&model)?, opts, |_, _| {})?;
         eprintln!(
-            "zeta-mlx: MLX {} on {}, BLAS {}, weights {} ({:.0} MB)",
+            "zeta-mlx: MLX {} on {}, BLAS {}, {} ({}, weights {}, {:.0} MB, loaded in {:.1} s)",
             mlx::version(),
             if mlx::default_device_is_gpu() { "GPU" } else { "CPU" },
             mlx::blas_backend().rsplit('/').next().unwrap_or(""),
+            zeta_bench::model_name(&model),
+            engine.info().arch,
             if engine.info().dense { "expanded to float32" } else { "as stored" },
-            engine.info().weight_bytes as f64 / 1e6
+            engine.info().weight_bytes as f64 / 1e6,
+            engine.info().load_seconds,
         );
-        cases.iter().map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials)).collect::<anyhow::Result<Vec<_>>>()?
+        let first = first_request(&engine, args.prompt_tokens)?;
+        let rates = cases
+            .iter()
+            .map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        (rates, first)
     };
     let peer = if args.no_peer {
         vec![None; cases.len()]
     } else {
-        let dir = zeta_bench::smollm2_for_mlx_lm()?;
+        let dir = zeta_bench::for_mlx_lm(&model)?;
         cases
             .iter()
             .map(|&(b, p, g)| run_peer(&dir, b, p, g, args.trials).map(Some))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
 
-    println!("\nSmolLM2-135M-Instruct, medians of {} trials (tokens/s; ratio = zeta-mlx / mlx-lm)", args.trials);
+    println!(
+        "\n{}, medians of {} trials (tokens/s; ratio = zeta-mlx / mlx-lm)",
+        zeta_bench::model_name(&model),
+        args.trials
+    );
     println!("| case | zeta-mlx prefill | mlx-lm prefill | ratio | zeta-mlx decode | mlx-lm decode | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for ((&(b, p, g), o), peer) in cases.iter().zip(&ours).zip(&peer) {
@@ -84,7 +122,35 @@ fn main() -> anyhow::Result<()> {
             o.generation_tps / pg
         );
     }
+    println!(
+        "\nFirst request on the freshly loaded model: time to first token {:.3} s; a warm request of the same shape: {:.3} s ({:.2}x)",
+        first.0,
+        first.1,
+        first.0 / first.1
+    );
     Ok(())
+}
+
+/// Time to the first token of the engine's very first request (`prompt` tokens), then of a
+/// second one of the same shape but other tokens.
+fn first_request(engine: &Engine, prompt: usize) -> anyhow::Result<(f64, f64)> {
+    let vocab = engine.info().vocab_size;
+    let ttft = |seed: u64| -> anyhow::Result<f64> {
+        let mut r = GenerateRequest::new(Prompt::Tokens(random_tokens(seed, prompt, vocab)));
+        r.max_tokens = Some(1);
+        r.sampling = SamplingParams::greedy();
+        let start = Instant::now();
+        let mut g = engine.submit(r)?;
+        while let Some(ev) = g.blocking_next() {
+            match ev {
+                Event::Delta { .. } => return Ok(start.elapsed().as_secs_f64()),
+                Event::Error(e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        anyhow::bail!("no token")
+    };
+    Ok((ttft(9001)?, ttft(9002)?))
 }
 
 /// Prefill rate = prompt tokens of all sequences / time to the last first token; decode rate =

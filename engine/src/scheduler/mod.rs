@@ -117,11 +117,16 @@ struct Core {
     next_id: u64,
 }
 
-pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>) {
+/// Runs the engine thread: warms the model up, calls `ready` (which says whether anyone still
+/// waits for the engine), then serves commands until shutdown.
+pub(crate) fn run(model: Model, shared: Arc<Shared>, rx: Receiver<Command>, ready: impl FnOnce() -> bool) {
     let mut core = Core::new(model, shared);
     if let Err(e) = core.warm_up() {
         tracing::warn!(error = %e, "warm-up failed");
         core.reset();
+    }
+    if !ready() {
+        return;
     }
     loop {
         let idle = core.waiting.is_empty() && core.running.is_empty() && core.inflight.is_none();
@@ -333,6 +338,7 @@ impl Core {
             (None, None) => Ok(None),
         };
         let now = Instant::now();
+        tracing::trace!(step = f.id, tokens = f.tokens, waited_ms = (now - f.started).as_secs_f64() * 1e3, "step read");
         let took = now - f.started.max(self.last_read);
         self.last_read = now;
         let cost = took.as_secs_f64() / f.tokens.max(1) as f64;
@@ -456,7 +462,9 @@ impl Core {
             }
             cases.push((1, 1, self.shapes.chunk(1)));
         } else {
-            cases.push((0, 1, 8));
+            // Exact shapes cost nothing to plan on the CPU, but a first product of many rows
+            // starts OpenBLAS's threads and a first one of few rows the shim's (mlx/cpp).
+            cases.push((0, 1, 64));
             cases.push((1, 0, 0));
         }
         for &(b, p, l) in &cases {

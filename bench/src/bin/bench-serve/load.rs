@@ -180,15 +180,21 @@ pub(crate) async fn grpc_request(
     Ok(out)
 }
 
-pub(crate) async fn warm_up(target: &Target, name: &str, timeout: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    let o = tokio::time::timeout(timeout, target.request(&prompt("0", 0), 16))
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out"))
-        .and_then(|r| r)
-        .with_context(|| format!("{name} warm-up request"))?;
-    eprintln!("bench-serve: {name} warm-up: {} tokens in {:.1} s", o.tokens, start.elapsed().as_secs_f64());
-    Ok(())
+/// The first request a freshly started server gets, then a second of the same shape; returns
+/// both times to first token, as a line for the report.
+pub(crate) async fn warm_up(target: &Target, name: &str, timeout: Duration) -> anyhow::Result<String> {
+    let mut ttft = Vec::new();
+    for i in 0..2 {
+        let start = Instant::now();
+        let o = tokio::time::timeout(timeout, target.request(&prompt("0", i), 16))
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out"))
+            .and_then(|r| r)
+            .with_context(|| format!("{name} warm-up request"))?;
+        eprintln!("bench-serve: {name} warm-up {i}: {} tokens in {:.1} s", o.tokens, start.elapsed().as_secs_f64());
+        ttft.push(o.ttft);
+    }
+    Ok(format!("first request's TTFT {:.2} s, the next one's {:.2} s", ttft[0], ttft[1]))
 }
 
 /// One level: `n` requests by `concurrency` clients, each taking the next request when its last

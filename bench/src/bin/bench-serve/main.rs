@@ -1,12 +1,14 @@
 //! `bench-serve`: a streaming load generator against `zeta-gateway` (in front of `zeta-mlxd`) and
-//! Apple's `mlx_lm.server`, on the same machine and model (SmolLM2-135M-Instruct) in one run,
+//! Apple's `mlx_lm.server`, on the same machine and model (the embedded SmolLM2-135M-Instruct,
+//! `--model PATH`, or `--shape NAME` for a random-weight model made once with mlx-lm) in one run,
 //! printed as Markdown tables and ratios; plus the gateway's own overhead (the same requests
 //! through its HTTP/SSE and directly over gRPC to the daemon's socket).
 //!
 //! Method (the one `../shared/PEER-BASELINE.md` §2 used for mlx_lm.server): streaming chat
 //! completions, temperature 0, `max_tokens` 128, `stream_options.include_usage`, 16 fixed prompts
 //! each prefixed `Request L.I: ` (L the level, I the request), `max(4, c)` requests per level run
-//! by `c` concurrent clients, one warm-up request per server first. Output tokens come from the
+//! by `c` concurrent clients, one warm-up request per server first (its time to first token is
+//! reported: the first request on a freshly loaded model). Output tokens come from the
 //! server's usage chunk. TTFT is the time to the first chunk with text; per-request decode rate
 //! is (tokens − 1) / (time after the first text); latency ends at `data: [DONE]`. Servers run one
 //! at a time (the machine's cores are shared), each started here on a temp socket / free port
@@ -58,12 +60,21 @@ const PROMPTS: [&str; 16] = [
 
 /// Our daemon's name for the embedded SmolLM2 GGUF.
 const ZETA_MODEL: &str = "smollm2-135m";
+/// Our daemon's alias for a `--model` / `--shape` model.
+const BENCH_MODEL: &str = "bench";
 /// mlx_lm.server's name for the model given by `--model`.
 const PEER_MODEL: &str = "default_model";
 
 #[derive(Parser)]
 #[command(about = "Streaming load benchmark: zeta-gateway + zeta-mlxd vs mlx_lm.server, and the gateway's overhead")]
 struct Args {
+    /// The model: a GGUF file or an mlx-community folder (default: the embedded SmolLM2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, qwen3-0.6b,
+    /// smollm2-135m.
+    #[arg(long)]
+    shape: Option<String>,
     /// Concurrency levels, comma-separated.
     #[arg(short, long, value_delimiter = ',', default_value = "1,4,8,16")]
     concurrency: Vec<usize>,
@@ -123,8 +134,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plan: Vec<(usize, usize)> =
         args.concurrency.iter().map(|&c| (c, if args.requests == 0 { c.max(4) } else { args.requests })).collect();
 
+    let custom = args.model.is_some() || args.shape.is_some();
+    let model = if custom { Some(zeta_bench::pick_model(args.model.as_deref(), args.shape.as_deref())?) } else { None };
     let mut header = vec![format!(
-        "SmolLM2-135M-Instruct, streaming chat, temperature 0, max_tokens {}, {} CPU threads available",
+        "{}, streaming chat, temperature 0, max_tokens {}, {} CPU threads available",
+        model.as_deref().map_or("SmolLM2-135M-Instruct".into(), zeta_bench::model_name),
         args.max_tokens,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     )];
@@ -132,7 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (ours, overhead) = if args.no_zeta {
         (Vec::new(), Vec::new())
     } else {
-        let (rows, overhead, info) = run_zeta(&args, &plan, timeout).await?;
+        let (rows, overhead, info) = run_zeta(&args, model.as_deref(), &plan, timeout).await?;
         header.push(info);
         (rows, overhead)
     };
@@ -141,7 +155,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         let peer_plan: Vec<_> =
             plan.iter().copied().filter(|&(c, _)| args.peer_max_concurrency.is_none_or(|m| c <= m)).collect();
-        let (rows, info) = run_peer(&args, &peer_plan, timeout).await?;
+        let (rows, info) = run_peer(&args, model.as_deref(), &peer_plan, timeout).await?;
         header.push(info);
         rows
     };
@@ -277,6 +291,7 @@ async fn wait_healthy(
 /// levels through the gateway, then the overhead comparison.
 async fn run_zeta(
     args: &Args,
+    model: Option<&std::path::Path>,
     plan: &[(usize, usize)],
     timeout: Duration,
 ) -> anyhow::Result<(Vec<Row>, Vec<OverheadLevel>, String)> {
@@ -284,7 +299,17 @@ async fn run_zeta(
     let dir = tempfile::Builder::new().prefix("zeta-bench-").tempdir_in("/tmp")?;
     let socket = dir.path().join("zeta.sock");
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "# bench-serve: the daemon's defaults\n")?;
+    let name = if model.is_some() { BENCH_MODEL } else { ZETA_MODEL };
+    match model {
+        Some(p) => std::fs::write(
+            &config,
+            format!(
+                "# bench-serve: the daemon's defaults but the model\ndefault_model = \"{BENCH_MODEL}\"\n[models.{BENCH_MODEL}]\npath = {:?}\n",
+                p.display().to_string()
+            ),
+        )?,
+        None => std::fs::write(&config, "# bench-serve: the daemon's defaults\n")?,
+    }
     let port = free_port()?;
 
     let mut daemon = Proc::spawn(
@@ -320,17 +345,17 @@ async fn run_zeta(
             .await?;
     let d = &health["daemon"];
     let info = format!(
-        "zeta-mlx {} (MLX {}, {}), model `{ZETA_MODEL}` (embedded GGUF), default config",
+        "zeta-mlx {} (MLX {}, {}), model `{name}` ({}), default config",
         d["version"].as_str().unwrap_or("?"),
         d["mlx_version"].as_str().unwrap_or("?"),
         d["device"].as_str().unwrap_or("?"),
+        model.map_or("embedded GGUF".into(), |p| p.display().to_string()),
     );
     eprintln!("bench-serve: {info}");
 
-    let target =
-        Target::Http { client: http.clone(), url: format!("{base}/v1/chat/completions"), model: ZETA_MODEL.into() };
+    let target = Target::Http { client: http.clone(), url: format!("{base}/v1/chat/completions"), model: name.into() };
     let mut rows = Vec::new();
-    warm_up(&target, "zeta-mlx", timeout).await?;
+    let info = format!("{info}; {}", warm_up(&target, "zeta-mlx", timeout).await?);
     for &(c, n) in plan {
         let level = run_level(&target, "zeta-mlx", &c.to_string(), c, n, args.max_tokens, timeout).await;
         daemon.check_alive()?;
@@ -341,8 +366,7 @@ async fn run_zeta(
     let mut overhead = Vec::new();
     if !args.no_overhead && !args.overhead_concurrency.is_empty() {
         let channel = zeta_proto::socket::connect(&socket).await.context("connecting to the daemon's socket")?;
-        let grpc =
-            Target::Grpc { client: v1::generation_client::GenerationClient::new(channel), model: ZETA_MODEL.into() };
+        let grpc = Target::Grpc { client: v1::generation_client::GenerationClient::new(channel), model: name.into() };
         warm_up(&grpc, "gRPC", timeout).await?;
         for &c in &args.overhead_concurrency {
             // Two prompt sets with labels of the same number of digits (SmolLM2's tokenizer splits
@@ -367,10 +391,17 @@ async fn run_zeta(
 }
 
 /// Converts the GGUF for mlx-lm, starts `mlx_lm.server` on a free port and runs the levels.
-async fn run_peer(args: &Args, plan: &[(usize, usize)], timeout: Duration) -> anyhow::Result<(Vec<Row>, String)> {
+async fn run_peer(
+    args: &Args,
+    model: Option<&std::path::Path>,
+    plan: &[(usize, usize)],
+    timeout: Duration,
+) -> anyhow::Result<(Vec<Row>, String)> {
     let python = zeta_bench::python()?;
-    eprintln!("bench-serve: converting the GGUF for mlx-lm ...");
-    let model_dir = zeta_bench::smollm2_for_mlx_lm()?;
+    let model_dir = match model {
+        Some(p) => zeta_bench::for_mlx_lm(p)?,
+        None => zeta_bench::smollm2_for_mlx_lm()?,
+    };
     let version = Command::new(&python)
         .args(["-c", "import importlib.metadata as m; print(m.version('mlx-lm'), m.version('mlx'))"])
         .output()
@@ -401,7 +432,7 @@ async fn run_peer(args: &Args, plan: &[(usize, usize)], timeout: Duration) -> an
     wait_healthy(&http, &format!("{base}/health"), &mut [&mut server], Duration::from_secs(300)).await?;
     eprintln!("bench-serve: {info}");
     let target = Target::Http { client: http, url: format!("{base}/v1/chat/completions"), model: PEER_MODEL.into() };
-    warm_up(&target, "mlx_lm", timeout).await?;
+    let info = format!("{info}; {}", warm_up(&target, "mlx_lm", timeout).await?);
     let mut rows = Vec::new();
     for &(c, n) in plan {
         let level = run_level(&target, "mlx_lm", &c.to_string(), c, n, args.max_tokens, timeout).await;
