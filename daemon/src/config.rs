@@ -30,6 +30,9 @@ pub struct Config {
     pub memory_budget: Option<ByteSize>,
     /// KV cache tokens reserved per model in the memory budget.
     pub kv_reserve_tokens: usize,
+    /// Bytes of KV cache each model keeps of finished requests for prefix reuse (0 disables it);
+    /// counted in the memory budget.
+    pub prefix_cache: ByteSize,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub drain_timeout_seconds: u64,
     /// `text` or `json`.
@@ -56,6 +59,7 @@ impl Default for Config {
             idle_unload_seconds: 0,
             memory_budget: None,
             kv_reserve_tokens: 4096,
+            prefix_cache: ByteSize(zeta_engine::DEFAULT_PREFIX_CACHE_BYTES as u64),
             drain_timeout_seconds: 30,
             log_format: LogFormat::Text,
             max_batch: 16,
@@ -256,17 +260,18 @@ mod tests {
     fn toml_and_yaml_read_the_same_schema() {
         let t = parse(
             "c.toml",
-            "max_loaded = 3\nmemory_budget = \"8GiB\"\n[models.tiny]\npath = \"/m\"\n[models.tiny.defaults]\ntemperature = 0.2\n",
+            "max_loaded = 3\nmemory_budget = \"8GiB\"\nprefix_cache = \"64MiB\"\n[models.tiny]\npath = \"/m\"\n[models.tiny.defaults]\ntemperature = 0.2\n",
         )
         .unwrap();
         let y = parse(
             "c.yaml",
-            "max_loaded: 3\nmemory_budget: 8GiB\nmodels:\n  tiny:\n    path: /m\n    defaults:\n      temperature: 0.2\n",
+            "max_loaded: 3\nmemory_budget: 8GiB\nprefix_cache: 64MiB\nmodels:\n  tiny:\n    path: /m\n    defaults:\n      temperature: 0.2\n",
         )
         .unwrap();
         assert_eq!(t.max_loaded, 3);
         assert_eq!(t.memory_budget, Some(ByteSize(8 << 30)));
         assert_eq!(y.memory_budget, t.memory_budget);
+        assert_eq!((t.prefix_cache, y.prefix_cache), (ByteSize(64 << 20), ByteSize(64 << 20)));
         assert_eq!(y.models["tiny"].defaults, t.models["tiny"].defaults);
     }
 

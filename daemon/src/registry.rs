@@ -381,6 +381,7 @@ impl Registry {
             name: id.to_string(),
             max_batch: self.cfg.max_batch,
             max_queue: self.cfg.max_queue,
+            prefix_cache_bytes: self.cfg.prefix_cache.0 as usize,
             context_length: options.context_length,
             ..Default::default()
         };
@@ -399,7 +400,8 @@ impl Registry {
     /// Bytes a loaded entry accounts for in the memory budget.
     fn footprint(&self, engine: &Engine) -> u64 {
         let info = engine.info();
-        (info.weight_bytes + info.kv_bytes_per_token * self.cfg.kv_reserve_tokens.min(info.context_length)) as u64
+        let kv = info.kv_bytes_per_token * self.cfg.kv_reserve_tokens.min(info.context_length);
+        (info.weight_bytes + kv) as u64 + self.cfg.prefix_cache.0
     }
 
     /// Evicts idle, unpinned models (least recently used first) until `id` (needing
