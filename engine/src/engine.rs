@@ -316,6 +316,19 @@ impl Engine {
             Some(m) => m,
             None => ctx - prompt.len(),
         };
+        // A KV cache limit bounds one sequence too (slot 0 of the pool is scratch): an explicit
+        // max_tokens past it is refused, an unset one stops there.
+        let max_tokens = match self.shared.options.kv_cache_limit {
+            Some(limit) => {
+                let slots = (limit / info.kv_bytes_per_token.max(1)).saturating_sub(1);
+                let needed = prompt.len() + if req.max_tokens.is_some() { max_tokens } else { 1 };
+                if needed > slots {
+                    return Err(EngineError::KvCacheFull { needed, free: slots, capacity: slots, bytes: limit });
+                }
+                max_tokens.min(slots - prompt.len())
+            }
+            None => max_tokens,
+        };
         req.sampling.validate(info.vocab_size)?;
         if req.stop.len() > MAX_STOP_STRINGS {
             return Err(EngineError::invalid(

@@ -172,3 +172,98 @@ fn prefix_cache_reuse_is_reported_and_exact() {
     assert_eq!(none, 0);
     assert_eq!(with_cache, without, "the cache changes nothing but the work");
 }
+
+/// Runs a request to its end: (tokens, cached prompt tokens, finish reason).
+fn run_full(e: &Engine, prompt: Vec<u32>, max_tokens: Option<usize>) -> (Vec<u32>, usize, zeta_engine::FinishReason) {
+    let mut r = GenerateRequest::new(Prompt::Tokens(prompt));
+    r.sampling = SamplingParams::greedy();
+    r.max_tokens = max_tokens;
+    finish(&mut e.submit(r).unwrap())
+}
+
+fn finish(g: &mut Generation) -> (Vec<u32>, usize, zeta_engine::FinishReason) {
+    let mut tokens = vec![];
+    loop {
+        match g.blocking_next().expect("stream ends with Finished") {
+            Event::Started { .. } => {}
+            Event::Delta { tokens: t, .. } => tokens.extend(t),
+            Event::Finished { usage, reason, .. } => return (tokens, usage.cached_tokens, reason),
+            Event::Error(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Two requests sent together with a long common prefix: the second computes only what differs
+/// (it shares the first one's KV slots while both run), and both give exactly the tokens they
+/// give alone. The prefix cache is off, so the sharing can only come from the running request.
+#[test]
+fn requests_in_flight_share_a_prefix() {
+    let opts = || EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
+    let e = Engine::load(ModelSource::detect(&common::tiny("qwen3-q4")).unwrap(), opts(), |_, _| {}).unwrap();
+    let shared: Vec<u32> = (10..50).collect();
+    let with = |tail: &[u32]| [shared.as_slice(), tail].concat();
+    let (a, b) = (with(&[300, 301, 302]), with(&[400, 401]));
+    let alone_a = run_full(&e, a.clone(), Some(16));
+    let alone_b = run_full(&e, b.clone(), Some(16));
+    assert_eq!((alone_a.1, alone_b.1), (0, 0), "nothing is cached between requests");
+    let submit = |p: Vec<u32>| {
+        let mut r = GenerateRequest::new(Prompt::Tokens(p));
+        r.sampling = SamplingParams::greedy();
+        r.max_tokens = Some(16);
+        e.submit(r).unwrap()
+    };
+    let (mut ga, mut gb) = (submit(a), submit(b));
+    let (ta, tb) = (finish(&mut ga), finish(&mut gb));
+    assert_eq!(tb.1, shared.len(), "the second request took the shared prefix from the first");
+    assert_eq!((ta.0, tb.0), (alone_a.0, alone_b.0), "sharing changes nothing but the work");
+}
+
+/// The prefix cache holds what its byte bound allows, least recently used out first.
+#[test]
+fn prefix_cache_is_bounded_in_bytes() {
+    let path = common::tiny("llama-q4");
+    let per_token = Engine::load(ModelSource::detect(&path).unwrap(), EngineOptions::default(), |_, _| {})
+        .unwrap()
+        .info()
+        .kv_bytes_per_token;
+    // Room for two of the 40-token sequences below (prompt plus output), not three.
+    let opts = EngineOptions { prefix_cache_bytes: 100 * per_token, ..Default::default() };
+    let e = Engine::load(ModelSource::detect(&path).unwrap(), opts, |_, _| {}).unwrap();
+    let prompt = |i: u32| -> Vec<u32> { (0..36).map(|t| 20 + i * 40 + t).collect() };
+    for i in 0..4 {
+        assert_eq!(run_full(&e, prompt(i), Some(4)).1, 0);
+    }
+    assert_eq!(run_full(&e, prompt(0), Some(4)).1, 0, "the oldest sequence was evicted");
+    let (_, cached, _) = run_full(&e, prompt(3), Some(4));
+    assert_eq!(cached, 35, "the newest one is still there (all but the last prompt token)");
+}
+
+/// With a KV cache limit, a request that can never fit is refused up front with a clear error,
+/// one without max_tokens stops where the cache ends, and the engine keeps serving.
+#[test]
+fn kv_cache_limit_gives_clear_errors() {
+    let path = common::tiny("llama-q4");
+    let per_token = Engine::load(ModelSource::detect(&path).unwrap(), EngineOptions::default(), |_, _| {})
+        .unwrap()
+        .info()
+        .kv_bytes_per_token;
+    let opts = EngineOptions { kv_cache_limit: Some(300 * per_token), ..Default::default() };
+    let e = Engine::load(ModelSource::detect(&path).unwrap(), opts, |_, _| {}).unwrap();
+    let long: Vec<u32> = (0..320).map(|t| 5 + t % 400).collect();
+    let mut r = GenerateRequest::new(Prompt::Tokens(long));
+    r.max_tokens = Some(4);
+    let err = e.submit(r).err().expect("refused").to_string();
+    assert!(err.contains("KV cache is full") && err.contains("324"), "{err}");
+    // No max_tokens: generation ends at the cache's end, with `length`.
+    let eos = e.info().eos_token_ids.clone();
+    let mut r = GenerateRequest::new(Prompt::Tokens((0..250).map(|t| 5 + t).collect()));
+    r.sampling = SamplingParams {
+        temperature: 0.0,
+        logit_bias: eos.iter().map(|&t| (t, -100.0)).collect(),
+        ..Default::default()
+    };
+    let (tokens, _, reason) = finish(&mut e.submit(r).unwrap());
+    assert_eq!(reason, zeta_engine::FinishReason::Length);
+    assert_eq!(250 + tokens.len(), 299, "prompt plus output fill the 299 usable slots");
+    assert!(!run_full(&e, vec![1, 2, 3], Some(3)).0.is_empty(), "still serving");
+}

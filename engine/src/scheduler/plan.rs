@@ -169,7 +169,14 @@ fn make_room(plan: &mut Plan, running: &mut [Seq], pool: &mut KvPool, prefix: &m
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if plan.prefill.pop().is_some() {
+        if let Some(c) = plan.prefill.pop() {
+            if plan.is_empty() {
+                // Even alone this chunk does not fit: nothing that finishes will make room.
+                let s = &mut running[c.seq];
+                let _ = s.tx.send(crate::request::Event::Error(err));
+                s.done = true;
+                return Ok(());
+            }
             continue;
         }
         let Some((i, _)) = plan.decode.pop() else { return Err(err) };
