@@ -42,19 +42,23 @@ pub fn for_mlx_lm(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// Shapes `bench/make_model.py` can build.
+/// Shapes `tests/reference/make_bench_model.py` can build.
 pub const SHAPES: [&str; 3] = ["llama3-8b", "qwen3-0.6b", "smollm2-135m"];
 
-/// A random-weight 4-bit model of a named shape (see `bench/make_model.py`), made once with
+/// A random-weight 4-bit model of a named shape (see `tests/reference/make_bench_model.py`), made once with
 /// mlx-lm under `target/bench-models`: benchmarks at any size with no download.
 pub fn random_model(shape: &str) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(SHAPES.contains(&shape), "unknown shape '{shape}'; known: {}", SHAPES.join(", "));
     let base = smollm2_for_mlx_lm()?;
     let out = root().join("target/bench-models").join(format!("{shape}-random-4bit"));
     eprintln!("making (once) the random-weight {shape} model in {} ...", out.display());
-    let status =
-        Command::new(python()?).arg(root().join("bench/make_model.py")).arg(shape).arg(&base).arg(&out).status()?;
-    anyhow::ensure!(status.success(), "make_model.py failed for {shape}");
+    let status = Command::new(python()?)
+        .arg(root().join("tests/reference/make_bench_model.py"))
+        .arg(shape)
+        .arg(&base)
+        .arg(&out)
+        .status()?;
+    anyhow::ensure!(status.success(), "make_bench_model.py failed for {shape}");
     Ok(out)
 }
 

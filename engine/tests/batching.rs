@@ -1,6 +1,8 @@
 //! Continuous batching: sequences decoded together give the same tokens as each decoded alone
 //! (also when they join a running batch), a cancelled sequence leaves within one step while the
-//! others finish unchanged, and seeded sampling is reproducible alone and batched.
+//! others finish unchanged, and seeded sampling is reproducible alone and batched — each with
+//! steps run one after the other (the CPU's default) and overlapped (a GPU's: step N+1 built from
+//! step N's tokens still on the device).
 
 mod common;
 
@@ -10,6 +12,17 @@ use zeta_engine::{Engine, EngineOptions, Event, GenerateRequest, Generation, Mod
 
 fn engine(path: std::path::PathBuf) -> Engine {
     Engine::load(ModelSource::detect(&path).unwrap(), EngineOptions::default(), |_, _| {}).unwrap()
+}
+
+/// Both scheduling modes, named for assertion messages.
+fn modes(path: &std::path::Path) -> Vec<(&'static str, Engine)> {
+    [("sequential", false), ("overlapped", true)]
+        .into_iter()
+        .map(|(name, overlap)| {
+            let opts = EngineOptions { overlap: Some(overlap), ..Default::default() };
+            (name, Engine::load(ModelSource::detect(path).unwrap(), opts, |_, _| {}).unwrap())
+        })
+        .collect()
 }
 
 fn request(prompt: Vec<u32>, sampling: SamplingParams, max_tokens: usize) -> GenerateRequest {
@@ -44,100 +57,104 @@ fn prompts() -> Vec<Vec<u32>> {
 
 #[test]
 fn batched_greedy_equals_alone() {
-    for name in ["llama-f32", "qwen2-q4", "qwen3-q4"] {
-        let e = engine(common::tiny(name));
-        let greedy = SamplingParams::greedy();
-        let alone: Vec<Vec<u32>> = prompts()
-            .into_iter()
-            .map(|p| collect(&mut e.submit(request(p, greedy.clone(), 24)).unwrap(), None))
-            .collect();
-        // All four at once.
-        let mut gens: Vec<_> =
-            prompts().into_iter().map(|p| e.submit(request(p, greedy.clone(), 24)).unwrap()).collect();
-        let together: Vec<_> = gens.iter_mut().map(|g| collect(g, None)).collect();
-        assert_eq!(together, alone, "{name}: batched vs alone");
-        // Two running, two joining mid-generation.
-        let ps = prompts();
-        let mut first: Vec<_> =
-            ps[..2].iter().map(|p| e.submit(request(p.clone(), greedy.clone(), 24)).unwrap()).collect();
-        let head: Vec<_> = first.iter_mut().map(|g| collect(g, Some(3))).collect();
-        let mut late: Vec<_> =
-            ps[2..].iter().map(|p| e.submit(request(p.clone(), greedy.clone(), 24)).unwrap()).collect();
-        let mut joined: Vec<Vec<u32>> = first
-            .iter_mut()
-            .zip(head)
-            .map(|(g, mut h)| {
-                h.extend(collect(g, None));
-                h
-            })
-            .collect();
-        joined.extend(late.iter_mut().map(|g| collect(g, None)));
-        assert_eq!(joined, alone, "{name}: joining a running batch");
+    for model in ["llama-f32", "qwen2-q4", "qwen3-q4"] {
+        for (mode, e) in modes(&common::tiny(model)) {
+            let name = format!("{model} {mode}");
+            let greedy = SamplingParams::greedy();
+            let alone: Vec<Vec<u32>> = prompts()
+                .into_iter()
+                .map(|p| collect(&mut e.submit(request(p, greedy.clone(), 24)).unwrap(), None))
+                .collect();
+            // All four at once.
+            let mut gens: Vec<_> =
+                prompts().into_iter().map(|p| e.submit(request(p, greedy.clone(), 24)).unwrap()).collect();
+            let together: Vec<_> = gens.iter_mut().map(|g| collect(g, None)).collect();
+            assert_eq!(together, alone, "{name}: batched vs alone");
+            // Two running, two joining mid-generation.
+            let ps = prompts();
+            let mut first: Vec<_> =
+                ps[..2].iter().map(|p| e.submit(request(p.clone(), greedy.clone(), 24)).unwrap()).collect();
+            let head: Vec<_> = first.iter_mut().map(|g| collect(g, Some(3))).collect();
+            let mut late: Vec<_> =
+                ps[2..].iter().map(|p| e.submit(request(p.clone(), greedy.clone(), 24)).unwrap()).collect();
+            let mut joined: Vec<Vec<u32>> = first
+                .iter_mut()
+                .zip(head)
+                .map(|(g, mut h)| {
+                    h.extend(collect(g, None));
+                    h
+                })
+                .collect();
+            joined.extend(late.iter_mut().map(|g| collect(g, None)));
+            assert_eq!(joined, alone, "{name}: joining a running batch");
+        }
     }
 }
 
 #[test]
 fn seeded_sampling_is_reproducible_alone_and_batched() {
-    let e = engine(common::tiny("llama-q4"));
-    let seeded = |seed| SamplingParams { temperature: 0.9, top_p: 0.95, seed: Some(seed), ..Default::default() };
-    let p = vec![5, 17, 42, 99, 3];
-    let alone = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
-    let again = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
-    assert_eq!(alone, again, "same seed, same request");
-    let mut gens = [
-        e.submit(request(vec![250, 7, 77], seeded(1), 24)).unwrap(),
-        e.submit(request(p.clone(), seeded(1234), 24)).unwrap(),
-        e.submit(request(vec![1, 2, 3], SamplingParams::default(), 24)).unwrap(),
-    ];
-    let out: Vec<_> = gens.iter_mut().map(|g| collect(g, None)).collect();
-    assert_eq!(out[1], alone, "same seed inside a batch");
-    let other = collect(&mut e.submit(request(p, seeded(99), 24)).unwrap(), None);
-    assert_ne!(other, alone, "another seed samples differently");
+    for (mode, e) in modes(&common::tiny("llama-q4")) {
+        let seeded = |seed| SamplingParams { temperature: 0.9, top_p: 0.95, seed: Some(seed), ..Default::default() };
+        let p = vec![5, 17, 42, 99, 3];
+        let alone = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
+        let again = collect(&mut e.submit(request(p.clone(), seeded(1234), 24)).unwrap(), None);
+        assert_eq!(alone, again, "{mode}: same seed, same request");
+        let mut gens = [
+            e.submit(request(vec![250, 7, 77], seeded(1), 24)).unwrap(),
+            e.submit(request(p.clone(), seeded(1234), 24)).unwrap(),
+            e.submit(request(vec![1, 2, 3], SamplingParams::default(), 24)).unwrap(),
+        ];
+        let out: Vec<_> = gens.iter_mut().map(|g| collect(g, None)).collect();
+        assert_eq!(out[1], alone, "{mode}: same seed inside a batch");
+        let other = collect(&mut e.submit(request(p, seeded(99), 24)).unwrap(), None);
+        assert_ne!(other, alone, "{mode}: another seed samples differently");
+    }
 }
 
 /// On SmolLM2, where a step takes long enough to observe: drop one of three running streams
 /// and see the batch shrink no later than one step after, with the other two unchanged.
 #[test]
 fn cancelled_sequence_leaves_within_one_step() {
-    let e = engine(common::smol_gguf());
-    let eos = e.info().eos_token_ids.clone();
-    // Never end early on EOS, so all three are still running when one is cancelled.
-    let sampling = SamplingParams {
-        temperature: 0.0,
-        logit_bias: eos.iter().map(|&t| (t, -100.0)).collect(),
-        ..Default::default()
-    };
-    let ps: Vec<Vec<u32>> = ["Tell me about the moon.", "Name some colors.", "Count to twenty."]
-        .iter()
-        .map(|t| e.tokenizer().encode(t, true).unwrap())
-        .collect();
-    let alone: Vec<_> = [&ps[0], &ps[2]]
-        .iter()
-        .map(|p| collect(&mut e.submit(request((*p).clone(), sampling.clone(), 30)).unwrap(), None))
-        .collect();
-    let mut gens: Vec<_> = ps.iter().map(|p| e.submit(request(p.clone(), sampling.clone(), 30)).unwrap()).collect();
-    let heads: Vec<_> = gens.iter_mut().map(|g| collect(g, Some(4))).collect();
-    assert_eq!(e.stats().active, 3);
-    let victim = gens.remove(1);
-    let before = e.stats().steps;
-    drop(victim);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while e.stats().active == 3 {
-        assert!(Instant::now() < deadline, "the cancelled sequence never left");
-        std::thread::sleep(Duration::from_millis(1));
+    for (mode, e) in modes(&common::smol_gguf()) {
+        let eos = e.info().eos_token_ids.clone();
+        // Never end early on EOS, so all three are still running when one is cancelled.
+        let sampling = SamplingParams {
+            temperature: 0.0,
+            logit_bias: eos.iter().map(|&t| (t, -100.0)).collect(),
+            ..Default::default()
+        };
+        let ps: Vec<Vec<u32>> = ["Tell me about the moon.", "Name some colors.", "Count to twenty."]
+            .iter()
+            .map(|t| e.tokenizer().encode(t, true).unwrap())
+            .collect();
+        let alone: Vec<_> = [&ps[0], &ps[2]]
+            .iter()
+            .map(|p| collect(&mut e.submit(request((*p).clone(), sampling.clone(), 30)).unwrap(), None))
+            .collect();
+        let mut gens: Vec<_> = ps.iter().map(|p| e.submit(request(p.clone(), sampling.clone(), 30)).unwrap()).collect();
+        let heads: Vec<_> = gens.iter_mut().map(|g| collect(g, Some(4))).collect();
+        assert_eq!(e.stats().active, 3);
+        let victim = gens.remove(1);
+        let before = e.stats().steps;
+        drop(victim);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while e.stats().active == 3 {
+            assert!(Instant::now() < deadline, "{mode}: the cancelled sequence never left");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = e.stats().steps;
+        assert!(after <= before + 1, "{mode}: left after {} steps", after - before);
+        let rest: Vec<_> = gens
+            .iter_mut()
+            .zip([&heads[0], &heads[2]])
+            .map(|(g, h)| {
+                let mut t = h.clone();
+                t.extend(collect(g, None));
+                t
+            })
+            .collect();
+        assert_eq!(rest, alone, "{mode}: the other sequences finish unchanged");
     }
-    let after = e.stats().steps;
-    assert!(after <= before + 1, "left after {} steps", after - before);
-    let rest: Vec<_> = gens
-        .iter_mut()
-        .zip([&heads[0], &heads[2]])
-        .map(|(g, h)| {
-            let mut t = h.clone();
-            t.extend(collect(g, None));
-            t
-        })
-        .collect();
-    assert_eq!(rest, alone, "the other sequences finish unchanged");
 }
 
 /// A second request sharing a prompt prefix reuses the first one's KV cache: it reports the
@@ -222,10 +239,7 @@ fn requests_in_flight_share_a_prefix() {
 #[test]
 fn prefix_cache_is_bounded_in_bytes() {
     let path = common::tiny("llama-q4");
-    let per_token = Engine::load(ModelSource::detect(&path).unwrap(), EngineOptions::default(), |_, _| {})
-        .unwrap()
-        .info()
-        .kv_bytes_per_token;
+    let per_token = engine(path.clone()).info().kv_bytes_per_token;
     // Room for two of the 40-token sequences below (prompt plus output), not three.
     let opts = EngineOptions { prefix_cache_bytes: 100 * per_token, ..Default::default() };
     let e = Engine::load(ModelSource::detect(&path).unwrap(), opts, |_, _| {}).unwrap();
@@ -243,10 +257,7 @@ fn prefix_cache_is_bounded_in_bytes() {
 #[test]
 fn kv_cache_limit_gives_clear_errors() {
     let path = common::tiny("llama-q4");
-    let per_token = Engine::load(ModelSource::detect(&path).unwrap(), EngineOptions::default(), |_, _| {})
-        .unwrap()
-        .info()
-        .kv_bytes_per_token;
+    let per_token = engine(path.clone()).info().kv_bytes_per_token;
     let opts = EngineOptions { kv_cache_limit: Some(300 * per_token), ..Default::default() };
     let e = Engine::load(ModelSource::detect(&path).unwrap(), opts, |_, _| {}).unwrap();
     let long: Vec<u32> = (0..320).map(|t| 5 + t % 400).collect();

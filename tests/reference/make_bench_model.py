@@ -1,6 +1,6 @@
 """Make a random-weight model of a named shape with mlx-lm, so benchmarks need no download.
 
-Usage: make_model.py SHAPE BASE OUT
+Usage: make_bench_model.py SHAPE BASE OUT
 
 SHAPE is one of the keys of SHAPES below. BASE is an mlx-lm folder whose tokenizer files are
 reused (the SmolLM2 folder the benchmarks convert from the embedded GGUF); the tokenizer's BPE
@@ -89,13 +89,13 @@ def build(shape: str, base: Path, out: Path):
 
 def main():
     if len(sys.argv) != 4 or sys.argv[1] not in SHAPES:
-        sys.exit(f"usage: make_model.py SHAPE BASE OUT  (SHAPE: {', '.join(SHAPES)})")
+        sys.exit(f"usage: make_bench_model.py SHAPE BASE OUT  (SHAPE: {', '.join(SHAPES)})")
     shape, base, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     done = out / ".complete"
     if done.exists() and done.read_text() == shape:
         return
     build(shape, base, out)
-    print(f"make_model: {shape} written to {out}", file=sys.stderr)
+    print(f"make_bench_model: {shape} written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
