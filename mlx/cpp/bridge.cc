@@ -151,6 +151,8 @@ ArrayPtr log(const array& a) { return own(mx::log(a)); }
 ArrayPtr sigmoid(const array& a) { return own(mx::sigmoid(a)); }
 ArrayPtr silu(const array& a) { return own(mx::multiply(a, mx::sigmoid(a))); }
 ArrayPtr tanh(const array& a) { return own(mx::tanh(a)); }
+ArrayPtr cos(const array& a) { return own(mx::cos(a)); }
+ArrayPtr sin(const array& a) { return own(mx::sin(a)); }
 ArrayPtr erf(const array& a) { return own(mx::erf(a)); }
 ArrayPtr sqrt(const array& a) { return own(mx::sqrt(a)); }
 ArrayPtr rsqrt(const array& a) { return own(mx::rsqrt(a)); }

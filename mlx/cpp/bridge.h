@@ -76,6 +76,8 @@ ArrayPtr log(const array& a);
 ArrayPtr sigmoid(const array& a);
 ArrayPtr silu(const array& a);
 ArrayPtr tanh(const array& a);
+ArrayPtr cos(const array& a);
+ArrayPtr sin(const array& a);
 ArrayPtr erf(const array& a);
 ArrayPtr sqrt(const array& a);
 ArrayPtr rsqrt(const array& a);

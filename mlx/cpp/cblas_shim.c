@@ -1,6 +1,9 @@
 /* Routes MLX's float32 GEMM to OpenBLAS (scipy-openblas32 prefixes its symbols with `scipy_`).
  * The executable links this library directly, so the loader resolves libmlx's `cblas_sgemm` here
- * before it reaches the reference BLAS that the mlx-cpu wheel bundles.
+ * before it reaches the reference BLAS that the mlx-cpu wheel bundles. One pool of threads here
+ * does all the parallel work: products with many rows are split by weight rows into
+ * single-threaded OpenBLAS calls, since OpenBLAS's own threads would spin beside the pool's on
+ * the same cores.
  *
  * Products with few rows (a decode step: one token per running sequence times a weight matrix)
  * do not go to OpenBLAS's GEMM, which first copies ("packs") the whole weight matrix on every
@@ -11,6 +14,7 @@
  * instructions in the same order whatever the number of rows or threads, so one sequence gets
  * bit-identical logits alone or inside any batch. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +27,7 @@ extern void scipy_cblas_sgemm(int order, int transa, int transb, blasint m, blas
                               float alpha, const float* a, blasint lda, const float* b, blasint ldb,
                               float beta, float* c, blasint ldc);
 extern char* scipy_openblas_get_config(void);
+extern void scipy_openblas_set_num_threads(int);
 
 /* Up to this many rows, `few_rows` is at least as fast as OpenBLAS's pack-then-multiply (measured on
  * AVX-512: 2x at 4 rows, even at 16, OpenBLAS ahead from ~24). */
@@ -39,6 +44,8 @@ extern char* scipy_openblas_get_config(void);
 #endif
 
 struct job {
+  /* Many rows: each thread runs (single-threaded) OpenBLAS on its slice of the weight rows. */
+  int gemm;
   const float* a;
   const float* b;
   float* c;
@@ -150,18 +157,20 @@ KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
   }
 }
 
-/* A pool of worker threads; the calling thread takes part 0 of every job. Workers spin briefly
- * between the closely spaced products of one step, then sleep. */
+/* A pool of worker threads; the calling thread takes part 0 of every job. The products of one
+ * step come microseconds apart, so the hand-off is atomic: workers spin for about a millisecond
+ * before they sleep, a job wakes sleepers only when there are any, and the caller spins for the
+ * others to finish. */
 static struct {
   pthread_once_t once;
   int threads;
   pthread_mutex_t mu;
-  pthread_cond_t wake, done;
-  unsigned long generation;
-  int remaining;
+  pthread_cond_t wake;
+  unsigned long generation; /* atomic: bumped once per job */
+  int remaining;            /* atomic: workers still on the current job */
+  int sleepers;             /* atomic: workers asleep on `wake` */
   struct job job;
-} pool = {PTHREAD_ONCE_INIT, 1, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, {0}};
+} pool = {PTHREAD_ONCE_INIT, 1, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, {0}};
 
 static void part(const struct job* j, int t) {
   /* Split by weight rows on BLOCK boundaries, so which code computes a column never depends on
@@ -170,7 +179,12 @@ static void part(const struct job* j, int t) {
   blasint per = (blocks + pool.threads - 1) / pool.threads;
   blasint n0 = t * per * BLOCK, n1 = (t + 1) * per * BLOCK;
   if (n1 > j->n) n1 = j->n;
-  if (n0 < n1) few_rows(j, n0, n1);
+  if (n0 >= n1) return;
+  if (j->gemm)
+    scipy_cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, j->m, n1 - n0, j->k, j->alpha, j->a, j->lda,
+                      j->b + (size_t)n0 * j->ldb, j->ldb, j->beta, j->c + n0, j->ldc);
+  else
+    few_rows(j, n0, n1);
 }
 
 static inline __attribute__((always_inline)) void cpu_relax(void) {
@@ -181,27 +195,32 @@ static inline __attribute__((always_inline)) void cpu_relax(void) {
 #endif
 }
 
+#define SPIN 20000
+
 static void* worker(void* arg) {
   int t = (int)(long)arg;
   unsigned long seen = 0;
   for (;;) {
-    /* Spin a little before sleeping: the next product of a step comes within microseconds. */
-    for (int spin = 0; spin < 2000 && __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE) == seen; spin++)
+    for (int spin = 0; spin < SPIN && __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen; spin++)
       cpu_relax();
-    pthread_mutex_lock(&pool.mu);
-    while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.mu);
-    seen = pool.generation;
+    if (__atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen) {
+      pthread_mutex_lock(&pool.mu);
+      __atomic_add_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+      while (__atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+      __atomic_sub_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    seen = __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST);
     struct job j = pool.job;
-    pthread_mutex_unlock(&pool.mu);
     part(&j, t);
-    pthread_mutex_lock(&pool.mu);
-    if (--pool.remaining == 0) pthread_cond_signal(&pool.done);
-    pthread_mutex_unlock(&pool.mu);
+    __atomic_sub_fetch(&pool.remaining, 1, __ATOMIC_RELEASE);
   }
   return NULL;
 }
 
 static void start_pool(void) {
+  /* OpenBLAS's own threads would spin beside these on the same cores. */
+  scipy_openblas_set_num_threads(1);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   const char* env = getenv("ZETA_CPU_THREADS");
   if (env && atoi(env) > 0) cpus = atoi(env);
@@ -230,20 +249,29 @@ static void run(const struct job* j) {
   pthread_once(&pool.once, start_pool);
   /* Small products are not worth waking anyone. */
   if (pool.threads == 1 || (size_t)j->n * j->k < 64 * 1024) {
-    few_rows(j, 0, j->n);
+    if (j->gemm)
+      scipy_cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, j->m, j->n, j->k, j->alpha, j->a, j->lda, j->b,
+                        j->ldb, j->beta, j->c, j->ldc);
+    else
+      few_rows(j, 0, j->n);
     return;
   }
   pthread_mutex_lock(&one_job);
-  pthread_mutex_lock(&pool.mu);
   pool.job = *j;
-  pool.remaining = pool.threads - 1;
-  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_RELEASE);
-  pthread_cond_broadcast(&pool.wake);
-  pthread_mutex_unlock(&pool.mu);
+  __atomic_store_n(&pool.remaining, pool.threads - 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST) > 0) {
+    pthread_mutex_lock(&pool.mu);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+  }
   part(j, 0);
-  pthread_mutex_lock(&pool.mu);
-  while (pool.remaining > 0) pthread_cond_wait(&pool.done, &pool.mu);
-  pthread_mutex_unlock(&pool.mu);
+  for (unsigned long spin = 0; __atomic_load_n(&pool.remaining, __ATOMIC_ACQUIRE) > 0; spin++) {
+    if (spin < SPIN)
+      cpu_relax();
+    else
+      sched_yield(); /* a worker was descheduled: give it the core */
+  }
   pthread_mutex_unlock(&one_job);
 }
 
@@ -252,12 +280,12 @@ void cblas_sgemm(int order, int transa, int transb, blasint m, blasint n, blasin
                  blasint ldc) {
   /* c[m, n] = a[m, k] * b[n, k]^T: activations times a weight matrix stored row by row (how
    * MLX multiplies by a transposed weight). */
-  if (order == ROW_MAJOR && transa == NO_TRANS && transb == TRANS && m >= 1 && m <= FEW_ROWS &&
-      n > 0 && k > 0) {
-    struct job j = {a, b, c, lda, ldb, ldc, m, k, n, alpha, beta};
+  if (order == ROW_MAJOR && transa == NO_TRANS && transb == TRANS && m >= 1 && n > 0 && k > 0) {
+    struct job j = {m > FEW_ROWS, a, b, c, lda, ldb, ldc, m, k, n, alpha, beta};
     run(&j);
     return;
   }
+  pthread_once(&pool.once, start_pool);
   scipy_cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

@@ -51,6 +51,8 @@ pub(crate) mod ffi {
         fn sigmoid(a: &array) -> Result<UniquePtr<array>>;
         fn silu(a: &array) -> Result<UniquePtr<array>>;
         fn tanh(a: &array) -> Result<UniquePtr<array>>;
+        fn cos(a: &array) -> Result<UniquePtr<array>>;
+        fn sin(a: &array) -> Result<UniquePtr<array>>;
         fn erf(a: &array) -> Result<UniquePtr<array>>;
         fn sqrt(a: &array) -> Result<UniquePtr<array>>;
         fn rsqrt(a: &array) -> Result<UniquePtr<array>>;

@@ -43,6 +43,10 @@ unary!(
     silu,
     /// Hyperbolic tangent.
     tanh,
+    /// Cosine.
+    cos,
+    /// Sine.
+    sin,
     /// Error function.
     erf,
     /// Square root.

@@ -12,6 +12,7 @@ use super::layers::{Embedding, Linear, RmsNorm, cast};
 use super::{Layer, Model};
 use crate::config::{ModelConfig, RopeScaling, rope_freqs};
 use crate::error::{EngineError, Result};
+use crate::model::rope::Rope;
 
 /// Whether quantized weights are expanded to float32 at load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -413,7 +414,9 @@ pub(crate) fn build(
     if !leftovers.is_empty() {
         tracing::debug!(?leftovers, "unused tensors");
     }
-    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope_freqs, rope_scale };
+    // MLX's CPU build has no rope kernel: there the step's table is built once (see rope.rs).
+    let rope = Rope::new(cfg.head_dim as i32, cfg.rope_traditional, cfg.rope_theta, rope_scale, rope_freqs, !gpu)?;
+    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)
 }

@@ -9,6 +9,7 @@
 
 pub mod layers;
 pub mod loader;
+pub mod rope;
 pub mod step;
 
 use mlx::{Array, Dtype, ops};
@@ -17,6 +18,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::KvPool;
 use layers::{Embedding, Linear, RmsNorm};
+use rope::{Rope, Table};
 pub use step::{DecodeRow, PrefillRow, Shapes, StepInput, TokenSource};
 
 /// One decoder layer.
@@ -53,10 +55,8 @@ pub struct Model {
     pub lm_head: Option<Linear>,
     /// Activation type (float32 on CPU).
     pub dtype: Dtype,
-    /// Explicit RoPE frequencies (Llama 3 scaling, GGUF factors).
-    pub rope_freqs: Option<Array>,
-    /// RoPE position scale (1 / linear factor).
-    pub rope_scale: f32,
+    /// Rotary embedding.
+    pub rope: Rope,
 }
 
 impl Model {
@@ -75,9 +75,10 @@ impl Model {
     /// The step's keys and values go into `pool`; nothing is evaluated yet.
     pub fn forward(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
         let mut x = self.embed.forward(&step.ids, self.dtype)?;
+        let table = self.rope.table(&step.positions)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let attn = self.attention(l, layer, &h, pool, step)?;
+            let attn = self.attention(l, layer, &h, pool, step, table.as_ref())?;
             x = ops::add(&x, &layer.o.forward(&attn)?)?;
             let h = layer.post_norm.forward(&x)?;
             let gu = layer.gate_up.forward(&h)?;
@@ -95,14 +96,27 @@ impl Model {
         Ok(Some(layers::cast(logits, Dtype::F32)?))
     }
 
-    fn attention(&self, l: usize, layer: &Layer, h: &Array, pool: &mut KvPool, step: &StepInput) -> Result<Array> {
+    fn attention(
+        &self,
+        l: usize,
+        layer: &Layer,
+        h: &Array,
+        pool: &mut KvPool,
+        step: &StepInput,
+        table: Option<&Table>,
+    ) -> Result<Array> {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
-        let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, true)?;
-        let k =
-            self.heads(&ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?, nkv, layer.k_norm.as_ref(), step, true)?;
-        let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, false)?;
+        let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, Some(table))?;
+        let k = self.heads(
+            &ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?,
+            nkv,
+            layer.k_norm.as_ref(),
+            step,
+            Some(table),
+        )?;
+        let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, None)?;
         pool.write(l, &step.write, &k, &v)?;
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
         let mut outs = Vec::with_capacity(2);
@@ -111,7 +125,10 @@ impl Model {
             b = d.rows;
             let q = ops::slice_axis(&q, 0, 0, b)?;
             let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;
-            let o = ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, &d.mask)?;
+            let o = match &d.mask {
+                Some(mask) => ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, mask)?,
+                None => ops::scaled_dot_product_attention(&q, &keys, &values, scale, "")?,
+            };
             outs.push(ops::reshape(&o, &[b, nh * hd])?);
         }
         if let Some(p) = &step.prefill {
@@ -136,20 +153,23 @@ impl Model {
         Ok(ops::concatenate(&outs.iter().collect::<Vec<_>>(), 0)?)
     }
 
-    /// `[rows, heads * hd]` → `[rows, heads, 1, hd]`, normed and rotated as the layer requires:
-    /// every row is one token at its own position.
-    fn heads(&self, x: &Array, heads: i32, norm: Option<&RmsNorm>, step: &StepInput, rotate: bool) -> Result<Array> {
+    /// `[rows, heads * hd]` → `[rows, heads, 1, hd]`, normed, and rotated when `rotate` holds the
+    /// step's rope table (or `Some(None)` on a GPU): every row is one token at its own position.
+    fn heads(
+        &self,
+        x: &Array,
+        heads: i32,
+        norm: Option<&RmsNorm>,
+        step: &StepInput,
+        rotate: Option<Option<&Table>>,
+    ) -> Result<Array> {
         let hd = self.cfg.head_dim as i32;
         let mut x = ops::reshape(x, &[step.rows as i32, heads, 1, hd])?;
         if let Some(norm) = norm {
             x = norm.forward(&x)?;
         }
-        if rotate {
-            let (trad, scale, pos) = (self.cfg.rope_traditional, self.rope_scale, &step.positions);
-            x = match &self.rope_freqs {
-                Some(freqs) => ops::rope_rows_with_freqs(&x, hd, trad, scale, pos, freqs)?,
-                None => ops::rope_rows(&x, hd, trad, self.cfg.rope_theta, scale, pos)?,
-            };
+        if let Some(table) = rotate {
+            x = self.rope.apply(&x, &step.positions, table)?;
         }
         Ok(x)
     }
@@ -169,7 +189,7 @@ impl Model {
         if let Some(h) = &self.lm_head {
             out.extend(h.arrays());
         }
-        out.extend(self.rope_freqs.iter());
+        out.extend(self.rope.freqs());
         out
     }
 

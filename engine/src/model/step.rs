@@ -65,9 +65,9 @@ impl Shapes {
         Shapes { pow2: true, kv_grain: 256 }
     }
 
-    /// No padding but attention widths in steps of 32 (the CPU: padding is real work).
+    /// No padding at all (the CPU: padding is real work, and shapes cost nothing to plan).
     pub fn exact() -> Shapes {
-        Shapes { pow2: false, kv_grain: 32 }
+        Shapes { pow2: false, kv_grain: 1 }
     }
 
     /// Rows for `n` decode rows or prompt chunks.
@@ -86,12 +86,13 @@ impl Shapes {
     }
 }
 
-/// Attention of the decode rows: every row reads `width` slots, masked to its own length.
+/// Attention of the decode rows: every row reads `width` slots, masked to its own length (no mask
+/// when every row fills the width: a lone sequence on the CPU).
 pub(crate) struct DecodeAttention {
     pub rows: i32,
     pub width: i32,
     pub gather: Array,
-    pub mask: Array,
+    pub mask: Option<Array>,
 }
 
 /// Attention of the prompt chunks.
@@ -171,8 +172,12 @@ impl StepInput {
                 lens[i] = r.slots.len() as i32;
             }
             let (bi, wi) = (b as i32, width as i32);
-            let cols = ops::reshape(&Array::arange(0, wi)?, &[1, 1, 1, wi])?;
-            let mask = ops::less(&cols, &Array::from_i32(&lens, &[bi, 1, 1, 1])?)?;
+            let mask = if lens.iter().all(|&n| n == wi) {
+                None
+            } else {
+                let cols = ops::reshape(&Array::arange(0, wi)?, &[1, 1, 1, wi])?;
+                Some(ops::less(&cols, &Array::from_i32(&lens, &[bi, 1, 1, 1])?)?)
+            };
             Some(DecodeAttention { rows: bi, width: wi, gather: Array::from_u32(&gather, &[bi * wi])?, mask })
         } else {
             None
@@ -267,7 +272,7 @@ mod tests {
         assert_eq!((g.chunk(5), g.chunk(33), g.chunk(512)), (16, 64, 512));
         assert_eq!((g.width(1), g.width(256), g.width(257)), (256, 256, 512));
         let c = Shapes::exact();
-        assert_eq!((c.rows(3), c.chunk(5), c.chunk(33), c.width(40)), (3, 8, 40, 64));
+        assert_eq!((c.rows(3), c.chunk(5), c.chunk(33), c.width(40)), (3, 8, 40, 40));
     }
 
     #[test]
@@ -293,7 +298,7 @@ mod tests {
         assert_eq!(x.logits_rows.unwrap().to_i32().unwrap(), vec![0, 1, 2, 5]);
         let d = x.decode.unwrap();
         assert_eq!((d.rows, d.width), (4, 256));
-        let mask = d.mask.to_i32().unwrap();
+        let mask = d.mask.expect("rows of different lengths are masked").to_i32().unwrap();
         assert_eq!(mask.iter().sum::<i32>(), 3 + 2 + 2 + 1);
         assert!(x.prefill.unwrap().cached.is_none(), "a chunk that starts its sequence needs no gather");
     }
