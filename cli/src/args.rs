@@ -37,6 +37,10 @@ pub enum Command {
     Unload {
         /// Alias (or the id it was loaded by).
         model: String,
+        /// Unload it even if it is pinned (the default model): requests that name no model
+        /// then wait for it to load again.
+        #[arg(long)]
+        force: bool,
     },
     /// Chat with a model: one answer when PROMPT is given, else an interactive chat.
     Run(RunArgs),

@@ -63,7 +63,7 @@ impl CliError {
     /// the transport error as its source) means the daemon went away, anything else is the
     /// daemon's answer.
     pub fn from_status(status: tonic::Status, socket: &Path) -> CliError {
-        let transport = std::error::Error::source(&status).is_some();
+        let transport = zeta_proto::edge::transport_failed(&status);
         if transport && matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled) {
             return CliError::Lost { socket: socket.to_path_buf(), detail: first_line(status.message()).to_owned() };
         }

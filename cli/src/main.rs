@@ -53,7 +53,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Models => commands::models::models(&d).await,
             Command::Ps => commands::models::ps(&d).await,
             Command::Load { model } => commands::load::load(&d, model).await,
-            Command::Unload { model } => commands::load::unload(&d, model).await,
+            Command::Unload { model, force } => commands::load::unload(&d, model, *force).await,
             Command::Run(args) => commands::run::run(&d, args).await,
             Command::Tokens(args) => commands::tokens::tokens(&d, args).await,
             Command::Status => commands::status::status(&d).await,

@@ -45,6 +45,13 @@ pub struct Config {
     pub allow_hub_models: bool,
     /// Whether a request may name a local path that is not configured.
     pub allow_path_models: bool,
+    /// Whether an HTTP client (through the gateway) may name a hub repo id that is not
+    /// configured; needs `allow_hub_models` too. Off: any local process and any web page can
+    /// reach the gateway, and a hub id makes the daemon download.
+    pub http_allow_hub_models: bool,
+    /// Whether an HTTP client may name a local path; needs `allow_path_models` too. Off: a path
+    /// makes the daemon open a file.
+    pub http_allow_path_models: bool,
     /// Models by alias.
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -66,6 +73,8 @@ impl Default for Config {
             max_queue: 64,
             allow_hub_models: true,
             allow_path_models: true,
+            http_allow_hub_models: false,
+            http_allow_path_models: false,
             models: BTreeMap::new(),
         }
     }

@@ -3,7 +3,10 @@
 //! This is the only place a daemon error becomes a `tonic::Status`. The gateway has the matching
 //! single table from status code to HTTP status. Alongside the message, two metadata entries help
 //! clients: `zeta-param` names the request field at fault and `retry-after` (seconds) says when
-//! a busy or loading daemon is worth asking again.
+//! a busy or loading daemon is worth asking again; `zeta-code` carries a machine-readable code
+//! where the gRPC code alone is too coarse (`invalid_model`, `model_pinned`). Every message is
+//! clipped here to [`zeta_proto::edge::MAX_STATUS_MESSAGE_BYTES`]: a status travels in HTTP/2
+//! headers, and one oversized header would break the connection every other client shares.
 
 use tonic::{Code, Status};
 use zeta_engine::EngineError;
@@ -17,6 +20,12 @@ pub enum DaemonError {
     /// The model string names nothing the daemon can serve.
     #[error("{0}")]
     ModelNotFound(String),
+    /// The model string is a path this caller may not use, or one that is not a loadable model.
+    #[error("{0}")]
+    InvalidModel(String),
+    /// The model is pinned (the default) and the unload was not forced.
+    #[error("{0}")]
+    Pinned(String),
     /// A request field is invalid (checked before the engine sees it).
     #[error("invalid {field}: {message}")]
     Invalid {
@@ -56,44 +65,62 @@ impl DaemonError {
     }
 }
 
-fn with_meta(code: Code, message: String, param: Option<&str>, retry_after: Option<u32>) -> Status {
-    let mut s = Status::new(code, message);
-    if let Some(p) = param.and_then(|p| p.parse().ok()) {
-        s.metadata_mut().insert("zeta-param", p);
-    }
-    if let Some(r) = retry_after {
-        s.metadata_mut().insert("retry-after", r.into());
-    }
-    s
+/// One row of the table: the gRPC code and the metadata that go with an error.
+struct Row<'a> {
+    code: Code,
+    param: Option<&'a str>,
+    retry_after: Option<u32>,
+    zeta_code: Option<&'static str>,
+}
+
+fn row(code: Code) -> Row<'static> {
+    Row { code, param: None, retry_after: None, zeta_code: None }
 }
 
 impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Status {
-        let msg = e.to_string();
-        match &e {
+        let r = match &e {
             DaemonError::Engine(inner) => match inner {
-                EngineError::InvalidArgument { field, .. } => with_meta(Code::InvalidArgument, msg, Some(field), None),
-                EngineError::ContextOverflow { .. } => with_meta(Code::OutOfRange, msg, Some("messages"), None),
-                EngineError::Busy { .. } => with_meta(Code::ResourceExhausted, msg, None, Some(1)),
-                EngineError::KvCacheFull { .. } => with_meta(Code::ResourceExhausted, msg, None, Some(5)),
-                EngineError::ShuttingDown { .. } => with_meta(Code::Unavailable, msg, None, Some(5)),
-                EngineError::Template(_) => with_meta(Code::InvalidArgument, msg, Some("messages"), None),
+                EngineError::InvalidArgument { field, .. } => Row { param: Some(field), ..row(Code::InvalidArgument) },
+                EngineError::ContextOverflow { .. } => Row { param: Some("messages"), ..row(Code::OutOfRange) },
+                EngineError::Busy { .. } => Row { retry_after: Some(1), ..row(Code::ResourceExhausted) },
+                EngineError::KvCacheFull { .. } => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
+                EngineError::ShuttingDown { .. } => Row { retry_after: Some(5), ..row(Code::Unavailable) },
+                EngineError::Template(_) => Row { param: Some("messages"), ..row(Code::InvalidArgument) },
                 EngineError::NotFound { .. }
                 | EngineError::BadModel { .. }
                 | EngineError::UnsupportedArchitecture { .. }
                 | EngineError::Tokenizer(_)
                 | EngineError::Mlx(_)
-                | EngineError::Io { .. } => Status::internal(msg),
+                | EngineError::Io { .. } => row(Code::Internal),
             },
-            DaemonError::ModelNotFound(_) => with_meta(Code::NotFound, msg, Some("model"), None),
-            DaemonError::Invalid { field, .. } => with_meta(Code::InvalidArgument, msg, Some(field), None),
-            DaemonError::LoadFailed { transient: true, .. } => with_meta(Code::Unavailable, msg, None, Some(10)),
-            DaemonError::LoadFailed { transient: false, .. } => Status::internal(msg),
-            DaemonError::NoRoom(_) => with_meta(Code::ResourceExhausted, msg, None, Some(5)),
-            DaemonError::PermissionDenied(_) => with_meta(Code::PermissionDenied, msg, Some("model"), None),
-            DaemonError::Draining => with_meta(Code::Unavailable, msg, None, Some(5)),
-            DaemonError::Internal(_) => Status::internal(msg),
+            DaemonError::ModelNotFound(_) => Row { param: Some("model"), ..row(Code::NotFound) },
+            DaemonError::InvalidModel(_) => {
+                Row { param: Some("model"), zeta_code: Some("invalid_model"), ..row(Code::InvalidArgument) }
+            }
+            DaemonError::Pinned(_) => {
+                Row { param: Some("model"), zeta_code: Some("model_pinned"), ..row(Code::FailedPrecondition) }
+            }
+            DaemonError::Invalid { field, .. } => Row { param: Some(field), ..row(Code::InvalidArgument) },
+            DaemonError::LoadFailed { transient: true, .. } => Row { retry_after: Some(10), ..row(Code::Unavailable) },
+            DaemonError::LoadFailed { transient: false, .. } => row(Code::Internal),
+            DaemonError::NoRoom(_) => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
+            DaemonError::PermissionDenied(_) => Row { param: Some("model"), ..row(Code::PermissionDenied) },
+            DaemonError::Draining => Row { retry_after: Some(5), ..row(Code::Unavailable) },
+            DaemonError::Internal(_) => row(Code::Internal),
+        };
+        let msg = e.to_string();
+        let mut s = Status::new(r.code, zeta_proto::edge::clip(&msg, zeta_proto::edge::MAX_STATUS_MESSAGE_BYTES));
+        if let Some(p) = r.param.and_then(|p| zeta_proto::edge::clip(p, 128).parse().ok()) {
+            s.metadata_mut().insert("zeta-param", p);
         }
+        if let Some(ra) = r.retry_after {
+            s.metadata_mut().insert("retry-after", ra.into());
+        }
+        if let Some(c) = r.zeta_code {
+            s.metadata_mut().insert(zeta_proto::edge::CODE_METADATA, tonic::metadata::MetadataValue::from_static(c));
+        }
+        s
     }
 }
 
@@ -126,6 +153,12 @@ mod tests {
         }
         let s: Status = EngineError::invalid("temperature", "bad").into_status();
         assert_eq!(s.metadata().get("zeta-param").unwrap(), "temperature");
+        let s: Status = DaemonError::ModelNotFound("é".repeat(50_000)).into();
+        assert!(s.message().len() <= zeta_proto::edge::MAX_STATUS_MESSAGE_BYTES, "{}", s.message().len());
+        let s: Status = DaemonError::InvalidModel("no".into()).into();
+        assert_eq!(s.metadata().get(zeta_proto::edge::CODE_METADATA).unwrap(), "invalid_model");
+        let s: Status = DaemonError::Pinned("pinned".into()).into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
     }
 
     trait IntoStatus {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod logging;
+pub mod memory;
 pub mod registry;
 pub mod service;
 pub mod socket;
@@ -36,10 +37,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(zeta_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl speaks v1, while grpcio-reflection and other older
+    // clients only know v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(zeta_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let max = zeta_proto::MAX_MESSAGE_BYTES;
     let generation =
         v1::generation_server::GenerationServer::new(service::generation::GenerationService::new(registry.clone()))
@@ -59,7 +65,7 @@ pub async fn run(
         let (reg, h) = (registry.clone(), health.clone());
         tokio::spawn(async move {
             let default = reg.config().default_model.clone();
-            match reg.acquire(&default).await {
+            match reg.acquire(&default, registry::Caller::Socket).await {
                 Ok(_) => {
                     tracing::info!(model = %default, "default model ready");
                     h.set_service_status(SERVICES[0], ServingStatus::Serving).await;
@@ -77,6 +83,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(generation)
         .add_service(models)
         .add_service(daemon)

@@ -2,7 +2,10 @@
 //! requests), which are loaded, and the rules for loading and unloading them.
 //!
 //! - A request's model resolves to an alias, a local path or a hub repo id; anything else is
-//!   `NotFound`, with no side effect on loaded models.
+//!   `NotFound`, with no side effect on loaded models. Paths and hub ids are accepted only where
+//!   the config allows them for the [`Caller`] (HTTP clients get neither by default); a path is
+//!   absolute and names something loadable, else it is `InvalidModel` whether or not it exists,
+//!   so answers never tell an HTTP client which files exist.
 //! - Concurrent requests for an unloaded model share one load (the first starts it, the others
 //!   wait on its progress channel).
 //! - Room is made by evicting the least recently used loaded model that is not pinned (the
@@ -18,6 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use zeta_engine::{Engine, EngineOptions, ModelSource};
+
+impl Caller {
+    fn describe(self) -> &'static str {
+        match self {
+            Caller::Socket => "local tools",
+            Caller::Http => "HTTP clients",
+        }
+    }
+}
 
 use crate::config::{Config, EMBEDDED_ALIAS, ModelConfig, SamplingDefaults};
 use crate::error::DaemonError;
@@ -36,6 +48,36 @@ impl std::fmt::Display for Source {
         match self {
             Source::Local(p) => write!(f, "{}", p.display()),
             Source::Hub(r) => write!(f, "hf:{r}"),
+        }
+    }
+}
+
+/// Who is asking: the socket's owner through the CLI or a local tool, or an HTTP client through
+/// the gateway (which marks its calls). HTTP clients get the stricter model-reference rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A local tool of the socket's owner.
+    Socket,
+    /// An HTTP client, through the gateway.
+    Http,
+}
+
+/// Whether a model reference is meant as a filesystem path (hub ids never start this way).
+fn looks_like_path(name: &str) -> bool {
+    name.starts_with(['/', '.', '~', '\\'])
+}
+
+/// Whether `path` holds something the engine can load: a model folder, or a file that starts
+/// with GGUF's magic. Checked before anything else is done with a path a request named.
+fn loadable(path: &std::path::Path) -> Option<PathBuf> {
+    let canonical = path.canonicalize().ok()?;
+    match ModelSource::detect(&canonical).ok()? {
+        ModelSource::Folder(_) => Some(canonical),
+        ModelSource::Gguf(file) => {
+            use std::io::Read;
+            let mut magic = [0u8; 4];
+            std::fs::File::open(&file).ok()?.read_exact(&mut magic).ok()?;
+            (&magic == b"GGUF").then_some(canonical)
         }
     }
 }
@@ -168,7 +210,7 @@ impl Registry {
             started: SystemTime::now(),
         });
         for alias in cfg.aliases() {
-            if let Ok((id, source, options)) = reg.resolve(&alias) {
+            if let Ok((id, source, options)) = reg.resolve(&alias, Caller::Socket) {
                 reg.lock().insert(id, reg.new_entry(source, true, options, alias == cfg.default_model));
             }
         }
@@ -199,7 +241,14 @@ impl Registry {
     }
 
     /// What a request's model string names: (id, source, options).
-    pub fn resolve(&self, model: &str) -> Result<(String, Source, ModelConfig), DaemonError> {
+    pub fn resolve(&self, model: &str, caller: Caller) -> Result<(String, Source, ModelConfig), DaemonError> {
+        let limit = zeta_proto::edge::MAX_MODEL_REF_BYTES;
+        if model.len() > limit {
+            return Err(DaemonError::invalid(
+                "model",
+                format!("the model reference is {} bytes, over the limit of {limit} bytes", model.len()),
+            ));
+        }
         let name = match model.trim() {
             "" => self.cfg.default_model.as_str(),
             m => m,
@@ -230,12 +279,38 @@ impl Registry {
             })?;
             return Ok((name.to_string(), Source::Local(path), ModelConfig::default()));
         }
-        let path = std::path::Path::new(name);
-        if self.cfg.allow_path_models && (path.is_absolute() || name.starts_with('.')) && path.exists() {
-            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-            return Ok((canonical.display().to_string(), Source::Local(canonical), ModelConfig::default()));
+        let quoted = zeta_proto::edge::quote(name);
+        let (paths, hub) = self.allowed(caller);
+        if looks_like_path(name) {
+            if !paths {
+                return Err(DaemonError::InvalidModel(format!(
+                    "'{quoted}' is a local path, and this daemon does not take model paths from {}; \
+                     configure the model under an alias{}",
+                    caller.describe(),
+                    if caller == Caller::Http {
+                        " (or set http_allow_path_models)"
+                    } else {
+                        " (or set allow_path_models)"
+                    },
+                )));
+            }
+            let path = std::path::Path::new(name);
+            if !path.is_absolute() {
+                return Err(DaemonError::InvalidModel(format!(
+                    "'{quoted}' is a relative path: model paths must be absolute"
+                )));
+            }
+            return match loadable(path) {
+                Some(canonical) => {
+                    Ok((canonical.display().to_string(), Source::Local(canonical), ModelConfig::default()))
+                }
+                None => Err(DaemonError::InvalidModel(format!(
+                    "'{quoted}' is not a loadable model: a model path names a GGUF file or a folder with \
+                     config.json and safetensors weights"
+                ))),
+            };
         }
-        if self.cfg.allow_hub_models
+        if hub
             && zeta_hub::looks_like_repo_id(name)
             && let Ok(r) = zeta_hub::ModelRef::parse(name)
         {
@@ -243,17 +318,36 @@ impl Registry {
         }
         let mut known = self.cfg.aliases();
         known.sort();
+        let hub_hint = match (hub, zeta_hub::looks_like_repo_id(name), caller) {
+            (false, true, Caller::Http) => {
+                "; Hugging Face repo ids are not taken from HTTP clients \
+                 unless http_allow_hub_models is set (or load it with `zeta load`)"
+            }
+            (false, true, Caller::Socket) => "; Hugging Face repo ids are off (allow_hub_models)",
+            (true, _, _) => " or a Hugging Face repo id (org/name)",
+            (false, false, _) => "",
+        };
         Err(DaemonError::ModelNotFound(format!(
-            "the model '{name}' does not exist: it is not a configured alias ({}){}{}",
+            "the model '{quoted}' does not exist: it is not a configured alias ({}){}{hub_hint}",
             known.join(", "),
-            if self.cfg.allow_path_models { ", an existing local path" } else { "" },
-            if self.cfg.allow_hub_models { " or a Hugging Face repo id (org/name)" } else { "" },
+            if paths { ", an absolute path to a model" } else { "" },
         )))
     }
 
+    /// Whether `caller` may name (paths, hub ids) that are not configured.
+    fn allowed(&self, caller: Caller) -> (bool, bool) {
+        let c = &self.cfg;
+        match caller {
+            Caller::Socket => (c.allow_path_models, c.allow_hub_models),
+            Caller::Http => {
+                (c.allow_path_models && c.http_allow_path_models, c.allow_hub_models && c.http_allow_hub_models)
+            }
+        }
+    }
+
     /// Takes a lease on a model, loading it first if needed (one load however many ask).
-    pub async fn acquire(self: &Arc<Self>, model: &str) -> Result<Lease, DaemonError> {
-        let (id, source, options) = self.resolve(model)?;
+    pub async fn acquire(self: &Arc<Self>, model: &str, caller: Caller) -> Result<Lease, DaemonError> {
+        let (id, source, options) = self.resolve(model, caller)?;
         loop {
             let (mut rx, _waiting) = {
                 if self.draining.load(Ordering::Relaxed) {
@@ -287,8 +381,12 @@ impl Registry {
     }
 
     /// Starts loading `id` if it is not loaded or loading; returns its progress channel.
-    pub fn load(self: &Arc<Self>, model: &str) -> Result<(String, watch::Receiver<LoadStatus>), DaemonError> {
-        let (id, source, options) = self.resolve(model)?;
+    pub fn load(
+        self: &Arc<Self>,
+        model: &str,
+        caller: Caller,
+    ) -> Result<(String, watch::Receiver<LoadStatus>), DaemonError> {
+        let (id, source, options) = self.resolve(model, caller)?;
         if self.draining.load(Ordering::Relaxed) {
             return Err(DaemonError::Draining);
         }
@@ -311,8 +409,20 @@ impl Registry {
         let id = id.to_string();
         let source = entry.source.clone();
         let options = entry.options.clone();
+        let named_by_request = !entry.configured;
         tokio::spawn(async move {
-            let result = this.clone().load_task(&id, source, options, tx.clone()).await;
+            let result = this.clone().load_task(&id, source.clone(), options, tx.clone()).await;
+            // A path a request named that turns out not to load is the request's mistake.
+            let result = result.map_err(|e| match (e, &source) {
+                (DaemonError::LoadFailed { reason, transient: false, .. }, Source::Local(p)) if named_by_request => {
+                    let shown = p.display().to_string();
+                    DaemonError::InvalidModel(format!(
+                        "'{}' is not a loadable model: {reason}",
+                        zeta_proto::edge::quote(&shown)
+                    ))
+                }
+                (e, _) => e,
+            });
             let mut entries = this.lock();
             let Some(entry) = entries.get_mut(&id) else { return };
             match result {
@@ -472,11 +582,19 @@ impl Registry {
         result
     }
 
-    /// Unloads a model now. Requests running on it keep the engine until they finish.
-    pub fn unload(&self, model: &str) -> Result<bool, DaemonError> {
-        let (id, _, _) = self.resolve(model)?;
+    /// Unloads a model now. Requests running on it keep the engine until they finish. A pinned
+    /// model (the default) stays unless `force`: without it, requests that name no model would
+    /// find nothing to serve them.
+    pub fn unload(&self, model: &str, force: bool, caller: Caller) -> Result<bool, DaemonError> {
+        let (id, _, _) = self.resolve(model, caller)?;
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(&id) else { return Ok(false) };
+        if entry.pinned && !force && matches!(entry.phase, Phase::Loaded(_)) {
+            return Err(DaemonError::Pinned(format!(
+                "'{id}' is the default model and pinned: requests that name no model use it; \
+                 unload it with `zeta unload --force {id}` if you really mean to"
+            )));
+        }
         match std::mem::replace(&mut entry.phase, Phase::Unloaded) {
             Phase::Loaded(engine) => {
                 if !entry.configured {

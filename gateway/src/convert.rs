@@ -89,9 +89,34 @@ fn refuse_if_set(v: &Option<Value>, name: &str, why: &str) -> Result<(), ApiErro
     }
 }
 
-/// The `model` field (empty selects the daemon's default model).
+/// The `model` field (empty selects the daemon's default model), at most
+/// [`zeta_proto::edge::MAX_MODEL_REF_BYTES`] long.
 pub fn model(v: &Option<Value>) -> Result<String, ApiError> {
-    Ok(string(v, "model")?.unwrap_or("").to_string())
+    let m = string(v, "model")?.unwrap_or("");
+    let limit = zeta_proto::edge::MAX_MODEL_REF_BYTES;
+    if m.len() > limit {
+        return Err(ApiError::invalid(
+            "model",
+            format!("'model' is {} bytes, over the limit of {limit} bytes for a model name", m.len()),
+        ));
+    }
+    Ok(m.to_string())
+}
+
+/// Token ids of a prompt: each an integer that fits a token id (the daemon then checks them
+/// against the model's vocabulary).
+fn token_ids(a: &[Value], param: &str) -> Result<Vec<u32>, ApiError> {
+    a.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("{param}[{i}]"),
+                    format!("token id {v} is not an integer from 0 to {}", u32::MAX),
+                )
+            })
+        })
+        .collect()
 }
 
 fn stop(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
@@ -129,7 +154,9 @@ fn logit_bias(v: &Option<Value>) -> Result<std::collections::HashMap<u32, f32>, 
         .ok_or_else(|| ApiError::invalid("logit_bias", "'logit_bias' must be an object of token id to bias"))?;
     obj.iter()
         .map(|(k, b)| {
-            let id: u32 = k.parse().map_err(|_| ApiError::invalid("logit_bias", format!("'{k}' is not a token id")))?;
+            let id: u32 = k.parse().map_err(|_| {
+                ApiError::invalid("logit_bias", format!("'{}' is not a token id", zeta_proto::edge::quote(k)))
+            })?;
             let bias = number(&Some(b.clone()), "logit_bias", -100.0, 100.0)?.unwrap_or(0.0);
             Ok((id, bias))
         })
@@ -490,20 +517,14 @@ pub fn completion(
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
             v1::generate_request::Input::Prompt(a[0].as_str().unwrap_or_default().to_string())
         }
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_u64) => {
-            v1::generate_request::Input::PromptTokens(v1::TokenIds {
-                ids: a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
-            })
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_number) => {
+            v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: token_ids(a, "prompt")? })
         }
         Some(Value::Array(a))
-            if a.len() == 1 && a[0].as_array().is_some_and(|t| !t.is_empty() && t.iter().all(Value::is_u64)) =>
+            if a.len() == 1 && a[0].as_array().is_some_and(|t| !t.is_empty() && t.iter().all(Value::is_number)) =>
         {
-            v1::generate_request::Input::PromptTokens(v1::TokenIds {
-                ids: a[0]
-                    .as_array()
-                    .map(|t| t.iter().filter_map(Value::as_u64).map(|x| x as u32).collect())
-                    .unwrap_or_default(),
-            })
+            let ids = token_ids(a[0].as_array().map(Vec::as_slice).unwrap_or_default(), "prompt[0]")?;
+            v1::generate_request::Input::PromptTokens(v1::TokenIds { ids })
         }
         Some(Value::Array(a)) if a.len() > 1 => {
             return Err(ApiError::unsupported(

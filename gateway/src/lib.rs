@@ -4,15 +4,18 @@
 //! socket, which reconnects by itself after the daemon restarts.
 //!
 //! Layout: `dto` (wire types) and `convert` (the one validating conversion to the daemon's
-//! domain), one module per route under `routes`, `error` (the one status table), `metrics`, and
-//! the middleware here: request ids, access logs, API keys, CORS, the body limit.
+//! domain), one module per route under `routes`, `error` (the one status table), `metrics`,
+//! `middleware` (request ids, logs, the error envelope, browser safety, API keys), `server` (the
+//! connection loop and its limits), and here the shared state and the body extractor.
 
 pub mod config;
 pub mod convert;
 pub mod dto;
 pub mod error;
 pub mod metrics;
+pub mod middleware;
 pub mod routes;
+pub mod server;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,18 +23,30 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::HeaderValue;
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use zeta_proto::v1;
 
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
+
+/// The daemon channel with every call marked as made for an HTTP client, so the daemon applies
+/// its HTTP rules (no hub ids or paths unless configured).
+pub type DaemonChannel =
+    InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+
+fn mark_http(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    req.metadata_mut().insert(
+        zeta_proto::edge::CLIENT_METADATA,
+        tonic::metadata::MetadataValue::from_static(zeta_proto::edge::HTTP_CLIENT),
+    );
+    Ok(req)
+}
 
 /// Shared by every request.
 pub struct AppState {
@@ -54,22 +69,29 @@ impl AppState {
         Arc::new(AppState { channel, socket, config, metrics: metrics::Metrics::default(), started: Instant::now() })
     }
 
+    fn marked(&self) -> DaemonChannel {
+        InterceptedService::new(self.channel.clone(), mark_http)
+    }
+
     /// A `Generation` client.
-    pub fn generation(&self) -> v1::generation_client::GenerationClient<Channel> {
+    pub fn generation(&self) -> v1::generation_client::GenerationClient<DaemonChannel> {
         let max = zeta_proto::MAX_MESSAGE_BYTES;
-        v1::generation_client::GenerationClient::new(self.channel.clone())
+        v1::generation_client::GenerationClient::new(self.marked())
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
     }
 
-    /// A `Models` client.
-    pub fn models(&self) -> v1::models_client::ModelsClient<Channel> {
-        v1::models_client::ModelsClient::new(self.channel.clone())
+    /// A `Models` client (its messages may be as large as a body: tokenizing a long text).
+    pub fn models(&self) -> v1::models_client::ModelsClient<DaemonChannel> {
+        let max = zeta_proto::MAX_MESSAGE_BYTES;
+        v1::models_client::ModelsClient::new(self.marked())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
     }
 
     /// A `Daemon` client.
-    pub fn daemon(&self) -> v1::daemon_client::DaemonClient<Channel> {
-        v1::daemon_client::DaemonClient::new(self.channel.clone())
+    pub fn daemon(&self) -> v1::daemon_client::DaemonClient<DaemonChannel> {
+        v1::daemon_client::DaemonClient::new(self.marked())
     }
 }
 
@@ -77,7 +99,9 @@ impl AppState {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// A request body read up to the configured limit; over it is a 413 in OpenAI's envelope.
+/// A request body read up to the configured size, with the configured idle limit between its
+/// pieces: over the size is a 413, a client that stops sending is a 408, both in OpenAI's
+/// envelope.
 pub struct LimitedBody(pub Bytes);
 
 impl FromRequest<Arc<AppState>> for LimitedBody {
@@ -85,92 +109,52 @@ impl FromRequest<Arc<AppState>> for LimitedBody {
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let limit = state.config.body_limit;
-        let too_large = || ApiError {
-            code: Some("request_too_large"),
-            ..ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                None,
-                format!("the request body is over the limit of {limit} bytes"),
-            )
-        };
         if let Some(len) =
             req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
             && len > limit
         {
-            return Err(too_large());
+            return Err(ApiError::too_large(limit));
         }
-        let body = http_body_util::Limited::new(req.into_body(), limit);
-        match body.collect().await {
-            Ok(c) => Ok(LimitedBody(c.to_bytes())),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-            Err(e) => Err(ApiError::invalid("body", format!("could not read the request body: {e}"))),
+        let idle = state.config.body_timeout;
+        let mut body = http_body_util::Limited::new(req.into_body(), limit);
+        let mut out = bytes::BytesMut::new();
+        loop {
+            match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => return Err(ApiError::body_timeout(idle)),
+                Ok(None) => return Ok(LimitedBody(out.freeze())),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        out.extend_from_slice(&data);
+                    }
+                }
+                Ok(Some(Err(e))) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    return Err(ApiError::too_large(limit));
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(ApiError::invalid("body", format!("could not read the request body: {e}")));
+                }
+            }
         }
     }
 }
 
-fn new_request_id() -> String {
-    use rand::RngExt;
-    let mut rng = rand::rng();
-    (0..24).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
-}
-
-/// Request ids, access logs and per-route figures.
-async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(String::from)
-        .unwrap_or_else(new_request_id);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let route = metrics::route_label(&path);
-    let start = Instant::now();
-    let mut resp = next.run(req).await;
-    let elapsed = start.elapsed();
-    let status = resp.status().as_u16();
-    state.metrics.observe(route, status, elapsed);
-    tracing::info!(request_id = %id, %method, %path, status, ms = elapsed.as_millis() as u64, "request");
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
-}
-
-/// Bearer API keys, when configured; `/health` stays public.
-async fn authorize(State(state): State<Arc<AppState>>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if state.config.api_keys.is_empty() || req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(k) if state.config.api_keys.iter().any(|key| key == k.trim()) => next.run(req).await,
-        _ => ApiError {
-            code: Some("invalid_api_key"),
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                None,
-                "a valid API key is required: send 'Authorization: Bearer <key>'",
-            )
+impl LimitedBody {
+    /// Parses the body into a DTO; a large body is parsed on the blocking pool, so the async
+    /// threads stay free for other requests and health checks meanwhile.
+    pub async fn parse<T: serde::de::DeserializeOwned + Send + 'static>(self) -> Result<T, ApiError> {
+        const INLINE_BYTES: usize = 256 << 10;
+        if self.0.len() <= INLINE_BYTES {
+            return convert::parse_body(&self.0);
         }
-        .into_response(),
+        tokio::task::spawn_blocking(move || convert::parse_body(&self.0))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::invalid("body", format!("could not parse the request body: {e}"))))
     }
-}
-
-async fn not_found(req: Request<Body>) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        Some("not_found"),
-        format!("no route for {} {}", req.method(), req.uri().path()),
-    )
 }
 
 /// The HTTP application.
 pub fn app(state: Arc<AppState>) -> Router {
+    use middleware::{authorize, envelope, guard, observe};
     let mut router = Router::new()
         .route("/v1/chat/completions", post(routes::chat::handle))
         .route("/v1/completions", post(routes::completions::handle))
@@ -181,9 +165,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/tokenize", post(routes::tokens::tokenize))
         .route("/health", get(routes::health::handle))
         .route("/metrics", get(routes::metrics::handle))
-        .fallback(not_found)
+        .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::middleware::from_fn(envelope));
     if !state.config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
         router = router.layer(
@@ -193,14 +178,18 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .allow_headers(tower_http::cors::Any),
         );
     }
-    router.with_state(state)
+    router.layer(axum::middleware::from_fn_with_state(state.clone(), observe)).with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, under the configured connection
+/// limits; requests in flight then get `drain` to finish.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let limits =
+        server::Limits { max_connections: state.config.max_connections, header_timeout: state.config.header_timeout };
+    let drain = state.config.drain_timeout;
+    server::serve(listener, app(state), limits, shutdown, drain).await
 }

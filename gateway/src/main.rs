@@ -23,18 +23,33 @@ struct Args {
     /// The daemon's config file, to find its socket [env: ZETA_MLX_CONFIG].
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Allowed CORS origins (comma-separated); CORS is off unless set.
+    /// Allowed CORS origins (comma-separated); CORS is off unless set, and requests from web
+    /// pages of other origins are refused.
     #[arg(long, env = "ZETA_GATEWAY_CORS_ORIGINS", value_delimiter = ',')]
     cors_origin: Vec<String>,
+    /// Host names answered besides loopback ones (comma-separated; `*` for any). Checked only
+    /// when listening on a loopback address, against DNS rebinding.
+    #[arg(long, env = "ZETA_GATEWAY_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_host: Vec<String>,
     /// Accepted API keys (comma-separated); authentication is off unless set.
     #[arg(long, env = "ZETA_GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_key: Vec<String>,
     /// Largest request body, in bytes.
     #[arg(long, env = "ZETA_GATEWAY_BODY_LIMIT", default_value_t = 16 << 20)]
     body_limit: usize,
-    /// Longest a non-streaming request may take, in seconds.
+    /// Longest a request may take, in seconds: to its end, or for a stream until it starts.
     #[arg(long, env = "ZETA_GATEWAY_REQUEST_TIMEOUT", default_value_t = 600)]
     request_timeout: u64,
+    /// Longest wait for a request's headers, and for the next request on an idle connection,
+    /// in seconds.
+    #[arg(long, env = "ZETA_GATEWAY_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Longest wait for the next piece of a request body, in seconds (then 408).
+    #[arg(long, env = "ZETA_GATEWAY_BODY_TIMEOUT", default_value_t = 30.0)]
+    body_timeout: f64,
+    /// Most connections open at once; more get a 503.
+    #[arg(long, env = "ZETA_GATEWAY_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
     /// Interval of SSE keep-alive comments while a stream has nothing to send (e.g. during a
     /// long prefill), in milliseconds.
     #[arg(long, env = "ZETA_GATEWAY_SSE_KEEP_ALIVE_MS", default_value_t = 5000)]
@@ -64,16 +79,35 @@ async fn main() {
     }
     let (socket, origin) =
         zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
-    let config = GatewayConfig {
-        cors_origins: args.cors_origin.into_iter().filter(|o| !o.is_empty()).collect(),
-        api_keys: args.api_key.into_iter().filter(|k| !k.is_empty()).collect(),
-        body_limit: args.body_limit,
-        request_timeout: Duration::from_secs(args.request_timeout),
-        keep_alive: Duration::from_millis(args.sse_keep_alive_ms.max(1)),
+    let seconds = |name: &str, v: f64| {
+        if !(v.is_finite() && v > 0.0) {
+            fail(format!("--{name} must be a positive number of seconds, not {v}"));
+        }
+        Duration::from_secs_f64(v)
     };
+    if args.max_connections == 0 {
+        fail("--max-connections must be at least 1");
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.listen)));
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let config = GatewayConfig {
+        cors_origins: args.cors_origin.into_iter().filter(|o| !o.is_empty()).collect(),
+        api_keys: args.api_key.into_iter().filter(|k| !k.is_empty()).collect(),
+        check_host: loopback,
+        allowed_hosts: args.allowed_host.into_iter().filter(|h| !h.is_empty()).collect(),
+        body_limit: args.body_limit,
+        body_timeout: seconds("body-timeout", args.body_timeout),
+        header_timeout: seconds("header-timeout", args.header_timeout),
+        max_connections: args.max_connections,
+        request_timeout: Duration::from_secs(args.request_timeout),
+        keep_alive: Duration::from_millis(args.sse_keep_alive_ms.max(1)),
+        ..GatewayConfig::default()
+    };
+    if !loopback && config.api_keys.is_empty() {
+        tracing::warn!("listening beyond this machine with no API key: anyone who reaches the port can use it");
+    }
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());
     tracing::info!(listen = %addr, socket = %socket.display(), from = %origin, auth = !config.api_keys.is_empty(),
         cors = ?config.cors_origins, "zeta-gateway serving the OpenAI API at http://{addr}/v1");

@@ -5,6 +5,7 @@
 //! servers. It also owns the one socket-path resolver and the Unix-socket connector shared by the
 //! daemon, the gateway and the `zeta` CLI, so all three agree on where the daemon listens.
 
+pub mod edge;
 pub mod socket;
 
 /// Generated types and services of `zeta.mlx.v1`.

@@ -255,4 +255,22 @@ async fn health_and_reflection_work_over_the_socket() {
     for want in ["zeta.mlx.v1.Generation", "zeta.mlx.v1.Models", "zeta.mlx.v1.Daemon", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
+    // The older v1alpha protocol too (grpcio-reflection and other clients speak only it).
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut refl = ServerReflectionClient::new(d.channel().await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("no v1alpha service list")
+        };
+        assert!(list.service.iter().any(|s| s.name == "zeta.mlx.v1.Generation"), "{:?}", list.service);
+    }
 }

@@ -58,12 +58,12 @@ async fn load_unload_and_lru_eviction() {
     assert_eq!(state(&d, "c").await.0, LOADED);
 
     // Explicit unload.
-    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into() }).await.unwrap().into_inner();
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
     assert!(r.was_loaded);
     assert_eq!(state(&d, "a").await.0, UNLOADED);
-    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into() }).await.unwrap().into_inner();
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
     assert!(!r.was_loaded);
-    let e = m.unload_model(v1::UnloadModelRequest { model: "zzz".into() }).await.unwrap_err();
+    let e = m.unload_model(v1::UnloadModelRequest { model: "zzz".into(), force: false }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = m.load_model(v1::LoadModelRequest { model: "zzz".into() }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);

@@ -428,6 +428,11 @@ pub async fn http(
     let _ = s.write_all(body).await;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
+/// Parses the raw bytes of one HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     let split =
         raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no response head"))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();

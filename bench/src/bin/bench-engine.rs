@@ -110,16 +110,19 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| case | zeta-mlx prefill | mlx-lm prefill | ratio | zeta-mlx decode | mlx-lm decode | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    // Without the peer (--no-peer) its columns show a dash, not NaN.
+    let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
     for ((&(b, p, g), o), peer) in cases.iter().zip(&ours).zip(&peer) {
-        let (pp, pg) = peer.map(|r| (r.prompt_tps, r.generation_tps)).unwrap_or((f64::NAN, f64::NAN));
+        let pp = peer.map(|r| r.prompt_tps);
+        let pg = peer.map(|r| r.generation_tps);
         println!(
-            "| -b {b} -p {p} -g {g} | {:.1} | {:.1} | {:.2}x | {:.1} | {:.1} | {:.2}x |",
+            "| -b {b} -p {p} -g {g} | {:.1} | {} | {} | {:.1} | {} | {} |",
             o.prompt_tps,
-            pp,
-            o.prompt_tps / pp,
+            cell(pp),
+            pp.map_or("—".to_string(), |v| format!("{:.2}x", o.prompt_tps / v)),
             o.generation_tps,
-            pg,
-            o.generation_tps / pg
+            cell(pg),
+            pg.map_or("—".to_string(), |v| format!("{:.2}x", o.generation_tps / v)),
         );
     }
     println!(

@@ -57,8 +57,8 @@ pub async fn load(d: &Daemon, model: &str) -> Result<(), CliError> {
 }
 
 /// Unloads a model and says whether it was loaded.
-pub async fn unload(d: &Daemon, model: &str) -> Result<(), CliError> {
-    let req = quick(v1::UnloadModelRequest { model: model.to_owned() });
+pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError> {
+    let req = quick(v1::UnloadModelRequest { model: model.to_owned(), force });
     let r = d.models().unload_model(req).await.map_err(|s| d.err(s))?.into_inner();
     if r.was_loaded {
         println!("unloaded {model}");

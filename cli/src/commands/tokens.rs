@@ -34,6 +34,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         add_special_tokens: args.special,
         tools: vec![],
         return_tokens: args.tokens,
+        count_only: false,
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
     println!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length);

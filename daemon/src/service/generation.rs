@@ -52,15 +52,23 @@ impl v1::generation_server::Generation for GenerationService {
 
     async fn generate(&self, request: Request<v1::GenerateRequest>) -> Result<Response<EventStream>, Status> {
         let peer = super::peer_uid(&request);
+        let caller = super::caller(&request);
         let req = request.into_inner();
         let request_id = if req.request_id.is_empty() { super::new_request_id() } else { req.request_id.clone() };
-        let span = tracing::info_span!("generate", request_id = %request_id, model = %req.model, peer_uid = ?peer);
+        let model = zeta_proto::edge::quote(&req.model).into_owned();
+        let span = tracing::info_span!("generate", request_id = %request_id, model = %model, peer_uid = ?peer, ?caller);
         let registry = self.registry.clone();
         let (events, lease, shaper) = async {
-            let lease = registry.acquire(&req.model).await?;
-            let mut engine_req = convert::generate(&req, &lease.defaults, &request_id)?;
-            let shaper = Shaper::prepare(&mut engine_req, &req, &lease.engine)?;
-            let events = lease.engine.submit(engine_req).map_err(DaemonError::from)?;
+            let lease = registry.acquire(&req.model, caller).await?;
+            let (engine, defaults, id) = (lease.engine.clone(), lease.defaults.clone(), request_id.clone());
+            let size = prost::Message::encoded_len(&req);
+            let (events, shaper) = super::off_runtime(size, move || {
+                let mut engine_req = convert::generate(&req, &defaults, &id)?;
+                let shaper = Shaper::prepare(&mut engine_req, &req, &engine)?;
+                let events = engine.submit(engine_req).map_err(DaemonError::from)?;
+                Ok((events, shaper))
+            })
+            .await?;
             tracing::info!(model = %lease.id, prompt_tokens = events.prompt_tokens, "accepted");
             Ok::<_, DaemonError>((events, lease, shaper))
         }

@@ -8,7 +8,35 @@ pub mod shaping;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::Request;
+
+use crate::error::DaemonError;
+use crate::registry::Caller;
 use tonic::transport::server::UdsConnectInfo;
+
+/// Who made a call: the gateway marks the calls it makes for HTTP clients.
+pub fn caller<T>(req: &Request<T>) -> Caller {
+    let mark = req.metadata().get(zeta_proto::edge::CLIENT_METADATA).and_then(|v| v.to_str().ok());
+    if mark == Some(zeta_proto::edge::HTTP_CLIENT) { Caller::Http } else { Caller::Socket }
+}
+
+/// Runs CPU-heavy request work (tokenizing, rendering templates) on the blocking pool, so a
+/// 16 MB prompt never holds up the async threads that answer health checks and other calls;
+/// when the request was large, hands the freed memory back to the system afterwards.
+pub async fn off_runtime<T: Send + 'static>(
+    input_bytes: usize,
+    work: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    let out = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DaemonError::Internal(format!("request preparation stopped: {e}")))?;
+    if input_bytes >= TRIM_AFTER_BYTES {
+        crate::memory::release_free_memory();
+    }
+    out
+}
+
+/// Requests at least this large return their scratch memory to the system when done.
+const TRIM_AFTER_BYTES: usize = 1 << 20;
 
 /// The uid of the process at the other end of the socket, when known.
 pub fn peer_uid<T>(req: &Request<T>) -> Option<u32> {

@@ -71,8 +71,9 @@ impl v1::models_server::Models for ModelsService {
     type LoadModelStream = ProgressStream;
 
     async fn load_model(&self, request: Request<v1::LoadModelRequest>) -> Result<Response<ProgressStream>, Status> {
+        let caller = super::caller(&request);
         let model = request.into_inner().model;
-        let (id, rx) = self.registry.load(&model)?;
+        let (id, rx) = self.registry.load(&model, caller)?;
         tracing::info!(model = %id, "load requested");
         let registry = self.registry.clone();
         let stream = futures_util::stream::unfold((rx, false), move |(mut rx, done)| {
@@ -141,30 +142,43 @@ impl v1::models_server::Models for ModelsService {
         &self,
         request: Request<v1::UnloadModelRequest>,
     ) -> Result<Response<v1::UnloadModelResponse>, Status> {
-        let was_loaded = self.registry.unload(&request.into_inner().model)?;
+        let caller = super::caller(&request);
+        let req = request.into_inner();
+        let was_loaded = self.registry.unload(&req.model, req.force, caller)?;
         Ok(Response::new(v1::UnloadModelResponse { was_loaded }))
     }
 
     async fn tokenize(&self, request: Request<v1::TokenizeRequest>) -> Result<Response<v1::TokenizeResponse>, Status> {
         use v1::tokenize_request::Input;
+        let caller = super::caller(&request);
         let req = request.into_inner();
-        let lease = self.registry.acquire(&req.model).await?;
-        let prompt = match &req.input {
-            Some(Input::Text(t)) => {
-                let ids = lease.engine.tokenizer().encode(t, req.add_special_tokens).map_err(DaemonError::from)?;
-                Prompt::Tokens(ids)
+        let lease = self.registry.acquire(&req.model, caller).await?;
+        let engine = lease.engine.clone();
+        let size = prost::Message::encoded_len(&req);
+        let (count, ids, tokens) = super::off_runtime(size, move || {
+            let prompt = match &req.input {
+                Some(Input::Text(t)) => {
+                    let ids = engine.tokenizer().encode(t, req.add_special_tokens).map_err(DaemonError::from)?;
+                    Prompt::Tokens(ids)
+                }
+                Some(Input::Chat(c)) => convert::chat(c, &req.tools, "")?,
+                None => return Err(DaemonError::invalid("input", "set one of text or chat")),
+            };
+            let ids = engine.tokenize(&prompt).map_err(DaemonError::from)?;
+            let count = ids.len() as u32;
+            if req.count_only {
+                return Ok((count, vec![], vec![]));
             }
-            Some(Input::Chat(c)) => convert::chat(c, &req.tools, "")?,
-            None => return Err(DaemonError::invalid("input", "set one of text or chat").into()),
-        };
-        let ids = lease.engine.tokenize(&prompt).map_err(DaemonError::from)?;
-        let tokens = if req.return_tokens {
-            ids.iter().map(|&i| lease.engine.tokenizer().id_to_token(i).unwrap_or_default()).collect()
-        } else {
-            vec![]
-        };
+            let tokens = if req.return_tokens {
+                ids.iter().map(|&i| engine.tokenizer().id_to_token(i).unwrap_or_default()).collect()
+            } else {
+                vec![]
+            };
+            Ok((count, ids, tokens))
+        })
+        .await?;
         Ok(Response::new(v1::TokenizeResponse {
-            count: ids.len() as u32,
+            count,
             ids,
             tokens,
             context_length: lease.engine.info().context_length as u32,

@@ -23,22 +23,21 @@ pub async fn handle(
     Extension(id): Extension<RequestId>,
     body: LimitedBody,
 ) -> Response {
-    match run(&state, &id.0, &body.0).await {
+    match run(&state, &id.0, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(state: &AppState, request_id: &str, body: &[u8]) -> Result<Response, ApiError> {
-    let dto: ChatCompletionRequest = convert::parse_body(body)?;
+async fn run(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
+    let dto: ChatCompletionRequest = body.parse().await?;
     let (req, opts) = convert::chat(&dto, request_id)?;
-    let grpc = stream::start(state, req).await?;
     let id = format!("chatcmpl-{request_id}");
     if opts.stream {
         let chunker = ChatChunker { id, created: super::now(), model: opts.model.clone(), opts, calls_seen: 0 };
-        return Ok(stream::sse(grpc, chunker, state.config.keep_alive));
+        return stream::stream(state, req, chunker).await;
     }
-    let g = stream::gather(grpc, state.config.request_timeout).await?;
+    let g = stream::gather(state, req).await?;
     let f = g.finished.as_ref().expect("gather checks");
     let mut calls: Vec<ToolCall> = g
         .calls

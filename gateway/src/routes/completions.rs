@@ -22,7 +22,7 @@ pub async fn handle(
     Extension(id): Extension<RequestId>,
     body: LimitedBody,
 ) -> Response {
-    match run(&state, &id.0, &body.0).await {
+    match run(&state, &id.0, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -40,16 +40,15 @@ fn legacy_logprobs(l: &[v1::TokenLogprob], offset: &mut u32) -> CompletionLogpro
     out
 }
 
-async fn run(state: &AppState, request_id: &str, body: &[u8]) -> Result<Response, ApiError> {
-    let dto: CompletionRequest = convert::parse_body(body)?;
+async fn run(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
+    let dto: CompletionRequest = body.parse().await?;
     let (req, opts) = convert::completion(&dto, request_id)?;
-    let grpc = stream::start(state, req).await?;
     let id = format!("cmpl-{request_id}");
     if opts.stream {
         let chunker = CompletionChunker { id, created: super::now(), model: opts.model.clone(), opts, offset: 0 };
-        return Ok(stream::sse(grpc, chunker, state.config.keep_alive));
+        return stream::stream(state, req, chunker).await;
     }
-    let g = stream::gather(grpc, state.config.request_timeout).await?;
+    let g = stream::gather(state, req).await?;
     let f = g.finished.as_ref().expect("gather checks");
     let body = Completion {
         id,

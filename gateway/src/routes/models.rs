@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use zeta_proto::v1;
@@ -63,37 +62,21 @@ pub async fn loaded(State(state): State<Arc<AppState>>) -> Result<Json<serde_jso
     })))
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError {
-        param: Some("model".into()),
-        ..ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("model_not_found"),
-            format!("The model `{id}` does not exist."),
-        )
-    }
-}
-
 /// `GET /v1/models/{id}`.
 pub async fn get_one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
     let r = all(&state).await?;
-    r.models.iter().find(|m| m.id == id).map(|m| Json(model(m))).ok_or_else(|| not_found(&id))
+    r.models.iter().find(|m| m.id == id).map(|m| Json(model(m))).ok_or_else(|| ApiError::model_not_found(&id))
 }
 
 /// `POST /v1/models/{alias}/load` and `POST /v1/models/{alias}/unload`.
 pub async fn action(State(state): State<Arc<AppState>>, Path(rest): Path<String>) -> Response {
+    let limit = state.config.request_timeout;
     let result = if let Some(alias) = rest.strip_suffix("/load") {
-        load(&state, alias).await
+        tokio::time::timeout(limit, load(&state, alias)).await.unwrap_or_else(|_| Err(ApiError::timeout(limit)))
     } else if let Some(alias) = rest.strip_suffix("/unload") {
         unload(&state, alias).await
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("not_found"),
-            format!("no route for POST /v1/models/{rest}"),
-        ))
+        Err(ApiError::no_route("POST", &format!("/v1/models/{rest}")))
     };
     match result {
         Ok(v) => Json(v).into_response(),
@@ -108,10 +91,12 @@ async fn load(state: &AppState, alias: &str) -> Result<serde_json::Value, ApiErr
             return Ok(json!({"success": true, "model": info.id, "state": "loaded", "details": details(&info)}));
         }
     }
-    Err(tonic::Status::unavailable(format!("the load of '{alias}' ended without a result")).into())
+    Err(ApiError::load_unfinished(alias))
 }
 
 async fn unload(state: &AppState, alias: &str) -> Result<serde_json::Value, ApiError> {
-    let r = state.models().unload_model(v1::UnloadModelRequest { model: alias.into() }).await?.into_inner();
+    // Over HTTP a pinned model stays; `zeta unload --force` is the way to unload it.
+    let req = v1::UnloadModelRequest { model: alias.into(), force: false };
+    let r = state.models().unload_model(req).await?.into_inner();
     Ok(json!({"success": r.was_loaded, "model": alias}))
 }

@@ -3,9 +3,17 @@
 //! the pump sees its channel close and drops the gRPC stream, and the daemon frees the sequence's
 //! slot within one decode step. Errors after the stream started become one SSE event carrying the
 //! OpenAI error body.
+//!
+//! The request's time limit covers the whole request: the daemon's acceptance (a model load
+//! included) and, for JSON answers, the generation to its end. A stream whose call is not
+//! accepted within a second (the model is loading) starts its response anyway and sends
+//! keep-alive comments meanwhile, so clients and proxies do not give up on a silent connection;
+//! an error then arrives as the stream's one error event.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use zeta_proto::v1;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// The model name a response reports: the one the request named (an alias stays the alias the
@@ -27,10 +36,60 @@ pub trait Chunker: Send + 'static {
     fn on_event(&mut self, event: v1::generate_event::Event) -> Vec<String>;
 }
 
-/// Streams `grpc` to the client as SSE, ending with `data: [DONE]`.
-pub fn sse(mut grpc: Streaming<v1::GenerateEvent>, mut chunker: impl Chunker, keep_alive: Duration) -> Response {
+type Call = Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<v1::GenerateEvent>>, tonic::Status>> + Send>>;
+
+fn call(state: &AppState, req: v1::GenerateRequest) -> Call {
+    let mut client = state.generation();
+    Box::pin(async move { client.generate(req).await })
+}
+
+fn accepted(
+    r: Result<tonic::Response<Streaming<v1::GenerateEvent>>, tonic::Status>,
+) -> Result<Streaming<v1::GenerateEvent>, ApiError> {
+    r.map(tonic::Response::into_inner).map_err(ApiError::from)
+}
+
+/// Streams a generation to the client as SSE, ending with `data: [DONE]`. Errors before the
+/// daemon accepts the call keep their HTTP status unless the call waited past a second.
+pub async fn stream(state: &AppState, req: v1::GenerateRequest, chunker: impl Chunker) -> Result<Response, ApiError> {
+    let limit = state.config.request_timeout;
+    let mut pending = call(state, req);
+    let grace = Duration::from_secs(1).min(limit);
+    match tokio::time::timeout(grace, &mut pending).await {
+        Ok(r) => Ok(sse(Start::Now(accepted(r)?), chunker, state.config.keep_alive)),
+        Err(_) => Ok(sse(Start::Pending(pending, limit - grace), chunker, state.config.keep_alive)),
+    }
+}
+
+enum Start {
+    Now(Streaming<v1::GenerateEvent>),
+    Pending(Call, Duration),
+}
+
+fn sse(start: Start, mut chunker: impl Chunker, keep_alive: Duration) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
+        let error_event = |e: ApiError| Ok(Event::default().data(e.body().to_string()));
+        let mut grpc = match start {
+            Start::Now(g) => g,
+            Start::Pending(pending, left) => {
+                let r = tokio::select! {
+                    _ = tx.closed() => return,
+                    r = tokio::time::timeout(left, pending) => r,
+                };
+                match r.map(accepted) {
+                    Ok(Ok(g)) => g,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(error_event(e)).await;
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = tx.send(error_event(ApiError::timeout(left))).await;
+                        return;
+                    }
+                }
+            }
+        };
         let mut finished = false;
         loop {
             let msg = tokio::select! {
@@ -52,10 +111,7 @@ pub fn sse(mut grpc: Streaming<v1::GenerateEvent>, mut chunker: impl Chunker, ke
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     if !finished {
-                        let e = ApiError::from(tonic::Status::unavailable(
-                            "the daemon ended the stream before it finished",
-                        ));
-                        let _ = tx.send(Ok(Event::default().data(e.body().to_string()))).await;
+                        let _ = tx.send(error_event(ApiError::stream_cut())).await;
                         return;
                     }
                     let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
@@ -64,7 +120,7 @@ pub fn sse(mut grpc: Streaming<v1::GenerateEvent>, mut chunker: impl Chunker, ke
                 Err(status) => {
                     let e = ApiError::from(status);
                     tracing::warn!(error = %e.message, "generation failed mid-stream");
-                    let _ = tx.send(Ok(Event::default().data(e.body().to_string()))).await;
+                    let _ = tx.send(error_event(e)).await;
                     return;
                 }
             }
@@ -94,8 +150,22 @@ pub struct Gathered {
     pub cached_tokens: u32,
 }
 
-/// Reads a generation to its end, within `limit`.
-pub async fn gather(mut grpc: Streaming<v1::GenerateEvent>, limit: Duration) -> Result<Gathered, ApiError> {
+/// Runs a generation to its end, all within the request's time limit.
+pub async fn gather(state: &AppState, req: v1::GenerateRequest) -> Result<Gathered, ApiError> {
+    let limit = state.config.request_timeout;
+    let deadline = Instant::now() + limit;
+    let grpc = match tokio::time::timeout(limit, call(state, req)).await {
+        Ok(r) => accepted(r)?,
+        Err(_) => return Err(ApiError::timeout(limit)),
+    };
+    read_all(grpc, deadline.saturating_duration_since(Instant::now()), limit).await
+}
+
+async fn read_all(
+    mut grpc: Streaming<v1::GenerateEvent>,
+    left: Duration,
+    limit: Duration,
+) -> Result<Gathered, ApiError> {
     let mut g = Gathered::default();
     let read = async {
         while let Some(ev) = grpc.message().await? {
@@ -129,20 +199,13 @@ pub async fn gather(mut grpc: Streaming<v1::GenerateEvent>, limit: Duration) -> 
         }
         Ok::<_, tonic::Status>(())
     };
-    match tokio::time::timeout(limit, read).await {
+    match tokio::time::timeout(left, read).await {
         Ok(Ok(())) => {}
         Ok(Err(status)) => return Err(status.into()),
-        Err(_) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                Some("timeout"),
-                format!("the request took longer than the gateway's limit of {} s", limit.as_secs()),
-            ));
-        }
+        Err(_) => return Err(ApiError::timeout(limit)),
     }
     if g.finished.is_none() {
-        return Err(tonic::Status::unavailable("the daemon ended the stream before it finished").into());
+        return Err(ApiError::stream_cut());
     }
     Ok(g)
 }
@@ -189,12 +252,4 @@ pub fn chat_logprobs(l: &[v1::TokenLogprob]) -> crate::dto::response::ChoiceLogp
             })
             .collect(),
     }
-}
-
-/// The daemon's reply to the call, or the error as an HTTP response.
-pub async fn start(
-    state: &crate::AppState,
-    req: v1::GenerateRequest,
-) -> Result<Streaming<v1::GenerateEvent>, ApiError> {
-    state.generation().generate(req).await.map(|r| r.into_inner()).map_err(ApiError::from)
 }

@@ -14,8 +14,12 @@ use crate::dto::request::TokenizeRequest;
 use crate::error::ApiError;
 use crate::{AppState, LimitedBody};
 
-async fn tokenize_inner(state: &AppState, body: &[u8], return_tokens: bool) -> Result<v1::TokenizeResponse, ApiError> {
-    let dto: TokenizeRequest = convert::parse_body(body)?;
+async fn tokenize_inner(
+    state: &AppState,
+    body: LimitedBody,
+    return_tokens: bool,
+) -> Result<v1::TokenizeResponse, ApiError> {
+    let dto: TokenizeRequest = body.parse().await?;
     let model = convert::model(&dto.model)?;
     let text = dto.text.as_ref().or(dto.prompt.as_ref()).filter(|v| !v.is_null());
     let input = match (text, dto.messages.as_ref().filter(|v| !v.is_null())) {
@@ -34,13 +38,19 @@ async fn tokenize_inner(state: &AppState, body: &[u8], return_tokens: bool) -> R
         add_special_tokens: convert::flag(&dto.add_special_tokens, "add_special_tokens")?.unwrap_or(true),
         tools: convert::count_tools(&dto.tools)?,
         return_tokens,
+        // A count ships no ids: a 16 MB text is millions of them.
+        count_only: !return_tokens,
     };
-    Ok(state.models().tokenize(req).await?.into_inner())
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, state.models().tokenize(req)).await {
+        Ok(r) => Ok(r?.into_inner()),
+        Err(_) => Err(ApiError::timeout(limit)),
+    }
 }
 
 /// `POST /v1/tokens/count`.
 pub async fn count(State(state): State<Arc<AppState>>, body: LimitedBody) -> Result<Json<serde_json::Value>, ApiError> {
-    let r = tokenize_inner(&state, &body.0, false).await?;
+    let r = tokenize_inner(&state, body, false).await?;
     Ok(Json(json!({"object": "token_count", "model": r.model, "count": r.count, "context_length": r.context_length})))
 }
 
@@ -49,7 +59,7 @@ pub async fn tokenize(
     State(state): State<Arc<AppState>>,
     body: LimitedBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let r = tokenize_inner(&state, &body.0, true).await?;
+    let r = tokenize_inner(&state, body, true).await?;
     Ok(Json(
         json!({"model": r.model, "count": r.count, "context_length": r.context_length, "ids": r.ids, "tokens": r.tokens}),
     ))

@@ -1,0 +1,199 @@
+//! The layers every request passes, outermost first: `observe` (request ids, access logs,
+//! figures), `envelope` (any error response that is not JSON yet — routing's 404/405, an
+//! extractor's 400 — goes into OpenAI's envelope), `guard` (browser safety: the `Host` and
+//! `Origin` a request may carry, JSON endpoints only with a JSON content type) and `authorize`
+//! (API keys). Browser safety follows Ollama and llama-server: a web page the user visits can
+//! send simple requests to `127.0.0.1` (CSRF) or reach it under its own name after a DNS
+//! rebinding; refusing foreign `Origin`s, non-loopback `Host`s and non-JSON bodies stops both.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use crate::error::ApiError;
+use crate::{AppState, RequestId, metrics};
+
+fn new_request_id() -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    (0..24).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+}
+
+/// Request ids, access logs and per-route figures.
+pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let route = metrics::route_label(&path);
+    let start = Instant::now();
+    let mut resp = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    state.metrics.observe(route, status, elapsed);
+    tracing::info!(request_id = %id, %method, path = %zeta_proto::edge::quote(&path), status,
+        ms = elapsed.as_millis() as u64, "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn is_json(v: Option<&HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Puts error responses made outside the handlers (routing, extraction) into the envelope.
+pub async fn envelope(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let err = if status == StatusCode::METHOD_NOT_ALLOWED {
+        ApiError::method_not_allowed(&method, &path)
+    } else {
+        let limited = http_body_util::Limited::new(body, 4096);
+        let text = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        ApiError::from_plain(status, &String::from_utf8_lossy(&text))
+    };
+    let mut out = err.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]:port`), lower-cased.
+fn host_name(v: &str) -> String {
+    let v = v.trim();
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        v.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(v, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Names that always mean this machine.
+fn loopback_name(host: &str) -> bool {
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Browser safety (see the module header).
+pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let cfg = &state.config;
+    if cfg.check_host {
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or(req.uri().host());
+        if let Some(h) = host {
+            let name = host_name(h);
+            if !loopback_name(&name) && !cfg.allowed_hosts.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(&name)) {
+                return ApiError::forbidden(
+                    "host_not_allowed",
+                    format!(
+                        "Host '{}' is not served here: this gateway answers loopback names only \
+                         (add the name with --allowed-host)",
+                        zeta_proto::edge::quote(&name)
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        if !cfg.cors_origins.iter().any(|a| a == "*" || a == o) {
+            return ApiError::forbidden(
+                "origin_not_allowed",
+                format!(
+                    "requests from web pages are refused unless their origin is configured: '{}' is not \
+                     (start the gateway with --cors-origin)",
+                    zeta_proto::edge::quote(o)
+                ),
+            )
+            .into_response();
+        }
+    }
+    let json_route =
+        matches!(req.uri().path(), "/v1/chat/completions" | "/v1/completions" | "/v1/tokens/count" | "/v1/tokenize");
+    if req.method() == Method::POST && json_route && !is_json(req.headers().get(header::CONTENT_TYPE)) {
+        let given = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
+        return ApiError::not_json(given).into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares without stopping at the first difference, so response times do not reveal how much
+/// of a key was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
+/// Bearer API keys, when configured; `/health` stays public.
+pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.config.api_keys.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    // Every key is compared, whichever matches.
+    let ok = state.config.api_keys.iter().fold(false, |found, key| found | same(key.as_bytes(), given.as_bytes()));
+    if ok && !given.is_empty() { next.run(req).await } else { ApiError::unauthorized().into_response() }
+}
+
+/// The fallback route.
+pub async fn not_found(req: Request<Body>) -> ApiError {
+    ApiError::no_route(req.method().as_str(), req.uri().path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for (v, want) in [
+            ("127.0.0.1:8000", "127.0.0.1"),
+            ("localhost", "localhost"),
+            ("[::1]:8000", "::1"),
+            ("Evil.Example:80", "evil.example"),
+            ("localhost.", "localhost"),
+        ] {
+            assert_eq!(host_name(v), want, "{v}");
+        }
+        assert!(loopback_name("127.0.0.2") && loopback_name("::1") && loopback_name("app.localhost"));
+        assert!(
+            !loopback_name("evil.example") && !loopback_name("localhost.evil.example") && !loopback_name("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn keys_compare_whole() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT") && !same(b"secret", b"secre") && !same(b"", b"x"));
+    }
+}

@@ -1,0 +1,85 @@
+//! What both ends of the socket agree on at the edge: bounds on user-supplied strings, the
+//! metadata that says a call came through the HTTP gateway, and the one test for "the transport
+//! failed" versus "the daemon answered" that the gateway, its health route and the CLI share.
+
+use std::borrow::Cow;
+
+/// Metadata key naming the kind of client behind a call; the gateway sets it to [`HTTP_CLIENT`]
+/// on every call, so the daemon can apply its stricter rules for HTTP (no hub ids or paths unless
+/// configured). Anything else on the socket is the socket owner's own tool.
+pub const CLIENT_METADATA: &str = "zeta-client";
+/// The value of [`CLIENT_METADATA`] for calls made on behalf of an HTTP client.
+pub const HTTP_CLIENT: &str = "http";
+/// Metadata key for a machine-readable error code (`invalid_model`, `model_pinned`, ...) the
+/// daemon adds to some statuses, for the gateway's OpenAI `code` field.
+pub const CODE_METADATA: &str = "zeta-code";
+
+/// The longest model reference (alias, path or hub id) a request may carry, in bytes.
+pub const MAX_MODEL_REF_BYTES: usize = 512;
+/// The longest message a status carries, in bytes: statuses travel in HTTP/2 headers, whose
+/// total size peers cap (16 KiB by default), and one oversized header breaks the whole shared
+/// connection, not just the one call.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+/// How much of a user-supplied string a message quotes, in bytes.
+pub const QUOTE_BYTES: usize = 96;
+
+/// `s` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &s[..end]))
+}
+
+/// A user-supplied string as messages quote it: clipped to [`QUOTE_BYTES`].
+pub fn quote(s: &str) -> Cow<'_, str> {
+    clip(s, QUOTE_BYTES)
+}
+
+/// Whether a status came from the transport (the socket refused, the connection broke, a
+/// protocol error) rather than from the daemon's answer. Statuses the daemon sends arrive as
+/// `grpc-status` trailers and carry no source error; tonic attaches the underlying hyper, h2 or
+/// I/O error to every status it makes from a transport failure.
+pub fn transport_failed(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// Whether a transport failure means nothing is listening (no socket, connection refused), as
+/// opposed to a connection that broke while in use.
+pub fn daemon_absent(status: &tonic::Status) -> bool {
+    let mut err: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = err {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            return matches!(io.kind(), K::NotFound | K::ConnectionRefused | K::PermissionDenied);
+        }
+        err = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_char_boundaries_and_the_limit() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(3000);
+        let c = clip(&long, 100);
+        assert!(c.len() <= 100 && c.ends_with('…'), "{c}");
+        assert!(quote(&"x".repeat(20_000)).len() <= QUOTE_BYTES);
+    }
+
+    #[test]
+    fn answered_statuses_are_not_transport_failures() {
+        assert!(!transport_failed(&tonic::Status::unavailable("busy")));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let s = tonic::Status::from_error(Box::new(io));
+        assert!(transport_failed(&s));
+    }
+}
