@@ -365,3 +365,55 @@ async fn a_huge_prompt_is_processed_off_the_async_threads() {
         assert!(after < before + before / 4 + (64 << 20), "memory stayed high: {before} -> {after} bytes");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_when_the_daemon_dies_get_a_clear_503_and_new_ones_reconnect() {
+    let config = tiny_config("preload_default = false", &[("tiny", "qwen2-f32")]);
+    let mut d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &[]).await;
+    // Long answers: the tiny model's end-of-text tokens are biased away.
+    let long = |stream: bool| {
+        body(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+            "stream": stream, "logit_bias": {"450": -100, "452": -100}}))
+    };
+    let (a1, a2) = (g.addr.clone(), g.addr.clone());
+    let (b1, b2) = (long(false), long(true));
+    let json_req = tokio::spawn(async move { http(&a1, "POST", "/v1/chat/completions", &[JSON], &b1).await });
+    let sse_req = tokio::spawn(async move { http(&a2, "POST", "/v1/chat/completions", &[JSON], &b2).await });
+    let start = Instant::now();
+    while d.status().await.engines.first().is_none_or(|e| e.active < 2) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the two requests never ran together");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.signal(libc::SIGKILL);
+    let r = json_req.await.unwrap().unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "daemon_unavailable", "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    let r = sse_req.await.unwrap().unwrap();
+    let text = r.text();
+    let last = text.split("\n\n").filter(|e| !e.trim().is_empty()).last().unwrap_or("");
+    assert!(last.contains("\"daemon_unavailable\""), "the stream ends with the error event: {last}");
+
+    d.wait_exit(Duration::from_secs(10));
+    let log = d.dir.path().join("daemon2.log");
+    let _restarted = KillOnDrop(zeta_tests::spawn_daemon(&d.config, &d.socket, &log, &[]));
+    let start = Instant::now();
+    loop {
+        let r = g.request("POST", "/v1/chat/completions", &chat("tiny")).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no recovery: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
