@@ -5,16 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
-}
+pub use zeta_fixtures::root;
 
 /// The project's Python (`.venv`), which holds mlx-lm.
 pub fn python() -> anyhow::Result<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    anyhow::ensure!(p.is_file(), "{} is missing: run `make setup`", p.display());
-    Ok(p)
+    zeta_fixtures::try_python().map_err(anyhow::Error::msg)
 }
 
 /// The embedded SmolLM2 GGUF converted to an mlx-lm folder (by the test suite's independent

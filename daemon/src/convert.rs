@@ -1,28 +1,22 @@
 //! Conversions between the wire types of `zeta.mlx.v1` and the engine's domain types. Requests are
-//! validated here (fields named in every error); engine events become stream events here. Wire
-//! types never reach the engine, and engine types never reach the wire.
+//! validated here (fields named in every error); engine events and shaped output become stream
+//! events here. Wire types never reach the engine, and engine types never reach the wire.
 
-use zeta_engine::{ChatMessage, FunctionCall, GenerateRequest, Prompt, SamplingParams, ToolCall};
+use zeta_engine::tools::{CallDelta, ForcedChoice, ShapedDelta, Shaping};
+use zeta_engine::{ChatMessage, FinishReason, FunctionCall, GenerateRequest, Prompt, SamplingParams, ToolCall};
 use zeta_proto::v1;
 
 use crate::config::SamplingDefaults;
 use crate::error::DaemonError;
 
-/// Roles a message may have. `developer` (OpenAI's newer name) is given to templates as `system`.
-const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
 /// Converts one chat message.
 pub fn message(i: usize, m: &v1::Message) -> Result<ChatMessage, DaemonError> {
     let field = |f: &str| format!("messages[{i}].{f}");
-    if !ROLES.contains(&m.role.as_str()) {
-        return Err(DaemonError::invalid(field("role"), format!("'{}' is not one of {}", m.role, ROLES.join(", "))));
-    }
+    zeta_proto::edge::check_message(&m.role, m.content.is_some(), !m.tool_calls.is_empty(), &m.tool_call_id)
+        .map_err(|(f, why)| DaemonError::invalid(field(f), why))?;
     let role = if m.role == "developer" { "system".to_string() } else { m.role.clone() };
     let mut tool_calls = Vec::with_capacity(m.tool_calls.len());
     for (j, c) in m.tool_calls.iter().enumerate() {
-        if m.role != "assistant" {
-            return Err(DaemonError::invalid(field("tool_calls"), "only assistant messages carry tool calls"));
-        }
         let arguments = if c.arguments.trim().is_empty() {
             serde_json::Value::Object(Default::default())
         } else {
@@ -38,9 +32,6 @@ pub fn message(i: usize, m: &v1::Message) -> Result<ChatMessage, DaemonError> {
             kind: "function".into(),
             function: FunctionCall { name: c.name.clone(), arguments },
         });
-    }
-    if m.content.is_none() && tool_calls.is_empty() && m.role != "assistant" {
-        return Err(DaemonError::invalid(field("content"), "is missing"));
     }
     Ok(ChatMessage {
         role,
@@ -116,16 +107,14 @@ pub fn sampling(s: Option<&v1::SamplingParams>, d: &SamplingDefaults, logprobs: 
     }
 }
 
-/// A `GenerateRequest` as the engine's request (tools and tool choice are handled by the caller).
+/// A `GenerateRequest` as the engine's request; its output's shape is [`shaping`]'s.
 pub fn generate(
     req: &v1::GenerateRequest,
     defaults: &SamplingDefaults,
     request_id: &str,
 ) -> Result<GenerateRequest, DaemonError> {
     use v1::generate_request::Input;
-    let hide_tools =
-        req.tool_choice.as_ref().is_some_and(|c| c.mode == v1::tool_choice::Mode::None as i32 && c.function.is_empty());
-    let tools: &[v1::Tool] = if hide_tools { &[] } else { &req.tools };
+    let tools: &[v1::Tool] = if hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
     let prompt = match &req.input {
         Some(Input::Chat(c)) => chat(c, tools, &req.chat_template_kwargs_json)?,
         Some(Input::Prompt(p)) => {
@@ -145,6 +134,78 @@ pub fn generate(
         stop: req.stop.clone(),
         keep_special_tokens: false,
     })
+}
+
+/// What a request asks of its output's shape.
+pub fn shaping(tool_choice: Option<&v1::ToolChoice>, separate_reasoning: bool) -> Shaping {
+    let forced = match tool_choice.map(|c| (c.mode, c.function.as_str())) {
+        Some((_, f)) if !f.is_empty() => Some(ForcedChoice::Function(f.to_string())),
+        Some((m, _)) if m == v1::tool_choice::Mode::Required as i32 => Some(ForcedChoice::Required),
+        _ => None,
+    };
+    Shaping { forced, separate_reasoning }
+}
+
+/// Whether a tool choice hides the tools from the prompt (`none`).
+pub fn hides_tools(tool_choice: Option<&v1::ToolChoice>) -> bool {
+    tool_choice.is_some_and(|c| c.mode == v1::tool_choice::Mode::None as i32 && c.function.is_empty())
+}
+
+fn call_delta(c: CallDelta) -> v1::ToolCallDelta {
+    v1::ToolCallDelta { index: c.index as u32, id: c.id, name: c.name, arguments: c.arguments }
+}
+
+/// A shaped piece of output, with the tokens it came from, as the wire's delta.
+pub fn delta(d: ShapedDelta, tokens: Vec<u32>, logprobs: &[zeta_engine::TokenLogprob]) -> v1::GenerateEvent {
+    let delta = v1::Delta {
+        text: d.text,
+        reasoning_text: d.reasoning,
+        tool_calls: d.calls.into_iter().map(call_delta).collect(),
+        token_ids: tokens,
+        logprobs: self::logprobs(logprobs),
+    };
+    v1::GenerateEvent { event: Some(v1::generate_event::Event::Delta(delta)) }
+}
+
+/// The start of a generation as the wire's event.
+pub fn started(request_id: &str, model: &str, prompt_tokens: usize, cached_tokens: usize) -> v1::GenerateEvent {
+    v1::GenerateEvent {
+        event: Some(v1::generate_event::Event::Started(v1::Started {
+            request_id: request_id.to_string(),
+            model: model.to_string(),
+            prompt_tokens: prompt_tokens as u32,
+            cached_tokens: cached_tokens as u32,
+        })),
+    }
+}
+
+/// The end of a generation as the wire's event; a stop after tool calls is `TOOL_CALLS`.
+pub fn finished(
+    reason: FinishReason,
+    called_tools: bool,
+    usage: &zeta_engine::Usage,
+    timings: &zeta_engine::Timings,
+) -> v1::GenerateEvent {
+    let reason = match reason {
+        FinishReason::Stop if called_tools => v1::FinishReason::ToolCalls,
+        FinishReason::Stop => v1::FinishReason::Stop,
+        FinishReason::Length => v1::FinishReason::Length,
+    };
+    v1::GenerateEvent {
+        event: Some(v1::generate_event::Event::Finished(v1::Finished {
+            reason: reason as i32,
+            usage: Some(v1::Usage {
+                prompt_tokens: usage.prompt_tokens as u32,
+                completion_tokens: usage.completion_tokens as u32,
+                cached_tokens: usage.cached_tokens as u32,
+            }),
+            timings: Some(v1::Timings {
+                queued_seconds: timings.queued.as_secs_f64(),
+                prefill_seconds: timings.prefill.as_secs_f64(),
+                decode_seconds: timings.decode.as_secs_f64(),
+            }),
+        })),
+    }
 }
 
 /// Engine log-probabilities as wire ones.

@@ -92,7 +92,8 @@ impl From<DaemonError> for Status {
                 | EngineError::UnsupportedArchitecture { .. }
                 | EngineError::Tokenizer(_)
                 | EngineError::Mlx(_)
-                | EngineError::Io { .. } => row(Code::Internal),
+                | EngineError::Io { .. }
+                | EngineError::ToolCallFailed(_) => row(Code::Internal),
             },
             DaemonError::ModelNotFound(_) => Row { param: Some("model"), ..row(Code::NotFound) },
             DaemonError::InvalidModel(_) => {

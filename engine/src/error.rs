@@ -30,6 +30,9 @@ pub enum EngineError {
         /// The supported ones, comma-separated.
         supported: String,
     },
+    /// The model did not produce the tool call the request forced.
+    #[error("{0}")]
+    ToolCallFailed(String),
     /// A request field is invalid.
     #[error("invalid {field}: {message}")]
     InvalidArgument {

@@ -3,13 +3,13 @@
 //! vocabulary has `<tool_call>`, `</tool_call>`, `<think>`, `</think>` as added tokens, for
 //! Hermes; SmolLM2's GGUF tokenizer for Llama 3 and Mistral, where the markers are split over
 //! many tokens), decoded token by token through `StreamDecoder`, and each piece fed through the
-//! reasoning splitter and the tool parser as a server does.
+//! server's own `Shaper` (reasoning splitter, then tool parser).
 
 mod common;
 
 use serde_json::{Value, json};
 use zeta_engine::tokenizer::{StreamDecoder, Tokenizer};
-use zeta_engine::tools::{ForcedChoice, ReasoningSplitter, ToolCallParser, ToolEvent, ToolFormat};
+use zeta_engine::tools::{ForcedChoice, ShapedDelta, Shaper, ToolCallParser, ToolEvent, ToolFormat};
 use zeta_engine::{LocalModel, ModelSource};
 
 fn load(path: &std::path::Path) -> LocalModel {
@@ -25,80 +25,70 @@ fn tools() -> Vec<String> {
 struct Output {
     reasoning: String,
     content: String,
-    /// (name, arguments parsed as JSON) per call, from the events.
+    /// (name, arguments parsed as JSON) per call, from the deltas.
     calls: Vec<(String, Value)>,
     malformed: bool,
-    /// Per call: (piece the `CallStart` came with, piece the `CallEnd` came with, fragments).
+    /// Per call: (piece its id and name came with, piece of its last argument fragment, fragments).
     timing: Vec<(usize, usize, usize)>,
     /// How many decoded pieces the output streamed as.
     pieces: usize,
 }
 
-/// Streams `text` as the model would generate it and parses it. `think`: run the reasoning
-/// splitter first (with `started_in_reasoning`); `prefix`: a forced prefix already in the prompt.
-fn stream(tok: &Tokenizer, text: &str, format: ToolFormat, prefix: Option<&str>, think: Option<bool>) -> Output {
+/// Streams `text` as the model would generate it through the server's own [`Shaper`]. `think`:
+/// split reasoning (starting inside it when `Some(true)`); `forced`: the forced call whose
+/// opening is already in the prompt.
+fn stream(
+    tok: &Tokenizer,
+    text: &str,
+    format: ToolFormat,
+    forced: Option<&ForcedChoice>,
+    think: Option<bool>,
+) -> Output {
     let ids = tok.encode(text, false).unwrap();
     assert_eq!(tok.decode(&ids).unwrap(), text, "the tokenizer round-trips the output");
-    let mut parser = match prefix {
-        Some(p) => ToolCallParser::with_prefix(format, tools(), p),
-        None => ToolCallParser::new(format, tools()),
-    };
-    let mut splitter = think.map(ReasoningSplitter::new);
+    let prefix = forced.map(|f| format.forced_prefix(f));
+    let mut shaper = Shaper::new(Some(format), tools(), forced.zip(prefix.as_deref()), think);
     let mut out = Output::default();
     let mut args: Vec<String> = Vec::new();
     let mut ids_seen = Vec::new();
-    let mut decoder = StreamDecoder::new();
-    let mut handle = |events: Vec<ToolEvent>, piece: usize, out: &mut Output| {
-        for e in events {
-            match e {
-                ToolEvent::Text(t) => out.content.push_str(&t),
-                ToolEvent::CallStart { index, id, name } => {
-                    assert_eq!(index, args.len());
-                    assert!(id.starts_with("call_") && id.len() == 29 && !ids_seen.contains(&id), "{id}");
-                    ids_seen.push(id);
-                    args.push(String::new());
-                    out.calls.push((name, Value::Null));
-                    out.timing.push((piece, usize::MAX, 0));
-                }
-                ToolEvent::CallArgs { index, fragment } => {
-                    args[index].push_str(&fragment);
-                    out.timing[index].2 += 1;
-                }
-                ToolEvent::CallEnd { index } => out.timing[index].1 = piece,
+    let mut take = |d: ShapedDelta, piece: usize, out: &mut Output| {
+        out.reasoning.push_str(&d.reasoning);
+        out.content.push_str(&d.text);
+        for c in d.calls {
+            if !c.id.is_empty() {
+                assert_eq!(c.index, args.len());
+                assert!(c.id.starts_with("call_") && c.id.len() == 29 && !ids_seen.contains(&c.id), "{}", c.id);
+                ids_seen.push(c.id);
+                args.push(String::new());
+                out.calls.push((c.name, Value::Null));
+                out.timing.push((piece, piece, 0));
+            }
+            if !c.arguments.is_empty() {
+                args[c.index].push_str(&c.arguments);
+                out.timing[c.index].1 = piece;
+                out.timing[c.index].2 += 1;
             }
         }
     };
-    let mut feed = |piece: &str, n: usize, out: &mut Output, parser: &mut ToolCallParser| {
-        let content = match splitter.as_mut() {
-            Some(s) => {
-                let (r, c) = s.push(piece);
-                out.reasoning.push_str(&r);
-                c
-            }
-            None => piece.to_string(),
-        };
-        handle(parser.push(&content), n, out);
-    };
+    let mut decoder = StreamDecoder::new();
     for (n, &id) in ids.iter().enumerate() {
         let piece = decoder.push(tok, id).unwrap();
-        feed(&piece, n, &mut out, &mut parser);
+        take(shaper.push(&piece), n, &mut out);
     }
     let last = decoder.flush(tok).unwrap();
-    feed(&last, ids.len(), &mut out, &mut parser);
-    if let Some(s) = splitter.as_mut() {
-        let (r, c) = s.finish();
-        out.reasoning.push_str(&r);
-        handle(parser.push(&c), ids.len(), &mut out);
+    take(shaper.push(&last), ids.len(), &mut out);
+    match shaper.finish() {
+        Ok(d) => take(d, ids.len(), &mut out),
+        Err(e) => assert!(forced.is_some(), "only a forced call can fail: {e}"),
     }
-    handle(parser.finish(), ids.len(), &mut out);
-    out.malformed = parser.malformed();
+    out.malformed = shaper.malformed();
     out.pieces = ids.len();
     for (call, a) in out.calls.iter_mut().zip(&args) {
         call.1 = serde_json::from_str(a).unwrap_or(Value::String(a.clone()));
     }
     if !out.malformed {
         // The non-streaming view agrees with the stream.
-        let done: Vec<(String, Value)> = parser
+        let done: Vec<(String, Value)> = shaper
             .calls()
             .iter()
             .map(|c| (c.name.clone(), serde_json::from_str(&c.arguments).expect("arguments are JSON")))
@@ -112,11 +102,11 @@ fn call(name: &str, args: Value) -> (String, Value) {
     (name.to_string(), args)
 }
 
-/// Every call started before it ended, i.e. its name went out while arguments were still coming,
-/// and its arguments came in more than one fragment.
+/// Every call's name went out while its arguments were still coming, and its arguments came in
+/// more than one fragment.
 fn assert_streamed_incrementally(out: &Output) {
     for &(start, end, fragments) in &out.timing {
-        assert!(start < end && end != usize::MAX, "call started at piece {start}, ended at {end}");
+        assert!(start < end, "call started at piece {start}, its arguments ended at {end}");
         assert!(fragments > 1, "arguments came in {fragments} fragment(s) over {} pieces", out.pieces);
     }
 }
@@ -181,9 +171,9 @@ fn qwen3_reasoning_then_a_call() {
 #[test]
 fn forced_hermes_function() {
     let model = load(&common::tiny("qwen2-f32"));
-    let prefix = ToolFormat::Hermes.forced_prefix(&ForcedChoice::Function("get_time".into()));
+    let forced = ForcedChoice::Function("get_time".into());
     let out =
-        stream(&model.tokenizer, " {\"tz\": \"Asia/Tokyo\"}}\n</tool_call>", ToolFormat::Hermes, Some(&prefix), None);
+        stream(&model.tokenizer, " {\"tz\": \"Asia/Tokyo\"}}\n</tool_call>", ToolFormat::Hermes, Some(&forced), None);
     assert_eq!(out.content, "");
     assert_eq!(out.calls, [call("get_time", json!({"tz": "Asia/Tokyo"}))]);
     assert_eq!(out.timing[0].0, 0, "the forced call starts with the first piece");
@@ -213,12 +203,11 @@ fn llama3_and_mistral_through_the_smollm2_tokenizer() {
         let out = stream(tok, plain, ToolFormat::Llama3, None, None);
         assert_eq!((out.content.as_str(), out.calls.len(), out.malformed), (plain, 0, false));
     }
-    let prefix = ToolFormat::Llama3.forced_prefix(&ForcedChoice::Required);
     let out = stream(
         tok,
         " \"get_time\", \"parameters\": {\"tz\": \"America/Los_Angeles\"}}",
         ToolFormat::Llama3,
-        Some(&prefix),
+        Some(&ForcedChoice::Required),
         None,
     );
     assert_eq!(out.calls, [call("get_time", time.clone())]);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Settings.
+/// The gateway's settings; [`Default`] is what the flags default to.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// Allowed CORS origins; empty disables CORS, and requests carrying another `Origin` are

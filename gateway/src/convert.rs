@@ -2,10 +2,10 @@
 //! is checked here, and errors name the parameter, the value and the allowed range. A known field
 //! or value the server does not support is refused, never silently ignored.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeta_proto::v1;
 
-use crate::dto::request::{ChatCompletionRequest, CompletionRequest, SamplingFields};
+use crate::dto::request::{ChatCompletionRequest, CompletionRequest, SamplingFields, TokenizeRequest};
 use crate::error::ApiError;
 
 /// What a chat request asks of the response, beyond the generation itself.
@@ -124,10 +124,11 @@ fn stop(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
         None => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => {
-            if items.len() > 16 {
+            let limit = zeta_proto::edge::MAX_STOP_STRINGS;
+            if items.len() > limit {
                 return Err(ApiError::invalid(
                     "stop",
-                    format!("'stop' may hold at most 16 strings, got {}", items.len()),
+                    format!("'stop' may hold at most {limit} strings, got {}", items.len()),
                 ));
             }
             items
@@ -250,8 +251,6 @@ fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
     }
 }
 
-const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
 fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
     let field = |f: &str| format!("messages[{i}].{f}");
     let obj =
@@ -260,18 +259,12 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         .get("role")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
-    if !ROLES.contains(&role) {
-        return Err(ApiError::invalid(field("role"), format!("'{role}' is not one of {}", ROLES.join(", "))));
-    }
     let content = match obj.get("content").filter(|c| !c.is_null()) {
         Some(c) => Some(text_content(i, c)?),
         None => None,
     };
     let mut tool_calls = Vec::new();
     if let Some(calls) = obj.get("tool_calls").filter(|c| !c.is_null()) {
-        if role != "assistant" {
-            return Err(ApiError::invalid(field("tool_calls"), "only assistant messages carry tool_calls"));
-        }
         let calls = calls.as_array().ok_or_else(|| ApiError::invalid(field("tool_calls"), "must be an array"))?;
         for (j, c) in calls.iter().enumerate() {
             let f = c.get("function").and_then(Value::as_object).ok_or_else(|| {
@@ -301,13 +294,9 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
             });
         }
     }
-    if content.is_none() && !(role == "assistant" && !tool_calls.is_empty()) {
-        return Err(ApiError::invalid(field("content"), format!("a {role} message needs 'content'")));
-    }
     let tool_call_id = obj.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_string();
-    if role == "tool" && tool_call_id.is_empty() {
-        return Err(ApiError::invalid(field("tool_call_id"), "a tool message needs the 'tool_call_id' it answers"));
-    }
+    zeta_proto::edge::check_message(role, content.is_some(), !tool_calls.is_empty(), &tool_call_id)
+        .map_err(|(f, why)| ApiError::invalid(field(f), why))?;
     Ok(v1::Message {
         role: role.to_string(),
         content,
@@ -446,7 +435,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     };
     let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
     let logprobs = boolean(&req.logprobs, "logprobs")?.unwrap_or(false);
-    let top = integer(&req.top_logprobs, "top_logprobs", 0, 20)?;
+    let top = integer(&req.top_logprobs, "top_logprobs", 0, zeta_proto::edge::MAX_TOP_LOGPROBS)?;
     if top.is_some() && !logprobs {
         return Err(ApiError::invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true"));
     }
@@ -554,22 +543,34 @@ pub fn completion(
     Ok((out, CompletionOptions { stream, include_usage, logprobs: logprobs.is_some(), model }))
 }
 
-/// Messages of a token-counting request, reusing the chat validation.
-pub fn count_messages(v: &Value) -> Result<Vec<v1::Message>, ApiError> {
-    match v {
-        Value::Array(a) if !a.is_empty() => a.iter().enumerate().map(|(i, m)| message(i, m)).collect(),
-        _ => Err(ApiError::invalid("messages", "'messages' must be a non-empty array")),
-    }
-}
-
-/// Tools of a token-counting request.
-pub fn count_tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
-    tools(v)
-}
-
-/// Booleans of a token-counting request.
-pub fn flag(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
-    boolean(v, name)
+/// A token-counting request (`/v1/tokens/count`, `/v1/tokenize`): the same validation as chat
+/// for messages, tools and tool choice, so the count is that of the prompt a chat would use.
+pub fn tokenize(dto: &TokenizeRequest, return_tokens: bool) -> Result<v1::TokenizeRequest, ApiError> {
+    let model = model(&dto.model)?;
+    let text = dto.text.as_ref().or(dto.prompt.as_ref()).filter(|v| !v.is_null());
+    let input = match (text, dto.messages.as_ref().filter(|v| !v.is_null())) {
+        (Some(Value::String(t)), None) => v1::tokenize_request::Input::Text(t.clone()),
+        (Some(_), None) => return Err(ApiError::invalid("text", "'text' must be a string")),
+        (None, Some(Value::Array(a))) if !a.is_empty() => v1::tokenize_request::Input::Chat(v1::Chat {
+            messages: a.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?,
+            continue_final_message: false,
+        }),
+        (None, Some(_)) => return Err(ApiError::invalid("messages", "'messages' must be a non-empty array")),
+        (Some(_), Some(_)) => return Err(ApiError::invalid("messages", "send either 'text' or 'messages', not both")),
+        (None, None) => return Err(ApiError::invalid("text", "'text' or 'messages' is required")),
+    };
+    let tools = tools(&dto.tools)?;
+    let tool_choice = tool_choice(&dto.tool_choice, &tools)?;
+    Ok(v1::TokenizeRequest {
+        model,
+        input: Some(input),
+        add_special_tokens: boolean(&dto.add_special_tokens, "add_special_tokens")?.unwrap_or(true),
+        tools,
+        return_tokens,
+        // A count ships no ids: a 16 MB text is millions of them.
+        count_only: !return_tokens,
+        tool_choice,
+    })
 }
 
 /// Parses a JSON body into a DTO, with OpenAI-style errors for bad JSON.
@@ -586,9 +587,4 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     }
     serde_json::from_value(value)
         .map_err(|e| ApiError::invalid("body", format!("the request body does not fit the schema: {e}")))
-}
-
-/// Unused-field helper so every DTO map is checked the same way.
-pub fn object(v: &Option<Value>) -> Option<&Map<String, Value>> {
-    present(v).and_then(Value::as_object)
 }

@@ -48,13 +48,13 @@ fn mark_http(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::S
     Ok(req)
 }
 
-/// Shared by every request.
+/// What every request shares: the daemon channel, the settings, the gateway's figures.
 pub struct AppState {
     /// The daemon channel (connects lazily, reconnects by itself).
     pub channel: Channel,
     /// Where the daemon listens, for messages.
     pub socket: PathBuf,
-    /// Settings.
+    /// Settings, fixed at start.
     pub config: GatewayConfig,
     /// The gateway's own figures.
     pub metrics: metrics::Metrics,
@@ -156,8 +156,8 @@ impl LimitedBody {
 pub fn app(state: Arc<AppState>) -> Router {
     use middleware::{authorize, envelope, guard, observe};
     let mut router = Router::new()
-        .route("/v1/chat/completions", post(routes::chat::handle))
-        .route("/v1/completions", post(routes::completions::handle))
+        .route("/v1/chat/completions", post(routes::generation::handle::<routes::chat::Chat>))
+        .route("/v1/completions", post(routes::generation::handle::<routes::completions::Completions>))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/loaded", get(routes::models::loaded))
         .route("/v1/models/{*rest}", get(routes::models::get_one).post(routes::models::action))

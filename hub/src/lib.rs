@@ -34,7 +34,7 @@
 //! offline mode, and sends Xet-backed files through its own Xet client rather than the plain
 //! `resolve` URL (which the hub and a local test server both serve over HTTP with `Range`).
 //!
-//! [`testing`] holds a local fake hub for tests (this crate's and the daemon's).
+//! `testing` (feature `testing`) holds a local fake hub for tests (this crate's and the daemon's).
 
 mod cache;
 mod client;
@@ -44,6 +44,7 @@ mod error;
 mod model_ref;
 mod select;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use client::{HubClient, Progress};

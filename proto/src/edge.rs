@@ -14,6 +14,40 @@ pub const HTTP_CLIENT: &str = "http";
 /// daemon adds to some statuses, for the gateway's OpenAI `code` field.
 pub const CODE_METADATA: &str = "zeta-code";
 
+/// The roles a chat message may have. `developer` (OpenAI's newer name) reaches templates as
+/// `system`.
+pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// The rules every chat message follows, whichever API it came through (OpenAI's): a known role;
+/// tool calls only in the assistant's messages; content unless the assistant's message carries
+/// calls; a tool message names the call it answers. On error: the field at fault (under
+/// `messages[i].`) and what is wrong.
+pub fn check_message(
+    role: &str,
+    has_content: bool,
+    has_tool_calls: bool,
+    tool_call_id: &str,
+) -> Result<(), (&'static str, String)> {
+    if !ROLES.contains(&role) {
+        return Err(("role", format!("'{}' is not one of {}", quote(role), ROLES.join(", "))));
+    }
+    if has_tool_calls && role != "assistant" {
+        return Err(("tool_calls", "only assistant messages carry tool calls".into()));
+    }
+    if !has_content && !(role == "assistant" && has_tool_calls) {
+        return Err(("content", format!("a {role} message needs 'content'")));
+    }
+    if role == "tool" && tool_call_id.is_empty() {
+        return Err(("tool_call_id", "a tool message needs the 'tool_call_id' it answers".into()));
+    }
+    Ok(())
+}
+
+/// Most stop sequences a request may give.
+pub const MAX_STOP_STRINGS: usize = 16;
+/// Most alternatives per token a request may ask log-probabilities of (`top_logprobs`).
+pub const MAX_TOP_LOGPROBS: i64 = 20;
+
 /// The longest model reference (alias, path or hub id) a request may carry, in bytes.
 pub const MAX_MODEL_REF_BYTES: usize = 512;
 /// The longest message a status carries, in bytes: statuses travel in HTTP/2 headers, whose

@@ -230,10 +230,6 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
 async fn health_and_reflection_work_over_the_socket() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let d = Daemon::builder().wait_ready().start().await;
     let mut health = HealthClient::new(d.channel().await);
@@ -241,36 +237,31 @@ async fn health_and_reflection_work_over_the_socket() {
         let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(r.status, 1, "{service} SERVING");
     }
-    let mut refl = ServerReflectionClient::new(d.channel().await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("no service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["zeta.mlx.v1.Generation", "zeta.mlx.v1.Models", "zeta.mlx.v1.Daemon", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    // Both protocol versions: grpcurl speaks v1, grpcio-reflection and other older clients only
+    // v1alpha. The generated types differ by module only.
+    macro_rules! list_services {
+        ($v:ident) => {{
+            use tonic_reflection::pb::$v::ServerReflectionRequest;
+            use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+            let mut refl = ServerReflectionClient::new(d.channel().await);
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+            let Some(MessageResponse::ListServicesResponse(list)) =
+                resp.message().await.unwrap().unwrap().message_response
+            else {
+                panic!("no service list over {}", stringify!($v))
+            };
+            list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+        }};
     }
-    // The older v1alpha protocol too (grpcio-reflection and other clients speak only it).
-    {
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        let mut refl = ServerReflectionClient::new(d.channel().await);
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
-        else {
-            panic!("no v1alpha service list")
-        };
-        assert!(list.service.iter().any(|s| s.name == "zeta.mlx.v1.Generation"), "{:?}", list.service);
+    for names in [list_services!(v1), list_services!(v1alpha)] {
+        for want in ["zeta.mlx.v1.Generation", "zeta.mlx.v1.Models", "zeta.mlx.v1.Daemon", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
     }
 }

@@ -35,6 +35,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         tools: vec![],
         return_tokens: args.tokens,
         count_only: false,
+        tool_choice: None,
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
     println!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length);

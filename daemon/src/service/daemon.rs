@@ -9,7 +9,7 @@ use zeta_proto::v1;
 use crate::convert;
 use crate::registry::Registry;
 
-/// The service.
+/// `zeta.mlx.v1.Daemon` over the registry: status and figures, never blocking on a model.
 pub struct DaemonService {
     registry: Arc<Registry>,
     started: Instant,

@@ -1,6 +1,8 @@
-//! `zeta.mlx.v1.Generation`: streams one generation per call. The response stream owns the
-//! engine's event stream and the model lease, so a client that goes away drops both: the
-//! sequence leaves the batch within one step and the model may be evicted again.
+//! `zeta.mlx.v1.Generation`: streams one generation per call. This module owns the call's
+//! lifecycle: the model lease, the request's log span, and the response stream, which owns the
+//! engine's event stream and the lease, so a client that goes away drops both: the sequence
+//! leaves the batch within one step and the model may be evicted again. Rendering and output
+//! shaping are the engine's (`zeta_engine::tools::Shaper`); wire types are `convert`'s.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -9,16 +11,15 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
-use zeta_engine::{Event, FinishReason, Generation as EngineStream};
+use zeta_engine::tools::Shaper;
+use zeta_engine::{Event, Generation as EngineStream};
 use zeta_proto::v1;
-use zeta_proto::v1::generate_event::Event as Ev;
 
 use crate::convert;
 use crate::error::DaemonError;
 use crate::registry::{Lease, Registry};
-use crate::service::shaping::Shaper;
 
-/// The service.
+/// `zeta.mlx.v1.Generation` over the registry: one streamed generation per call.
 pub struct GenerationService {
     registry: Arc<Registry>,
 }
@@ -42,10 +43,6 @@ struct State {
     span: tracing::Span,
 }
 
-fn event(e: Ev) -> v1::GenerateEvent {
-    v1::GenerateEvent { event: Some(e) }
-}
-
 #[tonic::async_trait]
 impl v1::generation_server::Generation for GenerationService {
     type GenerateStream = EventStream;
@@ -64,8 +61,9 @@ impl v1::generation_server::Generation for GenerationService {
             let size = prost::Message::encoded_len(&req);
             let (events, shaper) = super::off_runtime(size, move || {
                 let mut engine_req = convert::generate(&req, &defaults, &id)?;
-                let shaper = Shaper::prepare(&mut engine_req, &req, &engine)?;
-                let events = engine.submit(engine_req).map_err(DaemonError::from)?;
+                let how = convert::shaping(req.tool_choice.as_ref(), req.separate_reasoning);
+                let shaper = Shaper::prepare(&engine, &mut engine_req, &how)?;
+                let events = engine.submit(engine_req)?;
                 Ok((events, shaper))
             })
             .await?;
@@ -84,59 +82,25 @@ impl v1::generation_server::Generation for GenerationService {
                 return None;
             }
             let item = match s.events.next().await {
-                Some(Event::Started { prompt_tokens, cached_tokens }) => Ok(event(Ev::Started(v1::Started {
-                    request_id: s.request_id.clone(),
-                    model: s.lease.id.clone(),
-                    prompt_tokens: prompt_tokens as u32,
-                    cached_tokens: cached_tokens as u32,
-                }))),
+                Some(Event::Started { prompt_tokens, cached_tokens }) => {
+                    Ok(convert::started(&s.request_id, &s.lease.id, prompt_tokens, cached_tokens))
+                }
                 Some(Event::Delta { text, tokens, logprobs }) => {
-                    let shaped = s.shaper.push(&text);
-                    Ok(event(Ev::Delta(v1::Delta {
-                        text: shaped.text,
-                        reasoning_text: shaped.reasoning,
-                        tool_calls: shaped.calls,
-                        token_ids: tokens,
-                        logprobs: convert::logprobs(&logprobs),
-                    })))
+                    Ok(convert::delta(s.shaper.push(&text), tokens, &logprobs))
                 }
                 Some(Event::Finished { reason, usage, timings }) => {
                     s.done = true;
                     match s.shaper.finish() {
-                        Ok(tail) if !(tail.text.is_empty() && tail.reasoning.is_empty() && tail.calls.is_empty()) => {
-                            s.queue.push_back(Ok(event(Ev::Delta(v1::Delta {
-                                text: tail.text,
-                                reasoning_text: tail.reasoning,
-                                tool_calls: tail.calls,
-                                ..Default::default()
-                            }))));
-                        }
+                        Ok(tail) if !tail.is_empty() => s.queue.push_back(Ok(convert::delta(tail, vec![], &[]))),
                         Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(parent: &s.span, error = %e, "failed");
-                            return Some((Err(Status::from(e)), s));
+                            return Some((Err(Status::from(DaemonError::from(e))), s));
                         }
                     }
-                    let called = s.shaper.called_tools();
                     tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
-                    s.queue.push_back(Ok(event(Ev::Finished(v1::Finished {
-                        reason: match reason {
-                            FinishReason::Stop if called => v1::FinishReason::ToolCalls,
-                            FinishReason::Stop => v1::FinishReason::Stop,
-                            FinishReason::Length => v1::FinishReason::Length,
-                        } as i32,
-                        usage: Some(v1::Usage {
-                            prompt_tokens: usage.prompt_tokens as u32,
-                            completion_tokens: usage.completion_tokens as u32,
-                            cached_tokens: usage.cached_tokens as u32,
-                        }),
-                        timings: Some(v1::Timings {
-                            queued_seconds: timings.queued.as_secs_f64(),
-                            prefill_seconds: timings.prefill.as_secs_f64(),
-                            decode_seconds: timings.decode.as_secs_f64(),
-                        }),
-                    }))));
+                    s.queue.push_back(Ok(convert::finished(reason, s.shaper.called_tools(), &usage, &timings)));
                     s.queue.pop_front().expect("just queued")
                 }
                 Some(Event::Error(e)) => {

@@ -3,7 +3,6 @@
 pub mod daemon;
 pub mod generation;
 pub mod models;
-pub mod shaping;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

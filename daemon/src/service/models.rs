@@ -6,13 +6,14 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 use zeta_engine::Prompt;
+use zeta_engine::tools::Shaper;
 use zeta_proto::v1;
 
 use crate::convert;
 use crate::error::DaemonError;
-use crate::registry::{LoadStatus, ModelView, Registry};
+use crate::registry::{LoadStatus, ModelState, ModelView, Registry, unix_seconds};
 
-/// The service.
+/// `zeta.mlx.v1.Models` over the registry: listing, loading with progress, unloading, tokenizing.
 pub struct ModelsService {
     registry: Arc<Registry>,
 }
@@ -28,11 +29,11 @@ impl ModelsService {
 pub fn model_info(v: &ModelView) -> v1::ModelInfo {
     use v1::ModelState as S;
     let state = match v.state {
-        "loaded" => S::Loaded,
-        "loading" => S::Loading,
-        "downloading" => S::Downloading,
-        "failed" => S::Failed,
-        _ => S::Unloaded,
+        ModelState::Loaded => S::Loaded,
+        ModelState::Loading => S::Loading,
+        ModelState::Downloading => S::Downloading,
+        ModelState::Failed => S::Failed,
+        ModelState::Unloaded => S::Unloaded,
     };
     let info = v.info.as_ref();
     let stats = v.stats.as_ref();
@@ -46,8 +47,8 @@ pub fn model_info(v: &ModelView) -> v1::ModelInfo {
         context_length: info.map(|i| i.context_length as u32).unwrap_or(0),
         weight_bytes: info.map(|i| i.weight_bytes as u64).unwrap_or(0),
         kv_cache_bytes: stats.map(|s| s.kv_bytes as u64).unwrap_or(0),
-        loaded_at_unix: v.loaded_at.map(Registry::unix).unwrap_or(0),
-        last_used_unix: v.last_used.map(Registry::unix).unwrap_or(0),
+        loaded_at_unix: v.loaded_at.map(unix_seconds).unwrap_or(0),
+        last_used_unix: v.last_used.map(unix_seconds).unwrap_or(0),
         active_requests: stats.map(|s| s.active as u32).unwrap_or(0),
         queued_requests: stats.map(|s| s.queued as u32).unwrap_or(0),
         error: v.error.clone().unwrap_or_default(),
@@ -111,7 +112,7 @@ impl v1::models_server::Models for ModelsService {
                     // The loader is gone; its last word is in the entry.
                     let view = registry.list().into_iter().find(|v| v.id == id);
                     return match view {
-                        Some(v) if v.state == "loaded" => Some((
+                        Some(v) if v.state == ModelState::Loaded => Some((
                             Ok(v1::LoadProgress {
                                 progress: Some(v1::load_progress::Progress::Loaded(model_info(&v))),
                             }),
@@ -156,15 +157,19 @@ impl v1::models_server::Models for ModelsService {
         let engine = lease.engine.clone();
         let size = prost::Message::encoded_len(&req);
         let (count, ids, tokens) = super::off_runtime(size, move || {
-            let prompt = match &req.input {
-                Some(Input::Text(t)) => {
-                    let ids = engine.tokenizer().encode(t, req.add_special_tokens).map_err(DaemonError::from)?;
-                    Prompt::Tokens(ids)
+            let ids = match &req.input {
+                Some(Input::Text(t)) => engine.tokenizer().encode(t, req.add_special_tokens)?,
+                Some(Input::Chat(c)) => {
+                    // Rendered as a generation renders it, a forced call's opening included.
+                    let tools: &[v1::Tool] =
+                        if convert::hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
+                    let prompt = convert::chat(c, tools, "")?;
+                    let how = convert::shaping(req.tool_choice.as_ref(), false);
+                    let rendered = Shaper::render(&engine, &prompt, &how)?.map(|r| r.text).unwrap_or_default();
+                    engine.tokenize(&Prompt::Rendered(rendered))?
                 }
-                Some(Input::Chat(c)) => convert::chat(c, &req.tools, "")?,
                 None => return Err(DaemonError::invalid("input", "set one of text or chat")),
             };
-            let ids = engine.tokenize(&prompt).map_err(DaemonError::from)?;
             let count = ids.len() as u32;
             if req.count_only {
                 return Ok((count, vec![], vec![]));

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::Seq;
-use crate::engine::Shared;
+use super::Shared;
 use crate::error::Result;
 use crate::request::{Event, FinishReason, Timings, TokenLogprob, Usage};
 use crate::sampling::Sampled;

@@ -20,21 +20,35 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mlx::ArrayList;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::engine::Shared;
+use crate::chat_template::ChatTemplate;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvPool;
+use crate::metrics::Stats;
 use crate::model::{DecodeRow, Model, PrefillRow, Shapes, StepInput, TokenSource};
+use crate::options::{EngineOptions, ModelInfo};
 use crate::prefix_cache::PrefixCache;
 use crate::request::Event;
 use crate::sampling::{self, Choice, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::StreamDecoder;
+use crate::tokenizer::Tokenizer;
 use plan::{Next, Plan};
+
+/// What the engine handle and its thread both read: the model's tokenizer, template and facts,
+/// the options, the live figures.
+pub(crate) struct Shared {
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub eos_token_ids: Vec<u32>,
+    pub info: ModelInfo,
+    pub options: EngineOptions,
+    pub stats: Stats,
+}
 
 /// A validated, tokenized request on its way to the engine thread.
 pub(crate) struct Pending {
@@ -510,6 +524,3 @@ impl Core {
         Ok(())
     }
 }
-
-/// How long a step may take while sequences are decoding, by default.
-pub(crate) const DEFAULT_STEP_TARGET: Duration = Duration::from_millis(500);

@@ -5,8 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::Shared;
 use super::{Seq, emit};
-use crate::engine::Shared;
 use crate::error::Result;
 use crate::kv_cache::KvPool;
 use crate::model::TokenSource;

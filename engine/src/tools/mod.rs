@@ -4,7 +4,8 @@
 //! `<tool_call>`, Llama 3 JSON, Mistral `[TOOL_CALLS]`), telling them apart from a chat template,
 //! the prompt prefixes that force a call, and `<think>` splitting.
 //!
-//! A server runs them in this order on each decoded piece of text:
+//! [`Shaper`] runs them for a request (and renders its prompt); in this order on each decoded
+//! piece of text:
 //!
 //! 1. [`ReasoningSplitter::push`] splits it into reasoning and content;
 //! 2. the content part goes to [`ToolCallParser::push`], whose [`ToolEvent`]s become content
@@ -38,12 +39,14 @@ mod call;
 mod json;
 mod parser;
 mod reasoning;
+mod shaper;
 
 #[cfg(test)]
 mod tests;
 
 pub use parser::ToolCallParser;
 pub use reasoning::ReasoningSplitter;
+pub use shaper::{CallDelta, Rendered, ShapedDelta, Shaper, Shaping};
 
 /// The way a model family writes tool calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

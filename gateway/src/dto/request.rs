@@ -83,5 +83,7 @@ pub struct TokenizeRequest {
     pub prompt: Option<Value>,
     pub messages: Option<Value>,
     pub tools: Option<Value>,
+    /// As in chat: a forced call's opening is part of the prompt, so it counts.
+    pub tool_choice: Option<Value>,
     pub add_special_tokens: Option<Value>,
 }

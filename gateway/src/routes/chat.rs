@@ -3,74 +3,81 @@
 //! usage chunk with empty `choices` only when `stream_options.include_usage` asks, then
 //! `data: [DONE]`.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use zeta_proto::v1;
 use zeta_proto::v1::generate_event::Event as Ev;
 
-use super::stream::{self, Chunker};
+use super::generation::{Endpoint, Gathered};
+use super::output;
+use super::stream::Chunker;
 use crate::convert::{self, ChatOptions};
 use crate::dto::request::ChatCompletionRequest;
 use crate::dto::response::*;
 use crate::error::ApiError;
-use crate::{AppState, LimitedBody, RequestId};
 
-/// The handler.
-pub async fn handle(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<RequestId>,
-    body: LimitedBody,
-) -> Response {
-    match run(&state, &id.0, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+/// `POST /v1/chat/completions` through the shared generation route.
+pub struct Chat;
+
+impl Endpoint for Chat {
+    type Body = ChatCompletionRequest;
+    type Options = ChatOptions;
+    type Chunker = ChatChunker;
+    type Answer = ChatCompletion;
+
+    fn convert(body: &ChatCompletionRequest, request_id: &str) -> Result<(v1::GenerateRequest, ChatOptions), ApiError> {
+        convert::chat(body, request_id)
+    }
+
+    fn streams(options: &ChatOptions) -> bool {
+        options.stream
+    }
+
+    fn chunker(request_id: &str, opts: ChatOptions) -> ChatChunker {
+        ChatChunker {
+            id: format!("chatcmpl-{request_id}"),
+            created: super::now(),
+            model: opts.model.clone(),
+            opts,
+            calls_seen: 0,
+        }
+    }
+
+    fn answer(request_id: &str, opts: ChatOptions, g: Gathered) -> ChatCompletion {
+        let mut calls: Vec<ToolCall> = g
+            .calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                kind: "function",
+                function: FunctionCall { name: c.name, arguments: c.arguments },
+            })
+            .collect();
+        if opts.single_tool_call {
+            calls.truncate(1);
+        }
+        ChatCompletion {
+            id: format!("chatcmpl-{request_id}"),
+            object: "chat.completion",
+            created: super::now(),
+            model: output::reported_model(&opts.model, g.model),
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: if g.text.is_empty() && !calls.is_empty() { None } else { Some(g.text) },
+                    reasoning_content: (!g.reasoning.is_empty()).then_some(g.reasoning),
+                    tool_calls: calls,
+                },
+                logprobs: opts.logprobs.then(|| output::chat_logprobs(&g.logprobs)),
+                finish_reason: Some(output::finish_reason(&g.finished)),
+            }],
+            usage: output::usage(&g.finished),
+            system_fingerprint: None,
+        }
     }
 }
 
-async fn run(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
-    let dto: ChatCompletionRequest = body.parse().await?;
-    let (req, opts) = convert::chat(&dto, request_id)?;
-    let id = format!("chatcmpl-{request_id}");
-    if opts.stream {
-        let chunker = ChatChunker { id, created: super::now(), model: opts.model.clone(), opts, calls_seen: 0 };
-        return stream::stream(state, req, chunker).await;
-    }
-    let g = stream::gather(state, req).await?;
-    let f = g.finished.as_ref().expect("gather checks");
-    let mut calls: Vec<ToolCall> = g
-        .calls
-        .into_iter()
-        .map(|(id, name, arguments)| ToolCall { id, kind: "function", function: FunctionCall { name, arguments } })
-        .collect();
-    if opts.single_tool_call {
-        calls.truncate(1);
-    }
-    let finish = stream::finish_reason(f);
-    let body = ChatCompletion {
-        id,
-        object: "chat.completion",
-        created: super::now(),
-        model: stream::reported_model(&opts.model, g.model),
-        choices: vec![ChatChoice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content: if g.text.is_empty() && !calls.is_empty() { None } else { Some(g.text) },
-                reasoning_content: (!g.reasoning.is_empty()).then_some(g.reasoning),
-                tool_calls: calls,
-            },
-            logprobs: opts.logprobs.then(|| stream::chat_logprobs(&g.logprobs)),
-            finish_reason: Some(finish),
-        }],
-        usage: stream::usage(f),
-        system_fingerprint: None,
-    };
-    Ok(Json(body).into_response())
-}
-
-struct ChatChunker {
+/// The chunks of a streamed chat completion.
+pub struct ChatChunker {
     id: String,
     created: u64,
     model: String,
@@ -97,7 +104,7 @@ impl Chunker for ChatChunker {
     fn on_event(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
-                self.model = stream::reported_model(&self.model, s.model);
+                self.model = output::reported_model(&self.model, s.model);
                 vec![self.chunk(
                     Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() },
                     None,
@@ -114,7 +121,7 @@ impl Chunker for ChatChunker {
                     ));
                 }
                 let logprobs =
-                    (self.opts.logprobs && !d.logprobs.is_empty()).then(|| stream::chat_logprobs(&d.logprobs));
+                    (self.opts.logprobs && !d.logprobs.is_empty()).then(|| output::chat_logprobs(&d.logprobs));
                 if !d.text.is_empty() || logprobs.is_some() {
                     out.push(self.chunk(Delta { content: Some(d.text), ..Default::default() }, logprobs, None));
                 }
@@ -144,7 +151,7 @@ impl Chunker for ChatChunker {
                 out
             }
             Ev::Finished(f) => {
-                let mut out = vec![self.chunk(Delta::default(), None, Some(stream::finish_reason(&f)))];
+                let mut out = vec![self.chunk(Delta::default(), None, Some(output::finish_reason(&f)))];
                 if self.opts.include_usage {
                     let c = ChatCompletionChunk {
                         id: self.id.clone(),
@@ -152,7 +159,7 @@ impl Chunker for ChatChunker {
                         created: self.created,
                         model: self.model.clone(),
                         choices: vec![],
-                        usage: Some(stream::usage(&f)),
+                        usage: Some(output::usage(&f)),
                         system_fingerprint: None,
                     };
                     out.push(serde_json::to_string(&c).expect("chunks serialize"));

@@ -1,32 +1,17 @@
 //! `POST /v1/completions`: the legacy text completion API, JSON or SSE.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use zeta_proto::v1;
 use zeta_proto::v1::generate_event::Event as Ev;
 
-use super::stream::{self, Chunker};
+use super::generation::{Endpoint, Gathered};
+use super::output;
+use super::stream::Chunker;
 use crate::convert::{self, CompletionOptions};
 use crate::dto::request::CompletionRequest;
 use crate::dto::response::*;
 use crate::error::ApiError;
-use crate::{AppState, LimitedBody, RequestId};
-
-/// The handler.
-pub async fn handle(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<RequestId>,
-    body: LimitedBody,
-) -> Response {
-    match run(&state, &id.0, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
 
 fn legacy_logprobs(l: &[v1::TokenLogprob], offset: &mut u32) -> CompletionLogprobs {
     let mut out = CompletionLogprobs::default();
@@ -40,34 +25,56 @@ fn legacy_logprobs(l: &[v1::TokenLogprob], offset: &mut u32) -> CompletionLogpro
     out
 }
 
-async fn run(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
-    let dto: CompletionRequest = body.parse().await?;
-    let (req, opts) = convert::completion(&dto, request_id)?;
-    let id = format!("cmpl-{request_id}");
-    if opts.stream {
-        let chunker = CompletionChunker { id, created: super::now(), model: opts.model.clone(), opts, offset: 0 };
-        return stream::stream(state, req, chunker).await;
+/// `POST /v1/completions` through the shared generation route.
+pub struct Completions;
+
+impl Endpoint for Completions {
+    type Body = CompletionRequest;
+    type Options = CompletionOptions;
+    type Chunker = CompletionChunker;
+    type Answer = Completion;
+
+    fn convert(
+        body: &CompletionRequest,
+        request_id: &str,
+    ) -> Result<(v1::GenerateRequest, CompletionOptions), ApiError> {
+        convert::completion(body, request_id)
     }
-    let g = stream::gather(state, req).await?;
-    let f = g.finished.as_ref().expect("gather checks");
-    let body = Completion {
-        id,
-        object: "text_completion",
-        created: super::now(),
-        model: stream::reported_model(&opts.model, g.model),
-        choices: vec![CompletionChoice {
-            index: 0,
-            text: g.text,
-            logprobs: opts.logprobs.then(|| legacy_logprobs(&g.logprobs, &mut 0)),
-            finish_reason: Some(stream::finish_reason(f)),
-        }],
-        usage: Some(stream::usage(f)),
-        system_fingerprint: None,
-    };
-    Ok(Json(body).into_response())
+
+    fn streams(options: &CompletionOptions) -> bool {
+        options.stream
+    }
+
+    fn chunker(request_id: &str, opts: CompletionOptions) -> CompletionChunker {
+        CompletionChunker {
+            id: format!("cmpl-{request_id}"),
+            created: super::now(),
+            model: opts.model.clone(),
+            opts,
+            offset: 0,
+        }
+    }
+
+    fn answer(request_id: &str, opts: CompletionOptions, g: Gathered) -> Completion {
+        Completion {
+            id: format!("cmpl-{request_id}"),
+            object: "text_completion",
+            created: super::now(),
+            model: output::reported_model(&opts.model, g.model),
+            choices: vec![CompletionChoice {
+                index: 0,
+                text: g.text,
+                logprobs: opts.logprobs.then(|| legacy_logprobs(&g.logprobs, &mut 0)),
+                finish_reason: Some(output::finish_reason(&g.finished)),
+            }],
+            usage: Some(output::usage(&g.finished)),
+            system_fingerprint: None,
+        }
+    }
 }
 
-struct CompletionChunker {
+/// The chunks of a streamed completion.
+pub struct CompletionChunker {
     id: String,
     created: u64,
     model: String,
@@ -94,7 +101,7 @@ impl Chunker for CompletionChunker {
     fn on_event(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
-                self.model = stream::reported_model(&self.model, s.model);
+                self.model = output::reported_model(&self.model, s.model);
                 vec![]
             }
             Ev::Delta(d) => {
@@ -110,12 +117,12 @@ impl Chunker for CompletionChunker {
                         index: 0,
                         text: String::new(),
                         logprobs: None,
-                        finish_reason: Some(stream::finish_reason(&f)),
+                        finish_reason: Some(output::finish_reason(&f)),
                     }],
                     None,
                 )];
                 if self.opts.include_usage {
-                    out.push(self.chunk(vec![], Some(stream::usage(&f))));
+                    out.push(self.chunk(vec![], Some(output::usage(&f))));
                 }
                 out
             }

@@ -12,7 +12,7 @@ use zeta_proto::v1;
 
 use crate::AppState;
 
-/// The handler.
+/// `GET /health`: 200 with the daemon's facts when it can generate, else 503 with the reason.
 pub async fn handle(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
     let mut client = state.daemon();
     let status = tokio::time::timeout(Duration::from_secs(3), client.get_status(v1::GetStatusRequest {})).await;
@@ -31,13 +31,18 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ser
             });
             (if s.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
         }
-        Ok(Err(e)) => unhealthy(&state, gateway, e.message()),
-        Err(_) => unhealthy(&state, gateway, "no answer within 3 s"),
+        Ok(Err(e)) if zeta_proto::edge::transport_failed(&e) => {
+            unhealthy(gateway, format!("the daemon is not reachable at {}: {}", state.socket.display(), e.message()))
+        }
+        Ok(Err(e)) => unhealthy(gateway, format!("the daemon answered its status call with an error: {}", e.message())),
+        Err(_) => unhealthy(
+            gateway,
+            format!("the daemon is not reachable at {}: no answer within 3 s", state.socket.display()),
+        ),
     }
 }
 
-fn unhealthy(state: &AppState, gateway: serde_json::Value, why: &str) -> (StatusCode, Json<serde_json::Value>) {
-    let reason = format!("the daemon is not reachable at {}: {why}", state.socket.display());
+fn unhealthy(gateway: serde_json::Value, reason: String) -> (StatusCode, Json<serde_json::Value>) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(

