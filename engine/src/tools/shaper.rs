@@ -237,3 +237,53 @@ impl Shaper {
         self.parser.as_ref().map_or(&[], |p| p.calls())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(shaper: &mut Shaper, pieces: &[&str]) -> (ShapedDelta, Result<ShapedDelta>) {
+        let mut all = ShapedDelta::default();
+        for p in pieces {
+            let d = shaper.push(p);
+            all.text.push_str(&d.text);
+            all.reasoning.push_str(&d.reasoning);
+            all.calls.extend(d.calls);
+        }
+        (all, shaper.finish())
+    }
+
+    #[test]
+    fn plain_text_passes_through() {
+        let (d, end) = run(&mut Shaper::default(), &["Hello", " <tool_call> is just text"]);
+        assert_eq!(d.text, "Hello <tool_call> is just text");
+        assert!(end.unwrap().is_empty());
+    }
+
+    #[test]
+    fn reasoning_then_a_call() {
+        let tools = vec!["get_time".to_string()];
+        let mut s = Shaper::new(Some(ToolFormat::Hermes), tools, None, Some(false));
+        let (d, end) = run(
+            &mut s,
+            &["<think>why", "</think>\n\n<tool_call>\n{\"name\": \"get_time\", ", "\"arguments\": {}}\n</tool_call>"],
+        );
+        let end = end.unwrap();
+        assert_eq!(d.reasoning + &end.reasoning, "why");
+        assert_eq!((d.text.trim(), end.text.trim()), ("", ""));
+        let calls: Vec<CallDelta> = d.calls.into_iter().chain(end.calls).collect();
+        assert_eq!((calls[0].index, calls[0].name.as_str()), (0, "get_time"));
+        assert_eq!(calls.iter().map(|c| c.arguments.as_str()).collect::<String>(), "{}");
+        assert!(s.called_tools() && !s.malformed());
+    }
+
+    #[test]
+    fn a_forced_call_that_does_not_come_is_an_error_and_shows_no_text() {
+        let choice = ForcedChoice::Function("get_time".into());
+        let prefix = ToolFormat::Hermes.forced_prefix(&choice);
+        let mut s = Shaper::new(Some(ToolFormat::Hermes), vec!["get_time".into()], Some((&choice, &prefix)), None);
+        let (d, end) = run(&mut s, &["I would rather chat."]);
+        assert_eq!(d.text, "", "a forced call is never answered with text");
+        assert!(matches!(end, Err(EngineError::ToolCallFailed(_))), "{end:?}");
+    }
+}

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use zeta_proto::v1;
 
@@ -69,19 +68,19 @@ pub async fn get_one(State(state): State<Arc<AppState>>, Path(id): Path<String>)
 }
 
 /// `POST /v1/models/{alias}/load` and `POST /v1/models/{alias}/unload`.
-pub async fn action(State(state): State<Arc<AppState>>, Path(rest): Path<String>) -> Response {
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(rest): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = state.config.request_timeout;
-    let result = if let Some(alias) = rest.strip_suffix("/load") {
+    let answer = if let Some(alias) = rest.strip_suffix("/load") {
         tokio::time::timeout(limit, load(&state, alias)).await.unwrap_or_else(|_| Err(ApiError::timeout(limit)))
     } else if let Some(alias) = rest.strip_suffix("/unload") {
         unload(&state, alias).await
     } else {
         Err(ApiError::no_route("POST", &format!("/v1/models/{rest}")))
     };
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer.map(Json)
 }
 
 async fn load(state: &AppState, alias: &str) -> Result<serde_json::Value, ApiError> {
