@@ -80,8 +80,10 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
 install_if_changed() { # install_if_changed NAME FILE [pip args...]
   local name=$1 file=$2; shift 2
-  local stamp="$venv/.zeta-$name" sum
-  sum=$(cat "$file" | cksum)
+  local stamp="$venv/.zeta-$name" sum included
+  # The files it includes (`-r other.txt`) count too: a change there must reinstall.
+  included=$(sed -n 's/^-r[[:space:]]*//p' "$file" | sed "s|^|$(dirname "$file")/|")
+  sum=$(cat "$file" $included | cksum)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return 0; fi
   echo "setup: installing $(basename "$file") into .venv"
   pip install "$@" -r "$file"

@@ -23,7 +23,7 @@ pub struct ChatOptions {
     pub model: String,
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -34,11 +34,11 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn present(v: &Option<Value>) -> Option<&Value> {
+pub(crate) fn present(v: &Option<Value>) -> Option<&Value> {
     v.as_ref().filter(|v| !v.is_null())
 }
 
-fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
+pub(crate) fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
     let x = v
         .as_f64()
@@ -49,7 +49,7 @@ fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>
     Ok(Some(x as f32))
 }
 
-fn integer(v: &Option<Value>, name: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
+pub(crate) fn integer(v: &Option<Value>, name: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
     let x = v
         .as_i64()
@@ -68,14 +68,14 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn boolean(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn boolean(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
     v.as_bool()
         .map(Some)
         .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a boolean, got {}", type_name(v))))
 }
 
-fn string<'a>(v: &'a Option<Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn string<'a>(v: &'a Option<Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
     v.as_str()
         .map(Some)
@@ -119,7 +119,7 @@ fn token_ids(a: &[Value], param: &str) -> Result<Vec<u32>, ApiError> {
         .collect()
 }
 
-fn stop(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn stop_list(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
     match present(v) {
         None => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -307,7 +307,7 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
     })
 }
 
-fn valid_function_name(s: &str) -> bool {
+pub(crate) fn valid_function_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
@@ -459,7 +459,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message: false })),
         sampling: Some(sampling),
         max_tokens: max_tokens.map(|m| m as u32),
-        stop: stop(&req.stop)?,
+        stop: stop_list(&req.stop)?,
         logprobs: logprobs.then_some(top.unwrap_or(0) as u32),
         request_id: request_id.into(),
         tools,
@@ -535,7 +535,7 @@ pub fn completion(
         input: Some(input),
         sampling: Some(sampling),
         max_tokens: Some(max_tokens as u32),
-        stop: stop(&req.stop)?,
+        stop: stop_list(&req.stop)?,
         logprobs: logprobs.map(|n| n as u32),
         request_id: request_id.into(),
         ..Default::default()

@@ -8,6 +8,7 @@
 //! `middleware` (request ids, logs, the error envelope, browser safety, API keys), `server` (the
 //! connection loop and its limits), and here the shared state and the body extractor.
 
+pub mod anthropic;
 pub mod config;
 pub mod convert;
 pub mod dto;
@@ -158,6 +159,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/chat/completions", post(routes::generation::handle::<routes::chat::Chat>))
         .route("/v1/completions", post(routes::generation::handle::<routes::completions::Completions>))
+        .route("/v1/messages", post(routes::generation::handle::<routes::messages::Messages>))
+        .route("/v1/messages/count_tokens", post(routes::messages::count_tokens))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/loaded", get(routes::models::loaded))
         .route("/v1/models/{*rest}", get(routes::models::get_one).post(routes::models::action))

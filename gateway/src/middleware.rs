@@ -130,8 +130,15 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
             .into_response();
         }
     }
-    let json_route =
-        matches!(req.uri().path(), "/v1/chat/completions" | "/v1/completions" | "/v1/tokens/count" | "/v1/tokenize");
+    let json_route = matches!(
+        req.uri().path(),
+        "/v1/chat/completions"
+            | "/v1/completions"
+            | "/v1/tokens/count"
+            | "/v1/tokenize"
+            | "/v1/messages"
+            | "/v1/messages/count_tokens"
+    );
     if req.method() == Method::POST && json_route && !is_json(req.headers().get(header::CONTENT_TYPE)) {
         let given = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
         return ApiError::not_json(given).into_response();
@@ -148,21 +155,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
-/// Bearer API keys, when configured; `/health` stays public.
+/// API keys, when configured, as `Authorization: Bearer` (OpenAI's clients) or `x-api-key`
+/// (Anthropic's); `/health` stays public.
 pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if state.config.api_keys.is_empty() || req.uri().path() == "/health" {
         return next.run(req).await;
     }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let headers = req.headers();
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let given = bearer.or(x_api_key).map(str::trim).unwrap_or("").to_string();
     // Every key is compared, whichever matches.
-    let ok = state.config.api_keys.iter().fold(false, |found, key| found | same(key.as_bytes(), given.as_bytes()));
-    if ok && !given.is_empty() { next.run(req).await } else { ApiError::unauthorized().into_response() }
+    let ok = !given.is_empty()
+        && state.config.api_keys.iter().fold(false, |found, key| found | same(key.as_bytes(), given.as_bytes()));
+    if ok { next.run(req).await } else { ApiError::unauthorized().into_response() }
 }
 
 /// The fallback route.

@@ -204,3 +204,77 @@ fn counting_converts_like_chat_and_ships_no_ids() {
         assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);
     }
 }
+
+#[test]
+fn anthropic_messages_convert_to_the_same_domain_request() {
+    use zeta_gateway::anthropic::{self, MessagesRequest};
+    let convert = |v: Value| {
+        let dto: MessagesRequest = convert::parse_body(&body(v))?;
+        anthropic::convert(&dto, "req-1")
+    };
+    let (req, opts) = convert(json!({
+        "model": "m", "max_tokens": 50, "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 C"},
+                {"type": "text", "text": "And tomorrow?"}]},
+        ],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"}, "stop_sequences": ["END"], "stream": true,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }))
+    .unwrap();
+    let Some(v1::generate_request::Input::Chat(c)) = &req.input else { panic!("{req:?}") };
+    let roles: Vec<&str> = c.messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "user"], "tool results come before the turn's text");
+    assert_eq!(c.messages[0].content.as_deref(), Some("Be brief."));
+    assert_eq!(c.messages[2].tool_calls[0].name, "get_weather");
+    assert_eq!(
+        serde_json::from_str::<Value>(&c.messages[2].tool_calls[0].arguments).unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert_eq!((c.messages[3].tool_call_id.as_str(), c.messages[3].content.as_deref()), ("toolu_1", Some("18 C")));
+    assert_eq!(req.max_tokens, Some(50));
+    assert_eq!(req.stop, ["END"]);
+    assert_eq!(req.tool_choice.as_ref().map(|t| t.mode), Some(v1::tool_choice::Mode::Required as i32));
+    assert!(opts.stream && opts.thinking);
+    for (case, v, param) in [
+        ("no max_tokens", json!({"messages": [{"role": "user", "content": "x"}]}), "max_tokens"),
+        (
+            "system role in messages",
+            json!({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            "an image block",
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]}),
+            "messages[0].content[0].type",
+        ),
+        (
+            "tool_result without id",
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]}),
+            "messages[0].content[0].tool_use_id",
+        ),
+        (
+            "tool_choice names no tool",
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"name": "f"}], "tool_choice": {"type": "tool", "name": "g"}}),
+            "tool_choice.name",
+        ),
+        (
+            "17 stop sequences",
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": vec!["s"; 17]}),
+            "stop_sequences",
+        ),
+    ] {
+        let e = convert(v).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);
+        let body = anthropic::error_body(&e);
+        assert_eq!(
+            (body["type"].as_str(), body["error"]["type"].as_str()),
+            (Some("error"), Some("invalid_request_error"))
+        );
+    }
+}

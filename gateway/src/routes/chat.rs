@@ -8,7 +8,7 @@ use zeta_proto::v1::generate_event::Event as Ev;
 
 use super::generation::{Endpoint, Gathered};
 use super::output;
-use super::stream::Chunker;
+use super::stream::{Chunk, Chunker};
 use crate::convert::{self, ChatOptions};
 use crate::dto::request::ChatCompletionRequest;
 use crate::dto::response::*;
@@ -101,7 +101,13 @@ impl ChatChunker {
 }
 
 impl Chunker for ChatChunker {
-    fn on_event(&mut self, event: Ev) -> Vec<String> {
+    fn on_event(&mut self, event: Ev) -> Vec<Chunk> {
+        self.payloads(event).into_iter().map(Chunk::data).collect()
+    }
+}
+
+impl ChatChunker {
+    fn payloads(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
                 self.model = output::reported_model(&self.model, s.model);

@@ -7,7 +7,7 @@ use zeta_proto::v1::generate_event::Event as Ev;
 
 use super::generation::{Endpoint, Gathered};
 use super::output;
-use super::stream::Chunker;
+use super::stream::{Chunk, Chunker};
 use crate::convert::{self, CompletionOptions};
 use crate::dto::request::CompletionRequest;
 use crate::dto::response::*;
@@ -98,7 +98,13 @@ impl CompletionChunker {
 }
 
 impl Chunker for CompletionChunker {
-    fn on_event(&mut self, event: Ev) -> Vec<String> {
+    fn on_event(&mut self, event: Ev) -> Vec<Chunk> {
+        self.payloads(event).into_iter().map(Chunk::data).collect()
+    }
+}
+
+impl CompletionChunker {
+    fn payloads(&mut self, event: Ev) -> Vec<String> {
         match event {
             Ev::Started(s) => {
                 self.model = output::reported_model(&self.model, s.model);

@@ -37,6 +37,11 @@ pub trait Endpoint {
     fn chunker(request_id: &str, options: Self::Options) -> Self::Chunker;
     /// The answer of a finished generation.
     fn answer(request_id: &str, options: Self::Options, done: Gathered) -> Self::Answer;
+
+    /// An error as this API's clients expect it (OpenAI's envelope unless overridden).
+    fn error_response(e: ApiError) -> Response {
+        e.into_response()
+    }
 }
 
 /// The route: `POST` of an endpoint's body.
@@ -44,14 +49,18 @@ pub async fn handle<E: Endpoint>(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     body: LimitedBody,
-) -> Result<Response, ApiError> {
+) -> Response {
+    run::<E>(&state, &id.0, body).await.unwrap_or_else(E::error_response)
+}
+
+async fn run<E: Endpoint>(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
     let dto: E::Body = body.parse().await?;
-    let (req, options) = E::convert(&dto, &id.0)?;
+    let (req, options) = E::convert(&dto, request_id)?;
     if E::streams(&options) {
-        return stream::stream(&state, req, E::chunker(&id.0, options)).await;
+        return stream::stream(state, req, E::chunker(request_id, options)).await;
     }
-    let done = gather(&state, req).await?;
-    Ok(Json(E::answer(&id.0, options, done)).into_response())
+    let done = gather(state, req).await?;
+    Ok(Json(E::answer(request_id, options, done)).into_response())
 }
 
 /// A tool call of a finished generation.

@@ -1,4 +1,4 @@
-//! One module per route. The generating endpoints (`chat`, `completions`) run the one route in
+//! One module per route. The generating endpoints (`chat`, `completions`, `messages`) run the one route in
 //! `generation` (parse, convert, then stream or gather); `stream` turns the daemon's event stream
 //! into SSE with a pump that notices a client going away; `output` holds what their answers share.
 
@@ -6,6 +6,7 @@ pub mod chat;
 pub mod completions;
 pub mod generation;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod output;

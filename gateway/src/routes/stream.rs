@@ -23,10 +23,50 @@ use zeta_proto::v1;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Builds the chunks of one SSE response from daemon events.
+/// One SSE event: an optional event name (Anthropic's API names every event; OpenAI's names
+/// none) and its data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    /// The `event:` field.
+    pub event: Option<&'static str>,
+    /// The `data:` field.
+    pub data: String,
+}
+
+impl Chunk {
+    /// An unnamed event.
+    pub fn data(data: impl Into<String>) -> Chunk {
+        Chunk { event: None, data: data.into() }
+    }
+
+    /// A named event.
+    pub fn named(event: &'static str, data: impl Into<String>) -> Chunk {
+        Chunk { event: Some(event), data: data.into() }
+    }
+
+    fn into_event(self) -> Event {
+        let e = Event::default().data(self.data);
+        match self.event {
+            Some(name) => e.event(name),
+            None => e,
+        }
+    }
+}
+
+/// Builds the chunks of one SSE response from daemon events, in one API's shape.
 pub trait Chunker: Send + 'static {
-    /// JSON payloads for one event.
-    fn on_event(&mut self, event: v1::generate_event::Event) -> Vec<String>;
+    /// The chunks for one event.
+    fn on_event(&mut self, event: v1::generate_event::Event) -> Vec<Chunk>;
+
+    /// The chunk an error after the stream started becomes (OpenAI: its error body).
+    fn error(&self, e: &ApiError) -> Chunk {
+        Chunk::data(e.body().to_string())
+    }
+
+    /// What ends a finished stream (OpenAI: `data: [DONE]`).
+    fn done(&self) -> Option<Chunk> {
+        Some(Chunk::data("[DONE]"))
+    }
 }
 
 /// A `Generate` call in flight.
@@ -66,7 +106,7 @@ enum Start {
 fn sse(start: Start, mut chunker: impl Chunker, keep_alive: Duration) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
-        let error_event = |e: ApiError| Ok(Event::default().data(e.body().to_string()));
+        let error_event = |chunker: &dyn Chunker, e: ApiError| Ok(chunker.error(&e).into_event());
         let mut grpc = match start {
             Start::Now(g) => g,
             Start::Pending(pending, left) => {
@@ -77,11 +117,11 @@ fn sse(start: Start, mut chunker: impl Chunker, keep_alive: Duration) -> Respons
                 match r.map(accepted) {
                     Ok(Ok(g)) => g,
                     Ok(Err(e)) => {
-                        let _ = tx.send(error_event(e)).await;
+                        let _ = tx.send(error_event(&chunker, e)).await;
                         return;
                     }
                     Err(_) => {
-                        let _ = tx.send(error_event(ApiError::timeout(left))).await;
+                        let _ = tx.send(error_event(&chunker, ApiError::timeout(left))).await;
                         return;
                     }
                 }
@@ -99,8 +139,8 @@ fn sse(start: Start, mut chunker: impl Chunker, keep_alive: Duration) -> Respons
             match msg {
                 Ok(Some(v1::GenerateEvent { event: Some(ev) })) => {
                     finished |= matches!(ev, v1::generate_event::Event::Finished(_));
-                    for data in chunker.on_event(ev) {
-                        if tx.send(Ok(Event::default().data(data))).await.is_err() {
+                    for chunk in chunker.on_event(ev) {
+                        if tx.send(Ok(chunk.into_event())).await.is_err() {
                             return;
                         }
                     }
@@ -108,16 +148,18 @@ fn sse(start: Start, mut chunker: impl Chunker, keep_alive: Duration) -> Respons
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     if !finished {
-                        let _ = tx.send(error_event(ApiError::stream_cut())).await;
+                        let _ = tx.send(error_event(&chunker, ApiError::stream_cut())).await;
                         return;
                     }
-                    let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
+                    if let Some(done) = chunker.done() {
+                        let _ = tx.send(Ok(done.into_event())).await;
+                    }
                     return;
                 }
                 Err(status) => {
                     let e = ApiError::from(status);
                     tracing::warn!(error = %e.message, "generation failed mid-stream");
-                    let _ = tx.send(error_event(e)).await;
+                    let _ = tx.send(error_event(&chunker, e)).await;
                     return;
                 }
             }

@@ -1,0 +1,382 @@
+//! Anthropic's Messages API shape: the request body, its one conversion to the daemon's
+//! `GenerateRequest` (the same domain request the OpenAI endpoints make), the answer, and
+//! Anthropic's error envelope `{"type": "error", "error": {"type", "message"}}` with its own
+//! table from HTTP status to error type. The route and its stream events are
+//! `routes::messages`.
+//!
+//! Mapping: `system` (a string or text blocks) becomes a system message; a user message's
+//! `tool_result` blocks become tool messages (before its text); an assistant's `tool_use` blocks
+//! become its tool calls; `tool_choice` `auto` / `any` / `tool` / `none` map to auto / required /
+//! a named function / none; `thinking` `enabled` returns the model's reasoning as thinking
+//! blocks (otherwise reasoning is left out of the answer, and `disabled` asks the template not to
+//! think).
+
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeta_proto::v1;
+
+use crate::convert::{integer, model, number, present, stop_list, string, type_name, valid_function_name};
+use crate::error::ApiError;
+
+/// `POST /v1/messages` and `POST /v1/messages/count_tokens`.
+#[derive(Debug, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct MessagesRequest {
+    pub model: Option<Value>,
+    pub messages: Option<Value>,
+    pub system: Option<Value>,
+    pub max_tokens: Option<Value>,
+    pub stop_sequences: Option<Value>,
+    pub temperature: Option<Value>,
+    pub top_p: Option<Value>,
+    pub top_k: Option<Value>,
+    pub stream: Option<Value>,
+    pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    pub thinking: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+/// What the Messages endpoint keeps of a request to shape its answer.
+#[derive(Clone, Debug, Default)]
+pub struct MessagesOptions {
+    /// Stream the typed events.
+    pub stream: bool,
+    /// Return reasoning as thinking blocks.
+    pub thinking: bool,
+    /// The model name the client asked for.
+    pub model: String,
+}
+
+fn text_blocks(v: &Value, field: &str) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(blocks) => {
+            let mut out = Vec::new();
+            for (j, b) in blocks.iter().enumerate() {
+                match (b.get("type").and_then(Value::as_str), b.get("text").and_then(Value::as_str)) {
+                    (Some("text"), Some(t)) => out.push(t.to_string()),
+                    (Some("text"), None) => {
+                        return Err(ApiError::invalid(
+                            format!("{field}[{j}].text"),
+                            "a text block needs a string 'text'",
+                        ));
+                    }
+                    (Some(other), _) => {
+                        return Err(ApiError::unsupported(
+                            format!("{field}[{j}].type"),
+                            format!(
+                                "blocks of type '{other}' are not supported here: the served models read text only"
+                            ),
+                        ));
+                    }
+                    (None, _) => {
+                        return Err(ApiError::invalid(format!("{field}[{j}].type"), "each block needs a 'type'"));
+                    }
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        other => {
+            Err(ApiError::invalid(field, format!("must be a string or an array of blocks, got {}", type_name(other))))
+        }
+    }
+}
+
+/// One Anthropic message as wire messages (a user turn with tool results becomes several).
+fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiError> {
+    let field = format!("messages[{i}]");
+    let obj = m.as_object().ok_or_else(|| ApiError::invalid(&field, "each message must be an object"))?;
+    let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
+    if role != "user" && role != "assistant" {
+        return Err(ApiError::invalid(
+            format!("{field}.role"),
+            format!("must be 'user' or 'assistant', got '{}'", zeta_proto::edge::quote(role)),
+        ));
+    }
+    let content = obj.get("content").ok_or_else(|| ApiError::invalid(format!("{field}.content"), "is required"))?;
+    let blocks: Vec<Value> = match content {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(a) => a.clone(),
+        other => {
+            return Err(ApiError::invalid(
+                format!("{field}.content"),
+                format!("must be a string or an array of blocks, got {}", type_name(other)),
+            ));
+        }
+    };
+    let (mut text, mut calls) = (Vec::new(), Vec::new());
+    for (j, b) in blocks.iter().enumerate() {
+        let bf = format!("{field}.content[{j}]");
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push(
+                b.get("text")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ApiError::invalid(format!("{bf}.text"), "a text block needs a string 'text'"))?
+                    .to_string(),
+            ),
+            Some("tool_use") if role == "assistant" => {
+                let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
+                if !input.is_object() {
+                    return Err(ApiError::invalid(format!("{bf}.input"), "must be an object"));
+                }
+                calls.push(v1::ToolCall {
+                    id: b.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    name: name.to_string(),
+                    arguments: input.to_string(),
+                });
+            }
+            Some("tool_result") if role == "user" => {
+                let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
+                if id.is_empty() {
+                    return Err(ApiError::invalid(
+                        format!("{bf}.tool_use_id"),
+                        "a tool_result names the tool_use it answers",
+                    ));
+                }
+                let result = match b.get("content") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(c) => text_blocks(c, &format!("{bf}.content"))?,
+                };
+                out.push(v1::Message {
+                    role: "tool".into(),
+                    content: Some(result),
+                    tool_call_id: id.to_string(),
+                    ..Default::default()
+                });
+            }
+            Some("thinking" | "redacted_thinking") if role == "assistant" => {}
+            Some(other) => {
+                return Err(ApiError::unsupported(
+                    format!("{bf}.type"),
+                    format!("'{other}' blocks are not supported in a {role} message"),
+                ));
+            }
+            None => return Err(ApiError::invalid(format!("{bf}.type"), "each block needs a 'type'")),
+        }
+    }
+    if !text.is_empty() || !calls.is_empty() || out.last().is_none_or(|m| m.role != "tool") {
+        let content = (!text.is_empty() || calls.is_empty()).then(|| text.join("\n"));
+        out.push(v1::Message { role: role.to_string(), content, tool_calls: calls, ..Default::default() });
+    }
+    Ok(())
+}
+
+fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
+    let Some(v) = present(v) else { return Ok(vec![]) };
+    let arr = v.as_array().ok_or_else(|| ApiError::invalid("tools", "'tools' must be an array"))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if let Some(kind) = t.get("type").and_then(Value::as_str).filter(|k| *k != "custom") {
+                return Err(ApiError::unsupported(
+                    format!("tools[{i}].type"),
+                    format!("server tools ('{kind}') are not supported"),
+                ));
+            }
+            let name = t.get("name").and_then(Value::as_str).unwrap_or("");
+            if !valid_function_name(name) {
+                return Err(ApiError::invalid(
+                    format!("tools[{i}].name"),
+                    format!("'{}' must be 1-64 letters, digits, '_', '-' or '.'", zeta_proto::edge::quote(name)),
+                ));
+            }
+            let schema = t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            if !schema.is_object() {
+                return Err(ApiError::invalid(format!("tools[{i}].input_schema"), "must be a JSON schema object"));
+            }
+            Ok(v1::Tool {
+                name: name.into(),
+                description: t.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+                parameters_json: schema.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {
+    use v1::tool_choice::Mode;
+    let Some(v) = present(v) else { return Ok(None) };
+    let choice = |mode: Mode, f: &str| Some(v1::ToolChoice { mode: mode as i32, function: f.into() });
+    let out = match v.get("type").and_then(Value::as_str) {
+        Some("auto") => choice(Mode::Auto, ""),
+        Some("none") => choice(Mode::None, ""),
+        Some("any") => choice(Mode::Required, ""),
+        Some("tool") => {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(ApiError::invalid(
+                    "tool_choice.name",
+                    format!("'{}' is not one of the given tools", zeta_proto::edge::quote(name)),
+                ));
+            }
+            choice(Mode::Required, name)
+        }
+        _ => return Err(ApiError::invalid("tool_choice.type", "must be one of auto, any, tool, none")),
+    };
+    if tools.is_empty() && matches!(v.get("type").and_then(Value::as_str), Some("any" | "tool")) {
+        return Err(ApiError::invalid("tool_choice", "'tool_choice' requires 'tools'"));
+    }
+    Ok(out)
+}
+
+/// The conversation (system and messages), tools and tool choice of a Messages request: what
+/// generation and counting share.
+pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, Option<v1::ToolChoice>), ApiError> {
+    let mut messages = Vec::new();
+    if let Some(s) = present(&req.system) {
+        messages.push(v1::Message {
+            role: "system".into(),
+            content: Some(text_blocks(s, "system")?),
+            ..Default::default()
+        });
+    }
+    match present(&req.messages) {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            for (i, m) in a.iter().enumerate() {
+                message(i, m, &mut messages)?;
+            }
+        }
+        Some(Value::Array(_)) | None => {
+            return Err(ApiError::invalid("messages", "'messages' must be a non-empty array"));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "messages",
+                format!("'messages' must be an array, got {}", type_name(other)),
+            ));
+        }
+    }
+    let tools = tools(&req.tools)?;
+    let choice = tool_choice(&req.tool_choice, &tools)?;
+    Ok((v1::Chat { messages, continue_final_message: false }, tools, choice))
+}
+
+/// A Messages request as the daemon's `GenerateRequest`.
+pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateRequest, MessagesOptions), ApiError> {
+    let model = model(&req.model)?;
+    let (chat, tools, tool_choice) = conversation(req)?;
+    let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?
+        .ok_or_else(|| ApiError::invalid("max_tokens", "'max_tokens' is required"))?;
+    let stream = match present(&req.stream) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::invalid("stream", format!("'stream' must be a boolean, got {}", type_name(other))));
+        }
+    };
+    let thinking = match present(&req.thinking).map(|t| t.get("type").and_then(Value::as_str)) {
+        None => None,
+        Some(Some("enabled")) => Some(true),
+        Some(Some("disabled")) => Some(false),
+        Some(_) => return Err(ApiError::invalid("thinking.type", "must be 'enabled' or 'disabled'")),
+    };
+    let _ = string(&req.metadata.as_ref().and_then(|m| m.get("user_id")).cloned(), "metadata.user_id")?;
+    let stop = stop_list(&req.stop_sequences).map_err(|e| ApiError { param: Some("stop_sequences".into()), ..e })?;
+    let sampling = v1::SamplingParams {
+        temperature: number(&req.temperature, "temperature", 0.0, 1.0)?,
+        top_p: number(&req.top_p, "top_p", f64::MIN_POSITIVE, 1.0)?,
+        top_k: integer(&req.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
+        ..Default::default()
+    };
+    let kwargs = match thinking {
+        Some(t) => json!({"enable_thinking": t}).to_string(),
+        None => String::new(),
+    };
+    let out = v1::GenerateRequest {
+        model: model.clone(),
+        input: Some(v1::generate_request::Input::Chat(chat)),
+        sampling: Some(sampling),
+        max_tokens: Some(max_tokens as u32),
+        stop,
+        request_id: request_id.into(),
+        tools,
+        tool_choice,
+        separate_reasoning: true,
+        chat_template_kwargs_json: kwargs,
+        ..Default::default()
+    };
+    Ok((out, MessagesOptions { stream, thinking: thinking == Some(true), model }))
+}
+
+/// A Messages count request as the daemon's `TokenizeRequest`.
+pub fn count(req: &MessagesRequest) -> Result<v1::TokenizeRequest, ApiError> {
+    let model = model(&req.model)?;
+    let (chat, tools, tool_choice) = conversation(req)?;
+    Ok(v1::TokenizeRequest {
+        model,
+        input: Some(v1::tokenize_request::Input::Chat(chat)),
+        tools,
+        tool_choice,
+        count_only: true,
+        ..Default::default()
+    })
+}
+
+/// Anthropic's name for a finish reason.
+pub fn stop_reason(f: &v1::Finished) -> &'static str {
+    match v1::FinishReason::try_from(f.reason).unwrap_or(v1::FinishReason::Stop) {
+        v1::FinishReason::Length => "max_tokens",
+        v1::FinishReason::ToolCalls => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Token counts in Anthropic's shape.
+#[derive(Clone, Debug, Default, Serialize)]
+#[allow(missing_docs)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub cache_read_input_tokens: u32,
+}
+
+/// A whole answer.
+#[derive(Clone, Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct Message {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub role: &'static str,
+    pub model: String,
+    pub content: Vec<Value>,
+    pub stop_reason: Option<&'static str>,
+    pub stop_sequence: Option<String>,
+    pub usage: Usage,
+}
+
+/// Anthropic's error type for an HTTP status (its one table).
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// An error's body in Anthropic's envelope.
+pub fn error_body(e: &ApiError) -> Value {
+    let message = match &e.param {
+        Some(p) => format!("{p}: {}", e.message),
+        None => e.message.clone(),
+    };
+    json!({"type": "error", "error": {"type": error_type(e.status.as_u16()), "message": message}})
+}
+
+/// An error as an Anthropic client expects it.
+pub fn error_response(e: ApiError) -> Response {
+    let mut resp = (e.status, axum::Json(error_body(&e))).into_response();
+    if let Some(r) = e.retry_after {
+        resp.headers_mut().insert("retry-after", HeaderValue::from(r));
+    }
+    resp
+}

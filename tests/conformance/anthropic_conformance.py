@@ -1,0 +1,168 @@
+"""Anthropic Messages API conformance of zeta-gateway, checked with the official `anthropic` client.
+
+Usage: anthropic_conformance.py BASE_URL   (the gateway's root, without /v1)
+
+The Rust test `tests/e2e/anthropic_conformance.rs` starts the real daemon and gateway (with an API
+key, sent as x-api-key by the SDK) and runs this script against them. Models it expects:
+  smollm2-135m        the embedded SmolLM2 (text, streaming, stop_sequences, max_tokens)
+  scripted-tools      answers with one get_weather tool call (greedy)
+  scripted-reasoning  answers "<think>...</think>" then text (greedy)
+
+Each check is a function named check_*; all run, failures are reported together, and the exit
+status is the number of failures (0 = all passed).
+"""
+
+import json
+import sys
+import traceback
+
+import anthropic
+
+BASE = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
+KEY = sys.argv[2] if len(sys.argv) > 2 else "unused"
+client = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=120)
+SMOL = "smollm2-135m"
+# The current API has no sampling fields; this server still takes temperature as an extension.
+GREEDY = {"temperature": 0}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city"],
+    },
+}
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+def check_plain_message():
+    m = client.messages.create(model=SMOL, max_tokens=12, system="You are terse.", messages=user("What is the capital of France?"),
+                               extra_body=GREEDY)
+    assert m.type == "message" and m.role == "assistant" and m.model == SMOL, m
+    assert m.id.startswith("msg_"), m.id
+    assert m.content and m.content[0].type == "text" and m.content[0].text, m.content
+    assert m.stop_reason in ("end_turn", "max_tokens"), m.stop_reason
+    assert m.usage.input_tokens > 0 and 0 < m.usage.output_tokens <= 12, m.usage
+
+
+def check_max_tokens_and_stop_sequences():
+    m = client.messages.create(model=SMOL, max_tokens=3, messages=user("Count from one to ten."), extra_body=GREEDY)
+    assert m.stop_reason == "max_tokens" and m.usage.output_tokens == 3, m
+
+
+def check_streaming_events():
+    with client.messages.stream(model=SMOL, max_tokens=10, messages=user("Say hello."), extra_body=GREEDY) as s:
+        events = list(s)
+        final = s.get_final_message()
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start", kinds
+    assert "content_block_start" in kinds and "content_block_delta" in kinds and "content_block_stop" in kinds, kinds
+    assert kinds[-1] == "message_stop", kinds
+    assert final.content[0].type == "text" and final.content[0].text, final
+    assert final.usage.output_tokens == 10 or final.stop_reason == "end_turn", final
+    plain = client.messages.create(model=SMOL, max_tokens=10, messages=user("Say hello."), extra_body=GREEDY)
+    assert final.content[0].text == plain.content[0].text, (final.content, plain.content)
+
+
+def check_tool_use():
+    m = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER],
+                               messages=user("What's the weather in Paris?"), extra_body=GREEDY)
+    assert m.stop_reason == "tool_use", m
+    uses = [b for b in m.content if b.type == "tool_use"]
+    assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].input == {"city": "Paris", "unit": "celsius"}, m.content
+    # Streamed: the tool_use block starts with id and name, then input_json_delta fragments.
+    with client.messages.stream(model="scripted-tools", max_tokens=64, tools=[WEATHER],
+                                messages=user("What's the weather in Paris?"), extra_body=GREEDY) as s:
+        events = list(s)
+        final = s.get_final_message()
+    deltas = [e for e in events if e.type == "content_block_delta" and e.delta.type == "input_json_delta"]
+    assert len(deltas) > 1, "arguments arrive in fragments"
+    tool = [b for b in final.content if b.type == "tool_use"][0]
+    assert tool.input == {"city": "Paris", "unit": "celsius"}, final.content
+    # The call and its result, sent back: rendered through the template and answered.
+    follow = client.messages.create(model="scripted-tools", max_tokens=8, tools=[WEATHER], extra_body=GREEDY, messages=[
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": tool.id, "name": "get_weather", "input": tool.input}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "18 degrees"}]},
+    ])
+    assert follow.usage.input_tokens > m.usage.input_tokens, (follow.usage, m.usage)
+    # tool_choice any / tool force a call; none hides the tools.
+    forced = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER], extra_body=GREEDY,
+                                    tool_choice={"type": "tool", "name": "get_weather"}, messages=user("Hi"))
+    assert [b.name for b in forced.content if b.type == "tool_use"] == ["get_weather"], forced.content
+    hidden = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER], extra_body=GREEDY,
+                                    tool_choice={"type": "none"}, messages=user("Hi"))
+    assert not [b for b in hidden.content if b.type == "tool_use"] and hidden.stop_reason == "end_turn", hidden
+
+
+def check_thinking():
+    m = client.messages.create(model="scripted-reasoning", max_tokens=64, messages=user("Hello"), extra_body=GREEDY,
+                               thinking={"type": "enabled", "budget_tokens": 1024})
+    kinds = [b.type for b in m.content]
+    assert kinds == ["thinking", "text"], m.content
+    assert m.content[0].thinking.strip() == "The user greets me.", m.content[0]
+    assert m.content[1].text.strip() == "Hello from Paris!", m.content[1]
+    with client.messages.stream(model="scripted-reasoning", max_tokens=64, messages=user("Hello"), extra_body=GREEDY,
+                                thinking={"type": "enabled", "budget_tokens": 1024}) as s:
+        events = list(s)
+    assert any(e.type == "content_block_delta" and e.delta.type == "thinking_delta" for e in events), [e.type for e in events]
+    # Without `thinking`, the reasoning is not part of the answer.
+    m = client.messages.create(model="scripted-reasoning", max_tokens=64, messages=user("Hello"), extra_body=GREEDY)
+    assert [b.type for b in m.content] == ["text"] and m.content[0].text.strip() == "Hello from Paris!", m.content
+
+
+def check_count_tokens():
+    n = client.messages.count_tokens(model=SMOL, messages=user("What is the capital of France?"))
+    m = client.messages.create(model=SMOL, max_tokens=1, messages=user("What is the capital of France?"), extra_body=GREEDY)
+    assert n.input_tokens == m.usage.input_tokens > 0, (n, m.usage)
+    # A system prompt replaces the template's default one: counted as the generation reads it.
+    with_system = client.messages.count_tokens(model=SMOL, system="Be terse.", messages=user("What is the capital of France?"))
+    m = client.messages.create(model=SMOL, max_tokens=1, system="Be terse.", messages=user("What is the capital of France?"),
+                               extra_body=GREEDY)
+    assert with_system.input_tokens == m.usage.input_tokens != n.input_tokens, (with_system, m.usage, n)
+    # Tools and a forced call count too.
+    tools = client.messages.count_tokens(model="scripted-tools", tools=[WEATHER], tool_choice={"type": "any"},
+                                         messages=user("Weather?"))
+    plain = client.messages.count_tokens(model="scripted-tools", messages=user("Weather?"))
+    assert tools.input_tokens > plain.input_tokens, (tools, plain)
+
+
+def check_errors_in_anthropics_envelope():
+    try:
+        client.messages.create(model="no-such-model", max_tokens=5, messages=user("Hi"))
+        raise AssertionError("an unknown model must be refused")
+    except anthropic.NotFoundError as e:
+        assert e.status_code == 404 and e.body["type"] == "error" and e.body["error"]["type"] == "not_found_error", e.body
+    try:
+        client.messages.create(model=SMOL, max_tokens=5, messages=[{"role": "system", "content": "x"}])
+        raise AssertionError("a system role inside messages must be refused")
+    except anthropic.BadRequestError as e:
+        assert e.body["error"]["type"] == "invalid_request_error" and "messages[0].role" in e.body["error"]["message"], e.body
+    try:
+        anthropic.Anthropic(base_url=BASE, api_key="wrong", max_retries=0).messages.create(
+            model=SMOL, max_tokens=5, messages=user("Hi"))
+        raise AssertionError("a wrong key must be refused")
+    except anthropic.AuthenticationError as e:
+        assert e.status_code == 401, e
+
+
+def main():
+    checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
+    failures = 0
+    for name, f in checks:
+        try:
+            f()
+            print(f"ok   {name}")
+        except Exception:
+            failures += 1
+            print(f"FAIL {name}\n{traceback.format_exc()}")
+    print(f"{len(checks) - failures}/{len(checks)} checks passed")
+    sys.exit(failures)
+
+
+if __name__ == "__main__":
+    main()
