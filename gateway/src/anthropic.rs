@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeta_proto::v1;
 
-use crate::convert::{integer, model, number, present, stop_list, string, type_name, valid_function_name};
+use crate::convert::{array, integer, model, number, present, stop_list, string, type_name, valid_function_name};
 use crate::error::ApiError;
 
 /// `POST /v1/messages` and `POST /v1/messages/count_tokens`.
@@ -166,9 +166,8 @@ fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiErr
 }
 
 fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
-    let Some(v) = present(v) else { return Ok(vec![]) };
-    let arr = v.as_array().ok_or_else(|| ApiError::invalid("tools", "'tools' must be an array"))?;
-    arr.iter()
+    array(v, "tools")?
+        .iter()
         .enumerate()
         .map(|(i, t)| {
             if let Some(kind) = t.get("type").and_then(Value::as_str).filter(|k| *k != "custom") {

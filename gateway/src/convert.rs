@@ -311,10 +311,18 @@ pub(crate) fn valid_function_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
+/// An optional array field (absent or null: empty).
+pub(crate) fn array<'a>(v: &'a Option<Value>, name: &str) -> Result<&'a [Value], ApiError> {
+    match present(v) {
+        None => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(ApiError::invalid(name, format!("'{name}' must be an array, got {}", type_name(other)))),
+    }
+}
+
 fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
-    let Some(v) = present(v) else { return Ok(vec![]) };
-    let arr = v.as_array().ok_or_else(|| ApiError::invalid("tools", "'tools' must be an array"))?;
-    arr.iter()
+    array(v, "tools")?
+        .iter()
         .enumerate()
         .map(|(i, t)| {
             if t.get("type").and_then(Value::as_str) != Some("function") {

@@ -14,9 +14,10 @@ status is the number of failures (0 = all passed).
 
 import json
 import sys
-import traceback
 
 import anthropic
+
+from checks import run
 
 BASE = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
 KEY = sys.argv[2] if len(sys.argv) > 2 else "unused"
@@ -150,19 +151,5 @@ def check_errors_in_anthropics_envelope():
         assert e.status_code == 401, e
 
 
-def main():
-    checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
-    failures = 0
-    for name, f in checks:
-        try:
-            f()
-            print(f"ok   {name}")
-        except Exception:
-            failures += 1
-            print(f"FAIL {name}\n{traceback.format_exc()}")
-    print(f"{len(checks) - failures}/{len(checks)} checks passed")
-    sys.exit(failures)
-
-
 if __name__ == "__main__":
-    main()
+    run(globals())

@@ -17,12 +17,13 @@ status is the number of failures (0 = all passed).
 import json
 import os
 import sys
-import traceback
 
 import urllib.error
 import urllib.request
 
 import openai
+
+from checks import run
 
 BASE = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000/v1"
 client = openai.OpenAI(base_url=BASE, api_key="unused", max_retries=0, timeout=120)
@@ -235,20 +236,5 @@ def check_raw_error_envelope():
         assert e.code == 400 and set(body["error"]) == {"message", "type", "param", "code"}, body
 
 
-def main():
-    checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
-    failures = 0
-    for name, f in checks:
-        try:
-            f()
-            print(f"ok   {name}")
-        except Exception:
-            failures += 1
-            print(f"FAIL {name}")
-            traceback.print_exc()
-    print(f"{len(checks) - failures}/{len(checks)} checks passed")
-    sys.exit(failures)
-
-
 if __name__ == "__main__":
-    main()
+    run(globals())

@@ -439,3 +439,30 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Runs a conformance script of `tests/conformance/` (an official client's checks) with the
+/// project's Python against a running gateway; panics with its report, the gateway's log and the
+/// daemon's log tail unless every check passed.
+pub async fn conformance(script: &str, args: Vec<String>, env: Vec<(&'static str, String)>, d: &Daemon, g: &Gateway) {
+    let script = root().join("tests/conformance").join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(&script)
+            .args(&args)
+            .envs(env)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .output()
+            .expect("run the conformance suite")
+    })
+    .await
+    .expect("the conformance suite's thread");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{report}");
+    assert!(
+        out.status.success() && report.contains("checks passed"),
+        "conformance failures:\n{report}\n--- gateway log ---\n{}\n--- daemon log tail ---\n{}",
+        g.logs(),
+        d.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+}
