@@ -180,3 +180,9 @@ fn output_becomes_the_wire_events() {
     let Some(v1::generate_event::Event::Started(s)) = convert::started("r", "m", 9, 4).event else { panic!() };
     assert_eq!((s.request_id.as_str(), s.model.as_str(), s.prompt_tokens, s.cached_tokens), ("r", "m", 9, 4));
 }
+
+#[test]
+fn the_limits_both_ends_check_agree() {
+    // The gateway checks the limits of zeta_proto::edge; the engine, which links no gRPC, has its own.
+    assert_eq!(zeta_proto::edge::MAX_STOP_STRINGS, zeta_engine::MAX_STOP_STRINGS);
+}

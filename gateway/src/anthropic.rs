@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeta_proto::v1;
 
-use crate::convert::{array, integer, model, number, present, stop_list, string, type_name, valid_function_name};
+use crate::convert::{
+    array, integer, model, number, present, stop_list, string, text_parts, type_name, valid_function_name,
+};
 use crate::error::ApiError;
 
 /// `POST /v1/messages` and `POST /v1/messages/count_tokens`.
@@ -48,41 +50,6 @@ pub struct MessagesOptions {
     pub thinking: bool,
     /// The model name the client asked for.
     pub model: String,
-}
-
-fn text_blocks(v: &Value, field: &str) -> Result<String, ApiError> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(blocks) => {
-            let mut out = Vec::new();
-            for (j, b) in blocks.iter().enumerate() {
-                match (b.get("type").and_then(Value::as_str), b.get("text").and_then(Value::as_str)) {
-                    (Some("text"), Some(t)) => out.push(t.to_string()),
-                    (Some("text"), None) => {
-                        return Err(ApiError::invalid(
-                            format!("{field}[{j}].text"),
-                            "a text block needs a string 'text'",
-                        ));
-                    }
-                    (Some(other), _) => {
-                        return Err(ApiError::unsupported(
-                            format!("{field}[{j}].type"),
-                            format!(
-                                "blocks of type '{other}' are not supported here: the served models read text only"
-                            ),
-                        ));
-                    }
-                    (None, _) => {
-                        return Err(ApiError::invalid(format!("{field}[{j}].type"), "each block needs a 'type'"));
-                    }
-                }
-            }
-            Ok(out.join("\n"))
-        }
-        other => {
-            Err(ApiError::invalid(field, format!("must be a string or an array of blocks, got {}", type_name(other))))
-        }
-    }
 }
 
 /// One Anthropic message as wire messages (a user turn with tool results becomes several).
@@ -139,7 +106,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiErr
                 }
                 let result = match b.get("content") {
                     None | Some(Value::Null) => String::new(),
-                    Some(c) => text_blocks(c, &format!("{bf}.content"))?,
+                    Some(c) => text_parts(c, &format!("{bf}.content"))?,
                 };
                 out.push(v1::Message {
                     role: "tool".into(),
@@ -229,7 +196,7 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
     if let Some(s) = present(&req.system) {
         messages.push(v1::Message {
             role: "system".into(),
-            content: Some(text_blocks(s, "system")?),
+            content: Some(text_parts(s, "system")?),
             ..Default::default()
         });
     }

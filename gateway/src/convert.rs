@@ -209,26 +209,29 @@ fn stream_flags(stream: &Option<Value>, options: &Option<Value>) -> Result<(bool
     Ok((stream, include_usage))
 }
 
-fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
+/// Text content as both APIs send it: a string, or an array of `{"type": "text", "text"}` parts
+/// joined by lines. Media parts (the served models read text only) are unsupported, other types
+/// invalid; errors name `field[j]`.
+pub(crate) fn text_parts(v: &Value, field: &str) -> Result<String, ApiError> {
+    const MEDIA: [&str; 6] = ["image_url", "input_image", "input_audio", "file", "image", "document"];
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Array(parts) => {
             let mut out = Vec::new();
             for (j, p) in parts.iter().enumerate() {
-                let field = format!("messages[{i}].content[{j}]");
-                let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
-                match kind {
+                let part = format!("{field}[{j}]");
+                match p.get("type").and_then(Value::as_str).unwrap_or("") {
                     "text" => out.push(
                         p.get("text")
                             .and_then(Value::as_str)
                             .ok_or_else(|| {
-                                ApiError::invalid(format!("{field}.text"), "a text part needs a string 'text'")
+                                ApiError::invalid(format!("{part}.text"), "a text part needs a string 'text'")
                             })?
                             .to_string(),
                     ),
-                    "image_url" | "input_image" | "input_audio" | "file" => {
+                    kind if MEDIA.contains(&kind) => {
                         return Err(ApiError::unsupported(
-                            format!("{field}.type"),
+                            format!("{part}.type"),
                             format!(
                                 "content parts of type '{kind}' are not supported: the served models read text only"
                             ),
@@ -236,8 +239,8 @@ fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
                     }
                     other => {
                         return Err(ApiError::invalid(
-                            format!("{field}.type"),
-                            format!("unknown content part type '{other}'"),
+                            format!("{part}.type"),
+                            format!("unknown content part type '{}'", zeta_proto::edge::quote(other)),
                         ));
                     }
                 }
@@ -245,7 +248,7 @@ fn text_content(i: usize, v: &Value) -> Result<String, ApiError> {
             Ok(out.join("\n"))
         }
         other => Err(ApiError::invalid(
-            format!("messages[{i}].content"),
+            field,
             format!("content must be a string or an array of text parts, got {}", type_name(other)),
         )),
     }
@@ -260,7 +263,7 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
     let content = match obj.get("content").filter(|c| !c.is_null()) {
-        Some(c) => Some(text_content(i, c)?),
+        Some(c) => Some(text_parts(c, &field("content"))?),
         None => None,
     };
     let mut tool_calls = Vec::new();

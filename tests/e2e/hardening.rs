@@ -417,3 +417,42 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A socket that accepts connections and never answers: a daemon stuck before its answer (as in
+/// a long model load), without having to make one slow.
+fn silent_socket(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_waiting_on_the_daemon_gets_keep_alives_then_times_out() {
+    let dir = tempfile::Builder::new().prefix("zeta-silent-").tempdir_in("/tmp").unwrap();
+    let socket = dir.path().join("zeta.sock");
+    let _silent = silent_socket(&socket);
+    let g = Gateway::start(&socket, &["--request-timeout", "3", "--sse-keep-alive-ms", "200"]).await;
+    let req = |stream: bool| body(json!({"messages": [{"role": "user", "content": "Hi"}], "stream": stream}));
+
+    // A stream starts after a second and keeps the connection alive, then ends with the timeout
+    // as its error event.
+    let start = Instant::now();
+    let r = http(&g.addr, "POST", "/v1/chat/completions", &[JSON], &req(true)).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.matches(": keep-alive").count() >= 3, "keep-alives while waiting:\n{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "the stream ends with the timeout:\n{text}");
+    assert!((Duration::from_secs(2)..Duration::from_secs(15)).contains(&took), "{took:?}");
+
+    // A JSON request gets a 504 within the limit, model wait included.
+    let start = Instant::now();
+    let r = http(&g.addr, "POST", "/v1/chat/completions", &[JSON], &req(false)).await.unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "timeout");
+    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+}
