@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    array, integer, model, number, present, stop_list, string, text_parts, type_name, valid_function_name,
+    TEXT, array, function_tool, integer, model, named_choice, number, present, stop_list, string, text_parts, type_name,
 };
 use crate::error::ApiError;
 
@@ -106,7 +106,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiErr
                 }
                 let result = match b.get("content") {
                     None | Some(Value::Null) => String::new(),
-                    Some(c) => text_parts(c, &format!("{bf}.content"))?,
+                    Some(c) => text_parts(c, &format!("{bf}.content"), TEXT)?,
                 };
                 out.push(v1::Message {
                     role: "tool".into(),
@@ -143,22 +143,12 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
                     format!("server tools ('{kind}') are not supported"),
                 ));
             }
-            let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-            if !valid_function_name(name) {
-                return Err(ApiError::invalid(
-                    format!("tools[{i}].name"),
-                    format!("'{}' must be 1-64 letters, digits, '_', '-' or '.'", zeta_proto::edge::quote(name)),
-                ));
+            let t = t.as_object().ok_or_else(|| ApiError::invalid(format!("tools[{i}]"), "must be an object"))?;
+            let mut tool = function_tool(t, &format!("tools[{i}]"), "input_schema")?;
+            if tool.parameters_json.is_empty() {
+                tool.parameters_json = json!({"type": "object"}).to_string();
             }
-            let schema = t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
-            if !schema.is_object() {
-                return Err(ApiError::invalid(format!("tools[{i}].input_schema"), "must be a JSON schema object"));
-            }
-            Ok(v1::Tool {
-                name: name.into(),
-                description: t.get("description").and_then(Value::as_str).unwrap_or_default().into(),
-                parameters_json: schema.to_string(),
-            })
+            Ok(tool)
         })
         .collect()
 }
@@ -173,13 +163,7 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
         Some("any") => choice(Mode::Required, ""),
         Some("tool") => {
             let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-            if !tools.iter().any(|t| t.name == name) {
-                return Err(ApiError::invalid(
-                    "tool_choice.name",
-                    format!("'{}' is not one of the given tools", zeta_proto::edge::quote(name)),
-                ));
-            }
-            choice(Mode::Required, name)
+            Some(named_choice(name, tools, "tool_choice.name")?)
         }
         _ => return Err(ApiError::invalid("tool_choice.type", "must be one of auto, any, tool, none")),
     };
@@ -196,7 +180,7 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
     if let Some(s) = present(&req.system) {
         messages.push(v1::Message {
             role: "system".into(),
-            content: Some(text_parts(s, "system")?),
+            content: Some(text_parts(s, "system", TEXT)?),
             ..Default::default()
         });
     }

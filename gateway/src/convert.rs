@@ -209,10 +209,14 @@ fn stream_flags(stream: &Option<Value>, options: &Option<Value>) -> Result<(bool
     Ok((stream, include_usage))
 }
 
-/// Text content as both APIs send it: a string, or an array of `{"type": "text", "text"}` parts
-/// joined by lines. Media parts (the served models read text only) are unsupported, other types
-/// invalid; errors name `field[j]`.
-pub(crate) fn text_parts(v: &Value, field: &str) -> Result<String, ApiError> {
+/// The part types chat completions and Messages take as text.
+pub(crate) const TEXT: &[&str] = &["text"];
+
+/// Text content as every API sends it: a string, or an array of parts whose type is one of
+/// `kinds` (`text`; the Responses API's `input_text` / `output_text`), joined by lines. Media
+/// parts (the served models read text only) are unsupported, other types invalid; errors name
+/// `field[j]`.
+pub(crate) fn text_parts(v: &Value, field: &str, kinds: &[&str]) -> Result<String, ApiError> {
     const MEDIA: [&str; 6] = ["image_url", "input_image", "input_audio", "file", "image", "document"];
     match v {
         Value::String(s) => Ok(s.clone()),
@@ -221,7 +225,7 @@ pub(crate) fn text_parts(v: &Value, field: &str) -> Result<String, ApiError> {
             for (j, p) in parts.iter().enumerate() {
                 let part = format!("{field}[{j}]");
                 match p.get("type").and_then(Value::as_str).unwrap_or("") {
-                    "text" => out.push(
+                    kind if kinds.contains(&kind) => out.push(
                         p.get("text")
                             .and_then(Value::as_str)
                             .ok_or_else(|| {
@@ -263,7 +267,7 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
     let content = match obj.get("content").filter(|c| !c.is_null()) {
-        Some(c) => Some(text_parts(c, &field("content"))?),
+        Some(c) => Some(text_parts(c, &field("content"), TEXT)?),
         None => None,
     };
     let mut tool_calls = Vec::new();
@@ -323,6 +327,38 @@ pub(crate) fn array<'a>(v: &'a Option<Value>, name: &str) -> Result<&'a [Value],
     }
 }
 
+/// One function tool as every API declares it: its name, description and parameter schema
+/// (absent: no parameters), each found under `field` for errors.
+pub(crate) fn function_tool(
+    f: &serde_json::Map<String, Value>,
+    field: &str,
+    schema_key: &str,
+) -> Result<v1::Tool, ApiError> {
+    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+    if !valid_function_name(name) {
+        return Err(ApiError::invalid(
+            format!("{field}.name"),
+            format!("'{}' must be 1-64 letters, digits, '_', '-' or '.'", zeta_proto::edge::quote(name)),
+        ));
+    }
+    let parameters = match f.get(schema_key) {
+        None | Some(Value::Null) => String::new(),
+        Some(p @ Value::Object(_)) => p.to_string(),
+        Some(_) => return Err(ApiError::invalid(format!("{field}.{schema_key}"), "must be a JSON Schema object")),
+    };
+    if let Some(d) = f.get("description").filter(|d| !d.is_null() && !d.is_string()) {
+        return Err(ApiError::invalid(
+            format!("{field}.description"),
+            format!("must be a string, got {}", type_name(d)),
+        ));
+    }
+    Ok(v1::Tool {
+        name: name.into(),
+        description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+        parameters_json: parameters,
+    })
+}
+
 fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
     array(v, "tools")?
         .iter()
@@ -338,30 +374,20 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
                 .get("function")
                 .and_then(Value::as_object)
                 .ok_or_else(|| ApiError::invalid(format!("tools[{i}].function"), "must be an object"))?;
-            let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-            if !valid_function_name(name) {
-                return Err(ApiError::invalid(
-                    format!("tools[{i}].function.name"),
-                    format!("'{name}' must be 1-64 letters, digits, '_', '-' or '.'"),
-                ));
-            }
-            let parameters = match f.get("parameters") {
-                None | Some(Value::Null) => String::new(),
-                Some(p @ Value::Object(_)) => p.to_string(),
-                Some(_) => {
-                    return Err(ApiError::invalid(
-                        format!("tools[{i}].function.parameters"),
-                        "must be a JSON Schema object",
-                    ));
-                }
-            };
-            Ok(v1::Tool {
-                name: name.into(),
-                description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
-                parameters_json: parameters,
-            })
+            function_tool(f, &format!("tools[{i}].function"), "parameters")
         })
         .collect()
+}
+
+/// A tool choice naming `name`, which must be one of `tools`.
+pub(crate) fn named_choice(name: &str, tools: &[v1::Tool], field: &str) -> Result<v1::ToolChoice, ApiError> {
+    if !tools.iter().any(|t| t.name == name) {
+        return Err(ApiError::invalid(
+            field,
+            format!("'{}' is not one of the given tools", zeta_proto::edge::quote(name)),
+        ));
+    }
+    Ok(v1::ToolChoice { mode: v1::tool_choice::Mode::Required as i32, function: name.into() })
 }
 
 fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {
@@ -383,10 +409,7 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
                     "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}",
                 )
             })?;
-            if !tools.iter().any(|t| t.name == name) {
-                return Err(ApiError::invalid("tool_choice", format!("'{name}' is not one of the given tools")));
-            }
-            v1::ToolChoice { mode: Mode::Required as i32, function: name.into() }
+            named_choice(name, tools, "tool_choice")?
         }
         other => {
             return Err(ApiError::invalid(

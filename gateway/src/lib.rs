@@ -15,6 +15,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod middleware;
+pub mod responses;
 pub mod routes;
 pub mod server;
 
@@ -161,6 +162,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(routes::generation::handle::<routes::completions::Completions>))
         .route("/v1/messages", post(routes::generation::handle::<routes::messages::Messages>))
         .route("/v1/messages/count_tokens", post(routes::messages::count_tokens))
+        .route("/v1/responses", post(routes::generation::handle::<routes::responses::Responses>))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/loaded", get(routes::models::loaded))
         .route("/v1/models/{*rest}", get(routes::models::get_one).post(routes::models::action))

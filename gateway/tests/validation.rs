@@ -278,3 +278,57 @@ fn anthropic_messages_convert_to_the_same_domain_request() {
         );
     }
 }
+
+#[test]
+fn responses_convert_to_the_same_domain_request() {
+    use zeta_gateway::responses::{self, ResponsesRequest};
+    let convert = |v: Value| {
+        let dto: ResponsesRequest = convert::parse_body(&body(v))?;
+        responses::convert(&dto, "req-1")
+    };
+    let (req, opts) = convert(json!({
+        "model": "m", "instructions": "Be brief.", "max_output_tokens": 50, "temperature": 0.5,
+        "input": [
+            {"role": "developer", "content": "Use tools."},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": "{\"city\":\"Rome\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "18 C"},
+            {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "21 C"}]},
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+        "tool_choice": {"type": "function", "name": "get_weather"}, "parallel_tool_calls": false,
+        "reasoning": {"effort": "none", "summary": "auto"}, "store": false, "stream": true,
+    }))
+    .unwrap();
+    let Some(v1::generate_request::Input::Chat(c)) = &req.input else { panic!("{req:?}") };
+    let roles: Vec<&str> = c.messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "system", "user", "assistant", "tool", "tool"], "parallel calls are one turn");
+    assert_eq!(c.messages[3].tool_calls.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["call_1", "call_2"]);
+    assert_eq!((c.messages[5].tool_call_id.as_str(), c.messages[5].content.as_deref()), ("call_2", Some("21 C")));
+    assert_eq!((req.max_tokens, req.sampling.as_ref().and_then(|s| s.temperature)), (Some(50), Some(0.5)));
+    assert_eq!(req.tool_choice.as_ref().map(|t| t.function.as_str()), Some("get_weather"));
+    assert_eq!(req.chat_template_kwargs_json, r#"{"enable_thinking":false}"#);
+    assert!(opts.stream && opts.summary && opts.single_tool_call);
+    let hi = || json!([{"role": "user", "content": "Hi"}]);
+    for (case, v, param) in [
+        ("no input", json!({"model": "m"}), "input"),
+        ("only instructions", json!({"instructions": "x", "input": [{"role": "system", "content": "x"}]}), "input"),
+        ("store true", json!({"input": "x", "store": true}), "store"),
+        ("previous response", json!({"input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
+        ("item reference", json!({"input": [{"type": "item_reference", "id": "x"}]}), "input[0].type"),
+        ("call without id", json!({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}), "input[0]"),
+        ("output without id", json!({"input": [{"type": "function_call_output", "output": "x"}]}), "input[0].call_id"),
+        ("hosted tool", json!({"input": hi(), "tools": [{"type": "file_search"}]}), "tools[0].type"),
+        ("bad tool name", json!({"input": hi(), "tools": [{"type": "function", "name": "a b"}]}), "tools[0].name"),
+        ("required without tools", json!({"input": hi(), "tool_choice": "required"}), "tool_choice"),
+        ("json schema", json!({"input": hi(), "text": {"format": {"type": "json_schema"}}}), "text.format.type"),
+        ("bad effort", json!({"input": hi(), "reasoning": {"effort": 3}}), "reasoning.effort"),
+        ("zero tokens", json!({"input": hi(), "max_output_tokens": 0}), "max_output_tokens"),
+        ("auto truncation", json!({"input": hi(), "truncation": "auto"}), "truncation"),
+    ] {
+        let e = convert(v).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);
+    }
+}

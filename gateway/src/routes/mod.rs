@@ -1,4 +1,4 @@
-//! One module per route. The generating endpoints (`chat`, `completions`, `messages`) run the one route in
+//! One module per route. The generating endpoints (`chat`, `completions`, `messages`, `responses`) run the one route in
 //! `generation` (parse, convert, then stream or gather); `stream` turns the daemon's event stream
 //! into SSE with a pump that notices a client going away; `output` holds what their answers share.
 
@@ -10,6 +10,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod output;
+pub mod responses;
 pub mod stream;
 pub mod tokens;
 
