@@ -2,6 +2,7 @@
 //! validated here (fields named in every error); engine events and shaped output become stream
 //! events here. Wire types never reach the engine, and engine types never reach the wire.
 
+use zeta_engine::constraint::Constraint;
 use zeta_engine::tools::{CallDelta, ForcedChoice, ShapedDelta, Shaping};
 use zeta_engine::{ChatMessage, FinishReason, FunctionCall, GenerateRequest, Prompt, SamplingParams, ToolCall};
 use zeta_proto::v1;
@@ -133,6 +134,24 @@ pub fn generate(
         max_tokens: req.max_tokens.map(|m| m as usize).or(defaults.max_tokens),
         stop: req.stop.clone(),
         keep_special_tokens: false,
+        constraint: constraint(req.constraint.as_ref())?,
+    })
+}
+
+/// The request's output constraint as the engine's.
+pub fn constraint(c: Option<&v1::Constraint>) -> Result<Option<Constraint>, DaemonError> {
+    use v1::constraint::Kind;
+    Ok(match c.and_then(|c| c.kind.as_ref()) {
+        None | Some(Kind::JsonObject(false)) => None,
+        Some(Kind::JsonObject(true)) => Some(Constraint::JsonObject),
+        Some(Kind::JsonSchema(s)) => match serde_json::from_str(s) {
+            Ok(v) => Some(Constraint::JsonSchema(v)),
+            Err(e) => return Err(DaemonError::invalid("constraint.json_schema", format!("is not JSON: {e}"))),
+        },
+        Some(Kind::Grammar(g)) if g.trim().is_empty() => {
+            return Err(DaemonError::invalid("constraint.grammar", "is empty"));
+        }
+        Some(Kind::Grammar(g)) => Some(Constraint::Lark(g.clone())),
     })
 }
 

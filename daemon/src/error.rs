@@ -93,7 +93,8 @@ impl From<DaemonError> for Status {
                 | EngineError::Tokenizer(_)
                 | EngineError::Mlx(_)
                 | EngineError::Io { .. }
-                | EngineError::ToolCallFailed(_) => row(Code::Internal),
+                | EngineError::ToolCallFailed(_)
+                | EngineError::Constraint(_) => row(Code::Internal),
             },
             DaemonError::ModelNotFound(_) => Row { param: Some("model"), ..row(Code::NotFound) },
             DaemonError::InvalidModel(_) => {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::chat_template::ChatInput;
+use crate::constraint::Grammars;
 use crate::error::{EngineError, Result};
 use crate::metrics::{Stats, StatsSnapshot};
 use crate::options::{EngineOptions, MAX_STOP_STRINGS, ModelInfo};
@@ -103,6 +104,7 @@ impl Engine {
                     info,
                     options,
                     stats: Stats::default(),
+                    grammars: Grammars::new(),
                 });
                 // Ready once warmed up: the first request must not wait for the warm-up.
                 let handle = shared.clone();
@@ -235,6 +237,13 @@ impl Engine {
                 format!("{} strings is above the maximum {MAX_STOP_STRINGS}", req.stop.len()),
             ));
         }
+        let guide = match &req.constraint {
+            Some(c) => {
+                let s = &self.shared;
+                Some(s.grammars.compile(c, &s.tokenizer, &s.eos_token_ids, info.vocab_size)?)
+            }
+            None => None,
+        };
         let stats = &self.shared.stats;
         let limit = self.shared.options.max_queue;
         let mut queued = stats.queued.load(Ordering::Relaxed);
@@ -256,6 +265,7 @@ impl Engine {
             max_tokens,
             stop: req.stop,
             keep_special_tokens: req.keep_special_tokens,
+            guide,
             tx,
             submitted: Instant::now(),
         };

@@ -84,6 +84,9 @@ pub enum EngineError {
     /// The chat template failed to render (including `raise_exception` from the template).
     #[error("chat template error: {0}")]
     Template(String),
+    /// Constrained decoding failed mid-generation (the grammar engine's own error).
+    #[error("constrained decoding failed: {0}")]
+    Constraint(String),
     /// Tokenizer failure.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),

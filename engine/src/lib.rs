@@ -14,6 +14,7 @@
 
 pub mod chat_template;
 pub mod config;
+pub mod constraint;
 mod engine;
 mod error;
 pub mod kv_cache;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::chat_template::ChatMessage;
+use crate::constraint::Constraint;
 use crate::sampling::SamplingParams;
 
 /// What to generate from.
@@ -45,6 +46,8 @@ pub struct GenerateRequest {
     /// make special, such as `<|python_tag|>` and `[TOOL_CALLS]`). End-of-sequence tokens are
     /// never shown.
     pub keep_special_tokens: bool,
+    /// What the output must match, if anything.
+    pub constraint: Option<Constraint>,
 }
 
 impl GenerateRequest {
@@ -57,6 +60,7 @@ impl GenerateRequest {
             max_tokens: None,
             stop: vec![],
             keep_special_tokens: false,
+            constraint: None,
         }
     }
 }

@@ -3,6 +3,10 @@
 //! and min-p, and log-probabilities. Only the chosen tokens (and the log-probabilities asked for)
 //! come back to the host, in one read per step.
 //!
+//! A constrained sequence (see `constraint`) adds its grammar's mask of allowed tokens to its
+//! row; the mask needs the previous token on the host, so such a sequence waits for each step
+//! to be read before the next is built.
+//!
 //! Randomness comes from each sequence's own generator on the host: a step draws one uniform
 //! number per row and the device inverts that row's cumulative distribution with it, so a request
 //! with a seed gets the same tokens whether it runs alone or inside any batch.
@@ -13,6 +17,7 @@ use mlx::{Array, Dtype, ops};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::constraint::Guide;
 use crate::error::{EngineError, Result};
 
 /// Sampling parameters of one request.
@@ -143,6 +148,8 @@ pub struct Sampler {
     seen: HashSet<u32>,
     /// Output token counts, for presence and frequency penalties.
     counts: HashMap<u32, u32>,
+    /// The grammar the output must follow, if any.
+    guide: Option<Guide>,
 }
 
 impl Sampler {
@@ -153,7 +160,18 @@ impl Sampler {
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
         };
         let seen = if params.repetition_penalty != 1.0 { prompt.iter().copied().collect() } else { HashSet::new() };
-        Sampler { params, rng, seen, counts: HashMap::new() }
+        Sampler { params, rng, seen, counts: HashMap::new(), guide: None }
+    }
+
+    /// The same sampler, its choices kept within `guide`'s grammar.
+    pub fn guided(mut self, guide: Option<Guide>) -> Sampler {
+        self.guide = guide;
+        self
+    }
+
+    /// Whether the grammar it follows is complete and admits nothing more.
+    pub fn grammar_finished(&self) -> bool {
+        self.guide.as_ref().is_some_and(Guide::finished)
     }
 
     /// The parameters.
@@ -165,16 +183,20 @@ impl Sampler {
     /// the tokens so far), so a step cannot be built before the last one is read.
     pub fn needs_history(&self) -> bool {
         let p = &self.params;
-        p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
+        p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 || self.guide.is_some()
     }
 
-    /// Records a chosen token.
-    pub fn observe(&mut self, token: u32) {
+    /// Records a chosen token (a grammar that cannot follow it is an error).
+    pub fn observe(&mut self, token: u32) -> Result<()> {
         if self.params.repetition_penalty != 1.0 {
             self.seen.insert(token);
         }
         if self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0 {
             *self.counts.entry(token).or_default() += 1;
+        }
+        match &mut self.guide {
+            Some(g) => g.consume(token),
+            None => Ok(()),
         }
     }
 
@@ -240,7 +262,7 @@ impl Choice {
 /// Draws one number from the random stream of each row that samples.
 pub fn choose(logits: &Array, samplers: &mut [&mut Sampler]) -> Result<Choice> {
     let wanted: Vec<Option<u32>> = samplers.iter().map(|s| s.params.logprobs).collect();
-    let tokens = if samplers.iter().all(|s| argmax_suffices(&s.params)) {
+    let tokens = if samplers.iter().all(|s| s.guide.is_none() && argmax_suffices(&s.params)) {
         ops::argmax(logits, -1, false)?
     } else {
         draw(logits, samplers)?
@@ -308,6 +330,22 @@ fn draw(logits: &Array, samplers: &mut [&mut Sampler]) -> Result<Array> {
     Ok(ops::where_(&is_greedy, &greedy, &ops::astype(&sampled, Dtype::U32)?)?)
 }
 
+/// The logits with each guided row's grammar mask added (0 where allowed, negative infinity
+/// elsewhere); unguided rows unchanged.
+fn guide(logits: &Array, samplers: &mut [&mut Sampler], vocab: i32) -> Result<Array> {
+    if samplers.iter().all(|s| s.guide.is_none()) {
+        return Ok(logits.clone());
+    }
+    let v = vocab as usize;
+    let mut mask = vec![0.0f32; samplers.len() * v];
+    for (row, s) in samplers.iter_mut().enumerate() {
+        if let Some(g) = &mut s.guide {
+            g.fill(&mut mask[row * v..(row + 1) * v])?;
+        }
+    }
+    Ok(ops::add(logits, &Array::from_f32(&mask, &[samplers.len() as i32, vocab])?)?)
+}
+
 /// Index of the first column whose cumulative mass reaches `u` × the row's total mass.
 fn invert_cdf(probs: &Array, u: &Array, vocab: i32) -> Result<Array> {
     let cdf = ops::cumsum(probs, -1, false, true)?;
@@ -319,7 +357,8 @@ fn invert_cdf(probs: &Array, u: &Array, vocab: i32) -> Result<Array> {
 
 /// The logits after bias and penalties, as [`Sampler`]s ask (the host version's order: bias,
 /// then repetition, then presence and frequency).
-fn adjust(logits: &Array, samplers: &[&mut Sampler], vocab: i32) -> Result<Array> {
+fn adjust(logits: &Array, samplers: &mut [&mut Sampler], vocab: i32) -> Result<Array> {
+    let logits = &guide(logits, samplers, vocab)?;
     let mut bias = (Vec::new(), Vec::new());
     let mut rep = (Vec::new(), Vec::new());
     let mut pen = (Vec::new(), Vec::new());
@@ -395,7 +434,7 @@ mod tests {
         let c = choose(&x, samplers).unwrap();
         let out = c.read().unwrap();
         for (s, o) in samplers.iter_mut().zip(&out) {
-            s.observe(o.token);
+            s.observe(o.token).unwrap();
         }
         out
     }

@@ -424,18 +424,76 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
     Ok(Some(choice))
 }
 
-fn response_format(v: &Option<Value>) -> Result<(), ApiError> {
-    let Some(v) = present(v) else { return Ok(()) };
-    match v.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(()),
-        Some(other) => Err(ApiError::unsupported(
-            "response_format",
-            format!(
-                "response_format type '{other}' is not supported (this server does not constrain output); use 'text'"
-            ),
-        )),
-        None => Err(ApiError::invalid("response_format", "must be an object with a 'type'")),
+/// The biggest schema or grammar a request may carry: compiling one is work the daemon does
+/// before admitting the request.
+pub const MAX_CONSTRAINT_BYTES: usize = 256 * 1024;
+
+fn sized(text: String, field: &str) -> Result<String, ApiError> {
+    if text.len() > MAX_CONSTRAINT_BYTES {
+        return Err(ApiError::invalid(
+            field,
+            format!("is {} bytes, above the limit of {MAX_CONSTRAINT_BYTES}", text.len()),
+        ));
     }
+    Ok(text)
+}
+
+/// A JSON-schema constraint from the object holding `schema` (chat's `response_format.json_schema`,
+/// the Responses API's `text.format`).
+pub(crate) fn json_schema(holder: &Value, field: &str) -> Result<v1::Constraint, ApiError> {
+    use v1::constraint::Kind;
+    let schema = match holder.get("schema") {
+        Some(s @ (Value::Object(_) | Value::Bool(true))) => s,
+        None | Some(Value::Null) => return Err(ApiError::invalid(format!("{field}.schema"), "is required")),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                format!("{field}.schema"),
+                format!("must be a JSON Schema object, got {}", type_name(other)),
+            ));
+        }
+    };
+    if let Some(name) = holder.get("name").filter(|n| !n.is_null())
+        && !name.as_str().is_some_and(valid_function_name)
+    {
+        return Err(ApiError::invalid(format!("{field}.name"), "must be 1-64 letters, digits, '_', '-' or '.'"));
+    }
+    boolean(&holder.get("strict").cloned(), &format!("{field}.strict"))?;
+    Ok(v1::Constraint { kind: Some(Kind::JsonSchema(sized(schema.to_string(), &format!("{field}.schema"))?)) })
+}
+
+/// The output constraint of `response_format` (`text`, `json_object`, `json_schema`) and the
+/// `grammar` extension; at most one of them constrains.
+pub(crate) fn constraint(format: &Option<Value>, grammar: &Option<Value>) -> Result<Option<v1::Constraint>, ApiError> {
+    use v1::constraint::Kind;
+    let from_format = match present(format) {
+        None => None,
+        Some(v) => match v.get("type").and_then(Value::as_str) {
+            Some("text") => None,
+            Some("json_object") => Some(v1::Constraint { kind: Some(Kind::JsonObject(true)) }),
+            Some("json_schema") => {
+                let holder = v.get("json_schema").filter(|h| h.is_object()).ok_or_else(|| {
+                    ApiError::invalid("response_format.json_schema", "must be an object with a 'schema'")
+                })?;
+                Some(json_schema(holder, "response_format.json_schema")?)
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "response_format.type",
+                    format!("'{}' is not one of text, json_object, json_schema", zeta_proto::edge::quote(other)),
+                ));
+            }
+            None => return Err(ApiError::invalid("response_format", "must be an object with a 'type'")),
+        },
+    };
+    let from_grammar = match string(grammar, "grammar")? {
+        None => None,
+        Some(g) if g.trim().is_empty() => return Err(ApiError::invalid("grammar", "is empty")),
+        Some(g) => Some(v1::Constraint { kind: Some(Kind::Grammar(sized(g.to_string(), "grammar")?)) }),
+    };
+    if from_format.is_some() && from_grammar.is_some() {
+        return Err(ApiError::invalid("grammar", "give either 'grammar' or a JSON 'response_format', not both"));
+    }
+    Ok(from_format.or(from_grammar))
 }
 
 /// A chat completion request as the daemon's `GenerateRequest`.
@@ -451,7 +509,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         return Err(ApiError::unsupported("modalities", "only [\"text\"] is supported"));
     }
     n(&req.n)?;
-    response_format(&req.response_format)?;
+    let constraint = constraint(&req.response_format, &req.grammar)?;
     let _ = string(&req.user, "user")?;
     let model = model(&req.model)?;
     let messages = match present(&req.messages) {
@@ -500,6 +558,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         tool_choice,
         separate_reasoning: true,
         chat_template_kwargs_json: kwargs,
+        constraint,
     };
     Ok((out, ChatOptions { stream, include_usage, logprobs, single_tool_call: !parallel, model }))
 }
@@ -572,6 +631,7 @@ pub fn completion(
         stop: stop_list(&req.stop)?,
         logprobs: logprobs.map(|n| n as u32),
         request_id: request_id.into(),
+        constraint: constraint(&None, &req.grammar)?,
         ..Default::default()
     };
     Ok((out, CompletionOptions { stream, include_usage, logprobs: logprobs.is_some(), model }))

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    array, function_tool, integer, model, named_choice, number, present, string, text_parts, type_name,
+    array, function_tool, integer, json_schema, model, named_choice, number, present, string, text_parts, type_name,
 };
 use crate::error::ApiError;
 
@@ -227,15 +227,16 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
     Ok(Some(choice))
 }
 
-fn text_format(v: &Option<Value>) -> Result<Value, ApiError> {
+/// `text.format`: what the response echoes, and the output constraint.
+fn text_format(v: &Option<Value>) -> Result<(Value, Option<v1::Constraint>), ApiError> {
     let format = present(v).and_then(|t| t.get("format")).filter(|f| !f.is_null());
-    match format.map(|f| f.get("type").and_then(Value::as_str)) {
-        None | Some(Some("text")) => Ok(json!({"type": "text"})),
-        Some(Some(kind @ ("json_object" | "json_schema"))) => Err(ApiError::unsupported(
-            "text.format.type",
-            format!("'{kind}' is not supported yet (output is not constrained); use 'text'"),
-        )),
-        Some(_) => Err(ApiError::invalid("text.format.type", "must be one of text, json_object, json_schema")),
+    match (format, format.map(|f| f.get("type").and_then(Value::as_str))) {
+        (None, _) | (_, Some(Some("text"))) => Ok((json!({"type": "text"}), None)),
+        (Some(f), Some(Some("json_object"))) => {
+            Ok((f.clone(), Some(v1::Constraint { kind: Some(v1::constraint::Kind::JsonObject(true)) })))
+        }
+        (Some(f), Some(Some("json_schema"))) => Ok((f.clone(), Some(json_schema(f, "text.format")?))),
+        _ => Err(ApiError::invalid("text.format.type", "must be one of text, json_object, json_schema")),
     }
 }
 
@@ -296,7 +297,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     let tools = tools(&req.tools)?;
     let choice = tool_choice(&req.tool_choice, &tools)?;
     let parallel = crate::convert::boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
-    let format = text_format(&req.text)?;
+    let (format, constraint) = text_format(&req.text)?;
     let (think, summary) = reasoning(&req.reasoning)?;
     let max_tokens = integer(&req.max_output_tokens, "max_output_tokens", 1, u32::MAX as i64)?;
     let stream = crate::convert::boolean(&req.stream, "stream")?.unwrap_or(false);
@@ -348,6 +349,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
         tool_choice: choice,
         separate_reasoning: true,
         chat_template_kwargs_json: kwargs,
+        constraint,
         ..Default::default()
     };
     let options = ResponsesOptions {

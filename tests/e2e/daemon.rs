@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use zeta_proto::v1;
+use zeta_proto::v1::constraint::Kind;
 use zeta_tests::{Daemon, chat, generate, tiny_config, tokens};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,6 +181,14 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             Code::InvalidArgument,
             "chat_template_kwargs",
         ),
+        ("schema not JSON", constrained(&with, Kind::JsonSchema("{nope".into())), Code::InvalidArgument, "not JSON"),
+        (
+            "schema with a dangling $ref",
+            constrained(&with, Kind::JsonSchema(r##"{"$ref": "#/$defs/gone"}"##.into())),
+            Code::InvalidArgument,
+            "gone",
+        ),
+        ("broken grammar", constrained(&with, Kind::Grammar("start: (".into())), Code::InvalidArgument, "grammar"),
     ];
     for (name, req, code, needle) in cases {
         let err = generate(&mut g, req).await.expect_err(name);
@@ -188,6 +197,9 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     }
     let err = generate(&mut g, with(&|r| r.max_tokens = Some(100_000))).await.unwrap_err();
     assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("messages"));
+    let err =
+        generate(&mut g, constrained(&with, Kind::JsonSchema(r#"{"type": "strange"}"#.into()))).await.unwrap_err();
+    assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("constraint.json_schema"));
 
     // A full queue answers RESOURCE_EXHAUSTED with a retry hint. At most 16 requests run and 1
     // waits (`max_queue = 1`), and a request of 480 tokens outlasts the burst, so of 24 sent at
@@ -224,6 +236,36 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     let out = generate(&mut g, tokens("tiny", vec![5, 6, 7], 4)).await.unwrap();
     assert_eq!(out.tokens.len(), 4, "still serving");
     assert!(!d.logs().contains("panicked"), "{}", d.logs());
+}
+
+fn constrained(
+    with: &dyn Fn(&dyn Fn(&mut v1::GenerateRequest)) -> v1::GenerateRequest,
+    kind: Kind,
+) -> v1::GenerateRequest {
+    with(&|r| r.constraint = Some(v1::Constraint { kind: Some(kind.clone()) }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_constraint_holds_for_grpc_callers_on_either_vocabulary() {
+    // llama-f32's vocabulary is SentencePiece-style (byte fallback), qwen2-f32's byte-level BPE.
+    let config = tiny_config("preload_default = false", &[("llama", "llama-f32"), ("qwen", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    for model in ["llama", "qwen"] {
+        for seed in 0..4 {
+            let mut r = tokens(model, vec![5, 6, 7], 32);
+            r.sampling = Some(v1::SamplingParams { temperature: Some(1.0), seed: Some(seed), ..Default::default() });
+            r.constraint = Some(v1::Constraint { kind: Some(Kind::Grammar("start: /[a-c]{3}-[0-9]{2}/".into())) });
+            let out = generate(&mut g, r).await.unwrap();
+            let t = &out.text;
+            let ok = t.len() == 6
+                && t[..3].bytes().all(|b| (b'a'..=b'c').contains(&b))
+                && &t[3..4] == "-"
+                && t[4..].bytes().all(|b| b.is_ascii_digit());
+            assert!(ok, "{model} seed {seed}: {t:?}");
+            assert_eq!(out.finished.unwrap().reason, v1::FinishReason::Stop as i32, "the grammar ends the output");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,10 @@
 //! Each side runs warm-up + N trials; medians are compared. The two sides run one after the
 //! other, never together (the machine's cores are shared). Before the trials, the time to the
 //! first token of the first request on the freshly loaded model is compared with a warm one's.
+//!
+//! `--constrained` also runs each case with every sequence under a JSON schema (an open-ended
+//! array of objects, so no sequence can end early) and compares its decode rate with the free
+//! run's on the same prompts: the cost of constrained decoding.
 #![allow(clippy::print_stdout)]
 
 use std::process::Command;
@@ -16,6 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use zeta_bench::{median, random_tokens};
+use zeta_engine::constraint::Constraint;
 use zeta_engine::{Engine, EngineOptions, Event, GenerateRequest, ModelSource, Prompt, SamplingParams};
 
 #[derive(Parser)]
@@ -42,6 +47,9 @@ struct Args {
     /// Only run our side.
     #[arg(long)]
     no_peer: bool,
+    /// Also run each case under a JSON schema and report constrained / free decode.
+    #[arg(long)]
+    constrained: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,8 +97,23 @@ fn main() -> anyhow::Result<()> {
         let first = first_request(&engine, args.prompt_tokens)?;
         let rates = cases
             .iter()
-            .map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials))
+            .map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if args.constrained {
+            let schema = constraint_schema();
+            println!("\nConstrained decoding ({}), medians of {} trials (decode tokens/s)", "JSON schema", args.trials);
+            println!("| case | free decode | constrained decode | ratio |");
+            println!("| --- | ---: | ---: | ---: |");
+            for (&(b, p, g), free) in cases.iter().zip(&rates) {
+                let c = run_ours(&engine, b, p, g, args.trials, Some(&schema))?;
+                println!(
+                    "| -b {b} -p {p} -g {g} | {:.1} | {:.1} | {:.2}x |",
+                    free.generation_tps,
+                    c.generation_tps,
+                    c.generation_tps / free.generation_tps
+                );
+            }
+        }
         (rates, first)
     };
     let peer = if args.no_peer {
@@ -134,6 +157,25 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The benchmark's constraint: an array of objects with nested arrays, enums, numbers and strings
+/// that never closes, so every sequence generates all its tokens under the grammar.
+fn constraint_schema() -> Constraint {
+    Constraint::JsonSchema(serde_json::json!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "maxLength": 16},
+                "kind": {"enum": ["alpha", "beta", "gamma"]},
+                "score": {"type": "number"},
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 4},
+            },
+            "required": ["name", "kind", "score", "tags"],
+        },
+        "minItems": 100000,
+    }))
+}
+
 /// Time to the first token of the engine's very first request (`prompt` tokens), then of a
 /// second one of the same shape but other tokens.
 fn first_request(engine: &Engine, prompt: usize) -> anyhow::Result<(f64, f64)> {
@@ -158,7 +200,14 @@ fn first_request(engine: &Engine, prompt: usize) -> anyhow::Result<(f64, f64)> {
 
 /// Prefill rate = prompt tokens of all sequences / time to the last first token; decode rate =
 /// tokens generated after each sequence's first / time from the last first token to the end.
-fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, trials: usize) -> anyhow::Result<Rates> {
+fn run_ours(
+    engine: &Engine,
+    batch: usize,
+    prompt: usize,
+    gen_tokens: usize,
+    trials: usize,
+    constraint: Option<&Constraint>,
+) -> anyhow::Result<Rates> {
     let vocab = engine.info().vocab_size;
     let no_eos: Vec<(u32, f32)> = engine.info().eos_token_ids.iter().map(|&t| (t, -1e9)).collect();
     let mut results = Vec::new();
@@ -170,6 +219,7 @@ fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, tri
                     GenerateRequest::new(Prompt::Tokens(random_tokens((trial * 100 + i) as u64, prompt, vocab)));
                 r.max_tokens = Some(gen_tokens);
                 r.sampling = SamplingParams { temperature: 0.0, logit_bias: no_eos.clone(), ..Default::default() };
+                r.constraint = constraint.cloned();
                 engine.submit(r)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -206,7 +256,8 @@ fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, tri
             generation_tps: (generated - batch) as f64 / (last - prefilled).as_secs_f64(),
         };
         if trial > 0 {
-            eprintln!("  zeta-mlx -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: {rates:?}");
+            let how = if constraint.is_some() { " constrained" } else { "" };
+            eprintln!("  zeta-mlx{how} -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: {rates:?}");
             results.push(rates);
         }
     }

@@ -1,5 +1,5 @@
 //! What happens when a sequence's next token comes back from the device: statistics, detokenizing,
-//! stop strings, end of sequence and length limits, and the events on the sequence's channel.
+//! stop strings, end of sequence (or of the grammar it follows) and length limits, and the events on the sequence's channel.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -27,7 +27,7 @@ pub(super) fn announce(seq: &mut Seq, shared: &Shared) {
 /// Handles one sampled token; marks the sequence done when it finishes or its client is gone.
 pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared) -> Result<()> {
     let token = s.token;
-    seq.sampler.observe(token);
+    seq.sampler.observe(token)?;
     let stats = &shared.stats;
     stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
     match seq.last_token {
@@ -63,7 +63,7 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
         }
         StopResult::Continue(out) => {
             text = out;
-            if is_eos {
+            if is_eos || seq.sampler.grammar_finished() {
                 finish = Some(FinishReason::Stop);
             } else if seq.generated.len() >= seq.max_tokens || context_full {
                 finish = Some(FinishReason::Length);

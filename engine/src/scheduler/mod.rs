@@ -26,6 +26,7 @@ use mlx::ArrayList;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::chat_template::ChatTemplate;
+use crate::constraint::{Grammars, Guide};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvPool;
 use crate::metrics::Stats;
@@ -48,6 +49,7 @@ pub(crate) struct Shared {
     pub info: ModelInfo,
     pub options: EngineOptions,
     pub stats: Stats,
+    pub grammars: Grammars,
 }
 
 /// A validated, tokenized request on its way to the engine thread.
@@ -58,6 +60,7 @@ pub(crate) struct Pending {
     pub max_tokens: usize,
     pub stop: Vec<String>,
     pub keep_special_tokens: bool,
+    pub guide: Option<Guide>,
     pub tx: UnboundedSender<Event>,
     pub submitted: Instant,
 }
@@ -225,7 +228,7 @@ impl Core {
         Seq {
             id: self.next_id,
             request_id: p.request_id,
-            sampler: Sampler::new(p.sampling, &p.prompt),
+            sampler: Sampler::new(p.sampling, &p.prompt).guided(p.guide),
             prefilled: 0,
             slots: Vec::new(),
             prompt: p.prompt,

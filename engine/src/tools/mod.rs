@@ -154,6 +154,51 @@ impl ToolFormat {
     }
 }
 
+impl ToolFormat {
+    /// The grammar (llguidance's Lark) of what follows [`ToolFormat::forced_prefix`]: one call
+    /// whose arguments are valid under the called function's parameter schema, closed as the
+    /// format closes a call. `tools`: each offered function's name and parameter schema.
+    /// `None` when no offered tool can be called.
+    pub fn forced_grammar(&self, choice: &ForcedChoice, tools: &[(String, serde_json::Value)]) -> Option<String> {
+        let lit = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let close = match self {
+            ToolFormat::Hermes => "}\n</tool_call>",
+            ToolFormat::Llama3 => "}",
+            ToolFormat::Mistral => "}]",
+        };
+        let opening = |name: &str| match (self, choice) {
+            (_, ForcedChoice::Function(_)) => " ".to_string(),
+            (ToolFormat::Hermes, ForcedChoice::Required) => format!("{{\"name\": {}, \"arguments\": ", lit(name)),
+            (ToolFormat::Llama3, ForcedChoice::Required) => format!(" {}, \"parameters\": ", lit(name)),
+            (ToolFormat::Mistral, ForcedChoice::Required) => format!("[{{\"name\": {}, \"arguments\": ", lit(name)),
+        };
+        let callable: Vec<&(String, serde_json::Value)> = match choice {
+            ForcedChoice::Function(f) => tools.iter().filter(|(n, _)| n == f).collect(),
+            ForcedChoice::Required => tools.iter().collect(),
+        };
+        let mut rules = Vec::new();
+        let mut calls = Vec::new();
+        for (i, (name, schema)) in callable.iter().enumerate() {
+            let mut schema = match schema {
+                serde_json::Value::Object(o) => o.clone(),
+                _ => serde_json::Map::from_iter([("type".to_string(), "object".into())]),
+            };
+            schema.entry("x-guidance").or_insert_with(
+                || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+            );
+            // The opening is quoted with JSON's escapes, which Lark's string literals share.
+            let open = serde_json::Value::String(opening(name)).to_string();
+            calls.push(format!("call_{i}"));
+            rules.push(format!("call_{i}: {open} args_{i} {}", lit(close)));
+            rules.push(format!("args_{i}: %json {}", serde_json::Value::Object(schema)));
+        }
+        if calls.is_empty() {
+            return None;
+        }
+        Some(format!("start: {}\n{}\n", calls.join(" | "), rules.join("\n")))
+    }
+}
+
 /// A fresh call id: `call_` and 24 random ASCII letters and digits.
 pub fn new_call_id() -> String {
     use rand::RngExt;

@@ -5,11 +5,16 @@
 //! token counting both render through [`Shaper::render`], so a count is the prompt the model
 //! reads.
 //!
+//! A forced call is also generated under a grammar (see `constraint`): the call's opening is in
+//! the prompt, and the rest must be arguments valid under the function's schema and the
+//! format's closing, so a forced call always parses and validates.
+//!
 //! On the output side the order is fixed (see the module above): each decoded piece goes through
 //! the [`ReasoningSplitter`], its content part through the [`ToolCallParser`], and the result
 //! comes out as one [`ShapedDelta`]; [`Shaper::finish`] flushes both in the same order.
 
 use super::{ForcedChoice, ReasoningSplitter, ToolCallParser, ToolEvent, ToolFormat};
+use crate::constraint::Constraint;
 use crate::{ChatInput, Engine, EngineError, GenerateRequest, Prompt, Result};
 
 /// What a request asks of its output's shape.
@@ -61,6 +66,8 @@ pub struct Rendered {
     pub keep_special_tokens: bool,
     /// The shaper of the output.
     pub shaper: Shaper,
+    /// For a forced call: the grammar that keeps the call's arguments valid under its schema.
+    pub constraint: Option<Constraint>,
 }
 
 /// Per-request output state.
@@ -75,6 +82,17 @@ pub struct Shaper {
 /// The names of OpenAI-style tool definitions (`{"type": "function", "function": {"name"}}`).
 fn tool_names(tools: &[serde_json::Value]) -> Vec<String> {
     tools.iter().filter_map(|t| t["function"]["name"].as_str().map(String::from)).collect()
+}
+
+/// The names and parameter schemas of OpenAI-style tool definitions.
+fn tool_schemas(tools: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    tools
+        .iter()
+        .filter_map(|t| {
+            let f = &t["function"];
+            Some((f["name"].as_str()?.to_string(), f.get("parameters").cloned().unwrap_or(serde_json::Value::Null)))
+        })
+        .collect()
 }
 
 impl Shaper {
@@ -140,7 +158,12 @@ impl Shaper {
         let names = tools.as_deref().map(tool_names).unwrap_or_default();
         let forced = how.forced.as_ref().zip(prefix.as_deref());
         let shaper = Shaper::new(format, names, forced, reasoning);
-        Ok(Some(Rendered { text, keep_special_tokens: format.is_some_and(|f| f != ToolFormat::Hermes), shaper }))
+        let constraint = match (format, &how.forced, tools) {
+            (Some(f), Some(choice), Some(t)) => f.forced_grammar(choice, &tool_schemas(t)).map(Constraint::Lark),
+            _ => None,
+        };
+        let keep_special_tokens = format.is_some_and(|f| f != ToolFormat::Hermes);
+        Ok(Some(Rendered { text, keep_special_tokens, shaper, constraint }))
     }
 
     /// Renders `req`'s prompt when it is a chat (it becomes the rendered text) and returns the
@@ -151,6 +174,11 @@ impl Shaper {
                 req.prompt = Prompt::Rendered(r.text);
                 // Markers that are special tokens must reach the parser.
                 req.keep_special_tokens |= r.keep_special_tokens;
+                // A forced call is generated under its schema, so its arguments always validate
+                // (over any response format: a forced call's answer has no text to format).
+                if r.constraint.is_some() {
+                    req.constraint = r.constraint;
+                }
                 Ok(r.shaper)
             }
             None => Ok(Shaper::default()),

@@ -42,6 +42,8 @@ pub struct ChatCompletionRequest {
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<Value>,
     pub response_format: Option<Value>,
+    /// Extension: a grammar the output follows, in llguidance's Lark dialect.
+    pub grammar: Option<Value>,
     pub user: Option<Value>,
     /// Extension: extra chat template variables (e.g. `{"enable_thinking": false}`).
     pub chat_template_kwargs: Option<Value>,
@@ -72,6 +74,8 @@ pub struct CompletionRequest {
     pub echo: Option<Value>,
     pub suffix: Option<Value>,
     pub best_of: Option<Value>,
+    /// Extension: a grammar the output follows, in llguidance's Lark dialect.
+    pub grammar: Option<Value>,
 }
 
 /// `POST /v1/tokens/count` and `POST /v1/tokenize`.

@@ -34,6 +34,8 @@ impl Endpoint for Completions {
     type Chunker = CompletionChunker;
     type Answer = Completion;
 
+    const CONSTRAINT_FIELD: &'static str = "grammar";
+
     fn convert(
         body: &CompletionRequest,
         request_id: &str,

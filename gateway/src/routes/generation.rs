@@ -35,6 +35,10 @@ pub trait Endpoint {
     fn streams(options: &Self::Options) -> bool;
     /// The chunk builder of a streamed answer.
     fn chunker(request_id: &str, options: Self::Options) -> Self::Chunker;
+    /// The request field the daemon's `constraint.*` errors are about (the schema or grammar
+    /// the client sent).
+    const CONSTRAINT_FIELD: &'static str = "response_format";
+
     /// The answer of a finished generation.
     fn answer(request_id: &str, options: Self::Options, done: Gathered) -> Self::Answer;
 
@@ -56,10 +60,16 @@ pub async fn handle<E: Endpoint>(
 async fn run<E: Endpoint>(state: &AppState, request_id: &str, body: LimitedBody) -> Result<Response, ApiError> {
     let dto: E::Body = body.parse().await?;
     let (req, options) = E::convert(&dto, request_id)?;
+    let named = |mut e: ApiError| {
+        if e.param.as_deref().is_some_and(|p| p.starts_with("constraint")) {
+            e.param = Some(E::CONSTRAINT_FIELD.into());
+        }
+        e
+    };
     if E::streams(&options) {
-        return stream::stream(state, req, E::chunker(request_id, options)).await;
+        return stream::stream(state, req, E::chunker(request_id, options)).await.map_err(named);
     }
-    let done = gather(state, req).await?;
+    let done = gather(state, req).await.map_err(named)?;
     Ok(Json(E::answer(request_id, options, done)).into_response())
 }
 

@@ -34,6 +34,8 @@ impl Endpoint for Responses {
     type Chunker = ResponseChunker;
     type Answer = Value;
 
+    const CONSTRAINT_FIELD: &'static str = "text.format";
+
     fn convert(body: &ResponsesRequest, request_id: &str) -> Result<(v1::GenerateRequest, ResponsesOptions), ApiError> {
         responses::convert(body, request_id)
     }

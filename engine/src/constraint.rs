@@ -1,0 +1,307 @@
+//! Constrained decoding: a request's output made to match a JSON schema, any JSON object or a
+//! Lark grammar, with `llguidance`. Each model compiles grammars against a token trie of its own
+//! vocabulary (built on the first constrained request); each constrained sequence holds a
+//! [`Guide`], which gives the set of tokens allowed next as a mask over the logits and follows
+//! the tokens chosen. The mask is computed on the host while the batch is built, and masked rows
+//! sample in the same step as free ones (see `sampling`).
+//!
+//! JSON is generated compactly (`", "` and `": "` separators, no free whitespace): a small model
+//! given room for whitespace can spend its whole budget on it. A schema may say otherwise with
+//! llguidance's own `x-guidance` key.
+
+use std::sync::{Arc, OnceLock};
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use serde_json::{Value, json};
+
+use crate::error::{EngineError, Result};
+use crate::tokenizer::Tokenizer;
+
+/// What a request's output must match.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Constraint {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against this schema.
+    JsonSchema(Value),
+    /// A grammar in llguidance's Lark dialect.
+    Lark(String),
+}
+
+impl Constraint {
+    /// The request field errors name.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Constraint::JsonObject | Constraint::JsonSchema(_) => "constraint.json_schema",
+            Constraint::Lark(_) => "constraint.grammar",
+        }
+    }
+
+    fn grammar(&self) -> Result<TopLevelGrammar> {
+        let compact = json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
+        let schema = match self {
+            Constraint::JsonObject => json!({"type": "object"}),
+            Constraint::JsonSchema(s) => s.clone(),
+            Constraint::Lark(text) => return Ok(TopLevelGrammar::from_lark(text.clone())),
+        };
+        let mut schema = match schema {
+            Value::Object(o) => o,
+            Value::Bool(true) => Default::default(),
+            other => {
+                return Err(EngineError::invalid(
+                    self.field(),
+                    format!("a JSON schema is an object or true, got {other}"),
+                ));
+            }
+        };
+        schema.entry("x-guidance").or_insert(compact);
+        Ok(TopLevelGrammar::from_json_schema(Value::Object(schema)))
+    }
+}
+
+/// The vocabulary as llguidance sees it: every token's bytes, in a trie.
+struct Vocabulary {
+    trie: TokTrie,
+}
+
+impl TokenizerEnv for Vocabulary {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        self.trie.greedy_tokenize(s)
+    }
+
+    fn tokenize_is_canonical(&self) -> bool {
+        false
+    }
+}
+
+/// GPT-2's byte-level alphabet: the character each byte is written as in a byte-level BPE
+/// vocabulary, inverted.
+fn byte_level_alphabet() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 256u32;
+    (0..=255u8)
+        .map(|b| {
+            if printable(b) {
+                (b as char, b)
+            } else {
+                next += 1;
+                (char::from_u32(next - 1).expect("below the surrogates"), b)
+            }
+        })
+        .collect()
+}
+
+/// The bytes each token id stands for (`width` ids; ids without a token are empty and never
+/// allowed). Special tokens carry llguidance's marker byte, so grammars never produce them as
+/// text.
+fn token_bytes(tok: &Tokenizer, width: usize) -> Vec<Vec<u8>> {
+    let inner = tok.inner();
+    let decoder = serde_json::to_string(&inner.get_decoder()).unwrap_or_default();
+    let byte_level = decoder.contains("ByteLevel");
+    let alphabet = byte_level_alphabet();
+    let added = inner.get_added_tokens_decoder();
+    (0..width as u32)
+        .map(|id| {
+            if let Some(a) = added.get(&id) {
+                let mut b = a.content.clone().into_bytes();
+                if a.special {
+                    b.insert(0, TokTrie::SPECIAL_TOKEN_MARKER);
+                }
+                return b;
+            }
+            let Some(piece) = inner.id_to_token(id) else { return Vec::new() };
+            if byte_level {
+                piece.chars().map(|c| alphabet.get(&c).copied()).collect::<Option<Vec<u8>>>().unwrap_or_default()
+            } else if let Some(hex) =
+                piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2)
+            {
+                u8::from_str_radix(hex, 16).map(|b| vec![b]).unwrap_or_default()
+            } else {
+                piece.replace('\u{2581}', " ").into_bytes()
+            }
+        })
+        .collect()
+}
+
+/// One model's grammar compiler, built on first use.
+pub(crate) struct Grammars {
+    factory: OnceLock<std::result::Result<Arc<ParserFactory>, String>>,
+}
+
+impl Grammars {
+    /// A compiler not built yet.
+    pub fn new() -> Grammars {
+        Grammars { factory: OnceLock::new() }
+    }
+
+    fn factory(&self, tok: &Tokenizer, eos: &[u32], width: usize) -> Result<&Arc<ParserFactory>> {
+        let built = self.factory.get_or_init(|| {
+            let started = std::time::Instant::now();
+            let mut info = TokRxInfo::new(width as u32, eos.first().copied().unwrap_or(0));
+            info.tok_end_of_turn = eos.get(1).copied();
+            let trie = TokTrie::from(&info, &token_bytes(tok, width));
+            let env: TokEnv = Arc::new(Vocabulary { trie });
+            let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+            factory.quiet();
+            tracing::debug!(tokens = width, ms = started.elapsed().as_secs_f64() * 1e3, "grammar compiler built");
+            Ok(Arc::new(factory))
+        });
+        built.as_ref().map_err(|e| EngineError::Tokenizer(format!("constrained decoding is unavailable: {e}")))
+    }
+
+    /// Compiles a constraint into a guide for one sequence. An unsupported or malformed schema
+    /// or grammar is an invalid argument naming the constraint's field.
+    pub fn compile(&self, c: &Constraint, tok: &Tokenizer, eos: &[u32], width: usize) -> Result<Guide> {
+        let factory = self.factory(tok, eos, width)?;
+        let parser = factory.create_parser(c.grammar()?).map_err(|e| EngineError::invalid(c.field(), e.to_string()))?;
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(EngineError::invalid(c.field(), e));
+        }
+        Ok(Guide { matcher, eos: eos.to_vec(), width })
+    }
+}
+
+/// The constraint of one running sequence: which tokens may come next.
+pub struct Guide {
+    matcher: Matcher,
+    eos: Vec<u32>,
+    width: usize,
+}
+
+impl Guide {
+    /// Writes the next token's mask into `row` (`width` logits' worth): 0 where allowed,
+    /// negative infinity elsewhere. Where the grammar may end, every end-of-sequence token is
+    /// allowed.
+    pub fn fill(&mut self, row: &mut [f32]) -> Result<()> {
+        let mask = self.matcher.compute_mask_or_eos().map_err(|e| EngineError::Constraint(e.to_string()))?;
+        let ends = self.eos.iter().any(|&t| mask.is_allowed(t));
+        let mut any = false;
+        for (i, x) in row.iter_mut().enumerate().take(self.width) {
+            let ok = mask.is_allowed(i as u32) || (ends && self.eos.contains(&(i as u32)));
+            any |= ok;
+            *x = if ok { 0.0 } else { f32::NEG_INFINITY };
+        }
+        if !any {
+            return Err(EngineError::Constraint("the constraint allows no next token".into()));
+        }
+        Ok(())
+    }
+
+    /// Follows a chosen token (end-of-sequence tokens end the sequence and are not fed).
+    pub fn consume(&mut self, token: u32) -> Result<()> {
+        if self.eos.contains(&token) {
+            return Ok(());
+        }
+        self.matcher.consume_token(token).map_err(|e| EngineError::Constraint(e.to_string()))
+    }
+
+    /// Whether the grammar is complete and admits nothing more: the sequence is finished.
+    pub fn finished(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+}
+
+impl std::fmt::Debug for Guide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guide").field("width", &self.width).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn added(id: u32, content: &str) -> Value {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": true})
+    }
+
+    fn tokenizer(
+        decoder: Value,
+        vocab: Value,
+        specials: &[(u32, &str)],
+        byte_fallback: bool,
+    ) -> (Tokenizer, tempfile::TempDir) {
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": specials.iter().map(|(i, c)| added(*i, c)).collect::<Vec<_>>(),
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": decoder,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": byte_fallback,
+                "vocab": vocab, "merges": []},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, doc.to_string()).unwrap();
+        (Tokenizer::from_file(&path, None, None).unwrap(), dir)
+    }
+
+    fn byte_level() -> (Tokenizer, tempfile::TempDir) {
+        let vocab = json!({"a": 0, "b": 1, "ab": 2, "\u{120}": 3, "\u{10A}": 4, "\u{120}a": 5, "<|end|>": 6});
+        tokenizer(
+            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}),
+            vocab,
+            &[(6, "<|end|>")],
+            false,
+        )
+    }
+
+    #[test]
+    fn byte_level_pieces_are_their_bytes_and_specials_are_marked() {
+        let (tok, _dir) = byte_level();
+        let b = token_bytes(&tok, 8);
+        assert_eq!(
+            &b[..6],
+            &[b"a".to_vec(), b"b".to_vec(), b"ab".to_vec(), b" ".to_vec(), b"\n".to_vec(), b" a".to_vec()]
+        );
+        assert_eq!(b[6], [&[TokTrie::SPECIAL_TOKEN_MARKER][..], b"<|end|>"].concat());
+        assert!(b[7].is_empty(), "an id past the vocabulary is no token");
+    }
+
+    #[test]
+    fn sentencepiece_pieces_are_their_bytes() {
+        let decoder = json!({"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]});
+        let vocab = json!({"<s>": 0, "<0x0A>": 1, "\u{2581}": 2, "a": 3, "\u{2581}a": 4});
+        let (tok, _dir) = tokenizer(decoder, vocab, &[(0, "<s>")], true);
+        let b = token_bytes(&tok, 5);
+        assert_eq!(&b[1..], &[b"\n".to_vec(), b" ".to_vec(), b"a".to_vec(), b" a".to_vec()]);
+        assert_eq!(b[0][0], TokTrie::SPECIAL_TOKEN_MARKER);
+    }
+
+    #[test]
+    fn a_guide_allows_exactly_what_the_grammar_can_continue_with() {
+        let (tok, _dir) = byte_level();
+        let grammars = Grammars::new();
+        let mut g = grammars.compile(&Constraint::Lark(r#"start: "ab" " a""#.into()), &tok, &[6], 8).unwrap();
+        let allowed = |g: &mut Guide| {
+            let mut row = vec![1.0; 8];
+            g.fill(&mut row).unwrap();
+            row.iter().enumerate().filter(|(_, x)| **x == 0.0).map(|(i, _)| i).collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(&mut g), [0, 2], "'a' or 'ab'");
+        g.consume(0).unwrap();
+        assert_eq!(allowed(&mut g), [1]);
+        g.consume(1).unwrap();
+        assert_eq!(allowed(&mut g), [3, 5], "' ' or ' a'");
+        assert!(g.consume(1).is_err(), "a token the grammar cannot take is refused");
+        let mut g = grammars.compile(&Constraint::Lark(r#"start: "ab" " a""#.into()), &tok, &[6], 8).unwrap();
+        for t in [2, 5] {
+            g.consume(t).unwrap();
+        }
+        assert!(g.finished() || allowed(&mut g) == [6], "complete: only the end is left");
+        let e = grammars.compile(&Constraint::JsonSchema(json!({"type": "strange"})), &tok, &[6], 8).unwrap_err();
+        assert!(
+            matches!(e, EngineError::InvalidArgument { ref field, .. } if field == "constraint.json_schema"),
+            "{e}"
+        );
+    }
+}
