@@ -16,6 +16,7 @@ use crate::error::{EngineError, Result};
 use crate::metrics::{Stats, StatsSnapshot};
 use crate::options::{EngineOptions, MAX_STOP_STRINGS, ModelInfo};
 use crate::request::{Event, GenerateRequest, Prompt};
+use crate::sampling::SamplingParams;
 use crate::scheduler::{self, Command, Pending, Shared};
 use crate::source::{self, ModelSource};
 use crate::tokenizer::Tokenizer;
@@ -93,6 +94,7 @@ impl Engine {
                     dense: loaded.dense,
                     eos_token_ids: loaded.eos_token_ids.clone(),
                     has_chat_template: loaded.template.is_some(),
+                    embedding: loaded.embedding,
                     load_seconds: started.elapsed().as_secs_f64(),
                 };
                 tracing::info!(model = %info.name, arch = %info.arch, weight_bytes = info.weight_bytes,
@@ -182,6 +184,12 @@ impl Engine {
     /// Validates and queues a request. Errors name the field, the value and the limit.
     pub fn submit(&self, req: GenerateRequest) -> Result<Generation> {
         let info = &self.shared.info;
+        if info.embedding.is_some() {
+            return Err(EngineError::invalid(
+                "model",
+                format!("'{}' is an embedding model: it computes embeddings and generates no text", info.name),
+            ));
+        }
         let prompt = self.tokenize(&req.prompt)?;
         if prompt.is_empty() {
             return Err(EngineError::invalid("prompt", "is empty"));
@@ -244,6 +252,66 @@ impl Engine {
             }
             None => None,
         };
+        let pending = |tx| Pending {
+            request_id: req.request_id,
+            prompt,
+            sampling: req.sampling,
+            max_tokens,
+            stop: req.stop,
+            keep_special_tokens: req.keep_special_tokens,
+            guide,
+            embed: false,
+            tx,
+            submitted: Instant::now(),
+        };
+        self.enqueue(pending)
+    }
+
+    /// Validates and queues an embedding request (an embedding model only): its events are
+    /// `Started`, `Embedding` and `Finished`. Text is tokenized with the tokenizer's own
+    /// decoration (the end token these models pool at).
+    pub fn embed(&self, request_id: String, prompt: &Prompt) -> Result<Generation> {
+        let info = &self.shared.info;
+        if info.embedding.is_none() {
+            return Err(EngineError::invalid(
+                "model",
+                format!("'{}' generates text; embeddings need an embedding model", info.name),
+            ));
+        }
+        let prompt = self.tokenize(prompt)?;
+        if prompt.is_empty() {
+            return Err(EngineError::invalid("input", "is empty"));
+        }
+        let ctx = info.context_length;
+        if prompt.len() > ctx {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                max_tokens: 0,
+                context_length: ctx,
+                message: format!(
+                    "the input has {} tokens; the context of model '{}' holds {ctx}",
+                    prompt.len(),
+                    info.name
+                ),
+            });
+        }
+        self.enqueue(|tx| Pending {
+            request_id,
+            prompt,
+            sampling: SamplingParams::greedy(),
+            max_tokens: 0,
+            stop: vec![],
+            keep_special_tokens: false,
+            guide: None,
+            embed: true,
+            tx,
+            submitted: Instant::now(),
+        })
+    }
+
+    /// Queues a validated request unless the queue is full.
+    fn enqueue(&self, make: impl FnOnce(tokio::sync::mpsc::UnboundedSender<Event>) -> Pending) -> Result<Generation> {
+        let info = &self.shared.info;
         let stats = &self.shared.stats;
         let limit = self.shared.options.max_queue;
         let mut queued = stats.queued.load(Ordering::Relaxed);
@@ -257,18 +325,8 @@ impl Engine {
             }
         }
         let (tx, rx) = unbounded_channel();
-        let prompt_tokens = prompt.len();
-        let pending = Pending {
-            request_id: req.request_id,
-            prompt,
-            sampling: req.sampling,
-            max_tokens,
-            stop: req.stop,
-            keep_special_tokens: req.keep_special_tokens,
-            guide,
-            tx,
-            submitted: Instant::now(),
-        };
+        let pending = make(tx);
+        let prompt_tokens = pending.prompt.len();
         if self.tx.send(Command::Submit(Box::new(pending))).is_err() {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::ShuttingDown { model: info.name.clone() });

@@ -15,6 +15,7 @@
 pub mod chat_template;
 pub mod config;
 pub mod constraint;
+pub mod embedding;
 mod engine;
 mod error;
 pub mod kv_cache;

@@ -87,6 +87,8 @@ pub struct ModelInfo {
     pub eos_token_ids: Vec<u32>,
     /// Whether the model has a chat template.
     pub has_chat_template: bool,
+    /// For an embedding model, how it pools its vector; `None` for a generative model.
+    pub embedding: Option<crate::embedding::EmbeddingSpec>,
     /// Seconds the load took.
     pub load_seconds: f64,
 }

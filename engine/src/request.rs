@@ -129,6 +129,8 @@ pub enum Event {
         /// Log-probabilities, when requested.
         logprobs: Vec<TokenLogprob>,
     },
+    /// An embedding request's vector (before `Finished`).
+    Embedding(Vec<f32>),
     /// The generation ended normally.
     Finished {
         /// Why.

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::chat_template::ChatTemplate;
 use crate::config::{ModelConfig, id_list};
+use crate::embedding::EmbeddingSpec;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::model::loader::{self, LoadOptions};
@@ -69,6 +70,8 @@ pub struct LocalModel {
     pub eos_token_ids: Vec<u32>,
     /// Whether quantized weights were expanded to float32.
     pub dense: bool,
+    /// How an embedding model pools its vector; `None` for a generative model.
+    pub embedding: Option<EmbeddingSpec>,
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>> {
@@ -123,7 +126,12 @@ fn load_folder(dir: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize
     if !cfg_path.is_file() {
         return Err(EngineError::NotFound { what: "config.json".into(), path: cfg_path });
     }
-    let cfg = ModelConfig::from_config_json(&cfg_path)?;
+    let mut cfg = ModelConfig::from_config_json(&cfg_path)?;
+    let embedding = crate::embedding::detect(dir, cfg.hidden_size)?;
+    if embedding.is_some() {
+        // An embedding model computes no logits: its output head, if it ships one, is dropped.
+        cfg.tie_word_embeddings = true;
+    }
     let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?;
     let bos = token_text(tok_cfg.as_ref().and_then(|c| c.get("bos_token")));
     let eos = token_text(tok_cfg.as_ref().and_then(|c| c.get("eos_token")));
@@ -141,10 +149,10 @@ fn load_folder(dir: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize
         eos_ids.push(id);
     }
     check_vocab(&tokenizer, &cfg, dir)?;
-    let tensors = loader::safetensors_folder(dir)?;
+    let tensors = loader::safetensors_folder(dir)?.with_model_prefix();
     let dense = loader::will_densify(&cfg, opts);
     let model = loader::build(tensors, cfg, false, opts, progress)?;
-    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense })
+    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense, embedding })
 }
 
 fn load_gguf(path: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize)) -> Result<LocalModel> {
@@ -163,7 +171,7 @@ fn load_gguf(path: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize)
     drop(g);
     let dense = loader::will_densify(&cfg, opts);
     let model = loader::build(tensors, cfg, true, opts, progress)?;
-    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense })
+    Ok(LocalModel { model, tokenizer, template, eos_token_ids: dedup(eos_ids), dense, embedding: None })
 }
 
 fn check_vocab(tokenizer: &Tokenizer, cfg: &ModelConfig, path: &Path) -> Result<()> {

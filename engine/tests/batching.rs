@@ -38,7 +38,7 @@ fn collect(g: &mut Generation, deltas: Option<usize>) -> Vec<u32> {
     let mut tokens = vec![];
     loop {
         match g.blocking_next().expect("stream ends with Finished") {
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::Embedding(_) => {}
             Event::Delta { tokens: t, .. } => {
                 tokens.extend(t);
                 if deltas.is_some_and(|d| tokens.len() >= d) {
@@ -179,6 +179,7 @@ fn prefix_cache_reuse_is_reported_and_exact() {
                     return (tokens, usage.cached_tokens);
                 }
                 Event::Error(e) => panic!("{e}"),
+                Event::Embedding(_) => panic!("a generation yields no embedding"),
             }
         }
     };
@@ -202,7 +203,7 @@ fn finish(g: &mut Generation) -> (Vec<u32>, usize, zeta_engine::FinishReason) {
     let mut tokens = vec![];
     loop {
         match g.blocking_next().expect("stream ends with Finished") {
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::Embedding(_) => {}
             Event::Delta { tokens: t, .. } => tokens.extend(t),
             Event::Finished { usage, reason, .. } => return (tokens, usage.cached_tokens, reason),
             Event::Error(e) => panic!("{e}"),

@@ -44,7 +44,7 @@ fn generate_batched(engine: &Engine, prompts: Vec<Prompt>, max_tokens: usize) ->
             let (mut tokens, mut text) = (vec![], String::new());
             loop {
                 match g.blocking_next().expect("stream ends with Finished") {
-                    Event::Started { .. } => {}
+                    Event::Started { .. } | Event::Embedding(_) => {}
                     Event::Delta { text: t, tokens: ts, .. } => {
                         text.push_str(&t);
                         tokens.extend(ts);

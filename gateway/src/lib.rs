@@ -162,6 +162,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(routes::generation::handle::<routes::completions::Completions>))
         .route("/v1/messages", post(routes::generation::handle::<routes::messages::Messages>))
         .route("/v1/messages/count_tokens", post(routes::messages::count_tokens))
+        .route("/v1/embeddings", post(routes::embeddings::handle))
         .route("/v1/responses", post(routes::generation::handle::<routes::responses::Responses>))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/loaded", get(routes::models::loaded))

@@ -47,6 +47,8 @@ pub fn check_message(
 pub const MAX_STOP_STRINGS: usize = 16;
 /// Most alternatives per token a request may ask log-probabilities of (`top_logprobs`).
 pub const MAX_TOP_LOGPROBS: i64 = 20;
+/// Inputs in one embeddings request (OpenAI's limit).
+pub const MAX_EMBED_INPUTS: usize = 2048;
 
 /// The longest model reference (alias, path or hub id) a request may carry, in bytes.
 pub const MAX_MODEL_REF_BYTES: usize = 512;

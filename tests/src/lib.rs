@@ -275,6 +275,22 @@ pub fn tiny_config(extra: &str, models: &[(&str, &str)]) -> String {
     s
 }
 
+/// The tiny Qwen3 embedding model (see `tests/reference/make_embedding_model.py`), made from
+/// `tiny("qwen3-f32")`.
+pub fn embedding_model() -> PathBuf {
+    let base = tiny("qwen3-f32");
+    let dir = root().join("target/tmp/models/embedding");
+    let status = Command::new(python())
+        .arg(root().join("tests/reference/make_embedding_model.py"))
+        .arg(&base)
+        .arg(&dir)
+        .env("HF_HUB_OFFLINE", "1")
+        .status()
+        .expect("run make_embedding_model.py");
+    assert!(status.success(), "make_embedding_model.py failed");
+    dir.join("tiny-qwen3-embedding")
+}
+
 /// The scripted models (see `tests/reference/make_scripted_models.py`): tiny models whose greedy
 /// answer is a fixed tool call (`scripted-tools`) or a fixed `<think>` reasoning plus answer
 /// (`scripted-reasoning`).

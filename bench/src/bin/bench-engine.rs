@@ -97,15 +97,17 @@ fn main() -> anyhow::Result<()> {
         let first = first_request(&engine, args.prompt_tokens)?;
         let rates = cases
             .iter()
-            .map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials, None))
+            .map(|&(b, p, g)| run_ours(&engine, b, p, g, args.trials))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if args.constrained {
-            let schema = constraint_schema();
-            println!("\nConstrained decoding ({}), medians of {} trials (decode tokens/s)", "JSON schema", args.trials);
+            println!(
+                "\nConstrained decoding (a JSON schema), medians of {} interleaved trials (decode tokens/s)",
+                args.trials
+            );
             println!("| case | free decode | constrained decode | ratio |");
             println!("| --- | ---: | ---: | ---: |");
-            for (&(b, p, g), free) in cases.iter().zip(&rates) {
-                let c = run_ours(&engine, b, p, g, args.trials, Some(&schema))?;
+            for &(b, p, g) in &cases {
+                let (free, c) = run_constrained(&engine, b, p, g, args.trials)?;
                 println!(
                     "| -b {b} -p {p} -g {g} | {:.1} | {:.1} | {:.2}x |",
                     free.generation_tps,
@@ -200,70 +202,103 @@ fn first_request(engine: &Engine, prompt: usize) -> anyhow::Result<(f64, f64)> {
 
 /// Prefill rate = prompt tokens of all sequences / time to the last first token; decode rate =
 /// tokens generated after each sequence's first / time from the last first token to the end.
-fn run_ours(
+/// One warm-up, then `trials` timed runs; medians.
+fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, trials: usize) -> anyhow::Result<Rates> {
+    let mut results = Vec::new();
+    for trial in 0..=trials {
+        let rates = run_trial(engine, batch, prompt, gen_tokens, trial, None)?;
+        if trial > 0 {
+            eprintln!("  zeta-mlx -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: {rates:?}");
+            results.push(rates);
+        }
+    }
+    Ok(medians(&results))
+}
+
+/// Free and constrained decode of the same prompts, their trials interleaved so that the
+/// machine's noise falls on both alike: (free, constrained) medians.
+fn run_constrained(
     engine: &Engine,
     batch: usize,
     prompt: usize,
     gen_tokens: usize,
     trials: usize,
+) -> anyhow::Result<(Rates, Rates)> {
+    let schema = constraint_schema();
+    let (mut free, mut constrained) = (Vec::new(), Vec::new());
+    for trial in 0..=trials {
+        let f = run_trial(engine, batch, prompt, gen_tokens, trial, None)?;
+        let c = run_trial(engine, batch, prompt, gen_tokens, trial, Some(&schema))?;
+        if trial > 0 {
+            eprintln!("  zeta-mlx -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: free {f:?}, constrained {c:?}");
+            free.push(f);
+            constrained.push(c);
+        }
+    }
+    Ok((medians(&free), medians(&constrained)))
+}
+
+fn medians(results: &[Rates]) -> Rates {
+    Rates {
+        prompt_tps: median(&results.iter().map(|r| r.prompt_tps).collect::<Vec<_>>()),
+        generation_tps: median(&results.iter().map(|r| r.generation_tps).collect::<Vec<_>>()),
+    }
+}
+
+/// One timed run of `batch` sequences (prompts seeded by `trial`), each under `constraint` if
+/// given.
+fn run_trial(
+    engine: &Engine,
+    batch: usize,
+    prompt: usize,
+    gen_tokens: usize,
+    trial: usize,
     constraint: Option<&Constraint>,
 ) -> anyhow::Result<Rates> {
     let vocab = engine.info().vocab_size;
     let no_eos: Vec<(u32, f32)> = engine.info().eos_token_ids.iter().map(|&t| (t, -1e9)).collect();
-    let mut results = Vec::new();
-    for trial in 0..=trials {
-        let start = Instant::now();
-        let mut streams = (0..batch)
-            .map(|i| {
-                let mut r =
-                    GenerateRequest::new(Prompt::Tokens(random_tokens((trial * 100 + i) as u64, prompt, vocab)));
-                r.max_tokens = Some(gen_tokens);
-                r.sampling = SamplingParams { temperature: 0.0, logit_bias: no_eos.clone(), ..Default::default() };
-                r.constraint = constraint.cloned();
-                engine.submit(r)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Each stream is read on its own thread, so every first token is seen when it comes.
-        let outcomes = std::thread::scope(|scope| {
-            let handles: Vec<_> = streams
-                .iter_mut()
-                .map(|s| {
-                    scope.spawn(move || -> anyhow::Result<(Instant, Instant, usize)> {
-                        let (mut first, mut n) = (None, 0);
-                        while let Some(ev) = s.blocking_next() {
-                            match ev {
-                                Event::Delta { tokens, .. } => {
-                                    first.get_or_insert_with(Instant::now);
-                                    n += tokens.len();
-                                }
-                                Event::Finished { .. } => break,
-                                Event::Error(e) => return Err(e.into()),
-                                Event::Started { .. } => {}
+    let start = Instant::now();
+    let mut streams = (0..batch)
+        .map(|i| {
+            let mut r = GenerateRequest::new(Prompt::Tokens(random_tokens((trial * 100 + i) as u64, prompt, vocab)));
+            r.max_tokens = Some(gen_tokens);
+            r.sampling = SamplingParams { temperature: 0.0, logit_bias: no_eos.clone(), ..Default::default() };
+            r.constraint = constraint.cloned();
+            engine.submit(r)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each stream is read on its own thread, so every first token is seen when it comes.
+    let outcomes = std::thread::scope(|scope| {
+        let handles: Vec<_> = streams
+            .iter_mut()
+            .map(|s| {
+                scope.spawn(move || -> anyhow::Result<(Instant, Instant, usize)> {
+                    let (mut first, mut n) = (None, 0);
+                    while let Some(ev) = s.blocking_next() {
+                        match ev {
+                            Event::Delta { tokens, .. } => {
+                                first.get_or_insert_with(Instant::now);
+                                n += tokens.len();
                             }
+                            Event::Finished { .. } => break,
+                            Event::Error(e) => return Err(e.into()),
+                            Event::Started { .. } | Event::Embedding(_) => {}
                         }
-                        Ok((first.context("no token")?, Instant::now(), n))
-                    })
+                    }
+                    Ok((first.context("no token")?, Instant::now(), n))
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("reader thread")).collect::<anyhow::Result<Vec<_>>>()
-        })?;
-        let first: Vec<Instant> = outcomes.iter().map(|o| o.0).collect();
-        let last = outcomes.iter().map(|o| o.1).max().unwrap();
-        let generated: usize = outcomes.iter().map(|o| o.2).sum();
-        let prefilled = *first.iter().max().unwrap();
-        let rates = Rates {
-            prompt_tps: (batch * prompt) as f64 / (prefilled - start).as_secs_f64(),
-            generation_tps: (generated - batch) as f64 / (last - prefilled).as_secs_f64(),
-        };
-        if trial > 0 {
-            let how = if constraint.is_some() { " constrained" } else { "" };
-            eprintln!("  zeta-mlx{how} -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: {rates:?}");
-            results.push(rates);
-        }
-    }
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("reader thread")).collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let first: Vec<Instant> = outcomes.iter().map(|o| o.0).collect();
+    let last = outcomes.iter().map(|o| o.1).max().unwrap();
+    let generated: usize = outcomes.iter().map(|o| o.2).sum();
+    anyhow::ensure!(generated == batch * gen_tokens, "{generated} tokens generated, {} expected", batch * gen_tokens);
+    let prefilled = *first.iter().max().unwrap();
     Ok(Rates {
-        prompt_tps: median(&results.iter().map(|r| r.prompt_tps).collect::<Vec<_>>()),
-        generation_tps: median(&results.iter().map(|r| r.generation_tps).collect::<Vec<_>>()),
+        prompt_tps: (batch * prompt) as f64 / (prefilled - start).as_secs_f64(),
+        generation_tps: (generated - batch) as f64 / (last - prefilled).as_secs_f64(),
     })
 }
 

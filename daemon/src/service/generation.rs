@@ -103,6 +103,11 @@ impl v1::generation_server::Generation for GenerationService {
                     s.queue.push_back(Ok(convert::finished(reason, s.shaper.called_tools(), &usage, &timings)));
                     s.queue.pop_front().expect("just queued")
                 }
+                Some(Event::Embedding(_)) => {
+                    // Generation never yields one (the engine refuses embedding models there).
+                    s.done = true;
+                    Err(Status::from(DaemonError::Internal("an embedding in a generation stream".into())))
+                }
                 Some(Event::Error(e)) => {
                     s.done = true;
                     tracing::warn!(parent: &s.span, error = %e, "failed");
@@ -116,5 +121,9 @@ impl v1::generation_server::Generation for GenerationService {
             Some((item, s))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn embed(&self, request: Request<v1::EmbedRequest>) -> Result<Response<v1::EmbedResponse>, Status> {
+        super::embedding::embed(&self.registry, request).await
     }
 }

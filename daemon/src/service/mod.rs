@@ -1,6 +1,7 @@
 //! The gRPC services of `zeta.mlx.v1`, one module each, over the shared [`Registry`].
 
 pub mod daemon;
+pub mod embedding;
 pub mod generation;
 pub mod models;
 

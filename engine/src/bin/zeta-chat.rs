@@ -102,7 +102,7 @@ fn answer(engine: &Engine, args: &Args, history: &[ChatMessage]) -> Result<Strin
                 reply.push_str(&text);
             }
             Some(Event::Finished { usage, .. }) => break usage,
-            Some(Event::Started { .. }) => {}
+            Some(Event::Started { .. } | Event::Embedding(_)) => {}
             Some(Event::Error(e)) => return Err(e.into()),
             None => return Err("the engine stopped".into()),
         }

@@ -50,6 +50,19 @@ pub(crate) struct Tensors {
 }
 
 impl Tensors {
+    /// Names checkpoints saved from the bare decoder (embedding models: `embed_tokens.weight`,
+    /// `layers.0...`) as the causal-LM checkpoints name them (`model.embed_tokens.weight`).
+    pub(crate) fn with_model_prefix(mut self) -> Tensors {
+        if !self.map.contains_key("model.embed_tokens.weight") && self.map.contains_key("embed_tokens.weight") {
+            self.map = self
+                .map
+                .into_iter()
+                .map(|(k, v)| if k.starts_with("lm_head.") { (k, v) } else { (format!("model.{k}"), v) })
+                .collect();
+        }
+        self
+    }
+
     fn take(&mut self, name: &str) -> Option<Array> {
         self.map.remove(name)
     }

@@ -74,6 +74,17 @@ impl Model {
     /// [`StepInput::build`] marked (decode rows, then chunks that asked), or `None` when none did.
     /// The step's keys and values go into `pool`; nothing is evaluated yet.
     pub fn forward(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
+        let Some(last) = self.hidden(pool, step)? else { return Ok(None) };
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(&last)?,
+            None => self.embed.as_linear(&last)?,
+        };
+        Ok(Some(layers::cast(logits, Dtype::F32)?))
+    }
+
+    /// Runs one step like [`Model::forward`] but returns the final-norm hidden states
+    /// `[n, hidden]` (the activation type) of the marked rows: what embedding models pool.
+    pub fn hidden(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
         let mut x = self.embed.forward(&step.ids, self.dtype)?;
         let table = self.rope.table(&step.positions)?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -88,12 +99,7 @@ impl Model {
             x = ops::add(&x, &layer.down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)?)?;
         }
         let Some(rows) = &step.logits_rows else { return Ok(None) };
-        let last = self.norm.forward(&ops::take(&x, rows, 0)?)?;
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(&last)?,
-            None => self.embed.as_linear(&last)?,
-        };
-        Ok(Some(layers::cast(logits, Dtype::F32)?))
+        Ok(Some(self.norm.forward(&ops::take(&x, rows, 0)?)?))
     }
 
     fn attention(

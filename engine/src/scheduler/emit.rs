@@ -106,3 +106,21 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
     }
     Ok(())
 }
+
+/// Hands an embedding request its pooled vector (normalised as the model says) and finishes it.
+pub(super) fn on_embedding(seq: &mut Seq, mut vector: Vec<f32>, now: Instant, shared: &Shared) {
+    if shared.info.embedding.is_some_and(|e| e.normalize) {
+        crate::embedding::normalize(&mut vector);
+    }
+    let _ = seq.tx.send(Event::Embedding(vector));
+    let _ = seq.tx.send(Event::Finished {
+        reason: FinishReason::Stop,
+        usage: Usage { prompt_tokens: seq.prompt.len(), completion_tokens: 0, cached_tokens: seq.cached_tokens },
+        timings: Timings {
+            queued: seq.admitted - seq.submitted,
+            prefill: now - seq.admitted,
+            decode: Default::default(),
+        },
+    });
+    seq.done = true;
+}

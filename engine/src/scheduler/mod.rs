@@ -61,6 +61,8 @@ pub(crate) struct Pending {
     pub stop: Vec<String>,
     pub keep_special_tokens: bool,
     pub guide: Option<Guide>,
+    /// An embedding request: its prompt is run and pooled, nothing is generated.
+    pub embed: bool,
     pub tx: UnboundedSender<Event>,
     pub submitted: Instant,
 }
@@ -96,6 +98,8 @@ struct Seq {
     pending: Option<u32>,
     /// The step `pending` belongs to.
     pending_step: u64,
+    /// An embedding request (never decodes).
+    embed: bool,
     done: bool,
 }
 
@@ -115,6 +119,8 @@ struct InFlight {
     tokens: usize,
     /// Something small that is ready when the step is, for steps without tokens to read.
     marker: Option<mlx::Array>,
+    /// An embedding model's pooled rows `[rows, hidden]` (float32), in place of `choice`.
+    hidden: Option<mlx::Array>,
     started: Instant,
 }
 
@@ -245,6 +251,7 @@ impl Core {
             last_token: None,
             pending: None,
             pending_step: 0,
+            embed: p.embed,
             done: false,
         }
     }
@@ -308,11 +315,23 @@ impl Core {
                 .collect();
             StepInput::build(&decode, &prefill, prev, &self.shapes)?
         };
-        let logits = self.model.forward(&mut self.pool, &input)?;
+        let embedding = self.shared.info.embedding.is_some();
+        let logits = if embedding {
+            match self.model.hidden(&mut self.pool, &input)? {
+                Some(h) => Some(crate::model::layers::cast(h, mlx::Dtype::F32)?),
+                None => None,
+            }
+        } else {
+            self.model.forward(&mut self.pool, &input)?
+        };
         let sampled: Vec<usize> =
             plan.decode.iter().map(|d| d.0).chain(plan.prefill.iter().filter(|c| c.logits).map(|c| c.seq)).collect();
         let mut eval = ArrayList::of(self.pool.arrays());
-        let (choice, marker) = match logits {
+        let (choice, marker, hidden) = match logits {
+            Some(h) if embedding => {
+                eval.push(&h);
+                (None, None, Some(h))
+            }
             Some(logits) => {
                 let mut slots: Vec<Option<&mut Sampler>> =
                     self.running.iter_mut().map(|s| Some(&mut s.sampler)).collect();
@@ -322,12 +341,12 @@ impl Core {
                 for a in choice.arrays() {
                     eval.push(a);
                 }
-                (Some(choice), None)
+                (Some(choice), None, None)
             }
             None => {
                 let marker = self.pool.marker()?;
                 eval.push(&marker);
-                (None, Some(marker))
+                (None, Some(marker), None)
             }
         };
         eval.async_eval()?;
@@ -338,7 +357,7 @@ impl Core {
             s.pending_step = id;
             rows.push(s.id);
         }
-        Ok(InFlight { id, choice, rows, tokens: plan.tokens(), marker, started: Instant::now() })
+        Ok(InFlight { id, choice, rows, tokens: plan.tokens(), marker, hidden, started: Instant::now() })
     }
 
     fn read_inflight(&mut self) {
@@ -349,6 +368,9 @@ impl Core {
 
     /// Waits for a started step and hands its tokens to their sequences.
     fn read(&mut self, f: InFlight) {
+        if let Some(h) = &f.hidden {
+            return self.read_hidden(&f, h);
+        }
         let read = match (&f.choice, &f.marker) {
             (Some(c), _) => c.read().map(Some),
             (None, Some(m)) => m.eval().map(|_| None).map_err(EngineError::from),
@@ -380,6 +402,28 @@ impl Core {
             if let Err(e) = emit::on_token(seq, s, now, &self.shared) {
                 let _ = seq.tx.send(Event::Error(e));
                 seq.done = true;
+            }
+        }
+    }
+
+    /// Waits for an embedding step and hands each row's pooled vector to its sequence.
+    fn read_hidden(&mut self, f: &InFlight, h: &mlx::Array) {
+        let values = match h.to_f32() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "a step failed on the device; failing every sequence");
+                self.fail_all(e.into());
+                return;
+            }
+        };
+        let now = Instant::now();
+        self.last_read = now;
+        let dim = h.dim(1) as usize;
+        for (row, id) in f.rows.iter().enumerate() {
+            let Some(seq) = self.running.iter_mut().find(|q| q.id == *id) else { continue };
+            seq.pending = None;
+            if !seq.done {
+                emit::on_embedding(seq, values[row * dim..(row + 1) * dim].to_vec(), now, &self.shared);
             }
         }
     }

@@ -53,7 +53,7 @@ pub(super) enum Next {
 fn decode_rows(running: &[Seq], context: usize) -> Option<Vec<(usize, TokenSource)>> {
     let mut rows = Vec::new();
     for (i, s) in running.iter().enumerate() {
-        if s.done || !s.decoding() {
+        if s.done || !s.decoding() || s.embed {
             continue;
         }
         let produced = s.generated.len() + s.pending.is_some() as usize;

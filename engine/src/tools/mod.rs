@@ -166,11 +166,16 @@ impl ToolFormat {
             ToolFormat::Llama3 => "}",
             ToolFormat::Mistral => "}]",
         };
+        // What comes between the forced prefix and the arguments. The spacing around it is the
+        // model's choice (`SEP?`): a grammar that insisted on one spelling would push the model
+        // off the tokens it writes calls with.
         let opening = |name: &str| match (self, choice) {
-            (_, ForcedChoice::Function(_)) => " ".to_string(),
-            (ToolFormat::Hermes, ForcedChoice::Required) => format!("{{\"name\": {}, \"arguments\": ", lit(name)),
-            (ToolFormat::Llama3, ForcedChoice::Required) => format!(" {}, \"parameters\": ", lit(name)),
-            (ToolFormat::Mistral, ForcedChoice::Required) => format!("[{{\"name\": {}, \"arguments\": ", lit(name)),
+            (_, ForcedChoice::Function(_)) => None,
+            (ToolFormat::Hermes, ForcedChoice::Required) => Some(format!("{{\"name\": {}, \"arguments\":", lit(name))),
+            (ToolFormat::Llama3, ForcedChoice::Required) => Some(format!("{}, \"parameters\":", lit(name))),
+            (ToolFormat::Mistral, ForcedChoice::Required) => {
+                Some(format!("[{{\"name\": {}, \"arguments\":", lit(name)))
+            }
         };
         let callable: Vec<&(String, serde_json::Value)> = match choice {
             ForcedChoice::Function(f) => tools.iter().filter(|(n, _)| n == f).collect(),
@@ -186,15 +191,16 @@ impl ToolFormat {
             schema.entry("x-guidance").or_insert_with(
                 || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
             );
-            // The opening is quoted with JSON's escapes, which Lark's string literals share.
-            let open = serde_json::Value::String(opening(name)).to_string();
+            // Literals are quoted with JSON's escapes, which Lark's string literals share.
+            let open = opening(name).map(|o| format!("{} SEP? ", lit(&o))).unwrap_or_default();
             calls.push(format!("call_{i}"));
-            rules.push(format!("call_{i}: {open} args_{i} {}", lit(close)));
+            rules.push(format!("call_{i}: SEP? {open}args_{i} {}", lit(close)));
             rules.push(format!("args_{i}: %json {}", serde_json::Value::Object(schema)));
         }
         if calls.is_empty() {
             return None;
         }
+        rules.push("SEP: /[ \\n]{1,2}/".into());
         Some(format!("start: {}\n{}\n", calls.join(" | "), rules.join("\n")))
     }
 }
