@@ -129,6 +129,54 @@ fn token_bytes(tok: &Tokenizer, width: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Where in `schema` the compiler's complaint `message` is about, as a JSON pointer (`#/properties/a`):
+/// the first subschema, depth first, with a keyword the message quotes (`Unimplemented keys:
+/// ["not"]`) or a string value it names (`Unknown format: uuid4`, `Invalid type: strange`,
+/// `Pointer '/$defs/x' does not exist`). llguidance's messages do not say where.
+fn locate(schema: &Value, message: &str) -> Option<String> {
+    fn walk(v: &Value, path: &mut Vec<String>, message: &str) -> Option<String> {
+        let here = |path: &[String]| {
+            let escaped: Vec<String> = path.iter().map(|p| p.replace('~', "~0").replace('/', "~1")).collect();
+            format!("#/{}", escaped.join("/"))
+        };
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    let named = |s: &str| {
+                        message.contains(&format!("\"{s}\""))
+                            || message.ends_with(&format!(": {s}"))
+                            || message.contains(&format!("'{}'", s.trim_start_matches('#')))
+                    };
+                    let hit = named(k) || x.as_str().is_some_and(|s| s.len() > 1 && named(s));
+                    if hit && k != "properties" && k != "$defs" && k != "definitions" {
+                        return Some(here(path));
+                    }
+                }
+                for (k, x) in o {
+                    path.push(k.clone());
+                    if let Some(p) = walk(x, path, message) {
+                        return Some(p);
+                    }
+                    path.pop();
+                }
+                None
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    path.push(i.to_string());
+                    if let Some(p) = walk(x, path, message) {
+                        return Some(p);
+                    }
+                    path.pop();
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    walk(schema, &mut Vec::new(), message)
+}
+
 /// One model's grammar compiler, built on first use.
 pub(crate) struct Grammars {
     factory: OnceLock<std::result::Result<Arc<ParserFactory>, String>>,
@@ -159,7 +207,14 @@ impl Grammars {
     /// or grammar is an invalid argument naming the constraint's field.
     pub fn compile(&self, c: &Constraint, tok: &Tokenizer, eos: &[u32], width: usize) -> Result<Guide> {
         let factory = self.factory(tok, eos, width)?;
-        let parser = factory.create_parser(c.grammar()?).map_err(|e| EngineError::invalid(c.field(), e.to_string()))?;
+        let parser = factory.create_parser(c.grammar()?).map_err(|e| {
+            let message = e.to_string();
+            let at = match c {
+                Constraint::JsonSchema(s) => locate(s, &message).map(|p| format!("at {p}: ")),
+                _ => None,
+            };
+            EngineError::invalid(c.field(), format!("{}{message}", at.unwrap_or_default()))
+        })?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(EngineError::invalid(c.field(), e));
@@ -303,5 +358,25 @@ mod tests {
             matches!(e, EngineError::InvalidArgument { ref field, .. } if field == "constraint.json_schema"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn schema_errors_name_the_subschema_at_fault() {
+        let (tok, _dir) = byte_level();
+        let grammars = Grammars::new();
+        let nested = |inner: Value| {
+            json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": inner}}, "c": {"type": "string"}}})
+        };
+        for (inner, want) in [
+            (json!({"not": {"type": "string"}}), "at #/properties/a/properties/b: "),
+            (json!({"type": "string", "format": "weird"}), "at #/properties/a/properties/b: "),
+            (json!({"type": "strange"}), "at #/properties/a/properties/b: "),
+            (json!({"$ref": "#/$defs/gone"}), "at #/properties/a/properties/b: "),
+            (json!({"type": "array", "items": {"if": {}, "then": {}}}), "at #/properties/a/properties/b/items: "),
+        ] {
+            let e = grammars.compile(&Constraint::JsonSchema(nested(inner.clone())), &tok, &[6], 8).unwrap_err();
+            let EngineError::InvalidArgument { message, .. } = &e else { panic!("{e}") };
+            assert!(message.starts_with(want), "{inner}: {message}");
+        }
     }
 }

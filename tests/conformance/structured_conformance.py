@@ -210,7 +210,10 @@ def check_bad_schemas_name_the_field():
     refused("response_format.type", response_format={"type": "yaml"})
     msg = refused("response_format", response_format={"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}})
-    assert "missing" in msg, msg
+    assert "missing" in msg and "at #/properties/a" in msg, msg
+    msg = refused("response_format", response_format={"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "array", "items": {"not": {}}}}}}})
+    assert "at #/properties/a/items" in msg and "not" in msg, msg
     refused("response_format", response_format={"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "strange"}}})
     refused("response_format", extra_body={"grammar": "start: ("})
