@@ -162,7 +162,15 @@ pub fn shaping(tool_choice: Option<&v1::ToolChoice>, separate_reasoning: bool) -
         Some((m, _)) if m == v1::tool_choice::Mode::Required as i32 => Some(ForcedChoice::Required),
         _ => None,
     };
-    Shaping { forced, separate_reasoning }
+    Shaping { forced, separate_reasoning, strict: vec![] }
+}
+
+/// The tools whose arguments are generated under their schema even when the call is not forced.
+pub fn strict_tools(tools: &[v1::Tool], tool_choice: Option<&v1::ToolChoice>) -> Vec<String> {
+    if hides_tools(tool_choice) {
+        return vec![];
+    }
+    tools.iter().filter(|t| t.strict).map(|t| t.name.clone()).collect()
 }
 
 /// Whether a tool choice hides the tools from the prompt (`none`).

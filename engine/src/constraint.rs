@@ -361,12 +361,32 @@ mod tests {
     }
 
     #[test]
+    fn tool_call_grammars_compile_for_every_format() {
+        use crate::tools::{ForcedChoice, ToolFormat};
+        let (tok, _dir) = byte_level();
+        let grammars = Grammars::new();
+        let tools = vec![
+            ("get_time".to_string(), json!({"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}})),
+            ("ping".to_string(), Value::Null),
+        ];
+        let mut grammars_made = vec![ToolFormat::Hermes.auto_grammar(&tools).unwrap()];
+        for f in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Mistral] {
+            for c in [ForcedChoice::Required, ForcedChoice::Function("ping".into())] {
+                grammars_made.push(f.forced_grammar(&c, &tools).unwrap());
+            }
+            assert!(f == ToolFormat::Hermes || f.auto_grammar(&tools).is_none());
+        }
+        assert!(ToolFormat::Hermes.forced_grammar(&ForcedChoice::Function("nope".into()), &tools).is_none());
+        for g in grammars_made {
+            grammars.compile(&Constraint::Lark(g.clone()), &tok, &[6], 8).unwrap_or_else(|e| panic!("{g}\n{e}"));
+        }
+    }
+
+    #[test]
     fn schema_errors_name_the_subschema_at_fault() {
         let (tok, _dir) = byte_level();
         let grammars = Grammars::new();
-        let nested = |inner: Value| {
-            json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": inner}}, "c": {"type": "string"}}})
-        };
+        let nested = |inner: Value| json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": inner}}, "c": {"type": "string"}}});
         for (inner, want) in [
             (json!({"not": {"type": "string"}}), "at #/properties/a/properties/b: "),
             (json!({"type": "string", "format": "weird"}), "at #/properties/a/properties/b: "),

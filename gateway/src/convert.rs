@@ -352,10 +352,12 @@ pub(crate) fn function_tool(
             format!("must be a string, got {}", type_name(d)),
         ));
     }
+    let strict = boolean(&f.get("strict").cloned(), &format!("{field}.strict"))?.unwrap_or(false);
     Ok(v1::Tool {
         name: name.into(),
         description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
         parameters_json: parameters,
+        strict,
     })
 }
 

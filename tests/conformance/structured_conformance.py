@@ -185,6 +185,43 @@ def check_forced_tool_calls_validate():
         jsonschema.validate(json.loads(f.arguments), schemas[f.name])
 
 
+def check_strict_tools_validate_under_auto():
+    # A random model nudged towards calling (a logit bias on `<tool_call>`): with strict tools
+    # every call it makes validates; the same requests without `strict` make no valid call.
+    import urllib.request
+
+    body = json.dumps({"model": "tiny-qwen", "text": "<tool_call>"}).encode()
+    req = urllib.request.Request(BASE.removesuffix("/v1") + "/v1/tokenize", body, {"Content-Type": "application/json"})
+    ids = json.loads(urllib.request.urlopen(req).read())["ids"]
+    assert len(ids) == 1, ids
+    schema = TOOLS[0]["function"]["parameters"]
+
+    def ask(seed, strict):
+        tool = {"type": "function", "function": dict(TOOLS[0]["function"], strict=strict)}
+        return client.chat.completions.create(model="tiny-qwen", max_tokens=256, temperature=1.0, seed=seed, tools=[tool],
+                                              logit_bias={str(ids[0]): 8}, messages=[{"role": "user", "content": "Hi"}]).choices[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        strict = list(pool.map(lambda s: ask(s, True), range(24)))
+        loose = list(pool.map(lambda s: ask(s, False), range(24)))
+    # An answer cut by max_tokens may end inside a call: only finished answers are judged.
+    done = [ch for ch in strict if ch.finish_reason != "length"]
+    calls = [c for ch in done for c in (ch.message.tool_calls or [])]
+    assert len(calls) >= 6, f"only {len(calls)} calls in {len(done)} finished answers"
+    assert all(ch.finish_reason == "tool_calls" for ch in done if ch.message.tool_calls), done
+    for c in calls:
+        assert c.function.name == "book", c
+        jsonschema.validate(json.loads(c.function.arguments), schema)
+    def valid(c):
+        try:
+            jsonschema.validate(json.loads(c.function.arguments), schema)
+            return c.function.name == "book"
+        except Exception:
+            return False
+    loose_done = [ch for ch in loose if ch.finish_reason != "length"]
+    assert not [c for ch in loose_done for c in (ch.message.tool_calls or []) if valid(c)], "a random model calls validly only under the grammar"
+
+
 def check_grammar_extension():
     grammar = 'start: answer\nanswer: "yes" | "no"'
     for seed in range(4):

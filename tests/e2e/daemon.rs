@@ -181,14 +181,24 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             Code::InvalidArgument,
             "chat_template_kwargs",
         ),
-        ("schema not JSON", constrained(&with, Kind::JsonSchema("{nope".into())), Code::InvalidArgument, "not JSON"),
+        (
+            "schema not JSON",
+            constrained(with(&|_| {}), Kind::JsonSchema("{nope".into())),
+            Code::InvalidArgument,
+            "not JSON",
+        ),
         (
             "schema with a dangling $ref",
-            constrained(&with, Kind::JsonSchema(r##"{"$ref": "#/$defs/gone"}"##.into())),
+            constrained(with(&|_| {}), Kind::JsonSchema(r##"{"$ref": "#/$defs/gone"}"##.into())),
             Code::InvalidArgument,
             "gone",
         ),
-        ("broken grammar", constrained(&with, Kind::Grammar("start: (".into())), Code::InvalidArgument, "grammar"),
+        (
+            "broken grammar",
+            constrained(with(&|_| {}), Kind::Grammar("start: (".into())),
+            Code::InvalidArgument,
+            "grammar",
+        ),
     ];
     for (name, req, code, needle) in cases {
         let err = generate(&mut g, req).await.expect_err(name);
@@ -197,8 +207,9 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     }
     let err = generate(&mut g, with(&|r| r.max_tokens = Some(100_000))).await.unwrap_err();
     assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("messages"));
-    let err =
-        generate(&mut g, constrained(&with, Kind::JsonSchema(r#"{"type": "strange"}"#.into()))).await.unwrap_err();
+    let err = generate(&mut g, constrained(with(&|_| {}), Kind::JsonSchema(r#"{"type": "strange"}"#.into())))
+        .await
+        .unwrap_err();
     assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("constraint.json_schema"));
 
     // A full queue answers RESOURCE_EXHAUSTED with a retry hint. At most 16 requests run and 1
@@ -238,11 +249,10 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     assert!(!d.logs().contains("panicked"), "{}", d.logs());
 }
 
-fn constrained(
-    with: &dyn Fn(&dyn Fn(&mut v1::GenerateRequest)) -> v1::GenerateRequest,
-    kind: Kind,
-) -> v1::GenerateRequest {
-    with(&|r| r.constraint = Some(v1::Constraint { kind: Some(kind.clone()) }))
+/// `r` with its output constrained by `kind`.
+fn constrained(mut r: v1::GenerateRequest, kind: Kind) -> v1::GenerateRequest {
+    r.constraint = Some(v1::Constraint { kind: Some(kind) });
+    r
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -205,6 +205,45 @@ impl ToolFormat {
     }
 }
 
+impl ToolFormat {
+    /// The grammar of a whole answer under `tool_choice` auto with strict tools: free text that
+    /// never opens a call, then optionally calls whose arguments are valid under each function's
+    /// schema (`tools`: name and schema; a non-strict tool's schema is just an object). Hermes
+    /// only, where a call is a tagged block anywhere in the answer; `None` for other formats.
+    pub fn auto_grammar(&self, tools: &[(String, serde_json::Value)]) -> Option<String> {
+        if *self != ToolFormat::Hermes || tools.is_empty() {
+            return None;
+        }
+        let lit = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        // The text before a first call is a lexeme ended by the call's tag (`suffix`, kept in the
+        // output): a plain text lexeme would be extended greedily over the tag's first bytes and
+        // could never give way to the call.
+        let body = (0..tools.len()).map(|i| format!("c_{i}")).collect::<Vec<_>>().join(" | ");
+        let mut rules = vec![
+            "start: TEXT | before body (SEP? call)*".to_string(),
+            format!("before[suffix={}]: /(?s:.*)/", lit("<tool_call>")),
+            format!("call: {} body", lit("<tool_call>")),
+            format!("body: SEP? ({body}) SEP? {}", lit("</tool_call>")),
+        ];
+        for (i, (name, schema)) in tools.iter().enumerate() {
+            let mut schema = match schema {
+                serde_json::Value::Object(o) => o.clone(),
+                _ => serde_json::Map::from_iter([("type".to_string(), "object".into())]),
+            };
+            schema.entry("x-guidance").or_insert_with(
+                || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+            );
+            let open = format!("{{\"name\": {}, \"arguments\":", lit(name));
+            rules.push(format!("c_{i}: {} SEP? a_{i} \"}}\"", lit(&open)));
+            rules.push(format!("a_{i}: %json {}", serde_json::Value::Object(schema)));
+        }
+        // Text is anything that does not contain a call's opening tag.
+        rules.push("TEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/".into());
+        rules.push("SEP: /[ \\n]{1,2}/".into());
+        Some(rules.join("\n") + "\n")
+    }
+}
+
 /// A fresh call id: `call_` and 24 random ASCII letters and digits.
 pub fn new_call_id() -> String {
     use rand::RngExt;

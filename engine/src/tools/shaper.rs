@@ -24,6 +24,9 @@ pub struct Shaping {
     pub forced: Option<ForcedChoice>,
     /// Split `<think>` reasoning out of the answer (where the model reasons).
     pub separate_reasoning: bool,
+    /// Tools whose arguments are generated under their schema under `auto` too (Hermes-format
+    /// models; a forced call always is).
+    pub strict: Vec<String>,
 }
 
 /// A fragment of a tool call: the first of each call carries its id and name.
@@ -160,6 +163,16 @@ impl Shaper {
         let shaper = Shaper::new(format, names, forced, reasoning);
         let constraint = match (format, &how.forced, tools) {
             (Some(f), Some(choice), Some(t)) => f.forced_grammar(choice, &tool_schemas(t)).map(Constraint::Lark),
+            (Some(f), None, Some(t)) if !how.strict.is_empty() => {
+                let schemas: Vec<(String, serde_json::Value)> = tool_schemas(t)
+                    .into_iter()
+                    .map(|(n, s)| {
+                        let s = if how.strict.contains(&n) { s } else { serde_json::json!({"type": "object"}) };
+                        (n, s)
+                    })
+                    .collect();
+                f.auto_grammar(&schemas).map(Constraint::Lark)
+            }
             _ => None,
         };
         let keep_special_tokens = format.is_some_and(|f| f != ToolFormat::Hermes);
