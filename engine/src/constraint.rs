@@ -40,13 +40,12 @@ impl Constraint {
     }
 
     fn grammar(&self) -> Result<TopLevelGrammar> {
-        let compact = json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
         let schema = match self {
             Constraint::JsonObject => json!({"type": "object"}),
             Constraint::JsonSchema(s) => s.clone(),
             Constraint::Lark(text) => return Ok(TopLevelGrammar::from_lark(text.clone())),
         };
-        let mut schema = match schema {
+        let schema = match schema {
             Value::Object(o) => o,
             Value::Bool(true) => Default::default(),
             other => {
@@ -56,8 +55,23 @@ impl Constraint {
                 ));
             }
         };
-        schema.entry("x-guidance").or_insert(compact);
-        Ok(TopLevelGrammar::from_json_schema(Value::Object(schema)))
+        Ok(TopLevelGrammar::from_json_schema(compact(schema)))
+    }
+}
+
+/// A JSON schema with compact output asked of llguidance, unless it sets its own `x-guidance`.
+pub(crate) fn compact(mut schema: serde_json::Map<String, Value>) -> Value {
+    schema
+        .entry("x-guidance")
+        .or_insert_with(|| json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}));
+    Value::Object(schema)
+}
+
+/// A tool's parameter schema, compact; a missing one is any object.
+pub(crate) fn compact_parameters(schema: &Value) -> Value {
+    match schema {
+        Value::Object(o) => compact(o.clone()),
+        _ => compact(serde_json::Map::from_iter([("type".to_string(), "object".into())])),
     }
 }
 

@@ -275,19 +275,24 @@ pub fn tiny_config(extra: &str, models: &[(&str, &str)]) -> String {
     s
 }
 
+/// Runs one of the reference builders of `tests/reference/` (`script BASE OUT`), which make a
+/// model from a tiny one once and reuse it after.
+fn build_from(script: &str, base: &Path, out: &Path) {
+    let status = Command::new(python())
+        .arg(root().join("tests/reference").join(script))
+        .arg(base)
+        .arg(out)
+        .env("HF_HUB_OFFLINE", "1")
+        .status()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(status.success(), "{script} failed");
+}
+
 /// The tiny Qwen3 embedding model (see `tests/reference/make_embedding_model.py`), made from
 /// `tiny("qwen3-f32")`.
 pub fn embedding_model() -> PathBuf {
-    let base = tiny("qwen3-f32");
     let dir = root().join("target/tmp/models/embedding");
-    let status = Command::new(python())
-        .arg(root().join("tests/reference/make_embedding_model.py"))
-        .arg(&base)
-        .arg(&dir)
-        .env("HF_HUB_OFFLINE", "1")
-        .status()
-        .expect("run make_embedding_model.py");
-    assert!(status.success(), "make_embedding_model.py failed");
+    build_from("make_embedding_model.py", &tiny("qwen3-f32"), &dir);
     dir.join("tiny-qwen3-embedding")
 }
 
@@ -295,16 +300,8 @@ pub fn embedding_model() -> PathBuf {
 /// answer is a fixed tool call (`scripted-tools`) or a fixed `<think>` reasoning plus answer
 /// (`scripted-reasoning`).
 pub fn scripted(name: &str) -> PathBuf {
-    let base = tiny("qwen2-f32");
     let dir = root().join("target/tmp/models/scripted");
-    let status = Command::new(python())
-        .arg(root().join("tests/reference/make_scripted_models.py"))
-        .arg(&base)
-        .arg(&dir)
-        .env("HF_HUB_OFFLINE", "1")
-        .status()
-        .expect("run make_scripted_models.py");
-    assert!(status.success(), "make_scripted_models.py failed");
+    build_from("make_scripted_models.py", &tiny("qwen2-f32"), &dir);
     dir.join(name)
 }
 

@@ -184,18 +184,12 @@ impl ToolFormat {
         let mut rules = Vec::new();
         let mut calls = Vec::new();
         for (i, (name, schema)) in callable.iter().enumerate() {
-            let mut schema = match schema {
-                serde_json::Value::Object(o) => o.clone(),
-                _ => serde_json::Map::from_iter([("type".to_string(), "object".into())]),
-            };
-            schema.entry("x-guidance").or_insert_with(
-                || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
-            );
+            let schema = crate::constraint::compact_parameters(schema);
             // Literals are quoted with JSON's escapes, which Lark's string literals share.
             let open = opening(name).map(|o| format!("{} SEP? ", lit(&o))).unwrap_or_default();
             calls.push(format!("call_{i}"));
             rules.push(format!("call_{i}: SEP? {open}args_{i} {}", lit(close)));
-            rules.push(format!("args_{i}: %json {}", serde_json::Value::Object(schema)));
+            rules.push(format!("args_{i}: %json {schema}"));
         }
         if calls.is_empty() {
             return None;
@@ -226,16 +220,10 @@ impl ToolFormat {
             format!("body: SEP? ({body}) SEP? {}", lit("</tool_call>")),
         ];
         for (i, (name, schema)) in tools.iter().enumerate() {
-            let mut schema = match schema {
-                serde_json::Value::Object(o) => o.clone(),
-                _ => serde_json::Map::from_iter([("type".to_string(), "object".into())]),
-            };
-            schema.entry("x-guidance").or_insert_with(
-                || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
-            );
+            let schema = crate::constraint::compact_parameters(schema);
             let open = format!("{{\"name\": {}, \"arguments\":", lit(name));
             rules.push(format!("c_{i}: {} SEP? a_{i} \"}}\"", lit(&open)));
-            rules.push(format!("a_{i}: %json {}", serde_json::Value::Object(schema)));
+            rules.push(format!("a_{i}: %json {schema}"));
         }
         // Text is anything that does not contain a call's opening tag.
         rules.push("TEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/".into());
