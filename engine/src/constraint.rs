@@ -374,26 +374,115 @@ mod tests {
         );
     }
 
+    /// A byte-level vocabulary where token `b` is byte `b`, plus special tokens 256
+    /// `<|end|>`, 257 `[TOOL_CALLS]`, 258 `<|python_tag|>`.
+    fn bytes_vocab() -> (Tokenizer, tempfile::TempDir) {
+        let alphabet = byte_level_alphabet();
+        let mut vocab = serde_json::Map::new();
+        for (c, b) in &alphabet {
+            vocab.insert(c.to_string(), json!(*b as u32));
+        }
+        let specials = [(256, "<|end|>"), (257, "[TOOL_CALLS]"), (258, "<|python_tag|>")];
+        for (id, t) in specials {
+            vocab.insert(t.to_string(), json!(id));
+        }
+        let decoder = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        tokenizer(decoder, Value::Object(vocab), &specials, false)
+    }
+
+    /// Whether `guide` takes `tokens` and may then end.
+    fn takes(mut guide: Guide, tokens: &[u32]) -> bool {
+        let mut row = vec![0.0; 259];
+        for &t in tokens {
+            if guide.fill(&mut row).is_err() || row[t as usize] != 0.0 || guide.consume(t).is_err() {
+                return false;
+            }
+        }
+        guide.finished() || (guide.fill(&mut row).is_ok() && row[256] == 0.0)
+    }
+
     #[test]
-    fn tool_call_grammars_compile_for_every_format() {
+    fn tool_call_grammars_take_valid_calls_and_text_and_refuse_invalid_calls() {
         use crate::tools::{ForcedChoice, ToolFormat};
-        let (tok, _dir) = byte_level();
+        let (tok, _dir) = bytes_vocab();
         let grammars = Grammars::new();
         let tools = vec![
-            ("get_time".to_string(), json!({"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}})),
+            (
+                "get_time".to_string(),
+                json!({"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]}),
+            ),
             ("ping".to_string(), Value::Null),
         ];
-        let mut grammars_made = vec![ToolFormat::Hermes.auto_grammar(&tools).unwrap()];
-        for f in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Mistral] {
-            for c in [ForcedChoice::Required, ForcedChoice::Function("ping".into())] {
-                grammars_made.push(f.forced_grammar(&c, &tools).unwrap());
+        let special = |t: &str| tok.special_token_id(t);
+        let text = |s: &str| s.bytes().map(u32::from).collect::<Vec<u32>>();
+        let with = |marker: u32, s: &str| [vec![marker], text(s)].concat();
+        let check = |grammar: String, cases: Vec<(Vec<u32>, bool)>| {
+            for (tokens, ok) in cases {
+                let guide = grammars.compile(&Constraint::Lark(grammar.clone()), &tok, &[256], 259).unwrap();
+                let shown =
+                    String::from_utf8_lossy(&tokens.iter().map(|&t| t.min(255) as u8).collect::<Vec<_>>()).into_owned();
+                assert_eq!(takes(guide, &tokens), ok, "{shown:?} under\n{grammar}");
             }
-            assert!(f == ToolFormat::Hermes || f.auto_grammar(&tools).is_none());
-        }
+        };
+        check(
+            ToolFormat::Hermes.auto_grammar(&tools, &special).unwrap(),
+            vec![
+                (text("Hello there"), true),
+                (
+                    text(
+                        "Sure. <tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}\n</tool_call>",
+                    ),
+                    true,
+                ),
+                (text("<tool_call>{\"name\": \"ping\", \"arguments\": {}}</tool_call>"), true),
+                (text("<tool_call>{\"name\": \"get_time\", \"arguments\": {\"zone\": \"PST\"}}</tool_call>"), false),
+                (text("<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>"), false),
+            ],
+        );
+        check(
+            ToolFormat::Llama3.auto_grammar(&tools, &special).unwrap(),
+            vec![
+                (text("The time is noon."), true),
+                (text("{\"name\": \"get_time\", \"parameters\": {\"zone\": \"CET\"}}"), true),
+                (with(258, "{\"name\": \"ping\", \"parameters\": {}}; {\"name\": \"ping\", \"parameters\": {}}"), true),
+                (text("{\"name\": \"get_time\", \"parameters\": {}}"), false),
+                (text("{\"oops\": 1}"), false),
+            ],
+        );
+        check(
+            ToolFormat::Mistral.auto_grammar(&tools, &special).unwrap(),
+            vec![
+                (text("Plain [text]."), true),
+                (
+                    with(
+                        257,
+                        "[{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}, {\"name\": \"ping\", \"arguments\": {}}]",
+                    ),
+                    true,
+                ),
+                (with(257, "[{\"name\": \"get_time\", \"arguments\": {\"zone\": 5}}]"), false),
+            ],
+        );
+        // What follows a forced opening: the arguments and the format's closing.
+        let named = ForcedChoice::Function("get_time".into());
+        check(
+            ToolFormat::Hermes.forced_grammar(&named, &tools).unwrap(),
+            vec![
+                (text(" {\"zone\": \"CET\"}}\n</tool_call>"), true),
+                (text("{\"zone\": \"CET\"}}\n</tool_call>"), true),
+                (text(" {\"zone\": \"XYZ\"}}\n</tool_call>"), false),
+            ],
+        );
+        check(
+            ToolFormat::Mistral.forced_grammar(&ForcedChoice::Required, &tools).unwrap(),
+            vec![(text("[{\"name\": \"ping\", \"arguments\": {}}]"), true), (text("[{\"name\": \"ping\"}]"), false)],
+        );
+        check(
+            ToolFormat::Llama3.forced_grammar(&ForcedChoice::Required, &tools).unwrap(),
+            vec![(text(" \"ping\", \"parameters\": {}}"), true)],
+        );
         assert!(ToolFormat::Hermes.forced_grammar(&ForcedChoice::Function("nope".into()), &tools).is_none());
-        for g in grammars_made {
-            grammars.compile(&Constraint::Lark(g.clone()), &tok, &[6], 8).unwrap_or_else(|e| panic!("{g}\n{e}"));
-        }
+        assert!(ToolFormat::Mistral.auto_grammar(&[], &special).is_none());
     }
 
     #[test]

@@ -54,6 +54,15 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The id of a special (control) token, such as `[TOOL_CALLS]` where a vocabulary makes it one.
+    pub fn special_token_id(&self, text: &str) -> Option<u32> {
+        self.inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .find(|(_, t)| t.special && t.content == text)
+            .map(|(id, _)| id)
+    }
+
     /// The text of one token id as stored in the vocabulary.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)

@@ -36,6 +36,7 @@
 //! text to anyone: decode those tokens with their text.
 
 mod call;
+mod grammar;
 mod json;
 mod parser;
 mod reasoning;
@@ -151,84 +152,6 @@ impl ToolFormat {
                 format!("[TOOL_CALLS][{{\"name\": {}, \"arguments\":", quoted(n))
             }
         }
-    }
-}
-
-impl ToolFormat {
-    /// The grammar (llguidance's Lark) of what follows [`ToolFormat::forced_prefix`]: one call
-    /// whose arguments are valid under the called function's parameter schema, closed as the
-    /// format closes a call. `tools`: each offered function's name and parameter schema.
-    /// `None` when no offered tool can be called.
-    pub fn forced_grammar(&self, choice: &ForcedChoice, tools: &[(String, serde_json::Value)]) -> Option<String> {
-        let lit = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-        let close = match self {
-            ToolFormat::Hermes => "}\n</tool_call>",
-            ToolFormat::Llama3 => "}",
-            ToolFormat::Mistral => "}]",
-        };
-        // What comes between the forced prefix and the arguments. The spacing around it is the
-        // model's choice (`SEP?`): a grammar that insisted on one spelling would push the model
-        // off the tokens it writes calls with.
-        let opening = |name: &str| match (self, choice) {
-            (_, ForcedChoice::Function(_)) => None,
-            (ToolFormat::Hermes, ForcedChoice::Required) => Some(format!("{{\"name\": {}, \"arguments\":", lit(name))),
-            (ToolFormat::Llama3, ForcedChoice::Required) => Some(format!("{}, \"parameters\":", lit(name))),
-            (ToolFormat::Mistral, ForcedChoice::Required) => {
-                Some(format!("[{{\"name\": {}, \"arguments\":", lit(name)))
-            }
-        };
-        let callable: Vec<&(String, serde_json::Value)> = match choice {
-            ForcedChoice::Function(f) => tools.iter().filter(|(n, _)| n == f).collect(),
-            ForcedChoice::Required => tools.iter().collect(),
-        };
-        let mut rules = Vec::new();
-        let mut calls = Vec::new();
-        for (i, (name, schema)) in callable.iter().enumerate() {
-            let schema = crate::constraint::compact_parameters(schema);
-            // Literals are quoted with JSON's escapes, which Lark's string literals share.
-            let open = opening(name).map(|o| format!("{} SEP? ", lit(&o))).unwrap_or_default();
-            calls.push(format!("call_{i}"));
-            rules.push(format!("call_{i}: SEP? {open}args_{i} {}", lit(close)));
-            rules.push(format!("args_{i}: %json {schema}"));
-        }
-        if calls.is_empty() {
-            return None;
-        }
-        rules.push("SEP: /[ \\n]{1,2}/".into());
-        Some(format!("start: {}\n{}\n", calls.join(" | "), rules.join("\n")))
-    }
-}
-
-impl ToolFormat {
-    /// The grammar of a whole answer under `tool_choice` auto with strict tools: free text that
-    /// never opens a call, then optionally calls whose arguments are valid under each function's
-    /// schema (`tools`: name and schema; a non-strict tool's schema is just an object). Hermes
-    /// only, where a call is a tagged block anywhere in the answer; `None` for other formats.
-    pub fn auto_grammar(&self, tools: &[(String, serde_json::Value)]) -> Option<String> {
-        if *self != ToolFormat::Hermes || tools.is_empty() {
-            return None;
-        }
-        let lit = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-        // The text before a first call is a lexeme ended by the call's tag (`suffix`, kept in the
-        // output): a plain text lexeme would be extended greedily over the tag's first bytes and
-        // could never give way to the call.
-        let body = (0..tools.len()).map(|i| format!("c_{i}")).collect::<Vec<_>>().join(" | ");
-        let mut rules = vec![
-            "start: TEXT | before body (SEP? call)*".to_string(),
-            format!("before[suffix={}]: /(?s:.*)/", lit("<tool_call>")),
-            format!("call: {} body", lit("<tool_call>")),
-            format!("body: SEP? ({body}) SEP? {}", lit("</tool_call>")),
-        ];
-        for (i, (name, schema)) in tools.iter().enumerate() {
-            let schema = crate::constraint::compact_parameters(schema);
-            let open = format!("{{\"name\": {}, \"arguments\":", lit(name));
-            rules.push(format!("c_{i}: {} SEP? a_{i} \"}}\"", lit(&open)));
-            rules.push(format!("a_{i}: %json {schema}"));
-        }
-        // Text is anything that does not contain a call's opening tag.
-        rules.push("TEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/".into());
-        rules.push("SEP: /[ \\n]{1,2}/".into());
-        Some(rules.join("\n") + "\n")
     }
 }
 

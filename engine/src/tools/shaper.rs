@@ -24,8 +24,8 @@ pub struct Shaping {
     pub forced: Option<ForcedChoice>,
     /// Split `<think>` reasoning out of the answer (where the model reasons).
     pub separate_reasoning: bool,
-    /// Tools whose arguments are generated under their schema under `auto` too (Hermes-format
-    /// models; a forced call always is).
+    /// Tools whose arguments are generated under their schema under `auto` too (a forced call
+    /// always is).
     pub strict: Vec<String>,
 }
 
@@ -171,7 +171,8 @@ impl Shaper {
                         (n, s)
                     })
                     .collect();
-                f.auto_grammar(&schemas).map(Constraint::Lark)
+                let tok = engine.tokenizer();
+                f.auto_grammar(&schemas, &|t| tok.special_token_id(t)).map(Constraint::Lark)
             }
             _ => None,
         };
