@@ -111,8 +111,7 @@ fn truncated_gguf_is_a_clear_error() {
 
 #[test]
 fn bad_requests_are_clear_errors_and_the_engine_keeps_serving() {
-    let mut opts = EngineOptions::default();
-    opts.context_length = Some(64);
+    let opts = EngineOptions { context_length: Some(64), ..Default::default() };
     let e = Engine::load(ModelSource::detect(&common::tiny("llama-f32")).unwrap(), opts, |_, _| {}).unwrap();
     let submit = |prompt: Prompt, max: Option<usize>, sampling: SamplingParams| {
         let mut r = GenerateRequest::new(prompt);

@@ -3,7 +3,7 @@
 //! and `ops.rs` turn those into [`crate::Error`].
 
 #[cxx::bridge(namespace = "zeta_mlx")]
-#[allow(missing_docs, clippy::missing_safety_doc)]
+#[allow(missing_docs, clippy::missing_safety_doc, clippy::module_inception)]
 pub(crate) mod ffi {
     unsafe extern "C++" {
         include!("bridge.h");

@@ -34,7 +34,9 @@ pub fn check_message(
     if has_tool_calls && role != "assistant" {
         return Err(("tool_calls", "only assistant messages carry tool calls".into()));
     }
-    if !has_content && !(role == "assistant" && has_tool_calls) {
+    // Only an assistant turn that calls tools may go without content.
+    let calls_only = role == "assistant" && has_tool_calls;
+    if !has_content && !calls_only {
         return Err(("content", format!("a {role} message needs 'content'")));
     }
     if role == "tool" && tool_call_id.is_empty() {

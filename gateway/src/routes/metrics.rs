@@ -50,7 +50,8 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
                 "# TYPE zeta_daemon_memory_cache_bytes gauge\nzeta_daemon_memory_cache_bytes {}",
                 s.memory_cache_bytes
             );
-            let series: [(&str, &str, fn(&v1::EngineStatus) -> u64); 9] = [
+            type Series = (&'static str, &'static str, fn(&v1::EngineStatus) -> u64);
+            let series: [Series; 9] = [
                 ("zeta_engine_queue_depth", "gauge", |e| e.queued as u64),
                 ("zeta_engine_active_sequences", "gauge", |e| e.active as u64),
                 ("zeta_engine_requests_total", "counter", |e| e.requests),
