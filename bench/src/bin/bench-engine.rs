@@ -215,8 +215,9 @@ fn run_ours(engine: &Engine, batch: usize, prompt: usize, gen_tokens: usize, tri
     Ok(medians(&results))
 }
 
-/// Free and constrained decode of the same prompts, their trials interleaved so that the
-/// machine's noise falls on both alike: (free, constrained) medians.
+/// Free and constrained decode of the same prompts, their trials interleaved (and which goes
+/// first alternating) so that the machine's noise and any cost of going first fall on both
+/// alike: (free, constrained) medians.
 fn run_constrained(
     engine: &Engine,
     batch: usize,
@@ -227,8 +228,13 @@ fn run_constrained(
     let schema = constraint_schema();
     let (mut free, mut constrained) = (Vec::new(), Vec::new());
     for trial in 0..=trials {
-        let f = run_trial(engine, batch, prompt, gen_tokens, trial, None)?;
-        let c = run_trial(engine, batch, prompt, gen_tokens, trial, Some(&schema))?;
+        let (f, c) = if trial % 2 == 0 {
+            let f = run_trial(engine, batch, prompt, gen_tokens, trial, None)?;
+            (f, run_trial(engine, batch, prompt, gen_tokens, trial, Some(&schema))?)
+        } else {
+            let c = run_trial(engine, batch, prompt, gen_tokens, trial, Some(&schema))?;
+            (run_trial(engine, batch, prompt, gen_tokens, trial, None)?, c)
+        };
         if trial > 0 {
             eprintln!("  zeta-mlx -b {batch} -p {prompt} -g {gen_tokens} trial {trial}: free {f:?}, constrained {c:?}");
             free.push(f);
