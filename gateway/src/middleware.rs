@@ -138,6 +138,8 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
             | "/v1/tokenize"
             | "/v1/messages"
             | "/v1/messages/count_tokens"
+            | "/v1/responses"
+            | "/v1/embeddings"
     );
     if req.method() == Method::POST && json_route && !is_json(req.headers().get(header::CONTENT_TYPE)) {
         let given = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));

@@ -143,6 +143,12 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
         case("no content type", "POST", "/v1/tokenize", body(json!({"text": "x"})), 415)
             .header("content-type", "")
             .code("unsupported_media_type"),
+        case("a response as form data", "POST", "/v1/responses", body(json!({"model": "tiny", "input": "x"})), 415)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .code("unsupported_media_type"),
+        case("embeddings as text", "POST", "/v1/embeddings", body(json!({"model": "tiny", "input": "x"})), 415)
+            .header("content-type", "text/plain")
+            .code("unsupported_media_type"),
         case("a rebound host name", "POST", "/v1/chat/completions", chat("tiny"), 403)
             .header("host", "attacker.example:8000")
             .code("host_not_allowed"),
