@@ -141,6 +141,15 @@ pub fn generate(
 /// The request's output constraint as the engine's.
 pub fn constraint(c: Option<&v1::Constraint>) -> Result<Option<Constraint>, DaemonError> {
     use v1::constraint::Kind;
+    use zeta_proto::edge::MAX_CONSTRAINT_BYTES;
+    let (field, len) = match c.and_then(|c| c.kind.as_ref()) {
+        Some(Kind::JsonSchema(s)) => ("constraint.json_schema", s.len()),
+        Some(Kind::Grammar(g)) => ("constraint.grammar", g.len()),
+        _ => ("", 0),
+    };
+    if len > MAX_CONSTRAINT_BYTES {
+        return Err(DaemonError::invalid(field, format!("is {len} bytes, above the limit of {MAX_CONSTRAINT_BYTES}")));
+    }
     Ok(match c.and_then(|c| c.kind.as_ref()) {
         None | Some(Kind::JsonObject(false)) => None,
         Some(Kind::JsonObject(true)) => Some(Constraint::JsonObject),
@@ -155,22 +164,20 @@ pub fn constraint(c: Option<&v1::Constraint>) -> Result<Option<Constraint>, Daem
     })
 }
 
-/// What a request asks of its output's shape.
-pub fn shaping(tool_choice: Option<&v1::ToolChoice>, separate_reasoning: bool) -> Shaping {
+/// What a request asks of its output's shape: the forced call, reasoning, and the tools whose
+/// arguments are generated under their schema even when the call is not forced.
+pub fn shaping(tools: &[v1::Tool], tool_choice: Option<&v1::ToolChoice>, separate_reasoning: bool) -> Shaping {
     let forced = match tool_choice.map(|c| (c.mode, c.function.as_str())) {
         Some((_, f)) if !f.is_empty() => Some(ForcedChoice::Function(f.to_string())),
         Some((m, _)) if m == v1::tool_choice::Mode::Required as i32 => Some(ForcedChoice::Required),
         _ => None,
     };
-    Shaping { forced, separate_reasoning, strict: vec![] }
-}
-
-/// The tools whose arguments are generated under their schema even when the call is not forced.
-pub fn strict_tools(tools: &[v1::Tool], tool_choice: Option<&v1::ToolChoice>) -> Vec<String> {
-    if hides_tools(tool_choice) {
-        return vec![];
-    }
-    tools.iter().filter(|t| t.strict).map(|t| t.name.clone()).collect()
+    let strict = if hides_tools(tool_choice) {
+        vec![]
+    } else {
+        tools.iter().filter(|t| t.strict).map(|t| t.name.clone()).collect()
+    };
+    Shaping { forced, separate_reasoning, strict }
 }
 
 /// Whether a tool choice hides the tools from the prompt (`none`).

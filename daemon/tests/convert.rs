@@ -136,16 +136,21 @@ fn a_chat_request_converts_with_defaults_beneath_it() {
 fn tool_choice_becomes_the_shaping() {
     use v1::tool_choice::Mode;
     let choice = |mode: Mode, f: &str| v1::ToolChoice { mode: mode as i32, function: f.into() };
-    assert_eq!(convert::shaping(None, true).forced, None);
-    assert!(convert::shaping(None, true).separate_reasoning);
-    assert_eq!(convert::shaping(Some(&choice(Mode::Auto, "")), false).forced, None);
-    assert_eq!(convert::shaping(Some(&choice(Mode::Required, "")), false).forced, Some(ForcedChoice::Required));
+    assert_eq!(convert::shaping(&[], None, true).forced, None);
+    assert!(convert::shaping(&[], None, true).separate_reasoning);
+    assert_eq!(convert::shaping(&[], Some(&choice(Mode::Auto, "")), false).forced, None);
+    assert_eq!(convert::shaping(&[], Some(&choice(Mode::Required, "")), false).forced, Some(ForcedChoice::Required));
     assert_eq!(
-        convert::shaping(Some(&choice(Mode::Auto, "get_time")), false).forced,
+        convert::shaping(&[], Some(&choice(Mode::Auto, "get_time")), false).forced,
         Some(ForcedChoice::Function("get_time".into()))
     );
     assert!(convert::hides_tools(Some(&choice(Mode::None, ""))));
     assert!(!convert::hides_tools(Some(&choice(Mode::None, "f"))));
+    // Strict tools are constrained unless the tools are hidden.
+    let tool = |name: &str, strict: bool| v1::Tool { name: name.into(), strict, ..Default::default() };
+    let tools = [tool("a", true), tool("b", false)];
+    assert_eq!(convert::shaping(&tools, None, false).strict, ["a"]);
+    assert!(convert::shaping(&tools, Some(&choice(Mode::None, "")), false).strict.is_empty());
 }
 
 #[test]

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    TEXT, array, function_tool, integer, model, named_choice, number, present, stop_list, string, text_parts, type_name,
+    TEXT, array, function_tool, integer, model, named_choice, number, present, stop_list, string, text_parts,
+    tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -96,25 +97,13 @@ fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiErr
                     arguments: input.to_string(),
                 });
             }
-            Some("tool_result") if role == "user" => {
-                let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
-                if id.is_empty() {
-                    return Err(ApiError::invalid(
-                        format!("{bf}.tool_use_id"),
-                        "a tool_result names the tool_use it answers",
-                    ));
-                }
-                let result = match b.get("content") {
-                    None | Some(Value::Null) => String::new(),
-                    Some(c) => text_parts(c, &format!("{bf}.content"), TEXT)?,
-                };
-                out.push(v1::Message {
-                    role: "tool".into(),
-                    content: Some(result),
-                    tool_call_id: id.to_string(),
-                    ..Default::default()
-                });
-            }
+            Some("tool_result") if role == "user" => out.push(tool_result(
+                b.get("tool_use_id").and_then(Value::as_str),
+                format!("{bf}.tool_use_id"),
+                b.get("content"),
+                format!("{bf}.content"),
+                TEXT,
+            )?),
             Some("thinking" | "redacted_thinking") if role == "assistant" => {}
             Some(other) => {
                 return Err(ApiError::unsupported(

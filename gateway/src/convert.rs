@@ -318,6 +318,27 @@ pub(crate) fn valid_function_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
+/// A tool's result sent back (Messages' `tool_result` block, Responses' `function_call_output`
+/// item) as a tool message: `id` names the call it answers (`id_field` when missing), `content`
+/// is its text (`content_field`, parts of `kinds`).
+pub(crate) fn tool_result(
+    id: Option<&str>,
+    id_field: String,
+    content: Option<&Value>,
+    content_field: String,
+    kinds: &[&str],
+) -> Result<v1::Message, ApiError> {
+    let id = id.unwrap_or("");
+    if id.is_empty() {
+        return Err(ApiError::invalid(id_field, "a tool result names the call it answers"));
+    }
+    let content = match content {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => text_parts(c, &content_field, kinds)?,
+    };
+    Ok(v1::Message { role: "tool".into(), content: Some(content), tool_call_id: id.into(), ..Default::default() })
+}
+
 /// An optional array field (absent or null: empty).
 pub(crate) fn array<'a>(v: &'a Option<Value>, name: &str) -> Result<&'a [Value], ApiError> {
     match present(v) {
@@ -426,11 +447,8 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
     Ok(Some(choice))
 }
 
-/// The biggest schema or grammar a request may carry: compiling one is work the daemon does
-/// before admitting the request.
-pub const MAX_CONSTRAINT_BYTES: usize = 256 * 1024;
-
 fn sized(text: String, field: &str) -> Result<String, ApiError> {
+    use zeta_proto::edge::MAX_CONSTRAINT_BYTES;
     if text.len() > MAX_CONSTRAINT_BYTES {
         return Err(ApiError::invalid(
             field,

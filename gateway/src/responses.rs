@@ -19,7 +19,8 @@ use serde_json::{Map, Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    array, function_tool, integer, json_schema, model, named_choice, number, present, string, text_parts, type_name,
+    array, boolean, function_tool, integer, json_schema, model, named_choice, number, present, string, text_parts,
+    tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -71,10 +72,7 @@ pub struct ResponsesOptions {
 
 fn refuse_state(req: &ResponsesRequest) -> Result<(), ApiError> {
     const WHY: &str = "this server keeps no responses or conversations: send the whole conversation in 'input'";
-    if present(&req.store).is_some_and(|s| s != &Value::Bool(false)) {
-        if !req.store.as_ref().is_some_and(Value::is_boolean) {
-            return Err(ApiError::invalid("store", "'store' must be a boolean"));
-        }
+    if boolean(&req.store, "store")? == Some(true) {
         return Err(ApiError::unsupported("store", format!("'store: true' is not supported; {WHY}")));
     }
     for (v, name) in [(&req.previous_response_id, "previous_response_id"), (&req.conversation, "conversation")] {
@@ -82,7 +80,7 @@ fn refuse_state(req: &ResponsesRequest) -> Result<(), ApiError> {
             return Err(ApiError::unsupported(name, format!("'{name}' is not supported; {WHY}")));
         }
     }
-    if present(&req.background).is_some_and(|b| b != &Value::Bool(false)) {
+    if boolean(&req.background, "background")? == Some(true) {
         return Err(ApiError::unsupported("background", "background responses are not supported"));
     }
     Ok(())
@@ -129,25 +127,13 @@ fn item(i: usize, it: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiError
                 _ => out.push(v1::Message { role: "assistant".into(), tool_calls: vec![call], ..Default::default() }),
             }
         }
-        "function_call_output" => {
-            let call_id = str_of("call_id").unwrap_or("");
-            if call_id.is_empty() {
-                return Err(ApiError::invalid(
-                    format!("{field}.call_id"),
-                    "a function_call_output names the call it answers",
-                ));
-            }
-            let output = match obj.get("output") {
-                None | Some(Value::Null) => String::new(),
-                Some(o) => text_parts(o, &format!("{field}.output"), TEXT)?,
-            };
-            out.push(v1::Message {
-                role: "tool".into(),
-                content: Some(output),
-                tool_call_id: call_id.into(),
-                ..Default::default()
-            });
-        }
+        "function_call_output" => out.push(tool_result(
+            str_of("call_id"),
+            format!("{field}.call_id"),
+            obj.get("output"),
+            format!("{field}.output"),
+            TEXT,
+        )?),
         "reasoning" => {}
         "item_reference" => {
             return Err(ApiError::unsupported(
@@ -296,11 +282,11 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     }
     let tools = tools(&req.tools)?;
     let choice = tool_choice(&req.tool_choice, &tools)?;
-    let parallel = crate::convert::boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
+    let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
     let (format, constraint) = text_format(&req.text)?;
     let (think, summary) = reasoning(&req.reasoning)?;
     let max_tokens = integer(&req.max_output_tokens, "max_output_tokens", 1, u32::MAX as i64)?;
-    let stream = crate::convert::boolean(&req.stream, "stream")?.unwrap_or(false);
+    let stream = boolean(&req.stream, "stream")?.unwrap_or(false);
     let temperature = number(&req.temperature, "temperature", 0.0, 2.0)?;
     let top_p = number(&req.top_p, "top_p", f64::MIN_POSITIVE, 1.0)?;
     let _ = string(&req.user, "user")?;

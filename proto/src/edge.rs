@@ -49,6 +49,9 @@ pub fn check_message(
 pub const MAX_STOP_STRINGS: usize = 16;
 /// Most alternatives per token a request may ask log-probabilities of (`top_logprobs`).
 pub const MAX_TOP_LOGPROBS: i64 = 20;
+/// The biggest schema or grammar a request may carry, in bytes: compiling one is work the daemon
+/// does before admitting the request.
+pub const MAX_CONSTRAINT_BYTES: usize = 256 * 1024;
 /// Inputs in one embeddings request (OpenAI's limit).
 pub const MAX_EMBED_INPUTS: usize = 2048;
 

@@ -199,6 +199,12 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             Code::InvalidArgument,
             "grammar",
         ),
+        (
+            "grammar over the limit",
+            constrained(with(&|_| {}), Kind::Grammar(format!("start: \"{}\"", "a".repeat(300_000)))),
+            Code::InvalidArgument,
+            "above the limit",
+        ),
     ];
     for (name, req, code, needle) in cases {
         let err = generate(&mut g, req).await.expect_err(name);

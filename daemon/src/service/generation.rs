@@ -61,8 +61,7 @@ impl v1::generation_server::Generation for GenerationService {
             let size = prost::Message::encoded_len(&req);
             let (events, shaper) = super::off_runtime(size, move || {
                 let mut engine_req = convert::generate(&req, &defaults, &id)?;
-                let mut how = convert::shaping(req.tool_choice.as_ref(), req.separate_reasoning);
-                how.strict = convert::strict_tools(&req.tools, req.tool_choice.as_ref());
+                let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), req.separate_reasoning);
                 let shaper = Shaper::prepare(&engine, &mut engine_req, &how)?;
                 let events = engine.submit(engine_req)?;
                 Ok((events, shaper))

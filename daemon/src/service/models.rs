@@ -164,7 +164,7 @@ impl v1::models_server::Models for ModelsService {
                     let tools: &[v1::Tool] =
                         if convert::hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
                     let prompt = convert::chat(c, tools, "")?;
-                    let how = convert::shaping(req.tool_choice.as_ref(), false);
+                    let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), false);
                     let rendered = Shaper::render(&engine, &prompt, &how)?.map(|r| r.text).unwrap_or_default();
                     engine.tokenize(&Prompt::Rendered(rendered))?
                 }
