@@ -250,12 +250,22 @@ impl Guide {
     /// allowed.
     pub fn fill(&mut self, row: &mut [f32]) -> Result<()> {
         let mask = self.matcher.compute_mask_or_eos().map_err(|e| EngineError::Constraint(e.to_string()))?;
-        let ends = self.eos.iter().any(|&t| mask.is_allowed(t));
+        let n = self.width.min(row.len());
+        let row = &mut row[..n];
+        row.fill(f32::NEG_INFINITY);
         let mut any = false;
-        for (i, x) in row.iter_mut().enumerate().take(self.width) {
-            let ok = mask.is_allowed(i as u32) || (ends && self.eos.contains(&(i as u32)));
-            any |= ok;
-            *x = if ok { 0.0 } else { f32::NEG_INFINITY };
+        mask.iter_set_entries(|i| {
+            if let Some(x) = row.get_mut(i) {
+                *x = 0.0;
+                any = true;
+            }
+        });
+        if self.eos.iter().any(|&t| mask.is_allowed(t)) {
+            for &t in &self.eos {
+                if let Some(x) = row.get_mut(t as usize) {
+                    *x = 0.0;
+                }
+            }
         }
         if !any {
             return Err(EngineError::Constraint("the constraint allows no next token".into()));

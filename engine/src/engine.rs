@@ -260,7 +260,6 @@ impl Engine {
             stop: req.stop,
             keep_special_tokens: req.keep_special_tokens,
             guide,
-            embed: false,
             tx,
             submitted: Instant::now(),
         };
@@ -303,7 +302,6 @@ impl Engine {
             stop: vec![],
             keep_special_tokens: false,
             guide: None,
-            embed: true,
             tx,
             submitted: Instant::now(),
         })

@@ -61,8 +61,6 @@ pub(crate) struct Pending {
     pub stop: Vec<String>,
     pub keep_special_tokens: bool,
     pub guide: Option<Guide>,
-    /// An embedding request: its prompt is run and pooled, nothing is generated.
-    pub embed: bool,
     pub tx: UnboundedSender<Event>,
     pub submitted: Instant,
 }
@@ -98,8 +96,6 @@ struct Seq {
     pending: Option<u32>,
     /// The step `pending` belongs to.
     pending_step: u64,
-    /// An embedding request (never decodes).
-    embed: bool,
     done: bool,
 }
 
@@ -251,7 +247,6 @@ impl Core {
             last_token: None,
             pending: None,
             pending_step: 0,
-            embed: p.embed,
             done: false,
         }
     }

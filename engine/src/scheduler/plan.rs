@@ -50,10 +50,15 @@ pub(super) enum Next {
 
 /// The decode rows: every sequence past its prompt with a token to feed and room to generate.
 /// A token sampled by the step in flight is fed from the device.
-fn decode_rows(running: &[Seq], context: usize) -> Option<Vec<(usize, TokenSource)>> {
+fn decode_rows(running: &[Seq], shared: &Shared) -> Option<Vec<(usize, TokenSource)>> {
+    // An embedding model's sequences end with their prompt: nothing decodes.
+    if shared.info.embedding.is_some() {
+        return Some(vec![]);
+    }
+    let context = shared.info.context_length;
     let mut rows = Vec::new();
     for (i, s) in running.iter().enumerate() {
-        if s.done || !s.decoding() || s.embed {
+        if s.done || !s.decoding() {
             continue;
         }
         let produced = s.generated.len() + s.pending.is_some() as usize;
@@ -80,7 +85,7 @@ pub(super) fn plan(
     row_cost: Option<f64>,
     shared: &Shared,
 ) -> Result<Next> {
-    let Some(decode) = decode_rows(running, shared.info.context_length) else { return Ok(Next::Resolve) };
+    let Some(decode) = decode_rows(running, shared) else { return Ok(Next::Resolve) };
     let max_chunk = shared.options.prefill_chunk.max(MIN_CHUNK);
     let mut budget = match row_cost {
         // Keep a step near the target while others wait for their next token.
