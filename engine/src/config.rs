@@ -18,10 +18,14 @@ pub enum Architecture {
     Qwen2,
     /// Qwen3: RMS norms on q and k per head.
     Qwen3,
+    /// Qwen3-MoE: Qwen3 attention, top-k routed experts in the sparse layers.
+    Qwen3Moe,
+    /// Mixtral: Mistral attention, top-2 routed experts in every layer.
+    Mixtral,
 }
 
 /// Comma-separated names of every supported architecture, for error messages.
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3";
+pub const SUPPORTED: &str = "llama, mistral, mixtral, qwen2, qwen3, qwen3_moe";
 
 impl Architecture {
     /// From `model_type` (config.json) or `general.architecture` (GGUF).
@@ -31,6 +35,9 @@ impl Architecture {
             "mistral" => Ok(Architecture::Mistral),
             "qwen2" => Ok(Architecture::Qwen2),
             "qwen3" => Ok(Architecture::Qwen3),
+            // GGUF spells it without the underscore.
+            "qwen3_moe" | "qwen3moe" => Ok(Architecture::Qwen3Moe),
+            "mixtral" => Ok(Architecture::Mixtral),
             other => {
                 Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
             }
@@ -44,8 +51,27 @@ impl Architecture {
             Architecture::Mistral => "mistral",
             Architecture::Qwen2 => "qwen2",
             Architecture::Qwen3 => "qwen3",
+            Architecture::Qwen3Moe => "qwen3_moe",
+            Architecture::Mixtral => "mixtral",
         }
     }
+}
+
+/// Routed experts: each token's MLP is the weighted sum of `top_k` of `num_experts` SwiGLU
+/// experts, chosen by a linear router.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    /// Experts per sparse layer.
+    pub num_experts: usize,
+    /// Experts each token runs.
+    pub top_k: usize,
+    /// Width of one expert's MLP.
+    pub intermediate_size: usize,
+    /// Whether the chosen experts' router probabilities are renormalized to sum to 1.
+    pub norm_topk_prob: bool,
+    /// Per layer: whether it is sparse (the others keep a dense MLP of the model's
+    /// `intermediate_size`).
+    pub sparse: Vec<bool>,
 }
 
 /// How rotary frequencies are scaled for long context.
@@ -108,6 +134,8 @@ pub struct ModelConfig {
     pub attention_bias: bool,
     /// Per-head RMS norms on q and k (Qwen3).
     pub qk_norm: bool,
+    /// Routed experts, for mixture-of-experts models.
+    pub moe: Option<MoeConfig>,
     /// EOS ids declared by config.json / GGUF metadata.
     pub eos_token_ids: Vec<u32>,
     /// BOS id, if declared.
@@ -168,10 +196,44 @@ impl ModelConfig {
         let rope_scaling = parse_rope_scaling(v.get("rope_scaling"), path)?;
         let (quantization, quantization_overrides) =
             parse_quantization(v.get("quantization").or(v.get("quantization_config")));
+        let num_layers = need("num_hidden_layers")?;
+        let moe = match arch {
+            Architecture::Qwen3Moe => {
+                let step = get_usize(v, "decoder_sparse_step").unwrap_or(1).max(1);
+                let dense_only: Vec<usize> = v
+                    .get("mlp_only_layers")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).map(|x| x as usize).collect())
+                    .unwrap_or_default();
+                let num_experts = need("num_experts")?;
+                Some(MoeConfig {
+                    num_experts,
+                    top_k: need("num_experts_per_tok")?,
+                    intermediate_size: need("moe_intermediate_size")?,
+                    norm_topk_prob: v.get("norm_topk_prob").and_then(Value::as_bool).unwrap_or(false),
+                    sparse: (0..num_layers)
+                        .map(|l| !dense_only.contains(&l) && num_experts > 0 && (l + 1) % step == 0)
+                        .collect(),
+                })
+            }
+            // Mixtral takes the softmax over the chosen experts' logits: the same as renormalizing
+            // the chosen probabilities of the softmax over all of them.
+            Architecture::Mixtral => Some(MoeConfig {
+                num_experts: need("num_local_experts")?,
+                top_k: need("num_experts_per_tok")?,
+                intermediate_size: need("intermediate_size")?,
+                norm_topk_prob: true,
+                sparse: vec![true; num_layers],
+            }),
+            _ => None,
+        };
+        if let Some(m) = &moe {
+            check_moe(m, path)?;
+        }
         Ok(ModelConfig {
             arch,
             hidden_size,
-            num_layers: need("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -184,7 +246,8 @@ impl ModelConfig {
             max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(arch == Architecture::Qwen2),
-            qk_norm: arch == Architecture::Qwen3,
+            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
+            moe,
             eos_token_ids: id_list(v.get("eos_token_id")),
             bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             quantization,
@@ -207,6 +270,16 @@ impl ModelConfig {
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads
     }
+}
+
+fn check_moe(m: &MoeConfig, path: &Path) -> Result<()> {
+    if m.top_k == 0 || m.top_k > m.num_experts {
+        return Err(EngineError::bad_model(
+            path,
+            format!("num_experts_per_tok {} must be between 1 and the {} experts", m.top_k, m.num_experts),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
@@ -303,7 +376,7 @@ impl ModelConfig {
     pub fn from_gguf(g: &mlx::Gguf, path: &Path) -> Result<ModelConfig> {
         let arch_name = gguf_str(g, "general.architecture")?
             .ok_or_else(|| EngineError::bad_model(path, "GGUF metadata lacks general.architecture"))?;
-        let arch = Architecture::parse(&arch_name)?;
+        let mut arch = Architecture::parse(&arch_name)?;
         let num = |key: &str| gguf_num(g, &format!("{arch_name}.{key}"));
         let need = |key: &str| -> Result<usize> {
             num(key)?
@@ -342,14 +415,40 @@ impl ModelConfig {
             .collect::<Result<Vec<_>>>()?;
         let mut eos_token_ids: Vec<u32> = eos.into_iter().flatten().map(|x| x as u32).collect();
         eos_token_ids.dedup();
+        let num_layers = need("block_count")?;
+        let intermediate_size = need("feed_forward_length")?;
+        // llama.cpp writes Mixtral as a llama with experts; both it and qwen3moe renormalize the
+        // chosen experts' weights.
+        let moe = match num("expert_count")?.map(|x| x as usize).filter(|&n| n > 0) {
+            Some(num_experts) => {
+                if arch == Architecture::Llama {
+                    arch = Architecture::Mixtral;
+                }
+                let m = MoeConfig {
+                    num_experts,
+                    top_k: need("expert_used_count")?,
+                    intermediate_size: num("expert_feed_forward_length")?
+                        .map(|x| x as usize)
+                        .unwrap_or(intermediate_size),
+                    norm_topk_prob: true,
+                    sparse: vec![true; num_layers],
+                };
+                check_moe(&m, path)?;
+                Some(m)
+            }
+            None if matches!(arch, Architecture::Qwen3Moe | Architecture::Mixtral) => {
+                return Err(EngineError::bad_model(path, format!("GGUF metadata lacks {arch_name}.expert_count")));
+            }
+            None => None,
+        };
         Ok(ModelConfig {
             arch,
             hidden_size,
-            num_layers: need("block_count")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
-            intermediate_size: need("feed_forward_length")?,
+            intermediate_size,
             vocab_size,
             rms_norm_eps: num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6) as f32,
             rope_theta: num("rope.freq_base")?.unwrap_or(10000.0) as f32,
@@ -358,7 +457,8 @@ impl ModelConfig {
             max_position_embeddings: num("context_length")?.map(|x| x as usize).unwrap_or(4096),
             tie_word_embeddings: false,
             attention_bias: arch == Architecture::Qwen2,
-            qk_norm: arch == Architecture::Qwen3,
+            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
+            moe,
             eos_token_ids,
             bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
             quantization: None,

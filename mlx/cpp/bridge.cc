@@ -138,6 +138,7 @@ ArrayPtr subtract(const array& a, const array& b) { return own(mx::subtract(a, b
 ArrayPtr multiply(const array& a, const array& b) { return own(mx::multiply(a, b)); }
 ArrayPtr divide(const array& a, const array& b) { return own(mx::divide(a, b)); }
 ArrayPtr maximum(const array& a, const array& b) { return own(mx::maximum(a, b)); }
+ArrayPtr floor_divide(const array& a, const array& b) { return own(mx::floor_divide(a, b)); }
 ArrayPtr minimum(const array& a, const array& b) { return own(mx::minimum(a, b)); }
 ArrayPtr greater(const array& a, const array& b) { return own(mx::greater(a, b)); }
 ArrayPtr less(const array& a, const array& b) { return own(mx::less(a, b)); }
@@ -208,6 +209,14 @@ ArrayPtr matmul(const array& a, const array& b) { return own(mx::matmul(a, b)); 
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
                           bool transpose, int32_t group_size, int32_t bits) {
   return own(mx::quantized_matmul(x, w, scales, biases, transpose, group_size, bits, "affine"));
+}
+ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices) {
+  return own(mx::gather_mm(a, b, std::nullopt, rhs_indices, sorted_indices));
+}
+ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
+                    const array& rhs_indices, int32_t group_size, int32_t bits, bool sorted_indices) {
+  return own(mx::gather_qmm(x, w, scales, biases, std::nullopt, rhs_indices, true, group_size, bits,
+                            "affine", std::nullopt, sorted_indices));
 }
 std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits) {
   auto out = std::make_unique<ArrayList>();

@@ -63,6 +63,7 @@ ArrayPtr subtract(const array& a, const array& b);
 ArrayPtr multiply(const array& a, const array& b);
 ArrayPtr divide(const array& a, const array& b);
 ArrayPtr maximum(const array& a, const array& b);
+ArrayPtr floor_divide(const array& a, const array& b);
 ArrayPtr minimum(const array& a, const array& b);
 ArrayPtr greater(const array& a, const array& b);
 ArrayPtr less(const array& a, const array& b);
@@ -120,6 +121,9 @@ ArrayPtr matmul(const array& a, const array& b);
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales,
                           const array& biases, bool transpose, int32_t group_size, int32_t bits);
 std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits);
+ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices);
+ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
+                    const array& rhs_indices, int32_t group_size, int32_t bits, bool sorted_indices);
 ArrayPtr dequantize(const array& w, const array& scales, const array& biases, int32_t group_size,
                     int32_t bits, uint8_t dtype);
 

@@ -38,6 +38,7 @@ pub(crate) mod ffi {
         fn multiply(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn divide(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn maximum(a: &array, b: &array) -> Result<UniquePtr<array>>;
+        fn floor_divide(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn minimum(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn greater(a: &array, b: &array) -> Result<UniquePtr<array>>;
         fn less(a: &array, b: &array) -> Result<UniquePtr<array>>;
@@ -97,6 +98,18 @@ pub(crate) mod ffi {
             bits: i32,
         ) -> Result<UniquePtr<array>>;
         fn quantize(w: &array, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayList>>;
+        fn gather_mm(a: &array, b: &array, rhs_indices: &array, sorted_indices: bool) -> Result<UniquePtr<array>>;
+        #[allow(clippy::too_many_arguments)]
+        fn gather_qmm(
+            x: &array,
+            w: &array,
+            scales: &array,
+            biases: &array,
+            rhs_indices: &array,
+            group_size: i32,
+            bits: i32,
+            sorted_indices: bool,
+        ) -> Result<UniquePtr<array>>;
         fn dequantize(
             w: &array,
             scales: &array,

@@ -72,6 +72,8 @@ binary!(
     divide,
     /// Element-wise maximum.
     maximum,
+    /// Integer division rounding down (integer arrays stay integer).
+    floor_divide,
     /// Element-wise minimum.
     minimum,
     /// a > b.
@@ -238,6 +240,40 @@ pub fn quantized_matmul(
     Array::wrap(
         "quantized_matmul",
         ffi::quantized_matmul(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose, group_size, bits),
+    )
+}
+
+/// Per-row expert products: row `i` of `a` `[n, 1, k]` times matrix `rhs_indices[i]` of `b`
+/// `[experts, k, m]` → `[n, 1, m]`. `sorted_indices` promises the indices ascend, which lets MLX
+/// run each expert's rows as one product.
+pub fn gather_mm(a: &Array, b: &Array, rhs_indices: &Array, sorted_indices: bool) -> Result<Array> {
+    Array::wrap("gather_mm", ffi::gather_mm(a.raw(), b.raw(), rhs_indices.raw(), sorted_indices))
+}
+
+/// [`gather_mm`] with affine-quantized experts `w` `[experts, m, packed]`, multiplied transposed.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_qmm(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    rhs_indices: &Array,
+    group_size: i32,
+    bits: i32,
+    sorted_indices: bool,
+) -> Result<Array> {
+    Array::wrap(
+        "gather_qmm",
+        ffi::gather_qmm(
+            x.raw(),
+            w.raw(),
+            scales.raw(),
+            biases.raw(),
+            rhs_indices.raw(),
+            group_size,
+            bits,
+            sorted_indices,
+        ),
     )
 }
 

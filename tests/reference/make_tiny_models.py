@@ -8,7 +8,8 @@ Writes one folder per (architecture, variant) in the mlx-community layout:
     OUT_DIR/<name>-q4/    mlx-lm affine quantization, 4 bits, group_size 32
                           (embeddings and lm_head included; norms stay float32)
 
-for name in llama, llama3, mistral, qwen2, qwen3 (see MODELS below). Each folder
+for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral (see
+MODELS below). Each folder
 holds config.json, model*.safetensors + model.safetensors.index.json,
 tokenizer.json (a byte-level BPE trained here, deterministically),
 tokenizer_config.json (chat template, special tokens) and, for most models,
@@ -272,6 +273,53 @@ MODELS = {
             rope_scaling=None,
             attention_bias=False,
             tie_word_embeddings=True,
+        ),
+    ),
+    # Four experts, two per token; layer 1 keeps a dense MLP (mlp_only_layers), so a model
+    # mixing sparse and dense layers is covered. mlx-lm quantizes the router to 8 bits in
+    # groups of 64 (its quant_predicate), a per-module override in config.json.
+    "qwen3_moe": dict(
+        seed=1006,
+        tok="qwen",
+        template="qwen2.5.jinja",
+        bos=None,
+        eos="<|im_end|>",
+        gen_eos="<|im_end|>",
+        add_bos=False,
+        shards=1,
+        config=dict(
+            architectures=["Qwen3MoeForCausalLM"],
+            model_type="qwen3_moe",
+            head_dim=32,
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            rope_scaling=None,
+            num_experts=4,
+            num_experts_per_tok=2,
+            decoder_sparse_step=1,
+            mlp_only_layers=[1],
+            moe_intermediate_size=32,
+            norm_topk_prob=True,
+            tie_word_embeddings=False,
+        ),
+    ),
+    "mixtral": dict(
+        seed=1007,
+        tok="chatml",
+        template="chatml.jinja",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        gen_eos=None,
+        add_bos=False,
+        shards=1,
+        config=dict(
+            architectures=["MixtralForCausalLM"],
+            model_type="mixtral",
+            rms_norm_eps=1e-5,
+            rope_theta=1000000.0,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            tie_word_embeddings=False,
         ),
     ),
 }

@@ -9,8 +9,9 @@ use mlx::{Array, ArrayList, Dtype, ops};
 use serde_json::Value;
 
 use super::layers::{Embedding, Linear, RmsNorm, cast};
-use super::{Layer, Model};
-use crate::config::{ModelConfig, RopeScaling, rope_freqs};
+use super::moe::{Experts, Moe};
+use super::{Layer, Mlp, Model};
+use crate::config::{ModelConfig, MoeConfig, RopeScaling, rope_freqs};
 use crate::error::{EngineError, Result};
 use crate::model::rope::Rope;
 
@@ -65,6 +66,41 @@ impl Tensors {
 
     fn take(&mut self, name: &str) -> Option<Array> {
         self.map.remove(name)
+    }
+
+    /// Names routed experts one way whatever the checkpoint: Mixtral's `block_sparse_moe` is
+    /// `mlp`, and per-expert tensors as Hugging Face saves them (`mlp.experts.3.up_proj`,
+    /// Mixtral's `experts.3.w3`) are stacked into the `[experts, out, in]` tensors mlx-lm saves
+    /// (`mlp.switch_mlp.up_proj`).
+    fn canonical_experts(mut self, moe: Option<&MoeConfig>) -> Result<Tensors> {
+        let Some(moe) = moe else { return Ok(self) };
+        self.map = self.map.into_iter().map(|(k, v)| (k.replace(".block_sparse_moe.", ".mlp."), v)).collect();
+        let layers: Vec<String> = self
+            .map
+            .keys()
+            .filter_map(|k| k.split_once(".mlp.experts.0.").map(|(p, _)| p.to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for p in layers {
+            for (names, to) in
+                [(["gate_proj", "w1"], "gate_proj"), (["up_proj", "w3"], "up_proj"), (["down_proj", "w2"], "down_proj")]
+            {
+                for part in ["weight", "scales", "biases"] {
+                    let Some(name) =
+                        names.iter().find(|n| self.map.contains_key(&format!("{p}.mlp.experts.0.{n}.{part}")))
+                    else {
+                        continue;
+                    };
+                    let experts = (0..moe.num_experts)
+                        .map(|e| self.need(&format!("{p}.mlp.experts.{e}.{name}.{part}")))
+                        .collect::<Result<Vec<_>>>()?;
+                    let stacked = ops::stack(&experts.iter().collect::<Vec<_>>(), 0)?;
+                    self.map.insert(format!("{p}.mlp.switch_mlp.{to}.{part}"), stacked);
+                }
+            }
+        }
+        Ok(self)
     }
 
     fn need(&mut self, name: &str) -> Result<Array> {
@@ -131,6 +167,10 @@ fn hf_name(gguf: &str) -> Option<String> {
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
+            "ffn_gate_inp" => "mlp.gate",
+            "ffn_gate_exps" => "mlp.switch_mlp.gate_proj",
+            "ffn_up_exps" => "mlp.switch_mlp.up_proj",
+            "ffn_down_exps" => "mlp.switch_mlp.down_proj",
             _ => return None,
         };
         return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
@@ -175,7 +215,8 @@ pub(crate) fn gguf_file(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig
     if let Some(f) = map.remove("rope_freqs.weight") {
         cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
     }
-    if matches!(cfg.arch, crate::config::Architecture::Llama | crate::config::Architecture::Mistral) {
+    use crate::config::Architecture::{Llama, Mistral, Mixtral};
+    if matches!(cfg.arch, Llama | Mistral | Mixtral) {
         for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
             let idx = unpermute_index(heads, cfg.head_dim);
             let idx = Array::from_i32(&idx, &[idx.len() as i32])?;
@@ -269,6 +310,74 @@ impl Builder<'_> {
         if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
     }
 
+    /// The stacked experts of one projection: `[experts, out, in]`, dense or quantized.
+    fn experts(&mut self, module: &str, experts: usize, out: usize, inp: usize) -> Result<Linear> {
+        let wname = format!("{module}.weight");
+        let weight = self.t.need(&wname)?;
+        let (e, o) = (experts as i32, out as i32);
+        let linear = match self.t.take(&format!("{module}.scales")) {
+            None => {
+                if weight.shape() != [e, o, inp as i32] {
+                    return Err(self.shape_error(&wname, &weight.shape(), format!("[{experts}, {out}, {inp}]")));
+                }
+                Linear::Dense { weight: cast(weight, self.dtype)?, bias: None }
+            }
+            Some(scales) => {
+                let biases = self.t.need(&format!("{module}.biases"))?;
+                let (ws, ss) = (weight.shape(), scales.shape());
+                if ws.len() != 3 || ss.len() != 3 || ws[..2] != [e, o] || ss[..2] != [e, o] || ss[2] == 0 {
+                    return Err(self.shape_error(
+                        &wname,
+                        &ws,
+                        format!("[{experts}, {out}, packed] with scales [{experts}, {out}, groups]"),
+                    ));
+                }
+                let group_size = if self.gguf {
+                    32
+                } else {
+                    self.cfg.quantization_for(module).map(|q| q.0).unwrap_or(inp as i32 / ss[2])
+                };
+                let bits = ws[2] * 32 / inp as i32;
+                if ss[2] * group_size != inp as i32
+                    || ws[2] * 32 != bits * inp as i32
+                    || ![2, 3, 4, 5, 6, 8].contains(&bits)
+                {
+                    return Err(self.shape_error(
+                        &wname,
+                        &ws,
+                        format!("[{experts}, {out}, {inp} * bits / 32] for 2-8 bits in groups of {group_size}"),
+                    ));
+                }
+                Linear::Quantized { weight, scales, biases, group_size, bits, bias: None }
+            }
+        };
+        if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
+    }
+
+    /// A layer's feed-forward block: SwiGLU, or routed experts when `moe` says it is sparse.
+    fn mlp(&mut self, p: &str, moe: Option<&MoeConfig>) -> Result<Mlp> {
+        let (h, inter) = (self.cfg.hidden_size, self.cfg.intermediate_size);
+        let Some(m) = moe else {
+            let gate = self.linear(&format!("{p}.mlp.gate_proj"), inter, h, false)?;
+            let up = self.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
+            let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
+            return Ok(Mlp::Dense { gate_up: fuse(vec![gate, up])?, down });
+        };
+        let (e, mi) = (m.num_experts, m.intermediate_size);
+        let router = self.linear(&format!("{p}.mlp.gate"), e, h, false)?;
+        let gate = self.experts(&format!("{p}.mlp.switch_mlp.gate_proj"), e, mi, h)?;
+        let up = self.experts(&format!("{p}.mlp.switch_mlp.up_proj"), e, mi, h)?;
+        let down = self.experts(&format!("{p}.mlp.switch_mlp.down_proj"), e, h, mi)?;
+        Ok(Mlp::Sparse(Moe {
+            router,
+            gate_up: Experts::fuse(gate, up)?,
+            down: Experts(down),
+            top_k: m.top_k as i32,
+            intermediate: mi as i32,
+            norm_topk_prob: m.norm_topk_prob,
+        }))
+    }
+
     fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm> {
         let wname = format!("{name}.weight");
         let weight = self.t.need(&wname)?;
@@ -356,9 +465,9 @@ pub(crate) fn build(
     let dense = will_densify(&cfg, opts);
     let dtype = if gpu { model_dtype(&t) } else { Dtype::F32 };
     tracing::info!(arch = cfg.arch.name(), layers = cfg.num_layers, dense, ?dtype, "building model");
-    let (h, hd, nh, nkv, inter, vocab) =
-        (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size, cfg.vocab_size);
+    let (h, hd, nh, nkv, vocab) = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size);
     let origin = t.origin.clone();
+    let t = t.canonical_experts(cfg.moe.as_ref())?;
     let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense };
     let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
     let mut pending = ArrayList::of(embed.0.arrays());
@@ -376,9 +485,7 @@ pub(crate) fn build(
         } else {
             (None, None)
         };
-        let gate = b.linear(&format!("{p}.mlp.gate_proj"), inter, h, false)?;
-        let up = b.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
-        let down = b.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
+        let mlp = b.mlp(&p, cfg.moe.as_ref().filter(|m| m.sparse[l]))?;
         let layer = Layer {
             qkv: fuse(vec![q, k, v])?,
             o,
@@ -386,13 +493,12 @@ pub(crate) fn build(
             k_norm,
             input_norm: b.norm(&format!("{p}.input_layernorm"), h)?,
             post_norm: b.norm(&format!("{p}.post_attention_layernorm"), h)?,
-            gate_up: fuse(vec![gate, up])?,
-            down,
+            mlp,
         };
         // Evaluate layer by layer: peak memory stays one layer above the final size, and a
         // truncated file fails at the tensor that is cut.
         pending = ArrayList::new();
-        for a in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down].into_iter().flat_map(|l| l.arrays()) {
+        for a in [&layer.qkv, &layer.o].into_iter().flat_map(|l| l.arrays()).chain(layer.mlp.arrays()) {
             pending.push(a);
         }
         pending.eval().map_err(|e| EngineError::bad_model(&origin, format!("layer {l}: {}", e.message)))?;
@@ -462,7 +568,13 @@ pub fn will_densify(cfg: &ModelConfig, opts: &LoadOptions) -> bool {
 pub fn dense_f32_bytes(cfg: &ModelConfig) -> usize {
     let (h, hd, nh, nkv, inter, v) =
         (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size, cfg.vocab_size);
-    let per_layer = h * hd * (2 * nh + 2 * nkv) + 3 * h * inter;
+    let attention = h * hd * (2 * nh + 2 * nkv);
+    let mlps: usize = (0..cfg.num_layers)
+        .map(|l| match cfg.moe.as_ref().filter(|m| m.sparse[l]) {
+            Some(m) => m.num_experts * (3 * h * m.intermediate_size + h),
+            None => 3 * h * inter,
+        })
+        .sum();
     let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
-    4 * (cfg.num_layers * per_layer + heads * v * h)
+    4 * (cfg.num_layers * attention + mlps + heads * v * h)
 }

@@ -1,6 +1,6 @@
-//! The decoder-only transformer shared by llama, mistral, qwen2 and qwen3 (they differ only in
-//! q/k/v biases, per-head q/k norms and RoPE scaling, which [`ModelConfig`] records), and its
-//! batched forward pass.
+//! The decoder-only transformer shared by llama, mistral, qwen2, qwen3 and their mixture-of-experts
+//! variants (they differ in q/k/v biases, per-head q/k norms, RoPE scaling and dense or routed
+//! MLPs, which [`ModelConfig`] records), and its batched forward pass.
 //!
 //! A forward pass runs one [`StepInput`] — the next token of every decoding sequence and a chunk
 //! of every prefilling one — as one set of rows through every projection, so each weight is read
@@ -9,6 +9,7 @@
 
 pub mod layers;
 pub mod loader;
+pub mod moe;
 pub mod rope;
 pub mod step;
 
@@ -35,10 +36,45 @@ pub struct Layer {
     pub input_norm: RmsNorm,
     /// Norm before the MLP.
     pub post_norm: RmsNorm,
-    /// Fused gate and up projections: output columns are `[gate | up]`.
-    pub gate_up: Linear,
-    /// Down projection.
-    pub down: Linear,
+    /// The feed-forward block.
+    pub mlp: Mlp,
+}
+
+/// A layer's feed-forward block.
+pub enum Mlp {
+    /// SwiGLU.
+    Dense {
+        /// Fused gate and up projections: output columns are `[gate | up]`.
+        gate_up: Linear,
+        /// Down projection.
+        down: Linear,
+    },
+    /// Routed experts.
+    Sparse(moe::Moe),
+}
+
+impl Mlp {
+    /// `x` `[n, hidden]` → `[n, hidden]`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        match self {
+            Mlp::Dense { gate_up, down } => {
+                let gu = gate_up.forward(x)?;
+                let inter = gate_up.out_features() / 2;
+                let gate = ops::slice_axis(&gu, 1, 0, inter)?;
+                let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
+                down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)
+            }
+            Mlp::Sparse(moe) => moe.forward(x),
+        }
+    }
+
+    /// Every array this block holds.
+    pub fn arrays(&self) -> Vec<&Array> {
+        match self {
+            Mlp::Dense { gate_up, down } => gate_up.arrays().into_iter().chain(down.arrays()).collect(),
+            Mlp::Sparse(moe) => moe.arrays(),
+        }
+    }
 }
 
 /// A loaded model, ready to run.
@@ -92,11 +128,7 @@ impl Model {
             let attn = self.attention(l, layer, &h, pool, step, table.as_ref())?;
             x = ops::add(&x, &layer.o.forward(&attn)?)?;
             let h = layer.post_norm.forward(&x)?;
-            let gu = layer.gate_up.forward(&h)?;
-            let inter = self.cfg.intermediate_size as i32;
-            let gate = ops::slice_axis(&gu, 1, 0, inter)?;
-            let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
-            x = ops::add(&x, &layer.down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)?)?;
+            x = ops::add(&x, &layer.mlp.forward(&h)?)?;
         }
         let Some(rows) = &step.logits_rows else { return Ok(None) };
         Ok(Some(self.norm.forward(&ops::take(&x, rows, 0)?)?))
@@ -186,8 +218,7 @@ impl Model {
         for l in &self.layers {
             out.extend(l.qkv.arrays());
             out.extend(l.o.arrays());
-            out.extend(l.gate_up.arrays());
-            out.extend(l.down.arrays());
+            out.extend(l.mlp.arrays());
             out.extend([&l.input_norm.weight, &l.post_norm.weight]);
             out.extend(l.q_norm.iter().chain(l.k_norm.iter()).map(|n| &n.weight));
         }
