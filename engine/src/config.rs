@@ -22,10 +22,13 @@ pub enum Architecture {
     Qwen3Moe,
     /// Mixtral: Mistral attention, top-2 routed experts in every layer.
     Mixtral,
+    /// Phi-3 / Phi-3.5 / Phi-4-mini: fused qkv and gate_up in the checkpoint, partial rotary,
+    /// LongRoPE.
+    Phi3,
 }
 
 /// Comma-separated names of every supported architecture, for error messages.
-pub const SUPPORTED: &str = "llama, mistral, mixtral, qwen2, qwen3, qwen3_moe";
+pub const SUPPORTED: &str = "llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe";
 
 impl Architecture {
     /// From `model_type` (config.json) or `general.architecture` (GGUF).
@@ -38,6 +41,7 @@ impl Architecture {
             // GGUF spells it without the underscore.
             "qwen3_moe" | "qwen3moe" => Ok(Architecture::Qwen3Moe),
             "mixtral" => Ok(Architecture::Mixtral),
+            "phi3" => Ok(Architecture::Phi3),
             other => {
                 Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
             }
@@ -53,6 +57,7 @@ impl Architecture {
             Architecture::Qwen3 => "qwen3",
             Architecture::Qwen3Moe => "qwen3_moe",
             Architecture::Mixtral => "mixtral",
+            Architecture::Phi3 => "phi3",
         }
     }
 }
@@ -97,6 +102,15 @@ pub enum RopeScaling {
     },
     /// Explicit per-frequency divisors (GGUF `rope_freqs.weight`).
     Factors(Vec<f32>),
+    /// Phi-3's LongRoPE ("su"): per-frequency divisors, and the rotated features scaled by
+    /// `mscale`. mlx-lm applies the long factors at every length; so does this engine, so that
+    /// it answers like the reference.
+    LongRope {
+        /// Divisors, one per rotated pair.
+        long_factor: Vec<f32>,
+        /// `sqrt(1 + ln(max / original) / ln(original))` when the context was extended, else 1.
+        mscale: f32,
+    },
 }
 
 /// Hyper-parameters of a decoder-only transformer.
@@ -114,6 +128,8 @@ pub struct ModelConfig {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Leading features of each head that RoPE rotates (Phi's partial rotary; else `head_dim`).
+    pub rotary_dim: usize,
     /// MLP width.
     pub intermediate_size: usize,
     /// Vocabulary size (rows of the embedding).
@@ -192,8 +208,21 @@ impl ModelConfig {
                 format!("num_attention_heads {num_heads} is not a multiple of num_key_value_heads {num_kv_heads}"),
             ));
         }
-        let head_dim = get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads);
-        let rope_scaling = parse_rope_scaling(v.get("rope_scaling"), path)?;
+        // Phi-3 derives the head width from the model's, whatever else config.json says.
+        let head_dim = match arch {
+            Architecture::Phi3 => hidden_size / num_heads,
+            _ => get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
+        };
+        let rotary_dim = (head_dim as f64 * get_f32(v, "partial_rotary_factor").unwrap_or(1.0) as f64) as usize;
+        if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim {
+            return Err(EngineError::bad_model(
+                path,
+                format!(
+                    "partial_rotary_factor gives {rotary_dim} rotated features of {head_dim}; need an even number, at least 2"
+                ),
+            ));
+        }
+        let rope_scaling = parse_rope_scaling(v, rotary_dim, path)?;
         let (quantization, quantization_overrides) =
             parse_quantization(v.get("quantization").or(v.get("quantization_config")));
         let num_layers = need("num_hidden_layers")?;
@@ -237,6 +266,7 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
+            rotary_dim,
             intermediate_size: need("intermediate_size")?,
             vocab_size: need("vocab_size")?,
             rms_norm_eps: get_f32(v, "rms_norm_eps").unwrap_or(1e-6),
@@ -282,8 +312,8 @@ fn check_moe(m: &MoeConfig, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
+fn parse_rope_scaling(config: &Value, rotary_dim: usize, path: &Path) -> Result<RopeScaling> {
+    let Some(v) = config.get("rope_scaling").filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
     let kind = v.get("rope_type").or(v.get("type")).and_then(Value::as_str).unwrap_or("default");
@@ -297,9 +327,32 @@ fn parse_rope_scaling(v: Option<&Value>, path: &Path) -> Result<RopeScaling> {
             high_freq_factor: get_f32(v, "high_freq_factor").unwrap_or(4.0),
             original_max_position_embeddings: get_f32(v, "original_max_position_embeddings").unwrap_or(8192.0),
         }),
+        "longrope" | "su" => {
+            let long_factor: Vec<f32> = v
+                .get("long_factor")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                .unwrap_or_default();
+            if long_factor.len() != rotary_dim / 2 {
+                return Err(EngineError::bad_model(
+                    path,
+                    format!(
+                        "rope_scaling.long_factor has {} values; {} rotated features need {}",
+                        long_factor.len(),
+                        rotary_dim,
+                        rotary_dim / 2
+                    ),
+                ));
+            }
+            let max = get_f32(config, "max_position_embeddings").unwrap_or(131072.0);
+            let original = get_f32(config, "original_max_position_embeddings").unwrap_or(4096.0);
+            let ratio = max / original;
+            let mscale = if ratio <= 1.0 { 1.0 } else { (1.0 + ratio.ln() / original.ln()).sqrt() };
+            Ok(RopeScaling::LongRope { long_factor, mscale })
+        }
         other => Err(EngineError::bad_model(
             path,
-            format!("rope_scaling type '{other}' is not supported (supported: default, linear, llama3)"),
+            format!("rope_scaling type '{other}' is not supported (supported: default, linear, llama3, longrope)"),
         )),
     }
 }
@@ -327,7 +380,7 @@ fn parse_quantization(v: Option<&Value>) -> Quant {
 
 /// Llama 3 frequency scaling: the per-dimension frequencies passed to `fast::rope`.
 pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
-    let dims = cfg.head_dim;
+    let dims = cfg.rotary_dim;
     let base_freqs = (0..dims / 2).map(|i| cfg.rope_theta.powf(2.0 * i as f32 / dims as f32));
     match &cfg.rope_scaling {
         RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
@@ -350,7 +403,9 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
                     .collect(),
             )
         }
-        RopeScaling::Factors(factors) => Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect()),
+        RopeScaling::Factors(factors) | RopeScaling::LongRope { long_factor: factors, .. } => {
+            Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect())
+        }
         _ => None,
     }
 }
@@ -448,6 +503,7 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
+            rotary_dim: head_dim,
             intermediate_size,
             vocab_size,
             rms_norm_eps: num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6) as f32,

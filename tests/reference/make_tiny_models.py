@@ -8,8 +8,8 @@ Writes one folder per (architecture, variant) in the mlx-community layout:
     OUT_DIR/<name>-q4/    mlx-lm affine quantization, 4 bits, group_size 32
                           (embeddings and lm_head included; norms stay float32)
 
-for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral (see
-MODELS below). Each folder
+for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral, phi3
+(see MODELS below). Each folder
 holds config.json, model*.safetensors + model.safetensors.index.json,
 tokenizer.json (a byte-level BPE trained here, deterministically),
 tokenizer_config.json (chat template, special tokens) and, for most models,
@@ -320,6 +320,32 @@ MODELS = {
             num_local_experts=4,
             num_experts_per_tok=2,
             tie_word_embeddings=False,
+        ),
+    ),
+    # Phi-4-mini's shape: partial rotary (half of each 16-wide head), LongRoPE with its
+    # context extended 8x (so the rotated features are scaled), tied embeddings.
+    "phi3": dict(
+        seed=1008,
+        tok="chatml",
+        template="chatml.jinja",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        gen_eos=["<|im_end|>", "<|endoftext|>"],
+        add_bos=False,
+        shards=1,
+        config=dict(
+            architectures=["Phi3ForCausalLM"],
+            model_type="phi3",
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            partial_rotary_factor=0.5,
+            original_max_position_embeddings=64,
+            rope_scaling={
+                "type": "longrope",
+                "long_factor": [1.0, 1.5, 3.0, 6.0],
+                "short_factor": [1.0, 1.0, 1.2, 1.5],
+            },
+            tie_word_embeddings=True,
         ),
     ),
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::layers::{Embedding, Linear, RmsNorm, cast};
 use super::moe::{Experts, Moe};
 use super::{Layer, Mlp, Model};
-use crate::config::{ModelConfig, MoeConfig, RopeScaling, rope_freqs};
+use crate::config::{Architecture, ModelConfig, MoeConfig, RopeScaling, rope_freqs};
 use crate::error::{EngineError, Result};
 use crate::model::rope::Rope;
 
@@ -215,7 +215,7 @@ pub(crate) fn gguf_file(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig
     if let Some(f) = map.remove("rope_freqs.weight") {
         cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
     }
-    use crate::config::Architecture::{Llama, Mistral, Mixtral};
+    use Architecture::{Llama, Mistral, Mixtral};
     if matches!(cfg.arch, Llama | Mistral | Mixtral) {
         for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
             let idx = unpermute_index(heads, cfg.head_dim);
@@ -358,6 +358,11 @@ impl Builder<'_> {
     fn mlp(&mut self, p: &str, moe: Option<&MoeConfig>) -> Result<Mlp> {
         let (h, inter) = (self.cfg.hidden_size, self.cfg.intermediate_size);
         let Some(m) = moe else {
+            if self.cfg.arch == Architecture::Phi3 {
+                let gate_up = self.linear(&format!("{p}.mlp.gate_up_proj"), 2 * inter, h, false)?;
+                let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
+                return Ok(Mlp::Dense { gate_up, down });
+            }
             let gate = self.linear(&format!("{p}.mlp.gate_proj"), inter, h, false)?;
             let up = self.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
             let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
@@ -473,12 +478,19 @@ pub(crate) fn build(
     let mut pending = ArrayList::of(embed.0.arrays());
     pending.eval()?;
     let bias = cfg.attention_bias;
+    // Phi-3 checkpoints store q/k/v and gate/up already joined.
+    let fused_checkpoint = cfg.arch == Architecture::Phi3;
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let p = format!("model.layers.{l}");
-        let q = b.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?;
-        let k = b.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, bias)?;
-        let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
+        let qkv = if fused_checkpoint {
+            b.linear(&format!("{p}.self_attn.qkv_proj"), (nh + 2 * nkv) * hd, h, bias)?
+        } else {
+            let q = b.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?;
+            let k = b.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, bias)?;
+            let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
+            fuse(vec![q, k, v])?
+        };
         let o = b.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?;
         let (q_norm, k_norm) = if cfg.qk_norm {
             (Some(b.norm(&format!("{p}.self_attn.q_norm"), hd)?), Some(b.norm(&format!("{p}.self_attn.k_norm"), hd)?))
@@ -487,7 +499,7 @@ pub(crate) fn build(
         };
         let mlp = b.mlp(&p, cfg.moe.as_ref().filter(|m| m.sparse[l]))?;
         let layer = Layer {
-            qkv: fuse(vec![q, k, v])?,
+            qkv,
             o,
             q_norm,
             k_norm,
@@ -534,7 +546,20 @@ pub(crate) fn build(
         tracing::debug!(?leftovers, "unused tensors");
     }
     // MLX's CPU build has no rope kernel: there the step's table is built once (see rope.rs).
-    let rope = Rope::new(cfg.head_dim as i32, cfg.rope_traditional, cfg.rope_theta, rope_scale, rope_freqs, !gpu)?;
+    let mscale = match cfg.rope_scaling {
+        RopeScaling::LongRope { mscale, .. } => mscale,
+        _ => 1.0,
+    };
+    let rope = Rope::new(
+        cfg.rotary_dim as i32,
+        cfg.head_dim as i32,
+        cfg.rope_traditional,
+        cfg.rope_theta,
+        rope_scale,
+        mscale,
+        rope_freqs,
+        !gpu,
+    )?;
     let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)

@@ -8,6 +8,7 @@
 
 use mlx::{Array, Dtype, ops};
 
+use super::layers;
 use crate::error::Result;
 
 /// How one model rotates.
@@ -21,6 +22,10 @@ pub struct Rope {
     freqs: Option<Array>,
     /// Inverse wavelengths `[dims / 2]`, when the step's table is built on the host side.
     inv_freqs: Option<Array>,
+    /// LongRoPE's scale of the rotated features (1 elsewhere): folded into the table on the CPU,
+    /// a per-feature factor `[head_dim]` applied before `fast::rope` on a GPU.
+    mscale: f32,
+    prescale: Option<Array>,
 }
 
 /// One step's cosines and sines `[rows, 1, 1, dims / 2]`.
@@ -30,8 +35,19 @@ pub struct Table {
 }
 
 impl Rope {
-    /// A rope over `dims` dimensions; `table` selects the CPU's precomputed-table path.
-    pub fn new(dims: i32, traditional: bool, base: f32, scale: f32, freqs: Option<Array>, table: bool) -> Result<Rope> {
+    /// A rope over the first `dims` of `head_dim` features, the rotated ones scaled by `mscale`;
+    /// `table` selects the CPU's precomputed-table path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dims: i32,
+        head_dim: i32,
+        traditional: bool,
+        base: f32,
+        scale: f32,
+        mscale: f32,
+        freqs: Option<Array>,
+        table: bool,
+    ) -> Result<Rope> {
         let inv_freqs = if table {
             let half = dims / 2;
             Some(match &freqs {
@@ -45,7 +61,13 @@ impl Rope {
         } else {
             None
         };
-        Ok(Rope { dims, traditional, base, scale, freqs, inv_freqs })
+        let prescale = if mscale != 1.0 && !table {
+            let f: Vec<f32> = (0..head_dim).map(|i| if i < dims { mscale } else { 1.0 }).collect();
+            Some(Array::from_f32(&f, &[head_dim])?)
+        } else {
+            None
+        };
+        Ok(Rope { dims, traditional, base, scale, freqs, inv_freqs, mscale, prescale })
     }
 
     /// The explicit wavelengths, if any (for memory accounting).
@@ -59,12 +81,25 @@ impl Rope {
         let rows = positions.dim(0);
         let pos = ops::multiply(&ops::astype(positions, Dtype::F32)?, &Array::scalar_f32(self.scale)?)?;
         let theta = ops::multiply(&ops::reshape(&pos, &[rows, 1, 1, 1])?, inv)?;
-        Ok(Some(Table { cos: ops::cos(&theta)?, sin: ops::sin(&theta)? }))
+        let (mut cos, mut sin) = (ops::cos(&theta)?, ops::sin(&theta)?);
+        if self.mscale != 1.0 {
+            let m = Array::scalar_f32(self.mscale)?;
+            (cos, sin) = (ops::multiply(&cos, &m)?, ops::multiply(&sin, &m)?);
+        }
+        Ok(Some(Table { cos, sin }))
     }
 
     /// Rotates `x` `[rows, heads, 1, head_dim]`, row `r` at `positions[r]`.
     pub fn apply(&self, x: &Array, positions: &Array, table: Option<&Table>) -> Result<Array> {
         let Some(t) = table else {
+            let scaled;
+            let x = match &self.prescale {
+                Some(p) => {
+                    scaled = ops::multiply(x, &layers::cast(p.clone(), x.dtype())?)?;
+                    &scaled
+                }
+                None => x,
+            };
             return Ok(match &self.freqs {
                 Some(f) => ops::rope_rows_with_freqs(x, self.dims, self.traditional, self.scale, positions, f)?,
                 None => ops::rope_rows(x, self.dims, self.traditional, self.base, self.scale, positions)?,
