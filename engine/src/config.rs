@@ -214,7 +214,7 @@ impl ModelConfig {
             _ => get_usize(v, "head_dim").unwrap_or(hidden_size / num_heads),
         };
         let rotary_dim = (head_dim as f64 * get_f32(v, "partial_rotary_factor").unwrap_or(1.0) as f64) as usize;
-        if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim {
+        if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
             return Err(EngineError::bad_model(
                 path,
                 format!(
