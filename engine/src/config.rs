@@ -25,10 +25,13 @@ pub enum Architecture {
     /// Phi-3 / Phi-3.5 / Phi-4-mini: fused qkv and gate_up in the checkpoint, partial rotary,
     /// LongRoPE.
     Phi3,
+    /// Gemma 3 (text): interleaved sliding-window and global layers, (1 + w) norms before and
+    /// after attention and MLP, scaled embeddings, GeLU-tanh MLP (see [`GemmaConfig`]).
+    Gemma3,
 }
 
 /// Comma-separated names of every supported architecture, for error messages.
-pub const SUPPORTED: &str = "llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe";
+pub const SUPPORTED: &str = "gemma3, gemma3_text, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe";
 
 impl Architecture {
     /// From `model_type` (config.json) or `general.architecture` (GGUF).
@@ -42,6 +45,8 @@ impl Architecture {
             "qwen3_moe" | "qwen3moe" => Ok(Architecture::Qwen3Moe),
             "mixtral" => Ok(Architecture::Mixtral),
             "phi3" => Ok(Architecture::Phi3),
+            // The multimodal checkpoint's text weights are the text model's (see `from_json`).
+            "gemma3_text" | "gemma3" => Ok(Architecture::Gemma3),
             other => {
                 Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
             }
@@ -58,6 +63,7 @@ impl Architecture {
             Architecture::Qwen3Moe => "qwen3_moe",
             Architecture::Mixtral => "mixtral",
             Architecture::Phi3 => "phi3",
+            Architecture::Gemma3 => "gemma3",
         }
     }
 }
@@ -77,6 +83,19 @@ pub struct MoeConfig {
     /// Per layer: whether it is sparse (the others keep a dense MLP of the model's
     /// `intermediate_size`).
     pub sparse: Vec<bool>,
+}
+
+/// What Gemma 3 adds to the llama layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmaConfig {
+    /// Attention scores are scaled by `query_pre_attn_scalar^-1/2` (not `head_dim^-1/2`).
+    pub query_pre_attn_scalar: f32,
+    /// Keys a sliding-window layer sees behind each query, its own included.
+    pub sliding_window: usize,
+    /// Per layer: sliding-window (local) or global.
+    pub sliding: Vec<bool>,
+    /// RoPE base of the sliding-window layers (the global ones use `rope_theta` and its scaling).
+    pub rope_local_theta: f32,
 }
 
 /// How rotary frequencies are scaled for long context.
@@ -152,6 +171,8 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     /// Routed experts, for mixture-of-experts models.
     pub moe: Option<MoeConfig>,
+    /// Gemma 3's extras, for Gemma 3.
+    pub gemma: Option<GemmaConfig>,
     /// EOS ids declared by config.json / GGUF metadata.
     pub eos_token_ids: Vec<u32>,
     /// BOS id, if declared.
@@ -190,6 +211,14 @@ impl ModelConfig {
 
     /// Parses the JSON value of a `config.json` (the path is for messages).
     pub fn from_json(v: &Value, path: &Path) -> Result<ModelConfig> {
+        let gemma_text;
+        let v = match v.get("model_type").and_then(Value::as_str) {
+            Some("gemma3" | "gemma3_text") => {
+                gemma_text = gemma3_text_config(v);
+                &gemma_text
+            }
+            _ => v,
+        };
         let need = |key: &str| -> Result<usize> {
             get_usize(v, key)
                 .ok_or_else(|| EngineError::bad_model(path, format!("config.json lacks the integer '{key}'")))
@@ -259,6 +288,10 @@ impl ModelConfig {
         if let Some(m) = &moe {
             check_moe(m, path)?;
         }
+        let gemma = match arch {
+            Architecture::Gemma3 => Some(gemma_config(v, num_layers, path)?),
+            _ => None,
+        };
         Ok(ModelConfig {
             arch,
             hidden_size,
@@ -276,8 +309,9 @@ impl ModelConfig {
             max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(arch == Architecture::Qwen2),
-            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
+            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3),
             moe,
+            gemma,
             eos_token_ids: id_list(v.get("eos_token_id")),
             bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             quantization,
@@ -300,6 +334,73 @@ impl ModelConfig {
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads
     }
+}
+
+/// A Gemma 3 config with every key the text model reads: the multimodal checkpoint's
+/// `text_config` (its vocabulary size and EOS ids from the top level), and mlx-lm's defaults for
+/// keys Hugging Face leaves out.
+fn gemma3_text_config(v: &Value) -> Value {
+    let mut text = match v.get("text_config") {
+        Some(Value::Object(t)) if v.get("model_type").and_then(Value::as_str) == Some("gemma3") => {
+            let mut t = t.clone();
+            for key in ["vocab_size", "eos_token_id", "bos_token_id", "quantization", "quantization_config"] {
+                if let Some(x) = v.get(key).filter(|_| !t.contains_key(key)) {
+                    t.insert(key.into(), x.clone());
+                }
+            }
+            t.entry("num_attention_heads").or_insert(8.into());
+            t.entry("num_key_value_heads").or_insert(4.into());
+            t.entry("vocab_size").or_insert(262208.into());
+            t
+        }
+        _ => v.as_object().cloned().unwrap_or_default(),
+    };
+    let defaults = serde_json::json!({
+        "hidden_size": 1152, "num_hidden_layers": 26, "intermediate_size": 6912,
+        "num_attention_heads": 4, "head_dim": 256, "rms_norm_eps": 1.0e-6, "vocab_size": 262144,
+        "num_key_value_heads": 1, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+        "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6,
+        "max_position_embeddings": 32768, "tie_word_embeddings": true,
+    });
+    for (k, d) in defaults.as_object().unwrap() {
+        text.entry(k.clone()).or_insert(d.clone());
+    }
+    text.insert("model_type".into(), "gemma3_text".into());
+    Value::Object(text)
+}
+
+fn gemma_config(v: &Value, num_layers: usize, path: &Path) -> Result<GemmaConfig> {
+    let sliding_window = get_usize(v, "sliding_window").unwrap_or(512);
+    if sliding_window == 0 {
+        return Err(EngineError::bad_model(path, "sliding_window must be at least 1"));
+    }
+    // Newer configs list each layer's kind; older ones give the period (every n-th is global).
+    let sliding = match v.get("layer_types").and_then(Value::as_array) {
+        Some(types) => {
+            if types.len() != num_layers {
+                return Err(EngineError::bad_model(
+                    path,
+                    format!("layer_types lists {} layers; the model has {num_layers}", types.len()),
+                ));
+            }
+            types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect()
+        }
+        None => {
+            let period = get_usize(v, "sliding_window_pattern").unwrap_or(6).max(1);
+            (0..num_layers).map(|l| (l + 1) % period != 0).collect()
+        }
+    };
+    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if v.get(key).is_some_and(|x| !x.is_null()) {
+            tracing::warn!(key, "Gemma 3 soft-capping is ignored, as mlx-lm ignores it");
+        }
+    }
+    Ok(GemmaConfig {
+        query_pre_attn_scalar: get_f32(v, "query_pre_attn_scalar").unwrap_or(256.0),
+        sliding_window,
+        sliding,
+        rope_local_theta: get_f32(v, "rope_local_base_freq").unwrap_or(10_000.0),
+    })
 }
 
 fn check_moe(m: &MoeConfig, path: &Path) -> Result<()> {
@@ -515,6 +616,7 @@ impl ModelConfig {
             attention_bias: arch == Architecture::Qwen2,
             qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
             moe,
+            gemma: None,
             eos_token_ids,
             bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
             quantization: None,

@@ -9,7 +9,7 @@ use serde_json::json;
 use zeta_engine::{Engine, EngineOptions, Event, GenerateRequest, Generation, ModelSource, Prompt, SamplingParams};
 
 /// One model per family, in the format each is least covered in elsewhere.
-const FAMILIES: [&str; 3] = ["qwen3_moe-q4", "mixtral-f32", "phi3-q4"];
+const FAMILIES: [&str; 4] = ["qwen3_moe-q4", "mixtral-f32", "phi3-q4", "gemma3-q4"];
 
 fn prompts() -> Vec<Vec<u32>> {
     vec![vec![5, 17, 42, 99, 3, 250, 7, 77], vec![123, 300, 11], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]]

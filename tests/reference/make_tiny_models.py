@@ -8,8 +8,8 @@ Writes one folder per (architecture, variant) in the mlx-community layout:
     OUT_DIR/<name>-q4/    mlx-lm affine quantization, 4 bits, group_size 32
                           (embeddings and lm_head included; norms stay float32)
 
-for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral, phi3
-(see MODELS below). Each folder
+for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral, phi3,
+gemma3 (see MODELS below). Each folder
 holds config.json, model*.safetensors + model.safetensors.index.json,
 tokenizer.json (a byte-level BPE trained here, deterministically),
 tokenizer_config.json (chat template, special tokens) and, for most models,
@@ -346,6 +346,33 @@ MODELS = {
                 "short_factor": [1.0, 1.0, 1.2, 1.5],
             },
             tie_word_embeddings=True,
+        ),
+    ),
+    # Layer 0 slides over a 4-token window (base 10000), layer 1 is global (base 1e6, linear
+    # scaling 2); the tests' prompts run past the window. hidden 96 makes the embedding scale
+    # sqrt(96) round to bfloat16, and query_pre_attn_scalar differs from head_dim.
+    "gemma3": dict(
+        seed=1009,
+        tok="chatml",
+        template="chatml.jinja",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        gen_eos=None,
+        add_bos=False,
+        shards=1,
+        config=dict(
+            architectures=["Gemma3ForCausalLM"],
+            model_type="gemma3_text",
+            hidden_size=96,
+            head_dim=16,
+            query_pre_attn_scalar=24,
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            rope_local_base_freq=10000.0,
+            rope_scaling={"rope_type": "linear", "factor": 2.0},
+            sliding_window=4,
+            sliding_window_pattern=2,
+            hidden_activation="gelu_pytorch_tanh",
         ),
     ),
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::layers::{Embedding, Linear, RmsNorm, cast};
 use super::moe::{Experts, Moe};
-use super::{Layer, Mlp, Model};
+use super::{Activation, Layer, Mlp, Model};
 use crate::config::{Architecture, ModelConfig, MoeConfig, RopeScaling, rope_freqs};
 use crate::error::{EngineError, Result};
 use crate::model::rope::Rope;
@@ -66,6 +66,19 @@ impl Tensors {
 
     fn take(&mut self, name: &str) -> Option<Array> {
         self.map.remove(name)
+    }
+
+    /// Keeps the language model of a multimodal checkpoint (Gemma 3's `language_model.*`),
+    /// named as the text model's, and drops the vision tower and projector.
+    fn text_only(mut self) -> Tensors {
+        if self.map.keys().any(|k| k.starts_with("language_model.")) {
+            self.map = self
+                .map
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix("language_model.").map(|k| (k.to_string(), v)))
+                .collect();
+        }
+        self
     }
 
     /// Names routed experts one way whatever the checkpoint: Mixtral's `block_sparse_moe` is
@@ -361,12 +374,13 @@ impl Builder<'_> {
             if self.cfg.arch == Architecture::Phi3 {
                 let gate_up = self.linear(&format!("{p}.mlp.gate_up_proj"), 2 * inter, h, false)?;
                 let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
-                return Ok(Mlp::Dense { gate_up, down });
+                return Ok(Mlp::Dense { gate_up, down, act: Activation::Silu });
             }
             let gate = self.linear(&format!("{p}.mlp.gate_proj"), inter, h, false)?;
             let up = self.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
             let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
-            return Ok(Mlp::Dense { gate_up: fuse(vec![gate, up])?, down });
+            let act = if self.cfg.arch == Architecture::Gemma3 { Activation::GeluTanh } else { Activation::Silu };
+            return Ok(Mlp::Dense { gate_up: fuse(vec![gate, up])?, down, act });
         };
         let (e, mi) = (m.num_experts, m.intermediate_size);
         let router = self.linear(&format!("{p}.mlp.gate"), e, h, false)?;
@@ -385,9 +399,13 @@ impl Builder<'_> {
 
     fn norm(&mut self, name: &str, dim: usize) -> Result<RmsNorm> {
         let wname = format!("{name}.weight");
-        let weight = self.t.need(&wname)?;
+        let mut weight = self.t.need(&wname)?;
         if weight.shape() != [dim as i32] {
             return Err(self.shape_error(&wname, &weight.shape(), format!("[{dim}]")));
+        }
+        if self.cfg.arch == Architecture::Gemma3 {
+            // Gemma scales by (1 + w); added in the stored type, as mlx-lm does.
+            weight = ops::add(&weight, &Array::full(&[1], 1.0, weight.dtype())?)?;
         }
         Ok(RmsNorm { weight: cast(weight, self.dtype)?, eps: self.cfg.rms_norm_eps })
     }
@@ -472,7 +490,7 @@ pub(crate) fn build(
     tracing::info!(arch = cfg.arch.name(), layers = cfg.num_layers, dense, ?dtype, "building model");
     let (h, hd, nh, nkv, vocab) = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size);
     let origin = t.origin.clone();
-    let t = t.canonical_experts(cfg.moe.as_ref())?;
+    let t = t.canonical_experts(cfg.moe.as_ref())?.text_only();
     let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense };
     let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
     let mut pending = ArrayList::of(embed.0.arrays());
@@ -498,14 +516,27 @@ pub(crate) fn build(
             (None, None)
         };
         let mlp = b.mlp(&p, cfg.moe.as_ref().filter(|m| m.sparse[l]))?;
+        // Gemma norms the attention and MLP outputs too; its pre-MLP norm has its own name.
+        let (post_norm, attn_out_norm, mlp_out_norm) = if cfg.gemma.is_some() {
+            (
+                b.norm(&format!("{p}.pre_feedforward_layernorm"), h)?,
+                Some(b.norm(&format!("{p}.post_attention_layernorm"), h)?),
+                Some(b.norm(&format!("{p}.post_feedforward_layernorm"), h)?),
+            )
+        } else {
+            (b.norm(&format!("{p}.post_attention_layernorm"), h)?, None, None)
+        };
         let layer = Layer {
             qkv,
             o,
             q_norm,
             k_norm,
             input_norm: b.norm(&format!("{p}.input_layernorm"), h)?,
-            post_norm: b.norm(&format!("{p}.post_attention_layernorm"), h)?,
+            post_norm,
+            attn_out_norm,
+            mlp_out_norm,
             mlp,
+            sliding: cfg.gemma.as_ref().is_some_and(|g| g.sliding[l]),
         };
         // Evaluate layer by layer: peak memory stays one layer above the final size, and a
         // truncated file fails at the tensor that is cut.
@@ -518,7 +549,12 @@ pub(crate) fn build(
         progress(l + 1, cfg.num_layers);
     }
     let norm = b.norm("model.norm", h)?;
-    let lm_head = if cfg.tie_word_embeddings {
+    // Gemma ties its output projection exactly when the checkpoint has none (as mlx-lm decides).
+    let tied = match cfg.arch {
+        Architecture::Gemma3 => !b.t.map.contains_key("lm_head.weight"),
+        _ => cfg.tie_word_embeddings,
+    };
+    let lm_head = if tied {
         // Some tied checkpoints still ship a copy; it is the embedding, so drop it.
         for s in ["weight", "scales", "biases"] {
             b.t.take(&format!("lm_head.{s}"));
@@ -550,19 +586,27 @@ pub(crate) fn build(
         RopeScaling::LongRope { mscale, .. } => mscale,
         _ => 1.0,
     };
-    let rope = Rope::new(
-        cfg.rotary_dim as i32,
-        cfg.head_dim as i32,
-        cfg.rope_traditional,
-        cfg.rope_theta,
-        rope_scale,
-        mscale,
-        rope_freqs,
-        !gpu,
-    )?;
-    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope };
+    let (rd, hd) = (cfg.rotary_dim as i32, cfg.head_dim as i32);
+    let rope = Rope::new(rd, hd, cfg.rope_traditional, cfg.rope_theta, rope_scale, mscale, rope_freqs, !gpu)?;
+    // Gemma's local layers rotate with their own base and no scaling.
+    let rope_local = match &cfg.gemma {
+        Some(g) => Some(Rope::new(rd, hd, cfg.rope_traditional, g.rope_local_theta, 1.0, 1.0, None, !gpu)?),
+        None => None,
+    };
+    let (embed_scale, attn_scale) = match &cfg.gemma {
+        Some(g) => (Some(round_to_bf16((cfg.hidden_size as f32).sqrt())), g.query_pre_attn_scalar.powf(-0.5)),
+        None => (None, (cfg.head_dim as f32).powf(-0.5)),
+    };
+    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope, rope_local, embed_scale, attn_scale };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even): Gemma's embedding scale is that constant.
+fn round_to_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
 }
 
 /// The activation type on a GPU: the type of the embedding's scales (quantized) or of the

@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::kv_cache::KvPool;
 use layers::{Embedding, Linear, RmsNorm};
 use rope::{Rope, Table};
+use step::WindowMasks;
 pub use step::{DecodeRow, PrefillRow, Shapes, StepInput, TokenSource};
 
 /// One decoder layer.
@@ -36,18 +37,51 @@ pub struct Layer {
     pub input_norm: RmsNorm,
     /// Norm before the MLP.
     pub post_norm: RmsNorm,
+    /// Norm of the attention output before the residual add (Gemma 3).
+    pub attn_out_norm: Option<RmsNorm>,
+    /// Norm of the MLP output before the residual add (Gemma 3).
+    pub mlp_out_norm: Option<RmsNorm>,
+    /// Whether attention sees only the last `sliding_window` keys (Gemma 3's local layers).
+    pub sliding: bool,
     /// The feed-forward block.
     pub mlp: Mlp,
 }
 
+/// The gate's activation in a gated MLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `x · sigmoid(x)` (SwiGLU).
+    Silu,
+    /// GeLU, tanh approximation (Gemma).
+    GeluTanh,
+}
+
+impl Activation {
+    fn apply(self, x: &Array) -> Result<Array> {
+        match self {
+            Activation::Silu => Ok(ops::silu(x)?),
+            // 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³))), in MLX's order of operations.
+            Activation::GeluTanh => {
+                let c = |v: f32| -> Result<Array> { Ok(ops::astype(&Array::scalar_f32(v)?, x.dtype())?) };
+                let cube = ops::multiply(&ops::multiply(x, x)?, x)?;
+                let inner = ops::add(x, &ops::multiply(&c(0.044715)?, &cube)?)?;
+                let t = ops::tanh(&ops::multiply(&c((2.0f64 / std::f64::consts::PI).sqrt() as f32)?, &inner)?)?;
+                Ok(ops::multiply(&ops::multiply(&c(0.5)?, x)?, &ops::add(&c(1.0)?, &t)?)?)
+            }
+        }
+    }
+}
+
 /// A layer's feed-forward block.
 pub enum Mlp {
-    /// SwiGLU.
+    /// A gated MLP: `down(act(gate) · up)`.
     Dense {
         /// Fused gate and up projections: output columns are `[gate | up]`.
         gate_up: Linear,
         /// Down projection.
         down: Linear,
+        /// The gate's activation.
+        act: Activation,
     },
     /// Routed experts.
     Sparse(moe::Moe),
@@ -57,12 +91,12 @@ impl Mlp {
     /// `x` `[n, hidden]` → `[n, hidden]`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Mlp::Dense { gate_up, down } => {
+            Mlp::Dense { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
                 let inter = gate_up.out_features() / 2;
                 let gate = ops::slice_axis(&gu, 1, 0, inter)?;
                 let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
-                down.forward(&ops::multiply(&ops::silu(&gate)?, &up)?)
+                down.forward(&ops::multiply(&act.apply(&gate)?, &up)?)
             }
             Mlp::Sparse(moe) => moe.forward(x),
         }
@@ -71,7 +105,7 @@ impl Mlp {
     /// Every array this block holds.
     pub fn arrays(&self) -> Vec<&Array> {
         match self {
-            Mlp::Dense { gate_up, down } => gate_up.arrays().into_iter().chain(down.arrays()).collect(),
+            Mlp::Dense { gate_up, down, .. } => gate_up.arrays().into_iter().chain(down.arrays()).collect(),
             Mlp::Sparse(moe) => moe.arrays(),
         }
     }
@@ -91,8 +125,14 @@ pub struct Model {
     pub lm_head: Option<Linear>,
     /// Activation type (float32 on CPU).
     pub dtype: Dtype,
-    /// Rotary embedding.
+    /// Rotary embedding (of the global layers, where they differ).
     pub rope: Rope,
+    /// Rotary embedding of the sliding-window layers, when it differs (Gemma 3).
+    pub rope_local: Option<Rope>,
+    /// Factor the embeddings are multiplied by (Gemma: √hidden, rounded to bfloat16).
+    pub embed_scale: Option<f32>,
+    /// Attention score scale.
+    pub attn_scale: f32,
 }
 
 impl Model {
@@ -122,18 +162,42 @@ impl Model {
     /// `[n, hidden]` (the activation type) of the marked rows: what embedding models pool.
     pub fn hidden(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
         let mut x = self.embed.forward(&step.ids, self.dtype)?;
-        let table = self.rope.table(&step.positions)?;
+        if let Some(s) = self.embed_scale {
+            x = ops::multiply(&x, &ops::astype(&Array::scalar_f32(s)?, self.dtype)?)?;
+        }
+        let global = (&self.rope, self.rope.table(&step.positions)?);
+        let local = match &self.rope_local {
+            Some(r) => Some((r, r.table(&step.positions)?)),
+            None => None,
+        };
+        let windows = match &self.cfg.gemma {
+            Some(g) => Some(step.window_masks(g.sliding_window)?),
+            None => None,
+        };
         for (l, layer) in self.layers.iter().enumerate() {
+            let (rope, table) = match (&local, layer.sliding) {
+                (Some((r, t)), true) => (*r, t.as_ref()),
+                _ => (global.0, global.1.as_ref()),
+            };
+            let masks = windows.as_ref().filter(|_| layer.sliding);
             let h = layer.input_norm.forward(&x)?;
-            let attn = self.attention(l, layer, &h, pool, step, table.as_ref())?;
-            x = ops::add(&x, &layer.o.forward(&attn)?)?;
+            let mut attn = layer.o.forward(&self.attention(l, layer, &h, pool, step, rope, table, masks)?)?;
+            if let Some(n) = &layer.attn_out_norm {
+                attn = n.forward(&attn)?;
+            }
+            x = ops::add(&x, &attn)?;
             let h = layer.post_norm.forward(&x)?;
-            x = ops::add(&x, &layer.mlp.forward(&h)?)?;
+            let mut m = layer.mlp.forward(&h)?;
+            if let Some(n) = &layer.mlp_out_norm {
+                m = n.forward(&m)?;
+            }
+            x = ops::add(&x, &m)?;
         }
         let Some(rows) = &step.logits_rows else { return Ok(None) };
         Ok(Some(self.norm.forward(&ops::take(&x, rows, 0)?)?))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         l: usize,
@@ -141,29 +205,28 @@ impl Model {
         h: &Array,
         pool: &mut KvPool,
         step: &StepInput,
+        rope: &Rope,
         table: Option<&Table>,
+        window: Option<&WindowMasks>,
     ) -> Result<Array> {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
-        let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, Some(table))?;
-        let k = self.heads(
-            &ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?,
-            nkv,
-            layer.k_norm.as_ref(),
-            step,
-            Some(table),
-        )?;
+        let rotate = Some((rope, table));
+        let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, rotate)?;
+        let k =
+            self.heads(&ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?, nkv, layer.k_norm.as_ref(), step, rotate)?;
         let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, None)?;
         pool.write(l, &step.write, &k, &v)?;
-        let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+        let scale = self.attn_scale;
         let mut outs = Vec::with_capacity(2);
         let mut b = 0;
         if let Some(d) = &step.decode {
             b = d.rows;
             let q = ops::slice_axis(&q, 0, 0, b)?;
             let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;
-            let o = match &d.mask {
+            let mask = window.and_then(|w| w.decode.as_ref()).or(d.mask.as_ref());
+            let o = match mask {
                 Some(mask) => ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, mask)?,
                 None => ops::scaled_dot_product_attention(&q, &keys, &values, scale, "")?,
             };
@@ -176,11 +239,17 @@ impl Model {
                 Ok(ops::transpose(&ops::reshape(&a, &[c, n, heads, hd])?, &[0, 2, 1, 3])?)
             };
             let q = rows(&q, nh)?;
-            let o = match &p.cached {
-                None => ops::scaled_dot_product_attention(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, "causal")?,
-                Some(cached) => {
+            let window = window.and_then(|w| w.prefill.as_ref());
+            let o = match (&p.cached, window) {
+                (None, None) => {
+                    ops::scaled_dot_product_attention(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, "causal")?
+                }
+                (None, Some(mask)) => {
+                    ops::scaled_dot_product_attention_masked(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, mask)?
+                }
+                (Some(cached), mask) => {
                     let (keys, values) = pool.gather(l, &cached.gather, c, cached.width)?;
-                    ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, &cached.mask)?
+                    ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, mask.unwrap_or(&cached.mask))?
                 }
             };
             outs.push(ops::reshape(&ops::transpose(&o, &[0, 2, 1, 3])?, &[c * n, nh * hd])?);
@@ -192,22 +261,22 @@ impl Model {
     }
 
     /// `[rows, heads * hd]` → `[rows, heads, 1, hd]`, normed, and rotated when `rotate` holds the
-    /// step's rope table (or `Some(None)` on a GPU): every row is one token at its own position.
+    /// rope and its step table (`None` on a GPU): every row is one token at its own position.
     fn heads(
         &self,
         x: &Array,
         heads: i32,
         norm: Option<&RmsNorm>,
         step: &StepInput,
-        rotate: Option<Option<&Table>>,
+        rotate: Option<(&Rope, Option<&Table>)>,
     ) -> Result<Array> {
         let hd = self.cfg.head_dim as i32;
         let mut x = ops::reshape(x, &[step.rows as i32, heads, 1, hd])?;
         if let Some(norm) = norm {
             x = norm.forward(&x)?;
         }
-        if let Some(table) = rotate {
-            x = self.rope.apply(&x, &step.positions, table)?;
+        if let Some((rope, table)) = rotate {
+            x = rope.apply(&x, &step.positions, table)?;
         }
         Ok(x)
     }
@@ -220,6 +289,7 @@ impl Model {
             out.extend(l.o.arrays());
             out.extend(l.mlp.arrays());
             out.extend([&l.input_norm.weight, &l.post_norm.weight]);
+            out.extend(l.attn_out_norm.iter().chain(l.mlp_out_norm.iter()).map(|n| &n.weight));
             out.extend(l.q_norm.iter().chain(l.k_norm.iter()).map(|n| &n.weight));
         }
         out.push(&self.norm.weight);
@@ -227,6 +297,7 @@ impl Model {
             out.extend(h.arrays());
         }
         out.extend(self.rope.freqs());
+        out.extend(self.rope_local.as_ref().and_then(Rope::freqs));
         out
     }
 

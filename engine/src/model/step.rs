@@ -93,6 +93,8 @@ pub(crate) struct DecodeAttention {
     pub width: i32,
     pub gather: Array,
     pub mask: Option<Array>,
+    /// Each row's length `[rows, 1, 1, 1]`: its last key is column `len - 1`.
+    pub lens: Array,
 }
 
 /// Attention of the prompt chunks.
@@ -101,6 +103,9 @@ pub(crate) struct PrefillAttention {
     pub len: i32,
     /// `None` when every chunk starts its sequence: the chunk's own keys with a causal mask.
     pub cached: Option<CachedPrefix>,
+    /// One past each token's own key column `[chunks, 1, len, 1]` (in the cached width, or in
+    /// the chunk when it starts its sequence).
+    pub ends: Array,
 }
 
 /// Prompt chunks that continue a sequence read its earlier slots too.
@@ -125,7 +130,28 @@ pub struct StepInput {
     pub real_rows: usize,
 }
 
+/// The masks of sliding-window layers, built once per step.
+pub(crate) struct WindowMasks {
+    pub decode: Option<Array>,
+    pub prefill: Option<Array>,
+}
+
 impl StepInput {
+    /// Masks that also hide keys `window` or more positions behind each query (key `j` is seen
+    /// from position `i` when `i - window < j <= i`, as mlx-lm's sliding-window mask has it).
+    /// Every row keeps its own key, so no row is left with nothing to attend to.
+    pub(crate) fn window_masks(&self, window: usize) -> Result<WindowMasks> {
+        let w = Array::scalar_i32(window as i32)?;
+        let band = |cols: i32, ends: &Array| -> Result<Array> {
+            let cols = ops::reshape(&Array::arange(0, cols)?, &[1, 1, 1, cols])?;
+            Ok(ops::logical_and(&ops::less(&cols, ends)?, &ops::greater_equal(&cols, &ops::subtract(ends, &w)?)?)?)
+        };
+        let decode = self.decode.as_ref().map(|d| band(d.width, &d.lens)).transpose()?;
+        let prefill =
+            self.prefill.as_ref().map(|p| band(p.cached.as_ref().map_or(p.len, |c| c.width), &p.ends)).transpose()?;
+        Ok(WindowMasks { decode, prefill })
+    }
+
     /// Lays out one step. `prev` holds the previous step's sampled tokens when a decode row's
     /// token is [`TokenSource::Device`].
     pub fn build(
@@ -172,13 +198,20 @@ impl StepInput {
                 lens[i] = r.slots.len() as i32;
             }
             let (bi, wi) = (b as i32, width as i32);
+            let lens_arr = Array::from_i32(&lens, &[bi, 1, 1, 1])?;
             let mask = if lens.iter().all(|&n| n == wi) {
                 None
             } else {
                 let cols = ops::reshape(&Array::arange(0, wi)?, &[1, 1, 1, wi])?;
-                Some(ops::less(&cols, &Array::from_i32(&lens, &[bi, 1, 1, 1])?)?)
+                Some(ops::less(&cols, &lens_arr)?)
             };
-            Some(DecodeAttention { rows: bi, width: wi, gather: Array::from_u32(&gather, &[bi * wi])?, mask })
+            Some(DecodeAttention {
+                rows: bi,
+                width: wi,
+                gather: Array::from_u32(&gather, &[bi * wi])?,
+                mask,
+                lens: lens_arr,
+            })
         } else {
             None
         };
@@ -207,6 +240,12 @@ impl StepInput {
             }
         }
         let prefill_attn = if p > 0 {
+            let (pi, li) = (p as i32, l as i32);
+            let starts = if fresh { vec![0; p] } else { starts };
+            let ends = ops::add(
+                &Array::from_i32(&starts, &[pi, 1, 1, 1])?,
+                &ops::reshape(&Array::arange(1, li + 1)?, &[1, 1, li, 1])?,
+            )?;
             let cached = if fresh {
                 None
             } else {
@@ -215,20 +254,16 @@ impl StepInput {
                 for (ci, c) in prefill.iter().enumerate() {
                     gather[ci * width..ci * width + c.slots.len()].copy_from_slice(c.slots);
                 }
-                let (pi, li, wi) = (p as i32, l as i32, width as i32);
+                let wi = width as i32;
                 // Token t of chunk c sees columns up to its own position start[c] + t.
                 let cols = ops::reshape(&Array::arange(0, wi)?, &[1, 1, 1, wi])?;
-                let ends = ops::add(
-                    &Array::from_i32(&starts, &[pi, 1, 1, 1])?,
-                    &ops::reshape(&Array::arange(1, li + 1)?, &[1, 1, li, 1])?,
-                )?;
                 Some(CachedPrefix {
                     width: wi,
                     gather: Array::from_u32(&gather, &[pi * wi])?,
                     mask: ops::less(&cols, &ends)?,
                 })
             };
-            Some(PrefillAttention { chunks: p as i32, len: l as i32, cached })
+            Some(PrefillAttention { chunks: pi, len: li, cached, ends })
         } else {
             None
         };
