@@ -57,7 +57,10 @@ fn bad_model_files_are_clear_errors() {
 
     let d = fresh("gpt2", "llama-f32");
     edit_config(&d, |v| v["model_type"] = "gpt2".into());
-    assert_eq!(load(&d).to_string(), "unsupported model architecture 'gpt2'; supported: llama, mistral, qwen2, qwen3");
+    assert_eq!(
+        load(&d).to_string(),
+        "unsupported model architecture 'gpt2'; supported: gemma3, gemma3_text, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe"
+    );
 
     let d = fresh("no-weights", "llama-f32");
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
@@ -93,6 +96,30 @@ fn bad_model_files_are_clear_errors() {
     edit_config(&d, |v| v["vocab_size"] = 100.into());
     let e = load(&d);
     assert!(e.to_string().contains("tokenizer has 480 tokens"), "{e}");
+
+    // The newer families' own hyper-parameters.
+    let d = fresh("top-k", "qwen3_moe-q4");
+    edit_config(&d, |v| v["num_experts_per_tok"] = 5.into());
+    let e = load(&d);
+    assert!(e.to_string().contains("num_experts_per_tok 5 must be between 1 and the 4 experts"), "{e}");
+
+    let d = fresh("experts", "mixtral-f32");
+    edit_config(&d, |v| v["num_local_experts"] = 3.into());
+    let e = load(&d);
+    assert!(
+        e.to_string().contains("mlp.gate.weight' has shape [4, 64], expected [3, 64]"),
+        "{e}"
+    );
+
+    let d = fresh("long-factor", "phi3-f32");
+    edit_config(&d, |v| v["rope_scaling"]["long_factor"] = serde_json::json!([1.0, 2.0]));
+    let e = load(&d);
+    assert!(e.to_string().contains("long_factor has 2 values; 8 rotated features need 4"), "{e}");
+
+    let d = fresh("layer-types", "gemma3-f32");
+    edit_config(&d, |v| v["layer_types"] = serde_json::json!(["sliding_attention"]));
+    let e = load(&d);
+    assert!(e.to_string().contains("layer_types lists 1 layers; the model has 2"), "{e}");
 }
 
 #[test]

@@ -578,6 +578,43 @@ def generate(tmp):
         q4 = verify(tmp / f"{name}-q4")
         agree = float((ref.argmax(-1) == q4.argmax(-1)).mean())
         print(f"  {name}: f32/q4 argmax agreement {agree:.2f}, max |diff| {np.abs(ref - q4).max():.2f}")
+    wrap_multimodal(tmp / "gemma3-q4", tmp / "gemma3mm-q4")
+    mm = verify(tmp / "gemma3mm-q4")
+    if not np.array_equal(mm, verify(tmp / "gemma3-q4")):
+        raise RuntimeError("gemma3mm-q4: mlx-lm answers differently from the text model it wraps")
+
+
+def wrap_multimodal(src, dst):
+    """The text model `src` as Gemma 3's multimodal checkpoint stores it (model_type gemma3, the
+    text hyper-parameters under text_config, weights under language_model.), plus a stand-in
+    vision tower that a text-only loader must drop."""
+    import shutil
+
+    import mlx.core as mx
+
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if not f.name.endswith(".safetensors") and f.name not in ("config.json", "model.safetensors.index.json"):
+            shutil.copy(f, dst / f.name)
+    config = json.loads((src / "config.json").read_text())
+    text = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config", "vocab_size")}
+    outer = {
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "vocab_size": config["vocab_size"],
+        "text_config": text,
+        "vision_config": {"model_type": "siglip_vision_model"},
+    }
+    for key in ("quantization", "quantization_config"):
+        if key in config:
+            outer[key] = {k: v for k, v in config[key].items() if not isinstance(v, dict)}
+            outer[key].update({f"language_model.{k}": v for k, v in config[key].items() if isinstance(v, dict)})
+    write_json(dst / "config.json", outer)
+    weights = {}
+    for f in sorted(src.glob("*.safetensors")):
+        weights.update({f"language_model.{k}": v for k, v in mx.load(str(f)).items()})
+    weights["vision_tower.patch_embedding.weight"] = mx.zeros((4, 4), dtype=mx.float32)
+    save_weights(dst, weights, 1)
 
 
 def main():
