@@ -26,7 +26,7 @@ const UNLOADED: i32 = v1::ModelState::Unloaded as i32;
 async fn load_unload_and_lru_eviction() {
     let config = tiny_config(
         "preload_default = false\nmax_loaded = 2",
-        &[("a", "llama-f32"), ("b", "qwen2-f32"), ("c", "mistral-q4")],
+        &[("a", "llama-f32"), ("b", "qwen3_moe-f32"), ("c", "gemma3-q4")],
     );
     let d = Daemon::builder().config(&config).start().await;
     let mut m = d.models().await;
@@ -56,6 +56,12 @@ async fn load_unload_and_lru_eviction() {
     assert_eq!(state(&d, "a").await.0, LOADED);
     assert_eq!(state(&d, "b").await.0, UNLOADED);
     assert_eq!(state(&d, "c").await.0, LOADED);
+    // The listing names each loaded model's family.
+    generate(&mut g, tokens("b", vec![1, 2], 2)).await.unwrap();
+    let arch = |id: &str, all: &[v1::ModelInfo]| all.iter().find(|m| m.id == id).unwrap().architecture.clone();
+    let all = list(&d).await;
+    assert_eq!((arch("b", &all), arch("c", &all)), ("qwen3_moe".to_string(), "gemma3".to_string()));
+    generate(&mut g, tokens("a", vec![1, 2], 2)).await.unwrap();
 
     // Explicit unload.
     let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
