@@ -167,7 +167,7 @@ fn load_gguf(path: &Path, opts: &LoadOptions, progress: impl FnMut(usize, usize)
         .transpose()?;
     let eos_ids = cfg.eos_token_ids.clone();
     check_vocab(&tokenizer, &cfg, path)?;
-    let tensors = loader::gguf_file(path, &mut g, &mut cfg)?;
+    let tensors = crate::model::gguf_tensors(path, &mut g, &mut cfg)?;
     drop(g);
     let dense = loader::will_densify(&cfg, opts);
     let model = loader::build(tensors, cfg, true, opts, progress)?;

@@ -59,7 +59,7 @@ fn bad_model_files_are_clear_errors() {
     edit_config(&d, |v| v["model_type"] = "gpt2".into());
     assert_eq!(
         load(&d).to_string(),
-        "unsupported model architecture 'gpt2'; supported: gemma3, gemma3_text, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe"
+        "unsupported model architecture 'gpt2'; supported: gemma3, gemma3_text, gpt_oss, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe"
     );
 
     let d = fresh("no-weights", "llama-f32");
@@ -106,10 +106,7 @@ fn bad_model_files_are_clear_errors() {
     let d = fresh("experts", "mixtral-f32");
     edit_config(&d, |v| v["num_local_experts"] = 3.into());
     let e = load(&d);
-    assert!(
-        e.to_string().contains("mlp.gate.weight' has shape [4, 64], expected [3, 64]"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("mlp.gate.weight' has shape [4, 64], expected [3, 64]"), "{e}");
 
     let d = fresh("long-factor", "phi3-f32");
     edit_config(&d, |v| v["rope_scaling"]["long_factor"] = serde_json::json!([1.0, 2.0]));

@@ -11,7 +11,7 @@ use zeta_engine::{Engine, EngineOptions, Event, GenerateRequest, Generation, Mod
 /// One model per family, in the format each is least covered in elsewhere; `gemma3mm` is the
 /// Gemma 3 text model wrapped as the multimodal checkpoint stores it (`model_type` gemma3,
 /// `text_config`, `language_model.*` weights, a vision tower to drop).
-const FAMILIES: [&str; 5] = ["qwen3_moe-q4", "mixtral-f32", "phi3-q4", "gemma3-q4", "gemma3mm-q4"];
+const FAMILIES: [&str; 6] = ["qwen3_moe-q4", "mixtral-f32", "phi3-q4", "gemma3-q4", "gemma3mm-q4", "gpt_oss-q4"];
 
 fn prompts() -> Vec<Vec<u32>> {
     vec![vec![5, 17, 42, 99, 3, 250, 7, 77], vec![123, 300, 11], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]]

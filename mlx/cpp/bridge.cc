@@ -252,6 +252,13 @@ ArrayPtr rope_rows_freqs(const array& x, int32_t dims, bool traditional, float s
 ArrayPtr sdpa(const array& q, const array& k, const array& v, float scale, rust::Str mask_mode) {
   return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, std::string(mask_mode)));
 }
+ArrayPtr sdpa_sinks(const array& q, const array& k, const array& v, float scale,
+                    rust::Str mask_mode, const array& mask, bool use_mask, const array& sinks) {
+  if (use_mask) {
+    return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, "array", mask, sinks));
+  }
+  return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, std::string(mask_mode), std::nullopt, sinks));
+}
 ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale,
                      const array& mask) {
   return own(mx::fast::scaled_dot_product_attention(q, k, v, scale, "array", mask));

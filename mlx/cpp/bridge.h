@@ -140,6 +140,8 @@ ArrayPtr rope_rows_freqs(const array& x, int32_t dims, bool traditional, float s
                          const array& offsets, const array& freqs);
 ArrayPtr sdpa(const array& q, const array& k, const array& v, float scale,
               rust::Str mask_mode);
+ArrayPtr sdpa_sinks(const array& q, const array& k, const array& v, float scale,
+                    rust::Str mask_mode, const array& mask, bool use_mask, const array& sinks);
 ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale,
                      const array& mask);
 

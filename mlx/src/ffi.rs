@@ -155,6 +155,17 @@ pub(crate) mod ffi {
         ) -> Result<UniquePtr<array>>;
         fn sdpa(q: &array, k: &array, v: &array, scale: f32, mask_mode: &str) -> Result<UniquePtr<array>>;
         fn sdpa_masked(q: &array, k: &array, v: &array, scale: f32, mask: &array) -> Result<UniquePtr<array>>;
+        #[allow(clippy::too_many_arguments)]
+        fn sdpa_sinks(
+            q: &array,
+            k: &array,
+            v: &array,
+            scale: f32,
+            mask_mode: &str,
+            mask: &array,
+            use_mask: bool,
+            sinks: &array,
+        ) -> Result<UniquePtr<array>>;
 
         fn random_key(seed: u64) -> Result<UniquePtr<array>>;
         fn categorical(logits: &array, axis: i32, key: &array) -> Result<UniquePtr<array>>;

@@ -354,6 +354,28 @@ pub fn scaled_dot_product_attention_masked(q: &Array, k: &Array, v: &Array, scal
     Array::wrap("scaled_dot_product_attention", ffi::sdpa_masked(q.raw(), k.raw(), v.raw(), scale, mask.raw()))
 }
 
+/// Attention with a learned sink logit per head (`sinks` `[heads]`): each row's softmax also
+/// counts `exp(sink)`, so a head can attend to nothing. `mask` is a boolean or additive mask, or
+/// `None` for `mask_mode` (`""` or `"causal"`).
+pub fn scaled_dot_product_attention_sinks(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask_mode: &str,
+    mask: Option<&Array>,
+    sinks: &Array,
+) -> Result<Array> {
+    let (m, use_mask) = match mask {
+        Some(m) => (m, true),
+        None => (q, false),
+    };
+    Array::wrap(
+        "scaled_dot_product_attention",
+        ffi::sdpa_sinks(q.raw(), k.raw(), v.raw(), scale, mask_mode, m.raw(), use_mask, sinks.raw()),
+    )
+}
+
 /// A PRNG key from a seed.
 pub fn random_key(seed: u64) -> Result<Array> {
     Array::wrap("random_key", ffi::random_key(seed))

@@ -9,7 +9,8 @@ Writes one folder per (architecture, variant) in the mlx-community layout:
                           (embeddings and lm_head included; norms stay float32)
 
 for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral, phi3,
-gemma3 (see MODELS below). Each folder
+gemma3, gpt_oss (see MODELS below), and gemma3mm-q4: gemma3-q4 wrapped as Gemma 3's
+multimodal checkpoint. Each folder
 holds config.json, model*.safetensors + model.safetensors.index.json,
 tokenizer.json (a byte-level BPE trained here, deterministically),
 tokenizer_config.json (chat template, special tokens) and, for most models,
@@ -373,6 +374,40 @@ MODELS = {
             sliding_window=4,
             sliding_window_pattern=2,
             hidden_activation="gelu_pytorch_tanh",
+        ),
+    ),
+    # Sliding (4-token window) then full attention, both with sinks and biases; four experts
+    # with biases and the clamped SwiGLU, two per token; YaRN with the context extended 32x.
+    "gpt_oss": dict(
+        seed=1010,
+        tok="chatml",
+        template="chatml.jinja",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        gen_eos=None,
+        add_bos=False,
+        shards=1,
+        config=dict(
+            architectures=["GptOssForCausalLM"],
+            model_type="gpt_oss",
+            head_dim=16,
+            intermediate_size=64,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rms_norm_eps=1e-5,
+            rope_theta=150000.0,
+            rope_scaling={
+                "rope_type": "yarn",
+                "factor": 32.0,
+                "beta_fast": 32.0,
+                "beta_slow": 1.0,
+                "original_max_position_embeddings": 64,
+            },
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"],
+            swiglu_limit=7.0,
+            attention_bias=True,
+            tie_word_embeddings=False,
         ),
     ),
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::layers::{Embedding, Linear, RmsNorm, cast};
 use super::moe::{Experts, Moe};
 use super::{Activation, Layer, Mlp, Model};
-use crate::config::{Architecture, ModelConfig, MoeConfig, RopeScaling, rope_freqs};
+use crate::config::{Architecture, ModelConfig, MoeConfig, RopeScaling, rope_freqs, rope_mscale};
 use crate::error::{EngineError, Result};
 use crate::model::rope::Rope;
 
@@ -46,8 +46,8 @@ impl Default for LoadOptions {
 
 /// Named tensors with the Hugging Face naming, taken out one by one while the model is built.
 pub(crate) struct Tensors {
-    map: HashMap<String, Array>,
-    origin: PathBuf,
+    pub(super) map: HashMap<String, Array>,
+    pub(super) origin: PathBuf,
 }
 
 impl Tensors {
@@ -87,7 +87,7 @@ impl Tensors {
     /// (`mlp.switch_mlp.up_proj`).
     fn canonical_experts(mut self, moe: Option<&MoeConfig>) -> Result<Tensors> {
         let Some(moe) = moe else { return Ok(self) };
-        self.map = self.map.into_iter().map(|(k, v)| (k.replace(".block_sparse_moe.", ".mlp."), v)).collect();
+        self.map = self.map.into_iter().map(|(k, v)| (expert_name(&k), v)).collect();
         let layers: Vec<String> = self
             .map
             .keys()
@@ -163,93 +163,18 @@ pub(crate) fn safetensors_folder(dir: &Path) -> Result<Tensors> {
     Ok(Tensors { map, origin: dir.into() })
 }
 
-/// GGUF tensor names → Hugging Face names.
-fn hf_name(gguf: &str) -> Option<String> {
-    let (stem, suffix) = gguf.rsplit_once('.')?;
-    if let Some(rest) = stem.strip_prefix("blk.") {
-        let (layer, part) = rest.split_once('.')?;
-        let hf = match part {
-            "attn_norm" => "input_layernorm",
-            "ffn_norm" => "post_attention_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "attn_q_norm" => "self_attn.q_norm",
-            "attn_k_norm" => "self_attn.k_norm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            "ffn_gate_inp" => "mlp.gate",
-            "ffn_gate_exps" => "mlp.switch_mlp.gate_proj",
-            "ffn_up_exps" => "mlp.switch_mlp.up_proj",
-            "ffn_down_exps" => "mlp.switch_mlp.down_proj",
-            _ => return None,
-        };
-        return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
-    }
-    let hf = match stem {
-        "token_embd" => "model.embed_tokens",
-        "output_norm" => "model.norm",
-        "output" => "lm_head",
-        "rope_freqs" => "rope_freqs",
-        _ => return None,
-    };
-    Some(format!("{hf}.{suffix}"))
-}
-
-/// llama.cpp stores llama q/k rows permuted for interleaved RoPE: within each head, row
-/// `2j + i` holds what Hugging Face keeps at `i * hd/2 + j`. This is the gather that undoes it.
-fn unpermute_index(heads: usize, head_dim: usize) -> Vec<i32> {
-    let half = head_dim / 2;
-    let mut idx = Vec::with_capacity(heads * head_dim);
-    for h in 0..heads {
-        for i in 0..2 {
-            for j in 0..half {
-                idx.push((h * head_dim + 2 * j + i) as i32);
-            }
+/// A mixture-of-experts module's name as this loader looks for it: Mixtral's `block_sparse_moe`
+/// is `mlp`, and gpt-oss's `router` and stacked `experts` (as mlx-lm saves them) are `gate` and
+/// `switch_mlp`. Tensor names and per-module quantization keys go through it alike.
+fn expert_name(k: &str) -> String {
+    let k = k.replace(".block_sparse_moe.", ".mlp.").replace(".mlp.router.", ".mlp.gate.");
+    let k = if k.ends_with(".mlp.router") { format!("{}.mlp.gate", &k[..k.len() - ".mlp.router".len()]) } else { k };
+    match k.split_once(".mlp.experts.") {
+        Some((p, rest)) if ["gate_proj", "up_proj", "down_proj"].iter().any(|m| rest.split('.').next() == Some(m)) => {
+            format!("{p}.mlp.switch_mlp.{rest}")
         }
+        _ => k,
     }
-    idx
-}
-
-/// Opens a GGUF file: its config from the metadata, its tensors renamed, llama q/k rows restored.
-pub(crate) fn gguf_file(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> Result<Tensors> {
-    let mut map = HashMap::new();
-    for key in gguf.tensor_keys() {
-        let a = gguf.take(&key)?;
-        match hf_name(&key) {
-            Some(name) => {
-                map.insert(name, a);
-            }
-            None => tracing::debug!(tensor = %key, "ignoring GGUF tensor"),
-        }
-    }
-    if let Some(f) = map.remove("rope_freqs.weight") {
-        cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
-    }
-    use Architecture::{Llama, Mistral, Mixtral};
-    if matches!(cfg.arch, Llama | Mistral | Mixtral) {
-        for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
-            let idx = unpermute_index(heads, cfg.head_dim);
-            let idx = Array::from_i32(&idx, &[idx.len() as i32])?;
-            for l in 0..cfg.num_layers {
-                for part in ["weight", "scales", "biases", "bias"] {
-                    let name = format!("model.layers.{l}.self_attn.{proj}.{part}");
-                    if let Some(a) = map.remove(&name) {
-                        if a.dim(0) as usize != heads * cfg.head_dim {
-                            return Err(EngineError::bad_model(
-                                path,
-                                format!("tensor '{name}' has {} rows, expected {}", a.dim(0), heads * cfg.head_dim),
-                            ));
-                        }
-                        map.insert(name, ops::take(&a, &idx, 0)?);
-                    }
-                }
-            }
-        }
-    }
-    Ok(Tensors { map, origin: path.into() })
 }
 
 struct Builder<'a> {
@@ -323,17 +248,24 @@ impl Builder<'_> {
         if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
     }
 
-    /// The stacked experts of one projection: `[experts, out, in]`, dense or quantized.
+    /// The stacked experts of one projection: `[experts, out, in]`, dense or quantized, with
+    /// optional biases `[experts, out]`.
     fn experts(&mut self, module: &str, experts: usize, out: usize, inp: usize) -> Result<Linear> {
         let wname = format!("{module}.weight");
         let weight = self.t.need(&wname)?;
         let (e, o) = (experts as i32, out as i32);
+        let bias = match self.t.take(&format!("{module}.bias")) {
+            Some(b) if b.shape() != [e, o] => {
+                return Err(self.shape_error(&format!("{module}.bias"), &b.shape(), format!("[{experts}, {out}]")));
+            }
+            b => b.map(|b| cast(b, self.dtype)).transpose()?,
+        };
         let linear = match self.t.take(&format!("{module}.scales")) {
             None => {
                 if weight.shape() != [e, o, inp as i32] {
                     return Err(self.shape_error(&wname, &weight.shape(), format!("[{experts}, {out}, {inp}]")));
                 }
-                Linear::Dense { weight: cast(weight, self.dtype)?, bias: None }
+                Linear::Dense { weight: cast(weight, self.dtype)?, bias }
             }
             Some(scales) => {
                 let biases = self.t.need(&format!("{module}.biases"))?;
@@ -361,7 +293,7 @@ impl Builder<'_> {
                         format!("[{experts}, {out}, {inp} * bits / 32] for 2-8 bits in groups of {group_size}"),
                     ));
                 }
-                Linear::Quantized { weight, scales, biases, group_size, bits, bias: None }
+                Linear::Quantized { weight, scales, biases, group_size, bits, bias }
             }
         };
         if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
@@ -394,6 +326,7 @@ impl Builder<'_> {
             top_k: m.top_k as i32,
             intermediate: mi as i32,
             norm_topk_prob: m.norm_topk_prob,
+            activation: m.activation,
         }))
     }
 
@@ -479,7 +412,7 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
 /// that unreadable data fails here rather than in the first request.
 pub(crate) fn build(
     t: Tensors,
-    cfg: ModelConfig,
+    mut cfg: ModelConfig,
     gguf: bool,
     opts: &LoadOptions,
     mut progress: impl FnMut(usize, usize),
@@ -491,6 +424,11 @@ pub(crate) fn build(
     let (h, hd, nh, nkv, vocab) = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size);
     let origin = t.origin.clone();
     let t = t.canonical_experts(cfg.moe.as_ref())?.text_only();
+    if cfg.moe.is_some() {
+        for (module, _) in &mut cfg.quantization_overrides {
+            *module = expert_name(module);
+        }
+    }
     let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense };
     let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
     let mut pending = ArrayList::of(embed.0.arrays());
@@ -526,8 +464,18 @@ pub(crate) fn build(
         } else {
             (b.norm(&format!("{p}.post_attention_layernorm"), h)?, None, None)
         };
+        let sinks = match b.t.take(&format!("{p}.self_attn.sinks")) {
+            Some(s) if s.shape() != [nh as i32] => {
+                return Err(b.shape_error(&format!("{p}.self_attn.sinks"), &s.shape(), format!("[{nh}]")));
+            }
+            s => s.map(|s| cast(s, dtype)).transpose()?,
+        };
+        if cfg.arch == Architecture::GptOss && sinks.is_none() {
+            return Err(EngineError::bad_model(&origin, format!("tensor '{p}.self_attn.sinks' is missing")));
+        }
         let layer = Layer {
             qkv,
+            sinks,
             o,
             q_norm,
             k_norm,
@@ -536,12 +484,14 @@ pub(crate) fn build(
             attn_out_norm,
             mlp_out_norm,
             mlp,
-            sliding: cfg.gemma.as_ref().is_some_and(|g| g.sliding[l]),
+            sliding: cfg.sliding_window.as_ref().is_some_and(|w| w.layers[l]),
         };
         // Evaluate layer by layer: peak memory stays one layer above the final size, and a
         // truncated file fails at the tensor that is cut.
         pending = ArrayList::new();
-        for a in [&layer.qkv, &layer.o].into_iter().flat_map(|l| l.arrays()).chain(layer.mlp.arrays()) {
+        for a in
+            [&layer.qkv, &layer.o].into_iter().flat_map(|l| l.arrays()).chain(layer.mlp.arrays()).chain(&layer.sinks)
+        {
             pending.push(a);
         }
         pending.eval().map_err(|e| EngineError::bad_model(&origin, format!("layer {l}: {}", e.message)))?;
@@ -582,10 +532,7 @@ pub(crate) fn build(
         tracing::debug!(?leftovers, "unused tensors");
     }
     // MLX's CPU build has no rope kernel: there the step's table is built once (see rope.rs).
-    let mscale = match cfg.rope_scaling {
-        RopeScaling::LongRope { mscale, .. } => mscale,
-        _ => 1.0,
-    };
+    let mscale = rope_mscale(&cfg);
     let (rd, hd) = (cfg.rotary_dim as i32, cfg.head_dim as i32);
     let rope = Rope::new(rd, hd, cfg.rope_traditional, cfg.rope_theta, rope_scale, mscale, rope_freqs, !gpu)?;
     // Gemma's local layers rotate with their own base and no scaling.

@@ -7,6 +7,7 @@
 //! once per step for the whole batch, and attention as one batched call for the decode rows and
 //! one for the chunks, each row reading its own slots of the shared [`KvPool`].
 
+mod gguf;
 pub mod layers;
 pub mod loader;
 pub mod moe;
@@ -18,6 +19,7 @@ use mlx::{Array, Dtype, ops};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::KvPool;
+pub(crate) use gguf::open as gguf_tensors;
 use layers::{Embedding, Linear, RmsNorm};
 use rope::{Rope, Table};
 use step::WindowMasks;
@@ -29,6 +31,8 @@ pub struct Layer {
     pub qkv: Linear,
     /// Output projection.
     pub o: Linear,
+    /// Per-head attention sink logits (gpt-oss).
+    pub sinks: Option<Array>,
     /// Per-head norm on queries (Qwen3).
     pub q_norm: Option<RmsNorm>,
     /// Per-head norm on keys (Qwen3).
@@ -170,8 +174,8 @@ impl Model {
             Some(r) => Some((r, r.table(&step.positions)?)),
             None => None,
         };
-        let windows = match &self.cfg.gemma {
-            Some(g) => Some(step.window_masks(g.sliding_window)?),
+        let windows = match &self.cfg.sliding_window {
+            Some(w) => Some(step.window_masks(w.size)?),
             None => None,
         };
         for (l, layer) in self.layers.iter().enumerate() {
@@ -219,6 +223,14 @@ impl Model {
         let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, None)?;
         pool.write(l, &step.write, &k, &v)?;
         let scale = self.attn_scale;
+        // Every attention call of the layer, with its sinks when it has them.
+        let sdpa = |q: &Array, k: &Array, v: &Array, mode: &str, mask: Option<&Array>| -> Result<Array> {
+            Ok(match (&layer.sinks, mask) {
+                (Some(s), mask) => ops::scaled_dot_product_attention_sinks(q, k, v, scale, mode, mask, s)?,
+                (None, Some(m)) => ops::scaled_dot_product_attention_masked(q, k, v, scale, m)?,
+                (None, None) => ops::scaled_dot_product_attention(q, k, v, scale, mode)?,
+            })
+        };
         let mut outs = Vec::with_capacity(2);
         let mut b = 0;
         if let Some(d) = &step.decode {
@@ -226,10 +238,7 @@ impl Model {
             let q = ops::slice_axis(&q, 0, 0, b)?;
             let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;
             let mask = window.and_then(|w| w.decode.as_ref()).or(d.mask.as_ref());
-            let o = match mask {
-                Some(mask) => ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, mask)?,
-                None => ops::scaled_dot_product_attention(&q, &keys, &values, scale, "")?,
-            };
+            let o = sdpa(&q, &keys, &values, "", mask)?;
             outs.push(ops::reshape(&o, &[b, nh * hd])?);
         }
         if let Some(p) = &step.prefill {
@@ -240,16 +249,11 @@ impl Model {
             };
             let q = rows(&q, nh)?;
             let window = window.and_then(|w| w.prefill.as_ref());
-            let o = match (&p.cached, window) {
-                (None, None) => {
-                    ops::scaled_dot_product_attention(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, "causal")?
-                }
-                (None, Some(mask)) => {
-                    ops::scaled_dot_product_attention_masked(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, scale, mask)?
-                }
-                (Some(cached), mask) => {
+            let o = match &p.cached {
+                None => sdpa(&q, &rows(&k, nkv)?, &rows(&v, nkv)?, "causal", window)?,
+                Some(cached) => {
                     let (keys, values) = pool.gather(l, &cached.gather, c, cached.width)?;
-                    ops::scaled_dot_product_attention_masked(&q, &keys, &values, scale, mask.unwrap_or(&cached.mask))?
+                    sdpa(&q, &keys, &values, "", Some(window.unwrap_or(&cached.mask)))?
                 }
             };
             outs.push(ops::reshape(&ops::transpose(&o, &[0, 2, 1, 3])?, &[c * n, nh * hd])?);
@@ -291,6 +295,7 @@ impl Model {
             out.extend([&l.input_norm.weight, &l.post_norm.weight]);
             out.extend(l.attn_out_norm.iter().chain(l.mlp_out_norm.iter()).map(|n| &n.weight));
             out.extend(l.q_norm.iter().chain(l.k_norm.iter()).map(|n| &n.weight));
+            out.extend(&l.sinks);
         }
         out.push(&self.norm.weight);
         if let Some(h) = &self.lm_head {

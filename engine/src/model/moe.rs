@@ -9,6 +9,7 @@
 use mlx::{Array, Dtype, ops};
 
 use super::layers::{Linear, cast};
+use crate::config::ExpertActivation;
 use crate::error::Result;
 
 /// The weights of all experts of one projection: `[experts, out, in]` (dense) or packed
@@ -25,20 +26,33 @@ impl Experts {
     /// expert runs one product for both.
     pub fn fuse(gate: Linear, up: Linear) -> Result<Experts> {
         let cat = |a: &Array, b: &Array| -> Result<Array> { Ok(ops::concatenate(&[a, b], 1)?) };
+        let bias = |g: &Option<Array>, u: &Option<Array>| -> Result<Option<Option<Array>>> {
+            Ok(match (g, u) {
+                (None, None) => Some(None),
+                (Some(g), Some(u)) => Some(Some(cat(g, u)?)),
+                _ => None,
+            })
+        };
         Ok(Experts(match (&gate, &up) {
-            (Linear::Dense { weight: g, bias: None }, Linear::Dense { weight: u, bias: None }) => {
-                Linear::Dense { weight: cat(g, u)?, bias: None }
+            (Linear::Dense { weight: g, bias: gbias }, Linear::Dense { weight: u, bias: ubias }) => {
+                match bias(gbias, ubias)? {
+                    Some(bias) => Linear::Dense { weight: cat(g, u)?, bias },
+                    None => Linear::Stack(vec![gate, up]),
+                }
             }
             (
-                Linear::Quantized { weight: gw, scales: gs, biases: gb, group_size: g1, bits: b1, bias: None },
-                Linear::Quantized { weight: uw, scales: us, biases: ub, group_size: g2, bits: b2, bias: None },
-            ) if g1 == g2 && b1 == b2 => Linear::Quantized {
-                weight: cat(gw, uw)?,
-                scales: cat(gs, us)?,
-                biases: cat(gb, ub)?,
-                group_size: *g1,
-                bits: *b1,
-                bias: None,
+                Linear::Quantized { weight: gw, scales: gs, biases: gb, group_size: g1, bits: b1, bias: gbias },
+                Linear::Quantized { weight: uw, scales: us, biases: ub, group_size: g2, bits: b2, bias: ubias },
+            ) if g1 == g2 && b1 == b2 => match bias(gbias, ubias)? {
+                Some(bias) => Linear::Quantized {
+                    weight: cat(gw, uw)?,
+                    scales: cat(gs, us)?,
+                    biases: cat(gb, ub)?,
+                    group_size: *g1,
+                    bits: *b1,
+                    bias,
+                },
+                None => Linear::Stack(vec![gate, up]),
             },
             _ => Linear::Stack(vec![gate, up]),
         }))
@@ -46,16 +60,31 @@ impl Experts {
 }
 
 fn gather(experts: &Linear, x: &Array, idx: &Array) -> Result<Array> {
-    Ok(match experts {
-        Linear::Dense { weight, .. } => ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?,
-        Linear::Quantized { weight, scales, biases, group_size, bits, .. } => {
-            ops::gather_qmm(x, weight, scales, biases, idx, *group_size, *bits, true)?
+    let (y, bias) = match experts {
+        Linear::Dense { weight, bias } => (ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?, bias),
+        Linear::Quantized { weight, scales, biases, group_size, bits, bias } => {
+            (ops::gather_qmm(x, weight, scales, biases, idx, *group_size, *bits, true)?, bias)
         }
         Linear::Stack(parts) => {
             let outs = parts.iter().map(|p| gather(p, x, idx)).collect::<Result<Vec<_>>>()?;
-            ops::concatenate(&outs.iter().collect::<Vec<_>>(), -1)?
+            return Ok(ops::concatenate(&outs.iter().collect::<Vec<_>>(), -1)?);
         }
+    };
+    Ok(match bias {
+        // Each row's expert's bias `[experts, out]` → `[n, 1, out]`.
+        Some(b) => ops::add(&y, &ops::expand_dims(&ops::take(b, idx, 0)?, 1)?)?,
+        None => y,
     })
+}
+
+/// gpt-oss's gated activation: `(clip(up, ±limit) + 1) · g · sigmoid(1.702 · g)` with
+/// `g = min(gate, limit)`, in mlx-lm's order of operations.
+fn clamped_swiglu(gate: &Array, up: &Array, limit: f32) -> Result<Array> {
+    let c = |v: f32| -> Result<Array> { Ok(ops::astype(&Array::scalar_f32(v)?, gate.dtype())?) };
+    let g = ops::minimum(gate, &c(limit)?)?;
+    let u = ops::minimum(&ops::maximum(up, &c(-limit)?)?, &c(limit)?)?;
+    let glu = ops::multiply(&g, &ops::sigmoid(&ops::multiply(&c(1.702)?, &g)?)?)?;
+    Ok(ops::multiply(&ops::add(&u, &c(1.0)?)?, &glu)?)
 }
 
 /// One sparse MLP layer.
@@ -72,6 +101,8 @@ pub struct Moe {
     pub intermediate: i32,
     /// Renormalize the chosen experts' weights.
     pub norm_topk_prob: bool,
+    /// The experts' activation.
+    pub activation: ExpertActivation,
 }
 
 impl Moe {
@@ -99,7 +130,10 @@ impl Moe {
         let i = self.intermediate;
         let gate = ops::slice_axis(&gu, 2, 0, i)?;
         let up = ops::slice_axis(&gu, 2, i, 2 * i)?;
-        let h = ops::multiply(&ops::silu(&gate)?, &up)?;
+        let h = match self.activation {
+            ExpertActivation::Silu => ops::multiply(&ops::silu(&gate)?, &up)?,
+            ExpertActivation::ClampedSwiglu { limit } => clamped_swiglu(&gate, &up, limit)?,
+        };
         let y = self.down.forward(&h, &idx)?;
         let y = ops::take(&ops::reshape(&y, &[n * k, hidden])?, &restore, 0)?;
         let y = ops::reshape(&y, &[n, k, hidden])?;

@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 
+mod families;
+
 /// The architectures this engine implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Architecture {
@@ -28,10 +30,13 @@ pub enum Architecture {
     /// Gemma 3 (text): interleaved sliding-window and global layers, (1 + w) norms before and
     /// after attention and MLP, scaled embeddings, GeLU-tanh MLP (see [`GemmaConfig`]).
     Gemma3,
+    /// gpt-oss: routed experts with a clamped SwiGLU and biases, attention sinks, alternating
+    /// sliding-window layers, YaRN rope.
+    GptOss,
 }
 
 /// Comma-separated names of every supported architecture, for error messages.
-pub const SUPPORTED: &str = "gemma3, gemma3_text, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe";
+pub const SUPPORTED: &str = "gemma3, gemma3_text, gpt_oss, llama, mistral, mixtral, phi3, qwen2, qwen3, qwen3_moe";
 
 impl Architecture {
     /// From `model_type` (config.json) or `general.architecture` (GGUF).
@@ -47,6 +52,7 @@ impl Architecture {
             "phi3" => Ok(Architecture::Phi3),
             // The multimodal checkpoint's text weights are the text model's (see `from_json`).
             "gemma3_text" | "gemma3" => Ok(Architecture::Gemma3),
+            "gpt_oss" => Ok(Architecture::GptOss),
             other => {
                 Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
             }
@@ -64,6 +70,7 @@ impl Architecture {
             Architecture::Mixtral => "mixtral",
             Architecture::Phi3 => "phi3",
             Architecture::Gemma3 => "gemma3",
+            Architecture::GptOss => "gpt_oss",
         }
     }
 }
@@ -83,6 +90,8 @@ pub struct MoeConfig {
     /// Per layer: whether it is sparse (the others keep a dense MLP of the model's
     /// `intermediate_size`).
     pub sparse: Vec<bool>,
+    /// The experts' activation.
+    pub activation: ExpertActivation,
 }
 
 /// What Gemma 3 adds to the llama layout.
@@ -90,12 +99,31 @@ pub struct MoeConfig {
 pub struct GemmaConfig {
     /// Attention scores are scaled by `query_pre_attn_scalar^-1/2` (not `head_dim^-1/2`).
     pub query_pre_attn_scalar: f32,
-    /// Keys a sliding-window layer sees behind each query, its own included.
-    pub sliding_window: usize,
-    /// Per layer: sliding-window (local) or global.
-    pub sliding: Vec<bool>,
     /// RoPE base of the sliding-window layers (the global ones use `rope_theta` and its scaling).
     pub rope_local_theta: f32,
+}
+
+/// Layers that attend only to the most recent keys (Gemma 3's local layers, gpt-oss's
+/// alternate ones).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlidingWindow {
+    /// Keys a sliding-window layer sees behind each query, its own included.
+    pub size: usize,
+    /// Per layer: sliding-window or global.
+    pub layers: Vec<bool>,
+}
+
+/// The activation of routed experts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExpertActivation {
+    /// SwiGLU: `silu(gate) · up`.
+    Silu,
+    /// gpt-oss: the gate clamped above and the linear part on both sides at `limit`, then
+    /// `(up + 1) · gate · sigmoid(1.702 · gate)`.
+    ClampedSwiglu {
+        /// The clamp.
+        limit: f32,
+    },
 }
 
 /// How rotary frequencies are scaled for long context.
@@ -121,6 +149,20 @@ pub enum RopeScaling {
     },
     /// Explicit per-frequency divisors (GGUF `rope_freqs.weight`).
     Factors(Vec<f32>),
+    /// YaRN (gpt-oss): frequencies blended between interpolated and original across a ramp,
+    /// and the rotated features scaled by `mscale`.
+    Yarn {
+        /// Context extension factor.
+        factor: f32,
+        /// The pre-training context length.
+        original_max_position_embeddings: f32,
+        /// Rotations above which frequencies are kept.
+        beta_fast: f32,
+        /// Rotations below which frequencies are interpolated.
+        beta_slow: f32,
+        /// `(0.1 · mscale · ln factor + 1) / (0.1 · mscale_all_dim · ln factor + 1)`.
+        mscale: f32,
+    },
     /// Phi-3's LongRoPE ("su"): per-frequency divisors, and the rotated features scaled by
     /// `mscale`. mlx-lm applies the long factors at every length; so does this engine, so that
     /// it answers like the reference.
@@ -173,6 +215,8 @@ pub struct ModelConfig {
     pub moe: Option<MoeConfig>,
     /// Gemma 3's extras, for Gemma 3.
     pub gemma: Option<GemmaConfig>,
+    /// Sliding-window layers, if the model has any.
+    pub sliding_window: Option<SlidingWindow>,
     /// EOS ids declared by config.json / GGUF metadata.
     pub eos_token_ids: Vec<u32>,
     /// BOS id, if declared.
@@ -214,7 +258,7 @@ impl ModelConfig {
         let gemma_text;
         let v = match v.get("model_type").and_then(Value::as_str) {
             Some("gemma3" | "gemma3_text") => {
-                gemma_text = gemma3_text_config(v);
+                gemma_text = families::gemma3_text_config(v);
                 &gemma_text
             }
             _ => v,
@@ -255,43 +299,9 @@ impl ModelConfig {
         let (quantization, quantization_overrides) =
             parse_quantization(v.get("quantization").or(v.get("quantization_config")));
         let num_layers = need("num_hidden_layers")?;
-        let moe = match arch {
-            Architecture::Qwen3Moe => {
-                let step = get_usize(v, "decoder_sparse_step").unwrap_or(1).max(1);
-                let dense_only: Vec<usize> = v
-                    .get("mlp_only_layers")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_u64).map(|x| x as usize).collect())
-                    .unwrap_or_default();
-                let num_experts = need("num_experts")?;
-                Some(MoeConfig {
-                    num_experts,
-                    top_k: need("num_experts_per_tok")?,
-                    intermediate_size: need("moe_intermediate_size")?,
-                    norm_topk_prob: v.get("norm_topk_prob").and_then(Value::as_bool).unwrap_or(false),
-                    sparse: (0..num_layers)
-                        .map(|l| !dense_only.contains(&l) && num_experts > 0 && (l + 1) % step == 0)
-                        .collect(),
-                })
-            }
-            // Mixtral takes the softmax over the chosen experts' logits: the same as renormalizing
-            // the chosen probabilities of the softmax over all of them.
-            Architecture::Mixtral => Some(MoeConfig {
-                num_experts: need("num_local_experts")?,
-                top_k: need("num_experts_per_tok")?,
-                intermediate_size: need("intermediate_size")?,
-                norm_topk_prob: true,
-                sparse: vec![true; num_layers],
-            }),
-            _ => None,
-        };
-        if let Some(m) = &moe {
-            check_moe(m, path)?;
-        }
-        let gemma = match arch {
-            Architecture::Gemma3 => Some(gemma_config(v, num_layers, path)?),
-            _ => None,
-        };
+        let moe = families::moe(arch, v, num_layers, path)?;
+        let gemma = (arch == Architecture::Gemma3).then(|| families::gemma(v));
+        let sliding_window = families::sliding_window(arch, v, num_layers, path)?;
         Ok(ModelConfig {
             arch,
             hidden_size,
@@ -308,10 +318,14 @@ impl ModelConfig {
             rope_traditional: v.get("rope_traditional").and_then(Value::as_bool).unwrap_or(false),
             max_position_embeddings: get_usize(v, "max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
-            attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(arch == Architecture::Qwen2),
+            attention_bias: v
+                .get("attention_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(matches!(arch, Architecture::Qwen2 | Architecture::GptOss)),
             qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3),
             moe,
             gemma,
+            sliding_window,
             eos_token_ids: id_list(v.get("eos_token_id")),
             bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             quantization,
@@ -336,83 +350,6 @@ impl ModelConfig {
     }
 }
 
-/// A Gemma 3 config with every key the text model reads: the multimodal checkpoint's
-/// `text_config` (its vocabulary size and EOS ids from the top level), and mlx-lm's defaults for
-/// keys Hugging Face leaves out.
-fn gemma3_text_config(v: &Value) -> Value {
-    let mut text = match v.get("text_config") {
-        Some(Value::Object(t)) if v.get("model_type").and_then(Value::as_str) == Some("gemma3") => {
-            let mut t = t.clone();
-            for key in ["vocab_size", "eos_token_id", "bos_token_id", "quantization", "quantization_config"] {
-                if let Some(x) = v.get(key).filter(|_| !t.contains_key(key)) {
-                    t.insert(key.into(), x.clone());
-                }
-            }
-            t.entry("num_attention_heads").or_insert(8.into());
-            t.entry("num_key_value_heads").or_insert(4.into());
-            t.entry("vocab_size").or_insert(262208.into());
-            t
-        }
-        _ => v.as_object().cloned().unwrap_or_default(),
-    };
-    let defaults = serde_json::json!({
-        "hidden_size": 1152, "num_hidden_layers": 26, "intermediate_size": 6912,
-        "num_attention_heads": 4, "head_dim": 256, "rms_norm_eps": 1.0e-6, "vocab_size": 262144,
-        "num_key_value_heads": 1, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
-        "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6,
-        "max_position_embeddings": 32768, "tie_word_embeddings": true,
-    });
-    for (k, d) in defaults.as_object().unwrap() {
-        text.entry(k.clone()).or_insert(d.clone());
-    }
-    text.insert("model_type".into(), "gemma3_text".into());
-    Value::Object(text)
-}
-
-fn gemma_config(v: &Value, num_layers: usize, path: &Path) -> Result<GemmaConfig> {
-    let sliding_window = get_usize(v, "sliding_window").unwrap_or(512);
-    if sliding_window == 0 {
-        return Err(EngineError::bad_model(path, "sliding_window must be at least 1"));
-    }
-    // Newer configs list each layer's kind; older ones give the period (every n-th is global).
-    let sliding = match v.get("layer_types").and_then(Value::as_array) {
-        Some(types) => {
-            if types.len() != num_layers {
-                return Err(EngineError::bad_model(
-                    path,
-                    format!("layer_types lists {} layers; the model has {num_layers}", types.len()),
-                ));
-            }
-            types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect()
-        }
-        None => {
-            let period = get_usize(v, "sliding_window_pattern").unwrap_or(6).max(1);
-            (0..num_layers).map(|l| (l + 1) % period != 0).collect()
-        }
-    };
-    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
-        if v.get(key).is_some_and(|x| !x.is_null()) {
-            tracing::warn!(key, "Gemma 3 soft-capping is ignored, as mlx-lm ignores it");
-        }
-    }
-    Ok(GemmaConfig {
-        query_pre_attn_scalar: get_f32(v, "query_pre_attn_scalar").unwrap_or(256.0),
-        sliding_window,
-        sliding,
-        rope_local_theta: get_f32(v, "rope_local_base_freq").unwrap_or(10_000.0),
-    })
-}
-
-fn check_moe(m: &MoeConfig, path: &Path) -> Result<()> {
-    if m.top_k == 0 || m.top_k > m.num_experts {
-        return Err(EngineError::bad_model(
-            path,
-            format!("num_experts_per_tok {} must be between 1 and the {} experts", m.top_k, m.num_experts),
-        ));
-    }
-    Ok(())
-}
-
 fn parse_rope_scaling(config: &Value, rotary_dim: usize, path: &Path) -> Result<RopeScaling> {
     let Some(v) = config.get("rope_scaling").filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
@@ -428,6 +365,17 @@ fn parse_rope_scaling(config: &Value, rotary_dim: usize, path: &Path) -> Result<
             high_freq_factor: get_f32(v, "high_freq_factor").unwrap_or(4.0),
             original_max_position_embeddings: get_f32(v, "original_max_position_embeddings").unwrap_or(8192.0),
         }),
+        "yarn" => {
+            let get = |k: &str, d: f32| get_f32(v, k).unwrap_or(d);
+            let m = |scale: f32| if factor <= 1.0 { 1.0 } else { 0.1 * scale * factor.ln() + 1.0 };
+            Ok(RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: get("original_max_position_embeddings", 4096.0),
+                beta_fast: get("beta_fast", 32.0),
+                beta_slow: get("beta_slow", 1.0),
+                mscale: m(get("mscale", 1.0)) / m(get("mscale_all_dim", 0.0)),
+            })
+        }
         "longrope" | "su" => {
             let long_factor: Vec<f32> = v
                 .get("long_factor")
@@ -453,7 +401,9 @@ fn parse_rope_scaling(config: &Value, rotary_dim: usize, path: &Path) -> Result<
         }
         other => Err(EngineError::bad_model(
             path,
-            format!("rope_scaling type '{other}' is not supported (supported: default, linear, llama3, longrope)"),
+            format!(
+                "rope_scaling type '{other}' is not supported (supported: default, linear, llama3, longrope, yarn)"
+            ),
         )),
     }
 }
@@ -504,10 +454,41 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
                     .collect(),
             )
         }
+        RopeScaling::Yarn { factor, original_max_position_embeddings, beta_fast, beta_slow, .. } => {
+            Some(yarn_freqs(dims, cfg.rope_theta, *factor, *original_max_position_embeddings, *beta_fast, *beta_slow))
+        }
         RopeScaling::Factors(factors) | RopeScaling::LongRope { long_factor: factors, .. } => {
             Some(base_freqs.zip(factors).map(|(f, k)| f * k).collect())
         }
         _ => None,
+    }
+}
+
+/// YaRN's wavelengths, computed as mlx-lm computes them (the ramp's ends floored and ceiled).
+fn yarn_freqs(dims: usize, base: f32, factor: f32, original: f32, beta_fast: f32, beta_slow: f32) -> Vec<f32> {
+    let (d, base64) = (dims as f64, base as f64);
+    let correction = |rotations: f32| {
+        d * (original as f64 / (rotations as f64 * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base64.ln())
+    };
+    let low = correction(beta_fast).floor().max(0.0) as f32;
+    let high = (correction(beta_slow).ceil() as f32).min(dims as f32 - 1.0);
+    let high = if low == high { high + 0.001 } else { high };
+    (0..dims / 2)
+        .map(|i| {
+            let extra = base.powf(2.0 * i as f32 / dims as f32);
+            let inter = factor * extra;
+            let ramp = ((i as f32 - low) / (high - low)).clamp(0.0, 1.0);
+            let keep = 1.0 - ramp;
+            (inter * extra) / (inter * keep + extra * (1.0 - keep))
+        })
+        .collect()
+}
+
+/// The scale of the rotated features that LongRoPE and YaRN apply (1 for other ropes).
+pub fn rope_mscale(cfg: &ModelConfig) -> f32 {
+    match cfg.rope_scaling {
+        RopeScaling::LongRope { mscale, .. } | RopeScaling::Yarn { mscale, .. } => mscale,
+        _ => 1.0,
     }
 }
 
@@ -588,8 +569,9 @@ impl ModelConfig {
                         .unwrap_or(intermediate_size),
                     norm_topk_prob: true,
                     sparse: vec![true; num_layers],
+                    activation: ExpertActivation::Silu,
                 };
-                check_moe(&m, path)?;
+                families::check_moe(&m, path)?;
                 Some(m)
             }
             None if matches!(arch, Architecture::Qwen3Moe | Architecture::Mixtral) => {
@@ -617,6 +599,7 @@ impl ModelConfig {
             qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
             moe,
             gemma: None,
+            sliding_window: None,
             eos_token_ids,
             bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
             quantization: None,

@@ -1,0 +1,99 @@
+//! GGUF files as the loader's named tensors: llama.cpp's tensor names mapped to Hugging Face's
+//! (experts included), and llama.cpp's permutation of llama q/k rows undone.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use mlx::{Array, ops};
+
+use super::loader::Tensors;
+use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::error::{EngineError, Result};
+
+/// GGUF tensor names → Hugging Face names.
+fn hf_name(gguf: &str) -> Option<String> {
+    let (stem, suffix) = gguf.rsplit_once('.')?;
+    if let Some(rest) = stem.strip_prefix("blk.") {
+        let (layer, part) = rest.split_once('.')?;
+        let hf = match part {
+            "attn_norm" => "input_layernorm",
+            "ffn_norm" => "post_attention_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "attn_q_norm" => "self_attn.q_norm",
+            "attn_k_norm" => "self_attn.k_norm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            "ffn_gate_inp" => "mlp.gate",
+            "ffn_gate_exps" => "mlp.switch_mlp.gate_proj",
+            "ffn_up_exps" => "mlp.switch_mlp.up_proj",
+            "ffn_down_exps" => "mlp.switch_mlp.down_proj",
+            _ => return None,
+        };
+        return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
+    }
+    let hf = match stem {
+        "token_embd" => "model.embed_tokens",
+        "output_norm" => "model.norm",
+        "output" => "lm_head",
+        "rope_freqs" => "rope_freqs",
+        _ => return None,
+    };
+    Some(format!("{hf}.{suffix}"))
+}
+
+/// llama.cpp stores llama q/k rows permuted for interleaved RoPE: within each head, row
+/// `2j + i` holds what Hugging Face keeps at `i * hd/2 + j`. This is the gather that undoes it.
+fn unpermute_index(heads: usize, head_dim: usize) -> Vec<i32> {
+    let half = head_dim / 2;
+    let mut idx = Vec::with_capacity(heads * head_dim);
+    for h in 0..heads {
+        for i in 0..2 {
+            for j in 0..half {
+                idx.push((h * head_dim + 2 * j + i) as i32);
+            }
+        }
+    }
+    idx
+}
+
+/// Opens a GGUF file: its config from the metadata, its tensors renamed, llama q/k rows restored.
+pub(crate) fn open(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> Result<Tensors> {
+    let mut map = HashMap::new();
+    for key in gguf.tensor_keys() {
+        let a = gguf.take(&key)?;
+        match hf_name(&key) {
+            Some(name) => {
+                map.insert(name, a);
+            }
+            None => tracing::debug!(tensor = %key, "ignoring GGUF tensor"),
+        }
+    }
+    if let Some(f) = map.remove("rope_freqs.weight") {
+        cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
+    }
+    if matches!(cfg.arch, Architecture::Llama | Architecture::Mistral | Architecture::Mixtral) {
+        for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
+            let idx = unpermute_index(heads, cfg.head_dim);
+            let idx = Array::from_i32(&idx, &[idx.len() as i32])?;
+            for l in 0..cfg.num_layers {
+                for part in ["weight", "scales", "biases", "bias"] {
+                    let name = format!("model.layers.{l}.self_attn.{proj}.{part}");
+                    if let Some(a) = map.remove(&name) {
+                        if a.dim(0) as usize != heads * cfg.head_dim {
+                            return Err(EngineError::bad_model(
+                                path,
+                                format!("tensor '{name}' has {} rows, expected {}", a.dim(0), heads * cfg.head_dim),
+                            ));
+                        }
+                        map.insert(name, ops::take(&a, &idx, 0)?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensors { map, origin: path.into() })
+}
