@@ -8,6 +8,8 @@ script against them. Models it expects (aliases in the daemon's config):
   tiny-qwen           a tiny random Qwen-style model with a tool-capable template
   scripted-tools      answers with one get_weather tool call (greedy)
   scripted-reasoning  answers "<think>...</think>" then text (greedy)
+  scripted-harmony, scripted-harmony-tools
+                      the same in gpt-oss's harmony format (analysis, then final or a call)
 Environment: TINY_QWEN_DIR, the tiny model's folder, for the reference prompt rendering.
 
 Each check is a function named check_*; all run, failures are reported together, and the exit
@@ -224,6 +226,32 @@ def check_reasoning_content():
     r_text = "".join((ch.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for ch in chunks if ch.choices)
     c_text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert r_text.strip() == "The user greets me." and c_text.strip() == "Hello from Paris!", (r_text, c_text)
+
+
+def check_harmony_channels_and_calls():
+    r = client.chat.completions.create(model="scripted-harmony", messages=user("Hello"), temperature=0)
+    m = r.choices[0].message
+    reasoning = getattr(m, "reasoning_content", None) or (m.model_extra or {}).get("reasoning_content")
+    assert reasoning == "The user greets me." and m.content == "Hello from Paris!", (reasoning, m.content)
+    chunks = list(client.chat.completions.create(model="scripted-harmony", messages=user("Hello"), temperature=0, stream=True))
+    r_text = "".join((ch.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for ch in chunks if ch.choices)
+    c_text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert (r_text, c_text) == ("The user greets me.", "Hello from Paris!"), (r_text, c_text)
+    assert "<|" not in r_text + c_text, "no harmony marker reaches the client"
+    r = client.chat.completions.create(
+        model="scripted-harmony-tools", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL], temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls" and not c.message.content, c
+    assert (c.message.model_extra or {}).get("reasoning_content") == "Need the weather.", c.message
+    call = c.message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.id.startswith("call_"), call
+    assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "celsius"}, call.function.arguments
+    chunks = list(client.chat.completions.create(
+        model="scripted-harmony-tools", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL], temperature=0, stream=True))
+    deltas = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather", deltas
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris", "unit": "celsius"}
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
 
 
 def check_raw_error_envelope():

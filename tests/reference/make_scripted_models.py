@@ -13,6 +13,9 @@ needs. With greedy decoding the model then answers exactly:
 
   scripted-tools:      <tool_call>\\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}\\n</tool_call>
   scripted-reasoning:  <think>\\nThe user greets me.\\n</think>\\n\\nHello from Paris!
+  scripted-harmony:    <|channel|>analysis<|message|>The user greets me.<|end|><|start|>assistant<|channel|>final<|message|>Hello from Paris!
+  scripted-harmony-tools: the same analysis, then a commentary message to=functions.get_weather
+                       whose body is {"city": "Paris", "unit": "celsius"}
 
 then <|im_end|> (EOS). Written in the mlx-community layout; idempotent like make_tiny_models.py.
 """
@@ -46,7 +49,31 @@ SCRIPTS = {
         "</think>",
         "\n\nHello from Paris!",
     ],
+    # gpt-oss's harmony format (its markers joined into added tokens, so that no token repeats).
+    "scripted-harmony": [
+        "<|channel|>analysis<|message|>",
+        "The user greets me.",
+        "<|end|><|start|>assistant<|channel|>final<|message|>",
+        "Hello from Paris!",
+    ],
+    "scripted-harmony-tools": [
+        "<|channel|>analysis<|message|>",
+        "Need the weather.",
+        "<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>",
+        '{"city": "Paris", ',
+        '"unit": "celsius"}',
+    ],
 }
+
+# A harmony chat template (the shape of gpt-oss's, much reduced) for the harmony scripts: the
+# gateway reads channels and calls of models whose template renders harmony.
+HARMONY_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'assistant' -%}<|start|>assistant<|channel|>final<|message|>{{ m.content }}<|end|>"
+    "{%- else -%}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}"
+)
 HIDDEN = 64
 VERSION = 1
 
@@ -66,6 +93,8 @@ def build(base: Path, out: Path, name: str, pieces):
     assert None not in ids and len(set(ids)) == len(ids), (name, ids)
     cfg = json.loads((base / "config.json").read_text())
     tok_cfg = json.loads((base / "tokenizer_config.json").read_text())
+    if name.startswith("scripted-harmony"):
+        tok_cfg["chat_template"] = HARMONY_TEMPLATE
     eos = tok.token_to_id("<|im_end|>")
 
     # The last token of the generation prompt, as the template renders it.

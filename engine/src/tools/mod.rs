@@ -37,6 +37,7 @@
 
 mod call;
 mod grammar;
+pub mod harmony;
 mod json;
 mod parser;
 mod reasoning;

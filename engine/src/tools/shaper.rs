@@ -13,6 +13,7 @@
 //! the [`ReasoningSplitter`], its content part through the [`ToolCallParser`], and the result
 //! comes out as one [`ShapedDelta`]; [`Shaper::finish`] flushes both in the same order.
 
+use super::harmony::{self, HarmonyParser};
 use super::{ForcedChoice, ReasoningSplitter, ToolCallParser, ToolEvent, ToolFormat};
 use crate::constraint::Constraint;
 use crate::{ChatInput, Engine, EngineError, GenerateRequest, Prompt, Result};
@@ -78,6 +79,8 @@ pub struct Rendered {
 pub struct Shaper {
     splitter: Option<ReasoningSplitter>,
     parser: Option<ToolCallParser>,
+    /// gpt-oss's harmony output: channels and calls in one parser (instead of the two above).
+    harmony: Option<HarmonyParser>,
     /// The function a forced call must name (empty: any), when one is forced.
     forced: Option<String>,
 }
@@ -116,7 +119,17 @@ impl Shaper {
             ForcedChoice::Function(f) => f.clone(),
             ForcedChoice::Required => String::new(),
         });
-        Shaper { splitter: reasoning.map(ReasoningSplitter::new), parser, forced }
+        Shaper { splitter: reasoning.map(ReasoningSplitter::new), parser, harmony: None, forced }
+    }
+
+    /// A shaper for harmony output (gpt-oss) offering `tools`; `forced` as for [`Shaper::new`].
+    pub fn harmony(tools: Vec<String>, forced: Option<(&ForcedChoice, &str)>) -> Shaper {
+        let parser = HarmonyParser::new(tools, forced.map_or("", |(_, prefix)| prefix));
+        let forced = forced.map(|(choice, _)| match choice {
+            ForcedChoice::Function(f) => f.clone(),
+            ForcedChoice::Required => String::new(),
+        });
+        Shaper { splitter: None, parser: None, harmony: Some(parser), forced }
     }
 
     /// Renders a chat prompt for `engine` as `how` asks; `None` for a prompt that is not a chat.
@@ -126,6 +139,15 @@ impl Shaper {
             return Err(EngineError::invalid("messages", "must hold at least one message"));
         }
         let template = engine.chat_template_source().unwrap_or("");
+        if harmony::template_is_harmony(template) {
+            let chat = ChatInput {
+                messages,
+                tools: tools.as_deref(),
+                add_generation_prompt: *add_generation_prompt,
+                extra: extra.as_ref(),
+            };
+            return Shaper::render_harmony(engine, &chat, how).map(Some);
+        }
         let format = match tools {
             Some(_) => Some(ToolFormat::detect(template).ok_or_else(|| {
                 EngineError::invalid(
@@ -180,6 +202,32 @@ impl Shaper {
         Ok(Some(Rendered { text, keep_special_tokens, shaper, constraint }))
     }
 
+    /// [`Shaper::render`] for a harmony template: its channels are always read (the markers are
+    /// special tokens, kept for the parser), tools need no detection, and a forced call's
+    /// arguments are generated under the function's schema. Strict tools under `auto` are not
+    /// held to their schemas here (harmony's free channels have no grammar yet).
+    fn render_harmony(engine: &Engine, chat: &ChatInput<'_>, how: &Shaping) -> Result<Rendered> {
+        let tools = chat.tools;
+        if tools.is_none() && how.forced.is_some() {
+            return Err(EngineError::invalid("tool_choice", "a required tool call needs 'tools'"));
+        }
+        let mut text = engine.render_chat(chat)?;
+        let prefix = how.forced.as_ref().map(harmony::forced_prefix);
+        if let Some(p) = &prefix {
+            text.push_str(p);
+        }
+        let names = tools.map(tool_names).unwrap_or_default();
+        let shaper = Shaper::harmony(names, how.forced.as_ref().zip(prefix.as_deref()));
+        let constraint = match (&how.forced, tools) {
+            (Some(choice), Some(t)) => {
+                let tok = engine.tokenizer();
+                harmony::forced_grammar(choice, &tool_schemas(t), &|m| tok.special_token_id(m)).map(Constraint::Lark)
+            }
+            _ => None,
+        };
+        Ok(Rendered { text, keep_special_tokens: true, shaper, constraint })
+    }
+
     /// Renders `req`'s prompt when it is a chat (it becomes the rendered text) and returns the
     /// shaper of its output; a plain shaper (text passes through) otherwise.
     pub fn prepare(engine: &Engine, req: &mut GenerateRequest, how: &Shaping) -> Result<Shaper> {
@@ -229,6 +277,12 @@ impl Shaper {
     /// Shapes one piece of generated text.
     pub fn push(&mut self, text: &str) -> ShapedDelta {
         let mut out = ShapedDelta::default();
+        if let Some(h) = self.harmony.as_mut() {
+            let (reasoning, events) = h.push(text);
+            out.reasoning = reasoning;
+            self.events(events, &mut out);
+            return out;
+        }
         let content = match self.splitter.as_mut() {
             Some(s) => {
                 let (reasoning, content) = s.push(text);
@@ -244,6 +298,20 @@ impl Shaper {
     /// Flushes what was held back; fails when a forced tool call did not come out whole.
     pub fn finish(&mut self) -> Result<ShapedDelta> {
         let mut out = ShapedDelta::default();
+        if let Some(h) = self.harmony.as_mut() {
+            let (reasoning, events) = h.finish();
+            out.reasoning = reasoning;
+            self.events(events, &mut out);
+            let calls = self.calls();
+            if let Some(f) = &self.forced
+                && !calls.iter().any(|c| f.is_empty() || c.name == *f)
+            {
+                return Err(EngineError::ToolCallFailed(
+                    "the model did not produce a valid tool call although tool_choice required one".into(),
+                ));
+            }
+            return Ok(out);
+        }
         if let Some(s) = self.splitter.as_mut() {
             let (reasoning, content) = s.finish();
             out.reasoning = reasoning;
@@ -267,16 +335,22 @@ impl Shaper {
     /// Whether the answer called tools.
     pub fn called_tools(&self) -> bool {
         self.parser.as_ref().is_some_and(|p| !p.calls().is_empty() || p.saw_calls())
+            || self.harmony.as_ref().is_some_and(|h| !h.calls().is_empty())
     }
 
     /// Whether a call in the answer was malformed (and given back as text).
     pub fn malformed(&self) -> bool {
         self.parser.as_ref().is_some_and(ToolCallParser::malformed)
+            || self.harmony.as_ref().is_some_and(HarmonyParser::malformed)
     }
 
     /// The completed calls so far.
     pub fn calls(&self) -> &[super::ParsedCall] {
-        self.parser.as_ref().map_or(&[], |p| p.calls())
+        match (&self.parser, &self.harmony) {
+            (Some(p), _) => p.calls(),
+            (None, Some(h)) => h.calls(),
+            (None, None) => &[],
+        }
     }
 }
 
