@@ -1,6 +1,6 @@
 //! Chat templates render exactly as the Python reference (transformers' `apply_chat_template`,
-//! jinja2): SmolLM2's template from the GGUF, and the Qwen2.5 template with tools, assistant tool
-//! calls and tool results. Streaming detokenization of CJK and emoji yields whole characters that
+//! jinja2): SmolLM2's template from the GGUF, the Qwen2.5 template with tools, assistant tool
+//! calls and tool results, and Gemma 3's and Phi-4-mini's. Streaming detokenization of CJK and emoji yields whole characters that
 //! concatenate to the full decode, and the GGUF-built tokenizer encodes like the reference one.
 
 mod common;
@@ -94,6 +94,29 @@ fn qwen_template_with_tools_matches_transformers() {
     let dir = common::tiny("qwen2-f32");
     let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
     check_renders(&engine, &dir, conversations());
+}
+
+/// Gemma 3's template (a system prompt folded into the first user turn, `model` for the
+/// assistant, roles checked to alternate) and Phi-4-mini's, on the conversations they accept
+/// (neither renders tool calls).
+#[test]
+fn family_templates_match_transformers() {
+    for name in ["gemma3-f32", "phi3-f32"] {
+        let dir = common::tiny(name);
+        let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
+        let cases: Vec<_> = conversations().into_iter().filter(|(m, t, _)| t.is_none() && m.len() != 3).collect();
+        assert_eq!(cases.len(), 3);
+        check_renders(&engine, &dir, cases);
+    }
+    // Roles that do not alternate are refused by Gemma's template, naming why.
+    let engine =
+        Engine::load(ModelSource::detect(&common::tiny("gemma3-f32")).unwrap(), EngineOptions::default(), |_, _| {})
+            .unwrap();
+    let twice = [msg("user", "a"), msg("user", "b")];
+    let err = engine
+        .render_chat(&ChatInput { messages: &twice, tools: None, add_generation_prompt: true, extra: None })
+        .unwrap_err();
+    assert!(err.to_string().contains("Conversation roles must alternate"), "{err}");
 }
 
 #[test]

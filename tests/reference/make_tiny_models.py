@@ -328,7 +328,7 @@ MODELS = {
     "phi3": dict(
         seed=1008,
         tok="chatml",
-        template="chatml.jinja",
+        template="phi4-mini.jinja",
         bos="<|im_start|>",
         eos="<|im_end|>",
         gen_eos=["<|im_end|>", "<|endoftext|>"],
@@ -355,7 +355,7 @@ MODELS = {
     "gemma3": dict(
         seed=1009,
         tok="chatml",
-        template="chatml.jinja",
+        template="gemma3.jinja",
         bos="<|im_start|>",
         eos="<|im_end|>",
         gen_eos=None,
