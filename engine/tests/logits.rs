@@ -22,8 +22,12 @@ const TOKENS: [u32; 12] = [5, 17, 42, 99, 3, 250, 7, 77, 123, 300, 11, 64];
 const POSITIONS: [usize; 6] = [3, 7, 8, 9, 10, 11];
 
 fn ours(name: &str, dense: DenseMode, shapes: Shapes) -> Vec<Vec<f32>> {
+    ours_from(&ModelSource::detect(&common::tiny(name)).unwrap(), dense, shapes)
+}
+
+fn ours_from(source: &ModelSource, dense: DenseMode, shapes: Shapes) -> Vec<Vec<f32>> {
     let opts = LoadOptions { dense, ..Default::default() };
-    let m = load_local(&ModelSource::detect(&common::tiny(name)).unwrap(), &opts, |_, _| {}).unwrap();
+    let m = load_local(source, &opts, |_, _| {}).unwrap();
     let mut pool = m.model.new_pool(None);
     let (mut slots, mut other) = (vec![], vec![]);
     let mut rows = Vec::new();
@@ -89,4 +93,47 @@ fn tiny_models_match_mlx_lm() {
         }
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// The mixture-of-experts families as llama.cpp lays them out in GGUF (Mixtral as a llama with
+/// experts and permuted q/k rows, Qwen3-MoE as `qwen3moe`), written from the float32 tiny models
+/// by `tests/reference/mlx_to_gguf.py`: the same logits as mlx-lm on the folder, and the same
+/// tokenizer and chat template.
+#[test]
+fn gguf_moe_families_match_mlx_lm() {
+    let dir = tempfile::tempdir().unwrap();
+    let families = ["mixtral-f32", "qwen3_moe-f32"];
+    let tasks = families
+        .iter()
+        .map(|name| {
+            let out = dir.path().join(format!("{name}.f32"));
+            json!({"op": "logits", "model": common::tiny(name), "tokens": TOKENS, "out": out})
+        })
+        .collect();
+    let results = common::reference(tasks);
+    for (name, res) in families.iter().zip(&results) {
+        let gguf = dir.path().join(format!("{name}.gguf"));
+        common::run_script("mlx_to_gguf.py", &[&common::tiny(name), &gguf]);
+        let vocab = res["shape"][1].as_u64().unwrap() as usize;
+        let reference = common::read_f32(&dir.path().join(format!("{name}.f32")));
+        let rows = ours_from(&ModelSource::Gguf(gguf.clone()), DenseMode::Never, Shapes::exact());
+        for (row, &pos) in rows.iter().zip(&POSITIONS) {
+            let r = &reference[pos * vocab..(pos + 1) * vocab];
+            for (a, b) in row.iter().zip(r) {
+                assert!((a - b).abs() <= 2e-3 + 1e-3 * b.abs(), "{name} GGUF position {pos}: {a} vs mlx-lm {b}");
+            }
+        }
+        let from_gguf = load_local(&ModelSource::Gguf(gguf), &LoadOptions::default(), |_, _| {}).unwrap();
+        let from_dir =
+            load_local(&ModelSource::detect(&common::tiny(name)).unwrap(), &LoadOptions::default(), |_, _| {}).unwrap();
+        assert_eq!(from_gguf.model.cfg.arch, from_dir.model.cfg.arch, "{name}: architecture");
+        assert_eq!(from_gguf.model.cfg.moe, from_dir.model.cfg.moe, "{name}: experts");
+        let text = "The capital of France is Paris. 你好 <|im_start|>";
+        assert_eq!(
+            from_gguf.tokenizer.encode(text, false).unwrap(),
+            from_dir.tokenizer.encode(text, false).unwrap(),
+            "{name}: tokenizer"
+        );
+        assert!(from_gguf.template.is_some(), "{name}: chat template");
+    }
 }

@@ -75,6 +75,12 @@ pub(crate) fn open(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> 
     if let Some(f) = map.remove("rope_freqs.weight") {
         cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
     }
+    // GGUF metadata does not say which layers are sparse; the layers with a router are.
+    if let Some(moe) = cfg.moe.as_mut() {
+        for (l, sparse) in moe.sparse.iter_mut().enumerate() {
+            *sparse = map.contains_key(&format!("model.layers.{l}.mlp.gate.weight"));
+        }
+    }
     if matches!(cfg.arch, Architecture::Llama | Architecture::Mistral | Architecture::Mixtral) {
         for (proj, heads) in [("q_proj", cfg.num_heads), ("k_proj", cfg.num_kv_heads)] {
             let idx = unpermute_index(heads, cfg.head_dim);

@@ -1,0 +1,164 @@
+"""Write a tiny mlx-community model folder as a float32 GGUF file the way llama.cpp's
+convert_hf_to_gguf.py lays it out, for the engine's GGUF loader tests of the newer families.
+
+Usage: mlx_to_gguf.py MODEL_DIR OUT.gguf
+
+Supported model_type: mixtral (written as llama.cpp writes it: architecture "llama" with
+experts, q/k rows permuted for interleaved rope) and qwen3_moe (architecture "qwen3moe").
+
+ * Metadata: general.architecture, <arch>.block_count, context_length, embedding_length,
+   feed_forward_length, attention.head_count(_kv), attention.key_length/value_length,
+   attention.layer_norm_rms_epsilon, rope.freq_base, expert_count, expert_used_count and
+   (qwen3moe) expert_feed_forward_length; tokenizer.ggml.model "gpt2" with tokens, merges,
+   token_type (3 for special added tokens, 4 for the others), pre, bos/eos ids and
+   tokenizer.chat_template.
+ * Tensors: token_embd, output_norm, output, blk.N.{attn_norm, attn_q, attn_k, attn_v,
+   attn_output, attn_q_norm, attn_k_norm, ffn_norm, ffn_gate_inp, ffn_gate_exps, ffn_up_exps,
+   ffn_down_exps}, all float32 (the folder must be unquantized).
+
+The file is written beside OUT and renamed into place; an existing OUT newer than the folder's
+config.json and this script is kept.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import mlx.core as mx
+import numpy as np
+
+ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe"}
+LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "self_attn.q_norm": "attn_q_norm",
+    "self_attn.k_norm": "attn_k_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "mlp.gate": "ffn_gate_inp",
+    "block_sparse_moe.gate": "ffn_gate_inp",
+    "mlp.switch_mlp.gate_proj": "ffn_gate_exps",
+    "mlp.switch_mlp.up_proj": "ffn_up_exps",
+    "mlp.switch_mlp.down_proj": "ffn_down_exps",
+    "block_sparse_moe.switch_mlp.gate_proj": "ffn_gate_exps",
+    "block_sparse_moe.switch_mlp.up_proj": "ffn_up_exps",
+    "block_sparse_moe.switch_mlp.down_proj": "ffn_down_exps",
+}
+
+
+def gguf_name(name):
+    stem, suffix = name.rsplit(".", 1)
+    if stem == "model.embed_tokens":
+        return f"token_embd.{suffix}"
+    if stem == "model.norm":
+        return f"output_norm.{suffix}"
+    if stem == "lm_head":
+        return f"output.{suffix}"
+    parts = stem.split(".", 3)  # model, layers, N, rest
+    return f"blk.{parts[2]}.{LAYER_NAMES[parts[3]]}.{suffix}"
+
+
+def permute(w, heads):
+    """llama.cpp's q/k row order for interleaved rope."""
+    rows, cols = w.shape
+    return w.reshape(heads, 2, rows // heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+def tokenizer_metadata(model_dir, config):
+    tok = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    vocab = dict(tok["model"]["vocab"])
+    kinds = {}
+    for a in tok["added_tokens"]:
+        vocab[a["content"]] = a["id"]
+        kinds[a["id"]] = 3 if a["special"] else 4
+    n = max(vocab.values()) + 1
+    tokens = [""] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    meta = {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "qwen2" if config["model_type"].startswith("qwen") else "gpt2",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.merges": merges,
+        "tokenizer.ggml.token_type": mx.array([kinds.get(i, 1) for i in range(n)], dtype=mx.int32),
+        "tokenizer.chat_template": tok_cfg["chat_template"],
+    }
+    for key, name in (("bos", "bos_token"), ("eos", "eos_token")):
+        if tok_cfg.get(name):
+            meta[f"tokenizer.ggml.{key}_token_id"] = mx.array(vocab[tok_cfg[name]], dtype=mx.uint32)
+    return meta
+
+
+def convert(model_dir, out):
+    config = json.loads((model_dir / "config.json").read_text())
+    if "quantization" in config:
+        sys.exit(f"{model_dir}: quantized folders are not supported; use the f32 one")
+    arch = ARCH[config["model_type"]]
+    heads, kv = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    u32 = lambda v: mx.array(v, dtype=mx.uint32)
+    f32 = lambda v: mx.array(v, dtype=mx.float32)
+    meta = {
+        "general.architecture": arch,
+        "general.name": model_dir.name,
+        f"{arch}.block_count": u32(config["num_hidden_layers"]),
+        f"{arch}.context_length": u32(config["max_position_embeddings"]),
+        f"{arch}.embedding_length": u32(config["hidden_size"]),
+        f"{arch}.feed_forward_length": u32(config["intermediate_size"]),
+        f"{arch}.attention.head_count": u32(heads),
+        f"{arch}.attention.head_count_kv": u32(kv),
+        f"{arch}.attention.key_length": u32(head_dim),
+        f"{arch}.attention.value_length": u32(head_dim),
+        f"{arch}.attention.layer_norm_rms_epsilon": f32(config["rms_norm_eps"]),
+        f"{arch}.rope.freq_base": f32(config["rope_theta"]),
+        f"{arch}.vocab_size": u32(config["vocab_size"]),
+    }
+    if config["model_type"] == "mixtral":
+        meta[f"{arch}.expert_count"] = u32(config["num_local_experts"])
+        meta[f"{arch}.expert_used_count"] = u32(config["num_experts_per_tok"])
+    else:
+        meta[f"{arch}.expert_count"] = u32(config["num_experts"])
+        meta[f"{arch}.expert_used_count"] = u32(config["num_experts_per_tok"])
+        meta[f"{arch}.expert_feed_forward_length"] = u32(config["moe_intermediate_size"])
+    meta.update(tokenizer_metadata(model_dir, config))
+
+    weights = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        weights.update(mx.load(str(f)))
+    tensors = {}
+    for name, w in weights.items():
+        w = np.array(w.astype(mx.float32))
+        if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
+            w = permute(w, heads)
+        elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
+            w = permute(w, kv)
+        tensors[gguf_name(name)] = mx.array(w)
+    tmp = out.with_name(out.name + ".tmp.gguf")
+    mx.save_gguf(str(tmp), tensors, meta)
+    os.replace(tmp, out)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    model_dir, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    newest = max((model_dir / "config.json").stat().st_mtime, Path(__file__).stat().st_mtime)
+    if out.is_file() and out.stat().st_mtime >= newest:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    convert(model_dir, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
