@@ -95,14 +95,14 @@ fn tiny_models_match_mlx_lm() {
     eprintln!("{}", report.join("\n"));
 }
 
-/// The mixture-of-experts families as llama.cpp lays them out in GGUF (Mixtral as a llama with
-/// experts and permuted q/k rows, Qwen3-MoE as `qwen3moe`), written from the float32 tiny models
-/// by `tests/reference/mlx_to_gguf.py`: the same logits as mlx-lm on the folder, and the same
-/// tokenizer and chat template.
+/// The newer families as llama.cpp lays them out in GGUF (Mixtral as a llama with experts and
+/// permuted q/k rows, Qwen3-MoE as `qwen3moe`, Phi-3 with fused tensors and LongRoPE factors as
+/// tensors), written from the float32 tiny models by `tests/reference/mlx_to_gguf.py`: the same
+/// logits as mlx-lm on the folder, and the same tokenizer and chat template.
 #[test]
-fn gguf_moe_families_match_mlx_lm() {
+fn gguf_of_newer_families_matches_mlx_lm() {
     let dir = tempfile::tempdir().unwrap();
-    let families = ["mixtral-f32", "qwen3_moe-f32"];
+    let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32"];
     let tasks = families
         .iter()
         .map(|name| {
@@ -128,6 +128,7 @@ fn gguf_moe_families_match_mlx_lm() {
             load_local(&ModelSource::detect(&common::tiny(name)).unwrap(), &LoadOptions::default(), |_, _| {}).unwrap();
         assert_eq!(from_gguf.model.cfg.arch, from_dir.model.cfg.arch, "{name}: architecture");
         assert_eq!(from_gguf.model.cfg.moe, from_dir.model.cfg.moe, "{name}: experts");
+        assert_eq!(from_gguf.model.cfg.rotary_dim, from_dir.model.cfg.rotary_dim, "{name}: rotary features");
         let text = "The capital of France is Paris. 你好 <|im_start|>";
         assert_eq!(
             from_gguf.tokenizer.encode(text, false).unwrap(),

@@ -4,7 +4,10 @@ convert_hf_to_gguf.py lays it out, for the engine's GGUF loader tests of the new
 Usage: mlx_to_gguf.py MODEL_DIR OUT.gguf
 
 Supported model_type: mixtral (written as llama.cpp writes it: architecture "llama" with
-experts, q/k rows permuted for interleaved rope) and qwen3_moe (architecture "qwen3moe").
+experts, q/k rows permuted for interleaved rope), qwen3_moe (architecture "qwen3moe") and phi3
+(fused attn_qkv, gate and up joined in ffn_up, rope.dimension_count for partial rotary,
+LongRoPE's factors as rope_factors_long/short tensors and its scale as
+rope.scaling.attn_factor).
 
  * Metadata: general.architecture, <arch>.block_count, context_length, embedding_length,
    feed_forward_length, attention.head_count(_kv), attention.key_length/value_length,
@@ -30,7 +33,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import mlx.core as mx
 import numpy as np
 
-ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe"}
+ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "phi3": "phi3"}
 LAYER_NAMES = {
     "input_layernorm": "attn_norm",
     "post_attention_layernorm": "ffn_norm",
@@ -38,6 +41,8 @@ LAYER_NAMES = {
     "self_attn.k_proj": "attn_k",
     "self_attn.v_proj": "attn_v",
     "self_attn.o_proj": "attn_output",
+    "self_attn.qkv_proj": "attn_qkv",
+    "mlp.gate_up_proj": "ffn_up",
     "self_attn.q_norm": "attn_q_norm",
     "self_attn.k_norm": "attn_k_norm",
     "mlp.gate_proj": "ffn_gate",
@@ -123,7 +128,17 @@ def convert(model_dir, out):
         f"{arch}.rope.freq_base": f32(config["rope_theta"]),
         f"{arch}.vocab_size": u32(config["vocab_size"]),
     }
-    if config["model_type"] == "mixtral":
+    if config["model_type"] == "phi3":
+        rope_dim = int(head_dim * config.get("partial_rotary_factor", 1.0))
+        meta[f"{arch}.rope.dimension_count"] = u32(rope_dim)
+        scaling = config.get("rope_scaling") or {}
+        if scaling.get("type") in ("longrope", "su"):
+            original = config["original_max_position_embeddings"]
+            factor = config["max_position_embeddings"] / original
+            attn = 1.0 if factor <= 1.0 else (1 + np.log(factor) / np.log(original)) ** 0.5
+            meta[f"{arch}.rope.scaling.original_context_length"] = u32(original)
+            meta[f"{arch}.rope.scaling.attn_factor"] = f32(float(attn))
+    elif config["model_type"] == "mixtral":
         meta[f"{arch}.expert_count"] = u32(config["num_local_experts"])
         meta[f"{arch}.expert_used_count"] = u32(config["num_experts_per_tok"])
     else:
@@ -143,6 +158,10 @@ def convert(model_dir, out):
         elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
             w = permute(w, kv)
         tensors[gguf_name(name)] = mx.array(w)
+    scaling = config.get("rope_scaling") or {}
+    if config["model_type"] == "phi3" and "long_factor" in scaling:
+        tensors["rope_factors_long.weight"] = mx.array(scaling["long_factor"], dtype=mx.float32)
+        tensors["rope_factors_short.weight"] = mx.array(scaling["short_factor"], dtype=mx.float32)
     tmp = out.with_name(out.name + ".tmp.gguf")
     mx.save_gguf(str(tmp), tensors, meta)
     os.replace(tmp, out)

@@ -500,6 +500,11 @@ fn gguf_num(g: &mlx::Gguf, key: &str) -> Result<Option<f64>> {
     }
 }
 
+/// Reads a GGUF metadata number as f32.
+pub(crate) fn gguf_f32(g: &mlx::Gguf, key: &str) -> Result<Option<f32>> {
+    Ok(gguf_num(g, key)?.map(|x| x as f32))
+}
+
 /// Reads a GGUF metadata string.
 pub(crate) fn gguf_str(g: &mlx::Gguf, key: &str) -> Result<Option<String>> {
     match g.meta(key)? {
@@ -541,7 +546,8 @@ impl ModelConfig {
         };
         let rope_scaling = match gguf_str(g, &format!("{arch_name}.rope.scaling.type"))?.as_deref() {
             Some("linear") => RopeScaling::Linear { factor: num("rope.scaling.factor")?.unwrap_or(1.0) as f32 },
-            Some("none") | None => RopeScaling::None,
+            // LongRoPE's factors are tensors, read with the weights.
+            Some("none" | "longrope" | "su") | None => RopeScaling::None,
             Some(other) => {
                 return Err(EngineError::bad_model(path, format!("GGUF rope scaling '{other}' is not supported")));
             }
@@ -586,7 +592,7 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
-            rotary_dim: head_dim,
+            rotary_dim: num("rope.dimension_count")?.map_or(head_dim, |d| d as usize).min(head_dim),
             intermediate_size,
             vocab_size,
             rms_norm_eps: num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6) as f32,

@@ -22,6 +22,7 @@ fn hf_name(gguf: &str) -> Option<String> {
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
+            "attn_qkv" => "self_attn.qkv_proj",
             "attn_q_norm" => "self_attn.q_norm",
             "attn_k_norm" => "self_attn.k_norm",
             "ffn_gate" => "mlp.gate_proj",
@@ -40,6 +41,8 @@ fn hf_name(gguf: &str) -> Option<String> {
         "output_norm" => "model.norm",
         "output" => "lm_head",
         "rope_freqs" => "rope_freqs",
+        "rope_factors_long" => "rope_factors_long",
+        "rope_factors_short" => "rope_factors_short",
         _ => return None,
     };
     Some(format!("{hf}.{suffix}"))
@@ -74,6 +77,16 @@ pub(crate) fn open(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> 
     }
     if let Some(f) = map.remove("rope_freqs.weight") {
         cfg.rope_scaling = RopeScaling::Factors(f.to_f32()?);
+    }
+    // Phi-3: `ffn_up` holds gate and up joined, and LongRoPE's factors are tensors (the short
+    // ones go unused, as in mlx-lm).
+    map.remove("rope_factors_short.weight");
+    if cfg.arch == Architecture::Phi3 {
+        map = map.into_iter().map(|(k, v)| (k.replace(".mlp.up_proj.", ".mlp.gate_up_proj."), v)).collect();
+        if let Some(f) = map.remove("rope_factors_long.weight") {
+            let mscale = crate::config::gguf_f32(gguf, "phi3.rope.scaling.attn_factor")?.unwrap_or(1.0);
+            cfg.rope_scaling = RopeScaling::LongRope { long_factor: f.to_f32()?, mscale };
+        }
     }
     // GGUF metadata does not say which layers are sparse; the layers with a router are.
     if let Some(moe) = cfg.moe.as_mut() {
