@@ -206,27 +206,33 @@ ArrayPtr cumsum(const array& a, int32_t axis, bool reverse, bool inclusive) {
 }
 
 ArrayPtr matmul(const array& a, const array& b) { return own(mx::matmul(a, b)); }
+static std::optional<array> maybe(const array& a, bool present) {
+  return present ? std::optional<array>(a) : std::nullopt;
+}
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
-                          bool transpose, int32_t group_size, int32_t bits) {
-  return own(mx::quantized_matmul(x, w, scales, biases, transpose, group_size, bits, "affine"));
+                          bool has_biases, bool transpose, int32_t group_size, int32_t bits,
+                          rust::Str mode) {
+  return own(mx::quantized_matmul(x, w, scales, maybe(biases, has_biases), transpose, group_size, bits,
+                                  std::string(mode)));
 }
 ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices) {
   return own(mx::gather_mm(a, b, std::nullopt, rhs_indices, sorted_indices));
 }
 ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
-                    const array& rhs_indices, int32_t group_size, int32_t bits, bool sorted_indices) {
-  return own(mx::gather_qmm(x, w, scales, biases, std::nullopt, rhs_indices, true, group_size, bits,
-                            "affine", std::nullopt, sorted_indices));
+                    bool has_biases, const array& rhs_indices, int32_t group_size, int32_t bits,
+                    rust::Str mode, bool sorted_indices) {
+  return own(mx::gather_qmm(x, w, scales, maybe(biases, has_biases), std::nullopt, rhs_indices, true,
+                            group_size, bits, std::string(mode), std::nullopt, sorted_indices));
 }
 std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits) {
   auto out = std::make_unique<ArrayList>();
   out->items = mx::quantize(w, group_size, bits, "affine");
   return out;
 }
-ArrayPtr dequantize(const array& w, const array& scales, const array& biases, int32_t group_size,
-                    int32_t bits, uint8_t dt) {
-  return own(mx::dequantize(w, scales, biases, group_size, bits, "affine", std::nullopt,
-                            to_dtype(dt)));
+ArrayPtr dequantize(const array& w, const array& scales, const array& biases, bool has_biases,
+                    int32_t group_size, int32_t bits, rust::Str mode, uint8_t dt) {
+  return own(mx::dequantize(w, scales, maybe(biases, has_biases), group_size, bits, std::string(mode),
+                            std::nullopt, to_dtype(dt)));
 }
 
 ArrayPtr rms_norm(const array& x, const array& w, float eps) { return own(mx::fast::rms_norm(x, w, eps)); }

@@ -119,13 +119,15 @@ ArrayPtr cumsum(const array& a, int32_t axis, bool reverse, bool inclusive);
 // Linear algebra and quantization
 ArrayPtr matmul(const array& a, const array& b);
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales,
-                          const array& biases, bool transpose, int32_t group_size, int32_t bits);
+                          const array& biases, bool has_biases, bool transpose, int32_t group_size,
+                          int32_t bits, rust::Str mode);
 std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits);
 ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices);
 ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
-                    const array& rhs_indices, int32_t group_size, int32_t bits, bool sorted_indices);
-ArrayPtr dequantize(const array& w, const array& scales, const array& biases, int32_t group_size,
-                    int32_t bits, uint8_t dtype);
+                    bool has_biases, const array& rhs_indices, int32_t group_size, int32_t bits,
+                    rust::Str mode, bool sorted_indices);
+ArrayPtr dequantize(const array& w, const array& scales, const array& biases, bool has_biases,
+                    int32_t group_size, int32_t bits, rust::Str mode, uint8_t dtype);
 
 // mlx::core::fast
 ArrayPtr rms_norm(const array& x, const array& weight, float eps);

@@ -88,14 +88,17 @@ pub(crate) mod ffi {
         fn cumsum(a: &array, axis: i32, reverse: bool, inclusive: bool) -> Result<UniquePtr<array>>;
 
         fn matmul(a: &array, b: &array) -> Result<UniquePtr<array>>;
+        #[allow(clippy::too_many_arguments)]
         fn quantized_matmul(
             x: &array,
             w: &array,
             scales: &array,
             biases: &array,
+            has_biases: bool,
             transpose: bool,
             group_size: i32,
             bits: i32,
+            mode: &str,
         ) -> Result<UniquePtr<array>>;
         fn quantize(w: &array, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayList>>;
         fn gather_mm(a: &array, b: &array, rhs_indices: &array, sorted_indices: bool) -> Result<UniquePtr<array>>;
@@ -105,17 +108,22 @@ pub(crate) mod ffi {
             w: &array,
             scales: &array,
             biases: &array,
+            has_biases: bool,
             rhs_indices: &array,
             group_size: i32,
             bits: i32,
+            mode: &str,
             sorted_indices: bool,
         ) -> Result<UniquePtr<array>>;
+        #[allow(clippy::too_many_arguments)]
         fn dequantize(
             w: &array,
             scales: &array,
             biases: &array,
+            has_biases: bool,
             group_size: i32,
             bits: i32,
+            mode: &str,
             dtype: u8,
         ) -> Result<UniquePtr<array>>;
 

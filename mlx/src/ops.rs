@@ -227,19 +227,37 @@ pub fn cumsum(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<Ar
     Array::wrap("cumsum", ffi::cumsum(a.raw(), axis, reverse, inclusive))
 }
 
-/// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` affine-quantized.
-pub fn quantized_matmul(
-    x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    transpose: bool,
-    group_size: i32,
-    bits: i32,
-) -> Result<Array> {
+/// How a quantized matrix is stored: per-group scales (and, in MLX's `affine` mode, offsets),
+/// the group size, the bits per element and MLX's mode (`affine`, `mxfp4`, `mxfp8`, `nvfp4`).
+#[derive(Clone, Copy)]
+pub struct Quantization<'a> {
+    /// Per-group scales `[..., out, in / group]`.
+    pub scales: &'a Array,
+    /// Per-group offsets, in the affine mode only.
+    pub biases: Option<&'a Array>,
+    /// Elements per group.
+    pub group_size: i32,
+    /// Bits per element.
+    pub bits: i32,
+    /// MLX's quantization mode.
+    pub mode: &'a str,
+}
+
+impl Quantization<'_> {
+    fn biases<'b>(&'b self, fallback: &'b Array) -> (&'b Array, bool) {
+        match self.biases {
+            Some(b) => (b, true),
+            None => (fallback, false),
+        }
+    }
+}
+
+/// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` quantized as `q` says.
+pub fn quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>, transpose: bool) -> Result<Array> {
+    let (b, has) = q.biases(q.scales);
     Array::wrap(
         "quantized_matmul",
-        ffi::quantized_matmul(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose, group_size, bits),
+        ffi::quantized_matmul(x.raw(), w.raw(), q.scales.raw(), b.raw(), has, transpose, q.group_size, q.bits, q.mode),
     )
 }
 
@@ -250,28 +268,27 @@ pub fn gather_mm(a: &Array, b: &Array, rhs_indices: &Array, sorted_indices: bool
     Array::wrap("gather_mm", ffi::gather_mm(a.raw(), b.raw(), rhs_indices.raw(), sorted_indices))
 }
 
-/// [`gather_mm`] with affine-quantized experts `w` `[experts, m, packed]`, multiplied transposed.
-#[allow(clippy::too_many_arguments)]
+/// [`gather_mm`] with quantized experts `w` `[experts, m, packed]`, multiplied transposed.
 pub fn gather_qmm(
     x: &Array,
     w: &Array,
-    scales: &Array,
-    biases: &Array,
+    q: &Quantization<'_>,
     rhs_indices: &Array,
-    group_size: i32,
-    bits: i32,
     sorted_indices: bool,
 ) -> Result<Array> {
+    let (b, has) = q.biases(q.scales);
     Array::wrap(
         "gather_qmm",
         ffi::gather_qmm(
             x.raw(),
             w.raw(),
-            scales.raw(),
-            biases.raw(),
+            q.scales.raw(),
+            b.raw(),
+            has,
             rhs_indices.raw(),
-            group_size,
-            bits,
+            q.group_size,
+            q.bits,
+            q.mode,
             sorted_indices,
         ),
     )
@@ -284,16 +301,13 @@ pub fn quantize(w: &Array, group_size: i32, bits: i32) -> Result<(Array, Array, 
     Ok((list.get(0)?, list.get(1)?, list.get(2)?))
 }
 
-/// Expands an affine-quantized matrix back to `dtype`.
-pub fn dequantize(
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    group_size: i32,
-    bits: i32,
-    dtype: Dtype,
-) -> Result<Array> {
-    Array::wrap("dequantize", ffi::dequantize(w.raw(), scales.raw(), biases.raw(), group_size, bits, dtype as u8))
+/// Expands a quantized matrix back to `dtype`.
+pub fn dequantize(w: &Array, q: &Quantization<'_>, dtype: Dtype) -> Result<Array> {
+    let (b, has) = q.biases(q.scales);
+    Array::wrap(
+        "dequantize",
+        ffi::dequantize(w.raw(), q.scales.raw(), b.raw(), has, q.group_size, q.bits, q.mode, dtype as u8),
+    )
 }
 
 /// RMS normalization over the last axis, scaled by `weight` (fused kernel).

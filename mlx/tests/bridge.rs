@@ -43,8 +43,9 @@ fn quantize_roundtrip_and_matmul_agree() {
     let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
     assert_eq!(q.dtype(), Dtype::U32);
     let x = Array::from_f32(&vec![0.5; 64], &[1, 64]).unwrap();
-    let y_q = ops::quantized_matmul(&x, &q, &s, &b, true, 32, 4).unwrap().to_f32().unwrap();
-    let wd = ops::dequantize(&q, &s, &b, 32, 4, Dtype::F32).unwrap();
+    let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: 32, bits: 4, mode: "affine" };
+    let y_q = ops::quantized_matmul(&x, &q, &spec, true).unwrap().to_f32().unwrap();
+    let wd = ops::dequantize(&q, &spec, Dtype::F32).unwrap();
     let y_d = ops::matmul(&x, &ops::transpose(&wd, &[1, 0]).unwrap()).unwrap().to_f32().unwrap();
     for (a, b) in y_q.iter().zip(&y_d) {
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");

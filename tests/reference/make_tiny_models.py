@@ -7,6 +7,8 @@ Writes one folder per (architecture, variant) in the mlx-community layout:
     OUT_DIR/<name>-f32/   unquantized, every weight float32
     OUT_DIR/<name>-q4/    mlx-lm affine quantization, 4 bits, group_size 32
                           (embeddings and lm_head included; norms stay float32)
+    OUT_DIR/<name>-<mode>/ for the models that list them, another of MLX's
+                          quantization modes (gpt_oss-mxfp4)
 
 for name in llama, llama3, mistral, qwen2, qwen3, qwen3_moe, mixtral, phi3,
 gemma3, gpt_oss (see MODELS below), and gemma3mm-q4: gemma3-q4 wrapped as Gemma 3's
@@ -380,6 +382,8 @@ MODELS = {
     # with biases and the clamped SwiGLU, two per token; YaRN with the context extended 32x.
     "gpt_oss": dict(
         seed=1010,
+        # mlx-community's gpt-oss checkpoints are MXFP4.
+        modes=["mxfp4"],
         tok="chatml",
         template="chatml.jinja",
         bos="<|im_start|>",
@@ -529,8 +533,9 @@ def build_model(path, spec, tok, quantize):
     model.load_weights(list(random_weights(model, spec["seed"]).items()), strict=True)
     mx.eval(model.parameters())
     if quantize:
+        mode = quantize if isinstance(quantize, str) else "affine"
         with contextlib.redirect_stdout(sys.stderr):  # it prints an [INFO] line
-            model, config = quantize_model(model, config, group_size=32, bits=4, mode="affine")
+            model, config = quantize_model(model, config, group_size=32, bits=4, mode=mode)
 
     path.mkdir(parents=True)
     save_weights(path, dict(tree_flatten(model.parameters())), spec["shards"])
@@ -609,6 +614,9 @@ def generate(tmp):
             tok = with_bos_post_processor(tok, spec["bos"])
         for variant, quantize in (("f32", False), ("q4", True)):
             build_model(tmp / f"{name}-{variant}", spec, tok, quantize)
+        for mode in spec.get("modes", []):
+            build_model(tmp / f"{name}-{mode}", spec, tok, mode)
+            verify(tmp / f"{name}-{mode}")
         ref = verify(tmp / f"{name}-f32")
         q4 = verify(tmp / f"{name}-q4")
         agree = float((ref.argmax(-1) == q4.argmax(-1)).mean())

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
+use crate::model::layers::QuantMode;
 
 mod families;
 
@@ -174,6 +175,9 @@ pub enum RopeScaling {
     },
 }
 
+/// One module's own quantization: group size, bits, mode.
+pub type ModuleQuant = (i32, i32, QuantMode);
+
 /// Hyper-parameters of a decoder-only transformer.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
@@ -224,7 +228,9 @@ pub struct ModelConfig {
     /// Default quantization (group size, bits) from config.json, if the model is quantized.
     pub quantization: Option<(i32, i32)>,
     /// Per-module quantization overrides: (module path, Some((group, bits)) or None = dense).
-    pub quantization_overrides: Vec<(String, Option<(i32, i32)>)>,
+    pub quantization_overrides: Vec<(String, Option<ModuleQuant>)>,
+    /// MLX's quantization mode of the quantized weights without an override.
+    pub quant_mode: QuantMode,
 }
 
 fn get_usize(v: &Value, key: &str) -> Option<usize> {
@@ -296,8 +302,8 @@ impl ModelConfig {
             ));
         }
         let rope_scaling = parse_rope_scaling(v, rotary_dim, path)?;
-        let (quantization, quantization_overrides) =
-            parse_quantization(v.get("quantization").or(v.get("quantization_config")));
+        let quant = v.get("quantization").or(v.get("quantization_config"));
+        let (quantization, quantization_overrides, quant_mode) = parse_quantization(quant, path)?;
         let num_layers = need("num_hidden_layers")?;
         let moe = families::moe(arch, v, num_layers, path)?;
         let gemma = (arch == Architecture::Gemma3).then(|| families::gemma(v));
@@ -330,18 +336,25 @@ impl ModelConfig {
             bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             quantization,
             quantization_overrides,
+            quant_mode,
         })
     }
 
     /// The quantization (group size, bits) for one module path, e.g.
     /// `model.layers.3.mlp.down_proj`: its override if any, else the model default.
     pub fn quantization_for(&self, module: &str) -> Option<(i32, i32)> {
-        for (path, q) in &self.quantization_overrides {
-            if path == module {
-                return *q;
-            }
+        match self.quantization_overrides.iter().find(|(path, _)| path == module) {
+            Some((_, q)) => q.map(|(g, b, _)| (g, b)),
+            None => self.quantization,
         }
-        self.quantization
+    }
+
+    /// The quantization mode of one module: its override's, else the model's.
+    pub fn quant_mode_for(&self, module: &str) -> QuantMode {
+        match self.quantization_overrides.iter().find(|(path, _)| path == module) {
+            Some((_, Some((_, _, mode)))) => *mode,
+            _ => self.quant_mode,
+        }
     }
 
     /// The key/value heads share each query head group of this size.
@@ -408,25 +421,41 @@ fn parse_rope_scaling(config: &Value, rotary_dim: usize, path: &Path) -> Result<
     }
 }
 
-type Quant = (Option<(i32, i32)>, Vec<(String, Option<(i32, i32)>)>);
+type Quant = (Option<(i32, i32)>, Vec<(String, Option<ModuleQuant>)>, QuantMode);
 
-fn parse_quantization(v: Option<&Value>) -> Quant {
+/// The default quantization, the per-module ones (mlx-lm writes a module's own dict, whose mode
+/// is affine unless it says otherwise, or `false` for a module left dense) and the default mode.
+fn parse_quantization(v: Option<&Value>, path: &Path) -> Result<Quant> {
     let Some(Value::Object(map)) = v else {
-        return (None, vec![]);
+        return Ok((None, vec![], QuantMode::Affine));
+    };
+    let mode = |m: &serde_json::Map<String, Value>| -> Result<QuantMode> {
+        match m.get("mode").and_then(Value::as_str) {
+            None => Ok(QuantMode::Affine),
+            Some(s) => QuantMode::parse(s).ok_or_else(|| {
+                EngineError::bad_model(
+                    path,
+                    format!("quantization mode '{s}' is not supported (supported: affine, mxfp4, mxfp8, nvfp4)"),
+                )
+            }),
+        }
     };
     let pair = |m: &serde_json::Map<String, Value>| -> Option<(i32, i32)> {
         Some((m.get("group_size")?.as_i64()? as i32, m.get("bits")?.as_i64()? as i32))
     };
-    let default = pair(map);
-    let overrides = map
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Value::Object(m) => pair(m).map(|q| (k.clone(), Some(q))),
-            Value::Bool(false) => Some((k.clone(), None)),
-            _ => None,
-        })
-        .collect();
-    (default, overrides)
+    let mut overrides = Vec::new();
+    for (k, v) in map {
+        match v {
+            Value::Object(m) => {
+                if let Some((g, b)) = pair(m) {
+                    overrides.push((k.clone(), Some((g, b, mode(m)?))));
+                }
+            }
+            Value::Bool(false) => overrides.push((k.clone(), None)),
+            _ => {}
+        }
+    }
+    Ok((pair(map), overrides, mode(map)?))
 }
 
 /// Llama 3 frequency scaling: the per-dimension frequencies passed to `fast::rope`.
@@ -610,6 +639,7 @@ impl ModelConfig {
             bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
             quantization: None,
             quantization_overrides: vec![],
+            quant_mode: QuantMode::Affine,
         })
     }
 }

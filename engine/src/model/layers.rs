@@ -14,18 +14,21 @@ pub enum Linear {
         /// Optional bias `[out]`.
         bias: Option<Array>,
     },
-    /// Affine-quantized weight: packed `u32` rows with per-group scales and biases.
+    /// Quantized weight: packed `u32` rows with per-group scales (and offsets, in the affine
+    /// mode).
     Quantized {
         /// Packed weight `[out, in * bits / 32]`.
         weight: Array,
         /// Per-group scales `[out, in / group]`.
         scales: Array,
-        /// Per-group offsets `[out, in / group]`.
-        biases: Array,
+        /// Per-group offsets `[out, in / group]` (affine mode only).
+        biases: Option<Array>,
         /// Elements per group.
         group_size: i32,
         /// Bits per element.
         bits: i32,
+        /// MLX's quantization mode.
+        mode: QuantMode,
         /// Optional bias `[out]`.
         bias: Option<Array>,
     },
@@ -34,13 +37,62 @@ pub enum Linear {
     Stack(Vec<Linear>),
 }
 
+/// MLX's quantization modes: `affine` (scale and offset per group, mlx-lm's default) and the
+/// microscaling float formats (one shared scale per group, no offset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuantMode {
+    /// `w = scale · q + bias`, 2-8 bits, any group size.
+    #[default]
+    Affine,
+    /// OCP MXFP4: 4-bit floats, groups of 32, an 8-bit power-of-two scale.
+    Mxfp4,
+    /// OCP MXFP8: 8-bit floats, groups of 32.
+    Mxfp8,
+    /// NVFP4: 4-bit floats, groups of 16, an 8-bit float scale.
+    Nvfp4,
+}
+
+impl QuantMode {
+    /// From a config's `mode`.
+    pub fn parse(s: &str) -> Option<QuantMode> {
+        match s {
+            "affine" => Some(QuantMode::Affine),
+            "mxfp4" => Some(QuantMode::Mxfp4),
+            "mxfp8" => Some(QuantMode::Mxfp8),
+            "nvfp4" => Some(QuantMode::Nvfp4),
+            _ => None,
+        }
+    }
+
+    /// MLX's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuantMode::Affine => "affine",
+            QuantMode::Mxfp4 => "mxfp4",
+            QuantMode::Mxfp8 => "mxfp8",
+            QuantMode::Nvfp4 => "nvfp4",
+        }
+    }
+}
+
+/// The storage of a quantized weight, as MLX's quantized operations take it.
+pub(crate) fn spec<'a>(
+    scales: &'a Array,
+    biases: &'a Option<Array>,
+    group_size: i32,
+    bits: i32,
+    mode: QuantMode,
+) -> ops::Quantization<'a> {
+    ops::Quantization { scales, biases: biases.as_ref(), group_size, bits, mode: mode.as_str() }
+}
+
 impl Linear {
     /// Applies the projection to `x` `[..., in]`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let (y, bias) = match self {
             Linear::Dense { weight, bias } => (ops::matmul(x, &ops::transpose(weight, &[1, 0])?)?, bias),
-            Linear::Quantized { weight, scales, biases, group_size, bits, bias } => {
-                (ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?, bias)
+            Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
+                (ops::quantized_matmul(x, weight, &spec(scales, biases, *group_size, *bits, *mode), true)?, bias)
             }
             Linear::Stack(parts) => {
                 let outs = parts.iter().map(|p| p.forward(x)).collect::<Result<Vec<_>>>()?;
@@ -67,17 +119,14 @@ impl Linear {
         // Scales and offsets go to the target type first: MLX dequantizes in the type of the
         // scales, and float16 there would round every weight (the quantized kernel does not).
         Ok(match self {
-            Linear::Quantized { weight, scales, biases, group_size, bits, bias } => Linear::Dense {
-                weight: ops::dequantize(
-                    &weight,
-                    &cast(scales, dtype)?,
-                    &cast(biases, dtype)?,
-                    group_size,
-                    bits,
-                    dtype,
-                )?,
-                bias,
-            },
+            Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
+                let scales = cast(scales, dtype)?;
+                let biases = biases.map(|b| cast(b, dtype)).transpose()?;
+                Linear::Dense {
+                    weight: ops::dequantize(&weight, &spec(&scales, &biases, group_size, bits, mode), dtype)?,
+                    bias,
+                }
+            }
             Linear::Dense { weight, bias } => Linear::Dense { weight: cast(weight, dtype)?, bias },
             Linear::Stack(parts) => {
                 Linear::Stack(parts.into_iter().map(|p| p.densify(dtype)).collect::<Result<Vec<_>>>()?)
@@ -90,7 +139,7 @@ impl Linear {
         match self {
             Linear::Dense { weight, bias } => std::iter::once(weight).chain(bias.iter()).collect(),
             Linear::Quantized { weight, scales, biases, bias, .. } => {
-                [weight, scales, biases].into_iter().chain(bias.iter()).collect()
+                [weight, scales].into_iter().chain(biases.iter()).chain(bias.iter()).collect()
             }
             Linear::Stack(parts) => parts.iter().flat_map(Linear::arrays).collect(),
         }
@@ -111,11 +160,11 @@ impl Embedding {
         match &self.0 {
             Linear::Stack(_) => unreachable!("an embedding is one matrix"),
             Linear::Dense { weight, .. } => cast(ops::take(weight, ids, 0)?, dtype),
-            Linear::Quantized { weight, scales, biases, group_size, bits, .. } => {
+            Linear::Quantized { weight, scales, biases, group_size, bits, mode, .. } => {
                 let w = ops::take(weight, ids, 0)?;
                 let s = ops::take(scales, ids, 0)?;
-                let b = ops::take(biases, ids, 0)?;
-                Ok(ops::dequantize(&w, &s, &b, *group_size, *bits, dtype)?)
+                let b = biases.as_ref().map(|b| ops::take(b, ids, 0)).transpose()?;
+                Ok(ops::dequantize(&w, &spec(&s, &b, *group_size, *bits, *mode), dtype)?)
             }
         }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mlx::{Array, ArrayList, Dtype, ops};
 use serde_json::Value;
 
-use super::layers::{Embedding, Linear, RmsNorm, cast};
+use super::layers::{Embedding, Linear, QuantMode, RmsNorm, cast};
 use super::moe::{Experts, Moe};
 use super::{Activation, Layer, Mlp, Model};
 use crate::config::{Architecture, ModelConfig, MoeConfig, RopeScaling, rope_freqs, rope_mscale};
@@ -212,40 +212,54 @@ impl Builder<'_> {
                 Linear::Dense { weight: cast(weight, self.dtype)?, bias }
             }
             Some(scales) => {
-                let biases = self.t.need(&format!("{module}.biases"))?;
-                let (ws, ss) = (weight.shape(), scales.shape());
-                if ws.len() != 2 || ss.len() != 2 || ws[0] != out as i32 || ss[0] != out as i32 || ss[1] == 0 {
-                    return Err(self.shape_error(&wname, &ws, format!("[{out}, packed] with scales [{out}, groups]")));
-                }
-                let group_size = if self.gguf {
-                    32
-                } else {
-                    self.cfg.quantization_for(module).map(|q| q.0).unwrap_or(inp as i32 / ss[1])
-                };
-                if ss[1] * group_size != inp as i32 {
-                    return Err(self.shape_error(
-                        &format!("{module}.scales"),
-                        &ss,
-                        format!("[{out}, {}] for {inp} inputs in groups of {group_size}", inp as i32 / group_size),
-                    ));
-                }
-                let bits = ws[1] * 32 / inp as i32;
-                if ws[1] * 32 != bits * inp as i32 || ![2, 3, 4, 5, 6, 8].contains(&bits) {
-                    return Err(self.shape_error(&wname, &ws, format!("[{out}, {inp} * bits / 32] for 2-8 bits")));
-                }
-                if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf)
-                    && b != bits
-                {
-                    return Err(self.shape_error(
-                        &wname,
-                        &ws,
-                        format!("{bits}-bit packing to match the config's {b} bits"),
-                    ));
-                }
-                Linear::Quantized { weight, scales, biases, group_size, bits, bias }
+                let (biases, group_size, bits, mode) = self.quantized(module, &weight, &scales, &[out as i32], inp)?;
+                Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias }
             }
         };
         if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
+    }
+
+    /// Checks a quantized weight `[..lead, in * bits / 32]` and its scales `[..lead, groups]` and
+    /// reads its offsets (affine mode): `(offsets, group size, bits, mode)`.
+    fn quantized(
+        &mut self,
+        module: &str,
+        weight: &Array,
+        scales: &Array,
+        lead: &[i32],
+        inp: usize,
+    ) -> Result<(Option<Array>, i32, i32, QuantMode)> {
+        let wname = format!("{module}.weight");
+        let (ws, ss) = (weight.shape(), scales.shape());
+        let n = lead.len();
+        let lead_s = lead.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+        if ws.len() != n + 1 || ss.len() != n + 1 || ws[..n] != *lead || ss[..n] != *lead || ss[n] == 0 {
+            return Err(self.shape_error(&wname, &ws, format!("[{lead_s}, packed] with scales [{lead_s}, groups]")));
+        }
+        let mode = if self.gguf { QuantMode::Affine } else { self.cfg.quant_mode_for(module) };
+        let biases = match mode {
+            QuantMode::Affine => Some(self.t.need(&format!("{module}.biases"))?),
+            _ => None,
+        };
+        let group_size =
+            if self.gguf { 32 } else { self.cfg.quantization_for(module).map(|q| q.0).unwrap_or(inp as i32 / ss[n]) };
+        if ss[n] * group_size != inp as i32 {
+            return Err(self.shape_error(
+                &format!("{module}.scales"),
+                &ss,
+                format!("[{lead_s}, {}] for {inp} inputs in groups of {group_size}", inp as i32 / group_size),
+            ));
+        }
+        let bits = ws[n] * 32 / inp as i32;
+        if ws[n] * 32 != bits * inp as i32 || ![2, 3, 4, 5, 6, 8].contains(&bits) {
+            return Err(self.shape_error(&wname, &ws, format!("[{lead_s}, {inp} * bits / 32] for 2-8 bits")));
+        }
+        if let Some((_, b)) = self.cfg.quantization_for(module).filter(|_| !self.gguf)
+            && b != bits
+        {
+            return Err(self.shape_error(&wname, &ws, format!("{bits}-bit packing to match the config's {b} bits")));
+        }
+        Ok((biases, group_size, bits, mode))
     }
 
     /// The stacked experts of one projection: `[experts, out, in]`, dense or quantized, with
@@ -268,32 +282,8 @@ impl Builder<'_> {
                 Linear::Dense { weight: cast(weight, self.dtype)?, bias }
             }
             Some(scales) => {
-                let biases = self.t.need(&format!("{module}.biases"))?;
-                let (ws, ss) = (weight.shape(), scales.shape());
-                if ws.len() != 3 || ss.len() != 3 || ws[..2] != [e, o] || ss[..2] != [e, o] || ss[2] == 0 {
-                    return Err(self.shape_error(
-                        &wname,
-                        &ws,
-                        format!("[{experts}, {out}, packed] with scales [{experts}, {out}, groups]"),
-                    ));
-                }
-                let group_size = if self.gguf {
-                    32
-                } else {
-                    self.cfg.quantization_for(module).map(|q| q.0).unwrap_or(inp as i32 / ss[2])
-                };
-                let bits = ws[2] * 32 / inp as i32;
-                if ss[2] * group_size != inp as i32
-                    || ws[2] * 32 != bits * inp as i32
-                    || ![2, 3, 4, 5, 6, 8].contains(&bits)
-                {
-                    return Err(self.shape_error(
-                        &wname,
-                        &ws,
-                        format!("[{experts}, {out}, {inp} * bits / 32] for 2-8 bits in groups of {group_size}"),
-                    ));
-                }
-                Linear::Quantized { weight, scales, biases, group_size, bits, bias }
+                let (biases, group_size, bits, mode) = self.quantized(module, &weight, &scales, &[e, o], inp)?;
+                Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias }
             }
         };
         if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
@@ -350,9 +340,10 @@ impl Builder<'_> {
 fn fuse(parts: Vec<Linear>) -> Result<Linear> {
     let all_dense = parts.iter().all(|p| matches!(p, Linear::Dense { .. }));
     let same_quant = parts.windows(2).all(|w| match (&w[0], &w[1]) {
-        (Linear::Quantized { group_size: g1, bits: b1, .. }, Linear::Quantized { group_size: g2, bits: b2, .. }) => {
-            g1 == g2 && b1 == b2
-        }
+        (
+            Linear::Quantized { group_size: g1, bits: b1, mode: m1, .. },
+            Linear::Quantized { group_size: g2, bits: b2, mode: m2, .. },
+        ) => g1 == g2 && b1 == b2 && m1 == m2,
         _ => false,
     });
     let any_bias = parts.iter().any(|p| match p {
@@ -387,21 +378,23 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
     }
     if parts.len() > 1 && same_quant {
         let (mut ws, mut ss, mut bs) = (vec![], vec![], vec![]);
-        let (mut g, mut b) = (0, 0);
+        let (mut g, mut b, mut m) = (0, 0, QuantMode::Affine);
         for p in &parts {
-            if let Linear::Quantized { weight, scales, biases, group_size, bits, .. } = p {
+            if let Linear::Quantized { weight, scales, biases, group_size, bits, mode, .. } = p {
                 ws.push(weight);
                 ss.push(scales);
-                bs.push(biases);
-                (g, b) = (*group_size, *bits);
+                bs.extend(biases.iter());
+                (g, b, m) = (*group_size, *bits, *mode);
             }
         }
+        let biases = if bs.is_empty() { None } else { Some(cat(bs)?) };
         return Ok(Linear::Quantized {
             weight: cat(ws)?,
             scales: cat(ss)?,
-            biases: cat(bs)?,
+            biases,
             group_size: g,
             bits: b,
+            mode: m,
             bias,
         });
     }

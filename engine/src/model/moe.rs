@@ -8,7 +8,7 @@
 
 use mlx::{Array, Dtype, ops};
 
-use super::layers::{Linear, cast};
+use super::layers::{Linear, cast, spec};
 use crate::config::ExpertActivation;
 use crate::error::Result;
 
@@ -26,7 +26,7 @@ impl Experts {
     /// expert runs one product for both.
     pub fn fuse(gate: Linear, up: Linear) -> Result<Experts> {
         let cat = |a: &Array, b: &Array| -> Result<Array> { Ok(ops::concatenate(&[a, b], 1)?) };
-        let bias = |g: &Option<Array>, u: &Option<Array>| -> Result<Option<Option<Array>>> {
+        let join = |g: &Option<Array>, u: &Option<Array>| -> Result<Option<Option<Array>>> {
             Ok(match (g, u) {
                 (None, None) => Some(None),
                 (Some(g), Some(u)) => Some(Some(cat(g, u)?)),
@@ -35,21 +35,38 @@ impl Experts {
         };
         Ok(Experts(match (&gate, &up) {
             (Linear::Dense { weight: g, bias: gbias }, Linear::Dense { weight: u, bias: ubias }) => {
-                match bias(gbias, ubias)? {
+                match join(gbias, ubias)? {
                     Some(bias) => Linear::Dense { weight: cat(g, u)?, bias },
                     None => Linear::Stack(vec![gate, up]),
                 }
             }
             (
-                Linear::Quantized { weight: gw, scales: gs, biases: gb, group_size: g1, bits: b1, bias: gbias },
-                Linear::Quantized { weight: uw, scales: us, biases: ub, group_size: g2, bits: b2, bias: ubias },
-            ) if g1 == g2 && b1 == b2 => match bias(gbias, ubias)? {
+                Linear::Quantized {
+                    weight: gw,
+                    scales: gs,
+                    biases: gb,
+                    group_size: g1,
+                    bits: b1,
+                    mode: m1,
+                    bias: gbias,
+                },
+                Linear::Quantized {
+                    weight: uw,
+                    scales: us,
+                    biases: ub,
+                    group_size: g2,
+                    bits: b2,
+                    mode: m2,
+                    bias: ubias,
+                },
+            ) if g1 == g2 && b1 == b2 && m1 == m2 && gb.is_some() == ub.is_some() => match join(gbias, ubias)? {
                 Some(bias) => Linear::Quantized {
                     weight: cat(gw, uw)?,
                     scales: cat(gs, us)?,
-                    biases: cat(gb, ub)?,
+                    biases: join(gb, ub)?.flatten(),
                     group_size: *g1,
                     bits: *b1,
+                    mode: *m1,
                     bias,
                 },
                 None => Linear::Stack(vec![gate, up]),
@@ -62,8 +79,8 @@ impl Experts {
 fn gather(experts: &Linear, x: &Array, idx: &Array) -> Result<Array> {
     let (y, bias) = match experts {
         Linear::Dense { weight, bias } => (ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?, bias),
-        Linear::Quantized { weight, scales, biases, group_size, bits, bias } => {
-            (ops::gather_qmm(x, weight, scales, biases, idx, *group_size, *bits, true)?, bias)
+        Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
+            (ops::gather_qmm(x, weight, &spec(scales, biases, *group_size, *bits, *mode), idx, true)?, bias)
         }
         Linear::Stack(parts) => {
             let outs = parts.iter().map(|p| gather(p, x, idx)).collect::<Result<Vec<_>>>()?;
