@@ -16,7 +16,7 @@ const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 const QWEN2_SPLIT: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-fn strings(g: &mlx::Gguf, key: &str, path: &Path) -> Result<Vec<String>> {
+pub(super) fn strings(g: &mlx::Gguf, key: &str, path: &Path) -> Result<Vec<String>> {
     match g.meta(key)? {
         Some(mlx::GgufMeta::Strings(v)) => {
             Ok(v.into_iter().map(|s| String::from_utf8_lossy(&s).into_owned()).collect())
@@ -25,14 +25,14 @@ fn strings(g: &mlx::Gguf, key: &str, path: &Path) -> Result<Vec<String>> {
     }
 }
 
-fn number(g: &mlx::Gguf, key: &str) -> Result<Option<u32>> {
+pub(super) fn number(g: &mlx::Gguf, key: &str) -> Result<Option<u32>> {
     match g.meta(key)? {
         Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => Ok(a.to_f32()?.first().map(|&x| x as u32)),
         _ => Ok(None),
     }
 }
 
-fn flag(g: &mlx::Gguf, key: &str) -> Result<Option<bool>> {
+pub(super) fn flag(g: &mlx::Gguf, key: &str) -> Result<Option<bool>> {
     Ok(number(g, key)?.map(|x| x != 0))
 }
 
@@ -46,10 +46,15 @@ fn split(pattern: &str) -> Value {
 
 pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
     let model = gguf_str(g, "tokenizer.ggml.model")?.unwrap_or_default();
+    if model == "llama" {
+        return super::gguf_spm::build(g, path);
+    }
     if model != "gpt2" {
         return Err(EngineError::bad_model(
             path,
-            format!("GGUF tokenizer model '{model}' is not supported; supported: gpt2 (byte-level BPE)"),
+            format!(
+                "GGUF tokenizer model '{model}' is not supported; supported: gpt2 (byte-level BPE), llama (SentencePiece)"
+            ),
         ));
     }
     let tokens = strings(g, "tokenizer.ggml.tokens", path)?;
@@ -91,21 +96,6 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
             }));
         }
     }
-    let name = |key: &str| -> Result<Option<(u32, String)>> {
-        Ok(number(g, key)?.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone()))))
-    };
-    let bos = name("tokenizer.ggml.bos_token_id")?;
-    let eos = name("tokenizer.ggml.eos_token_id")?;
-    let post_processor = match (&bos, flag(g, "tokenizer.ggml.add_bos_token")?) {
-        (Some((id, tok)), Some(true)) => json!({
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": tok, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": tok, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {tok.clone(): {"id": tok, "ids": [id], "tokens": [tok]}}
-        }),
-        _ => Value::Null,
-    };
     let doc = json!({
         "version": "1.0",
         "truncation": null,
@@ -113,7 +103,7 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
         "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": pre_tokenizer,
-        "post_processor": post_processor,
+        "post_processor": Value::Null,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
@@ -121,6 +111,26 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
             "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges
         }
     });
+    assemble(g, path, &tokens, doc)
+}
+
+/// Adds BOS/EOS (and the BOS decoration when `tokenizer.ggml.add_bos_token` asks for it) to a
+/// `tokenizer.json` document and builds the tokenizer.
+pub(super) fn assemble(g: &mlx::Gguf, path: &Path, tokens: &[String], mut doc: Value) -> Result<Tokenizer> {
+    let name = |key: &str| -> Result<Option<(u32, String)>> {
+        Ok(number(g, key)?.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone()))))
+    };
+    let bos = name("tokenizer.ggml.bos_token_id")?;
+    let eos = name("tokenizer.ggml.eos_token_id")?;
+    if let (Some((id, tok)), Some(true)) = (&bos, flag(g, "tokenizer.ggml.add_bos_token")?) {
+        doc["post_processor"] = json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": tok, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": tok, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {tok.clone(): {"id": tok, "ids": [id], "tokens": [tok]}}
+        });
+    }
     let inner: tokenizers::Tokenizer =
         doc.to_string().parse().map_err(|e| EngineError::bad_model(path, format!("GGUF tokenizer: {e}")))?;
     Ok(Tokenizer { inner, bos_token: bos.map(|b| b.1), eos_token: eos.map(|e| e.1) })

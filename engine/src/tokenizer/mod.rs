@@ -2,6 +2,7 @@
 //! file's own vocabulary and merges; plus the incremental detokenizer used while streaming.
 
 mod gguf;
+mod gguf_spm;
 mod stream;
 
 use std::path::Path;
