@@ -97,12 +97,13 @@ fn tiny_models_match_mlx_lm() {
 
 /// The newer families as llama.cpp lays them out in GGUF (Mixtral as a llama with experts and
 /// permuted q/k rows, Qwen3-MoE as `qwen3moe`, Phi-3 with fused tensors and LongRoPE factors as
-/// tensors), written from the float32 tiny models by `tests/reference/mlx_to_gguf.py`: the same
+/// tensors, Gemma 3 with its norms shifted by 1 and six layers, so every sixth is global as
+/// llama.cpp assumes), written from the float32 tiny models by `tests/reference/mlx_to_gguf.py`: the same
 /// logits as mlx-lm on the folder, and the same tokenizer and chat template.
 #[test]
 fn gguf_of_newer_families_matches_mlx_lm() {
     let dir = tempfile::tempdir().unwrap();
-    let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32"];
+    let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32", "gemma3_6l-f32"];
     let tasks = families
         .iter()
         .map(|name| {

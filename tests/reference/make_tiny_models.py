@@ -378,6 +378,33 @@ MODELS = {
             hidden_activation="gelu_pytorch_tanh",
         ),
     ),
+    # Gemma 3 with the settings llama.cpp assumes when it reads GGUF (every sixth layer global,
+    # the score scale 1/sqrt(head_dim), local rope base 10000), for the GGUF test; float32 only.
+    "gemma3_6l": dict(
+        seed=1011,
+        tok="chatml",
+        template="gemma3.jinja",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        gen_eos=None,
+        add_bos=False,
+        shards=1,
+        quantized=False,
+        config=dict(
+            architectures=["Gemma3ForCausalLM"],
+            model_type="gemma3_text",
+            num_hidden_layers=6,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            rope_local_base_freq=10000.0,
+            rope_scaling={"rope_type": "linear", "factor": 2.0},
+            sliding_window=4,
+            sliding_window_pattern=6,
+            hidden_activation="gelu_pytorch_tanh",
+        ),
+    ),
     # Sliding (4-token window) then full attention, both with sinks and biases; four experts
     # with biases and the clamped SwiGLU, two per token; YaRN with the context extended 32x.
     "gpt_oss": dict(
@@ -613,11 +640,15 @@ def generate(tmp):
         if spec["add_bos"]:
             tok = with_bos_post_processor(tok, spec["bos"])
         for variant, quantize in (("f32", False), ("q4", True)):
+            if quantize and not spec.get("quantized", True):
+                continue
             build_model(tmp / f"{name}-{variant}", spec, tok, quantize)
         for mode in spec.get("modes", []):
             build_model(tmp / f"{name}-{mode}", spec, tok, mode)
             verify(tmp / f"{name}-{mode}")
         ref = verify(tmp / f"{name}-f32")
+        if not spec.get("quantized", True):
+            continue
         q4 = verify(tmp / f"{name}-q4")
         agree = float((ref.argmax(-1) == q4.argmax(-1)).mean())
         print(f"  {name}: f32/q4 argmax agreement {agree:.2f}, max |diff| {np.abs(ref - q4).max():.2f}")

@@ -7,7 +7,9 @@ Supported model_type: mixtral (written as llama.cpp writes it: architecture "lla
 experts, q/k rows permuted for interleaved rope), qwen3_moe (architecture "qwen3moe") and phi3
 (fused attn_qkv, gate and up joined in ffn_up, rope.dimension_count for partial rotary,
 LongRoPE's factors as rope_factors_long/short tensors and its scale as
-rope.scaling.attn_factor).
+rope.scaling.attn_factor) and gemma3_text (architecture "gemma3": its four norms per layer,
+every norm weight stored with the 1 added that Gemma's (1 + w) applies, attention.sliding_window,
+linear rope scaling; llama.cpp assumes the rest, so the model must follow its defaults).
 
  * Metadata: general.architecture, <arch>.block_count, context_length, embedding_length,
    feed_forward_length, attention.head_count(_kv), attention.key_length/value_length,
@@ -33,7 +35,14 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import mlx.core as mx
 import numpy as np
 
-ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "phi3": "phi3"}
+ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "phi3": "phi3", "gemma3_text": "gemma3"}
+# Gemma's norms as llama.cpp names them (its ffn_norm is the one before the MLP).
+GEMMA_NAMES = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
 LAYER_NAMES = {
     "input_layernorm": "attn_norm",
     "post_attention_layernorm": "ffn_norm",
@@ -59,7 +68,7 @@ LAYER_NAMES = {
 }
 
 
-def gguf_name(name):
+def gguf_name(name, arch):
     stem, suffix = name.rsplit(".", 1)
     if stem == "model.embed_tokens":
         return f"token_embd.{suffix}"
@@ -68,7 +77,8 @@ def gguf_name(name):
     if stem == "lm_head":
         return f"output.{suffix}"
     parts = stem.split(".", 3)  # model, layers, N, rest
-    return f"blk.{parts[2]}.{LAYER_NAMES[parts[3]]}.{suffix}"
+    names = {**LAYER_NAMES, **GEMMA_NAMES} if arch == "gemma3" else LAYER_NAMES
+    return f"blk.{parts[2]}.{names[parts[3]]}.{suffix}"
 
 
 def permute(w, heads):
@@ -128,7 +138,13 @@ def convert(model_dir, out):
         f"{arch}.rope.freq_base": f32(config["rope_theta"]),
         f"{arch}.vocab_size": u32(config["vocab_size"]),
     }
-    if config["model_type"] == "phi3":
+    if config["model_type"] == "gemma3_text":
+        meta[f"{arch}.attention.sliding_window"] = u32(config["sliding_window"])
+        scaling = config.get("rope_scaling") or {}
+        if scaling.get("rope_type") == "linear":
+            meta[f"{arch}.rope.scaling.type"] = "linear"
+            meta[f"{arch}.rope.scaling.factor"] = f32(scaling["factor"])
+    elif config["model_type"] == "phi3":
         rope_dim = int(head_dim * config.get("partial_rotary_factor", 1.0))
         meta[f"{arch}.rope.dimension_count"] = u32(rope_dim)
         scaling = config.get("rope_scaling") or {}
@@ -157,7 +173,9 @@ def convert(model_dir, out):
             w = permute(w, heads)
         elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
             w = permute(w, kv)
-        tensors[gguf_name(name)] = mx.array(w)
+        if arch == "gemma3" and name.endswith("norm.weight"):
+            w = w + 1.0
+        tensors[gguf_name(name, arch)] = mx.array(w)
     scaling = config.get("rope_scaling") or {}
     if config["model_type"] == "phi3" and "long_factor" in scaling:
         tensors["rope_factors_long.weight"] = mx.array(scaling["long_factor"], dtype=mx.float32)

@@ -614,6 +614,19 @@ impl ModelConfig {
             }
             None => None,
         };
+        // llama.cpp fixes what Gemma 3's GGUF does not record: every sixth layer global, local
+        // rope base 10000, and the score scale 1/sqrt(head_dim) (1/sqrt(hidden/heads) for the
+        // 62-layer 27B).
+        let (gemma, sliding_window) = if arch == Architecture::Gemma3 {
+            let qpas = if num_layers == 62 { hidden_size / num_heads } else { head_dim };
+            let size = num("attention.sliding_window")?.map_or(512, |w| w as usize).max(1);
+            (
+                Some(GemmaConfig { query_pre_attn_scalar: qpas as f32, rope_local_theta: 10_000.0 }),
+                Some(SlidingWindow { size, layers: (0..num_layers).map(|l| (l + 1) % 6 != 0).collect() }),
+            )
+        } else {
+            (None, None)
+        };
         Ok(ModelConfig {
             arch,
             hidden_size,
@@ -631,10 +644,10 @@ impl ModelConfig {
             max_position_embeddings: num("context_length")?.map(|x| x as usize).unwrap_or(4096),
             tie_word_embeddings: false,
             attention_bias: arch == Architecture::Qwen2,
-            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe),
+            qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3),
             moe,
-            gemma: None,
-            sliding_window: None,
+            gemma,
+            sliding_window,
             eos_token_ids,
             bos_token_id: gguf_num(g, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
             quantization: None,

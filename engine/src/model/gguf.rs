@@ -11,28 +11,39 @@ use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{EngineError, Result};
 
 /// GGUF tensor names → Hugging Face names.
-fn hf_name(gguf: &str) -> Option<String> {
+fn hf_name(gguf: &str, arch: Architecture) -> Option<String> {
     let (stem, suffix) = gguf.rsplit_once('.')?;
     if let Some(rest) = stem.strip_prefix("blk.") {
         let (layer, part) = rest.split_once('.')?;
-        let hf = match part {
-            "attn_norm" => "input_layernorm",
-            "ffn_norm" => "post_attention_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "attn_qkv" => "self_attn.qkv_proj",
-            "attn_q_norm" => "self_attn.q_norm",
-            "attn_k_norm" => "self_attn.k_norm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            "ffn_gate_inp" => "mlp.gate",
-            "ffn_gate_exps" => "mlp.switch_mlp.gate_proj",
-            "ffn_up_exps" => "mlp.switch_mlp.up_proj",
-            "ffn_down_exps" => "mlp.switch_mlp.down_proj",
-            _ => return None,
+        // Gemma norms before and after both blocks; its `ffn_norm` is the one before the MLP.
+        let gemma = match (arch, part) {
+            (Architecture::Gemma3, "ffn_norm") => Some("pre_feedforward_layernorm"),
+            (Architecture::Gemma3, "post_attention_norm") => Some("post_attention_layernorm"),
+            (Architecture::Gemma3, "post_ffw_norm") => Some("post_feedforward_layernorm"),
+            _ => None,
+        };
+        let hf = if let Some(g) = gemma {
+            g
+        } else {
+            match part {
+                "attn_norm" => "input_layernorm",
+                "ffn_norm" => "post_attention_layernorm",
+                "attn_q" => "self_attn.q_proj",
+                "attn_k" => "self_attn.k_proj",
+                "attn_v" => "self_attn.v_proj",
+                "attn_output" => "self_attn.o_proj",
+                "attn_qkv" => "self_attn.qkv_proj",
+                "attn_q_norm" => "self_attn.q_norm",
+                "attn_k_norm" => "self_attn.k_norm",
+                "ffn_gate" => "mlp.gate_proj",
+                "ffn_up" => "mlp.up_proj",
+                "ffn_down" => "mlp.down_proj",
+                "ffn_gate_inp" => "mlp.gate",
+                "ffn_gate_exps" => "mlp.switch_mlp.gate_proj",
+                "ffn_up_exps" => "mlp.switch_mlp.up_proj",
+                "ffn_down_exps" => "mlp.switch_mlp.down_proj",
+                _ => return None,
+            }
         };
         return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
     }
@@ -68,7 +79,7 @@ pub(crate) fn open(path: &Path, gguf: &mut mlx::Gguf, cfg: &mut ModelConfig) -> 
     let mut map = HashMap::new();
     for key in gguf.tensor_keys() {
         let a = gguf.take(&key)?;
-        match hf_name(&key) {
+        match hf_name(&key, cfg.arch) {
             Some(name) => {
                 map.insert(name, a);
             }

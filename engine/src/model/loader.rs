@@ -326,8 +326,9 @@ impl Builder<'_> {
         if weight.shape() != [dim as i32] {
             return Err(self.shape_error(&wname, &weight.shape(), format!("[{dim}]")));
         }
-        if self.cfg.arch == Architecture::Gemma3 {
-            // Gemma scales by (1 + w); added in the stored type, as mlx-lm does.
+        if self.cfg.arch == Architecture::Gemma3 && !self.gguf {
+            // Gemma scales by (1 + w); added in the stored type, as mlx-lm does. llama.cpp's
+            // converter adds the 1 before writing GGUF.
             weight = ops::add(&weight, &Array::full(&[1], 1.0, weight.dtype())?)?;
         }
         Ok(RmsNorm { weight: cast(weight, self.dtype)?, eps: self.cfg.rms_norm_eps })
