@@ -32,6 +32,14 @@ pub struct KvPool {
     kv_heads: i32,
     head_dim: i32,
     dtype: Dtype,
+    /// The sliding-window layers' own pool, when they are kept apart (see [`KvPool::split`]).
+    local: Option<Box<KvPool>>,
+    /// Per model layer: whether it is a sliding-window layer (empty: no split).
+    sliding: Vec<bool>,
+    /// Per model layer: its buffer in its own pool (empty: the layer number itself).
+    index: Vec<usize>,
+    /// Local slots a sequence keeps: its most recent tokens', twice the window (0: no split).
+    keep: usize,
 }
 
 impl KvPool {
@@ -56,7 +64,81 @@ impl KvPool {
             kv_heads: kv_heads as i32,
             head_dim: head_dim as i32,
             dtype,
+            local: None,
+            sliding: Vec::new(),
+            index: Vec::new(),
+            keep: 0,
         }
+    }
+
+    /// A pool whose sliding-window layers (`sliding[l]`) keep their keys and values apart, in a
+    /// second pool with its own slots: a sequence holds slots there only for its most recent
+    /// tokens (the scheduler releases the rest), so their memory is bounded by the window
+    /// whatever the context length. It keeps twice the `window` (so that a request resuming a
+    /// cached conversation a little before its end still finds its window). `limit_bytes` is
+    /// shared in proportion to the layers.
+    pub fn split(
+        sliding: &[bool],
+        window: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: Dtype,
+        limit_bytes: Option<usize>,
+    ) -> KvPool {
+        let n = sliding.len();
+        let n_local = sliding.iter().filter(|&&s| s).count();
+        if n_local == 0 {
+            return KvPool::new(n, kv_heads, head_dim, dtype, limit_bytes);
+        }
+        let share = |k: usize| limit_bytes.map(|b| b / n.max(1) * k);
+        let mut pool = KvPool::new(n - n_local, kv_heads, head_dim, dtype, share(n - n_local));
+        pool.local = Some(Box::new(KvPool::new(n_local, kv_heads, head_dim, dtype, share(n_local))));
+        let (mut g, mut l) = (0, 0);
+        pool.index = sliding
+            .iter()
+            .map(|&s| {
+                let c = if s { &mut l } else { &mut g };
+                *c += 1;
+                *c - 1
+            })
+            .collect();
+        pool.sliding = sliding.to_vec();
+        pool.keep = 2 * window.max(1);
+        pool
+    }
+
+    /// How many local slots a sequence keeps (its most recent tokens'); 0 when not split.
+    pub fn local_keep(&self) -> usize {
+        self.keep
+    }
+
+    /// The sliding-window layers' pool, when they are kept apart.
+    pub fn local(&self) -> Option<&KvPool> {
+        self.local.as_deref()
+    }
+
+    /// The sliding-window layers' pool, when they are kept apart.
+    pub fn local_mut(&mut self) -> Option<&mut KvPool> {
+        self.local.as_deref_mut()
+    }
+
+    /// Free slots in this pool and, when split, in the local one too (the fewer of the two).
+    pub fn free_slots_all(&self) -> usize {
+        self.local.as_ref().map_or(self.free.len(), |l| self.free.len().min(l.free.len()))
+    }
+
+    /// [`KvPool::grow`] for this pool and the local one.
+    pub fn grow_all(&mut self, need: usize) -> Result<()> {
+        self.grow(need)?;
+        match self.local.as_mut() {
+            Some(l) => l.grow(need),
+            None => Ok(()),
+        }
+    }
+
+    /// Where layer `layer`'s buffers are: the local pool or this one, and the index there.
+    fn place(&self, layer: usize) -> (bool, usize) {
+        (self.sliding.get(layer).copied().unwrap_or(false), self.index.get(layer).copied().unwrap_or(layer))
     }
 
     /// Slots the buffers hold (including the scratch slot).
@@ -74,9 +156,9 @@ impl KvPool {
         self.layers * 2 * (self.kv_heads * self.head_dim) as usize * self.dtype.size()
     }
 
-    /// Bytes reserved by the buffers.
+    /// Bytes reserved by the buffers (the local pool's included).
     pub fn reserved_bytes(&self) -> usize {
-        self.capacity() * self.slot_bytes()
+        self.capacity() * self.slot_bytes() + self.local.as_ref().map_or(0, |l| l.reserved_bytes())
     }
 
     /// `n` fresh slots, each held once by the caller; `None` when fewer are free (the caller may
@@ -195,6 +277,9 @@ impl KvPool {
 
     /// Drops the buffers when no slot is held (nothing running, nothing cached).
     pub fn release_memory_if_unused(&mut self) {
+        if let Some(l) = self.local.as_mut() {
+            l.release_memory_if_unused();
+        }
         if self.capacity() > 0 && self.free.len() + 1 == self.capacity() {
             self.keys.clear();
             self.values.clear();
@@ -205,7 +290,12 @@ impl KvPool {
 
     /// Writes the keys and values `[rows, kv_heads, 1, head_dim]` of this step's tokens into
     /// `slots` `[rows]` of `layer`.
+    /// For a sliding-window layer of a split pool, `slots` are the local pool's.
     pub fn write(&mut self, layer: usize, slots: &Array, k: &Array, v: &Array) -> Result<()> {
+        let (local, layer) = self.place(layer);
+        if local && let Some(l) = self.local.as_mut() {
+            return l.write(layer, slots, k, v);
+        }
         let rows = k.dim(0);
         let shape = [rows, 1, self.kv_heads, self.head_dim];
         self.keys[layer] = ops::scatter(&self.keys[layer], slots, &ops::reshape(k, &shape)?, 0)?;
@@ -214,7 +304,12 @@ impl KvPool {
     }
 
     /// Keys and values of `slots` `[b * s]` of `layer`, as `[b, kv_heads, s, head_dim]`.
+    /// For a sliding-window layer of a split pool, `slots` are the local pool's.
     pub fn gather(&self, layer: usize, slots: &Array, b: i32, s: i32) -> Result<(Array, Array)> {
+        let (local, layer) = self.place(layer);
+        if local && let Some(l) = self.local.as_ref() {
+            return l.gather(layer, slots, b, s);
+        }
         let one = |buf: &Array| -> Result<Array> {
             let rows = ops::take(buf, slots, 0)?;
             let rows = ops::reshape(&rows, &[b, s, self.kv_heads, self.head_dim])?;
@@ -226,13 +321,17 @@ impl KvPool {
     /// A tiny array computed from the last layer's buffer: ready once a step's writes are, and
     /// holding no reference to the buffer itself (which would stop the next write in place).
     pub fn marker(&self) -> Result<Array> {
-        let last = self.values.last().expect("a step has grown the pool");
+        let Some(last) = self.values.last() else {
+            // Every layer slides: the local pool holds every buffer.
+            return self.local.as_ref().expect("a step has grown the pool").marker();
+        };
         Ok(ops::sum(&ops::slice_axis(last, 0, 0, 1)?, -1, false)?)
     }
 
     /// Every buffer, for evaluation.
     pub fn arrays(&self) -> Vec<&Array> {
-        self.keys.iter().chain(self.values.iter()).collect()
+        let local = self.local.iter().flat_map(|l| l.arrays());
+        self.keys.iter().chain(self.values.iter()).chain(local).collect()
     }
 }
 

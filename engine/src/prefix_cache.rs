@@ -9,6 +9,19 @@ use crate::kv_cache::KvPool;
 struct Entry {
     tokens: Vec<u32>,
     slots: Vec<u32>,
+    /// Local (sliding-window) slots of the last tokens, when the pool is split.
+    local: Vec<u32>,
+}
+
+/// Local slots of a sequence of `len` tokens that holds `local` for its last tokens, as a
+/// sequence resuming after its first `n` needs them: `None` when the window behind position `n`
+/// (`window` keys, the one at `n` included) is no longer held.
+pub fn local_for(local: &[u32], len: usize, n: usize, window: usize) -> Option<&[u32]> {
+    let from = len - local.len();
+    if from > 0 && (n + 1).saturating_sub(window) < from {
+        return None;
+    }
+    Some(&local[..n.saturating_sub(from)])
 }
 
 /// An LRU of token sequences and the KV slots that hold them.
@@ -26,33 +39,45 @@ impl PrefixCache {
         PrefixCache { entries: Vec::new(), max_slots, held: 0 }
     }
 
-    /// The longest prefix of `prompt` held here, at most `limit` tokens: its length and slots
-    /// (the caller takes its own references). Marks the entry as recently used.
-    pub fn lookup(&mut self, prompt: &[u32], limit: usize) -> Option<(usize, &[u32])> {
+    /// The longest prefix of `prompt` held here, at most `limit` tokens: its length, slots and
+    /// local slots (the caller takes its own references). With a sliding `window`, only prefixes
+    /// whose window is still held count. Marks the entry as recently used.
+    pub fn lookup(&mut self, prompt: &[u32], limit: usize, window: Option<usize>) -> Option<(usize, &[u32], &[u32])> {
+        let usable = |e: &Entry, n: usize| match window {
+            Some(w) => local_for(&e.local, e.tokens.len(), n, w).is_some(),
+            None => true,
+        };
         let (best, len) = self
             .entries
             .iter()
             .enumerate()
             .map(|(i, e)| (i, common_prefix(&e.tokens, prompt).min(limit)))
+            .filter(|&(i, n)| usable(&self.entries[i], n))
             .max_by_key(|&(i, n)| (n, i))?;
         if len == 0 {
             return None;
         }
         let entry = self.entries.remove(best);
         self.entries.push(entry);
-        Some((len, &self.entries.last().expect("just pushed").slots[..len]))
+        let e = self.entries.last().expect("just pushed");
+        let local = match window {
+            Some(w) => local_for(&e.local, e.tokens.len(), len, w).unwrap_or_default(),
+            None => &[],
+        };
+        Some((len, &e.slots[..len], local))
     }
 
-    /// Stores `tokens` and the `slots` holding them, taking over the caller's references.
-    pub fn insert(&mut self, tokens: Vec<u32>, slots: Vec<u32>, pool: &mut KvPool) {
+    /// Stores `tokens` and the `slots` holding them (and the `local` slots of the last tokens,
+    /// for a split pool), taking over the caller's references.
+    pub fn insert(&mut self, tokens: Vec<u32>, slots: Vec<u32>, local: Vec<u32>, pool: &mut KvPool) {
         debug_assert_eq!(tokens.len(), slots.len());
         if self.max_slots == 0 || tokens.is_empty() || slots.len() > self.max_slots {
-            pool.release(&slots);
+            release(pool, &slots, &local);
             return;
         }
         if let Some(i) = self.entries.iter().position(|e| common_prefix(&e.tokens, &tokens) == tokens.len()) {
             // Known already, as this or as a longer entry.
-            pool.release(&slots);
+            release(pool, &slots, &local);
             let e = self.entries.remove(i);
             self.entries.push(e);
             return;
@@ -63,13 +88,13 @@ impl PrefixCache {
             if common_prefix(&self.entries[i].tokens, &tokens) == self.entries[i].tokens.len() {
                 let e = self.entries.remove(i);
                 self.held -= e.slots.len();
-                pool.release(&e.slots);
+                release(pool, &e.slots, &e.local);
             } else {
                 i += 1;
             }
         }
         self.held += slots.len();
-        self.entries.push(Entry { tokens, slots });
+        self.entries.push(Entry { tokens, slots, local });
         while self.held > self.max_slots {
             self.evict_one(pool);
         }
@@ -82,7 +107,7 @@ impl PrefixCache {
         }
         let e = self.entries.remove(0);
         self.held -= e.slots.len();
-        pool.release(&e.slots);
+        release(pool, &e.slots, &e.local);
         true
     }
 
@@ -94,6 +119,14 @@ impl PrefixCache {
     /// Every entry's slot list, for the pool to renumber when it compacts.
     pub fn slot_lists(&mut self) -> impl Iterator<Item = &mut Vec<u32>> {
         self.entries.iter_mut().map(|e| &mut e.slots)
+    }
+}
+
+/// Gives back a holder's slots and local slots.
+pub fn release(pool: &mut KvPool, slots: &[u32], local: &[u32]) {
+    pool.release(slots);
+    if let Some(l) = pool.local_mut() {
+        l.release(local);
     }
 }
 
@@ -117,13 +150,13 @@ mod tests {
         let mut p = pool();
         let mut c = PrefixCache::new(100);
         let a = p.alloc(4).unwrap();
-        c.insert(vec![1, 2, 3, 4], a.clone(), &mut p);
+        c.insert(vec![1, 2, 3, 4], a.clone(), vec![], &mut p);
         let b = p.alloc(3).unwrap();
-        c.insert(vec![1, 2, 9], b, &mut p);
-        let (n, slots) = c.lookup(&[1, 2, 3, 7, 7], 4).unwrap();
+        c.insert(vec![1, 2, 9], b, vec![], &mut p);
+        let (n, slots, _) = c.lookup(&[1, 2, 3, 7, 7], 4, None).unwrap();
         assert_eq!((n, slots), (3, &a[..3]));
-        assert_eq!(c.lookup(&[1, 2, 3, 4, 5], 2).unwrap().0, 2, "the limit leaves tokens to run");
-        assert!(c.lookup(&[5], 1).is_none());
+        assert_eq!(c.lookup(&[1, 2, 3, 4, 5], 2, None).unwrap().0, 2, "the limit leaves tokens to run");
+        assert!(c.lookup(&[5], 1, None).is_none());
     }
 
     #[test]
@@ -133,18 +166,30 @@ mod tests {
         let mut c = PrefixCache::new(6);
         for t in 0..3u32 {
             let s = p.alloc(3).unwrap();
-            c.insert(vec![t, t, t], s, &mut p);
+            c.insert(vec![t, t, t], s, vec![], &mut p);
         }
         assert_eq!(c.held_slots(), 6, "the oldest entry made room");
-        assert!(c.lookup(&[0, 0, 0], 3).is_none());
-        assert!(c.lookup(&[1, 1, 1], 3).is_some());
+        assert!(c.lookup(&[0, 0, 0], 3, None).is_none());
+        assert!(c.lookup(&[1, 1, 1], 3, None).is_some());
         assert_eq!(p.free_slots(), free - 6, "evicted slots are free again");
         // A prefix of a new entry is replaced by it.
         let s = p.alloc(4).unwrap();
-        c.insert(vec![2, 2, 2, 5], s, &mut p);
+        c.insert(vec![2, 2, 2, 5], s, vec![], &mut p);
         assert_eq!(c.held_slots(), 4, "the old prefix went, then the least recently used");
-        assert!(c.lookup(&[2, 2, 2, 5], 4).is_some());
+        assert!(c.lookup(&[2, 2, 2, 5], 4, None).is_some());
         while c.evict_one(&mut p) {}
         assert_eq!(p.free_slots(), free);
+    }
+
+    #[test]
+    fn a_sliding_window_prefix_is_reused_only_while_its_window_is_held() {
+        // 10 tokens, local slots held for the last 6 (positions 4..10), window 3.
+        let local: Vec<u32> = (104..110).collect();
+        assert_eq!(local_for(&local, 10, 10, 3), Some(&local[..]));
+        assert_eq!(local_for(&local, 10, 6, 3), Some(&local[..2]), "positions 4 and 5 precede 6");
+        assert_eq!(local_for(&local, 10, 5, 3), None, "position 5 needs position 3");
+        assert_eq!(local_for(&local[..0], 0, 0, 3), Some(&local[..0]));
+        // A sequence that never dropped any local slot serves any prefix.
+        assert_eq!(local_for(&local, 6, 2, 3), Some(&local[..2]));
     }
 }

@@ -191,6 +191,31 @@ fn prefix_cache_reuse_is_reported_and_exact() {
     assert_eq!(with_cache, without, "the cache changes nothing but the work");
 }
 
+/// Sliding-window models (Gemma 3, gpt-oss) keep only the recent window of their sliding layers,
+/// so a cached conversation is reused when a request continues it (its prefix ends within the
+/// window of the cached end, as the next turn of a chat does), and the answer is exactly the
+/// uncached one; a prefix that ends earlier, where the window is gone, is recomputed.
+#[test]
+fn sliding_window_models_reuse_a_continued_conversation() {
+    for model in ["gemma3-q4", "gpt_oss-q4"] {
+        let cached = engine(common::tiny(model));
+        let opts = EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
+        let uncached = Engine::load(ModelSource::detect(&common::tiny(model)).unwrap(), opts, |_, _| {}).unwrap();
+        let first: Vec<u32> = (1..40).collect();
+        let (answer, none, _) = run_full(&cached, first.clone(), Some(12));
+        assert_eq!(none, 0);
+        let next = [first.clone(), answer.clone(), vec![7, 8, 9]].concat();
+        let (with_cache, reused, _) = run_full(&cached, next.clone(), Some(12));
+        assert!(reused + 1 >= first.len() + answer.len(), "{model}: reused {reused} of the conversation");
+        assert_eq!(with_cache, run_full(&uncached, next, Some(12)).0, "{model}: the cache changes nothing");
+        // Sharing only the first prompt: its window is no longer held.
+        let other = [first.clone(), vec![300, 301]].concat();
+        let (tokens, reused, _) = run_full(&cached, other.clone(), Some(12));
+        assert!(reused < first.len() - 1, "{model}: a prefix without its window is recomputed ({reused})");
+        assert_eq!(tokens, run_full(&uncached, other, Some(12)).0, "{model}: and gives the same answer");
+    }
+}
+
 /// Runs a request to its end: (tokens, cached prompt tokens, finish reason).
 fn run_full(e: &Engine, prompt: Vec<u32>, max_tokens: Option<usize>) -> (Vec<u32>, usize, zeta_engine::FinishReason) {
     let mut r = GenerateRequest::new(Prompt::Tokens(prompt));

@@ -68,3 +68,42 @@ fn greedy_tokens_match_mlx_lm_alone_and_batched() {
         assert!(expected.iter().any(|t| t.len() >= 16), "{name}: the reference decodes long enough to compare");
     }
 }
+
+/// Sliding-window layers keep only their most recent keys: four sequences generating 500 tokens
+/// each on tiny Gemma 3 (one sliding layer with a 4-token window, one global layer) never reserve
+/// as much KV cache as every layer keeping every token would — the global layer's cache grows
+/// with the tokens, the sliding layer's stays at a few slots per sequence.
+#[test]
+fn sliding_window_layers_keep_a_bounded_cache() {
+    let opts = EngineOptions { prefix_cache_bytes: 0, ..Default::default() };
+    let e = Engine::load(ModelSource::detect(&common::tiny("gemma3-q4")).unwrap(), opts, |_, _| {}).unwrap();
+    let per_token = e.info().kv_bytes_per_token;
+    let eos = e.info().eos_token_ids.clone();
+    let mut gens: Vec<_> = (0..4u32)
+        .map(|i| {
+            let mut r = request((0..8).map(|t| 5 + 10 * i + t).collect());
+            r.max_tokens = Some(500);
+            r.sampling.logit_bias = eos.iter().map(|&t| (t, -100.0)).collect();
+            e.submit(r).unwrap()
+        })
+        .collect();
+    let mut peak = 0;
+    let mut lens = vec![0; gens.len()];
+    let mut open: Vec<usize> = (0..gens.len()).collect();
+    while !open.is_empty() {
+        open.retain(|&i| match gens[i].blocking_next().expect("stream ends with Finished") {
+            Event::Delta { tokens, .. } => {
+                lens[i] += tokens.len();
+                true
+            }
+            Event::Finished { .. } => false,
+            Event::Error(err) => panic!("{err}"),
+            _ => true,
+        });
+        peak = peak.max(e.stats().kv_bytes);
+    }
+    assert_eq!(lens, vec![500; 4]);
+    let all_layers = 4 * 508 * per_token;
+    assert!(peak > all_layers / 3, "the global layer holds every token: peak {peak} B");
+    assert!(peak < all_layers * 3 / 4, "peak {peak} B against {all_layers} B with every layer keeping every token");
+}

@@ -29,7 +29,7 @@ fn ours_from(source: &ModelSource, dense: DenseMode, shapes: Shapes) -> Vec<Vec<
     let opts = LoadOptions { dense, ..Default::default() };
     let m = load_local(source, &opts, |_, _| {}).unwrap();
     let mut pool = m.model.new_pool(None);
-    let (mut slots, mut other) = (vec![], vec![]);
+    let (mut slots, mut other) = (common::Slots::default(), common::Slots::default());
     let mut rows = Vec::new();
     let first = common::step(&m.model, &mut pool, &shapes, &mut [(&mut slots, &TOKENS[0..4], false)]);
     rows.extend(first);

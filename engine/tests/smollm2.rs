@@ -116,7 +116,7 @@ fn smollm2_matches_mlx_lm() {
             load_local(&ModelSource::Gguf(gguf.clone()), &LoadOptions { dense: mode, ..Default::default() }, |_, _| {})
                 .unwrap();
         let mut pool = m.model.new_pool(None);
-        let mut slots = vec![];
+        let mut slots = common::Slots::default();
         let row = common::step(&m.model, &mut pool, &Shapes::for_device(), &mut [(&mut slots, &ours_ids[0], false)])
             .remove(0);
         let r = &reference[last * vocab..(last + 1) * vocab];

@@ -141,8 +141,13 @@ pub struct Model {
 
 impl Model {
     /// An empty KV pool for this model, holding at most `limit_bytes` (none: unbounded).
+    /// Sliding-window layers get a pool of their own (see [`KvPool::split`]).
     pub fn new_pool(&self, limit_bytes: Option<usize>) -> KvPool {
-        KvPool::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim, self.dtype, limit_bytes)
+        let (kvh, hd) = (self.cfg.num_kv_heads, self.cfg.head_dim);
+        match &self.cfg.sliding_window {
+            Some(w) => KvPool::split(&w.layers, w.size, kvh, hd, self.dtype, limit_bytes),
+            None => KvPool::new(self.cfg.num_layers, kvh, hd, self.dtype, limit_bytes),
+        }
     }
 
     /// Bytes of KV cache one token takes.
@@ -174,9 +179,12 @@ impl Model {
             Some(r) => Some((r, r.table(&step.positions)?)),
             None => None,
         };
-        let windows = match &self.cfg.sliding_window {
-            Some(w) => Some(step.window_masks(w.size)?),
-            None => None,
+        // The masks of the sliding-window layers: over their own slots when the pool keeps
+        // them apart, else over every slot.
+        let windows = match (&self.cfg.sliding_window, &step.local) {
+            (Some(w), Some(local)) => Some(local.window_masks(w.size)?),
+            (Some(w), None) => Some(step::window_masks(step.decode.as_ref(), step.prefill.as_ref(), w.size)?),
+            (None, _) => None,
         };
         for (l, layer) in self.layers.iter().enumerate() {
             let (rope, table) = match (&local, layer.sliding) {
@@ -221,7 +229,11 @@ impl Model {
         let k =
             self.heads(&ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?, nkv, layer.k_norm.as_ref(), step, rotate)?;
         let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, None)?;
-        pool.write(l, &step.write, &k, &v)?;
+        let (write, decode, prefill) = match (&step.local, layer.sliding) {
+            (Some(local), true) => (&local.write, local.decode.as_ref(), local.prefill.as_ref()),
+            _ => (&step.write, step.decode.as_ref(), step.prefill.as_ref()),
+        };
+        pool.write(l, write, &k, &v)?;
         let scale = self.attn_scale;
         // Every attention call of the layer, with its sinks when it has them.
         let sdpa = |q: &Array, k: &Array, v: &Array, mode: &str, mask: Option<&Array>| -> Result<Array> {
@@ -233,7 +245,7 @@ impl Model {
         };
         let mut outs = Vec::with_capacity(2);
         let mut b = 0;
-        if let Some(d) = &step.decode {
+        if let Some(d) = decode {
             b = d.rows;
             let q = ops::slice_axis(&q, 0, 0, b)?;
             let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;
@@ -241,7 +253,7 @@ impl Model {
             let o = sdpa(&q, &keys, &values, "", mask)?;
             outs.push(ops::reshape(&o, &[b, nh * hd])?);
         }
-        if let Some(p) = &step.prefill {
+        if let Some(p) = prefill {
             let (c, n) = (p.chunks, p.len);
             let rows = |a: &Array, heads: i32| -> Result<Array> {
                 let a = ops::slice_axis(a, 0, b, b + c * n)?;

@@ -28,6 +28,9 @@ pub enum TokenSource {
 pub struct DecodeRow<'a> {
     /// Every slot of the sequence, the last one for this token.
     pub slots: &'a [u32],
+    /// The sequence's slots in the pool's sliding-window part: its most recent tokens only, the
+    /// last one for this token (empty when the pool has no such part).
+    pub local: &'a [u32],
     /// The token.
     pub token: TokenSource,
 }
@@ -36,6 +39,8 @@ pub struct DecodeRow<'a> {
 pub struct PrefillRow<'a> {
     /// Every slot of the sequence, ending with this chunk's.
     pub slots: &'a [u32],
+    /// The sequence's most recent sliding-window slots, ending with this chunk's (or empty).
+    pub local: &'a [u32],
     /// The chunk's tokens (as many as the trailing slots they go to).
     pub tokens: &'a [u32],
     /// Whether the logits of the chunk's last token are wanted.
@@ -122,6 +127,8 @@ pub struct StepInput {
     pub(crate) write: Array,
     pub(crate) decode: Option<DecodeAttention>,
     pub(crate) prefill: Option<PrefillAttention>,
+    /// The same for the sliding-window layers' own slots, when the pool keeps them apart.
+    pub(crate) local: Option<Layout>,
     /// Rows whose logits are wanted: the decode rows in order, then each chunk that asked.
     pub(crate) logits_rows: Option<Array>,
     /// Rows in all, padding included.
@@ -136,66 +143,57 @@ pub(crate) struct WindowMasks {
     pub prefill: Option<Array>,
 }
 
-impl StepInput {
-    /// Masks that also hide keys `window` or more positions behind each query (key `j` is seen
-    /// from position `i` when `i - window < j <= i`, as mlx-lm's sliding-window mask has it).
-    /// Every row keeps its own key, so no row is left with nothing to attend to.
+/// Masks that also hide keys `window` or more positions behind each query (key `j` is seen from
+/// position `i` when `i - window < j <= i`, as mlx-lm's sliding-window mask has it). Every row
+/// keeps its own key, so no row is left with nothing to attend to.
+pub(crate) fn window_masks(
+    decode: Option<&DecodeAttention>,
+    prefill: Option<&PrefillAttention>,
+    window: usize,
+) -> Result<WindowMasks> {
+    let w = Array::scalar_i32(window as i32)?;
+    let band = |cols: i32, ends: &Array| -> Result<Array> {
+        let cols = ops::reshape(&Array::arange(0, cols)?, &[1, 1, 1, cols])?;
+        Ok(ops::logical_and(&ops::less(&cols, ends)?, &ops::greater_equal(&cols, &ops::subtract(ends, &w)?)?)?)
+    };
+    let decode = decode.map(|d| band(d.width, &d.lens)).transpose()?;
+    let prefill = prefill.map(|p| band(p.cached.as_ref().map_or(p.len, |c| c.width), &p.ends)).transpose()?;
+    Ok(WindowMasks { decode, prefill })
+}
+
+/// Where a step's rows write and what they attend to, in one slot space.
+pub(crate) struct Layout {
+    pub write: Array,
+    pub decode: Option<DecodeAttention>,
+    pub prefill: Option<PrefillAttention>,
+}
+
+impl Layout {
+    /// [`window_masks`] of this layout.
     pub(crate) fn window_masks(&self, window: usize) -> Result<WindowMasks> {
-        let w = Array::scalar_i32(window as i32)?;
-        let band = |cols: i32, ends: &Array| -> Result<Array> {
-            let cols = ops::reshape(&Array::arange(0, cols)?, &[1, 1, 1, cols])?;
-            Ok(ops::logical_and(&ops::less(&cols, ends)?, &ops::greater_equal(&cols, &ops::subtract(ends, &w)?)?)?)
-        };
-        let decode = self.decode.as_ref().map(|d| band(d.width, &d.lens)).transpose()?;
-        let prefill =
-            self.prefill.as_ref().map(|p| band(p.cached.as_ref().map_or(p.len, |c| c.width), &p.ends)).transpose()?;
-        Ok(WindowMasks { decode, prefill })
+        window_masks(self.decode.as_ref(), self.prefill.as_ref(), window)
     }
 
-    /// Lays out one step. `prev` holds the previous step's sampled tokens when a decode row's
-    /// token is [`TokenSource::Device`].
-    pub fn build(
-        decode: &[DecodeRow<'_>],
-        prefill: &[PrefillRow<'_>],
-        prev: Option<&Array>,
+    /// The layout of rows whose slot lists are `decode` (one token each) and `prefill` (each with
+    /// its chunk's length), padded as `b` decode rows and `p` chunks of `l`.
+    fn new(
+        decode: &[&[u32]],
+        prefill: &[(&[u32], usize)],
+        (b, p, l): (usize, usize, usize),
         shapes: &Shapes,
-    ) -> Result<StepInput> {
-        let b = if decode.is_empty() { 0 } else { shapes.rows(decode.len()) };
-        let p = if prefill.is_empty() { 0 } else { shapes.rows(prefill.len()) };
-        let l = prefill.iter().map(|c| c.tokens.len()).max().map_or(0, |n| shapes.chunk(n));
-        let rows = b + p * l;
-        let mut positions = Vec::with_capacity(rows);
-        let mut write = Vec::with_capacity(rows);
-        let mut logits_rows = Vec::new();
-
-        // Decode rows: token ids come from the host or from the previous step's output.
-        let mut host_ids = Vec::with_capacity(rows);
-        let mut from_prev = Vec::new(); // (row, index into prev)
-        for (i, r) in decode.iter().enumerate() {
-            let n = r.slots.len();
-            positions.push((n - 1) as i32);
-            write.push(r.slots[n - 1]);
-            logits_rows.push(i as i32);
-            match r.token {
-                TokenSource::Host(t) => host_ids.push(t),
-                TokenSource::Device(j) => {
-                    from_prev.push((i, j));
-                    host_ids.push(0);
-                }
-            }
+    ) -> Result<Layout> {
+        let mut write = Vec::with_capacity(b + p * l);
+        for r in decode {
+            write.push(r[r.len() - 1]);
         }
-        for _ in decode.len()..b {
-            positions.push(0);
-            write.push(0);
-            host_ids.push(0);
-        }
+        write.resize(b, 0);
         let decode_attn = if b > 0 {
-            let width = shapes.width(decode.iter().map(|r| r.slots.len()).max().unwrap_or(1));
+            let width = shapes.width(decode.iter().map(|r| r.len()).max().unwrap_or(1));
             let mut gather = vec![0u32; b * width];
             let mut lens = vec![1i32; b];
             for (i, r) in decode.iter().enumerate() {
-                gather[i * width..i * width + r.slots.len()].copy_from_slice(r.slots);
-                lens[i] = r.slots.len() as i32;
+                gather[i * width..i * width + r.len()].copy_from_slice(r);
+                lens[i] = r.len() as i32;
             }
             let (bi, wi) = (b as i32, width as i32);
             let lens_arr = Array::from_i32(&lens, &[bi, 1, 1, 1])?;
@@ -215,30 +213,14 @@ impl StepInput {
         } else {
             None
         };
-
-        // Prompt chunks.
-        let fresh = prefill.iter().all(|c| c.slots.len() == c.tokens.len());
+        let fresh = prefill.iter().all(|&(slots, n)| slots.len() == n);
         let mut starts = vec![0i32; p];
-        for (ci, c) in prefill.iter().enumerate() {
-            let n = c.tokens.len();
-            let start = c.slots.len() - n;
+        for (ci, &(slots, n)) in prefill.iter().enumerate() {
+            let start = slots.len() - n;
             starts[ci] = start as i32;
-            for t in 0..l {
-                positions.push((start + t) as i32);
-                write.push(if t < n { c.slots[start + t] } else { 0 });
-                host_ids.push(if t < n { c.tokens[t] } else { 0 });
-            }
-            if c.logits {
-                logits_rows.push((b + ci * l + n - 1) as i32);
-            }
+            write.extend((0..l).map(|t| if t < n { slots[start + t] } else { 0 }));
         }
-        for _ in prefill.len()..p {
-            for t in 0..l {
-                positions.push(t as i32);
-                write.push(0);
-                host_ids.push(0);
-            }
-        }
+        write.resize(b + p * l, 0);
         let prefill_attn = if p > 0 {
             let (pi, li) = (p as i32, l as i32);
             let starts = if fresh { vec![0; p] } else { starts };
@@ -249,10 +231,10 @@ impl StepInput {
             let cached = if fresh {
                 None
             } else {
-                let width = shapes.width(prefill.iter().map(|c| c.slots.len()).max().unwrap_or(1));
+                let width = shapes.width(prefill.iter().map(|(slots, _)| slots.len()).max().unwrap_or(1));
                 let mut gather = vec![0u32; p * width];
-                for (ci, c) in prefill.iter().enumerate() {
-                    gather[ci * width..ci * width + c.slots.len()].copy_from_slice(c.slots);
+                for (ci, (slots, _)) in prefill.iter().enumerate() {
+                    gather[ci * width..ci * width + slots.len()].copy_from_slice(slots);
                 }
                 let wi = width as i32;
                 // Token t of chunk c sees columns up to its own position start[c] + t.
@@ -264,6 +246,78 @@ impl StepInput {
                 })
             };
             Some(PrefillAttention { chunks: pi, len: li, cached, ends })
+        } else {
+            None
+        };
+        let r = write.len() as i32;
+        Ok(Layout { write: Array::from_u32(&write, &[r])?, decode: decode_attn, prefill: prefill_attn })
+    }
+}
+
+impl StepInput {
+    /// Lays out one step. `prev` holds the previous step's sampled tokens when a decode row's
+    /// token is [`TokenSource::Device`].
+    pub fn build(
+        decode: &[DecodeRow<'_>],
+        prefill: &[PrefillRow<'_>],
+        prev: Option<&Array>,
+        shapes: &Shapes,
+    ) -> Result<StepInput> {
+        let b = if decode.is_empty() { 0 } else { shapes.rows(decode.len()) };
+        let p = if prefill.is_empty() { 0 } else { shapes.rows(prefill.len()) };
+        let l = prefill.iter().map(|c| c.tokens.len()).max().map_or(0, |n| shapes.chunk(n));
+        let rows = b + p * l;
+        let mut positions = Vec::with_capacity(rows);
+        let mut logits_rows = Vec::new();
+
+        // Decode rows: token ids come from the host or from the previous step's output.
+        let mut host_ids = Vec::with_capacity(rows);
+        let mut from_prev = Vec::new(); // (row, index into prev)
+        for (i, r) in decode.iter().enumerate() {
+            positions.push((r.slots.len() - 1) as i32);
+            logits_rows.push(i as i32);
+            match r.token {
+                TokenSource::Host(t) => host_ids.push(t),
+                TokenSource::Device(j) => {
+                    from_prev.push((i, j));
+                    host_ids.push(0);
+                }
+            }
+        }
+        positions.resize(b, 0);
+        host_ids.resize(b, 0);
+
+        // Prompt chunks.
+        for (ci, c) in prefill.iter().enumerate() {
+            let n = c.tokens.len();
+            let start = c.slots.len() - n;
+            for t in 0..l {
+                positions.push((start + t) as i32);
+                host_ids.push(if t < n { c.tokens[t] } else { 0 });
+            }
+            if c.logits {
+                logits_rows.push((b + ci * l + n - 1) as i32);
+            }
+        }
+        for _ in prefill.len()..p {
+            positions.extend(0..l as i32);
+            host_ids.resize(host_ids.len() + l, 0);
+        }
+        let dims = (b, p, l);
+        let global = Layout::new(
+            &decode.iter().map(|r| r.slots).collect::<Vec<_>>(),
+            &prefill.iter().map(|c| (c.slots, c.tokens.len())).collect::<Vec<_>>(),
+            dims,
+            shapes,
+        )?;
+        // The sliding-window slots: the same rows over each sequence's recent slots only.
+        let local = if decode.iter().any(|r| !r.local.is_empty()) || prefill.iter().any(|c| !c.local.is_empty()) {
+            Some(Layout::new(
+                &decode.iter().map(|r| r.local).collect::<Vec<_>>(),
+                &prefill.iter().map(|c| (c.local, c.tokens.len())).collect::<Vec<_>>(),
+                dims,
+                shapes,
+            )?)
         } else {
             None
         };
@@ -286,9 +340,10 @@ impl StepInput {
         Ok(StepInput {
             ids,
             positions: Array::from_i32(&positions, &[r])?,
-            write: Array::from_u32(&write, &[r])?,
-            decode: decode_attn,
-            prefill: prefill_attn,
+            write: global.write,
+            decode: global.decode,
+            prefill: global.prefill,
+            local,
             logits_rows,
             rows,
             real_rows: decode.len() + prefill.iter().map(|c| c.tokens.len()).sum::<usize>(),
@@ -315,13 +370,13 @@ mod tests {
         let s = Shapes::buckets();
         let (a, b) = ([1u32, 2, 3], [4u32, 5]);
         let decode = [
-            DecodeRow { slots: &a, token: TokenSource::Host(11) },
-            DecodeRow { slots: &b, token: TokenSource::Device(1) },
-            DecodeRow { slots: &b, token: TokenSource::Host(12) },
+            DecodeRow { slots: &a, local: &[], token: TokenSource::Host(11) },
+            DecodeRow { slots: &b, local: &[], token: TokenSource::Device(1) },
+            DecodeRow { slots: &b, local: &[], token: TokenSource::Host(12) },
         ];
         let prompt = [6u32, 7];
         let chunk = [9u32, 8];
-        let prefill = [PrefillRow { slots: &prompt, tokens: &chunk, logits: true }];
+        let prefill = [PrefillRow { slots: &prompt, local: &[], tokens: &chunk, logits: true }];
         let prev = Array::from_u32(&[100, 200], &[2]).unwrap();
         let x = StepInput::build(&decode, &prefill, Some(&prev), &s).unwrap();
         assert_eq!(x.rows, 4 + 16);

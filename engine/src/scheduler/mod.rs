@@ -79,6 +79,9 @@ struct Seq {
     prefilled: usize,
     /// KV slots of the tokens run so far: the prompt's, then each fed output token's.
     slots: Vec<u32>,
+    /// Sliding-window slots of the most recent of those tokens (when the pool is split): they
+    /// end where `slots` ends.
+    local: Vec<u32>,
     sampler: Sampler,
     decoder: StreamDecoder,
     stop: StopMatcher,
@@ -233,6 +236,7 @@ impl Core {
             sampler: Sampler::new(p.sampling, &p.prompt).guided(p.guide),
             prefilled: 0,
             slots: Vec::new(),
+            local: Vec::new(),
             prompt: p.prompt,
             decoder: StreamDecoder::new().keep_special(p.keep_special_tokens),
             stop: StopMatcher::new(p.stop),
@@ -298,14 +302,22 @@ impl Core {
         let prev = self.inflight.as_ref().and_then(|f| f.choice.as_ref()).map(|c| &c.tokens);
         let input = {
             let running = &self.running;
-            let decode: Vec<DecodeRow<'_>> =
-                plan.decode.iter().map(|&(i, token)| DecodeRow { slots: &running[i].slots, token }).collect();
+            let decode: Vec<DecodeRow<'_>> = plan
+                .decode
+                .iter()
+                .map(|&(i, token)| DecodeRow { slots: &running[i].slots, local: &running[i].local, token })
+                .collect();
             let prefill: Vec<PrefillRow<'_>> = plan
                 .prefill
                 .iter()
                 .map(|c| {
                     let s = &running[c.seq];
-                    PrefillRow { slots: &s.slots, tokens: &s.prompt[c.start..c.start + c.len], logits: c.logits }
+                    PrefillRow {
+                        slots: &s.slots,
+                        local: &s.local,
+                        tokens: &s.prompt[c.start..c.start + c.len],
+                        logits: c.logits,
+                    }
                 })
                 .collect();
             StepInput::build(&decode, &prefill, prev, &self.shapes)?
@@ -456,12 +468,14 @@ impl Core {
             // Slots of tokens not known on the host (sampled by a step still in flight) hold
             // nothing reusable.
             let n = s.slots.len().min(s.prompt.len() + s.generated.len());
+            let cut = s.slots.len() - n;
             let tail = s.slots.split_off(n);
-            self.pool.release(&tail);
+            let local_tail = s.local.split_off(s.local.len().saturating_sub(cut));
+            crate::prefix_cache::release(&mut self.pool, &tail, &local_tail);
             let mut tokens = s.prompt;
             tokens.extend_from_slice(&s.generated);
             tokens.truncate(n);
-            self.prefix.insert(tokens, s.slots, &mut self.pool);
+            self.prefix.insert(tokens, s.slots, s.local, &mut self.pool);
         }
         self.running = kept;
     }
@@ -530,18 +544,36 @@ impl Core {
         Ok(())
     }
 
+    /// Piece `i` of `n` slots of `all` (empty when `all` is: no local pool).
+    fn part(all: &[u32], i: usize, n: usize) -> &[u32] {
+        if all.is_empty() { all } else { &all[i * n..(i + 1) * n] }
+    }
+
     /// One throwaway step of `b` decode rows and `p` fresh chunks of `l` tokens, with every
     /// kind of sampling the batch can need.
     fn warm_step(&mut self, b: usize, p: usize, l: usize) -> Result<()> {
         let need = b * 2 + p * l;
-        self.pool.grow(need)?;
+        self.pool.grow_all(need)?;
         let slots = self.pool.alloc(need).expect("grown");
+        let local = self.pool.local_mut().map(|l| l.alloc(need).expect("grown")).unwrap_or_default();
         let (dec, rest) = slots.split_at(b * 2);
+        let (ldec, lrest) = if local.is_empty() { (&local[..], &local[..]) } else { local.split_at(b * 2) };
         let tokens = vec![1u32; l];
-        let decode: Vec<DecodeRow<'_>> =
-            dec.chunks(2).map(|s| DecodeRow { slots: s, token: TokenSource::Host(1) }).collect();
-        let prefill: Vec<PrefillRow<'_>> =
-            rest.chunks(l.max(1)).take(p).map(|s| PrefillRow { slots: s, tokens: &tokens, logits: true }).collect();
+        let decode: Vec<DecodeRow<'_>> = (0..b)
+            .map(|i| DecodeRow {
+                slots: Self::part(dec, i, 2),
+                local: Self::part(ldec, i, 2),
+                token: TokenSource::Host(1),
+            })
+            .collect();
+        let prefill: Vec<PrefillRow<'_>> = (0..p)
+            .map(|i| PrefillRow {
+                slots: Self::part(rest, i, l),
+                local: Self::part(lrest, i, l),
+                tokens: &tokens,
+                logits: true,
+            })
+            .collect();
         let input = StepInput::build(&decode, &prefill, None, &self.shapes)?;
         let logits = self.model.forward(&mut self.pool, &input)?;
         let mut eval = ArrayList::of(self.pool.arrays());
@@ -562,7 +594,7 @@ impl Core {
             }
         }
         eval.eval()?;
-        self.pool.release(&slots);
+        crate::prefix_cache::release(&mut self.pool, &slots, &local);
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use super::{Seq, emit};
 use crate::error::Result;
 use crate::kv_cache::KvPool;
 use crate::model::TokenSource;
-use crate::prefix_cache::{PrefixCache, common_prefix};
+use crate::prefix_cache::{PrefixCache, common_prefix, local_for};
 
 /// Rows per step never go below this, so a prompt always advances.
 const MIN_CHUNK: usize = 8;
@@ -117,16 +117,31 @@ pub(super) fn plan(
         prefill.push(Chunk { seq: i, start: s.prefilled, len, logits: s.prefilled + len == s.prompt.len() });
     }
     let mut plan = Plan { decode, prefill };
+    // Sliding-window slots older than the pool keeps are given back before new ones are taken.
+    let keep = pool.local_keep();
+    if let Some(local) = pool.local_mut() {
+        for s in running.iter_mut() {
+            if s.local.len() > keep {
+                let old: Vec<u32> = s.local.drain(..s.local.len() - keep).collect();
+                local.release(&old);
+            }
+        }
+    }
     make_room(&mut plan, running, pool, prefix)?;
+    let alloc = |pool: &mut KvPool, s: &mut Seq, n: usize| {
+        s.slots.extend(pool.alloc(n).expect("make_room freed a slot per row"));
+        if let Some(local) = pool.local_mut() {
+            s.local.extend(local.alloc(n).expect("make_room freed a local slot per row"));
+        }
+    };
     for &(i, _) in &plan.decode {
-        let slot = pool.alloc(1).expect("make_room freed a slot per row");
-        running[i].slots.extend(slot);
+        alloc(pool, &mut running[i], 1);
     }
     let stats = &shared.stats;
     for c in &plan.prefill {
         let s = &mut running[c.seq];
         emit::announce(s, shared);
-        s.slots.extend(pool.alloc(c.len).expect("make_room freed a slot per row"));
+        alloc(pool, s, c.len);
         s.prefilled += c.len;
         stats.prompt_tokens.fetch_add(c.len as u64, Ordering::Relaxed);
     }
@@ -138,23 +153,36 @@ pub(super) fn plan(
 fn adopt_prefix(i: usize, running: &mut [Seq], pool: &mut KvPool, prefix: &mut PrefixCache, shared: &Shared) {
     let s = &running[i];
     let limit = s.prompt.len() - 1;
-    let mut best: Option<(usize, Vec<u32>)> = prefix.lookup(&s.prompt, limit).map(|(n, slots)| (n, slots.to_vec()));
+    // With a split pool a prefix is usable only while its sliding window is still held.
+    let window = (pool.local_keep() > 0).then_some(pool.local_keep() / 2);
+    let mut best: Option<(usize, Vec<u32>, Vec<u32>)> =
+        prefix.lookup(&s.prompt, limit, window).map(|(n, slots, local)| (n, slots.to_vec(), local.to_vec()));
     for (j, o) in running.iter().enumerate() {
         if j == i || o.done {
             continue;
         }
         let n = common_prefix(&o.prompt[..o.prefilled], &s.prompt).min(limit);
-        if n > best.as_ref().map_or(0, |b| b.0) {
-            best = Some((n, o.slots[..n].to_vec()));
+        let local = match window {
+            Some(w) => local_for(&o.local, o.slots.len(), n, w),
+            None => Some(&[][..]),
+        };
+        if let Some(local) = local
+            && n > best.as_ref().map_or(0, |b| b.0)
+        {
+            best = Some((n, o.slots[..n].to_vec(), local.to_vec()));
         }
     }
-    let Some((n, slots)) = best else { return };
+    let Some((n, slots, local)) = best else { return };
     let s = &mut running[i];
     if n <= s.prefilled {
         return;
     }
     pool.retain(&slots);
-    pool.release(&s.slots);
+    if let Some(l) = pool.local_mut() {
+        l.retain(&local);
+    }
+    crate::prefix_cache::release(pool, &s.slots, &s.local);
+    s.local = local;
     if s.announced {
         shared.stats.cached_tokens.fetch_add((n - s.prefilled) as u64, Ordering::Relaxed);
         s.cached_tokens += n - s.prefilled;
@@ -169,8 +197,8 @@ fn adopt_prefix(i: usize, running: &mut [Seq], pool: &mut KvPool, prefix: &mut P
 fn make_room(plan: &mut Plan, running: &mut [Seq], pool: &mut KvPool, prefix: &mut PrefixCache) -> Result<()> {
     loop {
         let need = plan.tokens();
-        while pool.free_slots() < need && prefix.evict_one(pool) {}
-        let err = match pool.grow(need) {
+        while pool.free_slots_all() < need && prefix.evict_one(pool) {}
+        let err = match pool.grow_all(need) {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };

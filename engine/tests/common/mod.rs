@@ -56,27 +56,46 @@ pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// A sequence's KV slots, and its sliding-window slots when the pool keeps them apart.
+#[derive(Default)]
+pub struct Slots {
+    pub slots: Vec<u32>,
+    pub local: Vec<u32>,
+}
+
 /// Runs one step of `model` by hand: each entry of `seqs` is a sequence's slots so far and the
 /// tokens to run next (one token after its prompt is in: a decode row; else a prompt chunk).
+/// Sliding-window slots beyond what the pool keeps are given back first, as the scheduler does.
 /// Returns the logits of every sequence's last token, in order.
 pub fn step(
     model: &zeta_engine::model::Model,
     pool: &mut zeta_engine::kv_cache::KvPool,
     shapes: &zeta_engine::model::Shapes,
-    seqs: &mut [(&mut Vec<u32>, &[u32], bool)],
+    seqs: &mut [(&mut Slots, &[u32], bool)],
 ) -> Vec<Vec<f32>> {
     use zeta_engine::model::{DecodeRow, PrefillRow, StepInput, TokenSource};
-    for (slots, tokens, _) in seqs.iter_mut() {
-        pool.grow(tokens.len()).unwrap();
-        slots.extend(pool.alloc(tokens.len()).unwrap());
+    let keep = pool.local_keep();
+    for (s, tokens, _) in seqs.iter_mut() {
+        pool.grow_all(tokens.len()).unwrap();
+        s.slots.extend(pool.alloc(tokens.len()).unwrap());
+        if let Some(local) = pool.local_mut() {
+            if s.local.len() > keep {
+                let old: Vec<u32> = s.local.drain(..s.local.len() - keep).collect();
+                local.release(&old);
+            }
+            s.local.extend(local.alloc(tokens.len()).unwrap());
+        }
     }
     let decode: Vec<DecodeRow<'_>> = seqs
         .iter()
         .filter(|s| s.2)
-        .map(|(slots, tokens, _)| DecodeRow { slots, token: TokenSource::Host(tokens[0]) })
+        .map(|(s, tokens, _)| DecodeRow { slots: &s.slots, local: &s.local, token: TokenSource::Host(tokens[0]) })
         .collect();
-    let prefill: Vec<PrefillRow<'_>> =
-        seqs.iter().filter(|s| !s.2).map(|(slots, tokens, _)| PrefillRow { slots, tokens, logits: true }).collect();
+    let prefill: Vec<PrefillRow<'_>> = seqs
+        .iter()
+        .filter(|s| !s.2)
+        .map(|(s, tokens, _)| PrefillRow { slots: &s.slots, local: &s.local, tokens, logits: true })
+        .collect();
     let input = StepInput::build(&decode, &prefill, None, shapes).unwrap();
     let logits = model.forward(pool, &input).unwrap().unwrap();
     let vocab = logits.dim(1) as usize;
