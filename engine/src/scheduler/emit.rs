@@ -86,6 +86,9 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
     }
     let sent = seq.tx.send(Event::Delta { text, tokens: vec![token], logprobs }).is_ok();
     if let Some(reason) = finish {
+        // Counted out before the client hears it is finished, so that a status read after the
+        // response never still counts it (the loop stores the exact count after each step).
+        let _ = stats.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let first = seq.first_token.unwrap_or(now);
         let _ = seq.tx.send(Event::Finished {
             reason,
