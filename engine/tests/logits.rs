@@ -53,10 +53,10 @@ fn ours_from(source: &ModelSource, dense: DenseMode, shapes: Shapes) -> Vec<Vec<
     rows
 }
 
-#[test]
-fn tiny_models_match_mlx_lm() {
+/// mlx-lm's logits of [`TOKENS`] for each tiny model: (vocabulary size, row-major logits).
+fn reference_logits(names: &[&str]) -> Vec<(usize, Vec<f32>)> {
     let dir = tempfile::tempdir().unwrap();
-    let tasks = common::TINY
+    let tasks = names
         .iter()
         .map(|name| {
             let out = dir.path().join(format!("{name}.f32"));
@@ -64,10 +64,19 @@ fn tiny_models_match_mlx_lm() {
         })
         .collect();
     let results = common::reference(tasks);
+    names
+        .iter()
+        .zip(&results)
+        .map(|(name, res)| {
+            (res["shape"][1].as_u64().unwrap() as usize, common::read_f32(&dir.path().join(format!("{name}.f32"))))
+        })
+        .collect()
+}
+
+#[test]
+fn tiny_models_match_mlx_lm() {
     let mut report = Vec::new();
-    for (name, res) in common::TINY.iter().zip(&results) {
-        let vocab = res["shape"][1].as_u64().unwrap() as usize;
-        let reference = common::read_f32(&dir.path().join(format!("{name}.f32")));
+    for (name, (vocab, reference)) in common::TINY.iter().zip(reference_logits(&common::TINY)) {
         for (mode, shapes) in [
             (DenseMode::Never, Shapes::exact()),
             (DenseMode::Always, Shapes::exact()),
@@ -104,19 +113,9 @@ fn tiny_models_match_mlx_lm() {
 fn gguf_of_newer_families_matches_mlx_lm() {
     let dir = tempfile::tempdir().unwrap();
     let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32", "gemma3_6l-f32"];
-    let tasks = families
-        .iter()
-        .map(|name| {
-            let out = dir.path().join(format!("{name}.f32"));
-            json!({"op": "logits", "model": common::tiny(name), "tokens": TOKENS, "out": out})
-        })
-        .collect();
-    let results = common::reference(tasks);
-    for (name, res) in families.iter().zip(&results) {
+    for (name, (vocab, reference)) in families.iter().zip(reference_logits(&families)) {
         let gguf = dir.path().join(format!("{name}.gguf"));
         common::run_script("mlx_to_gguf.py", &[&common::tiny(name), &gguf]);
-        let vocab = res["shape"][1].as_u64().unwrap() as usize;
-        let reference = common::read_f32(&dir.path().join(format!("{name}.f32")));
         let rows = ours_from(&ModelSource::Gguf(gguf.clone()), DenseMode::Never, Shapes::exact());
         for (row, &pos) in rows.iter().zip(&POSITIONS) {
             let r = &reference[pos * vocab..(pos + 1) * vocab];
