@@ -75,8 +75,9 @@ impl KvPool {
     /// second pool with its own slots: a sequence holds slots there only for its most recent
     /// tokens (the scheduler releases the rest), so their memory is bounded by the window
     /// whatever the context length. It keeps twice the `window` (so that a request resuming a
-    /// cached conversation a little before its end still finds its window). `limit_bytes` is
-    /// shared in proportion to the layers.
+    /// cached conversation a little before its end still finds its window). `limit_bytes` bounds
+    /// the other layers' pool, the one that grows with the tokens; the local one is bounded by
+    /// the window times the sequences running and cached.
     pub fn split(
         sliding: &[bool],
         window: usize,
@@ -90,9 +91,8 @@ impl KvPool {
         if n_local == 0 {
             return KvPool::new(n, kv_heads, head_dim, dtype, limit_bytes);
         }
-        let share = |k: usize| limit_bytes.map(|b| b / n.max(1) * k);
-        let mut pool = KvPool::new(n - n_local, kv_heads, head_dim, dtype, share(n - n_local));
-        pool.local = Some(Box::new(KvPool::new(n_local, kv_heads, head_dim, dtype, share(n_local))));
+        let mut pool = KvPool::new(n - n_local, kv_heads, head_dim, dtype, limit_bytes);
+        pool.local = Some(Box::new(KvPool::new(n_local, kv_heads, head_dim, dtype, None)));
         let (mut g, mut l) = (0, 0);
         pool.index = sliding
             .iter()

@@ -150,9 +150,11 @@ impl Model {
         }
     }
 
-    /// Bytes of KV cache one token takes.
+    /// Bytes of KV cache one more token takes: in every layer but the sliding-window ones, whose
+    /// cache is bounded by the window (see [`KvPool::split`]).
     pub fn kv_bytes_per_token(&self) -> usize {
-        self.cfg.num_layers * 2 * self.cfg.num_kv_heads * self.cfg.head_dim * self.dtype.size()
+        let sliding = self.cfg.sliding_window.as_ref().map_or(0, |w| w.layers.iter().filter(|&&s| s).count());
+        (self.cfg.num_layers - sliding) * 2 * self.cfg.num_kv_heads * self.cfg.head_dim * self.dtype.size()
     }
 
     /// Runs one step and returns the logits `[n, vocab]` (float32) of the rows
