@@ -9,6 +9,13 @@
 //!
 //! Slot 0 is scratch: padding rows write there and padded attention columns read it, so every
 //! value it holds is a finite number some padding row computed, and it is never handed out.
+//!
+//! A model with sliding-window layers (Gemma 3, gpt-oss) gets a split pool ([`KvPool::split`]):
+//! those layers keep their buffers in a second pool with slots of its own, of which a sequence
+//! holds only its most recent tokens' (the scheduler gives older ones back), so that part of the
+//! cache is bounded by the window rather than the context. Rather than a ring per sequence,
+//! which could not be shared, the local slots are counted and shared like the others: prefix
+//! sharing and the prefix cache work the same way, as long as the window they need is held.
 
 use mlx::{Array, Dtype, ops};
 
