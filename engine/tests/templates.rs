@@ -187,25 +187,28 @@ fn gguf_tokenizer_encodes_like_the_reference() {
     }
 }
 
-/// A SentencePiece vocabulary in GGUF (as llama.cpp writes Llama 2, Mistral, Mixtral and Gemma
-/// files: pieces, scores, token types) encodes as SentencePiece itself does, decodes back, and
-/// prepends BOS when the file asks.
+/// A SentencePiece vocabulary in GGUF (as llama.cpp writes Llama 2, Mistral and Mixtral files
+/// with a dummy prefix, and Gemma files without: pieces, scores, token types) encodes as
+/// SentencePiece itself does, decodes back, and prepends BOS when the file asks.
 #[test]
 fn sentencepiece_gguf_tokenizer_encodes_like_sentencepiece() {
     let dir = common::root().join("target/tmp/models/spm");
     common::run_script("make_spm_gguf.py", &[&dir]);
-    let path = dir.join("spm.gguf");
-    let g = mlx::Gguf::load(&path).unwrap();
-    let tok = zeta_engine::tokenizer::Tokenizer::from_gguf(&g, &path).unwrap();
-    let expected: Vec<Value> = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    for e in &expected {
-        let text = e["text"].as_str().unwrap();
-        let ids = common::ids(&e["ids"]);
-        assert_eq!(tok.encode(text, false).unwrap(), ids, "encode {text:?}");
-        assert_eq!(tok.decode(&ids).unwrap(), text, "decode {text:?}");
-        let mut with_bos = vec![1];
-        with_bos.extend(&ids);
-        assert_eq!(tok.encode(text, true).unwrap(), with_bos, "BOS for {text:?}");
+    for name in ["spm", "spm-noprefix"] {
+        let path = dir.join(format!("{name}.gguf"));
+        let g = mlx::Gguf::load(&path).unwrap();
+        let tok = zeta_engine::tokenizer::Tokenizer::from_gguf(&g, &path).unwrap();
+        let expected: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap()).unwrap();
+        for e in &expected {
+            let text = e["text"].as_str().unwrap();
+            let ids = common::ids(&e["ids"]);
+            assert_eq!(tok.encode(text, false).unwrap(), ids, "{name}: encode {text:?}");
+            assert_eq!(tok.decode(&ids).unwrap(), text, "{name}: decode {text:?}");
+            let mut with_bos = vec![1];
+            with_bos.extend(&ids);
+            assert_eq!(tok.encode(text, true).unwrap(), with_bos, "{name}: BOS for {text:?}");
+        }
+        assert_eq!(tok.bos_token.as_deref(), Some("<s>"));
     }
-    assert_eq!(tok.bos_token.as_deref(), Some("<s>"));
 }

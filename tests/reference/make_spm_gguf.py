@@ -4,14 +4,15 @@ tokenizer test.
 
 Usage: make_spm_gguf.py OUT_DIR
 
-Trains a tiny BPE SentencePiece model with Llama's settings (byte fallback, digits split, no
-normalization, a dummy prefix; <unk> <s> </s> = 0 1 2) and writes:
+Trains two tiny BPE SentencePiece models with Llama's settings (byte fallback, digits split,
+no normalization; <unk> <s> </s> = 0 1 2): "spm" with a dummy prefix (Llama 2, Mistral) and
+"spm-noprefix" without one (Gemma), and writes for each NAME:
 
-    OUT_DIR/spm.model      the SentencePiece model
-    OUT_DIR/spm.gguf       tokenizer.ggml.model "llama": tokens, scores, token_type (1 normal,
-                           2 unknown, 3 control, 6 byte), bos/eos/unk ids, add_bos_token,
-                           add_space_prefix; one tiny tensor (GGUF needs one)
-    OUT_DIR/expected.json  [{"text": ..., "ids": SentencePiece's ids (no BOS)}, ...]
+    OUT_DIR/NAME.model          the SentencePiece model
+    OUT_DIR/NAME.gguf           tokenizer.ggml.model "llama": tokens, scores, token_type (1 normal,
+                                2 unknown, 3 control, 6 byte), bos/eos/unk ids, add_bos_token,
+                                add_space_prefix; one tiny tensor (GGUF needs one)
+    OUT_DIR/NAME.expected.json  [{"text": ..., "ids": SentencePiece's ids (no BOS)}, ...]
 
 Idempotent like make_tiny_models.py.
 """
@@ -49,12 +50,17 @@ def fingerprint():
 
 
 def generate(tmp):
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, prefix in (("spm", True), ("spm-noprefix", False)):
+        build(tmp, name, prefix)
+
+
+def build(tmp, name, dummy_prefix):
     import io
 
     import mlx.core as mx
     import sentencepiece as spm
 
-    tmp.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS),
@@ -65,7 +71,7 @@ def generate(tmp):
         split_digits=True,
         character_coverage=1.0,
         normalization_rule_name="identity",
-        add_dummy_prefix=True,
+        add_dummy_prefix=dummy_prefix,
         remove_extra_whitespaces=False,
         allow_whitespace_only_pieces=True,
         unk_id=0,
@@ -74,7 +80,7 @@ def generate(tmp):
         pad_id=-1,
         minloglevel=2,
     )
-    (tmp / "spm.model").write_bytes(model.getvalue())
+    (tmp / f"{name}.model").write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     n = sp.get_piece_size()
 
@@ -97,15 +103,15 @@ def generate(tmp):
         "tokenizer.ggml.eos_token_id": mx.array(2, dtype=mx.uint32),
         "tokenizer.ggml.unknown_token_id": mx.array(0, dtype=mx.uint32),
         "tokenizer.ggml.add_bos_token": mx.array(1, dtype=mx.uint8),
-        "tokenizer.ggml.add_space_prefix": mx.array(1, dtype=mx.uint8),
+        "tokenizer.ggml.add_space_prefix": mx.array(int(dummy_prefix), dtype=mx.uint8),
     }
-    mx.save_gguf(str(tmp / "spm.gguf"), {"placeholder": mx.zeros((1,))}, meta)
+    mx.save_gguf(str(tmp / f"{name}.gguf"), {"placeholder": mx.zeros((1,))}, meta)
     expected = [{"text": t, "ids": sp.encode(t)} for t in TEXTS]
     for e in expected:
         if sp.decode(e["ids"]) != e["text"]:
             raise RuntimeError(f"SentencePiece does not round-trip {e['text']!r}")
-    (tmp / "expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1))
-    print(f"  spm: {n} pieces, {sum(kind(i) == 6 for i in range(n))} byte pieces")
+    (tmp / f"{name}.expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1))
+    print(f"  {name}: {n} pieces, {sum(kind(i) == 6 for i in range(n))} byte pieces")
 
 
 def main():
