@@ -516,6 +516,38 @@ pub(crate) fn constraint(format: &Option<Value>, grammar: &Option<Value>) -> Res
     Ok(from_format.or(from_grammar))
 }
 
+/// A reasoning effort (`none`, `minimal`, `low`, `medium`, `high`, `xhigh`) from `field`.
+pub(crate) fn reasoning_effort(v: Option<&Value>, field: &str) -> Result<Option<String>, ApiError> {
+    const EFFORTS: [&str; 6] = ["none", "minimal", "low", "medium", "high", "xhigh"];
+    match v.filter(|e| !e.is_null()) {
+        None => Ok(None),
+        Some(Value::String(e)) if EFFORTS.contains(&e.as_str()) => Ok(Some(e.clone())),
+        Some(other) => Err(ApiError::invalid(
+            field,
+            format!(
+                "must be one of {}, got {}",
+                EFFORTS.join(", "),
+                match other {
+                    Value::String(s) => format!("'{s}'"),
+                    v => type_name(v).to_string(),
+                }
+            ),
+        )),
+    }
+}
+
+/// The chat template variables a reasoning effort sets: `none` turns thinking off
+/// (`enable_thinking`, as Qwen3's template reads it); any other effort turns it on and is passed
+/// as `reasoning_effort` (gpt-oss's template writes it into the system message).
+pub(crate) fn effort_kwargs(effort: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("enable_thinking".into(), Value::Bool(effort != "none"));
+    if effort != "none" {
+        m.insert("reasoning_effort".into(), Value::String(effort.into()));
+    }
+    m
+}
+
 /// A chat completion request as the daemon's `GenerateRequest`.
 pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::GenerateRequest, ChatOptions), ApiError> {
     refuse_if_set(&req.functions, "functions", "use 'tools'")?;
@@ -560,11 +592,17 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     let tools = tools(&req.tools)?;
     let tool_choice = tool_choice(&req.tool_choice, &tools)?;
     let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
-    let kwargs = match present(&req.chat_template_kwargs) {
-        None => String::new(),
-        Some(Value::Object(o)) => Value::Object(o.clone()).to_string(),
-        Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
+    // Explicit template variables win over what the reasoning effort implies.
+    let mut kwargs = match reasoning_effort(req.reasoning_effort.as_ref(), "reasoning_effort")? {
+        Some(e) => effort_kwargs(&e),
+        None => serde_json::Map::new(),
     };
+    match present(&req.chat_template_kwargs) {
+        None => {}
+        Some(Value::Object(o)) => kwargs.extend(o.clone()),
+        Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
+    }
+    let kwargs = if kwargs.is_empty() { String::new() } else { Value::Object(kwargs).to_string() };
     let sampling = sampling(&req.sampling)?;
     let out = v1::GenerateRequest {
         model: model.clone(),

@@ -8,7 +8,7 @@
 //! the assistant's tool calls (consecutive ones join one assistant turn), `function_call_output`
 //! items tool messages; `reasoning` items are the model's own past thinking and are dropped, as
 //! chat templates drop it. `reasoning.effort` `none` asks the template not to think, any other
-//! effort to think; `reasoning.summary` returns the model's thinking as a reasoning item's
+//! effort to think, at that effort (`convert::effort_kwargs`); `reasoning.summary` returns the model's thinking as a reasoning item's
 //! summary text.
 //!
 //! The server keeps nothing: `store: true`, `previous_response_id`, `conversation` and
@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    array, boolean, function_tool, integer, json_schema, model, named_choice, number, present, string, text_parts,
-    tool_result, type_name,
+    array, boolean, effort_kwargs, function_tool, integer, json_schema, model, named_choice, number, present,
+    reasoning_effort, string, text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -226,22 +226,12 @@ fn text_format(v: &Option<Value>) -> Result<(Value, Option<v1::Constraint>), Api
     }
 }
 
-/// What `reasoning` asks: whether the template should think (None: its default) and whether to
-/// return a summary.
-fn reasoning(v: &Option<Value>) -> Result<(Option<bool>, bool), ApiError> {
+/// What `reasoning` asks: its effort (None: the template's default) and whether to return a
+/// summary.
+fn reasoning(v: &Option<Value>) -> Result<(Option<String>, bool), ApiError> {
     let Some(r) = present(v) else { return Ok((None, false)) };
     let r = r.as_object().ok_or_else(|| ApiError::invalid("reasoning", "must be an object"))?;
-    let think = match r.get("effort").filter(|e| !e.is_null()) {
-        None => None,
-        Some(Value::String(e)) if e == "none" => Some(false),
-        Some(Value::String(e)) if ["minimal", "low", "medium", "high", "xhigh"].contains(&e.as_str()) => Some(true),
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "reasoning.effort",
-                format!("must be one of none, minimal, low, medium, high, got {}", type_name(other)),
-            ));
-        }
-    };
+    let think = reasoning_effort(r.get("effort"), "reasoning.effort")?;
     let summary = match r.get("summary").or_else(|| r.get("generate_summary")).filter(|s| !s.is_null()) {
         None => false,
         Some(Value::String(s)) if ["auto", "concise", "detailed"].contains(&s.as_str()) => true,
@@ -307,7 +297,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
         }
     };
     let kwargs = match think {
-        Some(t) => json!({"enable_thinking": t}).to_string(),
+        Some(effort) => Value::Object(effort_kwargs(&effort)).to_string(),
         None => String::new(),
     };
     let mut echo = Map::new();

@@ -100,6 +100,7 @@ fn bad_chats() -> Vec<(&'static str, Value, &'static str)> {
         ("functions", with(json!({"functions": [{"name": "f"}]})), "functions"),
         ("audio", with(json!({"audio": {"voice": "x"}})), "audio"),
         ("chat_template_kwargs a list", with(json!({"chat_template_kwargs": [1]})), "chat_template_kwargs"),
+        ("unknown effort", with(json!({"reasoning_effort": "extreme"})), "reasoning_effort"),
     ]
 }
 
@@ -140,6 +141,7 @@ fn a_good_chat_request_converts_field_by_field() {
         "stream_options": {"include_usage": true}, "tools": tools,
         "tool_choice": {"type": "function", "function": {"name": "get_time"}}, "parallel_tool_calls": false,
         "logit_bias": {"42": -100}, "top_k": 5, "chat_template_kwargs": {"enable_thinking": false},
+        "reasoning_effort": "high",
     }))
     .unwrap();
     assert_eq!(req.model, "qwen");
@@ -156,9 +158,10 @@ fn a_good_chat_request_converts_field_by_field() {
     assert_eq!(req.tools.len(), 1);
     assert_eq!(req.tool_choice.as_ref().map(|c| c.function.as_str()), Some("get_time"));
     assert!(req.separate_reasoning);
+    // The effort reaches the template (gpt-oss reads `reasoning_effort`); explicit variables win.
     assert_eq!(
         serde_json::from_str::<Value>(&req.chat_template_kwargs_json).unwrap(),
-        json!({"enable_thinking": false})
+        json!({"enable_thinking": false, "reasoning_effort": "high"})
     );
     assert!(opts.stream && opts.include_usage && opts.logprobs && opts.single_tool_call);
     assert_eq!(opts.model, "qwen");

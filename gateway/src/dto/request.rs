@@ -47,6 +47,9 @@ pub struct ChatCompletionRequest {
     pub user: Option<Value>,
     /// Extension: extra chat template variables (e.g. `{"enable_thinking": false}`).
     pub chat_template_kwargs: Option<Value>,
+    /// How hard a reasoning model thinks: given to the chat template (see
+    /// `convert::effort_kwargs`).
+    pub reasoning_effort: Option<Value>,
     // Known OpenAI fields this server does not implement: refused when set.
     pub functions: Option<Value>,
     pub function_call: Option<Value>,
