@@ -45,8 +45,8 @@ pub struct KvPool {
     sliding: Vec<bool>,
     /// Per model layer: its buffer in its own pool (empty: the layer number itself).
     index: Vec<usize>,
-    /// Local slots a sequence keeps: its most recent tokens', twice the window (0: no split).
-    keep: usize,
+    /// The sliding window of the local pool's layers (0: no split).
+    window: usize,
 }
 
 impl KvPool {
@@ -74,15 +74,14 @@ impl KvPool {
             local: None,
             sliding: Vec::new(),
             index: Vec::new(),
-            keep: 0,
+            window: 0,
         }
     }
 
     /// A pool whose sliding-window layers (`sliding[l]`) keep their keys and values apart, in a
     /// second pool with its own slots: a sequence holds slots there only for its most recent
     /// tokens (the scheduler releases the rest), so their memory is bounded by the window
-    /// whatever the context length. It keeps twice the `window` (so that a request resuming a
-    /// cached conversation a little before its end still finds its window). `limit_bytes` bounds
+    /// whatever the context length (see [`KvPool::trim_local`]). `limit_bytes` bounds
     /// the other layers' pool, the one that grows with the tokens; the local one is bounded by
     /// the window times the sequences running and cached.
     pub fn split(
@@ -110,23 +109,55 @@ impl KvPool {
             })
             .collect();
         pool.sliding = sliding.to_vec();
-        pool.keep = 2 * window.max(1);
+        pool.window = window.max(1);
         pool
     }
 
-    /// How many local slots a sequence keeps (its most recent tokens'); 0 when not split.
-    pub fn local_keep(&self) -> usize {
-        self.keep
+    /// The sliding window, when the pool is split.
+    pub fn window(&self) -> Option<usize> {
+        (self.local.is_some()).then_some(self.window)
     }
 
-    /// The sliding-window layers' pool, when they are kept apart.
-    pub fn local(&self) -> Option<&KvPool> {
-        self.local.as_deref()
+    /// Gives back a holder's local slots beyond the ones it keeps: those of its last
+    /// 2 × window tokens (one window of slack, for a request resuming a cached conversation a
+    /// little before its end). Nothing when the pool is not split.
+    pub fn trim_local(&mut self, local: &mut Vec<u32>) {
+        let keep = 2 * self.window;
+        if let Some(pool) = self.local.as_mut()
+            && local.len() > keep
+        {
+            let old: Vec<u32> = local.drain(..local.len() - keep).collect();
+            pool.release(&old);
+        }
     }
 
-    /// The sliding-window layers' pool, when they are kept apart.
-    pub fn local_mut(&mut self) -> Option<&mut KvPool> {
-        self.local.as_deref_mut()
+    /// Appends `n` fresh slots to a holder's `slots` and, when split, its `local` slots; false
+    /// (and nothing taken) when either pool has fewer free.
+    pub fn extend(&mut self, slots: &mut Vec<u32>, local: &mut Vec<u32>, n: usize) -> bool {
+        if self.free_slots_all() < n {
+            return false;
+        }
+        slots.extend(self.alloc(n).expect("checked"));
+        if let Some(pool) = self.local.as_mut() {
+            local.extend(pool.alloc(n).expect("checked"));
+        }
+        true
+    }
+
+    /// Takes one more reference to a holder's slots and local slots (sharing a prefix).
+    pub fn retain_with_local(&mut self, slots: &[u32], local: &[u32]) {
+        self.retain(slots);
+        if let Some(pool) = self.local.as_mut() {
+            pool.retain(local);
+        }
+    }
+
+    /// Drops a holder's references to its slots and local slots.
+    pub fn release_with_local(&mut self, slots: &[u32], local: &[u32]) {
+        self.release(slots);
+        if let Some(pool) = self.local.as_mut() {
+            pool.release(local);
+        }
     }
 
     /// Free slots in this pool and, when split, in the local one too (the fewer of the two).

@@ -72,12 +72,12 @@ impl PrefixCache {
     pub fn insert(&mut self, tokens: Vec<u32>, slots: Vec<u32>, local: Vec<u32>, pool: &mut KvPool) {
         debug_assert_eq!(tokens.len(), slots.len());
         if self.max_slots == 0 || tokens.is_empty() || slots.len() > self.max_slots {
-            release(pool, &slots, &local);
+            pool.release_with_local(&slots, &local);
             return;
         }
         if let Some(i) = self.entries.iter().position(|e| common_prefix(&e.tokens, &tokens) == tokens.len()) {
             // Known already, as this or as a longer entry.
-            release(pool, &slots, &local);
+            pool.release_with_local(&slots, &local);
             let e = self.entries.remove(i);
             self.entries.push(e);
             return;
@@ -88,7 +88,7 @@ impl PrefixCache {
             if common_prefix(&self.entries[i].tokens, &tokens) == self.entries[i].tokens.len() {
                 let e = self.entries.remove(i);
                 self.held -= e.slots.len();
-                release(pool, &e.slots, &e.local);
+                pool.release_with_local(&e.slots, &e.local);
             } else {
                 i += 1;
             }
@@ -107,7 +107,7 @@ impl PrefixCache {
         }
         let e = self.entries.remove(0);
         self.held -= e.slots.len();
-        release(pool, &e.slots, &e.local);
+        pool.release_with_local(&e.slots, &e.local);
         true
     }
 
@@ -119,14 +119,6 @@ impl PrefixCache {
     /// Every entry's slot list, for the pool to renumber when it compacts.
     pub fn slot_lists(&mut self) -> impl Iterator<Item = &mut Vec<u32>> {
         self.entries.iter_mut().map(|e| &mut e.slots)
-    }
-}
-
-/// Gives back a holder's slots and local slots.
-pub fn release(pool: &mut KvPool, slots: &[u32], local: &[u32]) {
-    pool.release(slots);
-    if let Some(l) = pool.local_mut() {
-        l.release(local);
     }
 }
 

@@ -302,7 +302,7 @@ impl Builder<'_> {
             let up = self.linear(&format!("{p}.mlp.up_proj"), inter, h, false)?;
             let down = self.linear(&format!("{p}.mlp.down_proj"), h, inter, false)?;
             let act = if self.cfg.arch == Architecture::Gemma3 { Activation::GeluTanh } else { Activation::Silu };
-            return Ok(Mlp::Dense { gate_up: fuse(vec![gate, up])?, down, act });
+            return Ok(Mlp::Dense { gate_up: fuse(vec![gate, up], 0)?, down, act });
         };
         let (e, mi) = (m.num_experts, m.intermediate_size);
         let router = self.linear(&format!("{p}.mlp.gate"), e, h, false)?;
@@ -311,7 +311,7 @@ impl Builder<'_> {
         let down = self.experts(&format!("{p}.mlp.switch_mlp.down_proj"), e, h, mi)?;
         Ok(Mlp::Sparse(Moe {
             router,
-            gate_up: Experts::fuse(gate, up)?,
+            gate_up: Experts(fuse(vec![gate, up], 1)?),
             down: Experts(down),
             top_k: m.top_k as i32,
             intermediate: mi as i32,
@@ -337,8 +337,9 @@ impl Builder<'_> {
 
 /// Joins projections that read the same input into one, so a layer runs one product instead of
 /// three (q, k, v) or two (gate, up). Layers that cannot be joined (different quantization)
-/// are run one by one and their outputs concatenated.
-fn fuse(parts: Vec<Linear>) -> Result<Linear> {
+/// are run one by one and their outputs concatenated. `axis` is the output axis: 0 for a
+/// matrix `[out, in]`, 1 for stacked experts `[experts, out, in]` (biases `[experts, out]`).
+fn fuse(parts: Vec<Linear>, axis: i32) -> Result<Linear> {
     let all_dense = parts.iter().all(|p| matches!(p, Linear::Dense { .. }));
     let same_quant = parts.windows(2).all(|w| match (&w[0], &w[1]) {
         (
@@ -358,7 +359,7 @@ fn fuse(parts: Vec<Linear>) -> Result<Linear> {
     if any_bias && !all_bias {
         return Ok(Linear::Stack(parts));
     }
-    let cat = |xs: Vec<&Array>| -> Result<Array> { Ok(ops::concatenate(&xs, 0)?) };
+    let cat = |xs: Vec<&Array>| -> Result<Array> { Ok(ops::concatenate(&xs, axis)?) };
     let bias = if all_bias {
         Some(cat(parts
             .iter()
@@ -439,7 +440,7 @@ pub(crate) fn build(
             let q = b.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?;
             let k = b.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, bias)?;
             let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
-            fuse(vec![q, k, v])?
+            fuse(vec![q, k, v], 0)?
         };
         let o = b.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?;
         let (q_norm, k_norm) = if cfg.qk_norm {

@@ -6,7 +6,7 @@
 //! prompt chunks alike — instead of looping per token or per expert. The results are put back in
 //! row order and summed with the router's weights.
 
-use mlx::{Array, Dtype, ops};
+use mlx::{Array, ops};
 
 use super::layers::{Linear, cast, spec};
 use crate::config::ExpertActivation;
@@ -20,59 +20,6 @@ impl Experts {
     /// Row `i` of `x` `[n, 1, in]` through expert `idx[i]` → `[n, 1, out]`; `idx` ascending.
     fn forward(&self, x: &Array, idx: &Array) -> Result<Array> {
         gather(&self.0, x, idx)
-    }
-
-    /// Joins the gate and up experts along their outputs when they share a format, so each
-    /// expert runs one product for both.
-    pub fn fuse(gate: Linear, up: Linear) -> Result<Experts> {
-        let cat = |a: &Array, b: &Array| -> Result<Array> { Ok(ops::concatenate(&[a, b], 1)?) };
-        let join = |g: &Option<Array>, u: &Option<Array>| -> Result<Option<Option<Array>>> {
-            Ok(match (g, u) {
-                (None, None) => Some(None),
-                (Some(g), Some(u)) => Some(Some(cat(g, u)?)),
-                _ => None,
-            })
-        };
-        Ok(Experts(match (&gate, &up) {
-            (Linear::Dense { weight: g, bias: gbias }, Linear::Dense { weight: u, bias: ubias }) => {
-                match join(gbias, ubias)? {
-                    Some(bias) => Linear::Dense { weight: cat(g, u)?, bias },
-                    None => Linear::Stack(vec![gate, up]),
-                }
-            }
-            (
-                Linear::Quantized {
-                    weight: gw,
-                    scales: gs,
-                    biases: gb,
-                    group_size: g1,
-                    bits: b1,
-                    mode: m1,
-                    bias: gbias,
-                },
-                Linear::Quantized {
-                    weight: uw,
-                    scales: us,
-                    biases: ub,
-                    group_size: g2,
-                    bits: b2,
-                    mode: m2,
-                    bias: ubias,
-                },
-            ) if g1 == g2 && b1 == b2 && m1 == m2 && gb.is_some() == ub.is_some() => match join(gbias, ubias)? {
-                Some(bias) => Linear::Quantized {
-                    weight: cat(gw, uw)?,
-                    scales: cat(gs, us)?,
-                    biases: join(gb, ub)?.flatten(),
-                    group_size: *g1,
-                    bits: *b1,
-                    mode: *m1,
-                    bias,
-                },
-                None => Linear::Stack(vec![gate, up]),
-            },
-            _ => Linear::Stack(vec![gate, up]),
-        }))
     }
 }
 
@@ -164,15 +111,5 @@ impl Moe {
         out.extend(self.gate_up.0.arrays());
         out.extend(self.down.0.arrays());
         out
-    }
-
-    /// Expands quantized experts to `dtype` (the CPU path; see `Linear::densify`).
-    pub fn densify(self, dtype: Dtype) -> Result<Moe> {
-        Ok(Moe {
-            router: self.router.densify(dtype)?,
-            gate_up: Experts(self.gate_up.0.densify(dtype)?),
-            down: Experts(self.down.0.densify(dtype)?),
-            ..self
-        })
     }
 }

@@ -471,7 +471,7 @@ impl Core {
             let cut = s.slots.len() - n;
             let tail = s.slots.split_off(n);
             let local_tail = s.local.split_off(s.local.len().saturating_sub(cut));
-            crate::prefix_cache::release(&mut self.pool, &tail, &local_tail);
+            self.pool.release_with_local(&tail, &local_tail);
             let mut tokens = s.prompt;
             tokens.extend_from_slice(&s.generated);
             tokens.truncate(n);
@@ -554,8 +554,8 @@ impl Core {
     fn warm_step(&mut self, b: usize, p: usize, l: usize) -> Result<()> {
         let need = b * 2 + p * l;
         self.pool.grow_all(need)?;
-        let slots = self.pool.alloc(need).expect("grown");
-        let local = self.pool.local_mut().map(|l| l.alloc(need).expect("grown")).unwrap_or_default();
+        let (mut slots, mut local) = (vec![], vec![]);
+        assert!(self.pool.extend(&mut slots, &mut local, need), "grown");
         let (dec, rest) = slots.split_at(b * 2);
         let (ldec, lrest) = if local.is_empty() { (&local[..], &local[..]) } else { local.split_at(b * 2) };
         let tokens = vec![1u32; l];
@@ -594,7 +594,7 @@ impl Core {
             }
         }
         eval.eval()?;
-        crate::prefix_cache::release(&mut self.pool, &slots, &local);
+        self.pool.release_with_local(&slots, &local);
         Ok(())
     }
 }

@@ -118,21 +118,12 @@ pub(super) fn plan(
     }
     let mut plan = Plan { decode, prefill };
     // Sliding-window slots older than the pool keeps are given back before new ones are taken.
-    let keep = pool.local_keep();
-    if let Some(local) = pool.local_mut() {
-        for s in running.iter_mut() {
-            if s.local.len() > keep {
-                let old: Vec<u32> = s.local.drain(..s.local.len() - keep).collect();
-                local.release(&old);
-            }
-        }
+    for s in running.iter_mut() {
+        pool.trim_local(&mut s.local);
     }
     make_room(&mut plan, running, pool, prefix)?;
     let alloc = |pool: &mut KvPool, s: &mut Seq, n: usize| {
-        s.slots.extend(pool.alloc(n).expect("make_room freed a slot per row"));
-        if let Some(local) = pool.local_mut() {
-            s.local.extend(local.alloc(n).expect("make_room freed a local slot per row"));
-        }
+        assert!(pool.extend(&mut s.slots, &mut s.local, n), "make_room freed a slot per row");
     };
     for &(i, _) in &plan.decode {
         alloc(pool, &mut running[i], 1);
@@ -154,7 +145,7 @@ fn adopt_prefix(i: usize, running: &mut [Seq], pool: &mut KvPool, prefix: &mut P
     let s = &running[i];
     let limit = s.prompt.len() - 1;
     // With a split pool a prefix is usable only while its sliding window is still held.
-    let window = (pool.local_keep() > 0).then_some(pool.local_keep() / 2);
+    let window = pool.window();
     let mut best: Option<(usize, Vec<u32>, Vec<u32>)> =
         prefix.lookup(&s.prompt, limit, window).map(|(n, slots, local)| (n, slots.to_vec(), local.to_vec()));
     for (j, o) in running.iter().enumerate() {
@@ -177,11 +168,8 @@ fn adopt_prefix(i: usize, running: &mut [Seq], pool: &mut KvPool, prefix: &mut P
     if n <= s.prefilled {
         return;
     }
-    pool.retain(&slots);
-    if let Some(l) = pool.local_mut() {
-        l.retain(&local);
-    }
-    crate::prefix_cache::release(pool, &s.slots, &s.local);
+    pool.retain_with_local(&slots, &local);
+    pool.release_with_local(&s.slots, &s.local);
     s.local = local;
     if s.announced {
         shared.stats.cached_tokens.fetch_add((n - s.prefilled) as u64, Ordering::Relaxed);

@@ -74,17 +74,10 @@ pub fn step(
     seqs: &mut [(&mut Slots, &[u32], bool)],
 ) -> Vec<Vec<f32>> {
     use zeta_engine::model::{DecodeRow, PrefillRow, StepInput, TokenSource};
-    let keep = pool.local_keep();
     for (s, tokens, _) in seqs.iter_mut() {
         pool.grow_all(tokens.len()).unwrap();
-        s.slots.extend(pool.alloc(tokens.len()).unwrap());
-        if let Some(local) = pool.local_mut() {
-            if s.local.len() > keep {
-                let old: Vec<u32> = s.local.drain(..s.local.len() - keep).collect();
-                local.release(&old);
-            }
-            s.local.extend(local.alloc(tokens.len()).unwrap());
-        }
+        pool.trim_local(&mut s.local);
+        assert!(pool.extend(&mut s.slots, &mut s.local, tokens.len()));
     }
     let decode: Vec<DecodeRow<'_>> = seqs
         .iter()
