@@ -108,6 +108,12 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// Phi-4-mini's template renders the tools from the system message's `tools` field and
+    /// ignores the `tools` variable that transformers and this engine pass.
+    fn tools_in_system_message(&self) -> bool {
+        self.source.contains("<|tool|>") && self.source.contains("message['tools']")
+    }
+
     /// Renders a conversation to the prompt text.
     pub fn render(&self, input: &ChatInput<'_>) -> Result<String> {
         let tmpl = self.env.get_template("chat").expect("added in new");
@@ -115,7 +121,13 @@ impl ChatTemplate {
         if let Some(extra) = input.extra {
             ctx.extend(extra.clone());
         }
-        ctx.insert("messages".into(), serde_json::to_value(input.messages).expect("messages serialize"));
+        let mut messages = serde_json::to_value(input.messages).expect("messages serialize");
+        if let Some(tools) = input.tools.filter(|t| !t.is_empty())
+            && self.tools_in_system_message()
+        {
+            tools_into_system_message(&mut messages, tools);
+        }
+        ctx.insert("messages".into(), messages);
         ctx.insert("tools".into(), input.tools.map(|t| serde_json::Value::Array(t.to_vec())).unwrap_or_default());
         ctx.insert("add_generation_prompt".into(), input.add_generation_prompt.into());
         ctx.insert("bos_token".into(), self.bos_token.clone().into());
@@ -128,6 +140,27 @@ impl ChatTemplate {
                 EngineError::Template(format!("{e:#}"))
             }
         })
+    }
+}
+
+/// The system message that offers tools to a template reading them from there: the request's
+/// functions as a JSON list (Python's spelling) in the first system message's `tools`, or in a new
+/// system message of the model card's wording when the conversation has none. A `tools` field the
+/// caller set is left alone.
+fn tools_into_system_message(messages: &mut serde_json::Value, tools: &[serde_json::Value]) {
+    let functions: Vec<serde_json::Value> =
+        tools.iter().map(|t| t.get("function").cloned().unwrap_or_else(|| t.clone())).collect();
+    let mut text = String::new();
+    dump(&serde_json::Value::Array(functions), None, 0, &mut text);
+    let Some(list) = messages.as_array_mut() else { return };
+    match list.first_mut().and_then(|m| m.as_object_mut()).filter(|m| m.get("role").is_some_and(|r| r == "system")) {
+        Some(system) => {
+            system.entry("tools").or_insert(text.into());
+        }
+        None => list.insert(
+            0,
+            serde_json::json!({"role": "system", "content": "You are a helpful assistant with some tools.", "tools": text}),
+        ),
     }
 }
 

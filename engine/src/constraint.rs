@@ -473,6 +473,17 @@ mod tests {
                 (with(257, "[{\"name\": \"get_time\", \"arguments\": {\"zone\": 5}}]"), false),
             ],
         );
+        // Phi-4-mini's markers as plain text (this vocabulary has no token for them).
+        check(
+            ToolFormat::Phi4Mini.auto_grammar(&tools, &special).unwrap(),
+            vec![
+                (text("Plain [text] with <|tool| in it."), true),
+                (text("<|tool_call|>[{\"name\": \"ping\", \"arguments\": {}}]<|/tool_call|>"), true),
+                (text("<|tool_call|>[{\"name\": \"get_time\", \"arguments\": {\"zone\": \"CET\"}}]"), true),
+                (text("<|tool_call|>[{\"name\": \"get_time\", \"arguments\": {\"zone\": 5}}]"), false),
+                (text("Sure: <|tool_call|>[]"), false),
+            ],
+        );
         // What follows a forced opening: the arguments and the format's closing.
         let named = ForcedChoice::Function("get_time".into());
         check(

@@ -107,12 +107,13 @@ fn tiny_models_match_mlx_lm() {
 /// The newer families as llama.cpp lays them out in GGUF (Mixtral as a llama with experts and
 /// permuted q/k rows, Qwen3-MoE as `qwen3moe`, Phi-3 with fused tensors and LongRoPE factors as
 /// tensors, Gemma 3 with its norms shifted by 1 and six layers, so every sixth is global as
-/// llama.cpp assumes), written from the float32 tiny models by `tests/reference/mlx_to_gguf.py`: the same
-/// logits as mlx-lm on the folder, and the same tokenizer and chat template.
+/// llama.cpp assumes, gpt-oss with its experts, attention and embeddings as ggml's MXFP4 blocks),
+/// written from the tiny models by `tests/reference/mlx_to_gguf.py`: the same logits as mlx-lm on
+/// the folder, and the same tokenizer and chat template.
 #[test]
 fn gguf_of_newer_families_matches_mlx_lm() {
     let dir = tempfile::tempdir().unwrap();
-    let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32", "gemma3_6l-f32"];
+    let families = ["mixtral-f32", "qwen3_moe-f32", "phi3-f32", "gemma3_6l-f32", "gpt_oss-mxfp4"];
     for (name, (vocab, reference)) in families.iter().zip(reference_logits(&families)) {
         let gguf = dir.path().join(format!("{name}.gguf"));
         common::run_script("mlx_to_gguf.py", &[&common::tiny(name), &gguf]);
@@ -129,6 +130,8 @@ fn gguf_of_newer_families_matches_mlx_lm() {
         assert_eq!(from_gguf.model.cfg.arch, from_dir.model.cfg.arch, "{name}: architecture");
         assert_eq!(from_gguf.model.cfg.moe, from_dir.model.cfg.moe, "{name}: experts");
         assert_eq!(from_gguf.model.cfg.rotary_dim, from_dir.model.cfg.rotary_dim, "{name}: rotary features");
+        assert_eq!(from_gguf.model.cfg.sliding_window, from_dir.model.cfg.sliding_window, "{name}: sliding layers");
+        assert_eq!(from_gguf.model.cfg.rope_scaling, from_dir.model.cfg.rope_scaling, "{name}: rope scaling");
         let text = "The capital of France is Paris. 你好 <|im_start|>";
         assert_eq!(
             from_gguf.tokenizer.encode(text, false).unwrap(),

@@ -1,13 +1,13 @@
 //! Chat templates render exactly as the Python reference (transformers' `apply_chat_template`,
 //! jinja2): SmolLM2's template from the GGUF, the Qwen2.5 template with tools, assistant tool
-//! calls and tool results, and Gemma 3's and Phi-4-mini's. Streaming detokenization of CJK and emoji yields whole characters that
+//! calls and tool results, Gemma 3's, Phi-4-mini's and gpt-oss's harmony template. Streaming detokenization of CJK and emoji yields whole characters that
 //! concatenate to the full decode, and the GGUF-built tokenizer encodes like the reference one.
 
 mod common;
 
 use serde_json::{Value, json};
 use zeta_engine::tokenizer::StreamDecoder;
-use zeta_engine::{ChatInput, ChatMessage, Engine, EngineOptions, FunctionCall, ModelSource, ToolCall};
+use zeta_engine::{ChatInput, ChatMessage, ChatTemplate, Engine, EngineOptions, FunctionCall, ModelSource, ToolCall};
 
 fn msg(role: &str, content: &str) -> ChatMessage {
     ChatMessage { role: role.into(), content: Some(content.into()), ..Default::default() }
@@ -98,7 +98,7 @@ fn qwen_template_with_tools_matches_transformers() {
 
 /// Gemma 3's template (a system prompt folded into the first user turn, `model` for the
 /// assistant, roles checked to alternate) and Phi-4-mini's, on the conversations they accept
-/// (neither renders tool calls).
+/// (neither renders tool calls), and Phi-4-mini's with tools offered.
 #[test]
 fn family_templates_match_transformers() {
     for name in ["gemma3-f32", "phi3-f32"] {
@@ -107,6 +107,27 @@ fn family_templates_match_transformers() {
         let cases: Vec<_> = conversations().into_iter().filter(|(m, t, _)| t.is_none() && m.len() != 3).collect();
         assert_eq!(cases.len(), 3);
         check_renders(&engine, &dir, cases);
+    }
+    // Phi-4-mini's template reads the tools from the system message, where the model card puts
+    // them: with or without a system message of the caller's.
+    let dir = common::tiny("phi3-f32");
+    let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
+    let question = msg("user", "What's the weather in Zürich?");
+    let cases = [vec![question.clone()], vec![msg("system", "You are terse."), question]];
+    let tasks = cases
+        .iter()
+        .map(|m| {
+            json!({"op": "chat_template", "model": dir, "messages": m, "tools": weather_tools(),
+                   "add_generation_prompt": true, "tools_in_system": true})
+        })
+        .collect();
+    for (m, r) in cases.iter().zip(common::reference(tasks)) {
+        let tools = weather_tools();
+        let ours = engine
+            .render_chat(&ChatInput { messages: m, tools: Some(&tools), add_generation_prompt: true, extra: None })
+            .unwrap();
+        assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
+        assert!(ours.contains("<|tool|>[{\"name\": \"get_weather\""), "{ours}");
     }
     // Roles that do not alternate are refused by Gemma's template, naming why.
     let engine =
@@ -117,6 +138,58 @@ fn family_templates_match_transformers() {
         .render_chat(&ChatInput { messages: &twice, tools: None, add_generation_prompt: true, extra: None })
         .unwrap_err();
     assert!(err.to_string().contains("Conversation roles must alternate"), "{err}");
+}
+
+/// gpt-oss's harmony template (`tests/reference/templates/gpt-oss.jinja`, as published with the
+/// model): the system header with the date and reasoning effort, the developer message with the
+/// tools as a TypeScript namespace, a tool call on the commentary channel and its result, a
+/// final answer, and a refused conversation, each as transformers renders it.
+#[test]
+fn gpt_oss_harmony_template_matches_transformers() {
+    let path = common::root().join("tests/reference/templates/gpt-oss.jinja");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let template = ChatTemplate::new(&source, Some("<|startoftext|>".into()), Some("<|return|>".into())).unwrap();
+    // The template takes one call per assistant message and no content beside it.
+    let cases: Vec<_> = conversations()
+        .into_iter()
+        .map(|(mut m, t, g)| {
+            for message in &mut m {
+                message.tool_calls.truncate(1);
+                if !message.tool_calls.is_empty() {
+                    message.content = Some(String::new());
+                }
+            }
+            m.retain(|x| x.tool_call_id.as_deref() != Some("call_2"));
+            (m, t, g)
+        })
+        .collect();
+    let efforts = [None, Some("high"), Some("low"), None, None];
+    let reference_model = common::tiny("gpt_oss-f32");
+    let tasks = cases
+        .iter()
+        .zip(efforts)
+        .map(|((m, t, g), effort)| {
+            let kwargs = effort.map(|e| json!({"reasoning_effort": e})).unwrap_or(json!({}));
+            json!({"op": "chat_template", "model": reference_model, "template": path, "messages": m, "tools": t,
+                   "add_generation_prompt": g, "kwargs": kwargs})
+        })
+        .collect();
+    let results = common::reference(tasks);
+    for (((m, t, g), effort), r) in cases.iter().zip(efforts).zip(results) {
+        let extra: serde_json::Map<String, Value> =
+            effort.map(|e| [("reasoning_effort".to_string(), json!(e))].into_iter().collect()).unwrap_or_default();
+        let ours = template
+            .render(&ChatInput { messages: m, tools: t.as_deref(), add_generation_prompt: *g, extra: Some(&extra) })
+            .unwrap();
+        assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
+        assert!(ours.starts_with("<|start|>system<|message|>"), "{ours}");
+    }
+    // A tool result with no call before it is the template's own error, passed on.
+    let stray = [ChatMessage { role: "tool".into(), content: Some("18".into()), ..Default::default() }];
+    let err = template
+        .render(&ChatInput { messages: &stray, tools: None, add_generation_prompt: true, extra: None })
+        .unwrap_err();
+    assert!(err.to_string().contains("no previous assistant message with a tool call"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // Glue between cxx and MLX's C++ API; see bridge.h.
 #include "bridge.h"
 
+#include <cstring>
 #include <dlfcn.h>
 
 #include <stdexcept>
@@ -100,17 +101,22 @@ rust::Vec<T> read_back(const array& a) {
   return out;
 }
 
-const mx::GGUFMetaData& meta(const Gguf& g, rust::Str key) {
-  auto it = g.metadata.find(std::string(key));
-  if (it == g.metadata.end()) throw std::out_of_range("no GGUF metadata key " + std::string(key));
-  return it->second;
-}
-
 }  // namespace
 
 ArrayPtr from_f32(rust::Slice<const float> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
 ArrayPtr from_i32(rust::Slice<const int32_t> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
 ArrayPtr from_u32(rust::Slice<const uint32_t> d, rust::Slice<const int32_t> s) { return from_data(d, s); }
+ArrayPtr from_bytes(rust::Slice<const uint8_t> d, rust::Slice<const int32_t> s, uint8_t dt) {
+  auto dtype = to_dtype(dt);
+  size_t n = element_count(s) * dtype.size();
+  if (n != d.size()) {
+    throw std::invalid_argument("data has " + std::to_string(d.size()) + " bytes but the shape holds " +
+                                std::to_string(n));
+  }
+  auto data = mx::allocator::malloc(n);
+  if (n > 0) std::memcpy(data.buffer().raw_ptr(), d.data(), n);
+  return own(array(std::move(data), to_shape(s), dtype));
+}
 ArrayPtr scalar_f32(float v) { return own(array(v)); }
 ArrayPtr scalar_i32(int32_t v) { return own(array(v)); }
 ArrayPtr zeros(rust::Slice<const int32_t> s, uint8_t dt) { return own(mx::zeros(to_shape(s), to_dtype(dt))); }
@@ -319,10 +325,8 @@ void save_safetensors(rust::Str path, const rust::Vec<rust::String>& names, cons
 }
 
 std::unique_ptr<Gguf> load_gguf(rust::Str path) {
-  auto [w, m] = mx::load_gguf(std::string(path));
   auto out = std::make_unique<Gguf>();
-  out->weights = std::move(w);
-  out->metadata = std::move(m);
+  out->weights = std::get<0>(mx::load_gguf(std::string(path)));
   return out;
 }
 rust::Vec<rust::String> gguf_tensor_keys(const Gguf& g) {
@@ -336,31 +340,6 @@ ArrayPtr gguf_take(Gguf& g, rust::Str key) {
   auto a = own(std::move(it->second));
   g.weights.erase(it);
   return a;
-}
-rust::Vec<rust::String> gguf_meta_keys(const Gguf& g) {
-  rust::Vec<rust::String> out;
-  for (const auto& [k, _] : g.metadata) out.push_back(rust::String::lossy(k));
-  return out;
-}
-uint8_t gguf_meta_kind(const Gguf& g, rust::Str key) {
-  auto it = g.metadata.find(std::string(key));
-  if (it == g.metadata.end()) return 0;
-  return static_cast<uint8_t>(it->second.index());
-}
-std::unique_ptr<std::string> gguf_meta_string(const Gguf& g, rust::Str key) {
-  const auto& v = meta(g, key);
-  if (auto s = std::get_if<std::string>(&v)) return std::make_unique<std::string>(*s);
-  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not a string");
-}
-std::unique_ptr<std::vector<std::string>> gguf_meta_strings(const Gguf& g, rust::Str key) {
-  const auto& v = meta(g, key);
-  if (auto s = std::get_if<std::vector<std::string>>(&v)) return std::make_unique<std::vector<std::string>>(*s);
-  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not a list of strings");
-}
-ArrayPtr gguf_meta_array(const Gguf& g, rust::Str key) {
-  const auto& v = meta(g, key);
-  if (auto a = std::get_if<array>(&v)) return own(*a);
-  throw std::invalid_argument("GGUF metadata " + std::string(key) + " is not numeric");
 }
 
 rust::String version() { return rust::String(mx::version()); }

@@ -29,17 +29,17 @@ struct Safetensors {
   std::unordered_map<std::string, std::string> metadata;
 };
 
-/// The tensors and metadata of one GGUF file, as MLX's loader exposes them (Q4_0, Q4_1 and Q8_0
-/// tensors come back as affine-quantized triples `name.weight` / `.scales` / `.biases`).
+/// The tensors of one GGUF file as MLX's loader reads them, for the tensor types that only it
+/// dequantizes (the K-quants); the Rust side reads the header and every other type itself.
 struct Gguf {
   std::unordered_map<std::string, array> weights;
-  std::unordered_map<std::string, mlx::core::GGUFMetaData> metadata;
 };
 
 // Construction
 ArrayPtr from_f32(rust::Slice<const float> data, rust::Slice<const int32_t> shape);
 ArrayPtr from_i32(rust::Slice<const int32_t> data, rust::Slice<const int32_t> shape);
 ArrayPtr from_u32(rust::Slice<const uint32_t> data, rust::Slice<const int32_t> shape);
+ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> shape, uint8_t dtype);
 ArrayPtr scalar_f32(float v);
 ArrayPtr scalar_i32(int32_t v);
 ArrayPtr zeros(rust::Slice<const int32_t> shape, uint8_t dtype);
@@ -171,11 +171,6 @@ void save_safetensors(rust::Str path, const rust::Vec<rust::String>& names,
 std::unique_ptr<Gguf> load_gguf(rust::Str path);
 rust::Vec<rust::String> gguf_tensor_keys(const Gguf& g);
 ArrayPtr gguf_take(Gguf& g, rust::Str key);
-rust::Vec<rust::String> gguf_meta_keys(const Gguf& g);
-uint8_t gguf_meta_kind(const Gguf& g, rust::Str key);
-std::unique_ptr<std::string> gguf_meta_string(const Gguf& g, rust::Str key);
-std::unique_ptr<std::vector<std::string>> gguf_meta_strings(const Gguf& g, rust::Str key);
-ArrayPtr gguf_meta_array(const Gguf& g, rust::Str key);
 
 // Device and memory
 rust::String version();

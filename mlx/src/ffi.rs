@@ -17,6 +17,7 @@ pub(crate) mod ffi {
         fn from_f32(data: &[f32], shape: &[i32]) -> Result<UniquePtr<array>>;
         fn from_i32(data: &[i32], shape: &[i32]) -> Result<UniquePtr<array>>;
         fn from_u32(data: &[u32], shape: &[i32]) -> Result<UniquePtr<array>>;
+        fn from_bytes(data: &[u8], shape: &[i32], dtype: u8) -> Result<UniquePtr<array>>;
         fn scalar_f32(v: f32) -> Result<UniquePtr<array>>;
         fn scalar_i32(v: i32) -> Result<UniquePtr<array>>;
         fn zeros(shape: &[i32], dtype: u8) -> Result<UniquePtr<array>>;
@@ -195,11 +196,6 @@ pub(crate) mod ffi {
         fn load_gguf(path: &str) -> Result<UniquePtr<Gguf>>;
         fn gguf_tensor_keys(g: &Gguf) -> Vec<String>;
         fn gguf_take(g: Pin<&mut Gguf>, key: &str) -> Result<UniquePtr<array>>;
-        fn gguf_meta_keys(g: &Gguf) -> Vec<String>;
-        fn gguf_meta_kind(g: &Gguf, key: &str) -> u8;
-        fn gguf_meta_string(g: &Gguf, key: &str) -> Result<UniquePtr<CxxString>>;
-        fn gguf_meta_strings(g: &Gguf, key: &str) -> Result<UniquePtr<CxxVector<CxxString>>>;
-        fn gguf_meta_array(g: &Gguf, key: &str) -> Result<UniquePtr<array>>;
 
         fn version() -> String;
         fn gpu_available() -> bool;

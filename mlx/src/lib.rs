@@ -12,6 +12,7 @@
 mod array;
 mod device;
 mod ffi;
+mod gguf;
 mod io;
 pub mod ops;
 
@@ -20,7 +21,8 @@ pub use device::{
     active_memory, blas_backend, cache_memory, clear_cache, default_device_is_gpu, gpu_available, peak_memory,
     reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
 };
-pub use io::{Gguf, GgufMeta, Safetensors, save_safetensors};
+pub use gguf::{Gguf, GgufMeta};
+pub use io::{Safetensors, save_safetensors};
 
 /// An error raised by MLX (a C++ exception) or by this crate's argument checks.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -61,6 +61,62 @@ fn missing_file_is_an_error() {
     assert_eq!(e.op, "load_safetensors");
 }
 
+/// A GGUF file as the spec lays it out: one F32 tensor `t` of `n` values and one string key,
+/// `data` bytes of tensor data after the aligned header.
+fn gguf_bytes(n: u64, n_kv_claimed: u64, data: usize) -> Vec<u8> {
+    let s = |b: &mut Vec<u8>, x: &str| {
+        b.extend((x.len() as u64).to_le_bytes());
+        b.extend(x.as_bytes());
+    };
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    b.extend(n_kv_claimed.to_le_bytes());
+    s(&mut b, "general.name");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "tiny");
+    s(&mut b, "t.weight");
+    b.extend(1u32.to_le_bytes());
+    b.extend(n.to_le_bytes());
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes());
+    b.resize(b.len().div_ceil(32) * 32, 0);
+    b.extend((0..data).map(|i| if i % 4 == 3 { 0x3f } else { 0 })); // 0.5 = 0x3f000000, little-endian
+    b
+}
+
+#[test]
+fn gguf_reader_reads_tensors_and_refuses_bad_files() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("mlx-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let mut g = mlx::Gguf::load(&write("ok.gguf", &gguf_bytes(4, 1, 16))).unwrap();
+    assert_eq!(g.string("general.name").as_deref(), Some("tiny"));
+    assert_eq!(g.tensor_keys(), vec!["t.weight".to_string()]);
+    let t = g.take("t.weight").unwrap();
+    assert_eq!((t.shape(), t.dtype()), (vec![4], Dtype::F32));
+    assert_eq!(t.to_f32().unwrap(), vec![f32::from_bits(0x3f00_0000); 4]);
+    assert!(g.take("t.weight").is_err());
+
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("magic.gguf", b"GGML\0\0\0\0".to_vec(), "no GGUF magic"),
+        ("short.gguf", gguf_bytes(4, 1, 8), "past the end of the file"),
+        ("count.gguf", gguf_bytes(4, u64::MAX, 16), "bad header"),
+        ("cut.gguf", gguf_bytes(4, 1, 16)[..30].to_vec(), "bad header"),
+    ];
+    for (name, bytes, want) in cases {
+        let e = mlx::Gguf::load(&write(name, &bytes)).err().unwrap();
+        assert_eq!(e.op, "load_gguf");
+        assert!(e.message.contains(want), "{name}: {}", e.message);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn safetensors_roundtrip() {
     let _serial = serial();

@@ -10,6 +10,7 @@ script against them. Models it expects (aliases in the daemon's config):
   scripted-reasoning  answers "<think>...</think>" then text (greedy)
   scripted-harmony, scripted-harmony-tools
                       the same in gpt-oss's harmony format (analysis, then final or a call)
+  scripted-phi4-tools a get_weather call in Phi-4-mini's <|tool_call|>[...]<|/tool_call|> form
 Environment: TINY_QWEN_DIR, the tiny model's folder, for the reference prompt rendering.
 
 Each check is a function named check_*; all run, failures are reported together, and the exit
@@ -252,6 +253,25 @@ def check_harmony_channels_and_calls():
     assert deltas[0].function.name == "get_weather", deltas
     assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris", "unit": "celsius"}
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+
+
+def check_phi4_mini_calls():
+    r = client.chat.completions.create(
+        model="scripted-phi4-tools", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL], temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls" and not c.message.content, c
+    assert [(t.function.name, json.loads(t.function.arguments)) for t in c.message.tool_calls] == [
+        ("get_weather", {"city": "Paris", "unit": "celsius"})], c.message.tool_calls
+    chunks = list(client.chat.completions.create(
+        model="scripted-phi4-tools", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL], temperature=0, stream=True))
+    deltas = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and deltas[0].id.startswith("call_"), deltas
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris", "unit": "celsius"}
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert "<|" not in text and "functools" not in text, text
+    # Without tools the same output is just text, markers and all.
+    r = client.chat.completions.create(model="scripted-phi4-tools", messages=user("Weather?"), temperature=0)
+    assert r.choices[0].message.content.startswith("<|tool_call|>["), r.choices[0].message
 
 
 def check_raw_error_envelope():

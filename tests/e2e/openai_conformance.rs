@@ -2,19 +2,20 @@
 //! (`tests/conformance/openai_conformance.py`) against the real daemon and gateway: models,
 //! chat, streaming, include_usage, stop, length, errors 400/404, n > 1 refused, logprobs,
 //! tool-call history rendered through the template, tool calls (plain, streamed, forced,
-//! hidden), reasoning_content, gpt-oss's harmony channels and calls.
+//! hidden), reasoning_content, gpt-oss's harmony channels and calls, Phi-4-mini's calls.
 
 use zeta_tests::{Daemon, Gateway, scripted, tiny};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_openai_client_conforms() {
     let config = format!(
-        "[models.tiny-qwen]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-tools]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-reasoning]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-harmony]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-harmony-tools]\npath = \"{}\"\ncontext_length = 4096\n",
+        "[models.tiny-qwen]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-tools]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-reasoning]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-harmony]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-harmony-tools]\npath = \"{}\"\ncontext_length = 4096\n[models.scripted-phi4-tools]\npath = \"{}\"\ncontext_length = 4096\n",
         tiny("qwen2-f32").display(),
         scripted("scripted-tools").display(),
         scripted("scripted-reasoning").display(),
         scripted("scripted-harmony").display(),
-        scripted("scripted-harmony-tools").display()
+        scripted("scripted-harmony-tools").display(),
+        scripted("scripted-phi4-tools").display()
     );
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let g = Gateway::start(&d.socket, &[]).await;

@@ -16,6 +16,8 @@ needs. With greedy decoding the model then answers exactly:
   scripted-harmony:    <|channel|>analysis<|message|>The user greets me.<|end|><|start|>assistant<|channel|>final<|message|>Hello from Paris!
   scripted-harmony-tools: the same analysis, then a commentary message to=functions.get_weather
                        whose body is {"city": "Paris", "unit": "celsius"}
+  scripted-phi4-tools: <|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]<|/tool_call|>
+                       under Phi-4-mini's chat template
 
 then <|im_end|> (EOS). Written in the mlx-community layout; idempotent like make_tiny_models.py.
 """
@@ -63,7 +65,18 @@ SCRIPTS = {
         '{"city": "Paris", ',
         '"unit": "celsius"}',
     ],
+    # Phi-4-mini's call list between its tool-call tokens.
+    "scripted-phi4-tools": [
+        "<|tool_call|>",
+        '[{"name": "get_weather", "arguments": ',
+        '{"city": "Paris", ',
+        '"unit": "celsius"}',
+        "}]",
+        "<|/tool_call|>",
+    ],
 }
+
+PHI4_TEMPLATE = Path(__file__).with_name("templates") / "phi4-mini.jinja"
 
 # A harmony chat template (the shape of gpt-oss's, much reduced) for the harmony scripts: the
 # gateway reads channels and calls of models whose template renders harmony.
@@ -79,7 +92,7 @@ VERSION = 1
 
 
 def stamp():
-    h = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    h = hashlib.sha256(Path(__file__).read_bytes() + PHI4_TEMPLATE.read_bytes()).hexdigest()
     return {"version": VERSION, "script": h}
 
 
@@ -95,6 +108,8 @@ def build(base: Path, out: Path, name: str, pieces):
     tok_cfg = json.loads((base / "tokenizer_config.json").read_text())
     if name.startswith("scripted-harmony"):
         tok_cfg["chat_template"] = HARMONY_TEMPLATE
+    elif name.startswith("scripted-phi4"):
+        tok_cfg["chat_template"] = PHI4_TEMPLATE.read_text(encoding="utf-8")
     eos = tok.token_to_id("<|im_end|>")
 
     # The last token of the generation prompt, as the template renders it.

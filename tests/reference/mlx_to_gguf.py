@@ -9,7 +9,10 @@ experts, q/k rows permuted for interleaved rope), qwen3_moe (architecture "qwen3
 LongRoPE's factors as rope_factors_long/short tensors and its scale as
 rope.scaling.attn_factor) and gemma3_text (architecture "gemma3": its four norms per layer,
 every norm weight stored with the 1 added that Gemma's (1 + w) applies, attention.sliding_window,
-linear rope scaling; llama.cpp assumes the rest, so the model must follow its defaults).
+linear rope scaling; llama.cpp assumes the rest, so the model must follow its defaults) and
+gpt_oss (architecture "gpt-oss": attn_sinks, post_attention_norm before the MLP, biases on the
+attention, router and experts, YaRN as rope.scaling.*, attention.sliding_window, with even layers
+sliding as llama.cpp assumes).
 
  * Metadata: general.architecture, <arch>.block_count, context_length, embedding_length,
    feed_forward_length, attention.head_count(_kv), attention.key_length/value_length,
@@ -19,7 +22,9 @@ linear rope scaling; llama.cpp assumes the rest, so the model must follow its de
    tokenizer.chat_template.
  * Tensors: token_embd, output_norm, output, blk.N.{attn_norm, attn_q, attn_k, attn_v,
    attn_output, attn_q_norm, attn_k_norm, ffn_norm, ffn_gate_inp, ffn_gate_exps, ffn_up_exps,
-   ffn_down_exps}, all float32 (the folder must be unquantized).
+   ffn_down_exps, attn_sinks, post_attention_norm}: float32, except the MXFP4 tensors of an
+   mxfp4 folder, written as ggml's MXFP4 blocks (the type of gpt-oss's experts in every
+   llama.cpp GGUF); affine-quantized modules (gpt-oss's 8-bit router) are dequantized to float32.
 
 The file is written beside OUT and renamed into place; an existing OUT newer than the folder's
 config.json and this script is kept.
@@ -35,7 +40,17 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import mlx.core as mx
 import numpy as np
 
-ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "phi3": "phi3", "gemma3_text": "gemma3"}
+from gguf_writer import write
+
+ARCH = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "phi3": "phi3", "gemma3_text": "gemma3", "gpt_oss": "gpt-oss"}
+GPT_OSS_NAMES = {
+    "post_attention_layernorm": "post_attention_norm",
+    "self_attn.sinks": "attn_sinks",
+    "mlp.router": "ffn_gate_inp",
+    "mlp.experts.gate_proj": "ffn_gate_exps",
+    "mlp.experts.up_proj": "ffn_up_exps",
+    "mlp.experts.down_proj": "ffn_down_exps",
+}
 # Gemma's norms as llama.cpp names them (its ffn_norm is the one before the MLP).
 GEMMA_NAMES = {
     "input_layernorm": "attn_norm",
@@ -69,6 +84,8 @@ LAYER_NAMES = {
 
 
 def gguf_name(name, arch):
+    if name.endswith(".sinks"):
+        name += ".weight"
     stem, suffix = name.rsplit(".", 1)
     if stem == "model.embed_tokens":
         return f"token_embd.{suffix}"
@@ -77,7 +94,7 @@ def gguf_name(name, arch):
     if stem == "lm_head":
         return f"output.{suffix}"
     parts = stem.split(".", 3)  # model, layers, N, rest
-    names = {**LAYER_NAMES, **GEMMA_NAMES} if arch == "gemma3" else LAYER_NAMES
+    names = {"gemma3": {**LAYER_NAMES, **GEMMA_NAMES}, "gpt-oss": {**LAYER_NAMES, **GPT_OSS_NAMES}}.get(arch, LAYER_NAMES)
     return f"blk.{parts[2]}.{names[parts[3]]}.{suffix}"
 
 
@@ -105,24 +122,25 @@ def tokenizer_metadata(model_dir, config):
         "tokenizer.ggml.pre": "qwen2" if config["model_type"].startswith("qwen") else "gpt2",
         "tokenizer.ggml.tokens": tokens,
         "tokenizer.ggml.merges": merges,
-        "tokenizer.ggml.token_type": mx.array([kinds.get(i, 1) for i in range(n)], dtype=mx.int32),
+        "tokenizer.ggml.token_type": ("i32[]", [kinds.get(i, 1) for i in range(n)]),
         "tokenizer.chat_template": tok_cfg["chat_template"],
     }
     for key, name in (("bos", "bos_token"), ("eos", "eos_token")):
         if tok_cfg.get(name):
-            meta[f"tokenizer.ggml.{key}_token_id"] = mx.array(vocab[tok_cfg[name]], dtype=mx.uint32)
+            meta[f"tokenizer.ggml.{key}_token_id"] = ("u32", vocab[tok_cfg[name]])
     return meta
 
 
 def convert(model_dir, out):
     config = json.loads((model_dir / "config.json").read_text())
-    if "quantization" in config:
-        sys.exit(f"{model_dir}: quantized folders are not supported; use the f32 one")
+    quant = config.get("quantization") or {}
+    if quant and quant.get("mode") != "mxfp4":
+        sys.exit(f"{model_dir}: affine-quantized folders are not supported; use the f32 (or mxfp4) one")
     arch = ARCH[config["model_type"]]
     heads, kv = config["num_attention_heads"], config["num_key_value_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    u32 = lambda v: mx.array(v, dtype=mx.uint32)
-    f32 = lambda v: mx.array(v, dtype=mx.float32)
+    u32 = lambda v: ("u32", v)
+    f32 = lambda v: ("f32", v)
     meta = {
         "general.architecture": arch,
         "general.name": model_dir.name,
@@ -154,6 +172,15 @@ def convert(model_dir, out):
             attn = 1.0 if factor <= 1.0 else (1 + np.log(factor) / np.log(original)) ** 0.5
             meta[f"{arch}.rope.scaling.original_context_length"] = u32(original)
             meta[f"{arch}.rope.scaling.attn_factor"] = f32(float(attn))
+    elif config["model_type"] == "gpt_oss":
+        meta[f"{arch}.expert_count"] = u32(config["num_local_experts"])
+        meta[f"{arch}.expert_used_count"] = u32(config["num_experts_per_tok"])
+        meta[f"{arch}.expert_feed_forward_length"] = u32(config["intermediate_size"])
+        meta[f"{arch}.attention.sliding_window"] = u32(config["sliding_window"])
+        scaling = config["rope_scaling"]
+        meta[f"{arch}.rope.scaling.type"] = "yarn"
+        meta[f"{arch}.rope.scaling.factor"] = f32(scaling["factor"])
+        meta[f"{arch}.rope.scaling.original_context_length"] = u32(scaling["original_max_position_embeddings"])
     elif config["model_type"] == "mixtral":
         meta[f"{arch}.expert_count"] = u32(config["num_local_experts"])
         meta[f"{arch}.expert_used_count"] = u32(config["num_experts_per_tok"])
@@ -168,6 +195,18 @@ def convert(model_dir, out):
         weights.update(mx.load(str(f)))
     tensors = {}
     for name, w in weights.items():
+        if name.endswith((".scales", ".biases")):
+            continue
+        module = name.rsplit(".", 1)[0]
+        if name.endswith(".weight") and f"{module}.scales" in weights:
+            # A module's own entry (gpt-oss's router) is affine unless it names its mode.
+            spec = {"mode": "affine", **quant[module]} if module in quant else quant
+            if spec["mode"] == "mxfp4":
+                tensors[gguf_name(name, arch)] = (
+                    "mxfp4", np.array(w), np.array(weights[f"{module}.scales"]))
+                continue
+            w = mx.dequantize(w, weights[f"{module}.scales"], weights.get(f"{module}.biases"),
+                              group_size=spec["group_size"], bits=spec["bits"], mode=spec["mode"])
         w = np.array(w.astype(mx.float32))
         if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
             w = permute(w, heads)
@@ -175,21 +214,20 @@ def convert(model_dir, out):
             w = permute(w, kv)
         if arch == "gemma3" and name.endswith("norm.weight"):
             w = w + 1.0
-        tensors[gguf_name(name, arch)] = mx.array(w)
+        tensors[gguf_name(name, arch)] = w
     scaling = config.get("rope_scaling") or {}
     if config["model_type"] == "phi3" and "long_factor" in scaling:
-        tensors["rope_factors_long.weight"] = mx.array(scaling["long_factor"], dtype=mx.float32)
-        tensors["rope_factors_short.weight"] = mx.array(scaling["short_factor"], dtype=mx.float32)
-    tmp = out.with_name(out.name + ".tmp.gguf")
-    mx.save_gguf(str(tmp), tensors, meta)
-    os.replace(tmp, out)
+        tensors["rope_factors_long.weight"] = np.array(scaling["long_factor"], dtype=np.float32)
+        tensors["rope_factors_short.weight"] = np.array(scaling["short_factor"], dtype=np.float32)
+    write(out, tensors, meta)
 
 
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     model_dir, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-    newest = max((model_dir / "config.json").stat().st_mtime, Path(__file__).stat().st_mtime)
+    scripts = (Path(__file__), Path(__file__).with_name("gguf_writer.py"))
+    newest = max([(model_dir / "config.json").stat().st_mtime] + [p.stat().st_mtime for p in scripts])
     if out.is_file() and out.stat().st_mtime >= newest:
         return
     out.parent.mkdir(parents=True, exist_ok=True)

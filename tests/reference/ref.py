@@ -25,7 +25,10 @@ Tasks:
    "add_generation_prompt": bool, "template": PATH (optional),
    "kwargs": {...} (optional, extra template variables)}
       transformers AutoTokenizer(DIR).apply_chat_template(..., tokenize=False);
-      "template" overrides the tokenizer's own chat template.  -> {"text": str}
+      "template" overrides the tokenizer's own chat template; "tools_in_system":
+      true puts the tools where Phi-4-mini's model card does (json.dumps of the
+      functions as the system message's "tools", a system message of the card's
+      wording if there is none) instead of passing them.  -> {"text": str}
   {"op": "encode", "model": DIR, "text": str, "add_special_tokens": bool}
       transformers tokenizer.encode.        -> {"ids": [...]}
   {"op": "decode", "model": DIR, "ids": [...], "skip_special_tokens": bool (default false)}
@@ -115,9 +118,18 @@ def op_chat_template(task):
     kwargs = dict(task.get("kwargs") or {})
     if task.get("template"):
         kwargs["chat_template"] = Path(task["template"]).read_text(encoding="utf-8")
+    messages, tools = task["messages"], task.get("tools")
+    if task.get("tools_in_system") and tools:
+        listed = json.dumps([t.get("function", t) for t in tools], ensure_ascii=False)
+        if messages and messages[0]["role"] == "system":
+            messages = [{**messages[0], "tools": listed}] + messages[1:]
+        else:
+            system = {"role": "system", "content": "You are a helpful assistant with some tools.", "tools": listed}
+            messages = [system] + messages
+        tools = None
     text = tok.apply_chat_template(
-        task["messages"],
-        tools=task.get("tools"),
+        messages,
+        tools=tools,
         add_generation_prompt=bool(task.get("add_generation_prompt", False)),
         tokenize=False,
         **kwargs,

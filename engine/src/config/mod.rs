@@ -53,7 +53,8 @@ impl Architecture {
             "phi3" => Ok(Architecture::Phi3),
             // The multimodal checkpoint's text weights are the text model's (see `from_json`).
             "gemma3_text" | "gemma3" => Ok(Architecture::Gemma3),
-            "gpt_oss" => Ok(Architecture::GptOss),
+            // llama.cpp's name (and the older "gptoss").
+            "gpt_oss" | "gpt-oss" | "gptoss" => Ok(Architecture::GptOss),
             other => {
                 Err(EngineError::UnsupportedArchitecture { found: other.to_string(), supported: SUPPORTED.into() })
             }
@@ -523,10 +524,7 @@ pub fn rope_mscale(cfg: &ModelConfig) -> f32 {
 
 /// Reads a GGUF metadata scalar as f64.
 fn gguf_num(g: &mlx::Gguf, key: &str) -> Result<Option<f64>> {
-    match g.meta(key)? {
-        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => Ok(a.to_f32()?.first().map(|&x| x as f64)),
-        _ => Ok(None),
-    }
+    Ok(g.number(key))
 }
 
 /// Reads a GGUF metadata number as f32.
@@ -536,10 +534,7 @@ pub(crate) fn gguf_f32(g: &mlx::Gguf, key: &str) -> Result<Option<f32>> {
 
 /// Reads a GGUF metadata string.
 pub(crate) fn gguf_str(g: &mlx::Gguf, key: &str) -> Result<Option<String>> {
-    match g.meta(key)? {
-        Some(mlx::GgufMeta::String(s)) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
-        _ => Ok(None),
-    }
+    Ok(g.string(key))
 }
 
 impl ModelConfig {
@@ -566,7 +561,7 @@ impl ModelConfig {
         let head_dim = num("attention.key_length")?.map(|x| x as usize).unwrap_or(hidden_size / num_heads);
         let vocab_size = match num("vocab_size")? {
             Some(v) => v as usize,
-            None => match g.meta("tokenizer.ggml.tokens")? {
+            None => match g.meta("tokenizer.ggml.tokens") {
                 Some(mlx::GgufMeta::Strings(t)) => t.len(),
                 _ => {
                     return Err(EngineError::bad_model(path, "GGUF metadata has neither vocab_size nor tokens"));
@@ -575,6 +570,19 @@ impl ModelConfig {
         };
         let rope_scaling = match gguf_str(g, &format!("{arch_name}.rope.scaling.type"))?.as_deref() {
             Some("linear") => RopeScaling::Linear { factor: num("rope.scaling.factor")?.unwrap_or(1.0) as f32 },
+            // llama.cpp's YaRN: its default ramp (32, 1) unless the file names one, and the
+            // features scaled by 0.1 · ln(factor) + 1.
+            Some("yarn") => {
+                let factor = num("rope.scaling.factor")?.unwrap_or(1.0) as f32;
+                RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: num("rope.scaling.original_context_length")?.unwrap_or(4096.0)
+                        as f32,
+                    beta_fast: num("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0) as f32,
+                    beta_slow: num("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0) as f32,
+                    mscale: if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 },
+                }
+            }
             // LongRoPE's factors are tensors, read with the weights.
             Some("none" | "longrope" | "su") | None => RopeScaling::None,
             Some(other) => {
@@ -604,12 +612,17 @@ impl ModelConfig {
                         .unwrap_or(intermediate_size),
                     norm_topk_prob: true,
                     sparse: vec![true; num_layers],
-                    activation: ExpertActivation::Silu,
+                    // llama.cpp fixes gpt-oss's clamp at 7, as its config does.
+                    activation: if arch == Architecture::GptOss {
+                        ExpertActivation::ClampedSwiglu { limit: 7.0 }
+                    } else {
+                        ExpertActivation::Silu
+                    },
                 };
                 families::check_moe(&m, path)?;
                 Some(m)
             }
-            None if matches!(arch, Architecture::Qwen3Moe | Architecture::Mixtral) => {
+            None if matches!(arch, Architecture::Qwen3Moe | Architecture::Mixtral | Architecture::GptOss) => {
                 return Err(EngineError::bad_model(path, format!("GGUF metadata lacks {arch_name}.expert_count")));
             }
             None => None,
@@ -624,6 +637,10 @@ impl ModelConfig {
                 Some(GemmaConfig { query_pre_attn_scalar: qpas as f32, rope_local_theta: 10_000.0 }),
                 Some(SlidingWindow { size, layers: (0..num_layers).map(|l| (l + 1) % 6 != 0).collect() }),
             )
+        } else if arch == Architecture::GptOss {
+            // llama.cpp's fixed pattern for gpt-oss: even layers slide, odd ones are global.
+            let size = num("attention.sliding_window")?.map_or(128, |w| w as usize).max(1);
+            (None, Some(SlidingWindow { size, layers: (0..num_layers).map(|l| l % 2 == 0).collect() }))
         } else {
             (None, None)
         };
@@ -643,7 +660,7 @@ impl ModelConfig {
             rope_traditional: false,
             max_position_embeddings: num("context_length")?.map(|x| x as usize).unwrap_or(4096),
             tie_word_embeddings: false,
-            attention_bias: arch == Architecture::Qwen2,
+            attention_bias: matches!(arch, Architecture::Qwen2 | Architecture::GptOss),
             qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3),
             moe,
             gemma,

@@ -18,7 +18,6 @@ fn hf_name(gguf: &str, arch: Architecture) -> Option<String> {
         // Gemma norms before and after both blocks; its `ffn_norm` is the one before the MLP.
         let gemma = match (arch, part) {
             (Architecture::Gemma3, "ffn_norm") => Some("pre_feedforward_layernorm"),
-            (Architecture::Gemma3, "post_attention_norm") => Some("post_attention_layernorm"),
             (Architecture::Gemma3, "post_ffw_norm") => Some("post_feedforward_layernorm"),
             _ => None,
         };
@@ -28,6 +27,10 @@ fn hf_name(gguf: &str, arch: Architecture) -> Option<String> {
             match part {
                 "attn_norm" => "input_layernorm",
                 "ffn_norm" => "post_attention_layernorm",
+                // Gemma's norm after attention; gpt-oss's (its only) norm before the MLP.
+                "post_attention_norm" => "post_attention_layernorm",
+                // gpt-oss's per-head attention sinks are a bare tensor.
+                "attn_sinks" => return Some(format!("model.layers.{layer}.self_attn.sinks")),
                 "attn_q" => "self_attn.q_proj",
                 "attn_k" => "self_attn.k_proj",
                 "attn_v" => "self_attn.v_proj",

@@ -236,7 +236,12 @@ impl Builder<'_> {
         if ws.len() != n + 1 || ss.len() != n + 1 || ws[..n] != *lead || ss[..n] != *lead || ss[n] == 0 {
             return Err(self.shape_error(&wname, &ws, format!("[{lead_s}, packed] with scales [{lead_s}, groups]")));
         }
-        let mode = if self.gguf { QuantMode::Affine } else { self.cfg.quant_mode_for(module) };
+        // A GGUF file's types say it: MXFP4's scales are E8M0 bytes, Q4/Q8's are float16.
+        let mode = match (self.gguf, scales.dtype()) {
+            (true, Dtype::U8) => QuantMode::Mxfp4,
+            (true, _) => QuantMode::Affine,
+            (false, _) => self.cfg.quant_mode_for(module),
+        };
         let biases = match mode {
             QuantMode::Affine => Some(self.t.need(&format!("{module}.biases"))?),
             _ => None,

@@ -17,18 +17,18 @@ const QWEN2_SPLIT: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 pub(super) fn strings(g: &mlx::Gguf, key: &str, path: &Path) -> Result<Vec<String>> {
-    match g.meta(key)? {
-        Some(mlx::GgufMeta::Strings(v)) => {
-            Ok(v.into_iter().map(|s| String::from_utf8_lossy(&s).into_owned()).collect())
-        }
-        _ => Err(EngineError::bad_model(path, format!("GGUF metadata lacks the string list {key}"))),
-    }
+    g.strings(key).ok_or_else(|| EngineError::bad_model(path, format!("GGUF metadata lacks the string list {key}")))
 }
 
 pub(super) fn number(g: &mlx::Gguf, key: &str) -> Result<Option<u32>> {
-    match g.meta(key)? {
-        Some(mlx::GgufMeta::Array(a)) if a.size() == 1 => Ok(a.to_f32()?.first().map(|&x| x as u32)),
-        _ => Ok(None),
+    Ok(g.number(key).map(|x| x as u32))
+}
+
+/// Each token's kind (normal, control, user-defined, byte...), normal where the list is missing.
+pub(super) fn token_types(g: &mlx::Gguf, n: usize) -> Vec<i32> {
+    match g.numbers("tokenizer.ggml.token_type") {
+        Some(v) => v.iter().map(|&x| x as i32).collect(),
+        None => vec![1; n],
     }
 }
 
@@ -59,10 +59,7 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
     }
     let tokens = strings(g, "tokenizer.ggml.tokens", path)?;
     let merges = strings(g, "tokenizer.ggml.merges", path)?;
-    let types = match g.meta("tokenizer.ggml.token_type")? {
-        Some(mlx::GgufMeta::Array(a)) => a.to_i32()?,
-        _ => vec![1; tokens.len()],
-    };
+    let types = token_types(g, tokens.len());
     let pre = gguf_str(g, "tokenizer.ggml.pre")?.unwrap_or_else(|| "default".into());
     let (pre_tokenizer, ignore_merges) = match pre.as_str() {
         "smollm" | "starcoder" | "refact" => (

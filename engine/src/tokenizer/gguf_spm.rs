@@ -21,9 +21,9 @@ const BYTE: i32 = 6;
 
 pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
     let tokens = strings(g, "tokenizer.ggml.tokens", path)?;
-    let scores = match g.meta("tokenizer.ggml.scores")? {
-        Some(mlx::GgufMeta::Array(a)) => a.to_f32()?,
-        _ => return Err(EngineError::bad_model(path, "GGUF metadata lacks tokenizer.ggml.scores")),
+    let scores: Vec<f32> = match g.numbers("tokenizer.ggml.scores") {
+        Some(v) => v.iter().map(|&x| x as f32).collect(),
+        None => return Err(EngineError::bad_model(path, "GGUF metadata lacks tokenizer.ggml.scores")),
     };
     if scores.len() != tokens.len() {
         return Err(EngineError::bad_model(
@@ -31,10 +31,7 @@ pub(super) fn build(g: &mlx::Gguf, path: &Path) -> Result<Tokenizer> {
             format!("tokenizer.ggml.scores has {} values for {} tokens", scores.len(), tokens.len()),
         ));
     }
-    let types = match g.meta("tokenizer.ggml.token_type")? {
-        Some(mlx::GgufMeta::Array(a)) => a.to_i32()?,
-        _ => vec![1; tokens.len()],
-    };
+    let types = super::gguf::token_types(g, tokens.len());
     let kind = |id: usize| types.get(id).copied().unwrap_or(1);
     let mut vocab = Map::new();
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());

@@ -43,13 +43,13 @@ impl ToolFormat {
         let close = match self {
             ToolFormat::Hermes => "}\n</tool_call>",
             ToolFormat::Llama3 => "}",
-            ToolFormat::Mistral => "}]",
+            ToolFormat::Mistral | ToolFormat::Phi4Mini => "}]",
         };
         let opening = |name: &str| match (self, choice) {
             (_, ForcedChoice::Function(_)) => None,
             (ToolFormat::Hermes, ForcedChoice::Required) => Some(format!("{{\"name\": {}, \"arguments\":", lit(name))),
             (ToolFormat::Llama3, ForcedChoice::Required) => Some(format!("{}, \"parameters\":", lit(name))),
-            (ToolFormat::Mistral, ForcedChoice::Required) => {
+            (ToolFormat::Mistral | ToolFormat::Phi4Mini, ForcedChoice::Required) => {
                 Some(format!("[{{\"name\": {}, \"arguments\":", lit(name)))
             }
         };
@@ -75,6 +75,7 @@ impl ToolFormat {
     /// - Llama 3: text that does not begin with `{`, or the calls, `;`-separated, as the whole
     ///   answer (after `<|python_tag|>` where the vocabulary has it).
     /// - Mistral: text, or `[TOOL_CALLS]` and a JSON list of calls.
+    /// - Phi-4-mini: text, or `<|tool_call|>`, a JSON list of calls and `<|/tool_call|>`.
     pub fn auto_grammar(&self, tools: &[(String, Value)], special: &dyn Fn(&str) -> Option<u32>) -> Option<String> {
         if tools.is_empty() {
             return None;
@@ -108,23 +109,39 @@ impl ToolFormat {
                 r.extend(call_rules(&all, open, "}"));
                 r
             }
-            ToolFormat::Mistral => {
-                let (marker, text) = match special("[TOOL_CALLS]") {
-                    // A special token is never text, so free text needs no exclusion.
-                    Some(id) => (format!("<[{id}]>"), "TEXT: /(?s:.*)/".to_string()),
-                    None => (lit("[TOOL_CALLS]"), "TEXT: /(?s:.*)/ & ~/(?s:.*\\[TOOL_CALLS\\].*)/".to_string()),
-                };
-                let open = |name: &str| Some(format!("{{\"name\": {}, \"arguments\":", lit(name)));
-                let mut r = vec![
-                    format!("start: TEXT | {marker} SEP? \"[\" call (\",\" call)* \"]\""),
-                    format!("call: {body}"),
-                    text,
-                ];
-                r.extend(call_rules(&all, open, "}"));
-                r
-            }
+            ToolFormat::Mistral => list_after_marker(&all, &body, "[TOOL_CALLS]", None, special),
+            ToolFormat::Phi4Mini => list_after_marker(&all, &body, "<|tool_call|>", Some("<|/tool_call|>"), special),
         };
         rules.push(SEP.into());
         Some(rules.join("\n") + "\n")
     }
+}
+
+/// Text, or `marker` and a JSON list of calls (then `close`, where the format has one). A marker
+/// that the vocabulary makes one special token is matched as that token, which free text can
+/// never contain; a plain-text marker is excluded from the text instead.
+fn list_after_marker(
+    tools: &[&(String, Value)],
+    body: &str,
+    marker: &str,
+    close: Option<&str>,
+    special: &dyn Fn(&str) -> Option<u32>,
+) -> Vec<String> {
+    let token = |m: &str| special(m).map(|id| format!("<[{id}]>"));
+    let (open, text) = match token(marker) {
+        Some(t) => (t, "TEXT: /(?s:.*)/".to_string()),
+        None => {
+            let escaped: String = marker
+                .chars()
+                .map(|c| if "\\.+*?()|[]{}^$".contains(c) { format!("\\{c}") } else { c.to_string() })
+                .collect();
+            (lit(marker), format!("TEXT: /(?s:.*)/ & ~/(?s:.*{escaped}.*)/"))
+        }
+    };
+    let close = close.map(|c| format!(" {}?", token(c).unwrap_or_else(|| lit(c)))).unwrap_or_default();
+    let call_open = |name: &str| Some(format!("{{\"name\": {}, \"arguments\":", lit(name)));
+    let mut r =
+        vec![format!("start: TEXT | {open} SEP? \"[\" call (\",\" call)* \"]\"{close}"), format!("call: {body}"), text];
+    r.extend(call_rules(tools, call_open, "}"));
+    r
 }

@@ -62,6 +62,10 @@ pub enum ToolFormat {
     /// Mistral: `[TOOL_CALLS][{"name": …, "arguments": {…}}, …]` and the newer
     /// `[TOOL_CALLS]name[ARGS]{…}` (also with `[CALL_ID]id` before `[ARGS]`).
     Mistral,
+    /// Phi-4-mini: a JSON list of `{"name": …, "arguments": {…}}` after its `<|tool_call|>`
+    /// token (closed by `<|/tool_call|>`), or after `functools` as vLLM's and SGLang's Phi-4-mini
+    /// prompts ask for. Its template offers the tools in `<|tool|>…<|/tool|>`.
+    Phi4Mini,
 }
 
 /// A `tool_choice` that obliges the model to call something.
@@ -121,6 +125,8 @@ impl ToolFormat {
             Some(ToolFormat::Hermes)
         } else if t.contains("[TOOL_CALLS]") {
             Some(ToolFormat::Mistral)
+        } else if t.contains("<|tool|>") {
+            Some(ToolFormat::Phi4Mini)
         } else if t.contains("<|python_tag|>")
             || t.contains("ipython")
             || (t.contains("<|start_header_id|>") && t.contains("\"parameters\""))
@@ -151,6 +157,10 @@ impl ToolFormat {
             (ToolFormat::Mistral, ForcedChoice::Required) => "[TOOL_CALLS]".into(),
             (ToolFormat::Mistral, ForcedChoice::Function(n)) => {
                 format!("[TOOL_CALLS][{{\"name\": {}, \"arguments\":", quoted(n))
+            }
+            (ToolFormat::Phi4Mini, ForcedChoice::Required) => "<|tool_call|>".into(),
+            (ToolFormat::Phi4Mini, ForcedChoice::Function(n)) => {
+                format!("<|tool_call|>[{{\"name\": {}, \"arguments\":", quoted(n))
             }
         }
     }

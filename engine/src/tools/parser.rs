@@ -1,7 +1,8 @@
 //! The streaming tool-call parser: finds where each format's calls begin in generated text, holds
 //! back only what might be the start of a marker, and turns calls into [`ToolEvent`]s as their
 //! pieces arrive. The JSON inside a call is `call.rs`'s job; this module owns the framing around
-//! it (`<tool_call>…</tool_call>`, Llama 3's bare JSON and `;`, Mistral's `[TOOL_CALLS]` forms),
+//! it (`<tool_call>…</tool_call>`, Llama 3's bare JSON and `;`, Mistral's `[TOOL_CALLS]` forms,
+//! Phi-4-mini's lists after `<|tool_call|>` or `functools`),
 //! call ids and indices, and falling back to plain text when a call turns out to be malformed.
 
 use super::call::{CallObject, Outcome, Piece};
@@ -13,6 +14,20 @@ const PYTHON_TAG: &str = "<|python_tag|>";
 const MISTRAL_CALLS: &str = "[TOOL_CALLS]";
 const MISTRAL_ARGS: &str = "[ARGS]";
 const MISTRAL_CALL_ID: &str = "[CALL_ID]";
+const PHI4_CALLS: &str = "<|tool_call|>";
+const PHI4_CLOSE: &str = "<|/tool_call|>";
+/// Only with its list's bracket: `functools` alone is a Python module people write about.
+const FUNCTOOLS: &str = "functools[";
+
+/// The markers that open calls in `format`.
+fn openers(format: ToolFormat) -> &'static [&'static str] {
+    match format {
+        ToolFormat::Hermes => &[HERMES_OPEN],
+        ToolFormat::Llama3 => &[PYTHON_TAG],
+        ToolFormat::Mistral => &[MISTRAL_CALLS],
+        ToolFormat::Phi4Mini => &[PHI4_CALLS, FUNCTOOLS],
+    }
+}
 
 /// Where the parser is in the output.
 #[derive(Debug)]
@@ -213,31 +228,24 @@ impl ToolCallParser {
                 return Some(n);
             }
         }
-        let marker = match self.format {
-            ToolFormat::Hermes => HERMES_OPEN,
-            ToolFormat::Llama3 => PYTHON_TAG,
-            ToolFormat::Mistral => MISTRAL_CALLS,
-        };
-        let first = marker.as_bytes()[0];
-        let mut scan = 0;
-        while let Some(off) = rest.as_bytes()[scan..].iter().position(|&b| b == first) {
-            let i = scan + off;
+        let markers = openers(self.format);
+        for (i, _) in rest.char_indices() {
             let tail = &rest[i..];
-            if tail.starts_with(marker) {
+            if let Some(marker) = markers.iter().find(|m| tail.starts_with(**m)) {
                 self.content(&rest[..i], out);
                 self.begin(marker, true);
                 self.mode = match self.format {
-                    ToolFormat::Mistral => Mode::MistralHead,
+                    ToolFormat::Mistral | ToolFormat::Phi4Mini if *marker != FUNCTOOLS => Mode::MistralHead,
+                    ToolFormat::Phi4Mini => Mode::MistralArray { after_obj: false },
                     _ => Mode::Object { obj: CallObject::new(false), in_array: false },
                 };
                 return Some(i + marker.len());
             }
-            if marker.starts_with(tail) && !eof {
+            if !eof && markers.iter().any(|m| m.starts_with(tail)) {
                 // Maybe a marker: hold it back until the next piece decides.
                 self.content(&rest[..i], out);
                 return if i == 0 { None } else { Some(i) };
             }
-            scan = i + 1;
         }
         self.content(rest, out);
         Some(rest.len())
@@ -262,17 +270,14 @@ impl ToolCallParser {
             ToolFormat::Hermes => Some(HERMES_CLOSE),
             ToolFormat::Llama3 => Some(";"),
             ToolFormat::Mistral => None,
+            ToolFormat::Phi4Mini => Some(PHI4_CLOSE),
         };
         if let Some(m) = swallow.filter(|m| body.starts_with(m)) {
             self.mode = Mode::PostCall { separator: separator || m == ";" };
             return Some(ws + m.len());
         }
-        let next = match self.format {
-            ToolFormat::Hermes => HERMES_OPEN,
-            ToolFormat::Llama3 => PYTHON_TAG,
-            ToolFormat::Mistral => MISTRAL_CALLS,
-        };
-        if body.starts_with(next) {
+        let next = openers(self.format);
+        if next.iter().any(|m| body.starts_with(m)) {
             self.mode = Mode::Text;
             return Some(ws);
         }
@@ -282,7 +287,7 @@ impl ToolCallParser {
             self.mode = Mode::Object { obj: CallObject::new(!separator), in_array: false };
             return Some(ws);
         }
-        let partial = next.starts_with(body) || swallow.is_some_and(|m| m.starts_with(body));
+        let partial = next.iter().any(|m| m.starts_with(body)) || swallow.is_some_and(|m| m.starts_with(body));
         if partial && !eof {
             return None;
         }

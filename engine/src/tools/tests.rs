@@ -259,6 +259,29 @@ fn mistral_content_and_malformed() {
 }
 
 #[test]
+fn phi4_mini_lists_after_either_marker() {
+    let both = vec![call("get_weather", r#"{"city": "Paris"}"#), call("get_time", r#"{"tz": "UTC"}"#)];
+    let list = r#"[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {"tz": "UTC"}}]"#;
+    let tagged = format!("<|tool_call|>{list}<|/tool_call|>");
+    assert_eq!(parse_all(ToolFormat::Phi4Mini, None, &tagged), ok("", both.clone()));
+    let functools = format!("Let me check. functools{list}");
+    assert_eq!(parse_all(ToolFormat::Phi4Mini, None, &functools), ok("Let me check. ", both.clone()));
+    let after = format!("<|tool_call|> {list} <|/tool_call|> Done.");
+    assert_eq!(parse_all(ToolFormat::Phi4Mini, None, &after), ok(" Done.", both.clone()));
+    // Prose about the module, and lists that are not calls, stay content.
+    for text in ["Use functools.partial here.", "functools [sic]", "[{\"name\": \"get_time\"}]", "<|tool|>"] {
+        assert_eq!(parse_all(ToolFormat::Phi4Mini, None, text), ok(text, vec![]), "{text}");
+    }
+    let unknown = r#"<|tool_call|>[{"name": "nope", "arguments": {}}]"#;
+    assert_eq!(parse_all(ToolFormat::Phi4Mini, None, unknown), bad(unknown, vec![], false));
+    let pre = ToolFormat::Phi4Mini.forced_prefix(&ForcedChoice::Function("get_time".into()));
+    assert_eq!(
+        parse_all(ToolFormat::Phi4Mini, Some(&pre), " {\"tz\": \"UTC\"}}]<|/tool_call|>"),
+        ok("", vec![both[1].clone()])
+    );
+}
+
+#[test]
 fn forced_prefixes() {
     let named = ForcedChoice::Function("get_weather".into());
     let tail = format!(" {WEATHER}}}\n</tool_call>");
@@ -345,6 +368,8 @@ fn detects_formats_from_templates() {
     assert_eq!(ToolFormat::detect(llama32), Some(ToolFormat::Llama3));
     let mistral = "{%- if message.tool_calls %}{{- \"[TOOL_CALLS][\" }}{%- endif %}[AVAILABLE_TOOLS]";
     assert_eq!(ToolFormat::detect(mistral), Some(ToolFormat::Mistral));
+    let phi4 = include_str!("../../../tests/reference/templates/phi4-mini.jinja");
+    assert_eq!(ToolFormat::detect(phi4), Some(ToolFormat::Phi4Mini));
 }
 
 #[test]
@@ -370,6 +395,11 @@ fn random_outputs_parse_the_same_however_cut() {
         "[TOOL",
         "[ARGS]",
         "[CALL_ID]",
+        "<|tool_call|>",
+        "<|/tool_call|>",
+        "functools",
+        "functools[",
+        "<|tool",
         "{",
         "}",
         "[",
@@ -392,7 +422,7 @@ fn random_outputs_parse_the_same_however_cut() {
         "1",
         "null",
     ];
-    for format in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Mistral] {
+    for format in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Mistral, ToolFormat::Phi4Mini] {
         let calls = [
             match format {
                 ToolFormat::Hermes => {
@@ -400,6 +430,9 @@ fn random_outputs_parse_the_same_however_cut() {
                 }
                 ToolFormat::Llama3 => "{\"name\": \"get_time\", \"parameters\": {\"tz\": \"UTC\"}}",
                 ToolFormat::Mistral => "[TOOL_CALLS]get_time[ARGS]{\"tz\": \"UTC\"}",
+                ToolFormat::Phi4Mini => {
+                    "<|tool_call|>[{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}]<|/tool_call|>"
+                }
             },
             match format {
                 ToolFormat::Hermes => {
@@ -407,6 +440,7 @@ fn random_outputs_parse_the_same_however_cut() {
                 }
                 ToolFormat::Llama3 => "<|python_tag|>{\"name\": \"search\", \"parameters\": {\"q\": \"a;b\"}}; ",
                 ToolFormat::Mistral => "[TOOL_CALLS][{\"name\": \"search\", \"arguments\": {\"q\": \"]\"}}]",
+                ToolFormat::Phi4Mini => "functools[{\"name\": \"search\", \"arguments\": {\"q\": \"]\"}}]",
             },
         ];
         for _ in 0..500 {
