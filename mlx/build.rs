@@ -30,6 +30,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=ZETA_NO_OPENBLAS");
     println!("cargo:rerun-if-changed=cpp/bridge.h");
     println!("cargo:rerun-if-changed=cpp/bridge.cc");
+    println!("cargo:rerun-if-changed=cpp/qmm.h");
+    println!("cargo:rerun-if-changed=cpp/qmm.cc");
     println!("cargo:rerun-if-changed=cpp/cblas_shim.c");
     println!("cargo:rerun-if-changed=src/ffi.rs");
 
@@ -46,6 +48,7 @@ fn main() {
     let mut build = cxx_build::bridge("src/ffi.rs");
     build
         .file("cpp/bridge.cc")
+        .file("cpp/qmm.cc")
         .include(&include)
         .include("cpp")
         .std("c++20")

@@ -38,7 +38,7 @@ pub fn for_mlx_lm(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Shapes `tests/reference/make_bench_model.py` can build.
-pub const SHAPES: [&str; 3] = ["llama3-8b", "qwen3-0.6b", "smollm2-135m"];
+pub const SHAPES: [&str; 4] = ["llama3-8b", "llama3.2-1b", "qwen3-0.6b", "smollm2-135m"];
 
 /// A random-weight 4-bit model of a named shape (see `tests/reference/make_bench_model.py`), made once with
 /// mlx-lm under `target/bench-models`: benchmarks at any size with no download.

@@ -3,7 +3,7 @@
 //! and `ops.rs` turn those into [`crate::Error`].
 
 #[cxx::bridge(namespace = "zeta_mlx")]
-#[allow(missing_docs, clippy::missing_safety_doc, clippy::module_inception)]
+#[allow(missing_docs, clippy::missing_safety_doc, clippy::module_inception, clippy::too_many_arguments)]
 pub(crate) mod ffi {
     unsafe extern "C++" {
         include!("bridge.h");
@@ -102,6 +102,17 @@ pub(crate) mod ffi {
             mode: &str,
         ) -> Result<UniquePtr<array>>;
         fn quantize(w: &array, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayList>>;
+        fn mlx_quantized_matmul(
+            x: &array,
+            w: &array,
+            scales: &array,
+            biases: &array,
+            has_biases: bool,
+            group_size: i32,
+            bits: i32,
+            mode: &str,
+        ) -> Result<UniquePtr<array>>;
+        fn cpu_qmm_threads() -> i32;
         fn gather_mm(a: &array, b: &array, rhs_indices: &array, sorted_indices: bool) -> Result<UniquePtr<array>>;
         #[allow(clippy::too_many_arguments)]
         fn gather_qmm(

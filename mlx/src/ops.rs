@@ -252,13 +252,33 @@ impl Quantization<'_> {
     }
 }
 
-/// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` quantized as `q` says.
+/// `x @ w.T` (or `x @ w` when `transpose` is false) with `w` quantized as `q` says. On the CPU,
+/// float32 rows (up to 32 of them) times 4- or 8-bit affine weights in groups of 32, 64 or 128 go
+/// through the bridge's own multithreaded kernel, which reads the packed weights once for all the
+/// rows; more float32 rows are a float32 GEMM on the weights dequantized for the call; everything
+/// else is MLX's `quantized_matmul`.
 pub fn quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>, transpose: bool) -> Result<Array> {
     let (b, has) = q.biases(q.scales);
     Array::wrap(
         "quantized_matmul",
         ffi::quantized_matmul(x.raw(), w.raw(), q.scales.raw(), b.raw(), has, transpose, q.group_size, q.bits, q.mode),
     )
+}
+
+/// MLX's own `quantized_matmul` (`x @ w.T`), never the bridge's CPU kernel: the reference its
+/// tests and benchmarks compare against.
+pub fn mlx_quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>) -> Result<Array> {
+    let (b, has) = q.biases(q.scales);
+    Array::wrap(
+        "quantized_matmul",
+        ffi::mlx_quantized_matmul(x.raw(), w.raw(), q.scales.raw(), b.raw(), has, q.group_size, q.bits, q.mode),
+    )
+}
+
+/// Threads of the bridge's CPU quantized kernel (MLX's worker included): the machine's hardware
+/// threads, or `ZETA_CPU_THREADS`.
+pub fn cpu_qmm_threads() -> usize {
+    ffi::cpu_qmm_threads().max(1) as usize
 }
 
 /// Per-row expert products: row `i` of `a` `[n, 1, k]` times matrix `rhs_indices[i]` of `b`

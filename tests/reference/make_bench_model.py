@@ -31,6 +31,12 @@ SHAPES = {
         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, rms_norm_eps=1e-5,
         rope_theta=500000.0, max_position_embeddings=8192, tie_word_embeddings=False,
     ),
+    # Llama 3.2 1B: Llama 3's attention at 2048 wide, 16 layers, tied embeddings.
+    "llama3.2-1b": dict(
+        model_type="llama", hidden_size=2048, num_hidden_layers=16, intermediate_size=8192,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256, rms_norm_eps=1e-5,
+        rope_theta=500000.0, max_position_embeddings=8192, tie_word_embeddings=True,
+    ),
     # Qwen3 0.6B: q/k norms, head_dim 128 with 16 heads of a 1024-wide model, tied embeddings.
     "qwen3-0.6b": dict(
         model_type="qwen3", hidden_size=1024, num_hidden_layers=28, intermediate_size=3072,

@@ -28,7 +28,7 @@ struct Args {
     /// The model: a GGUF file or an mlx-community folder (default: the embedded SmolLM2).
     #[arg(long)]
     model: Option<std::path::PathBuf>,
-    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, qwen3-0.6b,
+    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, llama3.2-1b, qwen3-0.6b,
     /// smollm2-135m.
     #[arg(long)]
     shape: Option<String>,
@@ -50,6 +50,10 @@ struct Args {
     /// Also run each case under a JSON schema and report constrained / free decode.
     #[arg(long)]
     constrained: bool,
+    /// Quantized weights on the CPU: `auto` (the engine's default), `never` expanded (the CPU
+    /// quantized kernel), `always` expanded to float32.
+    #[arg(long, default_value = "auto")]
+    dense: String,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -80,8 +84,14 @@ fn main() -> anyhow::Result<()> {
 
     let (ours, first) = {
         let max_batch = args.batch.iter().copied().max().unwrap_or(1).max(16);
-        let opts =
+        let mut opts =
             EngineOptions { prefix_cache_bytes: 0, max_batch, max_queue: max_batch.max(64), ..Default::default() };
+        opts.load.dense = match args.dense.as_str() {
+            "auto" => zeta_engine::DenseMode::Auto,
+            "never" => zeta_engine::DenseMode::Never,
+            "always" => zeta_engine::DenseMode::Always,
+            other => anyhow::bail!("--dense {other}: expected auto, never or always"),
+        };
         let engine = Engine::load(ModelSource::detect(&model)?, opts, |_, _| {})?;
         eprintln!(
             "zeta-mlx: MLX {} on {}, BLAS {}, {} ({}, weights {}, {:.0} MB, loaded in {:.1} s)",

@@ -71,7 +71,7 @@ struct Args {
     /// The model: a GGUF file or an mlx-community folder (default: the embedded SmolLM2).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, qwen3-0.6b,
+    /// Instead of --model, a random-weight 4-bit model of this shape: llama3-8b, llama3.2-1b, qwen3-0.6b,
     /// smollm2-135m.
     #[arg(long)]
     shape: Option<String>,

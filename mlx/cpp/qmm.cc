@@ -1,0 +1,450 @@
+// The CPU quantized matrix product (see qmm.h).
+//
+// Why: MLX's CPU `quantized_matmul` runs scalar on one thread and dequantizes again per row, so
+// the engine used to expand every quantized weight to float32 at load and read 4-8x the bytes per
+// token. This kernel reads the packed weights once per step for all rows: each group of weights
+// is dequantized in registers (`q * scale + bias`, in float32 as MLX computes it) and multiplied
+// into every row of `x`, the output rows split across a small pool of threads.
+//
+// It is an MLX primitive: its eval_cpu only queues the work on the stream's CPU encoder, as MLX's
+// own primitives do, so it runs in order with the rest of the graph on MLX's worker thread, which
+// then shares the rows with the pool's helpers.
+
+#include "qmm.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define ZETA_X86 1
+#endif
+
+namespace zeta_mlx {
+
+namespace mx = mlx::core;
+using mx::array;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool: helpers spin briefly after a job (a step's products come back to back), then
+// sleep. Each job is its own object, so a helper that is late to notice the end of one can never
+// take a task of the next.
+
+constexpr int kSpinMicros = 100;
+
+struct Job {
+  std::function<void(int)> f;
+  int tasks = 0;
+  std::atomic<int> next{0};
+  std::atomic<int> done{0};
+};
+
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool* pool = new Pool();  // never destroyed: helpers may outlive static destructors
+    return *pool;
+  }
+
+  int size() const { return static_cast<int>(helpers_.size()) + 1; }
+
+  void run(int tasks, std::function<void(int)> f) {
+    if (tasks <= 1 || helpers_.empty()) {
+      for (int i = 0; i < tasks; ++i) f(i);
+      return;
+    }
+    auto job = std::make_shared<Job>();
+    job->f = std::move(f);
+    job->tasks = tasks;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      job_ = job;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work(*job);
+    while (job->done.load(std::memory_order_acquire) < tasks) {
+      pause();
+    }
+  }
+
+ private:
+  Pool() {
+    int n = static_cast<int>(std::thread::hardware_concurrency());
+    if (const char* env = std::getenv("ZETA_CPU_THREADS")) n = std::atoi(env);
+    n = std::max(1, std::min(n, 64));
+    for (int i = 1; i < n; ++i) helpers_.emplace_back([this] { loop(); });
+    for (auto& t : helpers_) t.detach();
+  }
+
+  static void pause() {
+#ifdef ZETA_X86
+    _mm_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
+  static void work(Job& job) {
+    for (;;) {
+      int i = job.next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= job.tasks) return;
+      job.f(i);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin a little before sleeping: the next product of the step is usually some tens of
+      // microseconds away, and a futex wake-up costs about that. Not longer: on a small machine
+      // the spinning core is the one the engine builds the next step on.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+      for (int spin = 0; generation_.load(std::memory_order_acquire) == seen; ++spin) {
+        pause();
+        if (spin % 64 == 63 && std::chrono::steady_clock::now() > until) break;
+      }
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        seen = generation_.load(std::memory_order_acquire);
+        job = job_;
+      }
+      work(*job);
+    }
+  }
+
+  std::vector<std::thread> helpers_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::shared_ptr<Job> job_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Kernels: at most this many rows of x at a time (their accumulators stay in L1).
+constexpr int kRowsPerPass = 32;
+
+// Rows up to which the kernel takes a product; past that, a float32 GEMM on the weights
+// dequantized for the call (prefill chunks). Measured on SmolLM2 on the 2-core machine: with the
+// GEMM from 8 rows on, batch-16 decode fell from 48 to 16 tokens/s (MLX's CPU `dequantize` of
+// every weight each step costs more than the kernel's 16 rows).
+constexpr int kKernelRows = 32;
+
+// One group of `gs` weights of row n dequantized to `buf`, then multiplied into every
+// row of x.
+
+template <typename S>
+inline float to_float(S v) {
+  return static_cast<float>(v);
+}
+
+// Scalar dequantization (any machine): MLX packs codes little-endian, low bits first.
+template <int BITS>
+void dequant_scalar(const uint8_t* q, float scale, float bias, int gs, float* buf) {
+  for (int i = 0; i < gs; ++i) {
+    unsigned code = BITS == 8 ? q[i] : (q[i / 2] >> (4 * (i % 2))) & 15;
+    buf[i] = static_cast<float>(code) * scale + bias;
+  }
+}
+
+float dot_scalar(const float* a, const float* b, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+#ifdef ZETA_X86
+// Eight codes of a group as float32 lanes.
+template <int BITS>
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const uint8_t* q, int i) {
+  if constexpr (BITS == 4) {
+    uint32_t word;
+    std::memcpy(&word, q + i / 2, 4);
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    __m256i c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), shifts),
+                                 _mm256_set1_epi32(15));
+    return _mm256_cvtepi32_ps(c);
+  } else {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
+  }
+}
+
+// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
+// branches), bfloat16 by a shift.
+template <typename S>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline float wide(S v) {
+  if constexpr (std::is_same_v<S, mx::float16_t>) {
+    return _cvtsh_ss(v.bits_);
+  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
+    uint32_t u = static_cast<uint32_t>(v.bits_) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  } else {
+    return v;
+  }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+
+// AVX2 rows. One row of x: dequantize and multiply in one pass, two accumulators to cover the
+// FMA latency. Several rows: the group is dequantized once into `buf`, then multiplied into each
+// row's vector accumulator; the lanes are summed once per output.
+template <int BITS, typename S>
+__attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, int K, const uint8_t* w, const S* scales,
+                                                   const S* biases, int gs, float* y, int N, int n0, int n1) {
+  const int groups = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
+  alignas(32) float buf[128];
+  alignas(32) float acc[kRowsPerPass * 8];
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wr = w + n * row_bytes;
+    const S* sr = scales + static_cast<size_t>(n) * groups;
+    const S* br = biases + static_cast<size_t>(n) * groups;
+    if (M == 1) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      for (int g = 0; g < groups; ++g) {
+        const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
+        const uint8_t* q = wr + static_cast<size_t>(g) * gs * BITS / 8;
+        const float* xg = x + g * gs;
+        for (int i = 0; i < gs; i += 16) {
+          a0 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8<BITS>(q, i), s, b), _mm256_loadu_ps(xg + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8<BITS>(q, i + 8), s, b), _mm256_loadu_ps(xg + i + 8), a1);
+        }
+      }
+      y[n] = hsum(_mm256_add_ps(a0, a1));
+      continue;
+    }
+    for (int m = 0; m < M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
+    for (int g = 0; g < groups; ++g) {
+      const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs * BITS / 8;
+      for (int i = 0; i < gs; i += 8) _mm256_store_ps(buf + i, _mm256_fmadd_ps(codes8<BITS>(q, i), s, b));
+      for (int m = 0; m < M; ++m) {
+        const float* xg = x + static_cast<size_t>(m) * K + g * gs;
+        __m256 a = _mm256_load_ps(acc + 8 * m);
+        for (int i = 0; i < gs; i += 8) a = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xg + i), a);
+        _mm256_store_ps(acc + 8 * m, a);
+      }
+    }
+    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = hsum(_mm256_load_ps(acc + 8 * m));
+  }
+}
+
+bool have_avx2() {
+  static const bool yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#endif
+
+// Rows [n0, n1) of y [M, N] = x [M, K] @ W.T, portably: per row of W, one group at a time,
+// dequantized, then its dot with every row of x added to that row's running sum.
+template <int BITS, typename S>
+void rows(const float* x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, float* y, int N,
+          int n0, int n1) {
+#ifdef ZETA_X86
+  if (have_avx2()) return rows_avx2<BITS, S>(x, M, K, w, scales, biases, gs, y, N, n0, n1);
+#endif
+  const int groups = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
+  float buf[128];
+  std::vector<float> acc(M);
+  for (int n = n0; n < n1; ++n) {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    const uint8_t* wr = w + n * row_bytes;
+    for (int g = 0; g < groups; ++g) {
+      const float s = to_float(scales[static_cast<size_t>(n) * groups + g]);
+      const float b = to_float(biases[static_cast<size_t>(n) * groups + g]);
+      dequant_scalar<BITS>(wr + static_cast<size_t>(g) * gs * BITS / 8, s, b, gs, buf);
+      for (int m = 0; m < M; ++m) acc[m] += dot_scalar(buf, x + static_cast<size_t>(m) * K + g * gs, gs);
+    }
+    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = acc[m];
+  }
+}
+
+template <typename S>
+void run_rows(int bits, const float* x, int M, int K, const uint8_t* w, const S* s, const S* b, int gs, float* y,
+              int N, int n0, int n1) {
+  for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
+    const int rows_here = std::min(kRowsPerPass, M - m0);
+    const float* xm = x + static_cast<size_t>(m0) * K;
+    float* ym = y + static_cast<size_t>(m0) * N;
+    if (bits == 4) {
+      rows<4, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
+    } else {
+      rows<8, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
+    }
+  }
+}
+
+/// Copies an array of float32 of any strides into `dst`, in row-major order.
+void gather_rows(const array& a, float* dst) {
+  const float* src = a.data<float>();
+  const auto& shape = a.shape();
+  const auto& strides = a.strides();
+  const int nd = static_cast<int>(shape.size());
+  std::vector<int> idx(nd, 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
+    dst[i] = src[off];
+    for (int d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+class AffineQmm : public mx::UnaryPrimitive {
+ public:
+  AffineQmm(mx::Stream s, int group_size, int bits) : UnaryPrimitive(s), gs_(group_size), bits_(bits) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    const array& x = inputs[0];
+    const array& w = inputs[1];
+    const array& scales = inputs[2];
+    const array& biases = inputs[3];
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (const auto& a : inputs) enc.set_input_array(a);
+    enc.set_output_array(out);
+    const int K = x.shape(-1);
+    const int N = out.shape(-1);
+    const int M = static_cast<int>(x.size() / std::max(K, 1));
+    // Arrays are captured as weak copies, as MLX's own primitives do: the graph keeps the
+    // buffers alive until this task has run.
+    enc.dispatch([x = array::unsafe_weak_copy(x), w = array::unsafe_weak_copy(w),
+                  s = array::unsafe_weak_copy(scales), b = array::unsafe_weak_copy(biases),
+                  out = array::unsafe_weak_copy(out), M, N, K, gs = gs_, bits = bits_]() mutable {
+      std::vector<float> packed;
+      const float* xp = x.data<float>();
+      if (!x.flags().row_contiguous) {
+        packed.resize(x.size());
+        gather_rows(x, packed.data());
+        xp = packed.data();
+      }
+      float* y = out.data<float>();
+      const uint8_t* wp = w.data<uint8_t>();
+      // Enough rows per task to pay for the hand-off; at most one task per thread.
+      const int64_t work = static_cast<int64_t>(N) * K * std::max(M, 1);
+      const int threads = Pool::get().size();
+      const int tasks = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / (64 * 1024))));
+      auto part = [&](int t) {
+        int n0 = static_cast<int>(static_cast<int64_t>(N) * t / tasks);
+        int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / tasks);
+        switch (s.dtype()) {
+          case mx::float32:
+            run_rows(bits, xp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+            break;
+          case mx::float16:
+            run_rows(bits, xp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
+            break;
+          default:
+            run_rows(bits, xp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
+            break;
+        }
+      };
+      Pool::get().run(tasks, part);
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, array&) override {
+    throw std::runtime_error("[zeta_affine_qmm] runs on the CPU only");
+  }
+
+  const char* name() const override { return "ZetaAffineQmm"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const AffineQmm*>(&other);
+    return o != nullptr && o->gs_ == gs_ && o->bits_ == bits_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  int gs_;
+  int bits_;
+};
+
+}  // namespace
+
+namespace {
+
+bool cpu_float_product(const array& x, const std::string& mode, bool transpose, mx::StreamOrDevice s) {
+  return mx::to_stream(s).device == mx::Device::cpu && mode == "affine" && transpose && x.dtype() == mx::float32 &&
+         x.ndim() >= 1;
+}
+
+int64_t rows_of(const array& x) { return static_cast<int64_t>(x.size() / std::max(x.shape(-1), 1)); }
+
+}  // namespace
+
+bool cpu_qmm_applies(const array& x, int group_size, int bits, const std::string& mode, bool transpose,
+                     mx::StreamOrDevice s) {
+  if (!cpu_float_product(x, mode, transpose, s)) return false;
+  if ((bits != 4 && bits != 8) || (group_size != 32 && group_size != 64 && group_size != 128)) return false;
+  return rows_of(x) <= kKernelRows;
+}
+
+bool cpu_qmm_wants_gemm(const array& x, int group_size, int bits, const std::string& mode, bool transpose,
+                        mx::StreamOrDevice s) {
+  return cpu_float_product(x, mode, transpose, s) && rows_of(x) > kKernelRows;
+}
+
+array cpu_dequantized_gemm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
+                           int bits, mx::StreamOrDevice s) {
+  auto wide = [&](const array& a) { return mx::astype(a, mx::float32, s); };
+  array dense = mx::dequantize(w, wide(scales), wide(biases), group_size, bits, "affine", std::nullopt, mx::float32, s);
+  return mx::matmul(x, mx::transpose(dense, {1, 0}, s), s);
+}
+
+array cpu_affine_qmm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
+                     int bits, mx::StreamOrDevice s) {
+  const int K = x.shape(-1);
+  if (w.ndim() != 2 || w.dtype() != mx::uint32 || static_cast<int64_t>(w.shape(1)) * 32 != static_cast<int64_t>(K) * bits) {
+    throw std::invalid_argument("[zeta_affine_qmm] weight of shape " + std::to_string(w.shape(0)) + "x" +
+                                std::to_string(w.shape(1)) + " does not pack " + std::to_string(K) + " inputs of " +
+                                std::to_string(bits) + " bits");
+  }
+  const int N = w.shape(0);
+  if (scales.shape() != mx::Shape{N, K / group_size} || biases.shape() != scales.shape() ||
+      scales.dtype() != biases.dtype() || !mx::issubdtype(scales.dtype(), mx::floating)) {
+    throw std::invalid_argument("[zeta_affine_qmm] scales and biases must be float [N, K / group_size]");
+  }
+  auto shape = x.shape();
+  shape.back() = N;
+  auto stream = mx::to_stream(s);
+  return array(std::move(shape), mx::float32, std::make_shared<AffineQmm>(stream, group_size, bits),
+               {x, w, scales, biases});
+}
+
+int cpu_qmm_threads() { return Pool::get().size(); }
+
+}  // namespace zeta_mlx
