@@ -9,8 +9,10 @@
 //! [`GenerateRequest`], read [`Event`]s from the returned [`Generation`], drop it to cancel.
 //!
 //! On the CPU backend, quantized weights are expanded to float32 at load when the model is small
-//! enough ([`DenseMode::Auto`]): MLX's CPU quantized kernels are single-threaded and ~60x slower
-//! than its float32 GEMM through OpenBLAS. GPUs (Metal, CUDA) keep the stored format.
+//! enough ([`DenseMode::Auto`]): the float32 products of batched steps through the BLAS shim beat
+//! reading 4-bit weights there. Larger models keep their stored format, and their 4- and 8-bit
+//! affine products run in the bridge's own CPU kernel (MLX's is scalar and single-threaded).
+//! GPUs (Metal, CUDA) keep the stored format.
 
 pub mod chat_template;
 pub mod config;

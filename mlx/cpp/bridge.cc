@@ -218,19 +218,15 @@ static std::optional<array> maybe(const array& a, bool present) {
 }
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
                           bool has_biases, bool transpose, int32_t group_size, int32_t bits,
-                          rust::Str mode) {
+                          rust::Str mode, bool cpu_kernel) {
   const std::string m(mode);
-  if (has_biases && cpu_qmm_applies(x, group_size, bits, m, transpose)) {
+  if (cpu_kernel && has_biases && cpu_qmm_applies(x, group_size, bits, m, transpose)) {
     return own(cpu_affine_qmm(x, w, scales, biases, group_size, bits));
   }
-  if (has_biases && cpu_qmm_wants_gemm(x, group_size, bits, m, transpose)) {
+  if (cpu_kernel && has_biases && cpu_qmm_wants_gemm(x, group_size, bits, m, transpose)) {
     return own(cpu_dequantized_gemm(x, w, scales, biases, group_size, bits));
   }
   return own(mx::quantized_matmul(x, w, scales, maybe(biases, has_biases), transpose, group_size, bits, m));
-}
-ArrayPtr mlx_quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
-                              bool has_biases, int32_t group_size, int32_t bits, rust::Str mode) {
-  return own(mx::quantized_matmul(x, w, scales, maybe(biases, has_biases), true, group_size, bits, std::string(mode)));
 }
 ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices) {
   return own(mx::gather_mm(a, b, std::nullopt, rhs_indices, sorted_indices));

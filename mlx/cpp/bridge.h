@@ -121,10 +121,8 @@ ArrayPtr cumsum(const array& a, int32_t axis, bool reverse, bool inclusive);
 ArrayPtr matmul(const array& a, const array& b);
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales,
                           const array& biases, bool has_biases, bool transpose, int32_t group_size,
-                          int32_t bits, rust::Str mode);
+                          int32_t bits, rust::Str mode, bool cpu_kernel);
 std::unique_ptr<ArrayList> quantize(const array& w, int32_t group_size, int32_t bits);
-ArrayPtr mlx_quantized_matmul(const array& x, const array& w, const array& scales, const array& biases,
-                              bool has_biases, int32_t group_size, int32_t bits, rust::Str mode);
 ArrayPtr gather_mm(const array& a, const array& b, const array& rhs_indices, bool sorted_indices);
 ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
                     bool has_biases, const array& rhs_indices, int32_t group_size, int32_t bits,

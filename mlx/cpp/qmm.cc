@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -218,7 +219,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
   const int groups = K / gs;
   const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
   alignas(32) float buf[128];
-  alignas(32) float acc[kRowsPerPass * 8];
+  alignas(32) float acc[kRowsPerPass * 16];
   for (int n = n0; n < n1; ++n) {
     const uint8_t* wr = w + n * row_bytes;
     const S* sr = scales + static_cast<size_t>(n) * groups;
@@ -237,19 +238,101 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
       y[n] = hsum(_mm256_add_ps(a0, a1));
       continue;
     }
-    for (int m = 0; m < M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
+    for (int m = 0; m < 2 * M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
     for (int g = 0; g < groups; ++g) {
       const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
       const uint8_t* q = wr + static_cast<size_t>(g) * gs * BITS / 8;
       for (int i = 0; i < gs; i += 8) _mm256_store_ps(buf + i, _mm256_fmadd_ps(codes8<BITS>(q, i), s, b));
       for (int m = 0; m < M; ++m) {
+        // The one-row path's additions in its order (see rows4_avx2).
         const float* xg = x + static_cast<size_t>(m) * K + g * gs;
-        __m256 a = _mm256_load_ps(acc + 8 * m);
-        for (int i = 0; i < gs; i += 8) a = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xg + i), a);
-        _mm256_store_ps(acc + 8 * m, a);
+        __m256 a0 = _mm256_load_ps(acc + 16 * m), a1 = _mm256_load_ps(acc + 16 * m + 8);
+        for (int i = 0; i < gs; i += 16) {
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xg + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(xg + i + 8), a1);
+        }
+        _mm256_store_ps(acc + 16 * m, a0);
+        _mm256_store_ps(acc + 16 * m + 8, a1);
       }
     }
-    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = hsum(_mm256_load_ps(acc + 8 * m));
+    for (int m = 0; m < M; ++m) {
+      y[static_cast<size_t>(m) * N + n] = hsum(_mm256_add_ps(_mm256_load_ps(acc + 16 * m), _mm256_load_ps(acc + 16 * m + 8)));
+    }
+  }
+}
+
+// 4-bit rows with the activations prepared once per call (`prepare4`): each block of 32 of a
+// row's values reordered as ggml's nibbles come out of a byte (the 16 even positions, then the
+// 16 odd ones), and each group's sum. Sixteen bytes of codes then become four vectors of
+// floats with two masks and two shifts, and a group's offset term is its sum times the offset:
+//   y = Σ_g scale_g · Σ_i q_i x_i + bias_g · Σ_i x_i.
+template <typename S>
+__attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const float* xsum, int M, int K,
+                                                        const uint8_t* w, const S* scales, const S* biases, int gs,
+                                                        float* y, int N, int n0, int n1) {
+  const int groups = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) / 2;
+  const __m128i low = _mm_set1_epi8(0x0F);
+  alignas(32) float codes[128];
+  alignas(32) float tot[kRowsPerPass * 8];
+  float offs[kRowsPerPass];
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wr = w + n * row_bytes;
+    const S* sr = scales + static_cast<size_t>(n) * groups;
+    const S* br = biases + static_cast<size_t>(n) * groups;
+    if (M == 1) {
+      __m256 total = _mm256_setzero_ps();
+      float off = 0;
+      for (int g = 0; g < groups; ++g) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+        const float* xg = xp + g * gs;
+        for (int i = 0; i < gs; i += 32) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2));
+          const __m128i even = _mm_and_si128(v, low), odd = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+          a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(even)), _mm256_load_ps(xg + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(even, 8))),
+                               _mm256_load_ps(xg + i + 8), a1);
+          a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(odd)), _mm256_load_ps(xg + i + 16), a0);
+          a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(odd, 8))),
+                               _mm256_load_ps(xg + i + 24), a1);
+        }
+        total = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(wide(sr[g])), total);
+        off += wide(br[g]) * xsum[g];
+      }
+      y[n] = hsum(total) + off;
+      continue;
+    }
+    for (int m = 0; m < M; ++m) {
+      _mm256_store_ps(tot + 8 * m, _mm256_setzero_ps());
+      offs[m] = 0;
+    }
+    for (int g = 0; g < groups; ++g) {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+      for (int i = 0; i < gs; i += 32) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2));
+        const __m128i even = _mm_and_si128(v, low), odd = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+        _mm256_store_ps(codes + i, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(even)));
+        _mm256_store_ps(codes + i + 8, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(even, 8))));
+        _mm256_store_ps(codes + i + 16, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(odd)));
+        _mm256_store_ps(codes + i + 24, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(odd, 8))));
+      }
+      const __m256 sv = _mm256_set1_ps(wide(sr[g]));
+      const float bv = wide(br[g]);
+      for (int m = 0; m < M; ++m) {
+        // The same additions in the same order as the one-row path, so that a row's result does
+        // not depend on how many rows share the step.
+        const float* xg = xp + static_cast<size_t>(m) * K + g * gs;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int i = 0; i < gs; i += 16) {
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(codes + i), _mm256_load_ps(xg + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(codes + i + 8), _mm256_load_ps(xg + i + 8), a1);
+        }
+        _mm256_store_ps(tot + 8 * m, _mm256_fmadd_ps(_mm256_add_ps(a0, a1), sv, _mm256_load_ps(tot + 8 * m)));
+        offs[m] += bv * xsum[static_cast<size_t>(m) * groups + g];
+      }
+    }
+    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = hsum(_mm256_load_ps(tot + 8 * m)) + offs[m];
   }
 }
 
@@ -285,9 +368,51 @@ void rows(const float* x, int M, int K, const uint8_t* w, const S* scales, const
   }
 }
 
+/// The activations as `rows4_avx2` reads them: `xp` [M, K] (32-aligned) with each block of 32
+/// reordered even positions first, `xsum` [M, K / gs] the groups' sums.
+struct Prepared {
+  std::vector<float> storage;
+  float* xp = nullptr;
+  std::vector<float> xsum;
+};
+
+Prepared prepare4(const float* x, int M, int K, int gs) {
+  Prepared p;
+  p.storage.resize(static_cast<size_t>(M) * K + 8);
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.xp = p.storage.data() + ((32 - addr % 32) % 32) / sizeof(float);
+  const int groups = K / gs;
+  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
+  for (int m = 0; m < M; ++m) {
+    const float* xr = x + static_cast<size_t>(m) * K;
+    float* out = p.xp + static_cast<size_t>(m) * K;
+    for (int blk = 0; blk < K; blk += 32) {
+      for (int j = 0; j < 16; ++j) {
+        out[blk + j] = xr[blk + 2 * j];
+        out[blk + 16 + j] = xr[blk + 2 * j + 1];
+      }
+    }
+    for (int g = 0; g < groups; ++g) {
+      float sum = 0;
+      for (int i = 0; i < gs; ++i) sum += xr[g * gs + i];
+      p.xsum[static_cast<size_t>(m) * groups + g] = sum;
+    }
+  }
+  return p;
+}
+
 template <typename S>
-void run_rows(int bits, const float* x, int M, int K, const uint8_t* w, const S* s, const S* b, int gs, float* y,
-              int N, int n0, int n1) {
+void run_rows(int bits, const float* x, const Prepared* prep, int M, int K, const uint8_t* w, const S* s,
+              const S* b, int gs, float* y, int N, int n0, int n1) {
+#ifdef ZETA_X86
+  if (prep != nullptr) {
+    for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
+      rows4_avx2<S>(prep->xp + static_cast<size_t>(m0) * K, prep->xsum.data() + static_cast<size_t>(m0) * (K / gs),
+                    std::min(kRowsPerPass, M - m0), K, w, s, b, gs, y + static_cast<size_t>(m0) * N, N, n0, n1);
+    }
+    return;
+  }
+#endif
   for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
     const int rows_here = std::min(kRowsPerPass, M - m0);
     const float* xm = x + static_cast<size_t>(m0) * K;
@@ -348,6 +473,11 @@ class AffineQmm : public mx::UnaryPrimitive {
       }
       float* y = out.data<float>();
       const uint8_t* wp = w.data<uint8_t>();
+      std::optional<Prepared> prep;
+#ifdef ZETA_X86
+      if (bits == 4 && have_avx2()) prep = prepare4(xp, M, K, gs);
+#endif
+      const Prepared* pp = prep ? &*prep : nullptr;
       // Enough rows per task to pay for the hand-off; at most one task per thread.
       const int64_t work = static_cast<int64_t>(N) * K * std::max(M, 1);
       const int threads = Pool::get().size();
@@ -357,13 +487,13 @@ class AffineQmm : public mx::UnaryPrimitive {
         int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / tasks);
         switch (s.dtype()) {
           case mx::float32:
-            run_rows(bits, xp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+            run_rows(bits, xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
             break;
           case mx::float16:
-            run_rows(bits, xp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
+            run_rows(bits, xp, pp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
             break;
           default:
-            run_rows(bits, xp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
+            run_rows(bits, xp, pp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
             break;
         }
       };

@@ -100,18 +100,9 @@ pub(crate) mod ffi {
             group_size: i32,
             bits: i32,
             mode: &str,
+            cpu_kernel: bool,
         ) -> Result<UniquePtr<array>>;
         fn quantize(w: &array, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayList>>;
-        fn mlx_quantized_matmul(
-            x: &array,
-            w: &array,
-            scales: &array,
-            biases: &array,
-            has_biases: bool,
-            group_size: i32,
-            bits: i32,
-            mode: &str,
-        ) -> Result<UniquePtr<array>>;
         fn cpu_qmm_threads() -> i32;
         fn gather_mm(a: &array, b: &array, rhs_indices: &array, sorted_indices: bool) -> Result<UniquePtr<array>>;
         #[allow(clippy::too_many_arguments)]

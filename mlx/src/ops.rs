@@ -261,7 +261,18 @@ pub fn quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>, transpose: b
     let (b, has) = q.biases(q.scales);
     Array::wrap(
         "quantized_matmul",
-        ffi::quantized_matmul(x.raw(), w.raw(), q.scales.raw(), b.raw(), has, transpose, q.group_size, q.bits, q.mode),
+        ffi::quantized_matmul(
+            x.raw(),
+            w.raw(),
+            q.scales.raw(),
+            b.raw(),
+            has,
+            transpose,
+            q.group_size,
+            q.bits,
+            q.mode,
+            true,
+        ),
     )
 }
 
@@ -271,7 +282,18 @@ pub fn mlx_quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>) -> Resul
     let (b, has) = q.biases(q.scales);
     Array::wrap(
         "quantized_matmul",
-        ffi::mlx_quantized_matmul(x.raw(), w.raw(), q.scales.raw(), b.raw(), has, q.group_size, q.bits, q.mode),
+        ffi::quantized_matmul(
+            x.raw(),
+            w.raw(),
+            q.scales.raw(),
+            b.raw(),
+            has,
+            true,
+            q.group_size,
+            q.bits,
+            q.mode,
+            false,
+        ),
     )
 }
 

@@ -91,6 +91,30 @@ fn the_cpu_kernel_matches_mlx_on_random_shapes() {
     eprintln!("{cases} products, worst error {worst:.3} of the bound, {} threads", ops::cpu_qmm_threads());
 }
 
+/// A row's result is the same bits whether it comes alone or with up to 31 others: the engine's
+/// guarantee that a sequence decodes the same tokens in any batch rests on it.
+#[test]
+fn each_row_is_the_same_alone_or_batched() {
+    let mut rng = Rng(99);
+    for &(bits, gs, k, n, m) in &[(4, 32, 96, 70, 5), (4, 64, 192, 33, 32), (8, 64, 128, 20, 7), (4, 128, 256, 9, 16)] {
+        let w = Array::from_f32(&rng.fill((n * k) as usize), &[n, k]).unwrap();
+        let (q, s, b) = ops::quantize(&w, gs, bits).unwrap();
+        let (s, b) = (ops::astype(&s, Dtype::BF16).unwrap(), ops::astype(&b, Dtype::BF16).unwrap());
+        let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: gs, bits, mode: "affine" };
+        let xs = rng.fill((m * k) as usize);
+        let all = ops::quantized_matmul(&Array::from_f32(&xs, &[m, k]).unwrap(), &q, &spec, true).unwrap();
+        let all = all.to_f32().unwrap();
+        for i in 0..m as usize {
+            let row = &xs[i * k as usize..(i + 1) * k as usize];
+            let alone = ops::quantized_matmul(&Array::from_f32(row, &[1, k]).unwrap(), &q, &spec, true).unwrap();
+            let alone = alone.to_f32().unwrap();
+            let batched = &all[i * n as usize..(i + 1) * n as usize];
+            let same = alone.iter().zip(batched).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{bits}-bit group {gs}: row {i} of {m} differs from the row alone");
+        }
+    }
+}
+
 /// Past 32 rows a float32 GEMM on the dequantized weights answers (the same values); rows of
 /// another type go to MLX's own kernel.
 #[test]

@@ -18,9 +18,9 @@ use crate::model::rope::Rope;
 /// Whether quantized weights are expanded to float32 at load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DenseMode {
-    /// On the CPU backend, when the dense model fits [`LoadOptions::dense_budget_bytes`]: MLX's
-    /// CPU quantized kernels run at ~1.6 GFLOP/s, while its float32 GEMM (through OpenBLAS) runs
-    /// at ~100. On a GPU, never.
+    /// On the CPU backend, when the dense model fits [`LoadOptions::dense_budget_bytes`]: for a
+    /// small model, batched float32 products (the BLAS shim) beat the bridge's quantized kernel.
+    /// Past the budget the kernel runs them from the stored format. On a GPU, never.
     #[default]
     Auto,
     /// Always keep the stored format (what mlx-lm does).
