@@ -51,6 +51,9 @@ struct job {
   float* c;
   blasint lda, ldb, ldc, m, k, n;
   float alpha, beta;
+  /* Or another caller's work (the bridge's quantized kernel): fn(ctx, part, parts). */
+  void (*fn)(void* ctx, int part, int parts);
+  void* ctx;
 };
 
 /* Accumulators are vectors so they stay in registers (one zmm, two ymm or four xmm each). */
@@ -173,6 +176,10 @@ static struct {
 } pool = {PTHREAD_ONCE_INIT, 1, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, {0}};
 
 static void part(const struct job* j, int t) {
+  if (j->fn) {
+    j->fn(j->ctx, t, pool.threads);
+    return;
+  }
   /* Split by weight rows on BLOCK boundaries, so which code computes a column never depends on
    * the number of threads. */
   blasint blocks = (j->n + BLOCK - 1) / BLOCK;
@@ -245,11 +252,13 @@ static void start_pool(void) {
  * simply waits for the pool. */
 static pthread_mutex_t one_job = PTHREAD_MUTEX_INITIALIZER;
 
-static void run(const struct job* j) {
+static void run(const struct job* j, size_t work) {
   pthread_once(&pool.once, start_pool);
   /* Small products are not worth waking anyone. */
-  if (pool.threads == 1 || (size_t)j->n * j->k < 64 * 1024) {
-    if (j->gemm)
+  if (pool.threads == 1 || work < 64 * 1024) {
+    if (j->fn)
+      j->fn(j->ctx, 0, 1);
+    else if (j->gemm)
       scipy_cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, j->m, j->n, j->k, j->alpha, j->a, j->lda, j->b,
                         j->ldb, j->beta, j->c, j->ldc);
     else
@@ -281,12 +290,29 @@ void cblas_sgemm(int order, int transa, int transb, blasint m, blasint n, blasin
   /* c[m, n] = a[m, k] * b[n, k]^T: activations times a weight matrix stored row by row (how
    * MLX multiplies by a transposed weight). */
   if (order == ROW_MAJOR && transa == NO_TRANS && transb == TRANS && m >= 1 && n > 0 && k > 0) {
-    struct job j = {m > FEW_ROWS, a, b, c, lda, ldb, ldc, m, k, n, alpha, beta};
-    run(&j);
+    struct job j = {m > FEW_ROWS, a, b, c, lda, ldb, ldc, m, k, n, alpha, beta, 0, 0};
+    run(&j, (size_t)n * k);
     return;
   }
   pthread_once(&pool.once, start_pool);
   scipy_cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* The pool for the bridge's own CPU kernels, so that one set of threads does all the parallel
+ * work: fn(ctx, part, parts) for every part (the caller takes part 0), or fn(ctx, 0, 1) alone
+ * when `work` (about the multiply-adds) is too small to share. */
+void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work) {
+  struct job j;
+  memset(&j, 0, sizeof j);
+  j.fn = fn;
+  j.ctx = ctx;
+  run(&j, work);
+}
+
+/* The pool's threads, the caller included. */
+int zeta_parallel_threads(void) {
+  pthread_once(&pool.once, start_pool);
+  return pool.threads;
 }
 
 /* Referenced by the bridge so the linker keeps this library as a dependency of every binary. */

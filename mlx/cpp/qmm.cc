@@ -4,24 +4,19 @@
 // the engine used to expand every quantized weight to float32 at load and read 4-8x the bytes per
 // token. This kernel reads the packed weights once per step for all rows: each group of weights
 // is dequantized in registers (`q * scale + bias`, in float32 as MLX computes it) and multiplied
-// into every row of `x`, the output rows split across a small pool of threads.
+// into every row of `x`, the output rows split across the BLAS shim's pool of threads.
 //
 // It is an MLX primitive: its eval_cpu only queues the work on the stream's CPU encoder, as MLX's
 // own primitives do, so it runs in order with the rest of the graph on MLX's worker thread, which
-// then shares the rows with the pool's helpers.
+// then shares the rows with the BLAS shim's thread pool.
 
 #include "qmm.h"
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -40,103 +35,27 @@ using mx::array;
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Thread pool: helpers spin briefly after a job (a step's products come back to back), then
-// sleep. Each job is its own object, so a helper that is late to notice the end of one can never
-// take a task of the next.
-
-constexpr int kSpinMicros = 100;
-
-struct Job {
-  std::function<void(int)> f;
-  int tasks = 0;
-  std::atomic<int> next{0};
-  std::atomic<int> done{0};
-};
-
-class Pool {
- public:
-  static Pool& get() {
-    static Pool* pool = new Pool();  // never destroyed: helpers may outlive static destructors
-    return *pool;
-  }
-
-  int size() const { return static_cast<int>(helpers_.size()) + 1; }
-
-  void run(int tasks, std::function<void(int)> f) {
-    if (tasks <= 1 || helpers_.empty()) {
-      for (int i = 0; i < tasks; ++i) f(i);
-      return;
-    }
-    auto job = std::make_shared<Job>();
-    job->f = std::move(f);
-    job->tasks = tasks;
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      job_ = job;
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    cv_.notify_all();
-    work(*job);
-    while (job->done.load(std::memory_order_acquire) < tasks) {
-      pause();
-    }
-  }
-
- private:
-  Pool() {
-    int n = static_cast<int>(std::thread::hardware_concurrency());
-    if (const char* env = std::getenv("ZETA_CPU_THREADS")) n = std::atoi(env);
-    n = std::max(1, std::min(n, 64));
-    for (int i = 1; i < n; ++i) helpers_.emplace_back([this] { loop(); });
-    for (auto& t : helpers_) t.detach();
-  }
-
-  static void pause() {
-#ifdef ZETA_X86
-    _mm_pause();
-#else
-    std::this_thread::yield();
+// Parallel work goes to the one pool of the BLAS shim (`cblas_shim.c`), which the float32
+// products already use; a second pool would spin beside it on the same cores. Without the shim
+// (no OpenBLAS wheel, e.g. macOS, where the GPU does this work) the kernel runs on MLX's worker
+// thread alone.
+#ifdef ZETA_CBLAS_SHIM
+extern "C" void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work);
+extern "C" int zeta_parallel_threads(void);
 #endif
-  }
 
-  static void work(Job& job) {
-    for (;;) {
-      int i = job.next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= job.tasks) return;
-      job.f(i);
-      job.done.fetch_add(1, std::memory_order_release);
-    }
-  }
+template <typename F>
+void parallel(F& f, size_t work) {
+#ifdef ZETA_CBLAS_SHIM
+  zeta_parallel([](void* ctx, int part, int parts) { (*static_cast<F*>(ctx))(part, parts); }, &f, work);
+#else
+  (void)work;
+  f(0, 1);
+#endif
+}
 
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      // Spin a little before sleeping: the next product of the step is usually some tens of
-      // microseconds away, and a futex wake-up costs about that. Not longer: on a small machine
-      // the spinning core is the one the engine builds the next step on.
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
-      for (int spin = 0; generation_.load(std::memory_order_acquire) == seen; ++spin) {
-        pause();
-        if (spin % 64 == 63 && std::chrono::steady_clock::now() > until) break;
-      }
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-        seen = generation_.load(std::memory_order_acquire);
-        job = job_;
-      }
-      work(*job);
-    }
-  }
-
-  std::vector<std::thread> helpers_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::shared_ptr<Job> job_;
-};
+// Products taken by the kernel since the process started (tests check the routing with it).
+std::atomic<uint64_t> kernel_calls{0};
 
 // ---------------------------------------------------------------------------------------------
 // Kernels: at most this many rows of x at a time (their accumulators stay in L1).
@@ -172,19 +91,9 @@ float dot_scalar(const float* a, const float* b, int n) {
 }
 
 #ifdef ZETA_X86
-// Eight codes of a group as float32 lanes.
-template <int BITS>
+// Eight 8-bit codes as float32 lanes.
 __attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const uint8_t* q, int i) {
-  if constexpr (BITS == 4) {
-    uint32_t word;
-    std::memcpy(&word, q + i / 2, 4);
-    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    __m256i c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), shifts),
-                                 _mm256_set1_epi32(15));
-    return _mm256_cvtepi32_ps(c);
-  } else {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
-  }
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
 }
 
 // A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
@@ -210,14 +119,14 @@ __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// AVX2 rows. One row of x: dequantize and multiply in one pass, two accumulators to cover the
-// FMA latency. Several rows: the group is dequantized once into `buf`, then multiplied into each
+// AVX2 rows of 8-bit weights (4-bit ones go to rows4_avx2). One row of x: dequantize and
+// multiply in one pass, two accumulators to cover the FMA latency. Several rows: the group is dequantized once into `buf`, then multiplied into each
 // row's vector accumulator; the lanes are summed once per output.
-template <int BITS, typename S>
+template <typename S>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, int K, const uint8_t* w, const S* scales,
                                                    const S* biases, int gs, float* y, int N, int n0, int n1) {
   const int groups = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
+  const size_t row_bytes = static_cast<size_t>(K);
   alignas(32) float buf[128];
   alignas(32) float acc[kRowsPerPass * 16];
   for (int n = n0; n < n1; ++n) {
@@ -228,11 +137,11 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       for (int g = 0; g < groups; ++g) {
         const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
-        const uint8_t* q = wr + static_cast<size_t>(g) * gs * BITS / 8;
+        const uint8_t* q = wr + static_cast<size_t>(g) * gs;
         const float* xg = x + g * gs;
         for (int i = 0; i < gs; i += 16) {
-          a0 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8<BITS>(q, i), s, b), _mm256_loadu_ps(xg + i), a0);
-          a1 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8<BITS>(q, i + 8), s, b), _mm256_loadu_ps(xg + i + 8), a1);
+          a0 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8(q, i), s, b), _mm256_loadu_ps(xg + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8(q, i + 8), s, b), _mm256_loadu_ps(xg + i + 8), a1);
         }
       }
       y[n] = hsum(_mm256_add_ps(a0, a1));
@@ -241,8 +150,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
     for (int m = 0; m < 2 * M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
     for (int g = 0; g < groups; ++g) {
       const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
-      const uint8_t* q = wr + static_cast<size_t>(g) * gs * BITS / 8;
-      for (int i = 0; i < gs; i += 8) _mm256_store_ps(buf + i, _mm256_fmadd_ps(codes8<BITS>(q, i), s, b));
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+      for (int i = 0; i < gs; i += 8) _mm256_store_ps(buf + i, _mm256_fmadd_ps(codes8(q, i), s, b));
       for (int m = 0; m < M; ++m) {
         // The one-row path's additions in its order (see rows4_avx2).
         const float* xg = x + static_cast<size_t>(m) * K + g * gs;
@@ -349,7 +258,9 @@ template <int BITS, typename S>
 void rows(const float* x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, float* y, int N,
           int n0, int n1) {
 #ifdef ZETA_X86
-  if (have_avx2()) return rows_avx2<BITS, S>(x, M, K, w, scales, biases, gs, y, N, n0, n1);
+  if constexpr (BITS == 8) {
+    if (have_avx2()) return rows_avx2<S>(x, M, K, w, scales, biases, gs, y, N, n0, n1);
+  }
 #endif
   const int groups = K / gs;
   const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
@@ -453,6 +364,7 @@ class AffineQmm : public mx::UnaryPrimitive {
     const array& scales = inputs[2];
     const array& biases = inputs[3];
     out.set_data(mx::allocator::malloc(out.nbytes()));
+    kernel_calls.fetch_add(1, std::memory_order_relaxed);
     auto& enc = mx::cpu::get_command_encoder(stream());
     for (const auto& a : inputs) enc.set_input_array(a);
     enc.set_output_array(out);
@@ -478,13 +390,9 @@ class AffineQmm : public mx::UnaryPrimitive {
       if (bits == 4 && have_avx2()) prep = prepare4(xp, M, K, gs);
 #endif
       const Prepared* pp = prep ? &*prep : nullptr;
-      // Enough rows per task to pay for the hand-off; at most one task per thread.
-      const int64_t work = static_cast<int64_t>(N) * K * std::max(M, 1);
-      const int threads = Pool::get().size();
-      const int tasks = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / (64 * 1024))));
-      auto part = [&](int t) {
-        int n0 = static_cast<int>(static_cast<int64_t>(N) * t / tasks);
-        int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / tasks);
+      auto part = [&](int t, int parts) {
+        int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
+        int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
         switch (s.dtype()) {
           case mx::float32:
             run_rows(bits, xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
@@ -497,7 +405,7 @@ class AffineQmm : public mx::UnaryPrimitive {
             break;
         }
       };
-      Pool::get().run(tasks, part);
+      parallel(part, static_cast<size_t>(N) * K * std::max(M, 1));
     });
   }
 
@@ -575,6 +483,14 @@ array cpu_affine_qmm(const array& x, const array& w, const array& scales, const 
                {x, w, scales, biases});
 }
 
-int cpu_qmm_threads() { return Pool::get().size(); }
+int cpu_qmm_threads() {
+#ifdef ZETA_CBLAS_SHIM
+  return zeta_parallel_threads();
+#else
+  return 1;
+#endif
+}
+
+uint64_t cpu_qmm_calls() { return kernel_calls.load(std::memory_order_relaxed); }
 
 }  // namespace zeta_mlx

@@ -32,7 +32,11 @@ mlx::core::array cpu_dequantized_gemm(const mlx::core::array& x, const mlx::core
                                       const mlx::core::array& scales, const mlx::core::array& biases,
                                       int group_size, int bits, mlx::core::StreamOrDevice s = {});
 
-/// Threads the kernel uses (the calling MLX worker included).
+/// Threads the kernel uses (the calling MLX worker included): the BLAS shim's pool, or 1
+/// without the shim.
 int cpu_qmm_threads();
+
+/// Products the kernel has taken in this process.
+uint64_t cpu_qmm_calls();
 
 }  // namespace zeta_mlx

@@ -258,49 +258,33 @@ impl Quantization<'_> {
 /// rows; more float32 rows are a float32 GEMM on the weights dequantized for the call; everything
 /// else is MLX's `quantized_matmul`.
 pub fn quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>, transpose: bool) -> Result<Array> {
-    let (b, has) = q.biases(q.scales);
-    Array::wrap(
-        "quantized_matmul",
-        ffi::quantized_matmul(
-            x.raw(),
-            w.raw(),
-            q.scales.raw(),
-            b.raw(),
-            has,
-            transpose,
-            q.group_size,
-            q.bits,
-            q.mode,
-            true,
-        ),
-    )
+    qmm(x, w, q, transpose, true)
 }
 
 /// MLX's own `quantized_matmul` (`x @ w.T`), never the bridge's CPU kernel: the reference its
 /// tests and benchmarks compare against.
 pub fn mlx_quantized_matmul(x: &Array, w: &Array, q: &Quantization<'_>) -> Result<Array> {
+    qmm(x, w, q, true, false)
+}
+
+fn qmm(x: &Array, w: &Array, q: &Quantization<'_>, transpose: bool, cpu_kernel: bool) -> Result<Array> {
     let (b, has) = q.biases(q.scales);
+    let (s, gs, bits) = (q.scales.raw(), q.group_size, q.bits);
     Array::wrap(
         "quantized_matmul",
-        ffi::quantized_matmul(
-            x.raw(),
-            w.raw(),
-            q.scales.raw(),
-            b.raw(),
-            has,
-            true,
-            q.group_size,
-            q.bits,
-            q.mode,
-            false,
-        ),
+        ffi::quantized_matmul(x.raw(), w.raw(), s, b.raw(), has, transpose, gs, bits, q.mode, cpu_kernel),
     )
 }
 
-/// Threads of the bridge's CPU quantized kernel (MLX's worker included): the machine's hardware
-/// threads, or `ZETA_CPU_THREADS`.
+/// Threads of the bridge's CPU quantized kernel (MLX's worker included): those of the BLAS
+/// shim's pool (the machine's hardware threads, or `ZETA_CPU_THREADS`), 1 without the shim.
 pub fn cpu_qmm_threads() -> usize {
     ffi::cpu_qmm_threads().max(1) as usize
+}
+
+/// Products the bridge's CPU quantized kernel has taken in this process.
+pub fn cpu_qmm_calls() -> u64 {
+    ffi::cpu_qmm_calls()
 }
 
 /// Per-row expert products: row `i` of `a` `[n, 1, k]` times matrix `rhs_indices[i]` of `b`

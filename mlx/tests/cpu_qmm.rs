@@ -8,7 +8,15 @@
 //! K ≤ 640 and far below any real error (a wrong code or scale moves an output by a whole
 //! |scale · x| term).
 
+use std::sync::{Mutex, MutexGuard};
+
 use mlx::{Array, Dtype, ops};
+
+/// The kernel's call counter is process-wide: tests that read it take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Rng(u64);
 
@@ -38,9 +46,13 @@ fn check(rng: &mut Rng, m: i32, k: i32, n: i32, gs: i32, bits: i32, scale_dtype:
     } else {
         Array::from_f32(&rng.fill((m * k) as usize), &[m, k]).unwrap()
     };
+    let before = ops::cpu_qmm_calls();
     let ours = ops::quantized_matmul(&x, &q, &spec, true).unwrap();
     assert_eq!(ours.shape(), vec![m, n]);
     let ours = ours.to_f32().unwrap();
+    // Up to 32 rows the kernel took the product (checked by its own count, since a fallback to
+    // MLX would give the same values); past that, the dequantized GEMM did.
+    assert_eq!(ops::cpu_qmm_calls() - before, u64::from(m <= 32), "m={m}: routed to the kernel");
     let mlx = ops::mlx_quantized_matmul(&x, &q, &spec).unwrap().to_f32().unwrap();
     // MLX dequantizes in the scales' type; the kernels compute in float32, so the dense
     // reference takes float32 scales.
@@ -74,6 +86,7 @@ fn check(rng: &mut Rng, m: i32, k: i32, n: i32, gs: i32, bits: i32, scale_dtype:
 
 #[test]
 fn the_cpu_kernel_matches_mlx_on_random_shapes() {
+    let _serial = serial();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut worst = 0.0f32;
     let mut cases = 0;
@@ -95,6 +108,7 @@ fn the_cpu_kernel_matches_mlx_on_random_shapes() {
 /// guarantee that a sequence decodes the same tokens in any batch rests on it.
 #[test]
 fn each_row_is_the_same_alone_or_batched() {
+    let _serial = serial();
     let mut rng = Rng(99);
     for &(bits, gs, k, n, m) in &[(4, 32, 96, 70, 5), (4, 64, 192, 33, 32), (8, 64, 128, 20, 7), (4, 128, 256, 9, 16)] {
         let w = Array::from_f32(&rng.fill((n * k) as usize), &[n, k]).unwrap();
@@ -119,13 +133,17 @@ fn each_row_is_the_same_alone_or_batched() {
 /// another type go to MLX's own kernel.
 #[test]
 fn larger_batches_and_other_types_fall_back_to_mlx() {
+    let _serial = serial();
     let mut rng = Rng(7);
     assert!(check(&mut rng, 33, 64, 40, 32, 4, Dtype::F16, false) <= 1.0);
     let w = Array::from_f32(&rng.fill(64 * 64), &[64, 64]).unwrap();
     let (q, s, b) = ops::quantize(&w, 64, 4).unwrap();
     let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: 64, bits: 4, mode: "affine" };
     let x = ops::astype(&Array::from_f32(&rng.fill(64), &[1, 64]).unwrap(), Dtype::F16).unwrap();
+    let before = ops::cpu_qmm_calls();
     let y = ops::quantized_matmul(&x, &q, &spec, true).unwrap();
+    y.eval().unwrap();
+    assert_eq!(ops::cpu_qmm_calls(), before, "float16 rows are not the kernel's");
     let reference = ops::mlx_quantized_matmul(&x, &q, &spec).unwrap();
     assert_eq!(y.dtype(), reference.dtype());
     assert_eq!(y.to_f32().unwrap(), reference.to_f32().unwrap(), "float16 rows are MLX's own product");
