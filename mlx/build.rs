@@ -32,6 +32,9 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/bridge.cc");
     println!("cargo:rerun-if-changed=cpp/qmm.h");
     println!("cargo:rerun-if-changed=cpp/qmm.cc");
+    println!("cargo:rerun-if-changed=cpp/fused.h");
+    println!("cargo:rerun-if-changed=cpp/fused.cc");
+    println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
     println!("cargo:rerun-if-changed=cpp/cblas_shim.c");
     println!("cargo:rerun-if-changed=src/ffi.rs");
 
@@ -49,6 +52,7 @@ fn main() {
     build
         .file("cpp/bridge.cc")
         .file("cpp/qmm.cc")
+        .file("cpp/fused.cc")
         .include(&include)
         .include("cpp")
         .std("c++20")

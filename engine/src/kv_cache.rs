@@ -341,6 +341,27 @@ impl KvPool {
         Ok(())
     }
 
+    /// The key and value buffers of `layer` `[slots, kv_heads, head_dim]` (the local pool's
+    /// for a sliding-window layer of a split pool).
+    pub fn buffers(&self, layer: usize) -> (&Array, &Array) {
+        let (local, l) = self.place(layer);
+        if local && let Some(p) = self.local.as_ref() {
+            return p.buffers(l);
+        }
+        (&self.keys[l], &self.values[l])
+    }
+
+    /// Replaces `layer`'s buffers with ones computed from them (the fused attention's outputs,
+    /// which wrote the step's rows).
+    pub fn set_buffers(&mut self, layer: usize, keys: Array, values: Array) {
+        let (local, l) = self.place(layer);
+        if local && let Some(p) = self.local.as_mut() {
+            return p.set_buffers(l, keys, values);
+        }
+        self.keys[l] = keys;
+        self.values[l] = values;
+    }
+
     /// Keys and values of `slots` `[b * s]` of `layer`, as `[b, kv_heads, s, head_dim]`.
     /// For a sliding-window layer of a split pool, `slots` are the local pool's.
     pub fn gather(&self, layer: usize, slots: &Array, b: i32, s: i32) -> Result<(Array, Array)> {

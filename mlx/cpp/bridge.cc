@@ -248,6 +248,36 @@ ArrayPtr dequantize(const array& w, const array& scales, const array& biases, bo
                             std::nullopt, to_dtype(dt)));
 }
 
+ArrayPtr cpu_rms_norm(const array& x, const array& w, float eps) { return own(fused_rms_norm(x, w, eps)); }
+std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, const array& w, float eps) {
+  auto out = std::make_unique<ArrayList>();
+  out->items = fused_add_rms_norm(x, y, w, eps);
+  return out;
+}
+ArrayPtr cpu_gated_act(const array& gu, int32_t act) { return own(fused_gated_act(gu, act)); }
+
+// `inputs`: qkv, keys, values, positions, write, gather, lens, inverse wavelengths, then the q
+// norm, k norm and sinks that `ints` says are present. `ints`: heads, kv heads, head dim, rope
+// dims, traditional, window, has q norm, has k norm, has sinks. `floats`: position scale, mscale,
+// score scale, q eps, k eps.
+std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                                rust::Slice<const float> floats) {
+  if (ints.size() != 9 || floats.size() != 5) throw std::invalid_argument("[zeta_decode_attention] bad parameters");
+  const size_t extra = static_cast<size_t>(ints[6] != 0) + (ints[7] != 0) + (ints[8] != 0);
+  const auto& in = inputs.items;
+  if (in.size() != 8 + extra) throw std::invalid_argument("[zeta_decode_attention] wrong number of inputs");
+  DecodeAttentionSpec sp{ints[0], ints[1],   ints[2],   ints[3],   ints[4] != 0, floats[0],
+                         floats[1], floats[2], ints[5], floats[3], floats[4]};
+  size_t next = 8;
+  const array* qn = ints[6] ? &in[next++] : nullptr;
+  const array* kn = ints[7] ? &in[next++] : nullptr;
+  const array* sinks = ints[8] ? &in[next++] : nullptr;
+  auto out = std::make_unique<ArrayList>();
+  out->items = fused_decode_attention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], qn, kn, sinks, sp);
+  return out;
+}
+uint64_t cpu_attention_buffer_copies() { return fused_attention_buffer_copies(); }
+
 ArrayPtr rms_norm(const array& x, const array& w, float eps) { return own(mx::fast::rms_norm(x, w, eps)); }
 ArrayPtr layer_norm(const array& x, const array& w, const array& b, float eps) {
   return own(mx::fast::layer_norm(x, w, b, eps));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mlx/mlx.h"
+#include "fused.h"
 #include "qmm.h"
 #include "rust/cxx.h"
 
@@ -147,6 +148,14 @@ ArrayPtr sdpa_sinks(const array& q, const array& k, const array& v, float scale,
                     rust::Str mask_mode, const array& mask, bool use_mask, const array& sinks);
 ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale,
                      const array& mask);
+
+// The fused CPU layers (fused.h)
+ArrayPtr cpu_rms_norm(const array& x, const array& w, float eps);
+std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, const array& w, float eps);
+ArrayPtr cpu_gated_act(const array& gu, int32_t act);
+std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                                rust::Slice<const float> floats);
+uint64_t cpu_attention_buffer_copies();
 
 // Random
 ArrayPtr random_key(uint64_t seed);

@@ -12,6 +12,8 @@
 
 #include "qmm.h"
 
+#include "cpu_parallel.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -34,25 +36,6 @@ namespace mx = mlx::core;
 using mx::array;
 
 namespace {
-
-// Parallel work goes to the one pool of the BLAS shim (`cblas_shim.c`), which the float32
-// products already use; a second pool would spin beside it on the same cores. Without the shim
-// (no OpenBLAS wheel, e.g. macOS, where the GPU does this work) the kernel runs on MLX's worker
-// thread alone.
-#ifdef ZETA_CBLAS_SHIM
-extern "C" void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work);
-extern "C" int zeta_parallel_threads(void);
-#endif
-
-template <typename F>
-void parallel(F& f, size_t work) {
-#ifdef ZETA_CBLAS_SHIM
-  zeta_parallel([](void* ctx, int part, int parts) { (*static_cast<F*>(ctx))(part, parts); }, &f, work);
-#else
-  (void)work;
-  f(0, 1);
-#endif
-}
 
 // Products taken by the kernel since the process started (tests check the routing with it).
 std::atomic<uint64_t> kernel_calls{0};
@@ -332,24 +315,6 @@ void run_rows(int bits, const float* x, const Prepared* prep, int M, int K, cons
       rows<4, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
     } else {
       rows<8, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
-    }
-  }
-}
-
-/// Copies an array of float32 of any strides into `dst`, in row-major order.
-void gather_rows(const array& a, float* dst) {
-  const float* src = a.data<float>();
-  const auto& shape = a.shape();
-  const auto& strides = a.strides();
-  const int nd = static_cast<int>(shape.size());
-  std::vector<int> idx(nd, 0);
-  for (size_t i = 0; i < a.size(); ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
-    dst[i] = src[off];
-    for (int d = nd - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
     }
   }
 }

@@ -12,6 +12,7 @@
 mod array;
 mod device;
 mod ffi;
+pub mod fused;
 mod gguf;
 mod io;
 pub mod ops;

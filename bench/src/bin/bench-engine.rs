@@ -54,6 +54,10 @@ struct Args {
     /// quantized kernel), `always` expanded to float32.
     #[arg(long, default_value = "auto")]
     dense: String,
+    /// On the CPU, MLX's own expansions of norms, activations and attention instead of the
+    /// engine's fused primitives (to measure what they bring).
+    #[arg(long)]
+    unfused: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             "always" => zeta_engine::DenseMode::Always,
             other => anyhow::bail!("--dense {other}: expected auto, never or always"),
         };
+        opts.load.fused = !args.unfused;
         let engine = Engine::load(ModelSource::detect(&model)?, opts, |_, _| {})?;
         eprintln!(
             "zeta-mlx: MLX {} on {}, BLAS {}, {} ({}, weights {}, {:.0} MB, loaded in {:.1} s)",

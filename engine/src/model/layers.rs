@@ -181,11 +181,26 @@ pub struct RmsNorm {
     pub weight: Array,
     /// Epsilon.
     pub eps: f32,
+    /// Run as the CPU's fused primitive (float32 on the CPU), not MLX's `fast::rms_norm`.
+    pub fused: bool,
 }
 
 impl RmsNorm {
     /// Normalizes over the last axis.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if self.fused {
+            return Ok(mlx::fused::rms_norm(x, &self.weight, self.eps)?);
+        }
         Ok(ops::rms_norm(x, &self.weight, self.eps)?)
+    }
+
+    /// `(x + y, norm(x + y))`: the residual add and the norm after it, one node when fused.
+    pub fn add_forward(&self, x: &Array, y: &Array) -> Result<(Array, Array)> {
+        if self.fused {
+            return Ok(mlx::fused::add_rms_norm(x, y, &self.weight, self.eps)?);
+        }
+        let sum = ops::add(x, y)?;
+        let normed = self.forward(&sum)?;
+        Ok((sum, normed))
     }
 }

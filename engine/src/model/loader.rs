@@ -37,11 +37,15 @@ pub struct LoadOptions {
     pub dense: DenseMode,
     /// Largest float32 model [`DenseMode::Auto`] expands.
     pub dense_budget_bytes: usize,
+    /// On the CPU, run norms, the gated activation and the decode rows' attention as the bridge's
+    /// fused primitives (`mlx::fused`) rather than MLX's expansions into small operations (off
+    /// only to measure the difference).
+    pub fused: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dense: DenseMode::Auto, dense_budget_bytes: 1 << 30 }
+        LoadOptions { dense: DenseMode::Auto, dense_budget_bytes: 1 << 30, fused: true }
     }
 }
 
@@ -185,6 +189,8 @@ struct Builder<'a> {
     gguf: bool,
     dtype: Dtype,
     dense: bool,
+    /// Norms as the CPU's fused primitive.
+    fused: bool,
 }
 
 impl Builder<'_> {
@@ -337,7 +343,7 @@ impl Builder<'_> {
             // converter adds the 1 before writing GGUF.
             weight = ops::add(&weight, &Array::full(&[1], 1.0, weight.dtype())?)?;
         }
-        Ok(RmsNorm { weight: cast(weight, self.dtype)?, eps: self.cfg.rms_norm_eps })
+        Ok(RmsNorm { weight: cast(weight, self.dtype)?, eps: self.cfg.rms_norm_eps, fused: self.fused })
     }
 }
 
@@ -430,7 +436,8 @@ pub(crate) fn build(
             *module = expert_name(module);
         }
     }
-    let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense };
+    let fused = !gpu && opts.fused;
+    let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense, fused };
     let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
     let mut pending = ArrayList::of(embed.0.arrays());
     pending.eval()?;
@@ -545,7 +552,7 @@ pub(crate) fn build(
         Some(g) => (Some(round_to_bf16((cfg.hidden_size as f32).sqrt())), g.query_pre_attn_scalar.powf(-0.5)),
         None => (None, (cfg.head_dim as f32).powf(-0.5)),
     };
-    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope, rope_local, embed_scale, attn_scale };
+    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope, rope_local, embed_scale, attn_scale, fused };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)
 }

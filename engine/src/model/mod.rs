@@ -92,11 +92,19 @@ pub enum Mlp {
 }
 
 impl Mlp {
-    /// `x` `[n, hidden]` → `[n, hidden]`.
-    pub fn forward(&self, x: &Array) -> Result<Array> {
+    /// `x` `[n, hidden]` → `[n, hidden]`; `fused` runs the gated activation as the CPU's fused
+    /// primitive.
+    pub fn forward(&self, x: &Array, fused: bool) -> Result<Array> {
         match self {
             Mlp::Dense { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
+                if fused {
+                    let gate = match act {
+                        Activation::Silu => mlx::fused::Gate::Silu,
+                        Activation::GeluTanh => mlx::fused::Gate::GeluTanh,
+                    };
+                    return down.forward(&mlx::fused::gated_act(&gu, gate)?);
+                }
                 let inter = gate_up.out_features() / 2;
                 let gate = ops::slice_axis(&gu, 1, 0, inter)?;
                 let up = ops::slice_axis(&gu, 1, inter, 2 * inter)?;
@@ -137,6 +145,9 @@ pub struct Model {
     pub embed_scale: Option<f32>,
     /// Attention score scale.
     pub attn_scale: f32,
+    /// Norms, gated activations and the decode rows' attention run as the CPU's fused
+    /// primitives (`mlx::fused`): float32 on the CPU.
+    pub fused: bool,
 }
 
 impl Model {
@@ -188,27 +199,40 @@ impl Model {
             (Some(w), None) => Some(step::window_masks(step.decode.as_ref(), step.prefill.as_ref(), w.size)?),
             (None, _) => None,
         };
+        // Each residual add is left to the next norm, which does both in one node when fused.
+        let mut pending: Option<Array> = None;
         for (l, layer) in self.layers.iter().enumerate() {
             let (rope, table) = match (&local, layer.sliding) {
                 (Some((r, t)), true) => (*r, t.as_ref()),
                 _ => (global.0, global.1.as_ref()),
             };
             let masks = windows.as_ref().filter(|_| layer.sliding);
-            let h = layer.input_norm.forward(&x)?;
+            let h = match pending.take() {
+                Some(m) => {
+                    let (sum, h) = layer.input_norm.add_forward(&x, &m)?;
+                    x = sum;
+                    h
+                }
+                None => layer.input_norm.forward(&x)?,
+            };
             let mut attn = layer.o.forward(&self.attention(l, layer, &h, pool, step, rope, table, masks)?)?;
             if let Some(n) = &layer.attn_out_norm {
                 attn = n.forward(&attn)?;
             }
-            x = ops::add(&x, &attn)?;
-            let h = layer.post_norm.forward(&x)?;
-            let mut m = layer.mlp.forward(&h)?;
+            let (sum, h) = layer.post_norm.add_forward(&x, &attn)?;
+            x = sum;
+            let mut m = layer.mlp.forward(&h, self.fused)?;
             if let Some(n) = &layer.mlp_out_norm {
                 m = n.forward(&m)?;
             }
-            x = ops::add(&x, &m)?;
+            pending = Some(m);
         }
         let Some(rows) = &step.logits_rows else { return Ok(None) };
-        Ok(Some(self.norm.forward(&ops::take(&x, rows, 0)?)?))
+        let x = ops::take(&x, rows, 0)?;
+        Ok(Some(match pending {
+            Some(m) => self.norm.add_forward(&x, &ops::take(&m, rows, 0)?)?.1,
+            None => self.norm.forward(&x)?,
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -226,16 +250,61 @@ impl Model {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
+        let (write, decode, prefill) = match (&step.local, layer.sliding) {
+            (Some(local), true) => (&local.write, local.decode.as_ref(), local.prefill.as_ref()),
+            _ => (&step.write, step.decode.as_ref(), step.prefill.as_ref()),
+        };
+        let mut outs = Vec::with_capacity(2);
+        // The decode rows as one fused node on the CPU; the chunks (if any) as below.
+        let fused = decode.filter(|_| self.fused).zip(rope.cpu_params());
+        if let Some((d, (inv_freqs, rope_dims, traditional, pos_scale, mscale))) = fused {
+            let window = match (&self.cfg.sliding_window, layer.sliding) {
+                (Some(w), true) => w.size as i32,
+                _ => 0,
+            };
+            let (keys, values) = pool.buffers(l);
+            let (o, keys, values) = mlx::fused::decode_attention(&mlx::fused::DecodeAttention {
+                qkv: &qkv,
+                keys,
+                values,
+                positions: &step.positions,
+                write,
+                gather: &d.gather,
+                lens: &d.lens,
+                inv_freqs,
+                q_norm: layer.q_norm.as_ref().map(|n| (&n.weight, n.eps)),
+                k_norm: layer.k_norm.as_ref().map(|n| (&n.weight, n.eps)),
+                sinks: layer.sinks.as_ref(),
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
+                rope_dims,
+                traditional,
+                pos_scale,
+                mscale,
+                scale: self.attn_scale,
+                window,
+            })?;
+            pool.set_buffers(l, keys, values);
+            if prefill.is_none() {
+                return Ok(o);
+            }
+            outs.push(o);
+        }
         let rotate = Some((rope, table));
         let q = self.heads(&ops::slice_axis(&qkv, 1, 0, nh * hd)?, nh, layer.q_norm.as_ref(), step, rotate)?;
         let k =
             self.heads(&ops::slice_axis(&qkv, 1, nh * hd, (nh + nkv) * hd)?, nkv, layer.k_norm.as_ref(), step, rotate)?;
         let v = self.heads(&ops::slice_axis(&qkv, 1, (nh + nkv) * hd, (nh + 2 * nkv) * hd)?, nkv, None, step, None)?;
-        let (write, decode, prefill) = match (&step.local, layer.sliding) {
-            (Some(local), true) => (&local.write, local.decode.as_ref(), local.prefill.as_ref()),
-            _ => (&step.write, step.decode.as_ref(), step.prefill.as_ref()),
-        };
-        pool.write(l, write, &k, &v)?;
+        match fused {
+            // The decode rows' keys are written: write the chunks' only.
+            Some((d, _)) => {
+                let (b, r) = (d.rows, step.rows as i32);
+                let chunk = |a: &Array| ops::slice_axis(a, 0, b, r);
+                pool.write(l, &chunk(write)?, &chunk(&k)?, &chunk(&v)?)?;
+            }
+            None => pool.write(l, write, &k, &v)?,
+        }
         let scale = self.attn_scale;
         // Every attention call of the layer, with its sinks when it has them.
         let sdpa = |q: &Array, k: &Array, v: &Array, mode: &str, mask: Option<&Array>| -> Result<Array> {
@@ -245,9 +314,8 @@ impl Model {
                 (None, None) => ops::scaled_dot_product_attention(q, k, v, scale, mode)?,
             })
         };
-        let mut outs = Vec::with_capacity(2);
-        let mut b = 0;
-        if let Some(d) = decode {
+        let mut b = fused.map_or(0, |(d, _)| d.rows);
+        if let Some(d) = decode.filter(|_| fused.is_none()) {
             b = d.rows;
             let q = ops::slice_axis(&q, 0, 0, b)?;
             let (keys, values) = pool.gather(l, &d.gather, b, d.width)?;

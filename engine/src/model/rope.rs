@@ -70,6 +70,12 @@ impl Rope {
         Ok(Rope { dims, traditional, base, scale, freqs, inv_freqs, mscale, prescale })
     }
 
+    /// What the CPU's fused attention needs to rotate, when the table path is in use (the CPU):
+    /// the inverse wavelengths, rotated features, layout, position scale and feature scale.
+    pub fn cpu_params(&self) -> Option<(&Array, i32, bool, f32, f32)> {
+        self.inv_freqs.as_ref().map(|inv| (inv, self.dims, self.traditional, self.scale, self.mscale))
+    }
+
     /// The explicit wavelengths, if any (for memory accounting).
     pub fn freqs(&self) -> Option<&Array> {
         self.freqs.as_ref()

@@ -1,0 +1,61 @@
+// What the bridge's CPU primitives (qmm.cc, fused.cc) share: the one thread pool, and reading an
+// MLX array of any strides as plain rows.
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "mlx/mlx.h"
+
+namespace zeta_mlx {
+
+// Parallel work goes to the one pool of the BLAS shim (`cblas_shim.c`), which the float32
+// products already use; a second pool would spin beside it on the same cores. Without the shim
+// (no OpenBLAS wheel, e.g. macOS, where the GPU does this work) the work runs on MLX's worker
+// thread alone.
+#ifdef ZETA_CBLAS_SHIM
+extern "C" void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work);
+extern "C" int zeta_parallel_threads(void);
+#endif
+
+/// Runs `f(part, parts)` on the pool; `work` (roughly, multiply-adds) below the shim's threshold
+/// stays on the calling thread.
+template <typename F>
+void parallel(F& f, size_t work) {
+#ifdef ZETA_CBLAS_SHIM
+  zeta_parallel([](void* ctx, int part, int parts) { (*static_cast<F*>(ctx))(part, parts); }, &f, work);
+#else
+  (void)work;
+  f(0, 1);
+#endif
+}
+
+/// Copies an array of float32 of any strides into `dst`, in row-major order.
+inline void gather_rows(const mlx::core::array& a, float* dst) {
+  const float* src = a.data<float>();
+  const auto& shape = a.shape();
+  const auto& strides = a.strides();
+  const int nd = static_cast<int>(shape.size());
+  std::vector<int> idx(nd, 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
+    dst[i] = src[off];
+    for (int d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+/// The float32 rows of `a`: its own buffer when row-contiguous, else a copy in `tmp`.
+inline const float* float_rows(const mlx::core::array& a, std::vector<float>& tmp) {
+  if (a.flags().row_contiguous) return a.data<float>();
+  tmp.resize(a.size());
+  gather_rows(a, tmp.data());
+  return tmp.data();
+}
+
+}  // namespace zeta_mlx

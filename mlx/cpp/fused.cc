@@ -1,0 +1,426 @@
+// Fused CPU layers (see fused.h).
+//
+// Why: MLX's CPU build has no kernels for `fast::rms_norm`, `fast::rope` or attention; it expands
+// each into a chain of small operations, and every graph node costs its dispatch, an allocation
+// and a pass over memory. A SmolLM2 decode step was ~2,950 nodes, and that overhead, not the
+// arithmetic, set its speed. Each primitive here does one such chain in one pass over its rows.
+//
+// The arithmetic follows MLX's expansions in float32 (normalize, then scale by the weight; rotate
+// with cosines and sines of `position * scale * inverse wavelength`; softmax with the maximum
+// subtracted), so results agree with them to rounding. Every row is computed alone, whatever else
+// the batch holds, so batched output equals single-sequence output bit for bit.
+
+#include "fused.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "cpu_parallel.h"
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+
+namespace zeta_mlx {
+
+namespace mx = mlx::core;
+using mx::array;
+
+namespace {
+
+std::atomic<uint64_t> buffer_copies{0};
+
+std::vector<array> weak(const std::vector<array>& v) {
+  std::vector<array> out;
+  out.reserve(v.size());
+  for (const auto& a : v) out.push_back(array::unsafe_weak_copy(a));
+  return out;
+}
+
+// Registers a primitive's arrays with the CPU encoder, so they live until its task has run.
+mx::cpu::CommandEncoder& encoder(mx::Stream s, const std::vector<array>& inputs, std::vector<array>& outputs) {
+  auto& enc = mx::cpu::get_command_encoder(s);
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+  return enc;
+}
+
+// Eight independent sums, so the compiler vectorizes the loop without reassociating floats.
+inline float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// `v * rsqrt(mean(v²) + eps) * w`, in MLX's order.
+inline void rms_row(const float* v, const float* w, float eps, int n, float* out) {
+  const float r = 1.0f / std::sqrt(dot(v, v, n) / static_cast<float>(n) + eps);
+  for (int d = 0; d < n; ++d) out[d] = (v[d] * r) * w[d];
+}
+
+// Integer arrays (ids, slots, lengths) of any strides as int64 values.
+std::vector<int64_t> ints(const array& a) {
+  std::vector<int64_t> out(a.size());
+  const auto& shape = a.shape();
+  const auto& strides = a.strides();
+  const int nd = static_cast<int>(shape.size());
+  std::vector<int> idx(nd, 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
+    out[i] = a.dtype() == mx::uint32 ? static_cast<int64_t>(a.data<uint32_t>()[off]) : a.data<int32_t>()[off];
+    for (int d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// The row range of part `t` of `parts` over `n` rows.
+inline std::pair<size_t, size_t> share_of(size_t n, int t, int parts) {
+  return {n * t / parts, n * (t + 1) / parts};
+}
+
+class RmsNormCpu : public mx::Primitive {
+ public:
+  RmsNormCpu(mx::Stream s, float eps, bool residual) : Primitive(s), eps_(eps), residual_(residual) {}
+
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override {
+    for (auto& o : outputs) o.set_data(mx::allocator::malloc(o.nbytes()));
+    auto& enc = encoder(stream(), inputs, outputs);
+    enc.dispatch([in = weak(inputs), out = weak(outputs), eps = eps_, residual = residual_]() mutable {
+      const int D = in[0].shape(-1);
+      const size_t n = in[0].size() / std::max(D, 1);
+      std::vector<float> tx, ty, tw;
+      const float* x = float_rows(in[0], tx);
+      const float* y = residual ? float_rows(in[1], ty) : nullptr;
+      const float* w = float_rows(in[residual ? 2 : 1], tw);
+      float* sum = residual ? out[0].data<float>() : nullptr;
+      float* normed = out[residual ? 1 : 0].data<float>();
+      auto part = [&](int t, int parts) {
+        auto [r0, r1] = share_of(n, t, parts);
+        for (size_t r = r0; r < r1; ++r) {
+          const float* v = x + r * D;
+          if (residual) {
+            float* s = sum + r * D;
+            const float* u = y + r * D;
+            for (int d = 0; d < D; ++d) s[d] = v[d] + u[d];
+            v = s;
+          }
+          rms_row(v, w, eps, D, normed + r * D);
+        }
+      };
+      parallel(part, n * D * 4);
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, std::vector<array>&) override {
+    throw std::runtime_error("[zeta_rms_norm] runs on the CPU only");
+  }
+  const char* name() const override { return "ZetaRmsNorm"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const RmsNormCpu*>(&other);
+    return o && o->eps_ == eps_ && o->residual_ == residual_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
+    if (residual_) return {inputs[0].shape(), inputs[0].shape()};
+    return {inputs[0].shape()};
+  }
+
+ private:
+  float eps_;
+  bool residual_;
+};
+
+class GatedActCpu : public mx::UnaryPrimitive {
+ public:
+  GatedActCpu(mx::Stream s, int act) : UnaryPrimitive(s), act_(act) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
+    enc.dispatch([gu = array::unsafe_weak_copy(inputs[0]), out = array::unsafe_weak_copy(out), act = act_]() mutable {
+      const int I = out.shape(-1);
+      const size_t n = out.size() / std::max(I, 1);
+      std::vector<float> tmp;
+      const float* x = float_rows(gu, tmp);
+      float* y = out.data<float>();
+      const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
+      auto part = [&](int t, int parts) {
+        auto [r0, r1] = share_of(n, t, parts);
+        for (size_t r = r0; r < r1; ++r) {
+          const float* g = x + r * 2 * I;
+          const float* u = g + I;
+          float* o = y + r * I;
+          if (act == 0) {
+            for (int i = 0; i < I; ++i) o[i] = (g[i] * (1.0f / (1.0f + std::exp(-g[i])))) * u[i];
+          } else {
+            for (int i = 0; i < I; ++i) {
+              const float v = g[i];
+              const float t = std::tanh(c * (v + 0.044715f * ((v * v) * v)));
+              o[i] = ((0.5f * v) * (1.0f + t)) * u[i];
+            }
+          }
+        }
+      };
+      parallel(part, n * I * 16);
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, array&) override {
+    throw std::runtime_error("[zeta_gated_act] runs on the CPU only");
+  }
+  const char* name() const override { return "ZetaGatedAct"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const GatedActCpu*>(&other);
+    return o && o->act_ == act_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() /= 2;
+    return {shape};
+  }
+
+ private:
+  int act_;
+};
+
+// Takes `src`'s buffer for `dst` when nothing else holds it (the KV buffers of the last step,
+// which the pool has just replaced); else allocates, and the task copies.
+bool donate(const array& src, array& dst) {
+  if (src.is_donatable() && src.flags().row_contiguous) {
+    dst.copy_shared_buffer(src);
+    return true;
+  }
+  dst.set_data(mx::allocator::malloc(dst.nbytes()));
+  buffer_copies.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void copy_into(const array& src, float* dst) {
+  if (src.flags().row_contiguous)
+    std::memcpy(dst, src.data<float>(), src.nbytes());
+  else
+    gather_rows(src, dst);
+}
+
+class DecodeAttentionCpu : public mx::Primitive {
+ public:
+  DecodeAttentionCpu(mx::Stream s, DecodeAttentionSpec spec, bool q_norm, bool k_norm, bool sinks)
+      : Primitive(s), sp_(spec), qn_(q_norm), kn_(k_norm), sinks_(sinks) {}
+
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override {
+    outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
+    const bool copy_k = !donate(inputs[1], outputs[1]);
+    const bool copy_v = !donate(inputs[2], outputs[2]);
+    auto& enc = encoder(stream(), inputs, outputs);
+    enc.dispatch([in = weak(inputs), out = weak(outputs), sp = sp_, qn = qn_, kn = kn_, has_sinks = sinks_, copy_k,
+                  copy_v]() mutable {
+      float* K = out[1].data<float>();
+      float* V = out[2].data<float>();
+      if (copy_k) copy_into(in[1], K);
+      if (copy_v) copy_into(in[2], V);
+      const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim, half = sp.rope_dims / 2;
+      const int rep = nh / nkv;
+      const int64_t slot_stride = static_cast<int64_t>(nkv) * hd;
+      std::vector<float> tx, tinv, tqn, tkn, tsinks;
+      const float* x = float_rows(in[0], tx);
+      const int C = in[0].shape(-1);
+      const auto pos = ints(in[3]);
+      const auto wr = ints(in[4]);
+      const auto gat = ints(in[5]);
+      const auto lens = ints(in[6]);
+      const float* inv = float_rows(in[7], tinv);
+      size_t next = 8;
+      const float* qnw = qn ? float_rows(in[next++], tqn) : nullptr;
+      const float* knw = kn ? float_rows(in[next++], tkn) : nullptr;
+      const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
+      const int B = static_cast<int>(lens.size());
+      const int W = B > 0 ? static_cast<int>(gat.size() / B) : 0;
+
+      // 1. Every row's q (kept) and k, v (written to the row's slot), normed and rotated.
+      std::vector<float> Q(static_cast<size_t>(B) * nh * hd), cs(half), sn(half), tmp(hd);
+      auto rotate = [&](float* v) {
+        if (sp.traditional) {
+          for (int i = 0; i < half; ++i) {
+            const float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cs[i] - b * sn[i];
+            v[2 * i + 1] = a * sn[i] + b * cs[i];
+          }
+        } else {
+          for (int i = 0; i < half; ++i) {
+            const float a = v[i], b = v[i + half];
+            v[i] = a * cs[i] - b * sn[i];
+            v[i + half] = a * sn[i] + b * cs[i];
+          }
+        }
+      };
+      auto head = [&](const float* src, const float* norm, float eps, float* dst) {
+        if (norm) {
+          rms_row(src, norm, eps, hd, dst);
+        } else {
+          std::memcpy(dst, src, sizeof(float) * hd);
+        }
+        rotate(dst);
+      };
+      for (int b = 0; b < B; ++b) {
+        const float p = static_cast<float>(pos[b]) * sp.pos_scale;
+        for (int i = 0; i < half; ++i) {
+          const float th = p * inv[i];
+          cs[i] = std::cos(th) * sp.mscale;
+          sn[i] = std::sin(th) * sp.mscale;
+        }
+        const float* row = x + static_cast<int64_t>(b) * C;
+        for (int h = 0; h < nh; ++h) head(row + h * hd, qnw, sp.q_eps, &Q[(static_cast<size_t>(b) * nh + h) * hd]);
+        float* kslot = K + wr[b] * slot_stride;
+        float* vslot = V + wr[b] * slot_stride;
+        for (int g = 0; g < nkv; ++g) {
+          head(row + (nh + g) * hd, knw, sp.k_eps, kslot + g * hd);
+          std::memcpy(vslot + g * hd, row + (nh + nkv + g) * hd, sizeof(float) * hd);
+        }
+      }
+
+      // 2. Every (row, head) attends to its row's slots.
+      float* o = out[0].data<float>();
+      auto part = [&](int t, int parts) {
+        auto [i0, i1] = share_of(static_cast<size_t>(B) * nh, t, parts);
+        std::vector<float> sc;
+        for (size_t i = i0; i < i1; ++i) {
+          const int b = static_cast<int>(i / nh), h = static_cast<int>(i % nh), g = h / rep;
+          const int len = static_cast<int>(lens[b]);
+          const int j0 = sp.window > 0 ? std::max(0, len - sp.window) : 0;
+          const float* q = &Q[i * hd];
+          const int64_t* slots = &gat[static_cast<size_t>(b) * W];
+          sc.resize(std::max(len - j0, 0));
+          float m = -std::numeric_limits<float>::infinity();
+          for (int j = j0; j < len; ++j) {
+            const float s = dot(q, K + slots[j] * slot_stride + g * hd, hd) * sp.scale;
+            sc[j - j0] = s;
+            m = std::max(m, s);
+          }
+          if (sinks) m = std::max(m, sinks[h]);
+          float den = sinks ? std::exp(sinks[h] - m) : 0.0f;
+          for (auto& s : sc) {
+            s = std::exp(s - m);
+            den += s;
+          }
+          float* y = o + i * hd;
+          std::fill(y, y + hd, 0.0f);
+          for (int j = j0; j < len; ++j) {
+            const float* v = V + slots[j] * slot_stride + g * hd;
+            const float e = sc[j - j0];
+            for (int d = 0; d < hd; ++d) y[d] += e * v[d];
+          }
+          const float r = 1.0f / den;
+          for (int d = 0; d < hd; ++d) y[d] *= r;
+        }
+      };
+      parallel(part, static_cast<size_t>(B) * nh * W * hd * 2);
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, std::vector<array>&) override {
+    throw std::runtime_error("[zeta_decode_attention] runs on the CPU only");
+  }
+  const char* name() const override { return "ZetaDecodeAttention"; }
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {{static_cast<int>(inputs[6].size()), sp_.heads * sp_.head_dim}, inputs[1].shape(), inputs[2].shape()};
+  }
+
+ private:
+  DecodeAttentionSpec sp_;
+  bool qn_, kn_, sinks_;
+};
+
+void require(bool ok, const std::string& op, const std::string& what) {
+  if (!ok) throw std::invalid_argument("[" + op + "] " + what);
+}
+
+mx::Stream cpu_stream(mx::StreamOrDevice s, const std::string& op) {
+  auto stream = mx::to_stream(s);
+  require(stream.device == mx::Device::cpu, op, "runs on the CPU only");
+  return stream;
+}
+
+}  // namespace
+
+array fused_rms_norm(const array& x, const array& w, float eps, mx::StreamOrDevice s) {
+  auto stream = cpu_stream(s, "zeta_rms_norm");
+  require(x.dtype() == mx::float32 && w.dtype() == mx::float32, "zeta_rms_norm", "takes float32");
+  require(x.ndim() >= 1 && w.shape() == mx::Shape{x.shape(-1)}, "zeta_rms_norm",
+          "weight must have the last axis' size");
+  return array(x.shape(), mx::float32, std::make_shared<RmsNormCpu>(stream, eps, false), {x, w});
+}
+
+std::vector<array> fused_add_rms_norm(const array& x, const array& y, const array& w, float eps,
+                                    mx::StreamOrDevice s) {
+  auto stream = cpu_stream(s, "zeta_add_rms_norm");
+  require(x.dtype() == mx::float32 && y.dtype() == mx::float32 && w.dtype() == mx::float32, "zeta_add_rms_norm",
+          "takes float32");
+  require(x.shape() == y.shape() && x.ndim() >= 1 && w.shape() == mx::Shape{x.shape(-1)}, "zeta_add_rms_norm",
+          "x and y must have one shape and the weight its last axis' size");
+  return array::make_arrays({x.shape(), x.shape()}, {mx::float32, mx::float32},
+                            std::make_shared<RmsNormCpu>(stream, eps, true), {x, y, w});
+}
+
+array fused_gated_act(const array& gu, int act, mx::StreamOrDevice s) {
+  auto stream = cpu_stream(s, "zeta_gated_act");
+  require(gu.dtype() == mx::float32 && gu.ndim() >= 1 && gu.shape(-1) % 2 == 0, "zeta_gated_act",
+          "takes float32 with an even last axis");
+  require(act == 0 || act == 1, "zeta_gated_act", "activation must be 0 (SiLU) or 1 (GeLU tanh)");
+  auto shape = gu.shape();
+  shape.back() /= 2;
+  return array(std::move(shape), mx::float32, std::make_shared<GatedActCpu>(stream, act), {gu});
+}
+
+std::vector<array> fused_decode_attention(const array& qkv, const array& keys, const array& values,
+                                        const array& positions, const array& write, const array& gather,
+                                        const array& lens, const array& inv_freqs, const array* q_norm,
+                                        const array* k_norm, const array* sinks, const DecodeAttentionSpec& sp,
+                                        mx::StreamOrDevice s) {
+  const std::string op = "zeta_decode_attention";
+  auto stream = cpu_stream(s, op);
+  const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
+  require(nh > 0 && nkv > 0 && hd > 0 && nh % nkv == 0, op, "heads must be a multiple of kv heads");
+  require(sp.rope_dims >= 0 && sp.rope_dims <= hd && sp.rope_dims % 2 == 0, op, "rope dims must be even, <= head dim");
+  require(qkv.dtype() == mx::float32 && qkv.ndim() == 2 && qkv.shape(1) == (nh + 2 * nkv) * hd, op,
+          "qkv must be float32 [rows, (heads + 2 kv_heads) * head_dim]");
+  const mx::Shape buf{keys.ndim() == 3 ? keys.shape(0) : 0, nkv, hd};
+  require(keys.dtype() == mx::float32 && keys.shape() == buf && values.dtype() == mx::float32 && values.shape() == buf,
+          op, "keys and values must be float32 [slots, kv_heads, head_dim]");
+  const int B = static_cast<int>(lens.size());
+  require(B > 0 && B <= qkv.shape(0) && positions.size() >= static_cast<size_t>(B) &&
+              write.size() >= static_cast<size_t>(B) && gather.size() % B == 0,
+          op, "rows, positions, write slots and gather lists disagree");
+  for (const array* a : {&positions, &write, &gather, &lens})
+    require(a->dtype() == mx::int32 || a->dtype() == mx::uint32, op, "indices must be int32 or uint32");
+  require(inv_freqs.dtype() == mx::float32 && inv_freqs.size() == static_cast<size_t>(sp.rope_dims / 2), op,
+          "inverse wavelengths must be float32 [rope_dims / 2]");
+  std::vector<array> inputs{qkv, keys, values, positions, write, gather, lens, inv_freqs};
+  for (const array* n : {q_norm, k_norm}) {
+    if (!n) continue;
+    require(n->dtype() == mx::float32 && n->shape() == mx::Shape{hd}, op, "q/k norm weights must be float32 [head_dim]");
+    inputs.push_back(*n);
+  }
+  if (sinks) {
+    require(sinks->dtype() == mx::float32 && sinks->shape() == mx::Shape{nh}, op, "sinks must be float32 [heads]");
+    inputs.push_back(*sinks);
+  }
+  return array::make_arrays({{B, nh * hd}, keys.shape(), values.shape()}, {mx::float32, mx::float32, mx::float32},
+                            std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, k_norm != nullptr,
+                                                                 sinks != nullptr),
+                            inputs);
+}
+
+uint64_t fused_attention_buffer_copies() { return buffer_copies.load(std::memory_order_relaxed); }
+
+}  // namespace zeta_mlx

@@ -1,0 +1,61 @@
+// Fused CPU layers: the pieces of a decoder layer that MLX's CPU build runs as chains of small
+// operations (RMSNorm, the gated activation, rope + KV write + attention of the decode rows), each
+// as one MLX primitive, so a decode step is a few hundred graph nodes instead of thousands. Like
+// the quantized kernel (qmm.h) they are MLX primitives: the model stays one MLX graph, and a GPU
+// never sees them (its own fused kernels serve it).
+
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mlx/mlx.h"
+
+namespace zeta_mlx {
+
+/// RMS normalization of float32 `x` over its last axis, scaled by `w` (one node).
+mlx::core::array fused_rms_norm(const mlx::core::array& x, const mlx::core::array& w, float eps,
+                              mlx::core::StreamOrDevice s = {});
+
+/// `x + y` and its RMS normalization, as one node: the residual add before every norm.
+std::vector<mlx::core::array> fused_add_rms_norm(const mlx::core::array& x, const mlx::core::array& y,
+                                               const mlx::core::array& w, float eps,
+                                               mlx::core::StreamOrDevice s = {});
+
+/// `act(gu[..., :I]) * gu[..., I:]` → `[..., I]`; `act` 0 is SiLU, 1 GeLU (tanh approximation).
+mlx::core::array fused_gated_act(const mlx::core::array& gu, int act, mlx::core::StreamOrDevice s = {});
+
+/// The attention of a step's decode rows in one node.
+struct DecodeAttentionSpec {
+  int heads, kv_heads, head_dim;
+  /// Rotated features (the first `rope_dims`), rotate-half or interleaved pairs.
+  int rope_dims;
+  bool traditional;
+  /// Position scale and the factor folded into cosines and sines.
+  float pos_scale, mscale;
+  /// Score scale.
+  float scale;
+  /// Keys at most this far behind (0: all).
+  int window;
+  /// Epsilons of the per-head q and k norms (used when their weights are given).
+  float q_eps, k_eps;
+};
+
+/// Rows `0..B` of `qkv` `[R, (heads + 2 kv_heads) * head_dim]` (B = `lens.size()`): q and k normed
+/// per head (when `q_norm`/`k_norm` are given), rotated at `positions[b]` (by `inv_freqs`), k and v
+/// written to slot `write[b]` of `keys`/`values` `[S, kv_heads, head_dim]`, then every head
+/// attends to its row's `lens[b]` slots listed in `gather` `[B * W]` (with `sinks` per head when
+/// given). Returns `[out [B, heads * head_dim], keys', values']`; the buffers are written in place
+/// when MLX can donate them.
+std::vector<mlx::core::array> fused_decode_attention(
+    const mlx::core::array& qkv, const mlx::core::array& keys, const mlx::core::array& values,
+    const mlx::core::array& positions, const mlx::core::array& write, const mlx::core::array& gather,
+    const mlx::core::array& lens, const mlx::core::array& inv_freqs, const mlx::core::array* q_norm,
+    const mlx::core::array* k_norm, const mlx::core::array* sinks, const DecodeAttentionSpec& spec,
+    mlx::core::StreamOrDevice s = {});
+
+/// KV buffers the attention node had to copy because MLX could not donate them (each copy is a
+/// whole layer's cache: tests check a decode step makes none).
+uint64_t fused_attention_buffer_copies();
+
+}  // namespace zeta_mlx
