@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <stdexcept>
+#include <unordered_set>
 
 namespace mx = mlx::core;
 
@@ -325,6 +326,23 @@ ArrayPtr list_get(const ArrayList& l, size_t i) { return own(l.items.at(i)); }
 void eval(const ArrayList& l) { mx::eval(l.items); }
 void async_eval(const ArrayList& l) { mx::async_eval(l.items); }
 void eval_one(const array& a) { mx::eval({a}); }
+// Operations (nodes) evaluating `outputs` would run: arrays not yet computed, each
+// multi-output operation once.
+size_t graph_nodes(const ArrayList& outputs) {
+  std::unordered_set<std::uintptr_t> seen;
+  std::vector<array> stack(outputs.items);
+  size_t n = 0;
+  while (!stack.empty()) {
+    array a = stack.back();
+    stack.pop_back();
+    if (!seen.insert(a.id()).second || a.is_available() || !a.has_primitive()) continue;
+    ++n;
+    for (const auto& s : a.siblings()) seen.insert(s.id());
+    for (const auto& i : a.inputs()) stack.push_back(i);
+  }
+  return n;
+}
+
 void synchronize() { mx::synchronize(); }
 
 std::unique_ptr<Safetensors> load_safetensors(rust::Str path) {

@@ -170,6 +170,7 @@ void eval(const ArrayList& list);
 void async_eval(const ArrayList& list);
 void eval_one(const array& a);
 void synchronize();
+size_t graph_nodes(const ArrayList& outputs);
 
 // Files
 std::unique_ptr<Safetensors> load_safetensors(rust::Str path);

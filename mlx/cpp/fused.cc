@@ -194,8 +194,10 @@ class GatedActCpu : public mx::UnaryPrimitive {
   int act_;
 };
 
-// Takes `src`'s buffer for `dst` when nothing else holds it (the KV buffers of the last step,
-// which the pool has just replaced); else allocates, and the task copies.
+// Takes `src`'s buffer for `dst` when nothing else holds it (the KV buffer of the last step,
+// which the pool has just replaced); else allocates, and the task copies. The nodes that write
+// the cache have one output each for this reason: MLX gives every output of a node its own copy
+// of the node's inputs, so an input of a multi-output node is never donatable.
 bool donate(const array& src, array& dst) {
   if (src.is_donatable() && src.flags().row_contiguous) {
     dst.copy_shared_buffer(src);
@@ -213,84 +215,130 @@ void copy_into(const array& src, float* dst) {
     gather_rows(src, dst);
 }
 
-class DecodeAttentionCpu : public mx::Primitive {
- public:
-  DecodeAttentionCpu(mx::Stream s, DecodeAttentionSpec spec, bool q_norm, bool k_norm, bool sinks)
-      : Primitive(s), sp_(spec), qn_(q_norm), kn_(k_norm), sinks_(sinks) {}
+// A row's rotation: cosines and sines of `position * scale * inverse wavelength`, as MLX's
+// expansion computes them.
+struct Rotation {
+  const DecodeAttentionSpec& sp;
+  const float* inv;
+  std::vector<float> cs, sn;
 
-  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override {
-    outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
-    const bool copy_k = !donate(inputs[1], outputs[1]);
-    const bool copy_v = !donate(inputs[2], outputs[2]);
-    auto& enc = encoder(stream(), inputs, outputs);
-    enc.dispatch([in = weak(inputs), out = weak(outputs), sp = sp_, qn = qn_, kn = kn_, has_sinks = sinks_, copy_k,
-                  copy_v]() mutable {
-      float* K = out[1].data<float>();
-      float* V = out[2].data<float>();
-      if (copy_k) copy_into(in[1], K);
-      if (copy_v) copy_into(in[2], V);
-      const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim, half = sp.rope_dims / 2;
+  Rotation(const DecodeAttentionSpec& spec, const float* inv_freqs)
+      : sp(spec), inv(inv_freqs), cs(spec.rope_dims / 2), sn(spec.rope_dims / 2) {}
+
+  void at(int64_t position) {
+    const float p = static_cast<float>(position) * sp.pos_scale;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const float th = p * inv[i];
+      cs[i] = std::cos(th) * sp.mscale;
+      sn[i] = std::sin(th) * sp.mscale;
+    }
+  }
+
+  // One head `src` (normed by `norm` when given) into `dst`, rotated.
+  void head(const float* src, const float* norm, float eps, float* dst) const {
+    const int hd = sp.head_dim, half = sp.rope_dims / 2;
+    if (norm)
+      rms_row(src, norm, eps, hd, dst);
+    else
+      std::memcpy(dst, src, sizeof(float) * hd);
+    for (int i = 0; i < half; ++i) {
+      const int i0 = sp.traditional ? 2 * i : i, i1 = sp.traditional ? 2 * i + 1 : i + half;
+      const float a = dst[i0], b = dst[i1];
+      dst[i0] = a * cs[i] - b * sn[i];
+      dst[i1] = a * sn[i] + b * cs[i];
+    }
+  }
+};
+
+// Writes rows `0..B` of a step's keys (normed and rotated) or values into the layer's buffer.
+// Inputs: buffer, qkv, positions, write slots, inverse wavelengths[, k norm].
+class KvWriteCpu : public mx::UnaryPrimitive {
+ public:
+  KvWriteCpu(mx::Stream s, DecodeAttentionSpec spec, int rows, bool keys, bool norm)
+      : UnaryPrimitive(s), sp_(spec), rows_(rows), keys_(keys), norm_(norm) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    const bool copy = !donate(inputs[0], out);
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
+    enc.dispatch([in = weak(inputs), out = array::unsafe_weak_copy(out), sp = sp_, B = rows_, keys = keys_,
+                  has_norm = norm_, copy]() mutable {
+      float* buf = out.data<float>();
+      if (copy) copy_into(in[0], buf);
+      std::vector<float> tx, tinv, tnorm;
+      const float* x = float_rows(in[1], tx);
+      const int C = in[1].shape(-1);
+      const auto pos = ints(in[2]);
+      const auto wr = ints(in[3]);
+      Rotation rot(sp, float_rows(in[4], tinv));
+      const float* norm = has_norm ? float_rows(in[5], tnorm) : nullptr;
+      const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
+      const int64_t slot = static_cast<int64_t>(nkv) * hd;
+      for (int b = 0; b < B; ++b) {
+        const float* row = x + static_cast<int64_t>(b) * C;
+        float* dst = buf + wr[b] * slot;
+        if (keys) {
+          rot.at(pos[b]);
+          for (int g = 0; g < nkv; ++g) rot.head(row + (nh + g) * hd, norm, sp.k_eps, dst + g * hd);
+        } else {
+          std::memcpy(dst, row + (nh + nkv) * hd, sizeof(float) * slot);
+        }
+      }
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, array&) override {
+    throw std::runtime_error("[zeta_kv_write] runs on the CPU only");
+  }
+  const char* name() const override { return "ZetaKvWrite"; }
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override { return {inputs[0].shape()}; }
+
+ private:
+  DecodeAttentionSpec sp_;
+  int rows_;
+  bool keys_, norm_;
+};
+
+// The decode rows' attention over the written buffers. Inputs: qkv, keys, values, positions,
+// gather, lens, inverse wavelengths[, q norm][, sinks].
+class DecodeAttentionCpu : public mx::UnaryPrimitive {
+ public:
+  DecodeAttentionCpu(mx::Stream s, DecodeAttentionSpec spec, bool q_norm, bool sinks)
+      : UnaryPrimitive(s), sp_(spec), qn_(q_norm), sinks_(sinks) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
+    enc.dispatch([in = weak(inputs), out = array::unsafe_weak_copy(out), sp = sp_, qn = qn_,
+                  has_sinks = sinks_]() mutable {
+      const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
       const int rep = nh / nkv;
-      const int64_t slot_stride = static_cast<int64_t>(nkv) * hd;
-      std::vector<float> tx, tinv, tqn, tkn, tsinks;
+      const int64_t slot = static_cast<int64_t>(nkv) * hd;
+      std::vector<float> tx, tk, tv, tinv, tqn, tsinks;
       const float* x = float_rows(in[0], tx);
+      const float* K = float_rows(in[1], tk);
+      const float* V = float_rows(in[2], tv);
       const int C = in[0].shape(-1);
       const auto pos = ints(in[3]);
-      const auto wr = ints(in[4]);
-      const auto gat = ints(in[5]);
-      const auto lens = ints(in[6]);
-      const float* inv = float_rows(in[7], tinv);
-      size_t next = 8;
+      const auto gat = ints(in[4]);
+      const auto lens = ints(in[5]);
+      Rotation rot(sp, float_rows(in[6], tinv));
+      size_t next = 7;
       const float* qnw = qn ? float_rows(in[next++], tqn) : nullptr;
-      const float* knw = kn ? float_rows(in[next++], tkn) : nullptr;
       const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
       const int B = static_cast<int>(lens.size());
       const int W = B > 0 ? static_cast<int>(gat.size() / B) : 0;
 
-      // 1. Every row's q (kept) and k, v (written to the row's slot), normed and rotated.
-      std::vector<float> Q(static_cast<size_t>(B) * nh * hd), cs(half), sn(half), tmp(hd);
-      auto rotate = [&](float* v) {
-        if (sp.traditional) {
-          for (int i = 0; i < half; ++i) {
-            const float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * cs[i] - b * sn[i];
-            v[2 * i + 1] = a * sn[i] + b * cs[i];
-          }
-        } else {
-          for (int i = 0; i < half; ++i) {
-            const float a = v[i], b = v[i + half];
-            v[i] = a * cs[i] - b * sn[i];
-            v[i + half] = a * sn[i] + b * cs[i];
-          }
-        }
-      };
-      auto head = [&](const float* src, const float* norm, float eps, float* dst) {
-        if (norm) {
-          rms_row(src, norm, eps, hd, dst);
-        } else {
-          std::memcpy(dst, src, sizeof(float) * hd);
-        }
-        rotate(dst);
-      };
+      std::vector<float> Q(static_cast<size_t>(B) * nh * hd);
       for (int b = 0; b < B; ++b) {
-        const float p = static_cast<float>(pos[b]) * sp.pos_scale;
-        for (int i = 0; i < half; ++i) {
-          const float th = p * inv[i];
-          cs[i] = std::cos(th) * sp.mscale;
-          sn[i] = std::sin(th) * sp.mscale;
-        }
+        rot.at(pos[b]);
         const float* row = x + static_cast<int64_t>(b) * C;
-        for (int h = 0; h < nh; ++h) head(row + h * hd, qnw, sp.q_eps, &Q[(static_cast<size_t>(b) * nh + h) * hd]);
-        float* kslot = K + wr[b] * slot_stride;
-        float* vslot = V + wr[b] * slot_stride;
-        for (int g = 0; g < nkv; ++g) {
-          head(row + (nh + g) * hd, knw, sp.k_eps, kslot + g * hd);
-          std::memcpy(vslot + g * hd, row + (nh + nkv + g) * hd, sizeof(float) * hd);
-        }
+        for (int h = 0; h < nh; ++h) rot.head(row + h * hd, qnw, sp.q_eps, &Q[(static_cast<size_t>(b) * nh + h) * hd]);
       }
 
-      // 2. Every (row, head) attends to its row's slots.
-      float* o = out[0].data<float>();
+      // Every (row, head) attends to its row's slots.
+      float* o = out.data<float>();
       auto part = [&](int t, int parts) {
         auto [i0, i1] = share_of(static_cast<size_t>(B) * nh, t, parts);
         std::vector<float> sc;
@@ -303,7 +351,7 @@ class DecodeAttentionCpu : public mx::Primitive {
           sc.resize(std::max(len - j0, 0));
           float m = -std::numeric_limits<float>::infinity();
           for (int j = j0; j < len; ++j) {
-            const float s = dot(q, K + slots[j] * slot_stride + g * hd, hd) * sp.scale;
+            const float s = dot(q, K + slots[j] * slot + g * hd, hd) * sp.scale;
             sc[j - j0] = s;
             m = std::max(m, s);
           }
@@ -316,7 +364,7 @@ class DecodeAttentionCpu : public mx::Primitive {
           float* y = o + i * hd;
           std::fill(y, y + hd, 0.0f);
           for (int j = j0; j < len; ++j) {
-            const float* v = V + slots[j] * slot_stride + g * hd;
+            const float* v = V + slots[j] * slot + g * hd;
             const float e = sc[j - j0];
             for (int d = 0; d < hd; ++d) y[d] += e * v[d];
           }
@@ -328,17 +376,17 @@ class DecodeAttentionCpu : public mx::Primitive {
     });
   }
 
-  void eval_gpu(const std::vector<array>&, std::vector<array>&) override {
+  void eval_gpu(const std::vector<array>&, array&) override {
     throw std::runtime_error("[zeta_decode_attention] runs on the CPU only");
   }
   const char* name() const override { return "ZetaDecodeAttention"; }
   std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
-    return {{static_cast<int>(inputs[6].size()), sp_.heads * sp_.head_dim}, inputs[1].shape(), inputs[2].shape()};
+    return {{static_cast<int>(inputs[5].size()), sp_.heads * sp_.head_dim}};
   }
 
  private:
   DecodeAttentionSpec sp_;
-  bool qn_, kn_, sinks_;
+  bool qn_, sinks_;
 };
 
 void require(bool ok, const std::string& op, const std::string& what) {
@@ -405,20 +453,30 @@ std::vector<array> fused_decode_attention(const array& qkv, const array& keys, c
     require(a->dtype() == mx::int32 || a->dtype() == mx::uint32, op, "indices must be int32 or uint32");
   require(inv_freqs.dtype() == mx::float32 && inv_freqs.size() == static_cast<size_t>(sp.rope_dims / 2), op,
           "inverse wavelengths must be float32 [rope_dims / 2]");
-  std::vector<array> inputs{qkv, keys, values, positions, write, gather, lens, inv_freqs};
-  for (const array* n : {q_norm, k_norm}) {
-    if (!n) continue;
-    require(n->dtype() == mx::float32 && n->shape() == mx::Shape{hd}, op, "q/k norm weights must be float32 [head_dim]");
-    inputs.push_back(*n);
+  auto kv = [&](const array& buf, bool is_keys) {
+    std::vector<array> in{buf, qkv, positions, write, inv_freqs};
+    const array* norm = is_keys ? k_norm : nullptr;
+    if (norm) {
+      require(norm->dtype() == mx::float32 && norm->shape() == mx::Shape{hd}, op, "k norm weight must be float32 [head_dim]");
+      in.push_back(*norm);
+    }
+    return array(buf.shape(), mx::float32, std::make_shared<KvWriteCpu>(stream, sp, B, is_keys, norm != nullptr),
+                 std::move(in));
+  };
+  array k = kv(keys, true);
+  array v = kv(values, false);
+  std::vector<array> inputs{qkv, k, v, positions, gather, lens, inv_freqs};
+  if (q_norm) {
+    require(q_norm->dtype() == mx::float32 && q_norm->shape() == mx::Shape{hd}, op, "q norm weight must be float32 [head_dim]");
+    inputs.push_back(*q_norm);
   }
   if (sinks) {
     require(sinks->dtype() == mx::float32 && sinks->shape() == mx::Shape{nh}, op, "sinks must be float32 [heads]");
     inputs.push_back(*sinks);
   }
-  return array::make_arrays({{B, nh * hd}, keys.shape(), values.shape()}, {mx::float32, mx::float32, mx::float32},
-                            std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, k_norm != nullptr,
-                                                                 sinks != nullptr),
-                            inputs);
+  array o({B, nh * hd}, mx::float32, std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, sinks != nullptr),
+          std::move(inputs));
+  return {o, k, v};
 }
 
 uint64_t fused_attention_buffer_copies() { return buffer_copies.load(std::memory_order_relaxed); }

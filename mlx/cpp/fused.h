@@ -45,7 +45,8 @@ struct DecodeAttentionSpec {
 /// per head (when `q_norm`/`k_norm` are given), rotated at `positions[b]` (by `inv_freqs`), k and v
 /// written to slot `write[b]` of `keys`/`values` `[S, kv_heads, head_dim]`, then every head
 /// attends to its row's `lens[b]` slots listed in `gather` `[B * W]` (with `sinks` per head when
-/// given). Returns `[out [B, heads * head_dim], keys', values']`; the buffers are written in place
+/// given). Returns `[out [B, heads * head_dim], keys', values']` (three nodes: each buffer's write, then
+/// the attention); the buffers are written in place
 /// when MLX can donate them.
 std::vector<mlx::core::array> fused_decode_attention(
     const mlx::core::array& qkv, const mlx::core::array& keys, const mlx::core::array& values,

@@ -233,6 +233,12 @@ impl ArrayList {
         ffi::eval(&self.inner).map_err(err("eval"))
     }
 
+    /// Operations evaluating the list would run (arrays not yet computed; an operation with
+    /// several outputs counts once): the size of a step's graph.
+    pub fn graph_nodes(&self) -> usize {
+        ffi::graph_nodes(&self.inner)
+    }
+
     /// Schedules evaluation without waiting for it.
     pub fn async_eval(&self) -> Result<()> {
         ffi::async_eval(&self.inner).map_err(err("async_eval"))

@@ -195,6 +195,7 @@ pub(crate) mod ffi {
         fn async_eval(list: &ArrayList) -> Result<()>;
         fn eval_one(a: &array) -> Result<()>;
         fn synchronize() -> Result<()>;
+        fn graph_nodes(outputs: &ArrayList) -> usize;
 
         fn load_safetensors(path: &str) -> Result<UniquePtr<Safetensors>>;
         fn safetensors_keys(st: &Safetensors) -> Vec<String>;

@@ -1,6 +1,8 @@
 //! The building blocks of every architecture: linear projections (dense or affine-quantized),
 //! embeddings (which double as the tied output projection), and RMS norms.
 
+use std::cell::OnceCell;
+
 use mlx::{Array, Dtype, ops};
 
 use crate::error::Result;
@@ -13,6 +15,10 @@ pub enum Linear {
         weight: Array,
         /// Optional bias `[out]`.
         bias: Option<Array>,
+        /// `weightᵀ`, a view made by the first product and computed with it: later steps then
+        /// multiply by it without a transpose node of their own (one of every four nodes of a
+        /// dense decode step on the CPU).
+        transposed: OnceCell<Array>,
     },
     /// Quantized weight: packed `u32` rows with per-group scales (and offsets, in the affine
     /// mode).
@@ -87,10 +93,24 @@ pub(crate) fn spec<'a>(
 }
 
 impl Linear {
+    /// A dense projection.
+    pub fn dense(weight: Array, bias: Option<Array>) -> Linear {
+        Linear::Dense { weight, bias, transposed: OnceCell::new() }
+    }
+
     /// Applies the projection to `x` `[..., in]`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let (y, bias) = match self {
-            Linear::Dense { weight, bias } => (ops::matmul(x, &ops::transpose(weight, &[1, 0])?)?, bias),
+            Linear::Dense { weight, bias, transposed } => {
+                let t = match transposed.get() {
+                    Some(t) => t,
+                    None => {
+                        let _ = transposed.set(ops::transpose(weight, &[1, 0])?);
+                        transposed.get().expect("just set")
+                    }
+                };
+                (ops::matmul(x, t)?, bias)
+            }
             Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
                 (ops::quantized_matmul(x, weight, &spec(scales, biases, *group_size, *bits, *mode), true)?, bias)
             }
@@ -122,12 +142,9 @@ impl Linear {
             Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
                 let scales = cast(scales, dtype)?;
                 let biases = biases.map(|b| cast(b, dtype)).transpose()?;
-                Linear::Dense {
-                    weight: ops::dequantize(&weight, &spec(&scales, &biases, group_size, bits, mode), dtype)?,
-                    bias,
-                }
+                Linear::dense(ops::dequantize(&weight, &spec(&scales, &biases, group_size, bits, mode), dtype)?, bias)
             }
-            Linear::Dense { weight, bias } => Linear::Dense { weight: cast(weight, dtype)?, bias },
+            Linear::Dense { weight, bias, .. } => Linear::dense(cast(weight, dtype)?, bias),
             Linear::Stack(parts) => {
                 Linear::Stack(parts.into_iter().map(|p| p.densify(dtype)).collect::<Result<Vec<_>>>()?)
             }
@@ -137,7 +154,7 @@ impl Linear {
     /// Every array this layer holds, for evaluation and memory accounting.
     pub fn arrays(&self) -> Vec<&Array> {
         match self {
-            Linear::Dense { weight, bias } => std::iter::once(weight).chain(bias.iter()).collect(),
+            Linear::Dense { weight, bias, .. } => std::iter::once(weight).chain(bias.iter()).collect(),
             Linear::Quantized { weight, scales, biases, bias, .. } => {
                 [weight, scales].into_iter().chain(biases.iter()).chain(bias.iter()).collect()
             }

@@ -216,7 +216,7 @@ impl Builder<'_> {
                 if weight.shape() != [out as i32, inp as i32] {
                     return Err(self.shape_error(&wname, &weight.shape(), format!("[{out}, {inp}]")));
                 }
-                Linear::Dense { weight: cast(weight, self.dtype)?, bias }
+                Linear::dense(cast(weight, self.dtype)?, bias)
             }
             Some(scales) => {
                 let (biases, group_size, bits, mode) = self.quantized(module, &weight, &scales, &[out as i32], inp)?;
@@ -291,7 +291,7 @@ impl Builder<'_> {
                 if weight.shape() != [e, o, inp as i32] {
                     return Err(self.shape_error(&wname, &weight.shape(), format!("[{experts}, {out}, {inp}]")));
                 }
-                Linear::Dense { weight: cast(weight, self.dtype)?, bias }
+                Linear::dense(cast(weight, self.dtype)?, bias)
             }
             Some(scales) => {
                 let (biases, group_size, bits, mode) = self.quantized(module, &weight, &scales, &[e, o], inp)?;
@@ -388,7 +388,7 @@ fn fuse(parts: Vec<Linear>, axis: i32) -> Result<Linear> {
             .iter()
             .map(|p| if let Linear::Dense { weight, .. } = p { weight } else { unreachable!() })
             .collect())?;
-        return Ok(Linear::Dense { weight: w, bias });
+        return Ok(Linear::dense(w, bias));
     }
     if parts.len() > 1 && same_quant {
         let (mut ws, mut ss, mut bs) = (vec![], vec![], vec![]);

@@ -228,9 +228,10 @@ impl Model {
             pending = Some(m);
         }
         let Some(rows) = &step.logits_rows else { return Ok(None) };
-        let x = ops::take(&x, rows, 0)?;
+        let pick = |a: Array| -> Result<Array> { if step.every_row { Ok(a) } else { Ok(ops::take(&a, rows, 0)?) } };
+        let x = pick(x)?;
         Ok(Some(match pending {
-            Some(m) => self.norm.add_forward(&x, &ops::take(&m, rows, 0)?)?.1,
+            Some(m) => self.norm.add_forward(&x, &pick(m)?)?.1,
             None => self.norm.forward(&x)?,
         }))
     }

@@ -25,7 +25,7 @@ impl Experts {
 
 fn gather(experts: &Linear, x: &Array, idx: &Array) -> Result<Array> {
     let (y, bias) = match experts {
-        Linear::Dense { weight, bias } => (ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?, bias),
+        Linear::Dense { weight, bias, .. } => (ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?, bias),
         Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
             (ops::gather_qmm(x, weight, &spec(scales, biases, *group_size, *bits, *mode), idx, true)?, bias)
         }

@@ -131,6 +131,9 @@ pub struct StepInput {
     pub(crate) local: Option<Layout>,
     /// Rows whose logits are wanted: the decode rows in order, then each chunk that asked.
     pub(crate) logits_rows: Option<Array>,
+    /// Whether the marked rows are every row, in order (a decode step without padding): the
+    /// forward pass then skips picking them.
+    pub(crate) every_row: bool,
     /// Rows in all, padding included.
     pub rows: usize,
     /// Rows that carry a real token.
@@ -332,6 +335,7 @@ impl StepInput {
             let picked = ops::take(prev, &Array::from_u32(&src, &[n])?, 0)?;
             ids = ops::scatter(&ids, &Array::from_u32(&at, &[n])?, &ops::reshape(&picked, &[n, 1])?, 0)?;
         }
+        let every_row = logits_rows.len() == rows && logits_rows.iter().enumerate().all(|(i, &r)| r == i as i32);
         let logits_rows = if logits_rows.is_empty() {
             None
         } else {
@@ -345,6 +349,7 @@ impl StepInput {
             prefill: global.prefill,
             local,
             logits_rows,
+            every_row,
             rows,
             real_rows: decode.len() + prefill.iter().map(|c| c.tokens.len()).sum::<usize>(),
         })

@@ -73,6 +73,16 @@ pub fn step(
     shapes: &zeta_engine::model::Shapes,
     seqs: &mut [(&mut Slots, &[u32], bool)],
 ) -> Vec<Vec<f32>> {
+    step_counted(model, pool, shapes, seqs).0
+}
+
+/// [`step`], also returning how many MLX operations the step's graph holds.
+pub fn step_counted(
+    model: &zeta_engine::model::Model,
+    pool: &mut zeta_engine::kv_cache::KvPool,
+    shapes: &zeta_engine::model::Shapes,
+    seqs: &mut [(&mut Slots, &[u32], bool)],
+) -> (Vec<Vec<f32>>, usize) {
     use zeta_engine::model::{DecodeRow, PrefillRow, StepInput, TokenSource};
     for (s, tokens, _) in seqs.iter_mut() {
         pool.grow_all(tokens.len()).unwrap();
@@ -91,13 +101,21 @@ pub fn step(
         .collect();
     let input = StepInput::build(&decode, &prefill, None, shapes).unwrap();
     let logits = model.forward(pool, &input).unwrap().unwrap();
+    let mut graph = mlx::ArrayList::of(pool.arrays());
+    graph.push(&logits);
+    let nodes = graph.graph_nodes();
+    // The engine evaluates the pool with every step; so does this, so that the next step's
+    // graph holds only its own work.
+    graph.eval().unwrap();
+    drop(graph);
     let vocab = logits.dim(1) as usize;
     let flat = logits.to_f32().unwrap();
     // Rows come back decode rows first; put them back in the order asked.
     let rows: Vec<Vec<f32>> = flat.chunks(vocab).map(|r| r.to_vec()).collect();
     let n_decode = seqs.iter().filter(|s| s.2).count();
     let (mut d, mut p) = (0, n_decode);
-    seqs.iter()
+    let rows = seqs
+        .iter()
         .map(|s| {
             let i = if s.2 {
                 d += 1;
@@ -108,5 +126,6 @@ pub fn step(
             };
             rows[i].clone()
         })
-        .collect()
+        .collect();
+    (rows, nodes)
 }
