@@ -12,6 +12,7 @@
 
 #include "fused.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -274,7 +275,11 @@ class KvWriteCpu : public mx::UnaryPrimitive {
       const float* norm = has_norm ? float_rows(in[5], tnorm) : nullptr;
       const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
       const int64_t slot = static_cast<int64_t>(nkv) * hd;
+      const int64_t S = out.shape(0);
       for (int b = 0; b < B; ++b) {
+        // A slot outside the buffer (never from the pool) is not written rather than corrupting
+        // memory; this task cannot throw.
+        if (wr[b] < 0 || wr[b] >= S) continue;
         const float* row = x + static_cast<int64_t>(b) * C;
         float* dst = buf + wr[b] * slot;
         if (keys) {
@@ -329,6 +334,7 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
       const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
       const int B = static_cast<int>(lens.size());
       const int W = B > 0 ? static_cast<int>(gat.size() / B) : 0;
+      const int64_t S = in[1].shape(0);
 
       std::vector<float> Q(static_cast<size_t>(B) * nh * hd);
       for (int b = 0; b < B; ++b) {
@@ -344,14 +350,16 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
         std::vector<float> sc;
         for (size_t i = i0; i < i1; ++i) {
           const int b = static_cast<int>(i / nh), h = static_cast<int>(i % nh), g = h / rep;
-          const int len = static_cast<int>(lens[b]);
+          const int len = static_cast<int>(std::clamp<int64_t>(lens[b], 0, W));
           const int j0 = sp.window > 0 ? std::max(0, len - sp.window) : 0;
           const float* q = &Q[i * hd];
           const int64_t* slots = &gat[static_cast<size_t>(b) * W];
           sc.resize(std::max(len - j0, 0));
           float m = -std::numeric_limits<float>::infinity();
           for (int j = j0; j < len; ++j) {
-            const float s = dot(q, K + slots[j] * slot + g * hd, hd) * sp.scale;
+            // An out-of-range slot (never from the pool) is read as slot 0, the scratch slot.
+            const int64_t at = slots[j] >= 0 && slots[j] < S ? slots[j] : 0;
+            const float s = dot(q, K + at * slot + g * hd, hd) * sp.scale;
             sc[j - j0] = s;
             m = std::max(m, s);
           }
@@ -364,11 +372,12 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
           float* y = o + i * hd;
           std::fill(y, y + hd, 0.0f);
           for (int j = j0; j < len; ++j) {
-            const float* v = V + slots[j] * slot + g * hd;
+            const int64_t at = slots[j] >= 0 && slots[j] < S ? slots[j] : 0;
+            const float* v = V + at * slot + g * hd;
             const float e = sc[j - j0];
             for (int d = 0; d < hd; ++d) y[d] += e * v[d];
           }
-          const float r = 1.0f / den;
+          const float r = den > 0.0f ? 1.0f / den : 0.0f;
           for (int d = 0; d < hd; ++d) y[d] *= r;
         }
       };

@@ -1,0 +1,280 @@
+//! The fused CPU layers (`mlx::fused`) against MLX's own operations on random inputs: RMSNorm with
+//! and without the residual add, both gated activations, and the decode rows' rope + KV write +
+//! attention over grouped heads, partial rotation, both rope layouts, q/k norms, sinks, a sliding
+//! window and rows of different lengths; the cache written in place when nothing else holds it,
+//! and left untouched when something does.
+//!
+//! Error bound: 2e-5 + 2e-5·|reference| per output. Both sides compute in float32; sums run in a
+//! different order and sines come from another implementation, which moves results by a few ulps
+//! (measured: under 3e-6); a wrong position, slot, head or mask moves them by whole units.
+
+use std::sync::{Mutex, MutexGuard};
+
+use mlx::fused::{self, DecodeAttention, Gate};
+use mlx::{Array, ArrayList, Dtype, ops};
+
+/// The copy counter is process-wide: tests that read it take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn array(&mut self, shape: &[i32]) -> Array {
+        let n = shape.iter().product::<i32>() as usize;
+        Array::from_f32(&(0..n).map(|_| self.next()).collect::<Vec<_>>(), shape).unwrap()
+    }
+}
+
+fn close(what: &str, ours: &Array, reference: &Array) {
+    let (a, b) = (ours.to_f32().unwrap(), reference.to_f32().unwrap());
+    assert_eq!(ours.shape(), reference.shape(), "{what}: shape");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 2e-5 + 2e-5 * y.abs(), "{what}: element {i}: {x} vs MLX {y}");
+    }
+}
+
+#[test]
+fn norms_and_gates_match_mlx() {
+    let mut rng = Rng(7);
+    for shape in [vec![1, 576], vec![3, 5, 96], vec![7, 33]] {
+        let d = *shape.last().unwrap();
+        let (x, y, w) = (rng.array(&shape), rng.array(&shape), rng.array(&[d]));
+        close("rms_norm", &fused::rms_norm(&x, &w, 1e-5).unwrap(), &ops::rms_norm(&x, &w, 1e-5).unwrap());
+        let (sum, normed) = fused::add_rms_norm(&x, &y, &w, 1e-6).unwrap();
+        let reference = ops::add(&x, &y).unwrap();
+        assert_eq!(sum.to_f32().unwrap(), reference.to_f32().unwrap(), "the residual sum is exact");
+        close("add_rms_norm", &normed, &ops::rms_norm(&reference, &w, 1e-6).unwrap());
+        // A strided view (rows of a transpose) reads as its logical rows.
+        let t = ops::transpose(&rng.array(&[d, 4]), &[1, 0]).unwrap();
+        close("rms_norm of a view", &fused::rms_norm(&t, &w, 1e-5).unwrap(), &ops::rms_norm(&t, &w, 1e-5).unwrap());
+
+        let gu = rng.array(&[shape[0], 2 * d]);
+        let gate = ops::slice_axis(&gu, 1, 0, d).unwrap();
+        let up = ops::slice_axis(&gu, 1, d, 2 * d).unwrap();
+        let silu = ops::multiply(&ops::silu(&gate).unwrap(), &up).unwrap();
+        close("silu gate", &fused::gated_act(&gu, Gate::Silu).unwrap(), &silu);
+        let c = |v: f32| Array::scalar_f32(v).unwrap();
+        let cube = ops::multiply(&ops::multiply(&gate, &gate).unwrap(), &gate).unwrap();
+        let inner = ops::add(&gate, &ops::multiply(&c(0.044715), &cube).unwrap()).unwrap();
+        let th = ops::tanh(&ops::multiply(&c((2.0f64 / std::f64::consts::PI).sqrt() as f32), &inner).unwrap()).unwrap();
+        let gelu = ops::multiply(&ops::multiply(&c(0.5), &gate).unwrap(), &ops::add(&c(1.0), &th).unwrap()).unwrap();
+        close("gelu gate", &fused::gated_act(&gu, Gate::GeluTanh).unwrap(), &ops::multiply(&gelu, &up).unwrap());
+    }
+}
+
+/// One attention configuration.
+struct Case {
+    heads: i32,
+    kv_heads: i32,
+    head_dim: i32,
+    rope_dims: i32,
+    traditional: bool,
+    norms: bool,
+    sinks: bool,
+    window: i32,
+}
+
+/// Rows of different lengths over a cache of random earlier keys: ours against MLX's rope,
+/// scatter, gather and attention.
+fn attention_case(rng: &mut Rng, c: &Case) {
+    let (nh, nkv, hd) = (c.heads, c.kv_heads, c.head_dim);
+    let slots = 96;
+    let keys = rng.array(&[slots, nkv, hd]);
+    let values = rng.array(&[slots, nkv, hd]);
+    ArrayList::of([&keys, &values]).eval().unwrap();
+    // Three rows: lengths 9, 17 and 1, each ending at its own new slot; the slot lists interleave.
+    let lens = [9i32, 17, 1];
+    let width = 17;
+    let mut gather = vec![0u32; 3 * width as usize];
+    let mut next = 1u32;
+    for (b, &len) in lens.iter().enumerate() {
+        for j in 0..len as usize {
+            gather[b * width as usize + j] = next;
+            next += 2 + b as u32;
+        }
+    }
+    let write: Vec<u32> =
+        lens.iter().enumerate().map(|(b, &len)| gather[b * width as usize + len as usize - 1]).collect();
+    let positions: Vec<i32> = lens.iter().map(|&l| l - 1).collect();
+    let (b, w) = (3, width);
+    let qkv = rng.array(&[b, (nh + 2 * nkv) * hd]);
+    let base = 10000f32;
+    let half = c.rope_dims / 2;
+    let inv: Vec<f32> = (0..half).map(|i| (-(i as f32) * base.ln() / half as f32).exp()).collect();
+    let inv = Array::from_f32(&inv, &[half]).unwrap();
+    let (q_norm, k_norm) = (rng.array(&[hd]), rng.array(&[hd]));
+    let sinks = rng.array(&[nh]);
+    let pos = Array::from_i32(&positions, &[b]).unwrap();
+    let write = Array::from_u32(&write, &[b]).unwrap();
+    let gather = Array::from_u32(&gather, &[b * w]).unwrap();
+    let lens_arr = Array::from_i32(&lens, &[b, 1, 1, 1]).unwrap();
+    let scale = 1.0 / (hd as f32).sqrt();
+
+    let (out, k2, v2) = fused::decode_attention(&DecodeAttention {
+        qkv: &qkv,
+        keys: &keys,
+        values: &values,
+        positions: &pos,
+        write: &write,
+        gather: &gather,
+        lens: &lens_arr,
+        inv_freqs: &inv,
+        q_norm: c.norms.then_some((&q_norm, 1e-6)),
+        k_norm: c.norms.then_some((&k_norm, 1e-6)),
+        sinks: c.sinks.then_some(&sinks),
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: hd,
+        rope_dims: c.rope_dims,
+        traditional: c.traditional,
+        pos_scale: 1.0,
+        mscale: 1.0,
+        scale,
+        window: c.window,
+    })
+    .unwrap();
+
+    // The same with MLX's operations.
+    let heads = |from: i32, n: i32, norm: Option<&Array>, rotate: bool| -> Array {
+        let mut x =
+            ops::reshape(&ops::slice_axis(&qkv, 1, from * hd, (from + n) * hd).unwrap(), &[b, n, 1, hd]).unwrap();
+        if let Some(w) = norm {
+            x = ops::rms_norm(&x, w, 1e-6).unwrap();
+        }
+        if rotate {
+            x = ops::rope_rows(&x, c.rope_dims, c.traditional, base, 1.0, &pos).unwrap();
+        }
+        x
+    };
+    let q = heads(0, nh, c.norms.then_some(&q_norm), true);
+    let k = heads(nh, nkv, c.norms.then_some(&k_norm), true);
+    let v = heads(nh + nkv, nkv, None, false);
+    let kr = ops::scatter(&keys, &write, &ops::reshape(&k, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
+    let vr = ops::scatter(&values, &write, &ops::reshape(&v, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
+    close("keys written", &k2, &kr);
+    close("values written", &v2, &vr);
+    let rows = |buf: &Array| {
+        let r = ops::reshape(&ops::take(buf, &gather, 0).unwrap(), &[b, w, nkv, hd]).unwrap();
+        ops::transpose(&r, &[0, 2, 1, 3]).unwrap()
+    };
+    let cols = ops::reshape(&Array::arange(0, w).unwrap(), &[1, 1, 1, w]).unwrap();
+    let mut mask = ops::less(&cols, &lens_arr).unwrap();
+    if c.window > 0 {
+        let from = ops::subtract(&lens_arr, &Array::scalar_i32(c.window).unwrap()).unwrap();
+        mask = ops::logical_and(&mask, &ops::greater_equal(&cols, &from).unwrap()).unwrap();
+    }
+    let reference = if c.sinks {
+        ops::scaled_dot_product_attention_sinks(&q, &rows(&kr), &rows(&vr), scale, "", Some(&mask), &sinks).unwrap()
+    } else {
+        ops::scaled_dot_product_attention_masked(&q, &rows(&kr), &rows(&vr), scale, &mask).unwrap()
+    };
+    close("attention", &out, &ops::reshape(&reference, &[b, nh * hd]).unwrap());
+}
+
+#[test]
+fn decode_attention_matches_mlx() {
+    let _g = serial();
+    let mut rng = Rng(11);
+    let plain = Case {
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        rope_dims: 16,
+        traditional: false,
+        norms: false,
+        sinks: false,
+        window: 0,
+    };
+    attention_case(&mut rng, &plain);
+    attention_case(&mut rng, &Case { traditional: true, rope_dims: 8, ..plain });
+    attention_case(&mut rng, &Case { heads: 6, kv_heads: 3, head_dim: 24, norms: true, rope_dims: 24, ..plain });
+    attention_case(&mut rng, &Case { sinks: true, window: 5, ..plain });
+    attention_case(&mut rng, &Case { heads: 3, kv_heads: 3, head_dim: 8, rope_dims: 4, window: 40, ..plain });
+}
+
+/// A step's attention on `keys`/`values` writing one row at slot 3.
+fn write_one(keys: &Array, values: &Array, value: f32) -> mlx::Result<(Array, Array, Array)> {
+    let qkv = Array::full(&[1, 4 * 8], value, Dtype::F32).unwrap();
+    let one = |v: i32| Array::from_i32(&[v], &[1]).unwrap();
+    let inv = Array::from_f32(&[1.0, 0.5, 0.25, 0.125], &[4]).unwrap();
+    let slots = Array::from_u32(&[3], &[1]).unwrap();
+    fused::decode_attention(&DecodeAttention {
+        qkv: &qkv,
+        keys,
+        values,
+        positions: &one(0),
+        write: &slots,
+        gather: &slots,
+        lens: &one(1),
+        inv_freqs: &inv,
+        q_norm: None,
+        k_norm: None,
+        sinks: None,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 8,
+        rope_dims: 8,
+        traditional: false,
+        pos_scale: 1.0,
+        mscale: 1.0,
+        scale: 1.0,
+        window: 0,
+    })
+}
+
+#[test]
+fn the_cache_is_written_in_place_only_when_no_one_else_holds_it() {
+    let _g = serial();
+    let fresh = || {
+        let a = Array::full(&[16, 1, 8], 0.0, Dtype::F32).unwrap();
+        let a = ops::add(&a, &Array::scalar_f32(0.0).unwrap()).unwrap();
+        a.eval().unwrap();
+        a
+    };
+    // The pool's way: the old buffers are replaced by the new ones, so MLX can donate them.
+    let (mut keys, mut values) = (fresh(), fresh());
+    let before = fused::attention_buffer_copies();
+    for step in 0..3 {
+        let (o, k, v) = write_one(&keys, &values, step as f32 + 1.0).unwrap();
+        (keys, values) = (k, v);
+        ArrayList::of([&o, &keys, &values]).eval().unwrap();
+        assert_eq!(&values.to_f32().unwrap()[24..32], &[step as f32 + 1.0; 8], "slot 3 written");
+    }
+    assert_eq!(fused::attention_buffer_copies(), before, "a buffer no one else held was copied");
+
+    // Someone still holds the old buffer: it must keep its contents, so the node copies.
+    let (keys, values) = (fresh(), fresh());
+    let (o, k, v) = write_one(&keys, &values, 5.0).unwrap();
+    ArrayList::of([&o, &k, &v]).eval().unwrap();
+    assert_eq!(fused::attention_buffer_copies(), before + 2);
+    assert!(values.to_f32().unwrap().iter().all(|&x| x == 0.0), "the held buffer changed");
+    assert_eq!(&v.to_f32().unwrap()[24..32], &[5.0; 8]);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let x = Array::full(&[2, 8], 1.0, Dtype::F32).unwrap();
+    let half = ops::astype(&x, Dtype::F16).unwrap();
+    let err = fused::rms_norm(&half, &Array::full(&[8], 1.0, Dtype::F16).unwrap(), 1e-5).unwrap_err();
+    assert!(err.message.contains("float32"), "{err}");
+    let err = fused::rms_norm(&x, &Array::full(&[7], 1.0, Dtype::F32).unwrap(), 1e-5).unwrap_err();
+    assert!(err.message.contains("weight"), "{err}");
+    let err = fused::gated_act(&Array::full(&[2, 7], 1.0, Dtype::F32).unwrap(), Gate::Silu).unwrap_err();
+    assert!(err.message.contains("even"), "{err}");
+    // Buffers of the wrong head size, and of the wrong type.
+    let bad = Array::full(&[16, 1, 4], 0.0, Dtype::F32).unwrap();
+    let err = write_one(&bad, &bad, 1.0).unwrap_err();
+    assert!(err.message.contains("[slots, kv_heads, head_dim]"), "{err}");
+    let bad = Array::full(&[16, 1, 8], 0.0, Dtype::F16).unwrap();
+    assert!(write_one(&bad, &bad, 1.0).is_err());
+}
