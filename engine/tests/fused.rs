@@ -1,21 +1,27 @@
 //! The CPU's fused layers (`mlx::fused`) on SmolLM2: a decode step is a few hundred MLX nodes
 //! instead of thousands, gives the logits MLX's own expansions give, and writes the KV cache in
-//! place (the attention node never copies a layer's buffers).
+//! place (the attention node never copies a layer's buffers). And the default load keeps the
+//! packed weights beside the float32 expansion: decode steps take the CPU quantized kernel,
+//! prompt chunks the expansion. One test: the counters it reads are process-wide.
 
 mod common;
 
 use zeta_engine::model::Shapes;
 use zeta_engine::{LoadOptions, ModelSource, load_local};
 
-/// Greedy decode of `steps` tokens after `prompt`: per step, the logits and the graph's node count.
-fn decode(fused: bool, prompt: &[u32], steps: usize) -> Vec<(Vec<f32>, usize)> {
+/// Greedy decode of `steps` tokens after `prompt`: per step, the logits and the graph's node
+/// count; and the quantized kernel's products in the prefill and in the decode steps.
+fn decode(fused: bool, prompt: &[u32], steps: usize) -> (Vec<(Vec<f32>, usize)>, u64, u64) {
     let opts = LoadOptions { fused, ..Default::default() };
     let m = load_local(&ModelSource::Gguf(common::smol_gguf()), &opts, |_, _| {}).unwrap();
     assert_eq!(m.model.fused, fused);
     let mut pool = m.model.new_pool(None);
     let mut slots = common::Slots::default();
     let shapes = Shapes::for_device();
+    let calls = mlx::ops::cpu_qmm_calls();
     let mut logits = common::step(&m.model, &mut pool, &shapes, &mut [(&mut slots, prompt, false)]).remove(0);
+    let prefill_calls = mlx::ops::cpu_qmm_calls() - calls;
+    let calls = mlx::ops::cpu_qmm_calls();
     let mut out = Vec::new();
     for _ in 0..steps {
         let next = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
@@ -24,16 +30,21 @@ fn decode(fused: bool, prompt: &[u32], steps: usize) -> Vec<(Vec<f32>, usize)> {
         logits = rows.remove(0);
         out.push((logits.clone(), nodes));
     }
-    out
+    (out, prefill_calls, mlx::ops::cpu_qmm_calls() - calls)
 }
 
 #[test]
 fn fused_decode_is_small_exact_and_in_place() {
     let prompt: Vec<u32> = (0..24).map(|i| 100 + 37 * i).collect();
     let copies = mlx::fused::attention_buffer_copies();
-    let fused = decode(true, &prompt, 6);
+    let (fused, prefill_calls, decode_calls) = decode(true, &prompt, 6);
     assert_eq!(mlx::fused::attention_buffer_copies(), copies, "a decode step copied a KV buffer");
-    let unfused = decode(false, &prompt, 6);
+    // A 24-token chunk multiplies the expansion; only the output projection of its last row, the
+    // one whose logits are wanted, reads packed weights.
+    assert_eq!(prefill_calls, 1, "a prompt chunk's products");
+    // Per layer the q/k/v, output, gate/up and down products, and the tied output projection.
+    assert_eq!(decode_calls, 6 * (4 * 30 + 1), "every product of a decode step reads packed weights");
+    let (unfused, _, _) = decode(false, &prompt, 6);
     let (small, large) = (fused[0].1, unfused[0].1);
     eprintln!("SmolLM2 decode step: {small} MLX nodes fused, {large} with MLX's expansions");
     // Ten per layer (two norms, four products, the gated activation, two KV writes, attention),

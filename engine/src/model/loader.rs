@@ -189,6 +189,9 @@ struct Builder<'a> {
     gguf: bool,
     dtype: Dtype,
     dense: bool,
+    /// Expanded weights keep their packed form too ([`Linear::Hybrid`]): plain projections are
+    /// left packed while layers are joined, and [`Builder::finish`] expands them.
+    hybrid: bool,
     /// Norms as the CPU's fused primitive.
     fused: bool,
 }
@@ -223,7 +226,13 @@ impl Builder<'_> {
                 Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias }
             }
         };
-        if self.dense { linear.densify(self.dtype) } else { Ok(linear) }
+        if self.dense && !self.hybrid { linear.densify(self.dtype) } else { Ok(linear) }
+    }
+
+    /// A joined projection as the model keeps it: expanded with its packed form kept, when
+    /// hybrid.
+    fn finish(&self, linear: Linear) -> Result<Linear> {
+        if self.hybrid { linear.densify_keeping_packed(self.dtype) } else { Ok(linear) }
     }
 
     /// Checks a quantized weight `[..lead, in * bits / 32]` and its scales `[..lead, groups]` and
@@ -362,11 +371,12 @@ fn fuse(parts: Vec<Linear>, axis: i32) -> Result<Linear> {
     });
     let any_bias = parts.iter().any(|p| match p {
         Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.is_some(),
-        Linear::Stack(_) => true,
+        // Made only after joining.
+        Linear::Stack(_) | Linear::Hybrid { .. } => true,
     });
     let all_bias = parts.iter().all(|p| match p {
         Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.is_some(),
-        Linear::Stack(_) => false,
+        Linear::Stack(_) | Linear::Hybrid { .. } => false,
     });
     if any_bias && !all_bias {
         return Ok(Linear::Stack(parts));
@@ -377,7 +387,7 @@ fn fuse(parts: Vec<Linear>, axis: i32) -> Result<Linear> {
             .iter()
             .map(|p| match p {
                 Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.as_ref().unwrap(),
-                Linear::Stack(_) => unreachable!(),
+                Linear::Stack(_) | Linear::Hybrid { .. } => unreachable!(),
             })
             .collect())?)
     } else {
@@ -437,8 +447,12 @@ pub(crate) fn build(
         }
     }
     let fused = !gpu && opts.fused;
-    let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense, fused };
-    let embed = Embedding(b.linear("model.embed_tokens", vocab, h, false)?);
+    // Within the budget the CPU keeps the packed weights beside the expansion: decode steps read
+    // them with the quantized kernel, prompt chunks multiply the expansion.
+    let hybrid = dense && opts.dense == DenseMode::Auto;
+    let mut b = Builder { t, cfg: &cfg, gguf, dtype, dense, hybrid, fused };
+    let linear = b.linear("model.embed_tokens", vocab, h, false)?;
+    let embed = Embedding(b.finish(linear)?);
     let mut pending = ArrayList::of(embed.0.arrays());
     pending.eval()?;
     let bias = cfg.attention_bias;
@@ -455,13 +469,18 @@ pub(crate) fn build(
             let v = b.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?;
             fuse(vec![q, k, v], 0)?
         };
+        let qkv = b.finish(qkv)?;
         let o = b.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?;
+        let o = b.finish(o)?;
         let (q_norm, k_norm) = if cfg.qk_norm {
             (Some(b.norm(&format!("{p}.self_attn.q_norm"), hd)?), Some(b.norm(&format!("{p}.self_attn.k_norm"), hd)?))
         } else {
             (None, None)
         };
-        let mlp = b.mlp(&p, cfg.moe.as_ref().filter(|m| m.sparse[l]))?;
+        let mlp = match b.mlp(&p, cfg.moe.as_ref().filter(|m| m.sparse[l]))? {
+            Mlp::Dense { gate_up, down, act } => Mlp::Dense { gate_up: b.finish(gate_up)?, down: b.finish(down)?, act },
+            sparse => sparse,
+        };
         // Gemma norms the attention and MLP outputs too; its pre-MLP norm has its own name.
         let (post_norm, attn_out_norm, mlp_out_norm) = if cfg.gemma.is_some() {
             (
@@ -519,7 +538,8 @@ pub(crate) fn build(
         }
         None
     } else if b.t.map.contains_key("lm_head.weight") {
-        Some(b.linear("lm_head", vocab, h, false)?)
+        let head = b.linear("lm_head", vocab, h, false)?;
+        Some(b.finish(head)?)
     } else if gguf {
         None // GGUF files omit `output` when the embedding is tied.
     } else {

@@ -25,6 +25,7 @@ impl Experts {
 
 fn gather(experts: &Linear, x: &Array, idx: &Array) -> Result<Array> {
     let (y, bias) = match experts {
+        Linear::Hybrid { dense, .. } => return gather(dense, x, idx),
         Linear::Dense { weight, bias, .. } => (ops::gather_mm(x, &ops::swapaxes(weight, -1, -2)?, idx, true)?, bias),
         Linear::Quantized { weight, scales, biases, group_size, bits, mode, bias } => {
             (ops::gather_qmm(x, weight, &spec(scales, biases, *group_size, *bits, *mode), idx, true)?, bias)
