@@ -14,7 +14,9 @@
 
 #include "cpu_parallel.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -228,6 +230,133 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
   }
 }
 
+// Activations as integers for `maddubs`: per block of 32, int8 codes with a scale (max |x| / 127,
+// as ggml's Q8_0) plus int8 codes of what they leave (scale / 254), about 15 bits in all. Codes
+// alone (8 bits) changed SmolLM2's greedy tokens against mlx-lm; with the residual the products
+// stay within the float path's error bound (cpu_qmm.rs), and at batch 16 they run 1.3x the
+// float path (the codes are widened once per 64 weights, not per 8).
+// Each chunk of 64 values is laid out as the 32 bytes of 4-bit codes come apart: the even
+// positions of its two blocks (16 + 16 bytes), then the odd ones, so that one 256-bit load of
+// codes pairs with one load of activations per nibble half.
+struct PreparedQ8 {
+  std::vector<int8_t> storage;
+  int8_t* xq = nullptr;
+  int8_t* xr = nullptr;     // the residuals' codes, same layout
+  std::vector<float> d;     // [M, K / 32]: the residual codes' scale (d / 254)
+  std::vector<float> xsum;  // [M, K / gs], exact float sums for the offsets
+};
+
+PreparedQ8 prepare_q8(const float* x, int M, int K, int gs) {
+  PreparedQ8 p;
+  p.storage.resize(2 * static_cast<size_t>(M) * K + 32);
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.xq = p.storage.data() + (32 - addr % 32) % 32;
+  p.xr = p.xq + static_cast<size_t>(M) * K;
+  const int blocks = K / 32, groups = K / gs;
+  p.d.resize(static_cast<size_t>(M) * blocks);
+  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
+  for (int m = 0; m < M; ++m) {
+    const float* xr = x + static_cast<size_t>(m) * K;
+    int8_t* out = p.xq + static_cast<size_t>(m) * K;
+    int8_t* res = p.xr + static_cast<size_t>(m) * K;
+    for (int blk = 0; blk < blocks; ++blk) {
+      const float* xb = xr + blk * 32;
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+      p.d[static_cast<size_t>(m) * blocks + blk] = d / 254.0f;
+      const size_t at = (blk / 2) * 64 + (blk % 2) * 16;
+      // x = d · q + r with |r| <= d / 2, and r = (d / 254) · q' with |q'| <= 127: together
+      // about 15 bits, so the product stays within float32's rounding of the exact one.
+      auto code = [&](float v, size_t i) {
+        const float q = std::nearbyint(v * inv);
+        out[i] = static_cast<int8_t>(q);
+        res[i] = static_cast<int8_t>(std::clamp(std::nearbyint((v - q * d) * inv * 254.0f), -127.0f, 127.0f));
+      };
+      for (int j = 0; j < 16; ++j) {
+        code(xb[2 * j], at + j);
+        code(xb[2 * j + 1], at + 32 + j);
+      }
+    }
+    for (int g = 0; g < groups; ++g) {
+      float sum = 0;
+      for (int i = 0; i < gs; ++i) sum += xr[g * gs + i];
+      p.xsum[static_cast<size_t>(m) * groups + g] = sum;
+    }
+  }
+  return p;
+}
+
+// 254 · Σ q·xq + Σ q·xr over 64 codes (`lo`: their low nibbles, `hi`: high), as 8 int32 sums:
+// lanes 0-3 the chunk's first block, 4-7 its second. `maddubs` multiplies unsigned codes by
+// signed activations and adds pairs to int16 (at most 2 · 15 · 127: no saturation).
+__attribute__((target("avx2"), always_inline)) inline __m256i dot_q8(__m256i lo, __m256i hi, const int8_t* xq,
+                                                                    const int8_t* xr, __m256i ones) {
+  const __m256i* a = reinterpret_cast<const __m256i*>(xq);
+  const __m256i* b = reinterpret_cast<const __m256i*>(xr);
+  const __m256i q = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(a)),
+                                     _mm256_maddubs_epi16(hi, _mm256_load_si256(a + 1)));
+  const __m256i r = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(b)),
+                                     _mm256_maddubs_epi16(hi, _mm256_load_si256(b + 1)));
+  return _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(q, ones), _mm256_set1_epi32(254)),
+                          _mm256_madd_epi16(r, ones));
+}
+
+// 4-bit rows times int8 activations: per 64 weights two `maddubs` (unsigned codes times signed
+// activations, summed in pairs to int16: at most 2 · 15 · 127, no saturation) and a `madd` to
+// int32, scaled per block by scale_g · d_block in float:
+//   y = Σ_blocks scale_g · d_b · Σ_i q_i xq_i + Σ_g bias_g · Σ_i x_i.
+// Every row runs the same operations in the same order whatever M is (batch invariance).
+template <typename S>
+__attribute__((target("avx2,fma,f16c"))) void rows4_q8_avx2(const PreparedQ8& p, int M, int K, const uint8_t* w,
+                                                           const S* scales, const S* biases, int gs, float* y, int N,
+                                                           int n0, int n1) {
+  const int groups = K / gs, chunks = K / 64, blocks = K / 32;
+  const size_t row_bytes = static_cast<size_t>(K) / 2;
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) float acc[kRowsPerPass * 8];
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wr = w + n * row_bytes;
+    const S* sr = scales + static_cast<size_t>(n) * groups;
+    const S* br = biases + static_cast<size_t>(n) * groups;
+    if (M == 1) {
+      __m256 a = _mm256_setzero_ps();
+      for (int c = 0; c < chunks; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
+        const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        const __m256i i32 = dot_q8(lo, hi, p.xq + c * 64, p.xr + c * 64, ones);
+        const float f0 = wide(sr[(2 * c) * 32 / gs]) * p.d[2 * c];
+        const float f1 = wide(sr[(2 * c + 1) * 32 / gs]) * p.d[2 * c + 1];
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_setr_m128(_mm_set1_ps(f0), _mm_set1_ps(f1)), a);
+      }
+      float off = 0;
+      for (int g = 0; g < groups; ++g) off += wide(br[g]) * p.xsum[g];
+      y[n] = hsum(a) + off;
+      continue;
+    }
+    for (int m = 0; m < M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
+    for (int c = 0; c < chunks; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
+      const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      const float s0 = wide(sr[(2 * c) * 32 / gs]), s1 = wide(sr[(2 * c + 1) * 32 / gs]);
+      for (int m = 0; m < M; ++m) {
+        const size_t at = static_cast<size_t>(m) * K + c * 64;
+        const float* dm = p.d.data() + static_cast<size_t>(m) * blocks;
+        const __m256i i32 = dot_q8(lo, hi, p.xq + at, p.xr + at, ones);
+        const __m256 f = _mm256_setr_m128(_mm_set1_ps(s0 * dm[2 * c]), _mm_set1_ps(s1 * dm[2 * c + 1]));
+        _mm256_store_ps(acc + 8 * m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, _mm256_load_ps(acc + 8 * m)));
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      float off = 0;
+      const float* xs = p.xsum.data() + static_cast<size_t>(m) * groups;
+      for (int g = 0; g < groups; ++g) off += wide(br[g]) * xs[g];
+      y[static_cast<size_t>(m) * N + n] = hsum(_mm256_load_ps(acc + 8 * m)) + off;
+    }
+  }
+}
+
 bool have_avx2() {
   static const bool yes =
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -352,12 +481,32 @@ class AffineQmm : public mx::UnaryPrimitive {
       const uint8_t* wp = w.data<uint8_t>();
       std::optional<Prepared> prep;
 #ifdef ZETA_X86
-      if (bits == 4 && have_avx2()) prep = prepare4(xp, M, K, gs);
+      std::optional<PreparedQ8> q8;
+      // 4-bit products whose rows split into chunks of 64 take the integer path (see
+      // rows4_q8_avx2); others the float one.
+      if (bits == 4 && have_avx2() && K % 64 == 0) {
+        q8 = prepare_q8(xp, M, K, gs);
+      } else if (bits == 4 && have_avx2()) {
+        prep = prepare4(xp, M, K, gs);
+      }
 #endif
       const Prepared* pp = prep ? &*prep : nullptr;
       auto part = [&](int t, int parts) {
         int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
         int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
+#ifdef ZETA_X86
+        if (q8) {
+          switch (s.dtype()) {
+            case mx::float32:
+              return rows4_q8_avx2(*q8, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+            case mx::float16:
+              return rows4_q8_avx2(*q8, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
+            default:
+              return rows4_q8_avx2(*q8, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0,
+                                   n1);
+          }
+        }
+#endif
         switch (s.dtype()) {
           case mx::float32:
             run_rows(bits, xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
