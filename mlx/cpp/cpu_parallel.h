@@ -32,9 +32,10 @@ void parallel(F& f, size_t work) {
 #endif
 }
 
-/// Copies an array of float32 of any strides into `dst`, in row-major order.
-inline void gather_rows(const mlx::core::array& a, float* dst) {
-  const float* src = a.data<float>();
+/// Calls `f(i, offset)` for every element of `a` in row-major order, with its offset in the
+/// buffer (any strides).
+template <typename F>
+void for_each_offset(const mlx::core::array& a, F f) {
   const auto& shape = a.shape();
   const auto& strides = a.strides();
   const int nd = static_cast<int>(shape.size());
@@ -42,12 +43,18 @@ inline void gather_rows(const mlx::core::array& a, float* dst) {
   for (size_t i = 0; i < a.size(); ++i) {
     int64_t off = 0;
     for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
-    dst[i] = src[off];
+    f(i, off);
     for (int d = nd - 1; d >= 0; --d) {
       if (++idx[d] < shape[d]) break;
       idx[d] = 0;
     }
   }
+}
+
+/// Copies an array of float32 of any strides into `dst`, in row-major order.
+inline void gather_rows(const mlx::core::array& a, float* dst) {
+  const float* src = a.data<float>();
+  for_each_offset(a, [&](size_t i, int64_t off) { dst[i] = src[off]; });
 }
 
 /// The float32 rows of `a`: its own buffer when row-contiguous, else a copy in `tmp`.

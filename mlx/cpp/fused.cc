@@ -69,19 +69,10 @@ inline void rms_row(const float* v, const float* w, float eps, int n, float* out
 // Integer arrays (ids, slots, lengths) of any strides as int64 values.
 std::vector<int64_t> ints(const array& a) {
   std::vector<int64_t> out(a.size());
-  const auto& shape = a.shape();
-  const auto& strides = a.strides();
-  const int nd = static_cast<int>(shape.size());
-  std::vector<int> idx(nd, 0);
-  for (size_t i = 0; i < a.size(); ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
-    out[i] = a.dtype() == mx::uint32 ? static_cast<int64_t>(a.data<uint32_t>()[off]) : a.data<int32_t>()[off];
-    for (int d = nd - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-    }
-  }
+  const bool u = a.dtype() == mx::uint32;
+  for_each_offset(a, [&](size_t i, int64_t off) {
+    out[i] = u ? static_cast<int64_t>(a.data<uint32_t>()[off]) : a.data<int32_t>()[off];
+  });
   return out;
 }
 

@@ -10,30 +10,11 @@
 //! 15 bits (int8 codes and int8 residuals per block of 32) for integer multiply-adds: measured
 //! worst 0.14 of the bound there, 0.004 on the float path.
 
-use std::sync::{Mutex, MutexGuard};
+mod common;
+
+use common::{Rng, serial};
 
 use mlx::{Array, Dtype, ops};
-
-/// The kernel's call counter is process-wide: tests that read it take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn fill(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
 
 /// One product checked three ways; returns the worst error relative to the bound.
 #[allow(clippy::too_many_arguments)]

@@ -8,32 +8,12 @@
 //! different order and sines come from another implementation, which moves results by a few ulps
 //! (measured: under 3e-6); a wrong position, slot, head or mask moves them by whole units.
 
-use std::sync::{Mutex, MutexGuard};
+mod common;
+
+use common::{Rng, serial};
 
 use mlx::fused::{self, DecodeAttention, Gate};
 use mlx::{Array, ArrayList, Dtype, ops};
-
-/// The copy counter is process-wide: tests that read it take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn array(&mut self, shape: &[i32]) -> Array {
-        let n = shape.iter().product::<i32>() as usize;
-        Array::from_f32(&(0..n).map(|_| self.next()).collect::<Vec<_>>(), shape).unwrap()
-    }
-}
 
 fn close(what: &str, ours: &Array, reference: &Array) {
     let (a, b) = (ours.to_f32().unwrap(), reference.to_f32().unwrap());
