@@ -7,12 +7,12 @@
 mod common;
 
 use zeta_engine::model::Shapes;
-use zeta_engine::{LoadOptions, ModelSource, load_local};
+use zeta_engine::{DenseMode, LoadOptions, ModelSource, load_local};
 
 /// Greedy decode of `steps` tokens after `prompt`: per step, the logits and the graph's node
 /// count; and the quantized kernel's products in the prefill and in the decode steps.
-fn decode(fused: bool, prompt: &[u32], steps: usize) -> (Vec<(Vec<f32>, usize)>, u64, u64) {
-    let opts = LoadOptions { fused, ..Default::default() };
+fn decode(fused: bool, dense: DenseMode, prompt: &[u32], steps: usize) -> (Vec<(Vec<f32>, usize)>, u64, u64) {
+    let opts = LoadOptions { fused, dense, ..Default::default() };
     let m = load_local(&ModelSource::Gguf(common::smol_gguf()), &opts, |_, _| {}).unwrap();
     assert_eq!(m.model.fused, fused);
     let mut pool = m.model.new_pool(None);
@@ -37,14 +37,12 @@ fn decode(fused: bool, prompt: &[u32], steps: usize) -> (Vec<(Vec<f32>, usize)>,
 fn fused_decode_is_small_exact_and_in_place() {
     let prompt: Vec<u32> = (0..24).map(|i| 100 + 37 * i).collect();
     let copies = mlx::fused::attention_buffer_copies();
-    let (fused, prefill_calls, decode_calls) = decode(true, &prompt, 6);
+    // The fused layers against MLX's expansions, both on float32 weights: the quantized
+    // kernel's integer activations would add their own rounding (checked against mlx-lm by the
+    // SmolLM2 test).
+    let (fused, _, _) = decode(true, DenseMode::Always, &prompt, 6);
     assert_eq!(mlx::fused::attention_buffer_copies(), copies, "a decode step copied a KV buffer");
-    // A 24-token chunk multiplies the expansion; only the output projection of its last row, the
-    // one whose logits are wanted, reads packed weights.
-    assert_eq!(prefill_calls, 1, "a prompt chunk's products");
-    // Per layer the q/k/v, output, gate/up and down products, and the tied output projection.
-    assert_eq!(decode_calls, 6 * (4 * 30 + 1), "every product of a decode step reads packed weights");
-    let (unfused, _, _) = decode(false, &prompt, 6);
+    let (unfused, _, _) = decode(false, DenseMode::Always, &prompt, 6);
     let (small, large) = (fused[0].1, unfused[0].1);
     eprintln!("SmolLM2 decode step: {small} MLX nodes fused, {large} with MLX's expansions");
     // Ten per layer (two norms, four products, the gated activation, two KV writes, attention),
@@ -58,4 +56,16 @@ fn fused_decode_is_small_exact_and_in_place() {
             assert!((x - y).abs() <= 1e-3 + 1e-4 * y.abs(), "step {i}: fused {x} vs {y}");
         }
     }
+
+    // The default load keeps both weight forms.
+    let (both, prefill_calls, decode_calls) = decode(true, DenseMode::Auto, &prompt, 6);
+    // A 24-token chunk multiplies the expansion; only the output projection of its last row, the
+    // one whose logits are wanted, reads packed weights.
+    assert_eq!(prefill_calls, 1, "a prompt chunk's products");
+    // Per layer the q/k/v, output, gate/up and down products, and the tied output projection.
+    assert_eq!(decode_calls, 6 * (4 * 30 + 1), "every product of a decode step reads packed weights");
+    assert!(both[0].1 <= small, "the packed products add nodes");
+    let worst = both.iter().zip(&fused).flat_map(|(a, b)| a.0.iter().zip(&b.0)).map(|(x, y)| (x - y).abs());
+    eprintln!("packed against expanded weights: max |Δlogit| {:.2e}", worst.fold(0f32, f32::max));
+    assert_eq!(mlx::fused::attention_buffer_copies(), copies, "a decode step copied a KV buffer");
 }
