@@ -103,9 +103,11 @@ async fn sigterm_drains_then_exits_cleanly_and_removes_the_socket() {
     endless.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
     let mut long_stream = g.generate(endless).await.unwrap().into_inner();
     long_stream.message().await.unwrap();
-    let (mut g2, s2) = (g.clone(), short);
-    let short_task = tokio::spawn(async move { generate(&mut g2, s2).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Admitted (its first event came) before the signal, however busy the machine is.
+    let mut short_stream = g.generate(short).await.unwrap().into_inner();
+    let mut first = zeta_tests::Outcome::default();
+    first.add(short_stream.message().await.unwrap().expect("the short request's first event"));
+    let short_task = tokio::spawn(zeta_tests::collect(short_stream, first));
     let t0 = Instant::now();
     d.signal(libc::SIGTERM);
     // New work is refused while draining.

@@ -244,23 +244,36 @@ pub struct Outcome {
     pub finished: Option<v1::Finished>,
 }
 
+impl Outcome {
+    /// Takes in one event of the stream.
+    pub fn add(&mut self, ev: v1::GenerateEvent) {
+        match ev.event {
+            Some(v1::generate_event::Event::Started(s)) => self.started = Some(s),
+            Some(v1::generate_event::Event::Delta(d)) => {
+                self.text.push_str(&d.text);
+                self.tokens.extend(d.token_ids);
+            }
+            Some(v1::generate_event::Event::Finished(f)) => self.finished = Some(f),
+            None => {}
+        }
+    }
+}
+
 /// Runs a generation to its end.
 pub async fn generate(
     client: &mut v1::generation_client::GenerationClient<Channel>,
     req: v1::GenerateRequest,
 ) -> Result<Outcome, tonic::Status> {
-    let mut stream = client.generate(req).await?.into_inner();
-    let mut out = Outcome::default();
+    collect(client.generate(req).await?.into_inner(), Outcome::default()).await
+}
+
+/// Reads the rest of a generation's stream into `out`.
+pub async fn collect(
+    mut stream: tonic::Streaming<v1::GenerateEvent>,
+    mut out: Outcome,
+) -> Result<Outcome, tonic::Status> {
     while let Some(ev) = stream.message().await? {
-        match ev.event {
-            Some(v1::generate_event::Event::Started(s)) => out.started = Some(s),
-            Some(v1::generate_event::Event::Delta(d)) => {
-                out.text.push_str(&d.text);
-                out.tokens.extend(d.token_ids);
-            }
-            Some(v1::generate_event::Event::Finished(f)) => out.finished = Some(f),
-            None => {}
-        }
+        out.add(ev);
     }
     Ok(out)
 }
