@@ -187,14 +187,19 @@ impl Model {
         if let Some(s) = self.embed_scale {
             x = ops::multiply(&x, &ops::astype(&Array::scalar_f32(s)?, self.dtype)?)?;
         }
-        let global = (&self.rope, self.rope.table(&step.positions)?);
+        // A step of decode rows only, fused, rotates and masks inside its attention nodes: the
+        // step's rope tables and window masks would be built for nothing.
+        let fused_only = self.fused && step.prefill.is_none() && self.rope.cpu_params().is_some();
+        let table = |r: &Rope| if fused_only { Ok(None) } else { r.table(&step.positions) };
+        let global = (&self.rope, table(&self.rope)?);
         let local = match &self.rope_local {
-            Some(r) => Some((r, r.table(&step.positions)?)),
+            Some(r) => Some((r, table(r)?)),
             None => None,
         };
         // The masks of the sliding-window layers: over their own slots when the pool keeps
         // them apart, else over every slot.
         let windows = match (&self.cfg.sliding_window, &step.local) {
+            _ if fused_only => None,
             (Some(w), Some(local)) => Some(local.window_masks(w.size)?),
             (Some(w), None) => Some(step::window_masks(step.decode.as_ref(), step.prefill.as_ref(), w.size)?),
             (None, _) => None,
