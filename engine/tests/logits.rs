@@ -29,7 +29,8 @@ fn ours_from(source: &ModelSource, dense: DenseMode, shapes: Shapes) -> Vec<Vec<
     let opts = LoadOptions { dense, ..Default::default() };
     let m = load_local(source, &opts, |_, _| {}).unwrap();
     let mut pool = m.model.new_pool(None);
-    let (mut slots, mut other) = (common::Slots::default(), common::Slots::default());
+    let (mut slots, mut other, mut third) =
+        (common::Slots::default(), common::Slots::default(), common::Slots::default());
     let mut rows = Vec::new();
     let first = common::step(&m.model, &mut pool, &shapes, &mut [(&mut slots, &TOKENS[0..4], false)]);
     rows.extend(first);
@@ -42,12 +43,13 @@ fn ours_from(source: &ModelSource, dense: DenseMode, shapes: Shapes) -> Vec<Vec<
     );
     rows.push(both[1].clone());
     for t in 8..12 {
-        let both = common::step(
-            &m.model,
-            &mut pool,
-            &shapes,
-            &mut [(&mut other, &TOKENS[t..t + 1], true), (&mut slots, &TOKENS[t..t + 1], true)],
-        );
+        let mut seqs = vec![(&mut other, &TOKENS[t..t + 1], true), (&mut slots, &TOKENS[t..t + 1], true)];
+        // One step also prefills a third sequence: decode rows and a prompt chunk together (on
+        // the CPU, the decode rows' fused attention beside the chunk's batched one).
+        if t == 9 {
+            seqs.push((&mut third, &TOKENS[0..3], false));
+        }
+        let both = common::step(&m.model, &mut pool, &shapes, &mut seqs);
         rows.push(both[1].clone());
     }
     rows
