@@ -4,7 +4,10 @@
 //!
 //! Tolerance: every logit within 2e-3 + 1e-3·|reference| of mlx-lm's (the logits are O(1-10));
 //! the residual differences are float32 summation order (OpenBLAS vs MLX's reference BLAS, and a
-//! dequantized product vs the quantized kernel).
+//! dequantized product vs the quantized kernel). The tiny models of every family are held to
+//! 2e-4 + 2e-5·|reference| (measured worst 2.8e-5): random weights amplify small errors layer after
+//! layer, so this is what catches a kernel that lost precision (the CPU kernel's 15-bit
+//! activations were at 2.3e-3 here, while every single product passed its own bound).
 //!
 //! Our pass is run the way the scheduler runs it — a chunk from an empty cache, a chunk at an
 //! offset, then single tokens as decode rows batched with another sequence of a different length
@@ -92,7 +95,7 @@ fn tiny_models_match_mlx_lm() {
                 for (a, b) in row.iter().zip(r) {
                     let err = (a - b).abs();
                     assert!(
-                        err <= 2e-3 + 1e-3 * b.abs(),
+                        err <= 2e-4 + 2e-5 * b.abs(),
                         "{name} {mode:?} {shapes:?} position {pos}: {a} vs mlx-lm {b}"
                     );
                     worst = worst.max(err);

@@ -160,30 +160,37 @@ KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
   }
 }
 
-/* A pool of worker threads; the calling thread takes part 0 of every job. The products of one
- * step come microseconds apart, so the hand-off is atomic: workers spin for about a millisecond
- * before they sleep, a job wakes sleepers only when there are any, and the caller spins for the
- * others to finish. */
+/* A pool of worker threads. A job is cut into parts that the caller and the workers claim one at
+ * a time, so a worker that the OS has descheduled (on a busy machine, or beside the engine's own
+ * thread on two cores) delays nothing: the caller takes the parts it left. Which thread runs a
+ * part never changes what the part computes. The products of one step come microseconds apart,
+ * so the hand-off is atomic: workers spin for about a millisecond before they sleep, and a job
+ * wakes sleepers only when there are any.
+ *
+ * `state` packs the job's generation (high 32 bits), its part count (16) and the next part to
+ * claim (low 16), so a claim is one compare-and-swap that cannot take a part of a later job:
+ * the caller publishes the next job only when every part of this one is done, and a claimant
+ * reads `pool.job` only after its claim succeeded. */
 static struct {
   pthread_once_t once;
   int threads;
   pthread_mutex_t mu;
   pthread_cond_t wake;
-  unsigned long generation; /* atomic: bumped once per job */
-  int remaining;            /* atomic: workers still on the current job */
+  unsigned long long state; /* atomic: generation | parts | next */
+  int done;                 /* atomic: parts of the current job finished */
   int sleepers;             /* atomic: workers asleep on `wake` */
   struct job job;
 } pool = {PTHREAD_ONCE_INIT, 1, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, {0}};
 
-static void part(const struct job* j, int t) {
+static void part(const struct job* j, int t, int parts) {
   if (j->fn) {
-    j->fn(j->ctx, t, pool.threads);
+    j->fn(j->ctx, t, parts);
     return;
   }
   /* Split by weight rows on BLOCK boundaries, so which code computes a column never depends on
-   * the number of threads. */
+   * the number of parts. */
   blasint blocks = (j->n + BLOCK - 1) / BLOCK;
-  blasint per = (blocks + pool.threads - 1) / pool.threads;
+  blasint per = (blocks + parts - 1) / parts;
   blasint n0 = t * per * BLOCK, n1 = (t + 1) * per * BLOCK;
   if (n1 > j->n) n1 = j->n;
   if (n0 >= n1) return;
@@ -203,24 +210,38 @@ static inline __attribute__((always_inline)) void cpu_relax(void) {
 }
 
 #define SPIN 20000
+#define GEN(s) ((s) >> 32)
+#define PARTS(s) ((int)(((s) >> 16) & 0xFFFF))
+#define NEXT(s) ((int)((s) & 0xFFFF))
+
+/* Claims and runs parts of job `gen` until none is left. */
+static void claim_parts(unsigned long long gen) {
+  unsigned long long s = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
+  for (;;) {
+    if (GEN(s) != gen || NEXT(s) >= PARTS(s)) return;
+    if (!__atomic_compare_exchange_n(&pool.state, &s, s + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
+    struct job j = pool.job;
+    part(&j, NEXT(s), PARTS(s));
+    __atomic_add_fetch(&pool.done, 1, __ATOMIC_RELEASE);
+    s = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
+  }
+}
 
 static void* worker(void* arg) {
-  int t = (int)(long)arg;
-  unsigned long seen = 0;
+  (void)arg;
+  unsigned long long seen = 0;
   for (;;) {
-    for (int spin = 0; spin < SPIN && __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen; spin++)
+    for (int spin = 0; spin < SPIN && GEN(__atomic_load_n(&pool.state, __ATOMIC_ACQUIRE)) == seen; spin++)
       cpu_relax();
-    if (__atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen) {
+    if (GEN(__atomic_load_n(&pool.state, __ATOMIC_ACQUIRE)) == seen) {
       pthread_mutex_lock(&pool.mu);
       __atomic_add_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
-      while (__atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+      while (GEN(__atomic_load_n(&pool.state, __ATOMIC_SEQ_CST)) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
       __atomic_sub_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
       pthread_mutex_unlock(&pool.mu);
     }
-    seen = __atomic_load_n(&pool.generation, __ATOMIC_SEQ_CST);
-    struct job j = pool.job;
-    part(&j, t);
-    __atomic_sub_fetch(&pool.remaining, 1, __ATOMIC_RELEASE);
+    seen = GEN(__atomic_load_n(&pool.state, __ATOMIC_ACQUIRE));
+    claim_parts(seen);
   }
   return NULL;
 }
@@ -265,21 +286,25 @@ static void run(const struct job* j, size_t work) {
       few_rows(j, 0, j->n);
     return;
   }
+  /* OpenBLAS calls pack their operands: a few large parts. The other kernels: several parts per
+   * thread, so that a late thread's share is small. */
+  int parts = j->gemm ? pool.threads : 4 * pool.threads;
   pthread_mutex_lock(&one_job);
   pool.job = *j;
-  __atomic_store_n(&pool.remaining, pool.threads - 1, __ATOMIC_SEQ_CST);
-  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
+  unsigned long long gen = GEN(__atomic_load_n(&pool.state, __ATOMIC_RELAXED)) + 1;
+  __atomic_store_n(&pool.state, (gen << 32) | ((unsigned long long)parts << 16), __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST) > 0) {
     pthread_mutex_lock(&pool.mu);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
   }
-  part(j, 0);
-  for (unsigned long spin = 0; __atomic_load_n(&pool.remaining, __ATOMIC_ACQUIRE) > 0; spin++) {
+  claim_parts(gen);
+  for (unsigned long spin = 0; __atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < parts; spin++) {
     if (spin < SPIN)
       cpu_relax();
     else
-      sched_yield(); /* a worker was descheduled: give it the core */
+      sched_yield(); /* a worker was descheduled mid-part: give it the core */
   }
   pthread_mutex_unlock(&one_job);
 }

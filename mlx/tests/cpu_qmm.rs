@@ -7,8 +7,9 @@
 //! K · 2⁻²⁴ · Σ|w·x|; the test allows 1e-4 · Σ|w·x| + 1e-6 per output, well above that for
 //! K ≤ 640 and far below any real error (a wrong code or scale moves an output by a whole
 //! |scale · x| term). 4-bit products with K a multiple of 64 quantize the activations to about
-//! 15 bits (int8 codes and int8 residuals per block of 32) for integer multiply-adds: measured
-//! worst 0.14 of the bound there, 0.004 on the float path.
+//! 23 bits (an int8 code and two int8 residuals per block of 32) for integer multiply-adds:
+//! measured worst 0.004 of the bound, as on the float path (with one residual, 15 bits, it was
+//! 0.14, and whole-model logits showed it: engine/tests/logits.rs).
 
 mod common;
 
