@@ -124,6 +124,26 @@ static inline __attribute__((always_inline)) void dot2x4(const float* x0, const 
   memcpy(out1, r, sizeof r);
 }
 
+/* Four input rows at once: sixteen accumulators, and each load (four of weights, four of inputs)
+ * feeds four FMAs instead of 1.6 in `dot2x4`, the loads being what bounds these loops. Every
+ * accumulator does exactly what `dot1x4` does. */
+static inline __attribute__((always_inline)) void dot4x4(const float* const* x, const float* const* w, blasint k,
+                                                         blasint kv, float out[4][4]) {
+  lanes acc[4][4];
+  memset(acc, 0, sizeof acc);
+  for (blasint p = 0; p < kv; p += LANES) {
+    lanes xv[4] = {load(x[0] + p), load(x[1] + p), load(x[2] + p), load(x[3] + p)};
+    lanes wv[4] = {load(w[0] + p), load(w[1] + p), load(w[2] + p), load(w[3] + p)};
+    for (int r = 0; r < 4; r++)
+      for (int b = 0; b < 4; b++) acc[r][b] += xv[r] * wv[b];
+  }
+  for (int r = 0; r < 4; r++) {
+    for (int b = 0; b < 4; b++) out[r][b] = hsum(acc[r][b]);
+    for (blasint p = kv; p < k; p++)
+      for (int b = 0; b < 4; b++) out[r][b] += x[r][p] * w[b][p];
+  }
+}
+
 /* c[i, n] for all rows i and weight rows n in [n0, n1). */
 KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
   const blasint k = j->k, kv = k / LANES * LANES;
@@ -134,6 +154,14 @@ KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
     for (int b = 1; b < 4; b++) w[b] = w[b - 1] + j->ldb;
     blasint i = 0;
     float t[4], r[4];
+    for (; i + 4 <= j->m; i += 4) {
+      const float* x[4];
+      for (int q = 0; q < 4; q++) x[q] = j->a + (size_t)(i + q) * j->lda;
+      float o[4][4];
+      dot4x4(x, w, k, kv, o);
+      for (int q = 0; q < 4; q++)
+        for (int b = 0; b < 4; b++) store(j, i + q, n + b, o[q][b]);
+    }
     for (; i + 2 <= j->m; i += 2) {
       const float* x0 = j->a + (size_t)i * j->lda;
       dot2x4(x0, x0 + j->lda, w, k, kv, t, r);
