@@ -144,6 +144,18 @@ static inline __attribute__((always_inline)) void dot4x4(const float* const* x, 
   }
 }
 
+/* dot4x4's sixteen accumulators fit AVX-512's 32 registers; with AVX2 (each accumulator two
+ * registers of 16) or NEON they would spill, and dot2x4 runs instead. */
+static int wide_registers(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static int yes = -1;
+  if (yes < 0) yes = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return yes;
+#else
+  return 0;
+#endif
+}
+
 /* c[i, n] for all rows i and weight rows n in [n0, n1). */
 KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
   const blasint k = j->k, kv = k / LANES * LANES;
@@ -154,7 +166,7 @@ KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
     for (int b = 1; b < 4; b++) w[b] = w[b - 1] + j->ldb;
     blasint i = 0;
     float t[4], r[4];
-    for (; i + 4 <= j->m; i += 4) {
+    for (; wide_registers() && i + 4 <= j->m; i += 4) {
       const float* x[4];
       for (int q = 0; q < 4; q++) x[q] = j->a + (size_t)(i + q) * j->lda;
       float o[4][4];
