@@ -159,6 +159,7 @@ static int wide_registers(void) {
 /* c[i, n] for all rows i and weight rows n in [n0, n1). */
 KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
   const blasint k = j->k, kv = k / LANES * LANES;
+  const int four_rows = wide_registers();
   blasint n = n0;
   for (; n + BLOCK <= n1; n += BLOCK) {
     const float* w[4];
@@ -166,7 +167,7 @@ KERNEL static void few_rows(const struct job* j, blasint n0, blasint n1) {
     for (int b = 1; b < 4; b++) w[b] = w[b - 1] + j->ldb;
     blasint i = 0;
     float t[4], r[4];
-    for (; wide_registers() && i + 4 <= j->m; i += 4) {
+    for (; four_rows && i + 4 <= j->m; i += 4) {
       const float* x[4];
       for (int q = 0; q < 4; q++) x[q] = j->a + (size_t)(i + q) * j->lda;
       float o[4][4];

@@ -758,10 +758,14 @@ int64_t rows_of(const array& x) { return static_cast<int64_t>(x.size() / std::ma
 
 }  // namespace
 
+bool cpu_qmm_takes(int bits, int group_size) {
+  return (bits == 4 || bits == 8) && (group_size == 32 || group_size == 64 || group_size == 128);
+}
+
 bool cpu_qmm_applies(const array& x, int group_size, int bits, const std::string& mode, bool transpose,
                      mx::StreamOrDevice s) {
   if (!cpu_float_product(x, mode, transpose, s)) return false;
-  if ((bits != 4 && bits != 8) || (group_size != 32 && group_size != 64 && group_size != 128)) return false;
+  if (!cpu_qmm_takes(bits, group_size)) return false;
   return rows_of(x) <= kKernelRows;
 }
 
@@ -772,8 +776,7 @@ bool cpu_qmm_wants_gemm(const array& x, int group_size, int bits, const std::str
 
 array cpu_dequantized_gemm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
                            int bits, mx::StreamOrDevice s) {
-  if ((bits != 4 && bits != 8) || (group_size != 32 && group_size != 64 && group_size != 128) || w.ndim() != 2 ||
-      w.dtype() != mx::uint32 || !mx::issubdtype(scales.dtype(), mx::floating) || scales.dtype() != biases.dtype()) {
+  if (!cpu_qmm_takes(bits, group_size) || w.ndim() != 2 || w.dtype() != mx::uint32 || !mx::issubdtype(scales.dtype(), mx::floating) || scales.dtype() != biases.dtype()) {
     auto wide = [&](const array& a) { return mx::astype(a, mx::float32, s); };
     array dense =
         mx::dequantize(w, wide(scales), wide(biases), group_size, bits, "affine", std::nullopt, mx::float32, s);
@@ -788,8 +791,7 @@ array cpu_dequantized_gemm(const array& x, const array& w, const array& scales, 
 array cpu_affine_qmm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
                      int bits, mx::StreamOrDevice s) {
   const int K = x.shape(-1);
-  if ((bits != 4 && bits != 8) || (group_size != 32 && group_size != 64 && group_size != 128) ||
-      K % group_size != 0) {
+  if (!cpu_qmm_takes(bits, group_size) || K % group_size != 0) {
     throw std::invalid_argument("[zeta_affine_qmm] " + std::to_string(bits) + "-bit weights in groups of " +
                                 std::to_string(group_size) + " over " + std::to_string(K) +
                                 " inputs: the kernel takes 4 or 8 bits in groups of 32, 64 or 128 dividing the inputs");

@@ -32,6 +32,11 @@ mlx::core::array cpu_dequantized_gemm(const mlx::core::array& x, const mlx::core
                                       const mlx::core::array& scales, const mlx::core::array& biases,
                                       int group_size, int bits, mlx::core::StreamOrDevice s = {});
 
+/// Whether the kernel takes weights of this format (affine, 4 or 8 bits, groups of 32, 64 or
+/// 128): the one list that the routing, the primitives and the engine's choice of what to keep
+/// packed read.
+bool cpu_qmm_takes(int bits, int group_size);
+
 /// Threads the kernel uses (the calling MLX worker included): the BLAS shim's pool, or 1
 /// without the shim.
 int cpu_qmm_threads();

@@ -282,6 +282,12 @@ pub fn cpu_qmm_threads() -> usize {
     ffi::cpu_qmm_threads().max(1) as usize
 }
 
+/// Whether the bridge's CPU quantized kernel takes affine weights of `bits` in groups of
+/// `group_size` (4 or 8 bits; 32, 64 or 128).
+pub fn cpu_qmm_takes(bits: i32, group_size: i32) -> bool {
+    ffi::cpu_qmm_takes(bits, group_size)
+}
+
 /// Products the bridge's CPU quantized kernel has taken in this process.
 pub fn cpu_qmm_calls() -> u64 {
     ffi::cpu_qmm_calls()

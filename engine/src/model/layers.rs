@@ -155,10 +155,12 @@ impl Linear {
     }
 
     /// [`Linear::densify`], keeping the packed weights too where the CPU kernel takes them
-    /// (affine, 4 or 8 bits, groups of 32, 64 or 128): a [`Linear::Hybrid`].
+    /// ([`ops::cpu_qmm_takes`]): a [`Linear::Hybrid`].
     pub fn densify_keeping_packed(self, dtype: Dtype) -> Result<Linear> {
         match self {
-            Linear::Quantized { mode: QuantMode::Affine, bits: 4 | 8, group_size: 32 | 64 | 128, .. } => {
+            Linear::Quantized { mode: QuantMode::Affine, bits, group_size, .. }
+                if ops::cpu_qmm_takes(bits, group_size) =>
+            {
                 let dense = self.clone().densify(dtype)?;
                 Ok(Linear::Hybrid { dense: Box::new(dense), packed: Box::new(self) })
             }
