@@ -32,6 +32,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/bridge.cc");
     println!("cargo:rerun-if-changed=cpp/qmm.h");
     println!("cargo:rerun-if-changed=cpp/qmm.cc");
+    println!("cargo:rerun-if-changed=cpp/qmm_tiles.h");
+    println!("cargo:rerun-if-changed=cpp/qmm_tiles.cc");
     println!("cargo:rerun-if-changed=cpp/fused.h");
     println!("cargo:rerun-if-changed=cpp/fused.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
@@ -52,6 +54,7 @@ fn main() {
     build
         .file("cpp/bridge.cc")
         .file("cpp/qmm.cc")
+        .file("cpp/qmm_tiles.cc")
         .file("cpp/fused.cc")
         .include(&include)
         .include("cpp")

@@ -1,8 +1,8 @@
 //! The CPU's fused layers (`mlx::fused`) on SmolLM2: a decode step is a few hundred MLX nodes
 //! instead of thousands, gives the logits MLX's own expansions give, and writes the KV cache in
 //! place (the attention node never copies a layer's buffers). And the default load keeps the
-//! packed weights beside the float32 expansion: decode steps take the CPU quantized kernel,
-//! prompt chunks the expansion. One test: the counters it reads are process-wide.
+//! packed weights beside the float32 expansion: steps of up to 32 rows take the CPU quantized
+//! kernel, longer prompt chunks the expansion. One test: the counters it reads are process-wide.
 
 mod common;
 
@@ -59,11 +59,16 @@ fn fused_decode_is_small_exact_and_in_place() {
 
     // The default load keeps both weight forms.
     let (both, prefill_calls, decode_calls) = decode(true, DenseMode::Auto, &prompt, 6);
-    // A 24-token chunk multiplies the expansion; only the output projection of its last row, the
-    // one whose logits are wanted, reads packed weights.
-    assert_eq!(prefill_calls, 1, "a prompt chunk's products");
     // Per layer the q/k/v, output, gate/up and down products, and the tied output projection.
-    assert_eq!(decode_calls, 6 * (4 * 30 + 1), "every product of a decode step reads packed weights");
+    let per_step = 4 * 30 + 1;
+    // Up to 32 rows every product reads the packed weights: a 24-token chunk too.
+    assert_eq!(prefill_calls, per_step, "a 24-token chunk's products");
+    assert_eq!(decode_calls, 6 * per_step, "every product of a decode step reads packed weights");
+    // A 40-token chunk multiplies the expansion; only the output projection of its last row, the
+    // one whose logits are wanted, reads packed weights.
+    let long: Vec<u32> = (0..40).map(|i| 100 + 37 * i).collect();
+    let (_, long_calls, _) = decode(true, DenseMode::Auto, &long, 1);
+    assert_eq!(long_calls, 1, "a 40-token chunk's products");
     assert!(both[0].1 <= small, "the packed products add nodes");
     let worst = both.iter().zip(&fused).flat_map(|(a, b)| a.0.iter().zip(&b.0)).map(|(x, y)| (x - y).abs());
     eprintln!("packed against expanded weights: max |Δlogit| {:.2e}", worst.fold(0f32, f32::max));

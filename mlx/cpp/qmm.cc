@@ -13,6 +13,7 @@
 #include "qmm.h"
 
 #include "cpu_parallel.h"
+#include "qmm_tiles.h"
 
 #include <algorithm>
 #include <atomic>
@@ -47,33 +48,17 @@ std::atomic<uint64_t> kernel_calls{0};
 constexpr int kRowsPerPass = 32;
 
 // Rows up to which the kernel takes a product; past that, a float32 GEMM on the weights
-// dequantized for the call (prefill chunks, by `AffineDequant`). Measured on a 1B model on the
-// 2-core machine, prefill tok/s kernel / GEMM: 16 rows 22.0 / 8.0, 32 rows 18.1 / 17.3, 128 rows
-// 19.0 / 44.1.
+// dequantized for the call (prefill chunks, by `AffineDequant`). bench-qmm on the 2-core machine,
+// 8192 x 2048 4-bit, µs per product, tiles / float32 GEMM on expanded weights: 32 rows 6,127 /
+// 9,721, 64 rows 14,855 / 13,828, 128 rows 26,643 / 21,656, 512 rows 185,564 / 76,487 (the
+// tiles stream every row of x once per four weight rows; OpenBLAS blocks for the caches).
 constexpr int kKernelRows = 32;
 
-// One group of `gs` weights of row n dequantized to `buf`, then multiplied into every
-// row of x.
-
-template <typename S>
-inline float to_float(S v) {
-  return static_cast<float>(v);
-}
-
-// Scalar dequantization (any machine): MLX packs codes little-endian, low bits first.
-template <int BITS>
-void dequant_scalar(const uint8_t* q, float scale, float bias, int gs, float* buf) {
-  for (int i = 0; i < gs; ++i) {
-    unsigned code = BITS == 8 ? q[i] : (q[i / 2] >> (4 * (i % 2))) & 15;
-    buf[i] = static_cast<float>(code) * scale + bias;
-  }
-}
-
-float dot_scalar(const float* a, const float* b, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
+// Rows from which a product takes the tiles (qmm_tiles.cc) rather than the integer path: where
+// each weight meets several rows, dequantizing it once and multiplying in float32 costs less per
+// row. bench-qmm, µs per product, integer / tiles: 2 rows 1,205 / 1,424, 3 rows 2,188 / 1,432,
+// 16 rows 9,726 / 3,368 (8192 x 2048, 4-bit, group 64).
+constexpr int kTileRows = 3;
 
 #ifdef ZETA_X86
 // Eight 8-bit codes as float32 lanes.
@@ -381,19 +366,17 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 chunk_scal
   }
 }
 
-// One row of x times chunk c of a weight row, added to `a`: the one-row loop's body, and the
-// same operations as the several-rows loop does per row.
-template <typename S, bool kTwoGroups>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 one_chunk(const uint8_t* wr, const S* sr,
+// One row of x times chunk c of a weight row, whose scales are `sv` (chunk_scales), added to
+// `a`: the one-row loop's body, and the same operations as the several-rows loop does per row.
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 one_chunk(const uint8_t* wr, __m256 sv,
                                                                                  const int8_t* xq, const int8_t* xr,
                                                                                  const int8_t* xr2, const float* dv,
-                                                                                 int c, int shift,
-                                                                                 __m256 a) {
+                                                                                 int c, __m256 a) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
   const __m256i low = _mm256_set1_epi8(0x0F);
   const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
   const __m256 sum = chunk_sum(lo, hi, xq + c * 64, xr + c * 64, xr2 + c * 64);
-  const __m256 f = _mm256_mul_ps(chunk_scales<S, kTwoGroups>(sr, c, shift), _mm256_loadu_ps(dv + c * 8));
+  const __m256 f = _mm256_mul_ps(sv, _mm256_loadu_ps(dv + c * 8));
   return _mm256_fmadd_ps(sum, f, a);
 }
 
@@ -423,11 +406,25 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_q8_avx2(const PreparedQ8& p,
     if (M == 1) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       int c = 0;
-      for (; c + 1 < chunks; c += 2) {
-        a0 = one_chunk<S, kTwoGroups>(wr, sr, xq, xr, xr2, dv, c, shift, a0);
-        a1 = one_chunk<S, kTwoGroups>(wr, sr, xq, xr, xr2, dv, c + 1, shift, a1);
+      if constexpr (kTwoGroups) {
+        // Groups of 32: four chunks' eight scales widened by one instruction, then spread to
+        // each chunk's lanes by one permute (two scalar conversions per chunk cost a third of
+        // the loop). The same values in the same order as the loop below.
+        const __m256i spread[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                                   _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+        for (; c + 3 < chunks; c += 4) {
+          const __m256 s8 = load8(sr + 2 * c);
+          a0 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[0]), xq, xr, xr2, dv, c, a0);
+          a1 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[1]), xq, xr, xr2, dv, c + 1, a1);
+          a0 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[2]), xq, xr, xr2, dv, c + 2, a0);
+          a1 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[3]), xq, xr, xr2, dv, c + 3, a1);
+        }
       }
-      if (c < chunks) a0 = one_chunk<S, kTwoGroups>(wr, sr, xq, xr, xr2, dv, c, shift, a0);
+      for (; c + 1 < chunks; c += 2) {
+        a0 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c, shift), xq, xr, xr2, dv, c, a0);
+        a1 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c + 1, shift), xq, xr, xr2, dv, c + 1, a1);
+      }
+      if (c < chunks) a0 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c, shift), xq, xr, xr2, dv, c, a0);
       y[static_cast<size_t>(m0) * N + n] = hsum(_mm256_add_ps(a0, a1)) + offsets(br, xs, groups);
       continue;
     }
@@ -468,33 +465,6 @@ bool have_avx2() {
 }
 #endif
 
-// Rows [n0, n1) of y [M, N] = x [M, K] @ W.T, portably: per row of W, one group at a time,
-// dequantized, then its dot with every row of x added to that row's running sum.
-template <int BITS, typename S>
-void rows(const float* x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, float* y, int N,
-          int n0, int n1) {
-#ifdef ZETA_X86
-  if constexpr (BITS == 8) {
-    if (have_avx2()) return rows_avx2<S>(x, M, K, w, scales, biases, gs, y, N, n0, n1);
-  }
-#endif
-  const int groups = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * BITS / 8;
-  float buf[128];
-  std::vector<float> acc(M);
-  for (int n = n0; n < n1; ++n) {
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    const uint8_t* wr = w + n * row_bytes;
-    for (int g = 0; g < groups; ++g) {
-      const float s = to_float(scales[static_cast<size_t>(n) * groups + g]);
-      const float b = to_float(biases[static_cast<size_t>(n) * groups + g]);
-      dequant_scalar<BITS>(wr + static_cast<size_t>(g) * gs * BITS / 8, s, b, gs, buf);
-      for (int m = 0; m < M; ++m) acc[m] += dot_scalar(buf, x + static_cast<size_t>(m) * K + g * gs, gs);
-    }
-    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = acc[m];
-  }
-}
-
 /// The activations as `rows4_avx2` reads them: `xp` [M, K] (32-aligned) with each block of 32
 /// reordered even positions first, `xsum` [M, K / gs] the groups' sums.
 struct Prepared {
@@ -528,29 +498,24 @@ Prepared prepare4(const float* x, int M, int K, int gs) {
   return p;
 }
 
-template <typename S>
-void run_rows(int bits, const float* x, const Prepared* prep, int M, int K, const uint8_t* w, const S* s,
-              const S* b, int gs, float* y, int N, int n0, int n1) {
 #ifdef ZETA_X86
-  if (prep != nullptr) {
-    for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
-      rows4_avx2<S>(prep->xp + static_cast<size_t>(m0) * K, prep->xsum.data() + static_cast<size_t>(m0) * (K / gs),
-                    std::min(kRowsPerPass, M - m0), K, w, s, b, gs, y + static_cast<size_t>(m0) * N, N, n0, n1);
-    }
-    return;
-  }
-#endif
+// The one-row paths' rows [n0, n1), 32 rows of x at a time: 4-bit ones reordered (`prep`), or
+// 8-bit.
+template <typename S>
+void run_rows(const float* x, const Prepared* prep, int M, int K, const uint8_t* w, const S* s, const S* b, int gs,
+              float* y, int N, int n0, int n1) {
   for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
     const int rows_here = std::min(kRowsPerPass, M - m0);
-    const float* xm = x + static_cast<size_t>(m0) * K;
-    float* ym = y + static_cast<size_t>(m0) * N;
-    if (bits == 4) {
-      rows<4, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
+    if (prep != nullptr) {
+      rows4_avx2<S>(prep->xp + static_cast<size_t>(m0) * K, prep->xsum.data() + static_cast<size_t>(m0) * (K / gs),
+                    rows_here, K, w, s, b, gs, y + static_cast<size_t>(m0) * N, N, n0, n1);
     } else {
-      rows<8, S>(xm, rows_here, K, w, s, b, gs, ym, N, n0, n1);
+      rows_avx2<S>(x + static_cast<size_t>(m0) * K, rows_here, K, w, s, b, gs, y + static_cast<size_t>(m0) * N, N, n0,
+                   n1);
     }
   }
 }
+#endif
 
 class AffineQmm : public mx::UnaryPrimitive {
  public:
@@ -586,18 +551,35 @@ class AffineQmm : public mx::UnaryPrimitive {
       std::optional<Prepared> prep;
 #ifdef ZETA_X86
       std::optional<PreparedQ8> q8;
-      // 4-bit products whose rows split into chunks of 64 take the integer path (see
-      // rows4_q8_avx2); others the float one.
-      if (bits == 4 && have_avx2() && K % 64 == 0) {
+      const bool tiled = M >= kTileRows || !have_avx2();
+      // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
+      // path (see rows4_q8_avx2), others of few rows a float one; several rows the tiles.
+      if (!tiled && bits == 4 && K % 64 == 0) {
         q8 = prepare_q8(xp, M, K, gs);
-      } else if (bits == 4 && have_avx2()) {
+      } else if (!tiled && bits == 4) {
         prep = prepare4(xp, M, K, gs);
       }
+#else
+      const bool tiled = true;
 #endif
+      std::optional<tiles::Rows> rows;
+      if (tiled) rows = tiles::prepare_rows(xp, M, K, bits);
       const Prepared* pp = prep ? &*prep : nullptr;
       auto part = [&](int t, int parts) {
         int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
         int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
+        if (tiled) {
+          switch (s.dtype()) {
+            case mx::float32:
+              return tiles::float_rows(*rows, M, K, wp, s.data<float>(), b.data<float>(), gs, bits, y, N, n0, n1);
+            case mx::float16:
+              return tiles::float_rows(*rows, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, bits, y,
+                                       N, n0, n1);
+            default:
+              return tiles::float_rows(*rows, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, bits, y,
+                                       N, n0, n1);
+          }
+        }
 #ifdef ZETA_X86
         if (q8) {
           for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
@@ -618,18 +600,15 @@ class AffineQmm : public mx::UnaryPrimitive {
           }
           return;
         }
-#endif
         switch (s.dtype()) {
           case mx::float32:
-            run_rows(bits, xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
-            break;
+            return run_rows(xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
           case mx::float16:
-            run_rows(bits, xp, pp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
-            break;
+            return run_rows(xp, pp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
           default:
-            run_rows(bits, xp, pp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
-            break;
+            return run_rows(xp, pp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
         }
+#endif
       };
       parallel(part, static_cast<size_t>(N) * K * std::max(M, 1));
     });
@@ -657,50 +636,8 @@ class AffineQmm : public mx::UnaryPrimitive {
   int bits_;
 };
 
-// The weights of a product too large for the kernel, expanded to float32 for a GEMM: MLX's CPU
-// `dequantize` took 6.9 s per step on a 1B model (scalar, one thread), more than the GEMM of a
-// 512-token chunk; this runs the rows on the pool, 4-bit codes unpacked 16 at a time.
-#ifdef ZETA_X86
-__attribute__((target("avx2,fma"))) void dequant4_avx2(const uint8_t* q, float scale, float bias, int gs, float* out) {
-  const __m128i low = _mm_set1_epi8(0x0F);
-  const __m256 sv = _mm256_set1_ps(scale), bv = _mm256_set1_ps(bias);
-  for (int i = 0; i < gs; i += 16) {
-    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i / 2));
-    // Byte j holds element 2j in its low nibble and 2j + 1 in its high one.
-    const __m128i in_order = _mm_unpacklo_epi8(_mm_and_si128(v, low), _mm_and_si128(_mm_srli_epi16(v, 4), low));
-    const __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(in_order));
-    const __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(in_order, 8)));
-    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(a, sv), bv));
-    _mm256_storeu_ps(out + i + 8, _mm256_add_ps(_mm256_mul_ps(b, sv), bv));
-  }
-}
-#endif
-
-template <typename S>
-void dequant_rows(const uint8_t* w, const S* scales, const S* biases, int K, int gs, int bits, float* out, int n0,
-                  int n1) {
-  const int groups = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * bits / 8;
-  for (int n = n0; n < n1; ++n) {
-    for (int g = 0; g < groups; ++g) {
-      const size_t at = static_cast<size_t>(n) * groups + g;
-      const uint8_t* q = w + n * row_bytes + static_cast<size_t>(g) * gs * bits / 8;
-      float* o = out + static_cast<size_t>(n) * K + g * gs;
-      const float sc = to_float(scales[at]), bi = to_float(biases[at]);
-#ifdef ZETA_X86
-      if (bits == 4 && have_avx2()) {
-        dequant4_avx2(q, sc, bi, gs, o);
-        continue;
-      }
-#endif
-      if (bits == 4)
-        dequant_scalar<4>(q, sc, bi, gs, o);
-      else
-        dequant_scalar<8>(q, sc, bi, gs, o);
-    }
-  }
-}
-
+// The weights of a product too large for the kernel, expanded to float32 for a GEMM, the rows
+// on the pool (MLX's CPU `dequantize` took 6.9 s per step on a 1B model: scalar, one thread).
 class AffineDequant : public mx::UnaryPrimitive {
  public:
   AffineDequant(mx::Stream s, int group_size, int bits) : UnaryPrimitive(s), gs_(group_size), bits_(bits) {}
@@ -721,11 +658,11 @@ class AffineDequant : public mx::UnaryPrimitive {
         const int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
         switch (s.dtype()) {
           case mx::float32:
-            return dequant_rows(wp, s.data<float>(), b.data<float>(), K, gs, bits, o, n0, n1);
+            return tiles::dequant_rows(wp, s.data<float>(), b.data<float>(), K, gs, bits, o, n0, n1);
           case mx::float16:
-            return dequant_rows(wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), K, gs, bits, o, n0, n1);
+            return tiles::dequant_rows(wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), K, gs, bits, o, n0, n1);
           default:
-            return dequant_rows(wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), K, gs, bits, o, n0, n1);
+            return tiles::dequant_rows(wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), K, gs, bits, o, n0, n1);
         }
       };
       parallel(part, static_cast<size_t>(N) * K);

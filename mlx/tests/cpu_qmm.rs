@@ -9,7 +9,9 @@
 //! |scale · x| term). 4-bit products with K a multiple of 64 quantize the activations to about
 //! 23 bits (an int8 code and two int8 residuals per block of 32) for integer multiply-adds:
 //! measured worst 0.004 of the bound, as on the float path (with one residual, 15 bits, it was
-//! 0.14, and whole-model logits showed it: engine/tests/logits.rs).
+//! 0.14, and whole-model logits showed it: engine/tests/logits.rs). Products of three rows or
+//! more take the tiles (float32 on weights dequantized in a buffer), on AVX-512 here, and on the
+//! AVX2 and portable paths in a second run of this binary.
 
 mod common;
 
@@ -88,7 +90,8 @@ fn the_cpu_kernel_matches_mlx_on_random_shapes() {
     eprintln!("{cases} products, worst error {worst:.3} of the bound, {} threads", ops::cpu_qmm_threads());
 }
 
-/// A row's result is the same bits whether it comes alone or with up to 31 others: the engine's
+/// A row's result is the same bits in every batch of three rows or more (the tiles), and in a
+/// batch of one or two (the integer path), and the two agree to float32's precision: the engine's
 /// guarantee that a sequence decodes the same tokens in any batch rests on it.
 #[test]
 fn each_row_is_the_same_alone_or_batched() {
@@ -99,16 +102,31 @@ fn each_row_is_the_same_alone_or_batched() {
         let (q, s, b) = ops::quantize(&w, gs, bits).unwrap();
         let (s, b) = (ops::astype(&s, Dtype::BF16).unwrap(), ops::astype(&b, Dtype::BF16).unwrap());
         let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: gs, bits, mode: "affine" };
+        let (s32, b32) = (ops::astype(&s, Dtype::F32).unwrap(), ops::astype(&b, Dtype::F32).unwrap());
+        let spec32 = ops::Quantization { scales: &s32, biases: Some(&b32), ..spec };
+        let wv = ops::dequantize(&q, &spec32, Dtype::F32).unwrap().to_f32().unwrap();
         let xs = rng.fill((m * k) as usize);
-        let all = ops::quantized_matmul(&Array::from_f32(&xs, &[m, k]).unwrap(), &q, &spec, true).unwrap();
-        let all = all.to_f32().unwrap();
+        let product = |rows: &[f32]| {
+            let x = Array::from_f32(rows, &[(rows.len() / k as usize) as i32, k]).unwrap();
+            ops::quantized_matmul(&x, &q, &spec, true).unwrap().to_f32().unwrap()
+        };
+        let all = product(&xs);
+        let (k, n) = (k as usize, n as usize);
         for i in 0..m as usize {
-            let row = &xs[i * k as usize..(i + 1) * k as usize];
-            let alone = ops::quantized_matmul(&Array::from_f32(row, &[1, k]).unwrap(), &q, &spec, true).unwrap();
-            let alone = alone.to_f32().unwrap();
-            let batched = &all[i * n as usize..(i + 1) * n as usize];
-            let same = alone.iter().zip(batched).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{bits}-bit group {gs}: row {i} of {m} differs from the row alone");
+            let row = &xs[i * k..(i + 1) * k];
+            let batched = &all[i * n..(i + 1) * n];
+            // The same row first in a batch of three, then alone and in a pair, second.
+            let other = &xs[((i + 1) % m as usize) * k..][..k];
+            let three = product(&[row, other, other].concat());
+            let alone = product(row);
+            let pair = product(&[other, row].concat());
+            let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits_of(&three[..n]), bits_of(batched), "{bits}-bit group {gs}: row {i} of {m} against 3");
+            assert_eq!(bits_of(&pair[n..]), bits_of(&alone), "{bits}-bit group {gs}: row {i} alone against 2");
+            for (j, (a, t)) in alone.iter().zip(batched).enumerate() {
+                let mag: f32 = (0..k).map(|p| (wv[j * k + p] * row[p]).abs()).sum();
+                assert!((a - t).abs() <= 2e-6 * mag + 1e-7, "row {i} col {j}: {a} alone, {t} batched");
+            }
         }
     }
 }
@@ -131,4 +149,24 @@ fn larger_batches_and_other_types_fall_back_to_mlx() {
     let reference = ops::mlx_quantized_matmul(&x, &q, &spec).unwrap();
     assert_eq!(y.dtype(), reference.dtype());
     assert_eq!(y.to_f32().unwrap(), reference.to_f32().unwrap(), "float16 rows are MLX's own product");
+}
+
+/// The AVX2 and portable tiles (which a machine with AVX-512 never picks) hold to the same bound
+/// and the same batch invariance: this test binary runs those two tests again, narrowed to each.
+#[test]
+fn the_narrower_vector_paths_agree_too() {
+    if std::env::var_os("ZETA_QMM_ISA").is_some() {
+        return;
+    }
+    for isa in ["avx2", "portable"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "the_cpu_kernel_matches_mlx_on_random_shapes", "each_row_is_the_same_alone_or_batched"])
+            .args(["--test-threads", "1"])
+            .env("ZETA_QMM_ISA", isa)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("2 passed"), "{isa}: both tests ran: {stdout}");
+    }
 }

@@ -1,0 +1,397 @@
+// Dequantizing MLX's affine codes, and the quantized product for several rows (see qmm_tiles.h).
+//
+// Why a second path beside qmm.cc's integer one: with one row, a product reads each weight once
+// and is bound by memory, so the weights stay 4-bit and the activations become int8 codes. With
+// several rows (a batch's decode step) every weight meets every row, and the integer path's
+// work per row and weight (six `maddubs` and three `madd` per 64, to keep float32's precision)
+// dominates, while the float32 expansion the engine used for those steps reads 5.5x the bytes
+// of the 4-bit codes. Here four weight rows at a time are dequantized into a buffer (a 4-bit
+// group is a 16-entry table looked up by `vpermps`: six instructions per 32 weights), and every
+// row of x is multiplied with them there: on AVX-512 4 rows of x by 4 weight rows per pass
+// (16 accumulators in registers over the whole row, each load feeding four FMAs), on AVX2 2 by
+// 4. The codes are read from memory once per call and dequantized once, for all rows.
+//
+// Every accumulator adds the same products in the same order whatever the number of rows, and
+// the lanes are summed in one fixed order, so a row's results do not depend on the batch.
+
+#include "qmm_tiles.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mlx/mlx.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define ZETA_X86 1
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 shuffles start from `_mm512_undefined_ps()`, which it then reports as used
+// uninitialized (a false positive inside its own header).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace zeta_mlx::tiles {
+
+namespace mx = mlx::core;
+
+namespace {
+
+// Weight rows dequantized and multiplied together (their dot products share each load of x).
+constexpr int kCols = 4;
+// Most rows of x per pass (AVX-512: 4 x 4 accumulators, 21 of its 32 registers with the loads).
+constexpr int kMaxRows = 4;
+
+void dequant_scalar(const uint8_t* q, float scale, float bias, int gs, int bits, float* out) {
+  for (int i = 0; i < gs; ++i) {
+    const unsigned code = bits == 8 ? q[i] : (q[i / 2] >> (4 * (i % 2))) & 15;
+    out[i] = static_cast<float>(code) * scale + bias;
+  }
+}
+
+#ifdef ZETA_X86
+bool have_avx2() {
+  static const bool yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+
+bool have_avx512() {
+  static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
+// branches), bfloat16 by a shift.
+template <typename S>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) {
+  if constexpr (std::is_same_v<S, mx::float16_t>) {
+    return _cvtsh_ss(v.bits_);
+  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
+    uint32_t u = static_cast<uint32_t>(v.bits_) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  } else {
+    return v;
+  }
+}
+
+// MLX's CPU `dequantize` is scalar on one thread (6.9 s per step on a 1B model); here 4-bit codes
+// are unpacked 16 at a time, 8-bit ones 8 at a time, in MLX's order.
+__attribute__((target("avx2,fma"))) void dequant_avx2(const uint8_t* q, float scale, float bias, int gs, int bits,
+                                                      float* out) {
+  const __m256 sv = _mm256_set1_ps(scale), bv = _mm256_set1_ps(bias);
+  if (bits == 8) {
+    for (int i = 0; i < gs; i += 8) {
+      const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
+      _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(c, sv), bv));
+    }
+    return;
+  }
+  const __m128i low = _mm_set1_epi8(0x0F);
+  for (int i = 0; i < gs; i += 16) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i / 2));
+    // Byte j holds element 2j in its low nibble and 2j + 1 in its high one.
+    const __m128i in_order = _mm_unpacklo_epi8(_mm_and_si128(v, low), _mm_and_si128(_mm_srli_epi16(v, 4), low));
+    const __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(in_order));
+    const __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(in_order, 8)));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(a, sv), bv));
+    _mm256_storeu_ps(out + i + 8, _mm256_add_ps(_mm256_mul_ps(b, sv), bv));
+  }
+}
+
+// One weight row's inputs [k0, k0 + len) into the tile (see `Tile`). A 4-bit group is a table
+// of its 16 values (code · scale + offset, one FMA), and `vpermps` looks the codes up: it reads
+// only an index's low 4 bits, so a byte's low nibble selects without a mask and its high one after
+// a shift, 32 weights in six instructions.
+template <typename S>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_row_avx512(const uint8_t* wr, const S* sr, const S* br,
+                                                                     int gs, int bits, int k0, int len, float* out) {
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int g = k0 / gs; g < (k0 + len) / gs; ++g) {
+    const __m512 s = _mm512_set1_ps(widen(sr[g])), b = _mm512_set1_ps(widen(br[g]));
+    float* o = out + (g * gs - k0);
+    if (bits == 4) {
+      const __m512 table = _mm512_fmadd_ps(iota, s, b);
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+      for (int i = 0; i < gs; i += 32) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2)));
+        _mm512_store_ps(o + i, _mm512_permutexvar_ps(v, table));
+        _mm512_store_ps(o + i + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
+      }
+    } else {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+      for (int i = 0; i < gs; i += 16) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+        _mm512_store_ps(o + i, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, b));
+      }
+    }
+  }
+}
+
+// Eight codes (the low 8 bytes of `codes`) times the scale plus the offset, stored at `at`.
+__attribute__((target("avx2,fma"), always_inline)) inline void put8(float* at, __m128i codes, __m256 s, __m256 b) {
+  _mm256_store_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes)), s, b));
+}
+
+// As tile_row_avx512 with 8 lanes: codes converted and scaled (no 16-entry lookup in AVX2).
+template <typename S>
+__attribute__((target("avx2,fma,f16c"))) void tile_row_avx2(const uint8_t* wr, const S* sr, const S* br, int gs,
+                                                           int bits, int k0, int len, float* out) {
+  const __m128i low = _mm_set1_epi8(0x0F);
+  for (int g = k0 / gs; g < (k0 + len) / gs; ++g) {
+    const __m256 s = _mm256_set1_ps(widen(sr[g])), b = _mm256_set1_ps(widen(br[g]));
+    float* o = out + (g * gs - k0);
+    if (bits == 4) {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+      for (int i = 0; i < gs; i += 32) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2));
+        const __m128i lo = _mm_and_si128(v, low), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+        put8(o + i, lo, s, b);
+        put8(o + i + 8, _mm_srli_si128(lo, 8), s, b);
+        put8(o + i + 16, hi, s, b);
+        put8(o + i + 24, _mm_srli_si128(hi, 8), s, b);
+      }
+    } else {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+      for (int i = 0; i < gs; i += 8) put8(o + i, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)), s, b);
+    }
+  }
+}
+
+// The four sums of a, b, c and d (16 lanes each), every one by the same tree: the halves of 256
+// bits added, then of 128, then of 64 and of 32 bits.
+__attribute__((target("avx512f"), always_inline)) inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+  // 128-bit lanes: a's, b's, c's and d's four partial sums.
+  const __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+  const __m512 h = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4E));
+  const __m512 o = _mm512_add_ps(h, _mm512_permute_ps(h, 0xB1));
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), o));
+}
+
+// R rows of x (stride ldx) times the kCols dequantized weight rows of `t` (stride ldt) over K
+// inputs, into out[r * kCols + c]. The accumulators stay in registers from the first input to
+// the last (keeping them across chunks of K in memory was slower).
+template <int R>
+__attribute__((target("avx512f"))) void pass_avx512(const float* x, size_t ldx, const float* t, size_t ldt, int K,
+                                                    float* out) {
+  __m512 a[R][kCols];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_setzero_ps();
+  for (int p = 0; p < K; p += 16) {
+    __m512 wv[kCols];
+    for (int c = 0; c < kCols; ++c) wv[c] = _mm512_load_ps(t + c * ldt + p);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_load_ps(x + r * ldx + p);
+      for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_fmadd_ps(xv, wv[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm_storeu_ps(out + r * kCols, reduce4(a[r][0], a[r][1], a[r][2], a[r][3]));
+}
+
+// As pass_avx512 with 8 lanes: at most 2 x 4 accumulators beside the loads in 16 registers; each
+// accumulator's lanes summed by the portable tree.
+template <int R>
+__attribute__((target("avx2,fma"))) void pass_avx2(const float* x, size_t ldx, const float* t, size_t ldt, int K,
+                                                  float* out) {
+  __m256 a[R][kCols];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kCols; ++c) a[r][c] = _mm256_setzero_ps();
+  for (int p = 0; p < K; p += 8) {
+    __m256 wv[kCols];
+    for (int c = 0; c < kCols; ++c) wv[c] = _mm256_load_ps(t + c * ldt + p);
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_load_ps(x + r * ldx + p);
+      for (int c = 0; c < kCols; ++c) a[r][c] = _mm256_fmadd_ps(xv, wv[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < kCols; ++c) {
+      alignas(32) float v[8];
+      _mm256_store_ps(v, a[r][c]);
+      for (int w = 4; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) v[l] += v[l + w];
+      out[r * kCols + c] = v[0];
+    }
+  }
+}
+#endif
+
+// Any machine: one row, 16 lanes per accumulator (the compiler vectorizes the lane loop), summed
+// pairwise.
+void pass_portable(const float* x, size_t, const float* t, size_t ldt, int K, float* out) {
+  for (int c = 0; c < kCols; ++c) {
+    float v[16] = {};
+    const float* tc = t + c * ldt;
+    for (int p = 0; p < K; p += 16)
+      for (int l = 0; l < 16; ++l) v[l] += x[p + l] * tc[p + l];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) v[l] += v[l + w];
+    out[c] = v[0];
+  }
+}
+
+template <typename S>
+void tile_row_portable(const uint8_t* wr, const S* sr, const S* br, int gs, int bits, int k0, int len, float* out) {
+  for (int g = k0 / gs; g < (k0 + len) / gs; ++g) {
+    const float s = static_cast<float>(sr[g]), b = static_cast<float>(br[g]);
+    float* o = out + (g * gs - k0);
+    if (bits == 4) {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+      for (int blk = 0; blk < gs; blk += 32) {
+        for (int j = 0; j < 16; ++j) {
+          o[blk + j] = static_cast<float>(q[blk / 2 + j] & 15) * s + b;
+          o[blk + 16 + j] = static_cast<float>(q[blk / 2 + j] >> 4) * s + b;
+        }
+      }
+    } else {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+      for (int i = 0; i < gs; ++i) o[i] = static_cast<float>(q[i]) * s + b;
+    }
+  }
+}
+
+using Pass = void (*)(const float*, size_t, const float*, size_t, int, float*);
+
+// The passes this machine runs, by rows of x per pass (pass[r - 1] takes r rows).
+struct Isa {
+  Pass pass[kMaxRows];
+  int rows;
+  bool avx512;
+  bool avx2;
+};
+
+// `ZETA_QMM_ISA=avx2` or `portable` narrows the choice, so that the tests run those paths on a
+// machine with AVX-512 too.
+Isa isa() {
+  const char* narrow = std::getenv("ZETA_QMM_ISA");
+  const std::string only = narrow != nullptr ? narrow : "";
+#ifdef ZETA_X86
+  if (only == "portable") return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
+  if (have_avx512() && only != "avx2") return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, true, true};
+  if (have_avx2()) return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, false, true};
+#endif
+  return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
+}
+
+// A buffer of floats aligned to 64 bytes, grown on demand (one per thread: the dequantized rows).
+class Scratch {
+ public:
+  float* get(size_t n) {
+    if (n + 16 > v_.size()) v_.resize(n + 16);
+    auto addr = reinterpret_cast<uintptr_t>(v_.data());
+    return v_.data() + ((64 - addr % 64) % 64) / sizeof(float);
+  }
+
+ private:
+  std::vector<float> v_;
+};
+
+}  // namespace
+
+void dequant_group(const uint8_t* q, float scale, float bias, int gs, int bits, float* out) {
+#ifdef ZETA_X86
+  if (have_avx2()) return dequant_avx2(q, scale, bias, gs, bits, out);
+#endif
+  dequant_scalar(q, scale, bias, gs, bits, out);
+}
+
+template <typename S>
+void dequant_rows(const uint8_t* w, const S* scales, const S* biases, int K, int gs, int bits, float* out, int n0,
+                  int n1) {
+  const int groups = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits / 8;
+  for (int n = n0; n < n1; ++n) {
+    for (int g = 0; g < groups; ++g) {
+      const size_t at = static_cast<size_t>(n) * groups + g;
+      dequant_group(w + n * row_bytes + static_cast<size_t>(g) * gs * bits / 8, static_cast<float>(scales[at]),
+                    static_cast<float>(biases[at]), gs, bits, out + static_cast<size_t>(n) * K + g * gs);
+    }
+  }
+}
+
+Rows prepare_rows(const float* x, int M, int K, int bits) {
+  Rows r;
+  r.ld = static_cast<size_t>(K) + 16;
+  r.storage.resize(static_cast<size_t>(M) * r.ld + 16);
+  auto addr = reinterpret_cast<uintptr_t>(r.storage.data());
+  float* base = r.storage.data() + ((64 - addr % 64) % 64) / sizeof(float);
+  r.data = base;
+  for (int m = 0; m < M; ++m) {
+    const float* xr = x + static_cast<size_t>(m) * K;
+    float* o = base + m * r.ld;
+    if (bits != 4) {
+      std::memcpy(o, xr, sizeof(float) * K);
+      continue;
+    }
+    for (int blk = 0; blk < K; blk += 32) {
+      for (int j = 0; j < 16; ++j) {
+        o[blk + j] = xr[blk + 2 * j];
+        o[blk + 16 + j] = xr[blk + 2 * j + 1];
+      }
+    }
+  }
+  return r;
+}
+
+template <typename S>
+void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, int bits,
+                float* y, int N, int n0, int n1) {
+  static const Isa run = isa();
+  thread_local Scratch tiles;
+  const size_t ldt = static_cast<size_t>(K) + 16;  // rows 64 bytes apart from a power of two
+  float* tile = tiles.get(kCols * ldt);
+  const int groups = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits / 8;
+  for (int n = n0; n < n1; n += kCols) {
+    const int cols = std::min(kCols, n1 - n);
+    for (int c = 0; c < cols; ++c) {
+      const size_t row = static_cast<size_t>(n + c);
+      const uint8_t* wr = w + row * row_bytes;
+      const S* sr = scales + row * groups;
+      const S* br = biases + row * groups;
+      float* out = tile + c * ldt;
+#ifdef ZETA_X86
+      if (run.avx512) {
+        tile_row_avx512(wr, sr, br, gs, bits, 0, K, out);
+        continue;
+      }
+      if (run.avx2) {
+        tile_row_avx2(wr, sr, br, gs, bits, 0, K, out);
+        continue;
+      }
+#endif
+      tile_row_portable(wr, sr, br, gs, bits, 0, K, out);
+    }
+    // Columns past the range multiply zeros, and their sums are dropped.
+    for (int c = cols; c < kCols; ++c) std::memset(tile + c * ldt, 0, sizeof(float) * K);
+    float out[kMaxRows * kCols];
+    for (int m = 0; m < M;) {
+      const int r = std::min(run.rows, M - m);
+      run.pass[r - 1](x.data + m * x.ld, x.ld, tile, ldt, K, out);
+      for (int i = 0; i < r; ++i)
+        for (int c = 0; c < cols; ++c) y[static_cast<size_t>(m + i) * N + n + c] = out[i * kCols + c];
+      m += r;
+    }
+  }
+}
+
+#define ZETA_TILES_FOR(S)                                                                                          \
+  template void dequant_rows<S>(const uint8_t*, const S*, const S*, int, int, int, float*, int, int);             \
+  template void float_rows<S>(const Rows&, int, int, const uint8_t*, const S*, const S*, int, int, float*, int, \
+                              int, int);
+ZETA_TILES_FOR(float)
+ZETA_TILES_FOR(mx::float16_t)
+ZETA_TILES_FOR(mx::bfloat16_t)
+#undef ZETA_TILES_FOR
+
+}  // namespace zeta_mlx::tiles

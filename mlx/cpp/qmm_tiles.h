@@ -1,0 +1,43 @@
+// What qmm.cc shares with qmm_tiles.cc: dequantizing MLX's affine codes to float32, and the
+// quantized product for several rows of activations (a batch's decode step), which multiplies
+// tiles of dequantized weights held in L1.
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace zeta_mlx::tiles {
+
+/// One group of `gs` codes of `bits` (4 or 8) at `q` as `code * scale + bias` in float32 at
+/// `out` (SIMD where the machine has AVX2).
+void dequant_group(const uint8_t* q, float scale, float bias, int gs, int bits, float* out);
+
+/// Weight rows [n0, n1) of `w` [N, K * bits / 8] dequantized to `out` [N, K] (rows outside the
+/// range untouched).
+template <typename S>
+void dequant_rows(const uint8_t* w, const S* scales, const S* biases, int K, int gs, int bits, float* out, int n0,
+                  int n1);
+
+/// The rows of `x` as `float_rows` reads them: 64-byte aligned, `ld` floats apart (K + 16, so
+/// that rows whose size is a multiple of 4 KiB do not all fall in the same L1 sets: that alone
+/// cost 40% on a 2048-wide product), and for 4-bit weights each block of 32 values reordered as a
+/// byte's nibbles come apart (its 16 even positions, then its 16 odd ones).
+struct Rows {
+  std::vector<float> storage;
+  const float* data = nullptr;
+  size_t ld = 0;
+};
+
+/// `x` [M, K] laid out for a product with weights of `bits`.
+Rows prepare_rows(const float* x, int M, int K, int bits);
+
+/// Columns [n0, n1) of `y` [M, N] = `x` [M, K] @ dequantize(w).T for any M: each block of four
+/// weight rows dequantized into a buffer and multiplied there with every row of `x`. A row's
+/// results are the same bits whatever M is.
+template <typename S>
+void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, int bits,
+                float* y, int N, int n0, int n1);
+
+}  // namespace zeta_mlx::tiles
