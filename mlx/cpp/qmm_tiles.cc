@@ -107,6 +107,24 @@ __attribute__((target("avx2,fma"))) void dequant_avx2(const uint8_t* q, float sc
   }
 }
 
+// Up to 16 scales or offsets as float32 at `out`: float16 through one `vcvtph2ps`, bfloat16 by a
+// shift (one scalar conversion per group cost as much as the group's dequantization).
+template <typename S>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void widen16(const S* p, int n, float* out) {
+  if (n < 16) {
+    for (int i = 0; i < n; ++i) out[i] = widen(p[i]);
+    return;
+  }
+  if constexpr (std::is_same_v<S, mx::float16_t>) {
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    _mm512_storeu_ps(out, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+  } else {
+    std::memcpy(out, p, 16 * sizeof(float));
+  }
+}
+
 // One weight row's inputs [k0, k0 + len) into the tile (see `Tile`). A 4-bit group is a table
 // of its 16 values (code · scale + offset, one FMA), and `vpermps` looks the codes up: it reads
 // only an index's low 4 bits, so a byte's low nibble selects without a mask and its high one after
@@ -115,22 +133,30 @@ template <typename S>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_row_avx512(const uint8_t* wr, const S* sr, const S* br,
                                                                      int gs, int bits, int k0, int len, float* out) {
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int g = k0 / gs; g < (k0 + len) / gs; ++g) {
-    const __m512 s = _mm512_set1_ps(widen(sr[g])), b = _mm512_set1_ps(widen(br[g]));
-    float* o = out + (g * gs - k0);
-    if (bits == 4) {
-      const __m512 table = _mm512_fmadd_ps(iota, s, b);
-      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
-      for (int i = 0; i < gs; i += 32) {
-        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2)));
-        _mm512_store_ps(o + i, _mm512_permutexvar_ps(v, table));
-        _mm512_store_ps(o + i + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
-      }
-    } else {
-      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
-      for (int i = 0; i < gs; i += 16) {
-        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
-        _mm512_store_ps(o + i, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, b));
+  const int g_end = (k0 + len) / gs;
+  alignas(64) float sf[16], bf[16];
+  for (int g0 = k0 / gs; g0 < g_end; g0 += 16) {
+    const int count = std::min(16, g_end - g0);
+    widen16(sr + g0, count, sf);
+    widen16(br + g0, count, bf);
+    for (int i = 0; i < count; ++i) {
+      const int g = g0 + i;
+      const __m512 s = _mm512_set1_ps(sf[i]), b = _mm512_set1_ps(bf[i]);
+      float* o = out + (g * gs - k0);
+      if (bits == 4) {
+        const __m512 table = _mm512_fmadd_ps(iota, s, b);
+        const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+        for (int j = 0; j < gs; j += 32) {
+          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j / 2)));
+          _mm512_store_ps(o + j, _mm512_permutexvar_ps(v, table));
+          _mm512_store_ps(o + j + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
+        }
+      } else {
+        const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+        for (int j = 0; j < gs; j += 16) {
+          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j)));
+          _mm512_store_ps(o + j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, b));
+        }
       }
     }
   }
@@ -374,6 +400,13 @@ void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, 
     }
     // Columns past the range multiply zeros, and their sums are dropped.
     for (int c = cols; c < kCols; ++c) std::memset(tile + c * ldt, 0, sizeof(float) * K);
+    // The next block's codes are asked for now, to arrive while this block is multiplied (read
+    // only when dequantized, they kept the core waiting on memory).
+    if (n + kCols < n1) {
+      const char* next = reinterpret_cast<const char*>(w + (n + kCols) * row_bytes);
+      const size_t bytes = std::min<size_t>(kCols, n1 - n - kCols) * row_bytes;
+      for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b);
+    }
     float out[kMaxRows * kCols];
     for (int m = 0; m < M;) {
       const int r = std::min(run.rows, M - m);
