@@ -66,22 +66,6 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const ui
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
 }
 
-// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
-// branches), bfloat16 by a shift.
-template <typename S>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline float wide(S v) {
-  if constexpr (std::is_same_v<S, mx::float16_t>) {
-    return _cvtsh_ss(v.bits_);
-  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
-    uint32_t u = static_cast<uint32_t>(v.bits_) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  } else {
-    return v;
-  }
-}
-
 __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
@@ -106,7 +90,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
     if (M == 1) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       for (int g = 0; g < groups; ++g) {
-        const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
+        const __m256 s = _mm256_set1_ps(tiles::widen(sr[g])), b = _mm256_set1_ps(tiles::widen(br[g]));
         const uint8_t* q = wr + static_cast<size_t>(g) * gs;
         const float* xg = x + g * gs;
         for (int i = 0; i < gs; i += 16) {
@@ -119,7 +103,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
     }
     for (int m = 0; m < 2 * M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
     for (int g = 0; g < groups; ++g) {
-      const __m256 s = _mm256_set1_ps(wide(sr[g])), b = _mm256_set1_ps(wide(br[g]));
+      const __m256 s = _mm256_set1_ps(tiles::widen(sr[g])), b = _mm256_set1_ps(tiles::widen(br[g]));
       const uint8_t* q = wr + static_cast<size_t>(g) * gs;
       for (int i = 0; i < gs; i += 8) _mm256_store_ps(buf + i, _mm256_fmadd_ps(codes8(q, i), s, b));
       for (int m = 0; m < M; ++m) {
@@ -176,8 +160,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
           a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(odd, 8))),
                                _mm256_load_ps(xg + i + 24), a1);
         }
-        total = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(wide(sr[g])), total);
-        off += wide(br[g]) * xsum[g];
+        total = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(tiles::widen(sr[g])), total);
+        off += tiles::widen(br[g]) * xsum[g];
       }
       y[n] = hsum(total) + off;
       continue;
@@ -196,8 +180,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
         _mm256_store_ps(codes + i + 16, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(odd)));
         _mm256_store_ps(codes + i + 24, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(odd, 8))));
       }
-      const __m256 sv = _mm256_set1_ps(wide(sr[g]));
-      const float bv = wide(br[g]);
+      const __m256 sv = _mm256_set1_ps(tiles::widen(sr[g]));
+      const float bv = tiles::widen(br[g]);
       for (int m = 0; m < M; ++m) {
         // The same additions in the same order as the one-row path, so that a row's result does
         // not depend on how many rows share the step.
@@ -352,7 +336,7 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline float offsets(con
   int g = 0;
   for (; g + 8 <= groups; g += 8) a = _mm256_fmadd_ps(load8(br + g), _mm256_loadu_ps(xsum + g), a);
   float off = hsum(a);
-  for (; g < groups; ++g) off += wide(br[g]) * xsum[g];
+  for (; g < groups; ++g) off += tiles::widen(br[g]) * xsum[g];
   return off;
 }
 
@@ -360,9 +344,9 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline float offsets(con
 template <typename S, bool kTwoGroups>
 __attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 chunk_scales(const S* sr, int c, int shift) {
   if constexpr (kTwoGroups) {
-    return _mm256_setr_m128(_mm_set1_ps(wide(sr[2 * c])), _mm_set1_ps(wide(sr[2 * c + 1])));
+    return _mm256_setr_m128(_mm_set1_ps(tiles::widen(sr[2 * c])), _mm_set1_ps(tiles::widen(sr[2 * c + 1])));
   } else {
-    return _mm256_set1_ps(wide(sr[c >> shift]));
+    return _mm256_set1_ps(tiles::widen(sr[c >> shift]));
   }
 }
 

@@ -67,22 +67,6 @@ bool have_avx512() {
   return yes;
 }
 
-// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
-// branches), bfloat16 by a shift.
-template <typename S>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) {
-  if constexpr (std::is_same_v<S, mx::float16_t>) {
-    return _cvtsh_ss(v.bits_);
-  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
-    uint32_t u = static_cast<uint32_t>(v.bits_) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  } else {
-    return v;
-  }
-}
-
 // MLX's CPU `dequantize` is scalar on one thread (6.9 s per step on a 1B model); here 4-bit codes
 // are unpacked 16 at a time, 8-bit ones 8 at a time, in MLX's order.
 __attribute__((target("avx2,fma"))) void dequant_avx2(const uint8_t* q, float scale, float bias, int gs, int bits,

@@ -6,9 +6,35 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "mlx/mlx.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 namespace zeta_mlx::tiles {
+
+#if defined(__x86_64__) || defined(_M_X64)
+/// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
+/// branches), bfloat16 by a shift.
+template <typename S>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) {
+  if constexpr (std::is_same_v<S, mlx::core::float16_t>) {
+    return _cvtsh_ss(v.bits_);
+  } else if constexpr (std::is_same_v<S, mlx::core::bfloat16_t>) {
+    uint32_t u = static_cast<uint32_t>(v.bits_) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  } else {
+    return v;
+  }
+}
+#endif
 
 /// One group of `gs` codes of `bits` (4 or 8) at `q` as `code * scale + bias` in float32 at
 /// `out` (SIMD where the machine has AVX2).
