@@ -109,10 +109,11 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void widen16(const S* p, int n,
   }
 }
 
-// One weight row's inputs [k0, k0 + len) into the tile (see `Tile`). A 4-bit group is a table
-// of its 16 values (code · scale + offset, one FMA), and `vpermps` looks the codes up: it reads
-// only an index's low 4 bits, so a byte's low nibble selects without a mask and its high one after
-// a shift, 32 weights in six instructions.
+// One weight row's inputs [k0, k0 + len) into the buffer, 4-bit codes in nibble order (as
+// `prepare_rows` lays x out). A 4-bit group is a table of its 16 values (code · scale + offset,
+// one FMA), and `vpermps` looks the codes up: it reads only an index's low 4 bits, so a byte's
+// low nibble selects without a mask and its high one after a shift, 32 weights in six
+// instructions.
 template <typename S>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_row_avx512(const uint8_t* wr, const S* sr, const S* br,
                                                                      int gs, int bits, int k0, int len, float* out) {
