@@ -734,6 +734,8 @@ array cpu_affine_qmm(const array& x, const array& w, const array& scales, const 
                {x, w, scales, biases});
 }
 
+int cpu_qmm_max_rows() { return kKernelRows; }
+
 int cpu_qmm_threads() {
 #ifdef ZETA_CBLAS_SHIM
   return zeta_parallel_threads();

@@ -37,6 +37,9 @@ mlx::core::array cpu_dequantized_gemm(const mlx::core::array& x, const mlx::core
 /// packed read.
 bool cpu_qmm_takes(int bits, int group_size);
 
+/// Most rows of a product the kernel takes (`cpu_qmm_applies`); past that, the dequantized GEMM.
+int cpu_qmm_max_rows();
+
 /// Threads the kernel uses (the calling MLX worker included): the BLAS shim's pool, or 1
 /// without the shim.
 int cpu_qmm_threads();

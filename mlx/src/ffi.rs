@@ -104,6 +104,7 @@ pub(crate) mod ffi {
         ) -> Result<UniquePtr<array>>;
         fn quantize(w: &array, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayList>>;
         fn cpu_qmm_takes(bits: i32, group_size: i32) -> bool;
+        fn cpu_qmm_max_rows() -> i32;
         fn cpu_qmm_threads() -> i32;
         fn cpu_qmm_calls() -> u64;
         fn gather_mm(a: &array, b: &array, rhs_indices: &array, sorted_indices: bool) -> Result<UniquePtr<array>>;

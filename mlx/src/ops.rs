@@ -282,6 +282,12 @@ pub fn cpu_qmm_threads() -> usize {
     ffi::cpu_qmm_threads().max(1) as usize
 }
 
+/// Most rows of a product the bridge's CPU quantized kernel takes; larger products on the CPU
+/// run a float32 GEMM on the weights dequantized for the call.
+pub fn cpu_qmm_max_rows() -> usize {
+    ffi::cpu_qmm_max_rows().max(0) as usize
+}
+
 /// Whether the bridge's CPU quantized kernel takes affine weights of `bits` in groups of
 /// `group_size` (4 or 8 bits; 32, 64 or 128).
 pub fn cpu_qmm_takes(bits: i32, group_size: i32) -> bool {

@@ -7,13 +7,6 @@ use mlx::{Array, Dtype, ops};
 
 use crate::error::Result;
 
-/// Products of at most this many rows take a [`Linear::Hybrid`]'s packed weights: the CPU
-/// kernel's own limit (`kKernelRows` in qmm.cc), where its tiles beat the float32 expansion
-/// (several rows: each weight dequantized once in L1 for all of them, a fifth of the bytes read).
-/// Measured on SmolLM2, 2 cores, decode tok/s packed / expanded: batch 4 191 / 108, batch 16
-/// 343 / 217. Longer prompt chunks take the expansion, where OpenBLAS's blocking wins.
-pub const HYBRID_PACKED_ROWS: i32 = 32;
-
 /// A linear projection `y = x Wᵀ (+ b)`.
 #[derive(Clone)]
 pub enum Linear {
@@ -137,7 +130,12 @@ impl Linear {
             }
             Linear::Hybrid { dense, packed } => {
                 let rows = x.size() / x.dim(-1).max(1) as usize;
-                return if rows <= HYBRID_PACKED_ROWS as usize { packed.forward(x) } else { dense.forward(x) };
+                // Up to the kernel's own row limit its tiles beat the float32 expansion (several
+                // rows: each weight dequantized once in L1 for all of them, a fifth of the bytes
+                // read). SmolLM2, 2 cores, decode tok/s packed / expanded: batch 4 191 / 108,
+                // batch 16 343 / 217. Longer prompt chunks take the expansion, where OpenBLAS's
+                // blocking wins.
+                return if rows <= ops::cpu_qmm_max_rows() { packed.forward(x) } else { dense.forward(x) };
             }
         };
         Ok(match bias {
