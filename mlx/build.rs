@@ -36,6 +36,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/qmm_tiles.cc");
     println!("cargo:rerun-if-changed=cpp/fused.h");
     println!("cargo:rerun-if-changed=cpp/fused.cc");
+    println!("cargo:rerun-if-changed=cpp/attend.h");
+    println!("cargo:rerun-if-changed=cpp/attend.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
     println!("cargo:rerun-if-changed=cpp/cblas_shim.c");
     println!("cargo:rerun-if-changed=src/ffi.rs");
@@ -56,6 +58,7 @@ fn main() {
         .file("cpp/qmm.cc")
         .file("cpp/qmm_tiles.cc")
         .file("cpp/fused.cc")
+        .file("cpp/attend.cc")
         .include(&include)
         .include("cpp")
         .std("c++20")

@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "attend.h"
 #include "cpu_parallel.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
@@ -297,81 +298,6 @@ class KvWriteCpu : public mx::UnaryPrimitive {
 
 // The decode rows' attention over the written buffers. Inputs: qkv, keys, values, positions,
 // gather, lens, inverse wavelengths[, q norm][, sinks].
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-// Built for the widest vectors the machine has, chosen at run time (one AVX-512 register holds a
-// dot product's 16 partial sums; the baseline build has only SSE2's four lanes).
-#define ZETA_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ZETA_WIDE
-#endif
-
-// The query heads of `ng` consecutive kv heads (`rep` per kv head) attend to one sequence's slots
-// [j0, len): their rotated queries at `q` (ng x rep x hd), the first kv head's key and value rows
-// at K and V + slot * stride. Each key and value row is read once for all its heads (it was read
-// once per head), whole rows at a time when `ng` is every kv head, and a dot product keeps 16
-// independent sums. `sc` holds ng x rep x (len - j0 + 1) floats; `y` gets ng x rep x hd.
-ZETA_WIDE void attend(const float* q, int ng, int rep, int hd, const float* K, const float* V, int64_t stride,
-                      const int64_t* slots, int j0, int len, int64_t S, float scale, const float* sinks, float* sc,
-                      float* y) {
-  const int n = std::max(len - j0, 0), heads = ng * rep;
-  auto slot_of = [&](int j) -> int64_t {
-    // An out-of-range slot (never from the pool) is read as slot 0, the scratch slot.
-    return slots[j] >= 0 && slots[j] < S ? slots[j] : 0;
-  };
-  // A sequence's rows are scattered over the cache (slots are taken one token at a time, between
-  // other sequences'): the rows a few slots ahead are asked for here.
-  constexpr int kAhead = 8;
-  auto prefetch = [&](const float* base, int j) {
-    if (j >= len) return;
-    const char* p = reinterpret_cast<const char*>(base + slot_of(j) * stride);
-    for (int b = 0; b < ng * hd * 4; b += 64) __builtin_prefetch(p + b);
-  };
-  for (int j = j0; j < std::min(len, j0 + kAhead); ++j) prefetch(K, j);
-  for (int j = j0; j < len; ++j) {
-    prefetch(K, j + kAhead);
-    const float* row = K + slot_of(j) * stride;
-    for (int h = 0; h < heads; ++h) {
-      const float* qh = q + h * hd;
-      const float* k = row + (h / rep) * hd;
-      float acc[16] = {};
-      int d = 0;
-      for (; d + 16 <= hd; d += 16)
-        for (int l = 0; l < 16; ++l) acc[l] += qh[d + l] * k[d + l];
-      for (; d < hd; ++d) acc[0] += qh[d] * k[d];
-      for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-      sc[h * n + (j - j0)] = acc[0] * scale;
-    }
-  }
-  float* inv = sc + static_cast<size_t>(heads) * n;
-  for (int h = 0; h < heads; ++h) {
-    float* sh = sc + h * n;
-    float m = -std::numeric_limits<float>::infinity();
-    for (int i = 0; i < n; ++i) m = std::max(m, sh[i]);
-    if (sinks != nullptr) m = std::max(m, sinks[h]);
-    float den = sinks != nullptr ? std::exp(sinks[h] - m) : 0.0f;
-    for (int i = 0; i < n; ++i) {
-      sh[i] = std::exp(sh[i] - m);
-      den += sh[i];
-    }
-    inv[h] = den > 0.0f ? 1.0f / den : 0.0f;
-  }
-  std::fill(y, y + static_cast<size_t>(heads) * hd, 0.0f);
-  for (int j = j0; j < std::min(len, j0 + kAhead); ++j) prefetch(V, j);
-  for (int j = j0; j < len; ++j) {
-    prefetch(V, j + kAhead);
-    const float* row = V + slot_of(j) * stride;
-    for (int h = 0; h < heads; ++h) {
-      const float e = sc[h * n + (j - j0)];
-      const float* v = row + (h / rep) * hd;
-      float* yh = y + h * hd;
-      for (int d = 0; d < hd; ++d) yh[d] += e * v[d];
-    }
-  }
-  for (int h = 0; h < heads; ++h)
-    for (int d = 0; d < hd; ++d) y[h * hd + d] *= inv[h];
-}
-
 class DecodeAttentionCpu : public mx::UnaryPrimitive {
  public:
   DecodeAttentionCpu(mx::Stream s, DecodeAttentionSpec spec, bool q_norm, bool sinks)
@@ -422,7 +348,7 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
           const int len = static_cast<int>(std::clamp<int64_t>(lens[b], 0, W));
           const int j0 = sp.window > 0 ? std::max(0, len - sp.window) : 0;
           const size_t h0 = static_cast<size_t>(g) * rep;
-          attend(&Q[(static_cast<size_t>(b) * nh + h0) * hd], ng, rep, hd, K + g * hd, V + g * hd, slot,
+          attn::attend(&Q[(static_cast<size_t>(b) * nh + h0) * hd], ng, rep, hd, K + g * hd, V + g * hd, slot,
                  &gat[static_cast<size_t>(b) * W], j0, len, S, sp.scale, sinks ? sinks + h0 : nullptr, sc.data(),
                  o + (static_cast<size_t>(b) * nh + h0) * hd);
         }

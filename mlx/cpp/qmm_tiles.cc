@@ -281,10 +281,10 @@ struct Isa {
   bool avx2;
 };
 
-// `ZETA_QMM_ISA=avx2` or `portable` narrows the choice, so that the tests run those paths on a
+// `ZETA_CPU_ISA=avx2` or `portable` narrows the choice, so that the tests run those paths on a
 // machine with AVX-512 too.
 Isa isa() {
-  const char* narrow = std::getenv("ZETA_QMM_ISA");
+  const char* narrow = std::getenv("ZETA_CPU_ISA");
   const std::string only = narrow != nullptr ? narrow : "";
 #ifdef ZETA_X86
   if (only == "portable") return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};

@@ -155,14 +155,14 @@ fn larger_batches_and_other_types_fall_back_to_mlx() {
 /// and the same batch invariance: this test binary runs those two tests again, narrowed to each.
 #[test]
 fn the_narrower_vector_paths_agree_too() {
-    if std::env::var_os("ZETA_QMM_ISA").is_some() {
+    if std::env::var_os("ZETA_CPU_ISA").is_some() {
         return;
     }
     for isa in ["avx2", "portable"] {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "the_cpu_kernel_matches_mlx_on_random_shapes", "each_row_is_the_same_alone_or_batched"])
             .args(["--test-threads", "1"])
-            .env("ZETA_QMM_ISA", isa)
+            .env("ZETA_CPU_ISA", isa)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,8 +1,9 @@
 //! The fused CPU layers (`mlx::fused`) against MLX's own operations on random inputs: RMSNorm with
 //! and without the residual add, both gated activations, and the decode rows' rope + KV write +
 //! attention over grouped heads, partial rotation, both rope layouts, q/k norms, sinks, a sliding
-//! window and rows of different lengths; the cache written in place when nothing else holds it,
-//! and left untouched when something does.
+//! window and rows of different lengths (a row's output the same bits alone as in any batch, on
+//! each vector path); the cache written in place when nothing else holds it, and left untouched
+//! when something does.
 //!
 //! Error bound: 2e-5 + 2e-5·|reference| per output. Both sides compute in float32; sums run in a
 //! different order and sines come from another implementation, which moves results by a few ulps
@@ -53,6 +54,7 @@ fn norms_and_gates_match_mlx() {
 }
 
 /// One attention configuration.
+#[derive(Clone, Copy)]
 struct Case {
     heads: i32,
     kv_heads: i32,
@@ -62,32 +64,36 @@ struct Case {
     norms: bool,
     sinks: bool,
     window: i32,
+    /// Rows' lengths (each ending at its own new slot).
+    lens: &'static [i32],
 }
 
 /// Rows of different lengths over a cache of random earlier keys: ours against MLX's rope,
-/// scatter, gather and attention.
+/// scatter, gather and attention; and each row's output the same bits alone as in the batch.
 fn attention_case(rng: &mut Rng, c: &Case) {
     let (nh, nkv, hd) = (c.heads, c.kv_heads, c.head_dim);
-    let slots = 96;
+    let lens = c.lens;
+    let b = lens.len() as i32;
+    let width = *lens.iter().max().unwrap();
+    // The slot lists interleave, each row's at its own stride.
+    let mut gather = vec![0u32; (b * width) as usize];
+    let mut next = 1u32;
+    for (r, &len) in lens.iter().enumerate() {
+        for j in 0..len as usize {
+            gather[r * width as usize + j] = next;
+            next += 2 + (r % 3) as u32;
+        }
+    }
+    let slots = next as i32 + 1;
     let keys = rng.array(&[slots, nkv, hd]);
     let values = rng.array(&[slots, nkv, hd]);
     ArrayList::of([&keys, &values]).eval().unwrap();
-    // Three rows: lengths 9, 17 and 1, each ending at its own new slot; the slot lists interleave.
-    let lens = [9i32, 17, 1];
-    let width = 17;
-    let mut gather = vec![0u32; 3 * width as usize];
-    let mut next = 1u32;
-    for (b, &len) in lens.iter().enumerate() {
-        for j in 0..len as usize {
-            gather[b * width as usize + j] = next;
-            next += 2 + b as u32;
-        }
-    }
     let write: Vec<u32> =
-        lens.iter().enumerate().map(|(b, &len)| gather[b * width as usize + len as usize - 1]).collect();
+        lens.iter().enumerate().map(|(r, &len)| gather[r * width as usize + len as usize - 1]).collect();
     let positions: Vec<i32> = lens.iter().map(|&l| l - 1).collect();
-    let (b, w) = (3, width);
+    let w = width;
     let qkv = rng.array(&[b, (nh + 2 * nkv) * hd]);
+    qkv.eval().unwrap();
     let base = 10000f32;
     let half = c.rope_dims / 2;
     let inv: Vec<f32> = (0..half).map(|i| (-(i as f32) * base.ln() / half as f32).exp()).collect();
@@ -95,34 +101,53 @@ fn attention_case(rng: &mut Rng, c: &Case) {
     let (q_norm, k_norm) = (rng.array(&[hd]), rng.array(&[hd]));
     let sinks = rng.array(&[nh]);
     let pos = Array::from_i32(&positions, &[b]).unwrap();
-    let write = Array::from_u32(&write, &[b]).unwrap();
-    let gather = Array::from_u32(&gather, &[b * w]).unwrap();
-    let lens_arr = Array::from_i32(&lens, &[b, 1, 1, 1]).unwrap();
+    let write_arr = Array::from_u32(&write, &[b]).unwrap();
+    let gather_arr = Array::from_u32(&gather, &[b * w]).unwrap();
+    let lens_arr = Array::from_i32(lens, &[b, 1, 1, 1]).unwrap();
     let scale = 1.0 / (hd as f32).sqrt();
 
-    let (out, k2, v2) = fused::decode_attention(&DecodeAttention {
-        qkv: &qkv,
-        keys: &keys,
-        values: &values,
-        positions: &pos,
-        write: &write,
-        gather: &gather,
-        lens: &lens_arr,
-        inv_freqs: &inv,
-        q_norm: c.norms.then_some((&q_norm, 1e-6)),
-        k_norm: c.norms.then_some((&k_norm, 1e-6)),
-        sinks: c.sinks.then_some(&sinks),
-        heads: nh,
-        kv_heads: nkv,
-        head_dim: hd,
-        rope_dims: c.rope_dims,
-        traditional: c.traditional,
-        pos_scale: 1.0,
-        mscale: 1.0,
-        scale,
-        window: c.window,
-    })
-    .unwrap();
+    // Ours on rows `from..to` of the batch.
+    let ours = |from: usize, to: usize| {
+        let n = (to - from) as i32;
+        let span = |v: &[u32], per: usize| v[from * per..to * per].to_vec();
+        let qkv = ops::slice_axis(&qkv, 0, from as i32, to as i32).unwrap();
+        let (pos, write) =
+            (Array::from_i32(&positions[from..to], &[n]).unwrap(), Array::from_u32(&span(&write, 1), &[n]).unwrap());
+        let gather = Array::from_u32(&span(&gather, w as usize), &[n * w]).unwrap();
+        let lens = Array::from_i32(&lens[from..to], &[n, 1, 1, 1]).unwrap();
+        let (out, k2, v2) = fused::decode_attention(&DecodeAttention {
+            qkv: &qkv,
+            keys: &keys,
+            values: &values,
+            positions: &pos,
+            write: &write,
+            gather: &gather,
+            lens: &lens,
+            inv_freqs: &inv,
+            q_norm: c.norms.then_some((&q_norm, 1e-6)),
+            k_norm: c.norms.then_some((&k_norm, 1e-6)),
+            sinks: c.sinks.then_some(&sinks),
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+            rope_dims: c.rope_dims,
+            traditional: c.traditional,
+            pos_scale: 1.0,
+            mscale: 1.0,
+            scale,
+            window: c.window,
+        })
+        .unwrap();
+        ArrayList::of([&out, &k2, &v2]).eval().unwrap();
+        (out, k2, v2)
+    };
+    let (out, k2, v2) = ours(0, lens.len());
+    let all = out.to_f32().unwrap();
+    let row = (nh * hd) as usize;
+    for r in 0..lens.len() {
+        let alone = ours(r, r + 1).0.to_f32().unwrap();
+        assert_eq!(alone, all[r * row..(r + 1) * row], "row {r} of {b}: alone and batched differ");
+    }
 
     // The same with MLX's operations.
     let heads = |from: i32, n: i32, norm: Option<&Array>, rotate: bool| -> Array {
@@ -139,12 +164,12 @@ fn attention_case(rng: &mut Rng, c: &Case) {
     let q = heads(0, nh, c.norms.then_some(&q_norm), true);
     let k = heads(nh, nkv, c.norms.then_some(&k_norm), true);
     let v = heads(nh + nkv, nkv, None, false);
-    let kr = ops::scatter(&keys, &write, &ops::reshape(&k, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
-    let vr = ops::scatter(&values, &write, &ops::reshape(&v, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
+    let kr = ops::scatter(&keys, &write_arr, &ops::reshape(&k, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
+    let vr = ops::scatter(&values, &write_arr, &ops::reshape(&v, &[b, 1, nkv, hd]).unwrap(), 0).unwrap();
     close("keys written", &k2, &kr);
     close("values written", &v2, &vr);
     let rows = |buf: &Array| {
-        let r = ops::reshape(&ops::take(buf, &gather, 0).unwrap(), &[b, w, nkv, hd]).unwrap();
+        let r = ops::reshape(&ops::take(buf, &gather_arr, 0).unwrap(), &[b, w, nkv, hd]).unwrap();
         ops::transpose(&r, &[0, 2, 1, 3]).unwrap()
     };
     let cols = ops::reshape(&Array::arange(0, w).unwrap(), &[1, 1, 1, w]).unwrap();
@@ -174,12 +199,43 @@ fn decode_attention_matches_mlx() {
         norms: false,
         sinks: false,
         window: 0,
+        lens: &[9, 17, 1],
     };
     attention_case(&mut rng, &plain);
     attention_case(&mut rng, &Case { traditional: true, rope_dims: 8, ..plain });
     attention_case(&mut rng, &Case { heads: 6, kv_heads: 3, head_dim: 24, norms: true, rope_dims: 24, ..plain });
     attention_case(&mut rng, &Case { sinks: true, window: 5, ..plain });
     attention_case(&mut rng, &Case { heads: 3, kv_heads: 3, head_dim: 8, rope_dims: 4, window: 40, ..plain });
+    // SmolLM2's heads (9 over 3 kv heads of 64), four rows and more: a row's kv heads are taken
+    // together; lengths around whole blocks of 16 positions.
+    let smol = Case { heads: 9, kv_heads: 3, head_dim: 64, rope_dims: 64, lens: &[16, 33, 1, 47, 15], ..plain };
+    attention_case(&mut rng, &smol);
+    attention_case(&mut rng, &Case { sinks: true, window: 20, ..smol });
+    // Eight heads per kv head of 128 (gpt-oss-like): heads and chunks in more than one block.
+    attention_case(
+        &mut rng,
+        &Case { heads: 16, kv_heads: 2, head_dim: 128, rope_dims: 64, norms: true, lens: &[70, 3, 18, 31], ..plain },
+    );
+}
+
+/// The AVX2 and portable attention (which a machine with AVX-512 never picks) hold to the same
+/// bound and give a row the same bits alone and batched: this test binary runs the attention test
+/// again, narrowed to each.
+#[test]
+fn the_narrower_attention_paths_agree_too() {
+    if std::env::var_os("ZETA_CPU_ISA").is_some() {
+        return;
+    }
+    for isa in ["avx2", "portable"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "decode_attention_matches_mlx", "--test-threads", "1"])
+            .env("ZETA_CPU_ISA", isa)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
+    }
 }
 
 /// A step's attention on `keys`/`values` writing one row at slot 3.
