@@ -34,6 +34,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/qmm.cc");
     println!("cargo:rerun-if-changed=cpp/qmm_tiles.h");
     println!("cargo:rerun-if-changed=cpp/qmm_tiles.cc");
+    println!("cargo:rerun-if-changed=cpp/qmm_int.h");
+    println!("cargo:rerun-if-changed=cpp/qmm_int.cc");
     println!("cargo:rerun-if-changed=cpp/fused.h");
     println!("cargo:rerun-if-changed=cpp/fused.cc");
     println!("cargo:rerun-if-changed=cpp/attend.h");
@@ -57,6 +59,7 @@ fn main() {
         .file("cpp/bridge.cc")
         .file("cpp/qmm.cc")
         .file("cpp/qmm_tiles.cc")
+        .file("cpp/qmm_int.cc")
         .file("cpp/fused.cc")
         .file("cpp/attend.cc")
         .include(&include)

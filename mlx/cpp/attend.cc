@@ -9,12 +9,13 @@
 
 #include "attend.h"
 
+#include "cpu_parallel.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <string>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -229,37 +230,19 @@ __attribute__((target("avx512f"))) void attend_avx512(const float* q, int ng, in
 
 #endif
 
-enum class Level { portable, avx2, avx512 };
-
-// `ZETA_CPU_ISA=avx2` or `portable` narrows the choice, so that the tests run those paths on a
-// machine with AVX-512 too (qmm_tiles.cc reads the same variable).
-Level level() {
-  static const Level chosen = [] {
-    const char* narrow = std::getenv("ZETA_CPU_ISA");
-    const std::string only = narrow != nullptr ? narrow : "";
-#ifdef ZETA_X86
-    if (only == "portable") return Level::portable;
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2 && __builtin_cpu_supports("avx512f") && only != "avx2") return Level::avx512;
-    if (avx2) return Level::avx2;
-#endif
-    return Level::portable;
-  }();
-  return chosen;
-}
-
 }  // namespace
 
 void attend(const float* q, int ng, int rep, int hd, const float* K, const float* V, int64_t stride,
             const int64_t* slots, int j0, int len, int64_t S, float scale, const float* sinks, float* sc, float* y) {
 #ifdef ZETA_X86
-  switch (level()) {
-    case Level::avx512:
+  switch (cpu_isa()) {
+    case Isa::avx512:
+    case Isa::avx512_vnni:
       if (hd % 16 == 0) return attend_avx512(q, ng, rep, hd, K, V, stride, slots, j0, len, S, scale, sinks, sc, y);
       [[fallthrough]];
-    case Level::avx2:
+    case Isa::avx2:
       return attend_avx2(q, ng, rep, hd, K, V, stride, slots, j0, len, S, scale, sinks, sc, y);
-    case Level::portable:
+    case Isa::portable:
       break;
   }
 #endif

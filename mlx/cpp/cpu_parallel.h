@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "mlx/mlx.h"
@@ -55,6 +57,32 @@ void for_each_offset(const mlx::core::array& a, F f) {
 inline void gather_rows(const mlx::core::array& a, float* dst) {
   const float* src = a.data<float>();
   for_each_offset(a, [&](size_t i, int64_t off) { dst[i] = src[off]; });
+}
+
+/// The widest vector paths the CPU primitives take, from narrowest to widest.
+enum class Isa { portable, avx2, avx512, avx512_vnni };
+
+/// What this machine has (AVX2 counted with FMA and F16C; VNNI with AVX-512 BW and VL), narrowed
+/// by `ZETA_CPU_ISA=avx2` or `portable` so that the tests run the narrower paths on any machine.
+inline Isa cpu_isa() {
+  static const Isa chosen = [] {
+    const char* narrow = std::getenv("ZETA_CPU_ISA");
+    const std::string only = narrow != nullptr ? narrow : "";
+#if defined(__x86_64__) || defined(_M_X64)
+    const bool avx2 =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
+    const bool vnni = avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512vnni");
+    if (only == "portable" || !avx2) return Isa::portable;
+    if (only == "avx2" || !avx512) return Isa::avx2;
+    return vnni ? Isa::avx512_vnni : Isa::avx512;
+#else
+    (void)only;
+    return Isa::portable;
+#endif
+  }();
+  return chosen;
 }
 
 /// The float32 rows of `a`: its own buffer when row-contiguous, else a copy in `tmp`.

@@ -13,6 +13,7 @@
 #include "qmm.h"
 
 #include "cpu_parallel.h"
+#include "qmm_int.h"
 #include "qmm_tiles.h"
 
 #include <algorithm>
@@ -46,6 +47,7 @@ std::atomic<uint64_t> kernel_calls{0};
 // ---------------------------------------------------------------------------------------------
 // Kernels: at most this many rows of x at a time (their accumulators stay in L1).
 constexpr int kRowsPerPass = 32;
+static_assert(kRowsPerPass <= q8::kMaxRows);
 
 // Rows up to which the kernel takes a product; past that, a float32 GEMM on the weights
 // dequantized for the call (prefill chunks, by `AffineDequant`). bench-qmm on the 2-core machine,
@@ -66,12 +68,6 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const ui
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
 }
 
-__attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  return _mm_cvtss_f32(lo);
-}
 
 // AVX2 rows of 8-bit weights (4-bit ones go to rows4_avx2). One row of x: dequantize and
 // multiply in one pass, two accumulators to cover the FMA latency. Several rows: the group is dequantized once into `buf`, then multiplied into each
@@ -98,7 +94,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
           a1 = _mm256_fmadd_ps(_mm256_fmadd_ps(codes8(q, i + 8), s, b), _mm256_loadu_ps(xg + i + 8), a1);
         }
       }
-      y[n] = hsum(_mm256_add_ps(a0, a1));
+      y[n] = tiles::hsum(_mm256_add_ps(a0, a1));
       continue;
     }
     for (int m = 0; m < 2 * M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
@@ -119,7 +115,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
       }
     }
     for (int m = 0; m < M; ++m) {
-      y[static_cast<size_t>(m) * N + n] = hsum(_mm256_add_ps(_mm256_load_ps(acc + 16 * m), _mm256_load_ps(acc + 16 * m + 8)));
+      y[static_cast<size_t>(m) * N + n] = tiles::hsum(_mm256_add_ps(_mm256_load_ps(acc + 16 * m), _mm256_load_ps(acc + 16 * m + 8)));
     }
   }
 }
@@ -163,7 +159,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
         total = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(tiles::widen(sr[g])), total);
         off += tiles::widen(br[g]) * xsum[g];
       }
-      y[n] = hsum(total) + off;
+      y[n] = tiles::hsum(total) + off;
       continue;
     }
     for (int m = 0; m < M; ++m) {
@@ -195,250 +191,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
         offs[m] += bv * xsum[static_cast<size_t>(m) * groups + g];
       }
     }
-    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = hsum(_mm256_load_ps(tot + 8 * m)) + offs[m];
-  }
-}
-
-// Activations as integers for `maddubs`: per block of 32, int8 codes with a scale d (max |x| /
-// 127, as ggml's Q8_0), then two more int8 codes of what is left, at scales d / 254 and d / 254²:
-//   x ≈ d · q + (d / 254) · r + (d / 254²) · r2,
-// about 23 bits, float32's own precision. Codes alone (8 bits) changed SmolLM2's greedy tokens
-// against mlx-lm; with one residual (15 bits) every product passed its bound, but the tiny models'
-// logits were 150x further from mlx-lm's than on the float path (2e-3 against 1.2e-5: random
-// weights amplify small errors layer after layer), at the edge of the tolerance. With the second
-// residual they are as close as the float path's.
-// Each chunk of 64 values is laid out as the 32 bytes of 4-bit codes come apart: the even
-// positions of its two blocks (16 + 16 bytes), then the odd ones, so that one 256-bit load of
-// codes pairs with one load of activations per nibble half.
-struct PreparedQ8 {
-  std::vector<int8_t> storage;
-  int8_t* xq = nullptr;
-  int8_t* xr = nullptr;     // the first residuals' codes, same layout
-  int8_t* xr2 = nullptr;    // the second residuals' codes
-  std::vector<float> dv;    // [M, K / 64, 8]: per chunk, the first residual's scale (d / 254) of
-                            // its first block in lanes 0-3 and of its second in 4-7, as the
-                            // chunk's sums come out
-  std::vector<float> xsum;  // [M, K / gs], exact float sums for the offsets
-};
-
-// The three codes of one block of 32 values, in the chunk layout from `at` (see PreparedQ8),
-// eight values at a time; each code takes what the previous ones leave (|left| <= half a step,
-// so the next code is within ±127), the leftovers formed with FMAs, exact enough for the last
-// code. Rounding is to nearest even, as `nearbyint`.
-__attribute__((target("avx2,fma"))) void code_block(const float* xb, int8_t* q0, int8_t* q1, int8_t* q2, size_t at,
-                                                   float* d1_out) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 mx = _mm256_setzero_ps();
-  for (int i = 0; i < 32; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
-  __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-  const float amax = _mm_cvtss_f32(h);
-  const float d0 = amax / 127.0f, d1 = d0 / 254.0f, d2 = d1 / 254.0f;
-  std::fill(d1_out, d1_out + 4, d1);
-  alignas(32) int32_t c[3][32];
-  if (amax == 0) {
-    std::memset(c, 0, sizeof c);
-  } else {
-    const __m256 lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
-    const __m256 vd0 = _mm256_set1_ps(d0), vd1 = _mm256_set1_ps(d1);
-    const __m256 i0 = _mm256_set1_ps(1.0f / d0), i1 = _mm256_set1_ps(1.0f / d1), i2 = _mm256_set1_ps(1.0f / d2);
-    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    for (int i = 0; i < 32; i += 8) {
-      const __m256 v = _mm256_loadu_ps(xb + i);
-      const __m256 c0 = _mm256_min_ps(lim, _mm256_max_ps(nlim, _mm256_round_ps(_mm256_mul_ps(v, i0), kNearest)));
-      const __m256 l0 = _mm256_fnmadd_ps(c0, vd0, v);
-      const __m256 c1 = _mm256_min_ps(lim, _mm256_max_ps(nlim, _mm256_round_ps(_mm256_mul_ps(l0, i1), kNearest)));
-      const __m256 l1 = _mm256_fnmadd_ps(c1, vd1, l0);
-      const __m256 c2 = _mm256_min_ps(lim, _mm256_max_ps(nlim, _mm256_round_ps(_mm256_mul_ps(l1, i2), kNearest)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(c[0] + i), _mm256_cvtps_epi32(c0));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(c[1] + i), _mm256_cvtps_epi32(c1));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(c[2] + i), _mm256_cvtps_epi32(c2));
-    }
-  }
-  int8_t* out[3] = {q0, q1, q2};
-  for (int k = 0; k < 3; ++k) {
-    for (int j = 0; j < 16; ++j) {
-      out[k][at + j] = static_cast<int8_t>(c[k][2 * j]);
-      out[k][at + 32 + j] = static_cast<int8_t>(c[k][2 * j + 1]);
-    }
-  }
-}
-
-// Needs AVX2 (the integer path's only callers check for it).
-__attribute__((target("avx2,fma"))) PreparedQ8 prepare_q8(const float* x, int M, int K, int gs) {
-  PreparedQ8 p;
-  const size_t n = static_cast<size_t>(M) * K;
-  p.storage.resize(3 * n + 32);
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
-  p.xq = p.storage.data() + (32 - addr % 32) % 32;
-  p.xr = p.xq + n;
-  p.xr2 = p.xr + n;
-  const int blocks = K / 32, groups = K / gs;
-  p.dv.resize(static_cast<size_t>(M) * blocks * 4);
-  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
-  for (int m = 0; m < M; ++m) {
-    const float* xm = x + static_cast<size_t>(m) * K;
-    const size_t row = static_cast<size_t>(m) * K;
-    for (int blk = 0; blk < blocks; ++blk) {
-      code_block(xm + blk * 32, p.xq + row, p.xr + row, p.xr2 + row, (blk / 2) * 64 + (blk % 2) * 16,
-                 p.dv.data() + (static_cast<size_t>(m) * blocks + blk) * 4);
-    }
-    for (int g = 0; g < groups; ++g) {
-      __m256 a = _mm256_setzero_ps();
-      for (int i = 0; i < gs; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(xm + g * gs + i));
-      p.xsum[static_cast<size_t>(m) * groups + g] = hsum(a);
-    }
-  }
-  return p;
-}
-
-// Σ q·a over 64 codes (`lo`: their low nibbles, `hi`: high) and 64 int8 activations, as int16
-// pairs: `maddubs` multiplies unsigned codes by signed activations and adds pairs (at most
-// 2 · 15 · 127: no saturation).
-__attribute__((target("avx2"), always_inline)) inline __m256i dot16(__m256i lo, __m256i hi, const int8_t* a) {
-  const __m256i* v = reinterpret_cast<const __m256i*>(a);
-  return _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(v)),
-                          _mm256_maddubs_epi16(hi, _mm256_load_si256(v + 1)));
-}
-
-// A chunk of 64 codes times the three activation codes, in units of the first residual's scale,
-// as 8 float sums (lanes 0-3 the chunk's first block, 4-7 its second):
-//   254 · Σ q·c0 + Σ q·c1 + Σ q·c2 / 254.
-// The first two are one int32 (`madd` by 254 widens and scales in one instruction; at most
-// 8 · 15 · 127 · 255, exact in float32 too); the third is added in float.
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 chunk_sum(__m256i lo, __m256i hi, const int8_t* c0,
-                                                                          const int8_t* c1, const int8_t* c2) {
-  const __m256i t = _mm256_add_epi32(_mm256_madd_epi16(dot16(lo, hi, c0), _mm256_set1_epi16(254)),
-                                     _mm256_madd_epi16(dot16(lo, hi, c1), _mm256_set1_epi16(1)));
-  const __m256i u = _mm256_madd_epi16(dot16(lo, hi, c2), _mm256_set1_epi16(1));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(1.0f / 254.0f), _mm256_cvtepi32_ps(t));
-}
-
-// Eight scales or offsets as float32 lanes.
-template <typename S>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load8(const S* p) {
-  if constexpr (std::is_same_v<S, mx::float16_t>) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
-    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
-  } else {
-    return _mm256_loadu_ps(p);
-  }
-}
-
-// Σ_g bias_g · Σ_i x_i for one output: eight groups at a time, then the rest.
-template <typename S>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline float offsets(const S* br, const float* xsum,
-                                                                              int groups) {
-  __m256 a = _mm256_setzero_ps();
-  int g = 0;
-  for (; g + 8 <= groups; g += 8) a = _mm256_fmadd_ps(load8(br + g), _mm256_loadu_ps(xsum + g), a);
-  float off = hsum(a);
-  for (; g < groups; ++g) off += tiles::widen(br[g]) * xsum[g];
-  return off;
-}
-
-// The scales of chunk c's two blocks, lanes as chunk_sum's: one group (gs >= 64) or two (gs 32).
-template <typename S, bool kTwoGroups>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 chunk_scales(const S* sr, int c, int shift) {
-  if constexpr (kTwoGroups) {
-    return _mm256_setr_m128(_mm_set1_ps(tiles::widen(sr[2 * c])), _mm_set1_ps(tiles::widen(sr[2 * c + 1])));
-  } else {
-    return _mm256_set1_ps(tiles::widen(sr[c >> shift]));
-  }
-}
-
-// One row of x times chunk c of a weight row, whose scales are `sv` (chunk_scales), added to
-// `a`: the one-row loop's body, and the same operations as the several-rows loop does per row.
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 one_chunk(const uint8_t* wr, __m256 sv,
-                                                                                 const int8_t* xq, const int8_t* xr,
-                                                                                 const int8_t* xr2, const float* dv,
-                                                                                 int c, __m256 a) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
-  const __m256i low = _mm256_set1_epi8(0x0F);
-  const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-  const __m256 sum = chunk_sum(lo, hi, xq + c * 64, xr + c * 64, xr2 + c * 64);
-  const __m256 f = _mm256_mul_ps(sv, _mm256_loadu_ps(dv + c * 8));
-  return _mm256_fmadd_ps(sum, f, a);
-}
-
-// 4-bit rows times int8 activations: per 64 weights six `maddubs` and three `madd` to int32
-// (`chunk_sum`), scaled per block by scale_g · d_block in float:
-//   y = Σ_blocks scale_g · d_b · Σ_i q_i x̂_i + Σ_g bias_g · Σ_i x_i.
-// Even and odd chunks go to two accumulators (an FMA's latency is four cycles). Every row runs the
-// same operations in the same order whatever M is (batch invariance).
-template <typename S, bool kTwoGroups>
-__attribute__((target("avx2,fma,f16c"))) void rows4_q8_avx2(const PreparedQ8& p, int m0, int M, int K,
-                                                           const uint8_t* w, const S* scales, const S* biases,
-                                                           int gs, float* y, int N, int n0, int n1) {
-  const int groups = K / gs, chunks = K / 64;
-  const int shift = kTwoGroups ? 0 : __builtin_ctz(static_cast<unsigned>(gs / 64));
-  const size_t row_bytes = static_cast<size_t>(K) / 2;
-  const __m256i low = _mm256_set1_epi8(0x0F);
-  const int8_t* xq = p.xq + static_cast<size_t>(m0) * K;
-  const int8_t* xr = p.xr + static_cast<size_t>(m0) * K;
-  const int8_t* xr2 = p.xr2 + static_cast<size_t>(m0) * K;
-  const float* dv = p.dv.data() + static_cast<size_t>(m0) * chunks * 8;
-  const float* xs = p.xsum.data() + static_cast<size_t>(m0) * groups;
-  alignas(32) float acc[kRowsPerPass * 16];
-  for (int n = n0; n < n1; ++n) {
-    const uint8_t* wr = w + n * row_bytes;
-    const S* sr = scales + static_cast<size_t>(n) * groups;
-    const S* br = biases + static_cast<size_t>(n) * groups;
-    if (M == 1) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      int c = 0;
-      if constexpr (kTwoGroups) {
-        // Groups of 32: four chunks' eight scales widened by one instruction, then spread to
-        // each chunk's lanes by one permute (two scalar conversions per chunk cost a third of
-        // the loop). The same values in the same order as the loop below.
-        const __m256i spread[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
-                                   _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
-        for (; c + 3 < chunks; c += 4) {
-          const __m256 s8 = load8(sr + 2 * c);
-          a0 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[0]), xq, xr, xr2, dv, c, a0);
-          a1 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[1]), xq, xr, xr2, dv, c + 1, a1);
-          a0 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[2]), xq, xr, xr2, dv, c + 2, a0);
-          a1 = one_chunk(wr, _mm256_permutevar8x32_ps(s8, spread[3]), xq, xr, xr2, dv, c + 3, a1);
-        }
-      }
-      for (; c + 1 < chunks; c += 2) {
-        a0 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c, shift), xq, xr, xr2, dv, c, a0);
-        a1 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c + 1, shift), xq, xr, xr2, dv, c + 1, a1);
-      }
-      if (c < chunks) a0 = one_chunk(wr, chunk_scales<S, kTwoGroups>(sr, c, shift), xq, xr, xr2, dv, c, a0);
-      y[static_cast<size_t>(m0) * N + n] = hsum(_mm256_add_ps(a0, a1)) + offsets(br, xs, groups);
-      continue;
-    }
-    for (int m = 0; m < 2 * M; ++m) _mm256_store_ps(acc + 8 * m, _mm256_setzero_ps());
-    for (int c = 0; c < chunks; ++c) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + c * 32));
-      const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-      const __m256 sv = chunk_scales<S, kTwoGroups>(sr, c, shift);
-      for (int m = 0; m < M; ++m) {
-        const size_t at = static_cast<size_t>(m) * K + c * 64;
-        const __m256 sum = chunk_sum(lo, hi, xq + at, xr + at, xr2 + at);
-        const __m256 f = _mm256_mul_ps(sv, _mm256_loadu_ps(dv + (static_cast<size_t>(m) * chunks + c) * 8));
-        float* am = acc + 16 * m + 8 * (c & 1);
-        _mm256_store_ps(am, _mm256_fmadd_ps(sum, f, _mm256_load_ps(am)));
-      }
-    }
-    for (int m = 0; m < M; ++m) {
-      const float sum = hsum(_mm256_add_ps(_mm256_load_ps(acc + 16 * m), _mm256_load_ps(acc + 16 * m + 8)));
-      y[static_cast<size_t>(m0 + m) * N + n] = sum + offsets(br, xs + static_cast<size_t>(m) * groups, groups);
-    }
-  }
-}
-
-template <typename S>
-void rows4_q8(const PreparedQ8& p, int m0, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs,
-              float* y, int N, int n0, int n1) {
-  if (gs == 32) {
-    rows4_q8_avx2<S, true>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
-  } else {
-    rows4_q8_avx2<S, false>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
+    for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = tiles::hsum(_mm256_load_ps(tot + 8 * m)) + offs[m];
   }
 }
 
@@ -534,12 +287,12 @@ class AffineQmm : public mx::UnaryPrimitive {
       const uint8_t* wp = w.data<uint8_t>();
       std::optional<Prepared> prep;
 #ifdef ZETA_X86
-      std::optional<PreparedQ8> q8;
+      std::optional<q8::Prepared> q8;
       const bool tiled = M >= kTileRows || !have_avx2();
       // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
-      // path (see rows4_q8_avx2), others of few rows a float one; several rows the tiles.
+      // path (qmm_int.cc), others of few rows a float one; several rows the tiles.
       if (!tiled && bits == 4 && K % 64 == 0) {
-        q8 = prepare_q8(xp, M, K, gs);
+        q8 = q8::prepare(xp, M, K, gs);
       } else if (!tiled && bits == 4) {
         prep = prepare4(xp, M, K, gs);
       }
@@ -570,14 +323,14 @@ class AffineQmm : public mx::UnaryPrimitive {
             const int rows_here = std::min(kRowsPerPass, M - m0);
             switch (s.dtype()) {
               case mx::float32:
-                rows4_q8(*q8, m0, rows_here, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+                q8::rows(*q8, m0, rows_here, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
                 break;
               case mx::float16:
-                rows4_q8(*q8, m0, rows_here, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0,
+                q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0,
                          n1);
                 break;
               default:
-                rows4_q8(*q8, m0, rows_here, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N,
+                q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N,
                          n0, n1);
                 break;
             }

@@ -16,6 +16,8 @@
 
 #include "qmm_tiles.h"
 
+#include "cpu_parallel.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -62,10 +64,6 @@ bool have_avx2() {
   return yes;
 }
 
-bool have_avx512() {
-  static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f");
-  return yes;
-}
 
 // MLX's CPU `dequantize` is scalar on one thread (6.9 s per step on a 1B model); here 4-bit codes
 // are unpacked 16 at a time, 8-bit ones 8 at a time, in MLX's order.
@@ -274,24 +272,26 @@ void tile_row_portable(const uint8_t* wr, const S* sr, const S* br, int gs, int 
 using Pass = void (*)(const float*, size_t, const float*, size_t, int, float*);
 
 // The passes this machine runs, by rows of x per pass (pass[r - 1] takes r rows).
-struct Isa {
+struct Passes {
   Pass pass[kMaxRows];
   int rows;
   bool avx512;
   bool avx2;
 };
 
-// `ZETA_CPU_ISA=avx2` or `portable` narrows the choice, so that the tests run those paths on a
-// machine with AVX-512 too.
-Isa isa() {
-  const char* narrow = std::getenv("ZETA_CPU_ISA");
-  const std::string only = narrow != nullptr ? narrow : "";
+// The machine's widest passes (see cpu_isa for the narrowing the tests use).
+Passes passes() {
+  switch (cpu_isa()) {
 #ifdef ZETA_X86
-  if (only == "portable") return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
-  if (have_avx512() && only != "avx2") return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, true, true};
-  if (have_avx2()) return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, false, true};
+    case Isa::avx512:
+    case Isa::avx512_vnni:
+      return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, true, true};
+    case Isa::avx2:
+      return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, false, true};
 #endif
-  return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
+    default:
+      return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
+  }
 }
 
 // A buffer of floats aligned to 64 bytes, grown on demand (one per thread: the dequantized rows).
@@ -357,7 +357,7 @@ Rows prepare_rows(const float* x, int M, int K, int bits) {
 template <typename S>
 void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs, int bits,
                 float* y, int N, int n0, int n1) {
-  static const Isa run = isa();
+  static const Passes run = passes();
   thread_local Scratch tiles;
   const size_t ldt = static_cast<size_t>(K) + 16;  // rows 64 bytes apart from a power of two
   float* tile = tiles.get(kCols * ldt);

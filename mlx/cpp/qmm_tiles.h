@@ -36,6 +36,16 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) 
 }
 #endif
 
+#if defined(__x86_64__) || defined(_M_X64)
+/// The sum of eight lanes, in a fixed order (halves, then pairs).
+__attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+#endif
+
 /// One group of `gs` codes of `bits` (4 or 8) at `q` as `code * scale + bias` in float32 at
 /// `out` (SIMD where the machine has AVX2).
 void dequant_group(const uint8_t* q, float scale, float bias, int gs, int bits, float* out);

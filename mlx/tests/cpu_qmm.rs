@@ -170,3 +170,54 @@ fn the_narrower_vector_paths_agree_too() {
         assert!(stdout.contains("2 passed"), "{isa}: both tests ran: {stdout}");
     }
 }
+
+/// One- and two-row 4-bit products (the integer path) on shapes whose chunks of 64 pair up or
+/// leave one over, every group size and scale type, as one FNV-1a digest of their bits.
+fn integer_path_digest() -> u64 {
+    let mut rng = Rng(4242);
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &(gs, k) in &[(32, 576), (64, 576), (128, 1536), (32, 192), (64, 128)] {
+        for (i, &dt) in [Dtype::F32, Dtype::F16, Dtype::BF16].iter().enumerate() {
+            let n = 17 + i as i32;
+            let w = Array::from_f32(&rng.fill((n * k) as usize), &[n, k]).unwrap();
+            let (q, s, b) = ops::quantize(&w, gs, 4).unwrap();
+            let (s, b) = (ops::astype(&s, dt).unwrap(), ops::astype(&b, dt).unwrap());
+            let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: gs, bits: 4, mode: "affine" };
+            for m in [1, 2] {
+                let x = Array::from_f32(&rng.fill((m * k) as usize), &[m, k]).unwrap();
+                for v in ops::quantized_matmul(&x, &q, &spec, true).unwrap().to_f32().unwrap() {
+                    h = (h ^ u64::from(v.to_bits())).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+    }
+    h
+}
+
+#[test]
+fn print_integer_path_digest() {
+    let _serial = serial();
+    println!("integer path digest: {:016x}", integer_path_digest());
+}
+
+/// The AVX-512 VNNI loop (on machines that have it, as this one) computes the AVX2 loop's bits:
+/// the same integer sums and float operations, lane for lane. A sequence then decodes the same
+/// tokens whichever of the two a machine runs, and alone or in a pair.
+#[test]
+fn the_vnni_loop_gives_the_avx2_loops_bits() {
+    if std::env::var_os("ZETA_CPU_ISA").is_some() {
+        return;
+    }
+    let ours = {
+        let _serial = serial();
+        format!("integer path digest: {:016x}", integer_path_digest())
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "print_integer_path_digest", "--nocapture", "--test-threads", "1"])
+        .env("ZETA_CPU_ISA", "avx2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&ours), "AVX2: {stdout}\nthis machine's widest path: {ours}");
+}

@@ -1,0 +1,54 @@
+// The integer path of the CPU quantized product (qmm.cc): one or two rows of activations as int8
+// codes times 4-bit weights, for x86 with AVX2 (`maddubs`) or AVX-512 VNNI (`vpdpbusd`).
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "mlx/mlx.h"
+
+namespace zeta_mlx::q8 {
+
+/// Most rows of x one call of [`rows`] takes.
+constexpr int kMaxRows = 32;
+
+/// Activations as integers: per block of 32, int8 codes with a scale d (max |x| / 127, as ggml's
+/// Q8_0), then two more int8 codes of what is left, at scales d / 254 and d / 254²:
+///   x ≈ d · q + (d / 254) · r + (d / 254²) · r2,
+/// about 23 bits, float32's own precision. Codes alone (8 bits) changed SmolLM2's greedy tokens
+/// against mlx-lm; with one residual (15 bits) every product passed its bound, but the tiny
+/// models' logits were 150x further from mlx-lm's than on the float path (2e-3 against 1.2e-5:
+/// random weights amplify small errors layer after layer), at the edge of the tolerance. With the
+/// second residual they are as close as the float path's.
+///
+/// Each chunk of 64 values is laid out as the 32 bytes of its 4-bit codes come apart: the even
+/// positions of its two blocks (16 + 16 bytes), then the odd ones, so that one 256-bit load of
+/// codes pairs with one load of activations per nibble half. For the VNNI loop (`pairs`), two
+/// chunks' codes are one 512-bit load, so chunks go by pairs: both chunks' even positions, then
+/// both chunks' odd ones (a last chunk without a pair keeps the single layout).
+struct Prepared {
+  std::vector<int8_t> storage;
+  int8_t* xq = nullptr;
+  int8_t* xr = nullptr;     // the first residuals' codes, same layout
+  int8_t* xr2 = nullptr;    // the second residuals' codes
+  std::vector<float> dv;    // [M, K / 64, 8]: per chunk, the first residual's scale (d / 254) of
+                            // its first block in lanes 0-3 and of its second in 4-7, as the
+                            // chunk's sums come out
+  std::vector<float> xsum;  // [M, K / gs], exact float sums for the offsets
+  bool pairs = false;       // the VNNI layout
+};
+
+/// `x` [M, K] (K a multiple of 64) prepared for [`rows`]. Needs AVX2.
+Prepared prepare(const float* x, int M, int K, int gs);
+
+/// Output columns [n0, n1) of rows [m0, m0 + M) (M <= kMaxRows) of `y` [*, N]: the prepared rows
+/// times 4-bit weights `w` [N, K / 2] with their per-group scales and offsets. Every row runs the
+/// same operations in the same order whatever M is, and the VNNI loop computes the same bits as
+/// the AVX2 one (batch invariance).
+template <typename S>
+void rows(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs,
+          float* y, int N, int n0, int n1);
+
+}  // namespace zeta_mlx::q8
