@@ -1,6 +1,9 @@
 //! The KV cache of one model: one pool of token slots per layer, shared by every sequence.
 //!
-//! Each layer keeps a keys buffer and a values buffer `[capacity, kv_heads, head_dim]`. A sequence
+//! Each layer keeps a keys buffer and a values buffer `[capacity, kv_heads, head_dim]`, or, for the
+//! CPU's fused attention ([`KvPool::joined`]), one buffer `[capacity, 2, kv_heads, head_dim]` that
+//! holds a slot's keys and then its values, so that one node writes a step's rows into it in place
+//! (a node has one buffer it can take over: two would cost a node each). A sequence
 //! owns a list of slots, one per token it has run, in order; a step writes all of its new tokens
 //! with one `scatter` per buffer (in place: the pool holds the only reference to the buffer) and
 //! attention gathers each row's slots. Because a slot is written once and never changes after,
@@ -27,9 +30,12 @@ const GRAIN: usize = 256;
 /// Keys and values of every sequence of one model.
 pub struct KvPool {
     layers: usize,
-    /// Per layer; empty until the first [`KvPool::grow`].
+    /// Per layer; empty until the first [`KvPool::grow`]. A joined pool keeps each layer's one
+    /// buffer in `keys`, and `values` stays empty.
     keys: Vec<Array>,
     values: Vec<Array>,
+    /// Keys and values in one buffer per layer (see [`KvPool::joined`]).
+    joint: bool,
     /// References per slot (sequences and prefix-cache entries holding it).
     refs: Vec<u32>,
     /// Unreferenced slots; the lowest ones are handed out first.
@@ -65,6 +71,7 @@ impl KvPool {
             layers: num_layers,
             keys: Vec::new(),
             values: Vec::new(),
+            joint: false,
             refs: Vec::new(),
             free: Vec::new(),
             limit,
@@ -111,6 +118,30 @@ impl KvPool {
         pool.sliding = sliding.to_vec();
         pool.window = window.max(1);
         pool
+    }
+
+    /// The same pool with each layer's keys and values in one buffer `[capacity, 2, kv_heads,
+    /// head_dim]` (the local pool's too), as the CPU's fused attention reads and writes them.
+    /// Before the first [`KvPool::grow`].
+    pub fn joined(mut self) -> KvPool {
+        debug_assert!(self.keys.is_empty(), "a pool is joined before it holds buffers");
+        self.joint = true;
+        self.local = self.local.map(|l| Box::new(l.joined()));
+        self
+    }
+
+    /// A layer buffer's shape for `slots` slots.
+    fn shape(&self, slots: usize) -> Vec<i32> {
+        if self.joint {
+            vec![slots as i32, 2, self.kv_heads, self.head_dim]
+        } else {
+            vec![slots as i32, self.kv_heads, self.head_dim]
+        }
+    }
+
+    /// Every layer's buffers (keys then values, or the joined ones).
+    fn buffers_mut(&mut self) -> impl Iterator<Item = &mut Array> {
+        self.keys.iter_mut().chain(self.values.iter_mut())
     }
 
     /// The sliding window, when the pool is split.
@@ -252,15 +283,18 @@ impl KvPool {
                 });
             }
         }
-        let extra = [(new - old) as i32, self.kv_heads, self.head_dim];
+        let extra = self.shape(new - old);
+        let dtype = self.dtype;
         if old == 0 {
             for _ in 0..self.layers {
-                self.keys.push(Array::zeros(&extra, self.dtype)?);
-                self.values.push(Array::zeros(&extra, self.dtype)?);
+                self.keys.push(Array::zeros(&extra, dtype)?);
+                if !self.joint {
+                    self.values.push(Array::zeros(&extra, dtype)?);
+                }
             }
         } else {
-            for buf in self.keys.iter_mut().chain(self.values.iter_mut()) {
-                *buf = ops::concatenate(&[buf, &Array::zeros(&extra, self.dtype)?], 0)?;
+            for buf in self.buffers_mut() {
+                *buf = ops::concatenate(&[buf, &Array::zeros(&extra, dtype)?], 0)?;
             }
         }
         self.refs.resize(new, 0);
@@ -294,10 +328,11 @@ impl KvPool {
             map[s as usize] = i as u32;
         }
         let idx = Array::from_u32(&live, &[live.len() as i32])?;
-        let pad = [(new - live.len()) as i32, self.kv_heads, self.head_dim];
-        for buf in self.keys.iter_mut().chain(self.values.iter_mut()) {
+        let pad = self.shape(new - live.len());
+        let dtype = self.dtype;
+        for buf in self.buffers_mut() {
             let kept = ops::take(buf, &idx, 0)?;
-            *buf = if pad[0] > 0 { ops::concatenate(&[&kept, &Array::zeros(&pad, self.dtype)?], 0)? } else { kept };
+            *buf = if pad[0] > 0 { ops::concatenate(&[&kept, &Array::zeros(&pad, dtype)?], 0)? } else { kept };
         }
         let refs: Vec<u32> =
             live.iter().map(|&s| self.refs[s as usize]).chain(std::iter::repeat_n(0, pad[0] as usize)).collect();
@@ -336,30 +371,36 @@ impl KvPool {
         }
         let rows = k.dim(0);
         let shape = [rows, 1, self.kv_heads, self.head_dim];
+        if self.joint {
+            let (k, v) = (ops::reshape(k, &shape)?, ops::reshape(v, &shape)?);
+            let rows = ops::stack(&[&k, &v], 2)?;
+            self.keys[layer] = ops::scatter(&self.keys[layer], slots, &rows, 0)?;
+            return Ok(());
+        }
         self.keys[layer] = ops::scatter(&self.keys[layer], slots, &ops::reshape(k, &shape)?, 0)?;
         self.values[layer] = ops::scatter(&self.values[layer], slots, &ops::reshape(v, &shape)?, 0)?;
         Ok(())
     }
 
-    /// The key and value buffers of `layer` `[slots, kv_heads, head_dim]` (the local pool's
-    /// for a sliding-window layer of a split pool).
-    pub fn buffers(&self, layer: usize) -> (&Array, &Array) {
+    /// The joined buffer of `layer` `[slots, 2, kv_heads, head_dim]` (the local pool's for a
+    /// sliding-window layer of a split pool); `None` when the pool is not joined.
+    pub fn joint_buffer(&self, layer: usize) -> Option<&Array> {
         let (local, l) = self.place(layer);
         if local && let Some(p) = self.local.as_ref() {
-            return p.buffers(l);
+            return p.joint_buffer(l);
         }
-        (&self.keys[l], &self.values[l])
+        self.joint.then(|| &self.keys[l])
     }
 
-    /// Replaces `layer`'s buffers with ones computed from them (the fused attention's outputs,
+    /// Replaces `layer`'s joined buffer with one computed from it (the fused attention's output,
     /// which wrote the step's rows).
-    pub fn set_buffers(&mut self, layer: usize, keys: Array, values: Array) {
+    pub fn set_joint_buffer(&mut self, layer: usize, kv: Array) {
         let (local, l) = self.place(layer);
         if local && let Some(p) = self.local.as_mut() {
-            return p.set_buffers(l, keys, values);
+            return p.set_joint_buffer(l, kv);
         }
-        self.keys[l] = keys;
-        self.values[l] = values;
+        debug_assert!(self.joint);
+        self.keys[l] = kv;
     }
 
     /// Keys and values of `slots` `[b * s]` of `layer`, as `[b, kv_heads, s, head_dim]`.
@@ -369,18 +410,22 @@ impl KvPool {
         if local && let Some(l) = self.local.as_ref() {
             return l.gather(layer, slots, b, s);
         }
-        let one = |buf: &Array| -> Result<Array> {
-            let rows = ops::take(buf, slots, 0)?;
-            let rows = ops::reshape(&rows, &[b, s, self.kv_heads, self.head_dim])?;
+        let heads = |rows: &Array| -> Result<Array> {
+            let rows = ops::reshape(rows, &[b, s, self.kv_heads, self.head_dim])?;
             Ok(ops::transpose(&rows, &[0, 2, 1, 3])?)
         };
-        Ok((one(&self.keys[layer])?, one(&self.values[layer])?))
+        if self.joint {
+            let rows = ops::take(&self.keys[layer], slots, 0)?;
+            let half = |i: i32| heads(&ops::slice_axis(&rows, 1, i, i + 1)?);
+            return Ok((half(0)?, half(1)?));
+        }
+        Ok((heads(&ops::take(&self.keys[layer], slots, 0)?)?, heads(&ops::take(&self.values[layer], slots, 0)?)?))
     }
 
     /// A tiny array computed from the last layer's buffer: ready once a step's writes are, and
     /// holding no reference to the buffer itself (which would stop the next write in place).
     pub fn marker(&self) -> Result<Array> {
-        let Some(last) = self.values.last() else {
+        let Some(last) = self.values.last().or(self.keys.last().filter(|_| self.joint)) else {
             // Every layer slides: the local pool holds every buffer.
             return self.local.as_ref().expect("a step has grown the pool").marker();
         };
@@ -425,26 +470,34 @@ mod tests {
 
     #[test]
     fn grow_keeps_contents_and_compact_renumbers() {
-        let mut p = KvPool::new(1, 1, 2, Dtype::F32, None);
-        p.grow(1).unwrap();
-        let mut s = p.alloc(GRAIN - 1).unwrap();
-        let last = *s.last().unwrap();
-        let k = Array::from_f32(&[7.0, 8.0], &[1, 1, 1, 2]).unwrap();
-        p.write(0, &Array::from_u32(&[last], &[1]).unwrap(), &k, &k).unwrap();
-        p.grow(10).unwrap();
-        assert!(p.capacity() > GRAIN);
-        let (keys, _) = p.gather(0, &Array::from_u32(&[last], &[1]).unwrap(), 1, 1).unwrap();
-        assert_eq!(keys.to_f32().unwrap(), vec![7.0, 8.0]);
-        // Keep only the last slot; compaction moves it to slot 1.
-        let mut kept = vec![last];
-        p.release(&s[..s.len() - 1]);
-        s.clear();
-        let big = p.capacity();
-        p.compact([&mut kept]).unwrap();
-        assert!(p.capacity() < big);
-        assert_eq!(kept, vec![1]);
-        let (keys, _) = p.gather(0, &Array::from_u32(&kept, &[1]).unwrap(), 1, 1).unwrap();
-        assert_eq!(keys.to_f32().unwrap(), vec![7.0, 8.0]);
+        // Both layouts: keys and values apart, and joined in one buffer.
+        for joint in [false, true] {
+            let p = KvPool::new(1, 1, 2, Dtype::F32, None);
+            let mut p = if joint { p.joined() } else { p };
+            p.grow(1).unwrap();
+            let mut s = p.alloc(GRAIN - 1).unwrap();
+            let last = *s.last().unwrap();
+            let k = Array::from_f32(&[7.0, 8.0], &[1, 1, 1, 2]).unwrap();
+            let v = Array::from_f32(&[-1.0, -2.0], &[1, 1, 1, 2]).unwrap();
+            p.write(0, &Array::from_u32(&[last], &[1]).unwrap(), &k, &v).unwrap();
+            assert_eq!(p.joint_buffer(0).is_some(), joint);
+            p.grow(10).unwrap();
+            assert!(p.capacity() > GRAIN);
+            let read = |p: &KvPool, slot: u32| {
+                let (keys, values) = p.gather(0, &Array::from_u32(&[slot], &[1]).unwrap(), 1, 1).unwrap();
+                (keys.to_f32().unwrap(), values.to_f32().unwrap())
+            };
+            assert_eq!(read(&p, last), (vec![7.0, 8.0], vec![-1.0, -2.0]), "joint {joint}");
+            // Keep only the last slot; compaction moves it to slot 1.
+            let mut kept = vec![last];
+            p.release(&s[..s.len() - 1]);
+            s.clear();
+            let big = p.capacity();
+            p.compact([&mut kept]).unwrap();
+            assert!(p.capacity() < big);
+            assert_eq!(kept, vec![1]);
+            assert_eq!(read(&p, 1), (vec![7.0, 8.0], vec![-1.0, -2.0]), "joint {joint}");
+        }
     }
 
     #[test]

@@ -266,15 +266,15 @@ std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::S
   if (ints.size() != 9 || floats.size() != 5) throw std::invalid_argument("[zeta_decode_attention] bad parameters");
   const size_t extra = static_cast<size_t>(ints[6] != 0) + (ints[7] != 0) + (ints[8] != 0);
   const auto& in = inputs.items;
-  if (in.size() != 8 + extra) throw std::invalid_argument("[zeta_decode_attention] wrong number of inputs");
+  if (in.size() != 7 + extra) throw std::invalid_argument("[zeta_decode_attention] wrong number of inputs");
   DecodeAttentionSpec sp{ints[0], ints[1],   ints[2],   ints[3],   ints[4] != 0, floats[0],
                          floats[1], floats[2], ints[5], floats[3], floats[4]};
-  size_t next = 8;
+  size_t next = 7;
   const array* qn = ints[6] ? &in[next++] : nullptr;
   const array* kn = ints[7] ? &in[next++] : nullptr;
   const array* sinks = ints[8] ? &in[next++] : nullptr;
   auto out = std::make_unique<ArrayList>();
-  out->items = fused_decode_attention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], qn, kn, sinks, sp);
+  out->items = fused_decode_attention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], qn, kn, sinks, sp);
   return out;
 }
 uint64_t cpu_attention_buffer_copies() { return fused_attention_buffer_copies(); }

@@ -243,19 +243,21 @@ struct Rotation {
   }
 };
 
-// Writes rows `0..B` of a step's keys (normed and rotated) or values into the layer's buffer.
-// Inputs: buffer, qkv, positions, write slots, inverse wavelengths[, k norm].
+// Writes rows `0..B` of a step's keys (normed and rotated) and values into the layer's buffer
+// `[slots, 2, kv_heads, head_dim]` (a slot's keys, then its values): one node per layer, so that
+// MLX can donate the one buffer it replaces. Inputs: buffer, qkv, positions, write slots, inverse
+// wavelengths[, k norm].
 class KvWriteCpu : public mx::UnaryPrimitive {
  public:
-  KvWriteCpu(mx::Stream s, DecodeAttentionSpec spec, int rows, bool keys, bool norm)
-      : UnaryPrimitive(s), sp_(spec), rows_(rows), keys_(keys), norm_(norm) {}
+  KvWriteCpu(mx::Stream s, DecodeAttentionSpec spec, int rows, bool norm)
+      : UnaryPrimitive(s), sp_(spec), rows_(rows), norm_(norm) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     const bool copy = !donate(inputs[0], out);
     std::vector<array> outs{out};
     auto& enc = encoder(stream(), inputs, outs);
-    enc.dispatch([in = weak(inputs), out = array::unsafe_weak_copy(out), sp = sp_, B = rows_, keys = keys_,
-                  has_norm = norm_, copy]() mutable {
+    enc.dispatch([in = weak(inputs), out = array::unsafe_weak_copy(out), sp = sp_, B = rows_, has_norm = norm_,
+                  copy]() mutable {
       float* buf = out.data<float>();
       if (copy) copy_into(in[0], buf);
       std::vector<float> tx, tinv, tnorm;
@@ -266,20 +268,17 @@ class KvWriteCpu : public mx::UnaryPrimitive {
       Rotation rot(sp, float_rows(in[4], tinv));
       const float* norm = has_norm ? float_rows(in[5], tnorm) : nullptr;
       const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
-      const int64_t slot = static_cast<int64_t>(nkv) * hd;
+      const int64_t half = static_cast<int64_t>(nkv) * hd;
       const int64_t S = out.shape(0);
       for (int b = 0; b < B; ++b) {
         // A slot outside the buffer (never from the pool) is not written rather than corrupting
         // memory; this task cannot throw.
         if (wr[b] < 0 || wr[b] >= S) continue;
         const float* row = x + static_cast<int64_t>(b) * C;
-        float* dst = buf + wr[b] * slot;
-        if (keys) {
-          rot.at(pos[b]);
-          for (int g = 0; g < nkv; ++g) rot.head(row + (nh + g) * hd, norm, sp.k_eps, dst + g * hd);
-        } else {
-          std::memcpy(dst, row + (nh + nkv) * hd, sizeof(float) * slot);
-        }
+        float* dst = buf + wr[b] * 2 * half;
+        rot.at(pos[b]);
+        for (int g = 0; g < nkv; ++g) rot.head(row + (nh + g) * hd, norm, sp.k_eps, dst + g * hd);
+        std::memcpy(dst + half, row + (nh + nkv) * hd, sizeof(float) * half);
       }
     });
   }
@@ -293,11 +292,11 @@ class KvWriteCpu : public mx::UnaryPrimitive {
  private:
   DecodeAttentionSpec sp_;
   int rows_;
-  bool keys_, norm_;
+  bool norm_;
 };
 
-// The decode rows' attention over the written buffers. Inputs: qkv, keys, values, positions,
-// gather, lens, inverse wavelengths[, q norm][, sinks].
+// The decode rows' attention over the written buffer. Inputs: qkv, buffer, positions, gather,
+// lens, inverse wavelengths[, q norm][, sinks].
 class DecodeAttentionCpu : public mx::UnaryPrimitive {
  public:
   DecodeAttentionCpu(mx::Stream s, DecodeAttentionSpec spec, bool q_norm, bool sinks)
@@ -311,17 +310,17 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
                   has_sinks = sinks_]() mutable {
       const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
       const int rep = nh / nkv;
-      const int64_t slot = static_cast<int64_t>(nkv) * hd;
-      std::vector<float> tx, tk, tv, tinv, tqn, tsinks;
+      const int64_t half = static_cast<int64_t>(nkv) * hd, slot = 2 * half;
+      std::vector<float> tx, tkv, tinv, tqn, tsinks;
       const float* x = float_rows(in[0], tx);
-      const float* K = float_rows(in[1], tk);
-      const float* V = float_rows(in[2], tv);
+      const float* K = float_rows(in[1], tkv);
+      const float* V = K + half;
       const int C = in[0].shape(-1);
-      const auto pos = ints(in[3]);
-      const auto gat = ints(in[4]);
-      const auto lens = ints(in[5]);
-      Rotation rot(sp, float_rows(in[6], tinv));
-      size_t next = 7;
+      const auto pos = ints(in[2]);
+      const auto gat = ints(in[3]);
+      const auto lens = ints(in[4]);
+      Rotation rot(sp, float_rows(in[5], tinv));
+      size_t next = 6;
       const float* qnw = qn ? float_rows(in[next++], tqn) : nullptr;
       const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
       const int B = static_cast<int>(lens.size());
@@ -362,7 +361,7 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
   }
   const char* name() const override { return "ZetaDecodeAttention"; }
   std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
-    return {{static_cast<int>(inputs[5].size()), sp_.heads * sp_.head_dim}};
+    return {{static_cast<int>(inputs[4].size()), sp_.heads * sp_.head_dim}};
   }
 
  private:
@@ -411,8 +410,8 @@ array fused_gated_act(const array& gu, int act, mx::StreamOrDevice s) {
   return array(std::move(shape), mx::float32, std::make_shared<GatedActCpu>(stream, act), {gu});
 }
 
-std::vector<array> fused_decode_attention(const array& qkv, const array& keys, const array& values,
-                                        const array& positions, const array& write, const array& gather,
+std::vector<array> fused_decode_attention(const array& qkv, const array& kv, const array& positions,
+                                        const array& write, const array& gather,
                                         const array& lens, const array& inv_freqs, const array* q_norm,
                                         const array* k_norm, const array* sinks, const DecodeAttentionSpec& sp,
                                         mx::StreamOrDevice s) {
@@ -423,9 +422,8 @@ std::vector<array> fused_decode_attention(const array& qkv, const array& keys, c
   require(sp.rope_dims >= 0 && sp.rope_dims <= hd && sp.rope_dims % 2 == 0, op, "rope dims must be even, <= head dim");
   require(qkv.dtype() == mx::float32 && qkv.ndim() == 2 && qkv.shape(1) == (nh + 2 * nkv) * hd, op,
           "qkv must be float32 [rows, (heads + 2 kv_heads) * head_dim]");
-  const mx::Shape buf{keys.ndim() == 3 ? keys.shape(0) : 0, nkv, hd};
-  require(keys.dtype() == mx::float32 && keys.shape() == buf && values.dtype() == mx::float32 && values.shape() == buf,
-          op, "keys and values must be float32 [slots, kv_heads, head_dim]");
+  const mx::Shape buf{kv.ndim() == 4 ? kv.shape(0) : 0, 2, nkv, hd};
+  require(kv.dtype() == mx::float32 && kv.shape() == buf, op, "the cache must be float32 [slots, 2, kv_heads, head_dim]");
   const int B = static_cast<int>(lens.size());
   require(B > 0 && B <= qkv.shape(0) && positions.size() >= static_cast<size_t>(B) &&
               write.size() >= static_cast<size_t>(B) && gather.size() % B == 0,
@@ -434,19 +432,13 @@ std::vector<array> fused_decode_attention(const array& qkv, const array& keys, c
     require(a->dtype() == mx::int32 || a->dtype() == mx::uint32, op, "indices must be int32 or uint32");
   require(inv_freqs.dtype() == mx::float32 && inv_freqs.size() == static_cast<size_t>(sp.rope_dims / 2), op,
           "inverse wavelengths must be float32 [rope_dims / 2]");
-  auto kv = [&](const array& buf, bool is_keys) {
-    std::vector<array> in{buf, qkv, positions, write, inv_freqs};
-    const array* norm = is_keys ? k_norm : nullptr;
-    if (norm) {
-      require(norm->dtype() == mx::float32 && norm->shape() == mx::Shape{hd}, op, "k norm weight must be float32 [head_dim]");
-      in.push_back(*norm);
-    }
-    return array(buf.shape(), mx::float32, std::make_shared<KvWriteCpu>(stream, sp, B, is_keys, norm != nullptr),
-                 std::move(in));
-  };
-  array k = kv(keys, true);
-  array v = kv(values, false);
-  std::vector<array> inputs{qkv, k, v, positions, gather, lens, inv_freqs};
+  std::vector<array> in{kv, qkv, positions, write, inv_freqs};
+  if (k_norm) {
+    require(k_norm->dtype() == mx::float32 && k_norm->shape() == mx::Shape{hd}, op, "k norm weight must be float32 [head_dim]");
+    in.push_back(*k_norm);
+  }
+  array written(kv.shape(), mx::float32, std::make_shared<KvWriteCpu>(stream, sp, B, k_norm != nullptr), std::move(in));
+  std::vector<array> inputs{qkv, written, positions, gather, lens, inv_freqs};
   if (q_norm) {
     require(q_norm->dtype() == mx::float32 && q_norm->shape() == mx::Shape{hd}, op, "q norm weight must be float32 [head_dim]");
     inputs.push_back(*q_norm);
@@ -457,7 +449,7 @@ std::vector<array> fused_decode_attention(const array& qkv, const array& keys, c
   }
   array o({B, nh * hd}, mx::float32, std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, sinks != nullptr),
           std::move(inputs));
-  return {o, k, v};
+  return {o, written};
 }
 
 uint64_t fused_attention_buffer_copies() { return buffer_copies.load(std::memory_order_relaxed); }

@@ -43,15 +43,13 @@ struct DecodeAttentionSpec {
 
 /// Rows `0..B` of `qkv` `[R, (heads + 2 kv_heads) * head_dim]` (B = `lens.size()`): q and k normed
 /// per head (when `q_norm`/`k_norm` are given), rotated at `positions[b]` (by `inv_freqs`), k and v
-/// written to slot `write[b]` of `keys`/`values` `[S, kv_heads, head_dim]`, then every head
-/// attends to its row's `lens[b]` slots listed in `gather` `[B * W]` (with `sinks` per head when
-/// given). Returns `[out [B, heads * head_dim], keys', values']` (three nodes: each buffer's write, then
-/// the attention); the buffers are written in place
-/// when MLX can donate them.
+/// written to slot `write[b]` of the layer's cache `kv` `[S, 2, kv_heads, head_dim]` (a slot's keys,
+/// then its values), then every head attends to its row's `lens[b]` slots listed in `gather`
+/// `[B * W]` (with `sinks` per head when given). Returns `[out [B, heads * head_dim], kv']` (two
+/// nodes: the write, then the attention); the cache is written in place when MLX can donate it.
 std::vector<mlx::core::array> fused_decode_attention(
-    const mlx::core::array& qkv, const mlx::core::array& keys, const mlx::core::array& values,
-    const mlx::core::array& positions, const mlx::core::array& write, const mlx::core::array& gather,
-    const mlx::core::array& lens, const mlx::core::array& inv_freqs, const mlx::core::array* q_norm,
+    const mlx::core::array& qkv, const mlx::core::array& kv, const mlx::core::array& positions,
+    const mlx::core::array& write, const mlx::core::array& gather, const mlx::core::array& lens, const mlx::core::array& inv_freqs, const mlx::core::array* q_norm,
     const mlx::core::array* k_norm, const mlx::core::array* sinks, const DecodeAttentionSpec& spec,
     mlx::core::StreamOrDevice s = {});
 

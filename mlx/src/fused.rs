@@ -38,10 +38,8 @@ pub struct DecodeAttention<'a> {
     /// The fused projection's output `[rows, (heads + 2 kv_heads) * head_dim]`; rows `0..B` are
     /// the decode rows (B = `lens.size()`).
     pub qkv: &'a Array,
-    /// The layer's key and value buffers `[slots, kv_heads, head_dim]`.
-    pub keys: &'a Array,
-    /// See `keys`.
-    pub values: &'a Array,
+    /// The layer's cache `[slots, 2, kv_heads, head_dim]`: each slot's keys, then its values.
+    pub kv: &'a Array,
     /// Each row's position (`i32`, at least B).
     pub positions: &'a Array,
     /// Each row's slot for its new key and value (at least B).
@@ -78,11 +76,11 @@ pub struct DecodeAttention<'a> {
     pub window: i32,
 }
 
-/// Rope, KV write and attention of the decode rows as one node: returns the rows' attention
-/// output `[B, heads * head_dim]` and the key and value buffers with the rows' entries written
-/// (in place when MLX can donate the old ones).
-pub fn decode_attention(a: &DecodeAttention<'_>) -> Result<(Array, Array, Array)> {
-    let mut inputs = ArrayList::of([a.qkv, a.keys, a.values, a.positions, a.write, a.gather, a.lens, a.inv_freqs]);
+/// Rope, KV write and attention of the decode rows as two nodes (the write, then the attention):
+/// returns the rows' attention output `[B, heads * head_dim]` and the cache with the rows' keys
+/// and values written (in place when MLX can donate the old one).
+pub fn decode_attention(a: &DecodeAttention<'_>) -> Result<(Array, Array)> {
+    let mut inputs = ArrayList::of([a.qkv, a.kv, a.positions, a.write, a.gather, a.lens, a.inv_freqs]);
     for (w, _) in a.q_norm.iter().chain(a.k_norm.iter()) {
         inputs.push(w);
     }
@@ -105,7 +103,7 @@ pub fn decode_attention(a: &DecodeAttention<'_>) -> Result<(Array, Array, Array)
     let list = ffi::cpu_decode_attention(&inputs.inner, &ints, &floats).map_err(crate::err("cpu_decode_attention"))?;
     drop(inputs);
     let list = ArrayList { inner: list };
-    Ok((list.get(0)?, list.get(1)?, list.get(2)?))
+    Ok((list.get(0)?, list.get(1)?))
 }
 
 /// KV buffers the attention node had to copy because MLX could not donate them (a whole layer's

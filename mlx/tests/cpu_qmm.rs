@@ -194,7 +194,9 @@ fn integer_path_digest() -> u64 {
     h
 }
 
+/// What the child process of the next test reports (on stdout, which the parent reads).
 #[test]
+#[allow(clippy::print_stdout)]
 fn print_integer_path_digest() {
     let _serial = serial();
     println!("integer path digest: {:016x}", integer_path_digest());

@@ -87,7 +87,8 @@ fn attention_case(rng: &mut Rng, c: &Case) {
     let slots = next as i32 + 1;
     let keys = rng.array(&[slots, nkv, hd]);
     let values = rng.array(&[slots, nkv, hd]);
-    ArrayList::of([&keys, &values]).eval().unwrap();
+    let kv = ops::stack(&[&keys, &values], 1).unwrap();
+    ArrayList::of([&keys, &values, &kv]).eval().unwrap();
     let write: Vec<u32> =
         lens.iter().enumerate().map(|(r, &len)| gather[r * width as usize + len as usize - 1]).collect();
     let positions: Vec<i32> = lens.iter().map(|&l| l - 1).collect();
@@ -115,10 +116,9 @@ fn attention_case(rng: &mut Rng, c: &Case) {
             (Array::from_i32(&positions[from..to], &[n]).unwrap(), Array::from_u32(&span(&write, 1), &[n]).unwrap());
         let gather = Array::from_u32(&span(&gather, w as usize), &[n * w]).unwrap();
         let lens = Array::from_i32(&lens[from..to], &[n, 1, 1, 1]).unwrap();
-        let (out, k2, v2) = fused::decode_attention(&DecodeAttention {
+        let (out, kv2) = fused::decode_attention(&DecodeAttention {
             qkv: &qkv,
-            keys: &keys,
-            values: &values,
+            kv: &kv,
             positions: &pos,
             write: &write,
             gather: &gather,
@@ -138,10 +138,12 @@ fn attention_case(rng: &mut Rng, c: &Case) {
             window: c.window,
         })
         .unwrap();
-        ArrayList::of([&out, &k2, &v2]).eval().unwrap();
-        (out, k2, v2)
+        ArrayList::of([&out, &kv2]).eval().unwrap();
+        (out, kv2)
     };
-    let (out, k2, v2) = ours(0, lens.len());
+    let (out, kv2) = ours(0, lens.len());
+    let half = |i: i32| ops::reshape(&ops::slice_axis(&kv2, 1, i, i + 1).unwrap(), &[slots, nkv, hd]).unwrap();
+    let (k2, v2) = (half(0), half(1));
     let all = out.to_f32().unwrap();
     let row = (nh * hd) as usize;
     for r in 0..lens.len() {
@@ -238,16 +240,15 @@ fn the_narrower_attention_paths_agree_too() {
     }
 }
 
-/// A step's attention on `keys`/`values` writing one row at slot 3.
-fn write_one(keys: &Array, values: &Array, value: f32) -> mlx::Result<(Array, Array, Array)> {
+/// A step's attention on the cache `kv` writing one row at slot 3.
+fn write_one(kv: &Array, value: f32) -> mlx::Result<(Array, Array)> {
     let qkv = Array::full(&[1, 4 * 8], value, Dtype::F32).unwrap();
     let one = |v: i32| Array::from_i32(&[v], &[1]).unwrap();
     let inv = Array::from_f32(&[1.0, 0.5, 0.25, 0.125], &[4]).unwrap();
     let slots = Array::from_u32(&[3], &[1]).unwrap();
     fused::decode_attention(&DecodeAttention {
         qkv: &qkv,
-        keys,
-        values,
+        kv,
         positions: &one(0),
         write: &slots,
         gather: &slots,
@@ -272,29 +273,31 @@ fn write_one(keys: &Array, values: &Array, value: f32) -> mlx::Result<(Array, Ar
 fn the_cache_is_written_in_place_only_when_no_one_else_holds_it() {
     let _g = serial();
     let fresh = || {
-        let a = Array::full(&[16, 1, 8], 0.0, Dtype::F32).unwrap();
+        let a = Array::full(&[16, 2, 1, 8], 0.0, Dtype::F32).unwrap();
         let a = ops::add(&a, &Array::scalar_f32(0.0).unwrap()).unwrap();
         a.eval().unwrap();
         a
     };
-    // The pool's way: the old buffers are replaced by the new ones, so MLX can donate them.
-    let (mut keys, mut values) = (fresh(), fresh());
+    // Slot 3's keys (rotated at position 0: unchanged) and values.
+    let slot3 = |kv: &Array| kv.to_f32().unwrap()[48..64].to_vec();
+    // The pool's way: the old cache is replaced by the new one, so MLX can donate it.
+    let mut kv = fresh();
     let before = fused::attention_buffer_copies();
     for step in 0..3 {
-        let (o, k, v) = write_one(&keys, &values, step as f32 + 1.0).unwrap();
-        (keys, values) = (k, v);
-        ArrayList::of([&o, &keys, &values]).eval().unwrap();
-        assert_eq!(&values.to_f32().unwrap()[24..32], &[step as f32 + 1.0; 8], "slot 3 written");
+        let (o, next) = write_one(&kv, step as f32 + 1.0).unwrap();
+        kv = next;
+        ArrayList::of([&o, &kv]).eval().unwrap();
+        assert_eq!(slot3(&kv), [step as f32 + 1.0; 16], "slot 3 written");
     }
-    assert_eq!(fused::attention_buffer_copies(), before, "a buffer no one else held was copied");
+    assert_eq!(fused::attention_buffer_copies(), before, "a cache no one else held was copied");
 
-    // Someone still holds the old buffer: it must keep its contents, so the node copies.
-    let (keys, values) = (fresh(), fresh());
-    let (o, k, v) = write_one(&keys, &values, 5.0).unwrap();
-    ArrayList::of([&o, &k, &v]).eval().unwrap();
-    assert_eq!(fused::attention_buffer_copies(), before + 2);
-    assert!(values.to_f32().unwrap().iter().all(|&x| x == 0.0), "the held buffer changed");
-    assert_eq!(&v.to_f32().unwrap()[24..32], &[5.0; 8]);
+    // Someone still holds the old cache: it must keep its contents, so the node copies.
+    let held = fresh();
+    let (o, next) = write_one(&held, 5.0).unwrap();
+    ArrayList::of([&o, &next]).eval().unwrap();
+    assert_eq!(fused::attention_buffer_copies(), before + 1);
+    assert!(held.to_f32().unwrap().iter().all(|&x| x == 0.0), "the held cache changed");
+    assert_eq!(slot3(&next), [5.0; 16]);
 }
 
 #[test]
@@ -307,10 +310,10 @@ fn bad_inputs_are_errors() {
     assert!(err.message.contains("weight"), "{err}");
     let err = fused::gated_act(&Array::full(&[2, 7], 1.0, Dtype::F32).unwrap(), Gate::Silu).unwrap_err();
     assert!(err.message.contains("even"), "{err}");
-    // Buffers of the wrong head size, and of the wrong type.
-    let bad = Array::full(&[16, 1, 4], 0.0, Dtype::F32).unwrap();
-    let err = write_one(&bad, &bad, 1.0).unwrap_err();
-    assert!(err.message.contains("[slots, kv_heads, head_dim]"), "{err}");
-    let bad = Array::full(&[16, 1, 8], 0.0, Dtype::F16).unwrap();
-    assert!(write_one(&bad, &bad, 1.0).is_err());
+    // Caches of the wrong head size, of the old layout (keys alone), and of the wrong type.
+    let bad = Array::full(&[16, 2, 1, 4], 0.0, Dtype::F32).unwrap();
+    let err = write_one(&bad, 1.0).unwrap_err();
+    assert!(err.message.contains("[slots, 2, kv_heads, head_dim]"), "{err}");
+    assert!(write_one(&Array::full(&[16, 1, 8], 0.0, Dtype::F32).unwrap(), 1.0).is_err());
+    assert!(write_one(&Array::full(&[16, 2, 1, 8], 0.0, Dtype::F16).unwrap(), 1.0).is_err());
 }

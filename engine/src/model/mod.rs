@@ -152,13 +152,15 @@ pub struct Model {
 
 impl Model {
     /// An empty KV pool for this model, holding at most `limit_bytes` (none: unbounded).
-    /// Sliding-window layers get a pool of their own (see [`KvPool::split`]).
+    /// Sliding-window layers get a pool of their own (see [`KvPool::split`]); with the CPU's
+    /// fused layers, each layer's keys and values share one buffer (see [`KvPool::joined`]).
     pub fn new_pool(&self, limit_bytes: Option<usize>) -> KvPool {
         let (kvh, hd) = (self.cfg.num_kv_heads, self.cfg.head_dim);
-        match &self.cfg.sliding_window {
+        let pool = match &self.cfg.sliding_window {
             Some(w) => KvPool::split(&w.layers, w.size, kvh, hd, self.dtype, limit_bytes),
             None => KvPool::new(self.cfg.num_layers, kvh, hd, self.dtype, limit_bytes),
-        }
+        };
+        if self.fused { pool.joined() } else { pool }
     }
 
     /// Bytes of KV cache one more token takes: in every layer but the sliding-window ones, whose
@@ -262,17 +264,16 @@ impl Model {
         };
         let mut outs = Vec::with_capacity(2);
         // The decode rows as one fused node on the CPU; the chunks (if any) as below.
-        let fused = decode.filter(|_| self.fused).zip(rope.cpu_params());
+        let fused = decode.filter(|_| self.fused && pool.joint_buffer(l).is_some()).zip(rope.cpu_params());
         if let Some((d, (inv_freqs, rope_dims, traditional, pos_scale, mscale))) = fused {
             let window = match (&self.cfg.sliding_window, layer.sliding) {
                 (Some(w), true) => w.size as i32,
                 _ => 0,
             };
-            let (keys, values) = pool.buffers(l);
-            let (o, keys, values) = mlx::fused::decode_attention(&mlx::fused::DecodeAttention {
+            let kv = pool.joint_buffer(l).expect("checked above");
+            let (o, kv) = mlx::fused::decode_attention(&mlx::fused::DecodeAttention {
                 qkv: &qkv,
-                keys,
-                values,
+                kv,
                 positions: &step.positions,
                 write,
                 gather: &d.gather,
@@ -291,7 +292,7 @@ impl Model {
                 scale: self.attn_scale,
                 window,
             })?;
-            pool.set_buffers(l, keys, values);
+            pool.set_joint_buffer(l, kv);
             if prefill.is_none() {
                 return Ok(o);
             }
