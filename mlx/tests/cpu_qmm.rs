@@ -131,13 +131,17 @@ fn each_row_is_the_same_alone_or_batched() {
     }
 }
 
-/// Past 32 rows a float32 GEMM on the dequantized weights answers (the same values); rows of
-/// another type go to MLX's own kernel.
+/// Past 32 rows a float32 GEMM on the dequantized weights answers (the same values), a block of
+/// weight rows at a time; rows of another type go to MLX's own kernel.
 #[test]
 fn larger_batches_and_other_types_fall_back_to_mlx() {
     let _serial = serial();
     let mut rng = Rng(7);
     assert!(check(&mut rng, 33, 64, 40, 32, 4, Dtype::F16, false) <= 1.0);
+    // Weights dequantized a block of rows at a time (1,024 rows of 2,048 here): three blocks, the
+    // last one short, with strided rows of x.
+    assert!(check(&mut rng, 40, 2048, 2500, 64, 4, Dtype::BF16, true) <= 1.0);
+    assert!(check(&mut rng, 35, 2048, 1100, 128, 8, Dtype::F32, false) <= 1.0);
     let w = Array::from_f32(&rng.fill(64 * 64), &[64, 64]).unwrap();
     let (q, s, b) = ops::quantize(&w, 64, 4).unwrap();
     let spec = ops::Quantization { scales: &s, biases: Some(&b), group_size: 64, bits: 4, mode: "affine" };
