@@ -379,6 +379,22 @@ class AffineQmm : public mx::UnaryPrimitive {
   int bits_;
 };
 
+// Weight rows [n0, n1) of `w` dequantized into `out` (see tiles::dequant_rows), their scales and
+// offsets from group `g0` of `s` and `b` on, in whichever float type those are.
+void dequant_part(const uint8_t* w, const array& s, const array& b, size_t g0, int K, int gs, int bits, float* out,
+                  int n0, int n1) {
+  switch (s.dtype()) {
+    case mx::float32:
+      return tiles::dequant_rows(w, s.data<float>() + g0, b.data<float>() + g0, K, gs, bits, out, n0, n1);
+    case mx::float16:
+      return tiles::dequant_rows(w, s.data<mx::float16_t>() + g0, b.data<mx::float16_t>() + g0, K, gs, bits, out, n0,
+                                 n1);
+    default:
+      return tiles::dequant_rows(w, s.data<mx::bfloat16_t>() + g0, b.data<mx::bfloat16_t>() + g0, K, gs, bits, out,
+                                 n0, n1);
+  }
+}
+
 // The weights of a product too large for the kernel, expanded to float32 for a GEMM, the rows
 // on the pool (MLX's CPU `dequantize` took 6.9 s per step on a 1B model: scalar, one thread).
 class AffineDequant : public mx::UnaryPrimitive {
@@ -399,14 +415,7 @@ class AffineDequant : public mx::UnaryPrimitive {
       auto part = [&](int t, int parts) {
         const int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
         const int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
-        switch (s.dtype()) {
-          case mx::float32:
-            return tiles::dequant_rows(wp, s.data<float>(), b.data<float>(), K, gs, bits, o, n0, n1);
-          case mx::float16:
-            return tiles::dequant_rows(wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), K, gs, bits, o, n0, n1);
-          default:
-            return tiles::dequant_rows(wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), K, gs, bits, o, n0, n1);
-        }
+        dequant_part(wp, s, b, 0, K, gs, bits, o, n0, n1);
       };
       parallel(part, static_cast<size_t>(N) * K);
     });
@@ -459,21 +468,10 @@ class BlockedGemm : public mx::UnaryPrimitive {
         const int n1 = std::min(N, n0 + rows);
         // Rows n0..n1 as rows 0..n1 - n0 of the block.
         const uint8_t* wb = wp + static_cast<size_t>(n0) * K / 8 * bits;
-        const size_t g0 = static_cast<size_t>(n0) * (K / gs);
         auto part = [&](int t, int parts) {
           const int a = static_cast<int>(static_cast<int64_t>(n1 - n0) * t / parts);
           const int e = static_cast<int>(static_cast<int64_t>(n1 - n0) * (t + 1) / parts);
-          float* o = block.data();
-          switch (s.dtype()) {
-            case mx::float32:
-              return tiles::dequant_rows(wb, s.data<float>() + g0, b.data<float>() + g0, K, gs, bits, o, a, e);
-            case mx::float16:
-              return tiles::dequant_rows(wb, s.data<mx::float16_t>() + g0, b.data<mx::float16_t>() + g0, K, gs, bits,
-                                         o, a, e);
-            default:
-              return tiles::dequant_rows(wb, s.data<mx::bfloat16_t>() + g0, b.data<mx::bfloat16_t>() + g0, K, gs,
-                                         bits, o, a, e);
-          }
+          dequant_part(wb, s, b, static_cast<size_t>(n0) * (K / gs), K, gs, bits, block.data(), a, e);
         };
         parallel(part, static_cast<size_t>(n1 - n0) * K);
         cblas_sgemm(101, 111, 112, M, n1 - n0, K, 1.0f, xp, K, block.data(), K, 0.0f, y + n0, N);
