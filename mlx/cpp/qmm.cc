@@ -260,9 +260,32 @@ void run_rows(const float* x, const Prepared* prep, int M, int K, const uint8_t*
 }
 #endif
 
-class AffineQmm : public mx::UnaryPrimitive {
+// What the products on packed weights share: their format, and an output of x's rows by the
+// weight's rows. Inputs: x, w, scales, biases.
+template <typename Self>
+class PackedProduct : public mx::UnaryPrimitive {
  public:
-  AffineQmm(mx::Stream s, int group_size, int bits) : UnaryPrimitive(s), gs_(group_size), bits_(bits) {}
+  PackedProduct(mx::Stream s, int group_size, int bits) : UnaryPrimitive(s), gs_(group_size), bits_(bits) {}
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const Self*>(&other);
+    return o != nullptr && o->gs_ == gs_ && o->bits_ == bits_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ protected:
+  int gs_;
+  int bits_;
+};
+
+class AffineQmm : public PackedProduct<AffineQmm> {
+ public:
+  using PackedProduct::PackedProduct;
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     const array& x = inputs[0];
@@ -362,21 +385,6 @@ class AffineQmm : public mx::UnaryPrimitive {
   }
 
   const char* name() const override { return "ZetaAffineQmm"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    auto* o = dynamic_cast<const AffineQmm*>(&other);
-    return o != nullptr && o->gs_ == gs_ && o->bits_ == bits_;
-  }
-
-  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
-    auto shape = inputs[0].shape();
-    shape.back() = inputs[1].shape(0);
-    return {shape};
-  }
-
- private:
-  int gs_;
-  int bits_;
 };
 
 // Weight rows [n0, n1) of `w` dequantized into `out` (see tiles::dequant_rows), their scales and
@@ -439,9 +447,9 @@ class AffineDequant : public mx::UnaryPrimitive {
 // on the pool: the float32 copy of the weights is one block (about 8 MB), not the whole matrix,
 // which for a Llama-3-8B gate/up projection was 470 MB held for the call on top of the packed
 // weights. Inputs: x, w, scales, biases; the output [M, N].
-class BlockedGemm : public mx::UnaryPrimitive {
+class BlockedGemm : public PackedProduct<BlockedGemm> {
  public:
-  BlockedGemm(mx::Stream s, int group_size, int bits) : UnaryPrimitive(s), gs_(group_size), bits_(bits) {}
+  using PackedProduct::PackedProduct;
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
@@ -483,21 +491,10 @@ class BlockedGemm : public mx::UnaryPrimitive {
     throw std::runtime_error("[zeta_blocked_gemm] runs on the CPU only");
   }
   const char* name() const override { return "ZetaBlockedGemm"; }
-  bool is_equivalent(const mx::Primitive& other) const override {
-    auto* o = dynamic_cast<const BlockedGemm*>(&other);
-    return o != nullptr && o->gs_ == gs_ && o->bits_ == bits_;
-  }
-  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override {
-    auto shape = inputs[0].shape();
-    shape.back() = inputs[1].shape(0);
-    return {shape};
-  }
 
  private:
   // Floats of one dequantized block: 8 MB, which stays in this machine's L3 for the GEMM.
   static constexpr int kBlockFloats = 2 << 20;
-  int gs_;
-  int bits_;
 };
 #endif
 

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Rng, serial};
+use common::{Rng, narrowed, rerun_narrowed, serial};
 
 use mlx::{Array, Dtype, ops};
 
@@ -159,18 +159,12 @@ fn larger_batches_and_other_types_fall_back_to_mlx() {
 /// and the same batch invariance: this test binary runs those two tests again, narrowed to each.
 #[test]
 fn the_narrower_vector_paths_agree_too() {
-    if std::env::var_os("ZETA_CPU_ISA").is_some() {
+    if narrowed() {
         return;
     }
     for isa in ["avx2", "portable"] {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "the_cpu_kernel_matches_mlx_on_random_shapes", "each_row_is_the_same_alone_or_batched"])
-            .args(["--test-threads", "1"])
-            .env("ZETA_CPU_ISA", isa)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let tests = ["--exact", "the_cpu_kernel_matches_mlx_on_random_shapes", "each_row_is_the_same_alone_or_batched"];
+        let stdout = rerun_narrowed(isa, &tests);
         assert!(stdout.contains("2 passed"), "{isa}: both tests ran: {stdout}");
     }
 }
@@ -211,19 +205,13 @@ fn print_integer_path_digest() {
 /// tokens whichever of the two a machine runs, and alone or in a pair.
 #[test]
 fn the_vnni_loop_gives_the_avx2_loops_bits() {
-    if std::env::var_os("ZETA_CPU_ISA").is_some() {
+    if narrowed() {
         return;
     }
     let ours = {
         let _serial = serial();
         format!("integer path digest: {:016x}", integer_path_digest())
     };
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "print_integer_path_digest", "--nocapture", "--test-threads", "1"])
-        .env("ZETA_CPU_ISA", "avx2")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = rerun_narrowed("avx2", &["--exact", "print_integer_path_digest", "--nocapture"]);
     assert!(stdout.contains(&ours), "AVX2: {stdout}\nthis machine's widest path: {ours}");
 }

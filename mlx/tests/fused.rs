@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Rng, serial};
+use common::{Rng, narrowed, rerun_narrowed, serial};
 
 use mlx::fused::{self, DecodeAttention, Gate};
 use mlx::{Array, ArrayList, Dtype, ops};
@@ -225,17 +225,11 @@ fn decode_attention_matches_mlx() {
 /// again, narrowed to each.
 #[test]
 fn the_narrower_attention_paths_agree_too() {
-    if std::env::var_os("ZETA_CPU_ISA").is_some() {
+    if narrowed() {
         return;
     }
     for isa in ["avx2", "portable"] {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "decode_attention_matches_mlx", "--test-threads", "1"])
-            .env("ZETA_CPU_ISA", isa)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = rerun_narrowed(isa, &["--exact", "decode_attention_matches_mlx"]);
         assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
     }
 }

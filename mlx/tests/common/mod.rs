@@ -1,5 +1,5 @@
-//! What the bridge's kernel tests share: a small deterministic generator, and a lock for tests
-//! that read the bridge's process-wide counters.
+//! What the bridge's kernel tests share: a small deterministic generator, a lock for tests that
+//! read the bridge's process-wide counters, and reruns of a test binary on a narrower vector path.
 
 #![allow(dead_code)]
 
@@ -35,4 +35,23 @@ impl Rng {
         let n = shape.iter().product::<i32>() as usize;
         Array::from_f32(&self.fill(n), shape).unwrap()
     }
+}
+
+/// Whether this process is a rerun narrowed by [`rerun_narrowed`] (which must not rerun again).
+pub fn narrowed() -> bool {
+    std::env::var_os("ZETA_CPU_ISA").is_some()
+}
+
+/// Runs this test binary again with `ZETA_CPU_ISA=isa` (the vector paths a machine with wider ones
+/// never picks) on `args` (test names and flags); asserts it passed and returns its stdout.
+pub fn rerun_narrowed(isa: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .args(["--test-threads", "1"])
+        .env("ZETA_CPU_ISA", isa)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
 }
