@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 
 namespace zeta_mlx {
@@ -57,6 +58,15 @@ void for_each_offset(const mlx::core::array& a, F f) {
 inline void gather_rows(const mlx::core::array& a, float* dst) {
   const float* src = a.data<float>();
   for_each_offset(a, [&](size_t i, int64_t off) { dst[i] = src[off]; });
+}
+
+/// Registers a primitive's arrays with the CPU encoder, so they live until its task has run.
+inline mlx::core::cpu::CommandEncoder& encoder(mlx::core::Stream s, const std::vector<mlx::core::array>& inputs,
+                                               std::vector<mlx::core::array>& outputs) {
+  auto& enc = mlx::core::cpu::get_command_encoder(s);
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+  return enc;
 }
 
 /// The widest vector paths the CPU primitives take, from narrowest to widest.

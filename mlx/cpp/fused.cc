@@ -42,14 +42,6 @@ std::vector<array> weak(const std::vector<array>& v) {
   return out;
 }
 
-// Registers a primitive's arrays with the CPU encoder, so they live until its task has run.
-mx::cpu::CommandEncoder& encoder(mx::Stream s, const std::vector<array>& inputs, std::vector<array>& outputs) {
-  auto& enc = mx::cpu::get_command_encoder(s);
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
-  return enc;
-}
-
 // Eight independent sums, so the compiler vectorizes the loop without reassociating floats.
 inline float dot(const float* a, const float* b, int n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -294,9 +294,8 @@ class AffineQmm : public PackedProduct<AffineQmm> {
     const array& biases = inputs[3];
     out.set_data(mx::allocator::malloc(out.nbytes()));
     kernel_calls.fetch_add(1, std::memory_order_relaxed);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (const auto& a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
     const int K = x.shape(-1);
     const int N = out.shape(-1);
     const int M = static_cast<int>(x.size() / std::max(K, 1));
@@ -306,12 +305,7 @@ class AffineQmm : public PackedProduct<AffineQmm> {
                   s = array::unsafe_weak_copy(scales), b = array::unsafe_weak_copy(biases),
                   out = array::unsafe_weak_copy(out), M, N, K, gs = gs_, bits = bits_]() mutable {
       std::vector<float> packed;
-      const float* xp = x.data<float>();
-      if (!x.flags().row_contiguous) {
-        packed.resize(x.size());
-        gather_rows(x, packed.data());
-        xp = packed.data();
-      }
+      const float* xp = float_rows(x, packed);
       float* y = out.data<float>();
       const uint8_t* wp = w.data<uint8_t>();
       std::optional<Prepared> prep;
@@ -411,9 +405,8 @@ class AffineDequant : public mx::UnaryPrimitive {
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (const auto& a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
     enc.dispatch([w = array::unsafe_weak_copy(inputs[0]), s = array::unsafe_weak_copy(inputs[1]),
                   b = array::unsafe_weak_copy(inputs[2]), out = array::unsafe_weak_copy(out), gs = gs_,
                   bits = bits_]() mutable {
@@ -453,21 +446,15 @@ class BlockedGemm : public PackedProduct<BlockedGemm> {
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (const auto& a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
     enc.dispatch([x = array::unsafe_weak_copy(inputs[0]), w = array::unsafe_weak_copy(inputs[1]),
                   s = array::unsafe_weak_copy(inputs[2]), b = array::unsafe_weak_copy(inputs[3]),
                   out = array::unsafe_weak_copy(out), gs = gs_, bits = bits_]() mutable {
       const int K = x.shape(-1), N = out.shape(-1);
       const int M = static_cast<int>(x.size() / std::max(K, 1));
       std::vector<float> packed;
-      const float* xp = x.data<float>();
-      if (!x.flags().row_contiguous) {
-        packed.resize(x.size());
-        gather_rows(x, packed.data());
-        xp = packed.data();
-      }
+      const float* xp = float_rows(x, packed);
       const uint8_t* wp = w.data<uint8_t>();
       const int rows = std::max(64, (kBlockFloats / std::max(K, 1)) / 64 * 64);
       std::vector<float> block(static_cast<size_t>(std::min(rows, N)) * K);
