@@ -1,5 +1,6 @@
-// What the bridge's CPU primitives (qmm.cc, fused.cc) share: the one thread pool, and reading an
-// MLX array of any strides as plain rows.
+// What the bridge's CPU primitives (qmm*.cc, fused.cc, attend.cc) share: the one thread pool,
+// registering a node's arrays with MLX's CPU encoder, reading an MLX array of any strides as
+// plain rows, and the choice of vector instructions.
 
 #pragma once
 
