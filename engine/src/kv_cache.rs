@@ -425,7 +425,8 @@ impl KvPool {
     /// A tiny array computed from the last layer's buffer: ready once a step's writes are, and
     /// holding no reference to the buffer itself (which would stop the next write in place).
     pub fn marker(&self) -> Result<Array> {
-        let Some(last) = self.values.last().or(self.keys.last().filter(|_| self.joint)) else {
+        let last = if self.joint { self.keys.last() } else { self.values.last() };
+        let Some(last) = last else {
             // Every layer slides: the local pool holds every buffer.
             return self.local.as_ref().expect("a step has grown the pool").marker();
         };

@@ -49,8 +49,9 @@ struct DecodeAttentionSpec {
 /// nodes: the write, then the attention); the cache is written in place when MLX can donate it.
 std::vector<mlx::core::array> fused_decode_attention(
     const mlx::core::array& qkv, const mlx::core::array& kv, const mlx::core::array& positions,
-    const mlx::core::array& write, const mlx::core::array& gather, const mlx::core::array& lens, const mlx::core::array& inv_freqs, const mlx::core::array* q_norm,
-    const mlx::core::array* k_norm, const mlx::core::array* sinks, const DecodeAttentionSpec& spec,
+    const mlx::core::array& write, const mlx::core::array& gather, const mlx::core::array& lens,
+    const mlx::core::array& inv_freqs, const mlx::core::array* q_norm, const mlx::core::array* k_norm,
+    const mlx::core::array* sinks, const DecodeAttentionSpec& spec,
     mlx::core::StreamOrDevice s = {});
 
 /// KV buffers the attention node had to copy because MLX could not donate them (each copy is a

@@ -56,7 +56,8 @@ constexpr int kRowsPerPass = 32;
 static_assert(kRowsPerPass <= q8::kMaxRows);
 
 // Rows up to which the kernel takes a product; past that, a float32 GEMM on the weights
-// dequantized for the call (prefill chunks, by `AffineDequant`). bench-qmm on the 2-core machine,
+// dequantized for the call (prefill chunks: `BlockedGemm` a block of rows at a time with the BLAS
+// shim, else `AffineDequant` whole). bench-qmm on the 2-core machine,
 // 8192 x 2048 4-bit, µs per product, tiles / float32 GEMM on expanded weights: 32 rows 6,127 /
 // 9,721, 64 rows 14,855 / 13,828, 128 rows 26,643 / 21,656, 512 rows 185,564 / 76,487 (the
 // tiles stream every row of x once per four weight rows; OpenBLAS blocks for the caches).
@@ -73,7 +74,6 @@ constexpr int kTileRows = 3;
 __attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const uint8_t* q, int i) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
 }
-
 
 // AVX2 rows of 8-bit weights (4-bit ones go to rows4_avx2). One row of x: dequantize and
 // multiply in one pass, two accumulators to cover the FMA latency. Several rows: the group is dequantized once into `buf`, then multiplied into each
@@ -200,12 +200,6 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
     for (int m = 0; m < M; ++m) y[static_cast<size_t>(m) * N + n] = tiles::hsum(_mm256_load_ps(tot + 8 * m)) + offs[m];
   }
 }
-
-bool have_avx2() {
-  static const bool yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return yes;
-}
 #endif
 
 /// The activations as `rows4_avx2` reads them: `xp` [M, K] (32-aligned) with each block of 32
@@ -311,7 +305,7 @@ class AffineQmm : public PackedProduct<AffineQmm> {
       std::optional<Prepared> prep;
 #ifdef ZETA_X86
       std::optional<q8::Prepared> q8;
-      const bool tiled = M >= kTileRows || !have_avx2();
+      const bool tiled = M >= kTileRows || cpu_isa() < Isa::avx2;
       // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
       // path (qmm_int.cc), others of few rows a float one; several rows the tiles.
       if (!tiled && bits == 4 && K % 64 == 0) {

@@ -58,13 +58,6 @@ void dequant_scalar(const uint8_t* q, float scale, float bias, int gs, int bits,
 }
 
 #ifdef ZETA_X86
-bool have_avx2() {
-  static const bool yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return yes;
-}
-
-
 // MLX's CPU `dequantize` is scalar on one thread (6.9 s per step on a 1B model); here 4-bit codes
 // are unpacked 16 at a time, 8-bit ones 8 at a time, in MLX's order.
 __attribute__((target("avx2,fma"))) void dequant_avx2(const uint8_t* q, float scale, float bias, int gs, int bits,
@@ -275,8 +268,7 @@ using Pass = void (*)(const float*, size_t, const float*, size_t, int, float*);
 struct Passes {
   Pass pass[kMaxRows];
   int rows;
-  bool avx512;
-  bool avx2;
+  Isa isa;  // which dequantization goes with them
 };
 
 // The machine's widest passes (see cpu_isa for the narrowing the tests use).
@@ -285,12 +277,12 @@ Passes passes() {
 #ifdef ZETA_X86
     case Isa::avx512:
     case Isa::avx512_vnni:
-      return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, true, true};
+      return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, Isa::avx512};
     case Isa::avx2:
-      return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, false, true};
+      return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, Isa::avx2};
 #endif
     default:
-      return {{pass_portable, nullptr, nullptr, nullptr}, 1, false, false};
+      return {{pass_portable, nullptr, nullptr, nullptr}, 1, Isa::portable};
   }
 }
 
@@ -311,7 +303,7 @@ class Scratch {
 
 void dequant_group(const uint8_t* q, float scale, float bias, int gs, int bits, float* out) {
 #ifdef ZETA_X86
-  if (have_avx2()) return dequant_avx2(q, scale, bias, gs, bits, out);
+  if (cpu_isa() >= Isa::avx2) return dequant_avx2(q, scale, bias, gs, bits, out);
 #endif
   dequant_scalar(q, scale, bias, gs, bits, out);
 }
@@ -372,11 +364,11 @@ void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, 
       const S* br = biases + row * groups;
       float* out = tile + c * ldt;
 #ifdef ZETA_X86
-      if (run.avx512) {
+      if (run.isa == Isa::avx512) {
         tile_row_avx512(wr, sr, br, gs, bits, 0, K, out);
         continue;
       }
-      if (run.avx2) {
+      if (run.isa == Isa::avx2) {
         tile_row_avx2(wr, sr, br, gs, bits, 0, K, out);
         continue;
       }

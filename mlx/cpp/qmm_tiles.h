@@ -34,9 +34,7 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) 
     return v;
   }
 }
-#endif
 
-#if defined(__x86_64__) || defined(_M_X64)
 /// The sum of eight lanes, in a fixed order (halves, then pairs).
 __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
