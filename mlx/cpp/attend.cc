@@ -178,9 +178,10 @@ __attribute__((target("avx512f"))) void attend_avx512(const float* q, int ng, in
   // Each position's slot once (clamped to the buffer), padded to a whole block of 16 with the
   // last position's, whose extra scores are not kept.
   const int blocks = (n + 15) / 16;
-  int64_t on_stack[256];
-  std::vector<int64_t> on_heap(blocks * 16 > 256 ? blocks * 16 : 0);
-  int64_t* rows = on_heap.empty() ? on_stack : on_heap.data();
+  // Per thread and kept: this runs for every row and kv head of every layer of a step.
+  thread_local std::vector<int64_t> slots_of;
+  if (slots_of.size() < static_cast<size_t>(blocks) * 16) slots_of.resize(static_cast<size_t>(blocks) * 16);
+  int64_t* rows = slots_of.data();
   for (int i = 0; i < blocks * 16; ++i) rows[i] = slot_at(slots, j0 + std::min(i, n - 1), S);
 
   const int row_floats = ng * hd;
