@@ -38,6 +38,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/qmm_int.cc");
     println!("cargo:rerun-if-changed=cpp/fused.h");
     println!("cargo:rerun-if-changed=cpp/fused.cc");
+    println!("cargo:rerun-if-changed=cpp/fused_rows.h");
+    println!("cargo:rerun-if-changed=cpp/layer.cc");
     println!("cargo:rerun-if-changed=cpp/attend.h");
     println!("cargo:rerun-if-changed=cpp/attend.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
@@ -61,6 +63,7 @@ fn main() {
         .file("cpp/qmm_tiles.cc")
         .file("cpp/qmm_int.cc")
         .file("cpp/fused.cc")
+        .file("cpp/layer.cc")
         .file("cpp/attend.cc")
         .include(&include)
         .include("cpp")

@@ -2,7 +2,8 @@
 //! instead of thousands, gives the logits MLX's own expansions give, and writes the KV cache in
 //! place (the attention node never copies a layer's buffers). And the default load keeps the
 //! packed weights beside the float32 expansion: steps of up to 32 rows take the CPU quantized
-//! kernel, longer prompt chunks the expansion. One test: the counters it reads are process-wide.
+//! kernel, longer prompt chunks the expansion; there, a decode step runs each layer as three
+//! nodes that give the separate nodes' bits. One test: the counters it reads are process-wide.
 
 mod common;
 
@@ -12,9 +13,21 @@ use zeta_engine::{DenseMode, LoadOptions, ModelSource, load_local};
 /// Greedy decode of `steps` tokens after `prompt`: per step, the logits and the graph's node
 /// count; and the quantized kernel's products in the prefill and in the decode steps.
 fn decode(fused: bool, dense: DenseMode, prompt: &[u32], steps: usize) -> (Vec<(Vec<f32>, usize)>, u64, u64) {
+    decode_with(fused, dense, true, prompt, steps)
+}
+
+/// [`decode`], with the whole-layer nodes of decode steps on or off.
+fn decode_with(
+    fused: bool,
+    dense: DenseMode,
+    layer_nodes: bool,
+    prompt: &[u32],
+    steps: usize,
+) -> (Vec<(Vec<f32>, usize)>, u64, u64) {
     let opts = LoadOptions { fused, dense, ..Default::default() };
-    let m = load_local(&ModelSource::Gguf(common::smol_gguf()), &opts, |_, _| {}).unwrap();
+    let mut m = load_local(&ModelSource::Gguf(common::smol_gguf()), &opts, |_, _| {}).unwrap();
     assert_eq!(m.model.fused, fused);
+    m.model.layer_nodes = layer_nodes;
     let mut pool = m.model.new_pool(None);
     let mut slots = common::Slots::default();
     let shapes = Shapes::for_device();
@@ -70,6 +83,20 @@ fn fused_decode_is_small_exact_and_in_place() {
     let (_, long_calls, _) = decode(true, DenseMode::Auto, &long, 1);
     assert_eq!(long_calls, 1, "a 40-token chunk's products");
     assert!(both[0].1 <= small, "the packed products add nodes");
+
+    // On packed weights a decode step runs each layer as three nodes (norm + q/k/v product, the
+    // cache write, the rest of the layer), computing what the separate nodes compute: the same
+    // bits, the same products, no buffer copied.
+    let (separate, _, separate_calls) = decode_with(true, DenseMode::Auto, false, &prompt, 6);
+    assert_eq!(separate_calls, decode_calls, "the separate nodes' products");
+    let (whole, nodes) = (both[0].1, separate[0].1);
+    eprintln!("SmolLM2 decode step on packed weights: {whole} MLX nodes in whole layers, {nodes} separate");
+    // Three per layer, the embedding, and the final norm with the output projection.
+    assert!(whole <= 3 * 30 + 8, "a whole-layer decode step is {whole} nodes");
+    assert!(nodes > 2 * whole, "the separate nodes gave only {nodes} nodes: did the whole-layer path run?");
+    for (i, ((a, _), (b, _))) in both.iter().zip(&separate).enumerate() {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "step {i}: whole layers changed the logits");
+    }
     let worst = both.iter().zip(&fused).flat_map(|(a, b)| a.0.iter().zip(&b.0)).map(|(x, y)| (x - y).abs());
     eprintln!("packed against expanded weights: max |Δlogit| {:.2e}", worst.fold(0f32, f32::max));
     assert_eq!(mlx::fused::attention_buffer_copies(), copies, "a decode step copied a KV buffer");

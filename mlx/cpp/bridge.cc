@@ -257,26 +257,84 @@ std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, cons
 }
 ArrayPtr cpu_gated_act(const array& gu, int32_t act) { return own(fused_gated_act(gu, act)); }
 
-// `inputs`: qkv, keys, values, positions, write, gather, lens, inverse wavelengths, then the q
-// norm, k norm and sinks that `ints` says are present. `ints`: heads, kv heads, head dim, rope
-// dims, traditional, window, has q norm, has k norm, has sinks. `floats`: position scale, mscale,
-// score scale, q eps, k eps.
-std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
-                                                rust::Slice<const float> floats) {
-  if (ints.size() != 9 || floats.size() != 5) throw std::invalid_argument("[zeta_decode_attention] bad parameters");
+namespace {
+
+// The decode attention's arguments as the bridge passes them. `inputs`: qkv, kv, positions,
+// write, gather, lens, inverse wavelengths, then the q norm, k norm and sinks that `ints` says are
+// present. `ints`: heads, kv heads, head dim, rope dims, traditional, window, has q norm, has k
+// norm, has sinks. `floats`: position scale, mscale, score scale, q eps, k eps. Whatever follows
+// belongs to the caller; `used` says where it starts in each list.
+struct AttentionArgs {
+  DecodeAttentionSpec sp;
+  const array* q_norm;
+  const array* k_norm;
+  const array* sinks;
+  size_t used;
+};
+
+AttentionArgs attention_args(const std::vector<array>& in, rust::Slice<const int32_t> ints,
+                             rust::Slice<const float> floats, const char* op) {
+  if (ints.size() < 9 || floats.size() < 5) throw std::invalid_argument(std::string("[") + op + "] bad parameters");
   const size_t extra = static_cast<size_t>(ints[6] != 0) + (ints[7] != 0) + (ints[8] != 0);
-  const auto& in = inputs.items;
-  if (in.size() != 7 + extra) throw std::invalid_argument("[zeta_decode_attention] wrong number of inputs");
+  if (in.size() < 7 + extra) throw std::invalid_argument(std::string("[") + op + "] wrong number of inputs");
   DecodeAttentionSpec sp{ints[0], ints[1],   ints[2],   ints[3],   ints[4] != 0, floats[0],
                          floats[1], floats[2], ints[5], floats[3], floats[4]};
   size_t next = 7;
   const array* qn = ints[6] ? &in[next++] : nullptr;
   const array* kn = ints[7] ? &in[next++] : nullptr;
   const array* sinks = ints[8] ? &in[next++] : nullptr;
+  return {sp, qn, kn, sinks, next};
+}
+
+// Three inputs from `i` on, with the group size and bits at `ints[j]` and `ints[j + 1]`.
+PackedWeight packed_at(const std::vector<array>& in, size_t i, rust::Slice<const int32_t> ints, size_t j) {
+  return {in[i], in[i + 1], in[i + 2], ints[j], ints[j + 1]};
+}
+
+}  // namespace
+
+std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                                rust::Slice<const float> floats) {
+  const auto& in = inputs.items;
+  auto a = attention_args(in, ints, floats, "zeta_decode_attention");
+  if (in.size() != a.used || ints.size() != 9 || floats.size() != 5)
+    throw std::invalid_argument("[zeta_decode_attention] wrong number of inputs");
   auto out = std::make_unique<ArrayList>();
-  out->items = fused_decode_attention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], qn, kn, sinks, sp);
+  out->items = fused_decode_attention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], a.q_norm, a.k_norm, a.sinks, a.sp);
   return out;
 }
+
+// `inputs`: the attention's (as `cpu_decode_attention`), then x, the post-attention norm weight,
+// and weight, scales and offsets of the output, gate/up and down products. `ints`: the
+// attention's, then group size and bits of the three products, then the activation. `floats`:
+// the attention's, then the norm's epsilon.
+std::unique_ptr<ArrayList> cpu_decode_layer(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                            rust::Slice<const float> floats) {
+  const auto& in = inputs.items;
+  auto a = attention_args(in, ints, floats, "zeta_decode_layer");
+  const size_t i = a.used;
+  if (in.size() != i + 11 || ints.size() != 16 || floats.size() != 6)
+    throw std::invalid_argument("[zeta_decode_layer] wrong number of inputs");
+  auto out = std::make_unique<ArrayList>();
+  out->items = fused_decode_layer(in[0], in[1], in[2], in[3], in[4], in[5], in[6], a.q_norm, a.k_norm, a.sinks, a.sp,
+                                  in[i], in[i + 1], floats[5], packed_at(in, i + 2, ints, 9),
+                                  packed_at(in, i + 5, ints, 11), packed_at(in, i + 8, ints, 13), ints[15]);
+  return out;
+}
+
+// `inputs`: x[, m], norm weight, weight, scales, offsets; `ints`: has m, group size, bits;
+// `floats`: epsilon.
+std::unique_ptr<ArrayList> cpu_norm_product(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                            rust::Slice<const float> floats) {
+  const auto& in = inputs.items;
+  if (ints.size() != 3 || floats.size() != 1 || in.size() != static_cast<size_t>(ints[0] != 0 ? 6 : 5))
+    throw std::invalid_argument("[zeta_norm_product] wrong number of inputs");
+  const size_t k = ints[0] != 0 ? 2 : 1;
+  auto out = std::make_unique<ArrayList>();
+  out->items = fused_norm_product(in[0], k == 2 ? &in[1] : nullptr, in[k], floats[0], packed_at(in, k + 1, ints, 1));
+  return out;
+}
+
 uint64_t cpu_attention_buffer_copies() { return fused_attention_buffer_copies(); }
 
 ArrayPtr rms_norm(const array& x, const array& w, float eps) { return own(mx::fast::rms_norm(x, w, eps)); }

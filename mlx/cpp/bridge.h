@@ -155,6 +155,10 @@ std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, cons
 ArrayPtr cpu_gated_act(const array& gu, int32_t act);
 std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
                                                 rust::Slice<const float> floats);
+std::unique_ptr<ArrayList> cpu_decode_layer(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                            rust::Slice<const float> floats);
+std::unique_ptr<ArrayList> cpu_norm_product(const ArrayList& inputs, rust::Slice<const int32_t> ints,
+                                            rust::Slice<const float> floats);
 uint64_t cpu_attention_buffer_copies();
 
 // Random

@@ -70,6 +70,15 @@ inline mlx::core::cpu::CommandEncoder& encoder(mlx::core::Stream s, const std::v
   return enc;
 }
 
+/// Weak copies of a node's arrays for its task, as MLX's own primitives capture them: the graph
+/// keeps the buffers alive until the task has run.
+inline std::vector<mlx::core::array> weak(const std::vector<mlx::core::array>& v) {
+  std::vector<mlx::core::array> out;
+  out.reserve(v.size());
+  for (const auto& a : v) out.push_back(mlx::core::array::unsafe_weak_copy(a));
+  return out;
+}
+
 /// The widest vector paths the CPU primitives take, from narrowest to widest.
 enum class Isa { portable, avx2, avx512, avx512_vnni };
 

@@ -11,6 +11,7 @@
 // the batch holds, so batched output equals single-sequence output bit for bit.
 
 #include "fused.h"
+#include "fused_rows.h"
 
 #include <algorithm>
 #include <atomic>
@@ -34,13 +35,6 @@ using mx::array;
 namespace {
 
 std::atomic<uint64_t> buffer_copies{0};
-
-std::vector<array> weak(const std::vector<array>& v) {
-  std::vector<array> out;
-  out.reserve(v.size());
-  for (const auto& a : v) out.push_back(array::unsafe_weak_copy(a));
-  return out;
-}
 
 // Eight independent sums, so the compiler vectorizes the loop without reassociating floats.
 inline float dot(const float* a, const float* b, int n) {
@@ -74,6 +68,131 @@ inline std::pair<size_t, size_t> share_of(size_t n, int t, int parts) {
   return {n * t / parts, n * (t + 1) / parts};
 }
 
+// A row's rotation: cosines and sines of `position * scale * inverse wavelength`, as MLX's
+// expansion computes them.
+struct Rotation {
+  const DecodeAttentionSpec& sp;
+  const float* inv;
+  std::vector<float> cs, sn;
+
+  Rotation(const DecodeAttentionSpec& spec, const float* inv_freqs)
+      : sp(spec), inv(inv_freqs), cs(spec.rope_dims / 2), sn(spec.rope_dims / 2) {}
+
+  void at(int64_t position) {
+    const float p = static_cast<float>(position) * sp.pos_scale;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const float th = p * inv[i];
+      cs[i] = std::cos(th) * sp.mscale;
+      sn[i] = std::sin(th) * sp.mscale;
+    }
+  }
+
+  // One head `src` (normed by `norm` when given) into `dst`, rotated.
+  void head(const float* src, const float* norm, float eps, float* dst) const {
+    const int hd = sp.head_dim, half = sp.rope_dims / 2;
+    if (norm)
+      rms_row(src, norm, eps, hd, dst);
+    else
+      std::memcpy(dst, src, sizeof(float) * hd);
+    for (int i = 0; i < half; ++i) {
+      const int i0 = sp.traditional ? 2 * i : i, i1 = sp.traditional ? 2 * i + 1 : i + half;
+      const float a = dst[i0], b = dst[i1];
+      dst[i0] = a * cs[i] - b * sn[i];
+      dst[i1] = a * sn[i] + b * cs[i];
+    }
+  }
+};
+
+}  // namespace
+
+void rms_rows(const float* x, const float* y, const float* w, float eps, size_t n, int D, float* sum, float* normed) {
+  auto part = [&](int t, int parts) {
+    auto [r0, r1] = share_of(n, t, parts);
+    for (size_t r = r0; r < r1; ++r) {
+      const float* v = x + r * D;
+      if (y != nullptr) {
+        float* s = sum + r * D;
+        const float* u = y + r * D;
+        for (int d = 0; d < D; ++d) s[d] = v[d] + u[d];
+        v = s;
+      }
+      rms_row(v, w, eps, D, normed + r * D);
+    }
+  };
+  parallel(part, n * D * 4);
+}
+
+void gated_rows(const float* x, size_t n, int I, int act, float* y) {
+  const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
+  auto part = [&](int t, int parts) {
+    auto [r0, r1] = share_of(n, t, parts);
+    for (size_t r = r0; r < r1; ++r) {
+      const float* g = x + r * 2 * I;
+      const float* u = g + I;
+      float* o = y + r * I;
+      if (act == 0) {
+        for (int i = 0; i < I; ++i) o[i] = (g[i] * (1.0f / (1.0f + std::exp(-g[i])))) * u[i];
+      } else {
+        for (int i = 0; i < I; ++i) {
+          const float v = g[i];
+          const float t = std::tanh(c * (v + 0.044715f * ((v * v) * v)));
+          o[i] = ((0.5f * v) * (1.0f + t)) * u[i];
+        }
+      }
+    }
+  };
+  parallel(part, n * I * 16);
+}
+
+void attend_rows(const std::vector<array>& in, const DecodeAttentionSpec& sp, bool qn, bool has_sinks, float* o) {
+  const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
+  const int rep = nh / nkv;
+  const int64_t half = static_cast<int64_t>(nkv) * hd, slot = 2 * half;
+  std::vector<float> tx, tkv, tinv, tqn, tsinks;
+  const float* x = float_rows(in[0], tx);
+  const float* K = float_rows(in[1], tkv);
+  const float* V = K + half;
+  const int C = in[0].shape(-1);
+  const auto pos = ints(in[2]);
+  const auto gat = ints(in[3]);
+  const auto lens = ints(in[4]);
+  Rotation rot(sp, float_rows(in[5], tinv));
+  size_t next = 6;
+  const float* qnw = qn ? float_rows(in[next++], tqn) : nullptr;
+  const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
+  const int B = static_cast<int>(lens.size());
+  const int W = B > 0 ? static_cast<int>(gat.size() / B) : 0;
+  const int64_t S = in[1].shape(0);
+
+  std::vector<float> Q(static_cast<size_t>(B) * nh * hd);
+  for (int b = 0; b < B; ++b) {
+    rot.at(pos[b]);
+    const float* row = x + static_cast<int64_t>(b) * C;
+    for (int h = 0; h < nh; ++h) rot.head(row + h * hd, qnw, sp.q_eps, &Q[(static_cast<size_t>(b) * nh + h) * hd]);
+  }
+
+  // Work items: a row's kv heads together when the rows are enough to share among the
+  // threads (each cache row then read whole), or one (row, kv head) each.
+  const int ng = B >= 4 ? nkv : 1;
+  const int items_per_row = nkv / ng;
+  auto part = [&](int t, int parts) {
+    auto [i0, i1] = share_of(static_cast<size_t>(B) * items_per_row, t, parts);
+    std::vector<float> sc(static_cast<size_t>(ng) * rep * (W + 1));
+    for (size_t i = i0; i < i1; ++i) {
+      const int b = static_cast<int>(i / items_per_row), g = static_cast<int>(i % items_per_row) * ng;
+      const int len = static_cast<int>(std::clamp<int64_t>(lens[b], 0, W));
+      const int j0 = sp.window > 0 ? std::max(0, len - sp.window) : 0;
+      const size_t h0 = static_cast<size_t>(g) * rep;
+      attn::attend(&Q[(static_cast<size_t>(b) * nh + h0) * hd], ng, rep, hd, K + g * hd, V + g * hd, slot,
+             &gat[static_cast<size_t>(b) * W], j0, len, S, sp.scale, sinks ? sinks + h0 : nullptr, sc.data(),
+             o + (static_cast<size_t>(b) * nh + h0) * hd);
+    }
+  };
+  parallel(part, static_cast<size_t>(B) * nh * W * hd * 2);
+}
+
+namespace {
+
 class RmsNormCpu : public mx::Primitive {
  public:
   RmsNormCpu(mx::Stream s, float eps, bool residual) : Primitive(s), eps_(eps), residual_(residual) {}
@@ -85,25 +204,8 @@ class RmsNormCpu : public mx::Primitive {
       const int D = in[0].shape(-1);
       const size_t n = in[0].size() / std::max(D, 1);
       std::vector<float> tx, ty, tw;
-      const float* x = float_rows(in[0], tx);
-      const float* y = residual ? float_rows(in[1], ty) : nullptr;
-      const float* w = float_rows(in[residual ? 2 : 1], tw);
-      float* sum = residual ? out[0].data<float>() : nullptr;
-      float* normed = out[residual ? 1 : 0].data<float>();
-      auto part = [&](int t, int parts) {
-        auto [r0, r1] = share_of(n, t, parts);
-        for (size_t r = r0; r < r1; ++r) {
-          const float* v = x + r * D;
-          if (residual) {
-            float* s = sum + r * D;
-            const float* u = y + r * D;
-            for (int d = 0; d < D; ++d) s[d] = v[d] + u[d];
-            v = s;
-          }
-          rms_row(v, w, eps, D, normed + r * D);
-        }
-      };
-      parallel(part, n * D * 4);
+      rms_rows(float_rows(in[0], tx), residual ? float_rows(in[1], ty) : nullptr, float_rows(in[residual ? 2 : 1], tw),
+               eps, n, D, residual ? out[0].data<float>() : nullptr, out[residual ? 1 : 0].data<float>());
     });
   }
 
@@ -135,29 +237,8 @@ class GatedActCpu : public mx::UnaryPrimitive {
     auto& enc = encoder(stream(), inputs, outs);
     enc.dispatch([gu = array::unsafe_weak_copy(inputs[0]), out = array::unsafe_weak_copy(out), act = act_]() mutable {
       const int I = out.shape(-1);
-      const size_t n = out.size() / std::max(I, 1);
       std::vector<float> tmp;
-      const float* x = float_rows(gu, tmp);
-      float* y = out.data<float>();
-      const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
-      auto part = [&](int t, int parts) {
-        auto [r0, r1] = share_of(n, t, parts);
-        for (size_t r = r0; r < r1; ++r) {
-          const float* g = x + r * 2 * I;
-          const float* u = g + I;
-          float* o = y + r * I;
-          if (act == 0) {
-            for (int i = 0; i < I; ++i) o[i] = (g[i] * (1.0f / (1.0f + std::exp(-g[i])))) * u[i];
-          } else {
-            for (int i = 0; i < I; ++i) {
-              const float v = g[i];
-              const float t = std::tanh(c * (v + 0.044715f * ((v * v) * v)));
-              o[i] = ((0.5f * v) * (1.0f + t)) * u[i];
-            }
-          }
-        }
-      };
-      parallel(part, n * I * 16);
+      gated_rows(float_rows(gu, tmp), out.size() / std::max(I, 1), I, act, out.data<float>());
     });
   }
 
@@ -199,41 +280,6 @@ void copy_into(const array& src, float* dst) {
   else
     gather_rows(src, dst);
 }
-
-// A row's rotation: cosines and sines of `position * scale * inverse wavelength`, as MLX's
-// expansion computes them.
-struct Rotation {
-  const DecodeAttentionSpec& sp;
-  const float* inv;
-  std::vector<float> cs, sn;
-
-  Rotation(const DecodeAttentionSpec& spec, const float* inv_freqs)
-      : sp(spec), inv(inv_freqs), cs(spec.rope_dims / 2), sn(spec.rope_dims / 2) {}
-
-  void at(int64_t position) {
-    const float p = static_cast<float>(position) * sp.pos_scale;
-    for (size_t i = 0; i < cs.size(); ++i) {
-      const float th = p * inv[i];
-      cs[i] = std::cos(th) * sp.mscale;
-      sn[i] = std::sin(th) * sp.mscale;
-    }
-  }
-
-  // One head `src` (normed by `norm` when given) into `dst`, rotated.
-  void head(const float* src, const float* norm, float eps, float* dst) const {
-    const int hd = sp.head_dim, half = sp.rope_dims / 2;
-    if (norm)
-      rms_row(src, norm, eps, hd, dst);
-    else
-      std::memcpy(dst, src, sizeof(float) * hd);
-    for (int i = 0; i < half; ++i) {
-      const int i0 = sp.traditional ? 2 * i : i, i1 = sp.traditional ? 2 * i + 1 : i + half;
-      const float a = dst[i0], b = dst[i1];
-      dst[i0] = a * cs[i] - b * sn[i];
-      dst[i1] = a * sn[i] + b * cs[i];
-    }
-  }
-};
 
 // Writes rows `0..B` of a step's keys (normed and rotated) and values into the layer's buffer
 // `[slots, 2, kv_heads, head_dim]` (a slot's keys, then its values): one node per layer, so that
@@ -300,51 +346,7 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
     auto& enc = encoder(stream(), inputs, outs);
     enc.dispatch([in = weak(inputs), out = array::unsafe_weak_copy(out), sp = sp_, qn = qn_,
                   has_sinks = sinks_]() mutable {
-      const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
-      const int rep = nh / nkv;
-      const int64_t half = static_cast<int64_t>(nkv) * hd, slot = 2 * half;
-      std::vector<float> tx, tkv, tinv, tqn, tsinks;
-      const float* x = float_rows(in[0], tx);
-      const float* K = float_rows(in[1], tkv);
-      const float* V = K + half;
-      const int C = in[0].shape(-1);
-      const auto pos = ints(in[2]);
-      const auto gat = ints(in[3]);
-      const auto lens = ints(in[4]);
-      Rotation rot(sp, float_rows(in[5], tinv));
-      size_t next = 6;
-      const float* qnw = qn ? float_rows(in[next++], tqn) : nullptr;
-      const float* sinks = has_sinks ? float_rows(in[next++], tsinks) : nullptr;
-      const int B = static_cast<int>(lens.size());
-      const int W = B > 0 ? static_cast<int>(gat.size() / B) : 0;
-      const int64_t S = in[1].shape(0);
-
-      std::vector<float> Q(static_cast<size_t>(B) * nh * hd);
-      for (int b = 0; b < B; ++b) {
-        rot.at(pos[b]);
-        const float* row = x + static_cast<int64_t>(b) * C;
-        for (int h = 0; h < nh; ++h) rot.head(row + h * hd, qnw, sp.q_eps, &Q[(static_cast<size_t>(b) * nh + h) * hd]);
-      }
-
-      // Work items: a row's kv heads together when the rows are enough to share among the
-      // threads (each cache row then read whole), or one (row, kv head) each.
-      const int ng = B >= 4 ? nkv : 1;
-      const int items_per_row = nkv / ng;
-      float* o = out.data<float>();
-      auto part = [&](int t, int parts) {
-        auto [i0, i1] = share_of(static_cast<size_t>(B) * items_per_row, t, parts);
-        std::vector<float> sc(static_cast<size_t>(ng) * rep * (W + 1));
-        for (size_t i = i0; i < i1; ++i) {
-          const int b = static_cast<int>(i / items_per_row), g = static_cast<int>(i % items_per_row) * ng;
-          const int len = static_cast<int>(std::clamp<int64_t>(lens[b], 0, W));
-          const int j0 = sp.window > 0 ? std::max(0, len - sp.window) : 0;
-          const size_t h0 = static_cast<size_t>(g) * rep;
-          attn::attend(&Q[(static_cast<size_t>(b) * nh + h0) * hd], ng, rep, hd, K + g * hd, V + g * hd, slot,
-                 &gat[static_cast<size_t>(b) * W], j0, len, S, sp.scale, sinks ? sinks + h0 : nullptr, sc.data(),
-                 o + (static_cast<size_t>(b) * nh + h0) * hd);
-        }
-      };
-      parallel(part, static_cast<size_t>(B) * nh * W * hd * 2);
+      attend_rows(in, sp, qn, has_sinks, out.data<float>());
     });
   }
 
@@ -361,6 +363,8 @@ class DecodeAttentionCpu : public mx::UnaryPrimitive {
   bool qn_, sinks_;
 };
 
+}  // namespace
+
 void require(bool ok, const std::string& op, const std::string& what) {
   if (!ok) throw std::invalid_argument("[" + op + "] " + what);
 }
@@ -370,8 +374,6 @@ mx::Stream cpu_stream(mx::StreamOrDevice s, const std::string& op) {
   require(stream.device == mx::Device::cpu, op, "runs on the CPU only");
   return stream;
 }
-
-}  // namespace
 
 array fused_rms_norm(const array& x, const array& w, float eps, mx::StreamOrDevice s) {
   auto stream = cpu_stream(s, "zeta_rms_norm");
@@ -402,13 +404,11 @@ array fused_gated_act(const array& gu, int act, mx::StreamOrDevice s) {
   return array(std::move(shape), mx::float32, std::make_shared<GatedActCpu>(stream, act), {gu});
 }
 
-std::vector<array> fused_decode_attention(const array& qkv, const array& kv, const array& positions,
-                                        const array& write, const array& gather,
-                                        const array& lens, const array& inv_freqs, const array* q_norm,
-                                        const array* k_norm, const array* sinks, const DecodeAttentionSpec& sp,
-                                        mx::StreamOrDevice s) {
+DecodeAttentionNodes decode_attention_nodes(const array& qkv, const array& kv, const array& positions,
+                                           const array& write, const array& gather, const array& lens,
+                                           const array& inv_freqs, const array* q_norm, const array* k_norm,
+                                           const array* sinks, const DecodeAttentionSpec& sp, mx::Stream stream) {
   const std::string op = "zeta_decode_attention";
-  auto stream = cpu_stream(s, op);
   const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
   require(nh > 0 && nkv > 0 && hd > 0 && nh % nkv == 0, op, "heads must be a multiple of kv heads");
   require(sp.rope_dims >= 0 && sp.rope_dims <= hd && sp.rope_dims % 2 == 0, op, "rope dims must be even, <= head dim");
@@ -439,9 +439,20 @@ std::vector<array> fused_decode_attention(const array& qkv, const array& kv, con
     require(sinks->dtype() == mx::float32 && sinks->shape() == mx::Shape{nh}, op, "sinks must be float32 [heads]");
     inputs.push_back(*sinks);
   }
-  array o({B, nh * hd}, mx::float32, std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, sinks != nullptr),
-          std::move(inputs));
-  return {o, written};
+  return {written, std::move(inputs), B};
+}
+
+std::vector<array> fused_decode_attention(const array& qkv, const array& kv, const array& positions,
+                                        const array& write, const array& gather,
+                                        const array& lens, const array& inv_freqs, const array* q_norm,
+                                        const array* k_norm, const array* sinks, const DecodeAttentionSpec& sp,
+                                        mx::StreamOrDevice s) {
+  auto stream = cpu_stream(s, "zeta_decode_attention");
+  auto nodes = decode_attention_nodes(qkv, kv, positions, write, gather, lens, inv_freqs, q_norm, k_norm, sinks, sp,
+                                      stream);
+  array o({nodes.rows, sp.heads * sp.head_dim}, mx::float32,
+          std::make_shared<DecodeAttentionCpu>(stream, sp, q_norm != nullptr, sinks != nullptr), std::move(nodes.inputs));
+  return {o, nodes.written};
 }
 
 uint64_t fused_attention_buffer_copies() { return buffer_copies.load(std::memory_order_relaxed); }

@@ -54,6 +54,32 @@ std::vector<mlx::core::array> fused_decode_attention(
     const mlx::core::array* sinks, const DecodeAttentionSpec& spec,
     mlx::core::StreamOrDevice s = {});
 
+/// A packed weight as the CPU's quantized kernel takes it (qmm.h): affine, 4 or 8 bits, groups of
+/// 32, 64 or 128.
+struct PackedWeight {
+  mlx::core::array w, scales, biases;
+  int group_size, bits;
+};
+
+/// `[x + m,] rms_norm(x (+ m)) * norm @ p.T` as one node (layer.cc): the residual add, the norm and
+/// the product after it. Returns `[sum, y]` with `m`, else `[y]`.
+std::vector<mlx::core::array> fused_norm_product(const mlx::core::array& x, const mlx::core::array* m,
+                                               const mlx::core::array& norm, float eps, const PackedWeight& p,
+                                               mlx::core::StreamOrDevice s = {});
+
+/// A decoder layer's decode rows after their q/k/v product, as two nodes (layer.cc): the cache
+/// write, then attention, output product, residual add, post-attention norm, gate/up product,
+/// gated activation (`act` as `fused_gated_act`) and down product. Attention arguments as
+/// `fused_decode_attention`; `x` the residual stream `[B, hidden]`. Returns
+/// `[x + attention, mlp output, kv']`: the next norm adds the second to the first.
+std::vector<mlx::core::array> fused_decode_layer(
+    const mlx::core::array& qkv, const mlx::core::array& kv, const mlx::core::array& positions,
+    const mlx::core::array& write, const mlx::core::array& gather, const mlx::core::array& lens,
+    const mlx::core::array& inv_freqs, const mlx::core::array* q_norm, const mlx::core::array* k_norm,
+    const mlx::core::array* sinks, const DecodeAttentionSpec& spec, const mlx::core::array& x,
+    const mlx::core::array& post_norm, float post_eps, const PackedWeight& o, const PackedWeight& gate_up,
+    const PackedWeight& down, int act, mlx::core::StreamOrDevice s = {});
+
 /// KV buffers the attention node had to copy because MLX could not donate them (each copy is a
 /// whole layer's cache: tests check a decode step makes none).
 uint64_t fused_attention_buffer_copies();

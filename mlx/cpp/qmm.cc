@@ -277,94 +277,96 @@ class PackedProduct : public mx::UnaryPrimitive {
   int bits_;
 };
 
+}  // namespace
+
+void packed_product(const float* xp, int M, int K, const array& w, const array& s, const array& b, int gs, int bits,
+                    float* y, int N) {
+  kernel_calls.fetch_add(1, std::memory_order_relaxed);
+  const uint8_t* wp = w.data<uint8_t>();
+  std::optional<Prepared> prep;
+#ifdef ZETA_X86
+  std::optional<q8::Prepared> q8;
+  const bool tiled = M >= kTileRows || cpu_isa() < Isa::avx2;
+  // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
+  // path (qmm_int.cc), others of few rows a float one; several rows the tiles.
+  if (!tiled && bits == 4 && K % 64 == 0) {
+    q8 = q8::prepare(xp, M, K, gs);
+  } else if (!tiled && bits == 4) {
+    prep = prepare4(xp, M, K, gs);
+  }
+#else
+  const bool tiled = true;
+#endif
+  std::optional<tiles::Rows> rows;
+  if (tiled) rows = tiles::prepare_rows(xp, M, K, bits);
+  const Prepared* pp = prep ? &*prep : nullptr;
+  auto part = [&](int t, int parts) {
+    int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
+    int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
+    if (tiled) {
+      switch (s.dtype()) {
+        case mx::float32:
+          return tiles::float_rows(*rows, M, K, wp, s.data<float>(), b.data<float>(), gs, bits, y, N, n0, n1);
+        case mx::float16:
+          return tiles::float_rows(*rows, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, bits, y,
+                                   N, n0, n1);
+        default:
+          return tiles::float_rows(*rows, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, bits, y,
+                                   N, n0, n1);
+      }
+    }
+#ifdef ZETA_X86
+    if (q8) {
+      for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
+        const int rows_here = std::min(kRowsPerPass, M - m0);
+        switch (s.dtype()) {
+          case mx::float32:
+            q8::rows(*q8, m0, rows_here, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+            break;
+          case mx::float16:
+            q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0,
+                     n1);
+            break;
+          default:
+            q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N,
+                     n0, n1);
+            break;
+        }
+      }
+      return;
+    }
+    switch (s.dtype()) {
+      case mx::float32:
+        return run_rows(xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
+      case mx::float16:
+        return run_rows(xp, pp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
+      default:
+        return run_rows(xp, pp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
+    }
+#endif
+  };
+  parallel(part, static_cast<size_t>(N) * K * std::max(M, 1));
+}
+
+namespace {
+
 class AffineQmm : public PackedProduct<AffineQmm> {
  public:
   using PackedProduct::PackedProduct;
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    const array& x = inputs[0];
-    const array& w = inputs[1];
-    const array& scales = inputs[2];
-    const array& biases = inputs[3];
     out.set_data(mx::allocator::malloc(out.nbytes()));
-    kernel_calls.fetch_add(1, std::memory_order_relaxed);
     std::vector<array> outs{out};
     auto& enc = encoder(stream(), inputs, outs);
-    const int K = x.shape(-1);
-    const int N = out.shape(-1);
-    const int M = static_cast<int>(x.size() / std::max(K, 1));
     // Arrays are captured as weak copies, as MLX's own primitives do: the graph keeps the
     // buffers alive until this task has run.
-    enc.dispatch([x = array::unsafe_weak_copy(x), w = array::unsafe_weak_copy(w),
-                  s = array::unsafe_weak_copy(scales), b = array::unsafe_weak_copy(biases),
-                  out = array::unsafe_weak_copy(out), M, N, K, gs = gs_, bits = bits_]() mutable {
+    enc.dispatch([x = array::unsafe_weak_copy(inputs[0]), w = array::unsafe_weak_copy(inputs[1]),
+                  s = array::unsafe_weak_copy(inputs[2]), b = array::unsafe_weak_copy(inputs[3]),
+                  out = array::unsafe_weak_copy(out), gs = gs_, bits = bits_]() mutable {
+      const int K = x.shape(-1), N = out.shape(-1);
+      const int M = static_cast<int>(x.size() / std::max(K, 1));
       std::vector<float> packed;
-      const float* xp = float_rows(x, packed);
-      float* y = out.data<float>();
-      const uint8_t* wp = w.data<uint8_t>();
-      std::optional<Prepared> prep;
-#ifdef ZETA_X86
-      std::optional<q8::Prepared> q8;
-      const bool tiled = M >= kTileRows || cpu_isa() < Isa::avx2;
-      // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
-      // path (qmm_int.cc), others of few rows a float one; several rows the tiles.
-      if (!tiled && bits == 4 && K % 64 == 0) {
-        q8 = q8::prepare(xp, M, K, gs);
-      } else if (!tiled && bits == 4) {
-        prep = prepare4(xp, M, K, gs);
-      }
-#else
-      const bool tiled = true;
-#endif
-      std::optional<tiles::Rows> rows;
-      if (tiled) rows = tiles::prepare_rows(xp, M, K, bits);
-      const Prepared* pp = prep ? &*prep : nullptr;
-      auto part = [&](int t, int parts) {
-        int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
-        int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
-        if (tiled) {
-          switch (s.dtype()) {
-            case mx::float32:
-              return tiles::float_rows(*rows, M, K, wp, s.data<float>(), b.data<float>(), gs, bits, y, N, n0, n1);
-            case mx::float16:
-              return tiles::float_rows(*rows, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, bits, y,
-                                       N, n0, n1);
-            default:
-              return tiles::float_rows(*rows, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, bits, y,
-                                       N, n0, n1);
-          }
-        }
-#ifdef ZETA_X86
-        if (q8) {
-          for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
-            const int rows_here = std::min(kRowsPerPass, M - m0);
-            switch (s.dtype()) {
-              case mx::float32:
-                q8::rows(*q8, m0, rows_here, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
-                break;
-              case mx::float16:
-                q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0,
-                         n1);
-                break;
-              default:
-                q8::rows(*q8, m0, rows_here, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N,
-                         n0, n1);
-                break;
-            }
-          }
-          return;
-        }
-        switch (s.dtype()) {
-          case mx::float32:
-            return run_rows(xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);
-          case mx::float16:
-            return run_rows(xp, pp, M, K, wp, s.data<mx::float16_t>(), b.data<mx::float16_t>(), gs, y, N, n0, n1);
-          default:
-            return run_rows(xp, pp, M, K, wp, s.data<mx::bfloat16_t>(), b.data<mx::bfloat16_t>(), gs, y, N, n0, n1);
-        }
-#endif
-      };
-      parallel(part, static_cast<size_t>(N) * K * std::max(M, 1));
+      packed_product(float_rows(x, packed), M, K, w, s, b, gs, bits, out.data<float>(), N);
     });
   }
 
@@ -530,26 +532,29 @@ array cpu_dequantized_gemm(const array& x, const array& w, const array& scales, 
   return mx::matmul(x, mx::transpose(dense, {1, 0}, s), s);
 }
 
-array cpu_affine_qmm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
-                     int bits, mx::StreamOrDevice s) {
-  const int K = x.shape(-1);
+int packed_outputs(const array& w, const array& scales, const array& biases, int group_size, int bits, int K) {
   if (!cpu_qmm_takes(bits, group_size) || K % group_size != 0) {
     throw std::invalid_argument("[zeta_affine_qmm] " + std::to_string(bits) + "-bit weights in groups of " +
                                 std::to_string(group_size) + " over " + std::to_string(K) +
                                 " inputs: the kernel takes 4 or 8 bits in groups of 32, 64 or 128 dividing the inputs");
   }
   if (w.ndim() != 2 || w.dtype() != mx::uint32 || static_cast<int64_t>(w.shape(1)) * 32 != static_cast<int64_t>(K) * bits) {
-    throw std::invalid_argument("[zeta_affine_qmm] weight of shape " + std::to_string(w.shape(0)) + "x" +
-                                std::to_string(w.shape(1)) + " does not pack " + std::to_string(K) + " inputs of " +
-                                std::to_string(bits) + " bits");
+    throw std::invalid_argument("[zeta_affine_qmm] weight of shape " + std::to_string(w.ndim() == 2 ? w.shape(0) : -1) +
+                                "x" + std::to_string(w.ndim() == 2 ? w.shape(1) : -1) + " does not pack " +
+                                std::to_string(K) + " inputs of " + std::to_string(bits) + " bits");
   }
   const int N = w.shape(0);
   if (scales.shape() != mx::Shape{N, K / group_size} || biases.shape() != scales.shape() ||
       scales.dtype() != biases.dtype() || !mx::issubdtype(scales.dtype(), mx::floating)) {
     throw std::invalid_argument("[zeta_affine_qmm] scales and biases must be float [N, K / group_size]");
   }
+  return N;
+}
+
+array cpu_affine_qmm(const array& x, const array& w, const array& scales, const array& biases, int group_size,
+                     int bits, mx::StreamOrDevice s) {
   auto shape = x.shape();
-  shape.back() = N;
+  shape.back() = packed_outputs(w, scales, biases, group_size, bits, x.shape(-1));
   auto stream = mx::to_stream(s);
   return array(std::move(shape), mx::float32, std::make_shared<AffineQmm>(stream, group_size, bits),
                {x, w, scales, biases});

@@ -44,6 +44,17 @@ int cpu_qmm_max_rows();
 /// without the shim.
 int cpu_qmm_threads();
 
+/// Checks packed weights for `K` inputs as the kernel takes them and returns their outputs (rows
+/// of `w`); throws an invalid argument that says what is wrong.
+int packed_outputs(const mlx::core::array& w, const mlx::core::array& scales, const mlx::core::array& biases,
+                   int group_size, int bits, int K);
+
+/// The kernel on plain rows, for the fused layers (layer.cc): `y` [M, N] = `x` [M, K] (row-major,
+/// M <= `cpu_qmm_max_rows()`) times the packed weights, on the pool. Runs where it is called (a
+/// node's task), not as a node of its own.
+void packed_product(const float* x, int M, int K, const mlx::core::array& w, const mlx::core::array& scales,
+                    const mlx::core::array& biases, int group_size, int bits, float* y, int N);
+
 /// Products the kernel has taken in this process.
 uint64_t cpu_qmm_calls();
 

@@ -137,6 +137,8 @@ pub(crate) mod ffi {
         fn cpu_add_rms_norm(x: &array, y: &array, w: &array, eps: f32) -> Result<UniquePtr<ArrayList>>;
         fn cpu_gated_act(gu: &array, act: i32) -> Result<UniquePtr<array>>;
         fn cpu_decode_attention(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;
+        fn cpu_decode_layer(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;
+        fn cpu_norm_product(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;
         fn cpu_attention_buffer_copies() -> u64;
         fn rms_norm(x: &array, weight: &array, eps: f32) -> Result<UniquePtr<array>>;
         fn layer_norm(x: &array, weight: &array, bias: &array, eps: f32) -> Result<UniquePtr<array>>;

@@ -1,6 +1,7 @@
 //! The fused CPU layers: RMSNorm (with the residual add before it), the gated activation, and
 //! rope + KV write + attention of a step's decode rows, each one MLX graph node on the CPU where
-//! MLX's own build expands them into chains of small operations (see `cpp/fused.cc`). They take
+//! MLX's own build expands them into chains of small operations (see `cpp/fused.cc`); and, on
+//! packed weights, a decode step's whole layer as three nodes (`cpp/layer.cc`). They take
 //! float32 on a CPU stream only; the engine uses MLX's fused operations on a GPU.
 
 use crate::Result;
@@ -76,34 +77,119 @@ pub struct DecodeAttention<'a> {
     pub window: i32,
 }
 
+impl DecodeAttention<'_> {
+    /// The bridge's three lists: arrays, integers and floats (see `cpu_decode_attention`).
+    fn lists(&self) -> (ArrayList, Vec<i32>, Vec<f32>) {
+        let mut inputs =
+            ArrayList::of([self.qkv, self.kv, self.positions, self.write, self.gather, self.lens, self.inv_freqs]);
+        for (w, _) in self.q_norm.iter().chain(self.k_norm.iter()) {
+            inputs.push(w);
+        }
+        if let Some(s) = self.sinks {
+            inputs.push(s);
+        }
+        let ints = vec![
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+            self.rope_dims,
+            self.traditional as i32,
+            self.window,
+            self.q_norm.is_some() as i32,
+            self.k_norm.is_some() as i32,
+            self.sinks.is_some() as i32,
+        ];
+        let eps = |n: Option<(&Array, f32)>| n.map_or(0.0, |(_, e)| e);
+        let floats = vec![self.pos_scale, self.mscale, self.scale, eps(self.q_norm), eps(self.k_norm)];
+        (inputs, ints, floats)
+    }
+}
+
 /// Rope, KV write and attention of the decode rows as two nodes (the write, then the attention):
 /// returns the rows' attention output `[B, heads * head_dim]` and the cache with the rows' keys
 /// and values written (in place when MLX can donate the old one).
 pub fn decode_attention(a: &DecodeAttention<'_>) -> Result<(Array, Array)> {
-    let mut inputs = ArrayList::of([a.qkv, a.kv, a.positions, a.write, a.gather, a.lens, a.inv_freqs]);
-    for (w, _) in a.q_norm.iter().chain(a.k_norm.iter()) {
-        inputs.push(w);
-    }
-    if let Some(s) = a.sinks {
-        inputs.push(s);
-    }
-    let ints = [
-        a.heads,
-        a.kv_heads,
-        a.head_dim,
-        a.rope_dims,
-        a.traditional as i32,
-        a.window,
-        a.q_norm.is_some() as i32,
-        a.k_norm.is_some() as i32,
-        a.sinks.is_some() as i32,
-    ];
-    let eps = |n: Option<(&Array, f32)>| n.map_or(0.0, |(_, e)| e);
-    let floats = [a.pos_scale, a.mscale, a.scale, eps(a.q_norm), eps(a.k_norm)];
+    let (inputs, ints, floats) = a.lists();
     let list = ffi::cpu_decode_attention(&inputs.inner, &ints, &floats).map_err(crate::err("cpu_decode_attention"))?;
     drop(inputs);
     let list = ArrayList { inner: list };
     Ok((list.get(0)?, list.get(1)?))
+}
+
+/// A packed weight as the CPU's quantized kernel takes it ([`crate::ops::cpu_qmm_takes`]): affine,
+/// 4 or 8 bits, groups of 32, 64 or 128, with its offsets.
+#[derive(Clone, Copy)]
+pub struct Packed<'a> {
+    /// Packed rows `[out, in * bits / 32]` (`u32`).
+    pub weight: &'a Array,
+    /// Per-group scales `[out, in / group]`.
+    pub scales: &'a Array,
+    /// Per-group offsets, same shape.
+    pub biases: &'a Array,
+    /// Elements per group.
+    pub group_size: i32,
+    /// Bits per element.
+    pub bits: i32,
+}
+
+/// `(x + m, norm(x + m) @ Wᵀ)` as one node, or with no `m`, `(x, norm(x) @ Wᵀ)`: a layer's
+/// input norm and q/k/v product, or the final norm and the output projection. At most
+/// [`crate::ops::cpu_qmm_max_rows`] rows.
+pub fn norm_product(x: &Array, m: Option<&Array>, norm: &Array, eps: f32, w: &Packed<'_>) -> Result<(Array, Array)> {
+    let mut inputs = ArrayList::of([x]);
+    if let Some(m) = m {
+        inputs.push(m);
+    }
+    for a in [norm, w.weight, w.scales, w.biases] {
+        inputs.push(a);
+    }
+    let ints = [m.is_some() as i32, w.group_size, w.bits];
+    let list = ffi::cpu_norm_product(&inputs.inner, &ints, &[eps]).map_err(crate::err("cpu_norm_product"))?;
+    drop(inputs);
+    let list = ArrayList { inner: list };
+    Ok(match m {
+        Some(_) => (list.get(0)?, list.get(1)?),
+        None => (x.clone(), list.get(0)?),
+    })
+}
+
+/// What a decoder layer's decode rows need after their q/k/v product.
+pub struct LayerTail<'a> {
+    /// The residual stream `[B, hidden]` (the sum the input norm returned).
+    pub x: &'a Array,
+    /// The post-attention norm's weight and epsilon.
+    pub post_norm: (&'a Array, f32),
+    /// The output projection.
+    pub o: Packed<'a>,
+    /// The fused gate and up projections (`[gate | up]`).
+    pub gate_up: Packed<'a>,
+    /// The down projection.
+    pub down: Packed<'a>,
+    /// The gate's activation.
+    pub act: Gate,
+}
+
+/// A decoder layer's decode rows after their q/k/v product, as two nodes: the cache write, then
+/// attention, output product, residual add, norm, gate/up product, gated activation and down
+/// product, computed as the separate nodes compute them. The step must be its decode rows alone.
+/// Returns `(x + attention, the MLP's output, the written cache)`.
+pub fn decode_layer(a: &DecodeAttention<'_>, t: &LayerTail<'_>) -> Result<(Array, Array, Array)> {
+    let (mut inputs, mut ints, mut floats) = a.lists();
+    for x in [t.x, t.post_norm.0] {
+        inputs.push(x);
+    }
+    for p in [&t.o, &t.gate_up, &t.down] {
+        for x in [p.weight, p.scales, p.biases] {
+            inputs.push(x);
+        }
+        ints.extend([p.group_size, p.bits]);
+    }
+    ints.push((t.act == Gate::GeluTanh) as i32);
+    floats.push(t.post_norm.1);
+    let list = ffi::cpu_decode_layer(&inputs.inner, &ints, &floats).map_err(crate::err("cpu_decode_layer"))?;
+    drop(inputs);
+    let list = ArrayList { inner: list };
+    Ok((list.get(0)?, list.get(1)?, list.get(2)?))
 }
 
 /// KV buffers the attention node had to copy because MLX could not donate them (a whole layer's

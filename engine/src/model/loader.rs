@@ -572,7 +572,20 @@ pub(crate) fn build(
         Some(g) => (Some(round_to_bf16((cfg.hidden_size as f32).sqrt())), g.query_pre_attn_scalar.powf(-0.5)),
         None => (None, (cfg.head_dim as f32).powf(-0.5)),
     };
-    let model = Model { cfg, embed, layers, norm, lm_head, dtype, rope, rope_local, embed_scale, attn_scale, fused };
+    let model = Model {
+        cfg,
+        embed,
+        layers,
+        norm,
+        lm_head,
+        dtype,
+        rope,
+        rope_local,
+        embed_scale,
+        attn_scale,
+        fused,
+        layer_nodes: fused,
+    };
     ArrayList::of(model.arrays()).eval()?;
     Ok(model)
 }

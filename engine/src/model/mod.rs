@@ -7,6 +7,7 @@
 //! once per step for the whole batch, and attention as one batched call for the decode rows and
 //! one for the chunks, each row reading its own slots of the shared [`KvPool`].
 
+mod decode_layers;
 mod gguf;
 pub mod layers;
 pub mod loader;
@@ -148,6 +149,9 @@ pub struct Model {
     /// Norms, gated activations and the decode rows' attention run as the CPU's fused
     /// primitives (`mlx::fused`): float32 on the CPU.
     pub fused: bool,
+    /// With `fused`, decode steps on packed weights run each layer as three nodes
+    /// ([`Model::decode_layers`]); tests turn it off to compare with the separate nodes.
+    pub layer_nodes: bool,
 }
 
 impl Model {
@@ -174,6 +178,9 @@ impl Model {
     /// [`StepInput::build`] marked (decode rows, then chunks that asked), or `None` when none did.
     /// The step's keys and values go into `pool`; nothing is evaluated yet.
     pub fn forward(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
+        if let Some(logits) = self.decode_layers(pool, step)? {
+            return Ok(Some(logits));
+        }
         let Some(last) = self.hidden(pool, step)? else { return Ok(None) };
         let logits = match &self.lm_head {
             Some(head) => head.forward(&last)?,
@@ -182,13 +189,19 @@ impl Model {
         Ok(Some(layers::cast(logits, Dtype::F32)?))
     }
 
+    /// The step's token embeddings `[rows, hidden]` (scaled, for Gemma).
+    fn embed_rows(&self, step: &StepInput) -> Result<Array> {
+        let x = self.embed.forward(&step.ids, self.dtype)?;
+        match self.embed_scale {
+            Some(s) => Ok(ops::multiply(&x, &ops::astype(&Array::scalar_f32(s)?, self.dtype)?)?),
+            None => Ok(x),
+        }
+    }
+
     /// Runs one step like [`Model::forward`] but returns the final-norm hidden states
     /// `[n, hidden]` (the activation type) of the marked rows: what embedding models pool.
     pub fn hidden(&self, pool: &mut KvPool, step: &StepInput) -> Result<Option<Array>> {
-        let mut x = self.embed.forward(&step.ids, self.dtype)?;
-        if let Some(s) = self.embed_scale {
-            x = ops::multiply(&x, &ops::astype(&Array::scalar_f32(s)?, self.dtype)?)?;
-        }
+        let mut x = self.embed_rows(step)?;
         // A step of decode rows only, fused, rotates and masks inside its attention nodes: the
         // step's rope tables and window masks would be built for nothing.
         let fused_only = self.fused && step.prefill.is_none() && self.rope.cpu_params().is_some();
@@ -243,6 +256,46 @@ impl Model {
         }))
     }
 
+    /// What the CPU's fused attention of the decode rows `d` of `layer` reads.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_spec<'a>(
+        &self,
+        layer: &'a Layer,
+        qkv: &'a Array,
+        kv: &'a Array,
+        step: &'a StepInput,
+        write: &'a Array,
+        d: &'a step::DecodeAttention,
+        (inv_freqs, rope_dims, traditional, pos_scale, mscale): (&'a Array, i32, bool, f32, f32),
+    ) -> mlx::fused::DecodeAttention<'a> {
+        let cfg = &self.cfg;
+        let window = match (&cfg.sliding_window, layer.sliding) {
+            (Some(w), true) => w.size as i32,
+            _ => 0,
+        };
+        mlx::fused::DecodeAttention {
+            qkv,
+            kv,
+            positions: &step.positions,
+            write,
+            gather: &d.gather,
+            lens: &d.lens,
+            inv_freqs,
+            q_norm: layer.q_norm.as_ref().map(|n| (&n.weight, n.eps)),
+            k_norm: layer.k_norm.as_ref().map(|n| (&n.weight, n.eps)),
+            sinks: layer.sinks.as_ref(),
+            heads: cfg.num_heads as i32,
+            kv_heads: cfg.num_kv_heads as i32,
+            head_dim: cfg.head_dim as i32,
+            rope_dims,
+            traditional,
+            pos_scale,
+            mscale,
+            scale: self.attn_scale,
+            window,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -258,40 +311,13 @@ impl Model {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim as i32, cfg.num_heads as i32, cfg.num_kv_heads as i32);
         let qkv = layer.qkv.forward(h)?;
-        let (write, decode, prefill) = match (&step.local, layer.sliding) {
-            (Some(local), true) => (&local.write, local.decode.as_ref(), local.prefill.as_ref()),
-            _ => (&step.write, step.decode.as_ref(), step.prefill.as_ref()),
-        };
+        let (write, decode, prefill) = step.for_layer(layer.sliding);
         let mut outs = Vec::with_capacity(2);
         // The decode rows as one fused node on the CPU; the chunks (if any) as below.
         let fused = decode.filter(|_| self.fused && pool.joint_buffer(l).is_some()).zip(rope.cpu_params());
-        if let Some((d, (inv_freqs, rope_dims, traditional, pos_scale, mscale))) = fused {
-            let window = match (&self.cfg.sliding_window, layer.sliding) {
-                (Some(w), true) => w.size as i32,
-                _ => 0,
-            };
+        if let Some((d, cpu_rope)) = fused {
             let kv = pool.joint_buffer(l).expect("checked above");
-            let (o, kv) = mlx::fused::decode_attention(&mlx::fused::DecodeAttention {
-                qkv: &qkv,
-                kv,
-                positions: &step.positions,
-                write,
-                gather: &d.gather,
-                lens: &d.lens,
-                inv_freqs,
-                q_norm: layer.q_norm.as_ref().map(|n| (&n.weight, n.eps)),
-                k_norm: layer.k_norm.as_ref().map(|n| (&n.weight, n.eps)),
-                sinks: layer.sinks.as_ref(),
-                heads: nh,
-                kv_heads: nkv,
-                head_dim: hd,
-                rope_dims,
-                traditional,
-                pos_scale,
-                mscale,
-                scale: self.attn_scale,
-                window,
-            })?;
+            let (o, kv) = mlx::fused::decode_attention(&self.decode_spec(layer, &qkv, kv, step, write, d, cpu_rope))?;
             pool.set_joint_buffer(l, kv);
             if prefill.is_none() {
                 return Ok(o);

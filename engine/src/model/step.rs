@@ -140,6 +140,17 @@ pub struct StepInput {
     pub real_rows: usize,
 }
 
+impl StepInput {
+    /// Where a layer's rows write and what its decode rows and chunks attend to: the
+    /// sliding-window layers' own slots when the pool keeps them apart, else the step's.
+    pub(crate) fn for_layer(&self, sliding: bool) -> (&Array, Option<&DecodeAttention>, Option<&PrefillAttention>) {
+        match (&self.local, sliding) {
+            (Some(local), true) => (&local.write, local.decode.as_ref(), local.prefill.as_ref()),
+            _ => (&self.write, self.decode.as_ref(), self.prefill.as_ref()),
+        }
+    }
+}
+
 /// The masks of sliding-window layers, built once per step.
 pub(crate) struct WindowMasks {
     pub decode: Option<Array>,
