@@ -4,6 +4,7 @@
 
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -103,6 +104,20 @@ inline Isa cpu_isa() {
 #endif
   }();
   return chosen;
+}
+
+/// Asks for the packed weight row about 2 KB after `wr` (codes, and the scales and offsets of
+/// its groups), so that a part's stream of weights is on its way before the loop gets there.
+/// The hardware prefetcher alone left SmolLM2's batch-1 products at 15-25 GB/s (a part of a
+/// small product is a short stream, ~35 KB, paying the memory's latency at its start); asking
+/// ahead took 20% off its 4-bit products and its 8-bit output projection alike.
+template <typename S>
+inline void ask_ahead(const uint8_t* wr, size_t row_bytes, const S* sr, const S* br, int groups) {
+  const size_t ahead = std::min<size_t>(8, std::max<size_t>(1, (2304 + row_bytes - 1) / row_bytes));
+  const char* next = reinterpret_cast<const char*>(wr + ahead * row_bytes);
+  for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off, 0, 3);
+  __builtin_prefetch(sr + ahead * groups, 0, 3);
+  __builtin_prefetch(br + ahead * groups, 0, 3);
 }
 
 /// The float32 rows of `a`: its own buffer when row-contiguous, else a copy in `tmp`.

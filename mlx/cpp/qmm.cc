@@ -89,6 +89,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int M, i
     const uint8_t* wr = w + n * row_bytes;
     const S* sr = scales + static_cast<size_t>(n) * groups;
     const S* br = biases + static_cast<size_t>(n) * groups;
+    ask_ahead(wr, row_bytes, sr, br, groups);
     if (M == 1) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       for (int g = 0; g < groups; ++g) {
@@ -145,6 +146,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
     const uint8_t* wr = w + n * row_bytes;
     const S* sr = scales + static_cast<size_t>(n) * groups;
     const S* br = biases + static_cast<size_t>(n) * groups;
+    ask_ahead(wr, row_bytes, sr, br, groups);
     if (M == 1) {
       __m256 total = _mm256_setzero_ps();
       float off = 0;

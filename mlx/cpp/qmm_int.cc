@@ -204,6 +204,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_q8_avx2(const Prepared& p, i
     const uint8_t* wr = w + n * row_bytes;
     const S* sr = scales + static_cast<size_t>(n) * groups;
     const S* br = biases + static_cast<size_t>(n) * groups;
+    ask_ahead(wr, row_bytes, sr, br, groups);
     if (M == 1) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       int c = 0;
@@ -324,6 +325,7 @@ ZETA_VNNI void rows4_q8_vnni(const Prepared& p, int m0, int M, int K, const uint
     const uint8_t* wr = w + n * row_bytes;
     const S* sr = scales + static_cast<size_t>(n) * groups;
     const S* br = biases + static_cast<size_t>(n) * groups;
+    ask_ahead(wr, row_bytes, sr, br, groups);
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     for (int c = 0; c < paired; c += 2) {
       const __m512i v = _mm512_loadu_si512(wr + c * 32);
