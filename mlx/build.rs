@@ -40,6 +40,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/fused.cc");
     println!("cargo:rerun-if-changed=cpp/fused_rows.h");
     println!("cargo:rerun-if-changed=cpp/layer.cc");
+    println!("cargo:rerun-if-changed=cpp/huge.h");
+    println!("cargo:rerun-if-changed=cpp/huge.cc");
     println!("cargo:rerun-if-changed=cpp/attend.h");
     println!("cargo:rerun-if-changed=cpp/attend.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
@@ -64,6 +66,7 @@ fn main() {
         .file("cpp/qmm_int.cc")
         .file("cpp/fused.cc")
         .file("cpp/layer.cc")
+        .file("cpp/huge.cc")
         .file("cpp/attend.cc")
         .include(&include)
         .include("cpp")

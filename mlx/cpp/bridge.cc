@@ -1,5 +1,6 @@
 // Glue between cxx and MLX's C++ API; see bridge.h.
 #include "bridge.h"
+#include "huge.h"
 #include "qmm.h"
 
 #include <cstring>
@@ -462,8 +463,10 @@ void use_gpu(bool gpu) {
   mx::set_default_device(gpu ? mx::Device(mx::Device::gpu) : mx::Device(mx::Device::cpu));
 }
 bool default_device_is_gpu() { return mx::default_device() == mx::Device::gpu; }
-size_t active_memory() { return mx::get_active_memory(); }
-size_t peak_memory() { return mx::get_peak_memory(); }
+// With the weights `pin_huge` moved out of MLX's allocator, which no longer counts them.
+size_t active_memory() { return mx::get_active_memory() + huge_bytes(); }
+size_t peak_memory() { return mx::get_peak_memory() + huge_bytes(); }
+ArrayPtr cpu_pin_huge(const array& a) { return own(pin_huge(a)); }
 void reset_peak_memory() { mx::reset_peak_memory(); }
 size_t cache_memory() { return mx::get_cache_memory(); }
 void clear_cache() { mx::clear_cache(); }

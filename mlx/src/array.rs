@@ -72,6 +72,13 @@ pub struct Array {
 }
 
 impl Array {
+    /// This array (evaluated) copied into memory in 2 MB pages where MLX's CPU-only build allows
+    /// it (see `cpp/huge.cc`): for weights the CPU kernels stream every step. Elsewhere (a GPU
+    /// backend, a small or strided array) the array itself.
+    pub fn pin_huge(&self) -> crate::Result<Array> {
+        Array::wrap("cpu_pin_huge", ffi::cpu_pin_huge(self.raw()))
+    }
+
     pub(crate) fn wrap(
         op: &'static str,
         r: std::result::Result<UniquePtr<ffi::array>, cxx::Exception>,

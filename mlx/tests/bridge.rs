@@ -159,6 +159,35 @@ fn memory_statistics_move() {
     assert!(mlx::version().starts_with("0.32"));
 }
 
+/// `pin_huge` copies a weight into 2 MB pages (MLX's CPU-only build): the same values, read by
+/// MLX's own operations, counted in the memory statistics while alive and given back when
+/// dropped. Elsewhere it returns the array itself.
+#[test]
+fn pinned_arrays_keep_their_values_and_give_their_memory_back() {
+    let _serial = serial();
+    let values: Vec<f32> = (0..600 * 500).map(|i| (i % 977) as f32 * 0.5 - 100.0).collect();
+    let a = Array::from_f32(&values, &[600, 500]).unwrap();
+    a.eval().unwrap();
+    let bytes = a.nbytes();
+    let before = mlx::active_memory();
+    let pinned: Vec<Array> = (0..3).map(|_| a.pin_huge().unwrap()).collect();
+    if !mlx::gpu_available() {
+        assert!(
+            mlx::active_memory() >= before + 3 * bytes,
+            "three pinned copies: {before} -> {}",
+            mlx::active_memory()
+        );
+    }
+    let x = Array::full(&[2, 600], 0.25, Dtype::F32).unwrap();
+    let want = ops::matmul(&x, &a).unwrap().to_f32().unwrap();
+    for p in &pinned {
+        assert_eq!(p.to_f32().unwrap(), values);
+        assert_eq!(ops::matmul(&x, p).unwrap().to_f32().unwrap(), want);
+    }
+    drop(pinned);
+    assert!(mlx::active_memory() < before + bytes, "pinned copies freed: {before} -> {}", mlx::active_memory());
+}
+
 /// With the scipy-openblas32 wheel beside MLX (what `make setup` installs on Linux), MLX's
 /// float32 GEMM must be bound to the OpenBLAS shim, not the bundled reference BLAS.
 #[test]

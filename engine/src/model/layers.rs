@@ -189,6 +189,31 @@ impl Linear {
         })
     }
 
+    /// Moves the packed weights the CPU kernel streams every step into 2 MB pages
+    /// ([`Array::pin_huge`]); the float32 expansion of a [`Linear::Hybrid`], which only prompt
+    /// chunks read, stays where it is.
+    pub fn pin_packed(&mut self) -> Result<()> {
+        match self {
+            Linear::Quantized { weight, scales, biases, .. } => {
+                *weight = weight.pin_huge()?;
+                *scales = scales.pin_huge()?;
+                if let Some(b) = biases {
+                    *b = b.pin_huge()?;
+                }
+            }
+            Linear::Hybrid { packed, .. } => packed.pin_packed()?,
+            Linear::Stack(parts) => {
+                for p in parts {
+                    p.pin_packed()?;
+                }
+            }
+            Linear::Dense { .. } => {}
+        }
+        // The copies' old buffers go back to the system, not to MLX's cache.
+        mlx::clear_cache();
+        Ok(())
+    }
+
     /// Every array this layer holds, for evaluation and memory accounting.
     pub fn arrays(&self) -> Vec<&Array> {
         match self {

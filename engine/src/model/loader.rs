@@ -572,7 +572,7 @@ pub(crate) fn build(
         Some(g) => (Some(round_to_bf16((cfg.hidden_size as f32).sqrt())), g.query_pre_attn_scalar.powf(-0.5)),
         None => (None, (cfg.head_dim as f32).powf(-0.5)),
     };
-    let model = Model {
+    let mut model = Model {
         cfg,
         embed,
         layers,
@@ -587,6 +587,9 @@ pub(crate) fn build(
         layer_nodes: fused,
     };
     ArrayList::of(model.arrays()).eval()?;
+    if !gpu {
+        model.pin_packed()?;
+    }
     Ok(model)
 }
 

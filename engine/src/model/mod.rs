@@ -155,6 +155,24 @@ pub struct Model {
 }
 
 impl Model {
+    /// Moves the packed weights of every projection and of the embedding into 2 MB pages (the
+    /// CPU: see [`Linear::pin_packed`]).
+    pub fn pin_packed(&mut self) -> Result<()> {
+        self.embed.0.pin_packed()?;
+        if let Some(head) = &mut self.lm_head {
+            head.pin_packed()?;
+        }
+        for layer in &mut self.layers {
+            layer.qkv.pin_packed()?;
+            layer.o.pin_packed()?;
+            if let Mlp::Dense { gate_up, down, .. } = &mut layer.mlp {
+                gate_up.pin_packed()?;
+                down.pin_packed()?;
+            }
+        }
+        Ok(())
+    }
+
     /// An empty KV pool for this model, holding at most `limit_bytes` (none: unbounded).
     /// Sliding-window layers get a pool of their own (see [`KvPool::split`]); with the CPU's
     /// fused layers, each layer's keys and values share one buffer (see [`KvPool::joined`]).
