@@ -5,6 +5,9 @@
 
 #include <cstring>
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <stdexcept>
 #include <unordered_set>
@@ -469,7 +472,15 @@ size_t peak_memory() { return mx::get_peak_memory() + huge_bytes(); }
 ArrayPtr cpu_pin_huge(const array& a) { return own(pin_huge(a)); }
 void reset_peak_memory() { mx::reset_peak_memory(); }
 size_t cache_memory() { return mx::get_cache_memory(); }
-void clear_cache() { mx::clear_cache(); }
+// MLX's cache goes back to the C allocator, and glibc's free heap pages back to the system: a
+// freed tensor below glibc's mmap threshold (which rises to 32 MB as large blocks are freed) would
+// otherwise stay resident (the loader's copies of the weights into 2 MB pages, an unloaded model).
+void clear_cache() {
+  mx::clear_cache();
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 size_t set_cache_limit(size_t limit) { return mx::set_cache_limit(limit); }
 size_t set_memory_limit(size_t limit) { return mx::set_memory_limit(limit); }
 

@@ -30,7 +30,7 @@ namespace {
 
 constexpr size_t kPage = size_t(2) << 20;
 // Virtual size of a shared mapping; only the pages written take memory.
-constexpr size_t kChunk = size_t(64) << 20;
+constexpr size_t kChunk = size_t(256) << 20;
 // Smaller arrays stay where MLX put them: they would not fill a page on their own.
 constexpr size_t kMinBytes = size_t(64) << 10;
 
@@ -87,7 +87,7 @@ array pin_huge(const array& a) {
     std::lock_guard<std::mutex> lk(mu);
     // The size word MLX keeps before the data, then the data at a 64-byte boundary.
     const size_t need = n + 64 + sizeof(size_t);
-    if (need > kChunk / 4) {
+    if (need > kChunk / 2) {
       c = map_chunk((need + kPage - 1) / kPage * kPage);
       if (!c) return a;
     } else {

@@ -43,7 +43,7 @@ pub fn cache_memory() -> usize {
     ffi::cache_memory()
 }
 
-/// Returns cached buffers to the system.
+/// Returns MLX's cached buffers, and the C allocator's free pages (glibc), to the system.
 pub fn clear_cache() {
     ffi::clear_cache()
 }
