@@ -275,6 +275,24 @@ class PackedProduct : public mx::UnaryPrimitive {
   }
 
  protected:
+  // Allocates the output and queues `body(x's rows, M, K, w, scales, biases, group size, bits, y,
+  // N)` on the stream. Arrays are captured as weak copies, as MLX's own primitives do: the graph
+  // keeps the buffers alive until the task has run.
+  template <typename Body>
+  void queue(const std::vector<array>& inputs, array& out, Body body) {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    std::vector<array> outs{out};
+    auto& enc = encoder(stream(), inputs, outs);
+    enc.dispatch([x = array::unsafe_weak_copy(inputs[0]), w = array::unsafe_weak_copy(inputs[1]),
+                  s = array::unsafe_weak_copy(inputs[2]), b = array::unsafe_weak_copy(inputs[3]),
+                  out = array::unsafe_weak_copy(out), gs = gs_, bits = bits_, body]() mutable {
+      const int K = x.shape(-1), N = out.shape(-1);
+      const int M = static_cast<int>(x.size() / std::max(K, 1));
+      std::vector<float> packed;
+      body(float_rows(x, packed), M, K, w, s, b, gs, bits, out.data<float>(), N);
+    });
+  }
+
   int gs_;
   int bits_;
 };
@@ -357,19 +375,8 @@ class AffineQmm : public PackedProduct<AffineQmm> {
   using PackedProduct::PackedProduct;
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    std::vector<array> outs{out};
-    auto& enc = encoder(stream(), inputs, outs);
-    // Arrays are captured as weak copies, as MLX's own primitives do: the graph keeps the
-    // buffers alive until this task has run.
-    enc.dispatch([x = array::unsafe_weak_copy(inputs[0]), w = array::unsafe_weak_copy(inputs[1]),
-                  s = array::unsafe_weak_copy(inputs[2]), b = array::unsafe_weak_copy(inputs[3]),
-                  out = array::unsafe_weak_copy(out), gs = gs_, bits = bits_]() mutable {
-      const int K = x.shape(-1), N = out.shape(-1);
-      const int M = static_cast<int>(x.size() / std::max(K, 1));
-      std::vector<float> packed;
-      packed_product(float_rows(x, packed), M, K, w, s, b, gs, bits, out.data<float>(), N);
-    });
+    queue(inputs, out, [](const float* xp, int M, int K, const array& w, const array& s, const array& b, int gs,
+                          int bits, float* y, int N) { packed_product(xp, M, K, w, s, b, gs, bits, y, N); });
   }
 
   void eval_gpu(const std::vector<array>&, array&) override {
@@ -443,20 +450,11 @@ class BlockedGemm : public PackedProduct<BlockedGemm> {
   using PackedProduct::PackedProduct;
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    std::vector<array> outs{out};
-    auto& enc = encoder(stream(), inputs, outs);
-    enc.dispatch([x = array::unsafe_weak_copy(inputs[0]), w = array::unsafe_weak_copy(inputs[1]),
-                  s = array::unsafe_weak_copy(inputs[2]), b = array::unsafe_weak_copy(inputs[3]),
-                  out = array::unsafe_weak_copy(out), gs = gs_, bits = bits_]() mutable {
-      const int K = x.shape(-1), N = out.shape(-1);
-      const int M = static_cast<int>(x.size() / std::max(K, 1));
-      std::vector<float> packed;
-      const float* xp = float_rows(x, packed);
+    queue(inputs, out, [](const float* xp, int M, int K, const array& w, const array& s, const array& b, int gs,
+                          int bits, float* y, int N) {
       const uint8_t* wp = w.data<uint8_t>();
       const int rows = std::max(64, (kBlockFloats / std::max(K, 1)) / 64 * 64);
       std::vector<float> block(static_cast<size_t>(std::min(rows, N)) * K);
-      float* y = out.data<float>();
       for (int n0 = 0; n0 < N; n0 += rows) {
         const int n1 = std::min(N, n0 + rows);
         // Rows n0..n1 as rows 0..n1 - n0 of the block.
