@@ -144,7 +144,7 @@ void gated_rows(const float* x, size_t n, int I, int act, float* y) {
   parallel(part, n * I * 16);
 }
 
-void attend_rows(const std::vector<array>& in, const DecodeAttentionSpec& sp, bool qn, bool has_sinks, float* o) {
+void attend_rows(std::span<const array> in, const DecodeAttentionSpec& sp, bool qn, bool has_sinks, float* o) {
   const int nh = sp.heads, nkv = sp.kv_heads, hd = sp.head_dim;
   const int rep = nh / nkv;
   const int64_t half = static_cast<int64_t>(nkv) * hd, slot = 2 * half;

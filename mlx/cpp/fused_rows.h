@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ void gated_rows(const float* x, size_t n, int I, int act, float* y);
 
 /// The decode rows' attention (`o [B, heads * head_dim]`) from the attention node's inputs: qkv,
 /// the written cache, positions, gather, lens, inverse wavelengths[, q norm][, sinks].
-void attend_rows(const std::vector<mlx::core::array>& in, const DecodeAttentionSpec& sp, bool q_norm, bool sinks,
+void attend_rows(std::span<const mlx::core::array> in, const DecodeAttentionSpec& sp, bool q_norm, bool sinks,
                  float* o);
 
 /// The cache write node and the attention's inputs, checked.

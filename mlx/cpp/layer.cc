@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ using mx::array;
 
 namespace {
 
+// The intermediate rows of a node's task (at most 32 rows of a layer's widths), kept per thread:
+// a decode step runs ~60 of these tasks, one after another on MLX's worker.
+float* scratch(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // `[sum,] norm(x (+ m)) @ W.T`. Inputs: x[, m], norm weight, w, scales, biases.
 class NormProduct : public mx::Primitive {
  public:
@@ -44,11 +53,12 @@ class NormProduct : public mx::Primitive {
       const int D = in[0].shape(-1);
       const size_t n = in[0].size() / std::max(D, 1);
       const size_t k = residual ? 2 : 1;
-      std::vector<float> tx, ty, tw, h(n * D);
+      std::vector<float> tx, ty, tw;
+      float* h = scratch(n * D);
       rms_rows(float_rows(in[0], tx), residual ? float_rows(in[1], ty) : nullptr, float_rows(in[k], tw), eps, n, D,
-               residual ? out[0].data<float>() : nullptr, h.data());
+               residual ? out[0].data<float>() : nullptr, h);
       array& y = out.back();
-      packed_product(h.data(), static_cast<int>(n), D, in[k + 1], in[k + 2], in[k + 3], gs, bits, y.data<float>(),
+      packed_product(h, static_cast<int>(n), D, in[k + 1], in[k + 2], in[k + 3], gs, bits, y.data<float>(),
                      y.shape(-1));
     });
   }
@@ -91,17 +101,18 @@ class DecodeLayerTail : public mx::Primitive {
     auto& enc = encoder(stream(), inputs, outputs);
     enc.dispatch([in = weak(inputs), out = weak(outputs), sp = sp_, qn = qn_, sinks = sinks_, eps = eps_, f = fmt_,
                   act = act_]() mutable {
-      const std::vector<array> attention(in.begin() + kTailInputs, in.end());
       const int B = out[0].shape(0), D = out[0].shape(1);
       const int A = sp.heads * sp.head_dim, G = in[5].shape(0), I = G / 2;
       const size_t b = static_cast<size_t>(B);
-      std::vector<float> a(b * A), o(b * D), h(b * D), gu(b * G), g(b * I), tx, tw;
-      attend_rows(attention, sp, qn, sinks, a.data());
-      packed_product(a.data(), B, A, in[2], in[3], in[4], f[0], f[1], o.data(), D);
-      rms_rows(float_rows(in[0], tx), o.data(), float_rows(in[1], tw), eps, b, D, out[0].data<float>(), h.data());
-      packed_product(h.data(), B, D, in[5], in[6], in[7], f[2], f[3], gu.data(), G);
-      gated_rows(gu.data(), b, I, act, g.data());
-      packed_product(g.data(), B, I, in[8], in[9], in[10], f[4], f[5], out[1].data<float>(), D);
+      float* a = scratch(b * (A + 2 * D + G + I));
+      float *o = a + b * A, *h = o + b * D, *gu = h + b * D, *g = gu + b * G;
+      std::vector<float> tx, tw;
+      attend_rows(std::span<const array>(in).subspan(kTailInputs), sp, qn, sinks, a);
+      packed_product(a, B, A, in[2], in[3], in[4], f[0], f[1], o, D);
+      rms_rows(float_rows(in[0], tx), o, float_rows(in[1], tw), eps, b, D, out[0].data<float>(), h);
+      packed_product(h, B, D, in[5], in[6], in[7], f[2], f[3], gu, G);
+      gated_rows(gu, b, I, act, g);
+      packed_product(g, B, I, in[8], in[9], in[10], f[4], f[5], out[1].data<float>(), D);
     });
   }
 
