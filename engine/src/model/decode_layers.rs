@@ -90,25 +90,26 @@ impl Model {
             None => self.embed.0.packed(),
         };
         let Some(head) = head else { return Ok(None) };
-        let Some(plans) = self.layers.iter().map(Layer::plan).collect::<Option<Vec<_>>>() else { return Ok(None) };
-        // Every layer's decode rows must be the step's rows, its rope computable on the CPU and
-        // its cache one joined buffer.
+        // Each layer as the layer nodes take it: its products on packed weights, decode rows that
+        // are the step's rows, its rope computable on the CPU, its cache one joined buffer.
+        let mut plans = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {
-            let (_, decode, _) = step.for_layer(layer.sliding);
-            let rows_ok = decode.is_some_and(|d| d.rows as usize == step.rows);
-            if !rows_ok || self.layer_rope(layer).cpu_params().is_none() || pool.joint_buffer(l).is_none() {
+            let (write, decode, _) = step.for_layer(layer.sliding);
+            let decode = decode.filter(|d| d.rows as usize == step.rows);
+            let (Some(plan), Some(d), Some(rope)) = (layer.plan(), decode, self.layer_rope(layer).cpu_params()) else {
+                return Ok(None);
+            };
+            if pool.joint_buffer(l).is_none() {
                 return Ok(None);
             }
+            plans.push((layer, plan, write, d, rope));
         }
 
         let mut x = self.embed_rows(step)?;
         let mut pending: Option<Array> = None;
-        for (l, (layer, plan)) in self.layers.iter().zip(&plans).enumerate() {
+        for (l, (layer, plan, write, d, rope)) in plans.into_iter().enumerate() {
             let n = &layer.input_norm;
             let (sum, qkv) = mlx::fused::norm_product(&x, pending.as_ref(), &n.weight, n.eps, &plan.qkv)?;
-            let (write, decode, _) = step.for_layer(layer.sliding);
-            let (d, rope) =
-                (decode.expect("checked above"), self.layer_rope(layer).cpu_params().expect("checked above"));
             let kv = pool.joint_buffer(l).expect("checked above");
             let attention = self.decode_spec(layer, &qkv, kv, step, write, d, rope);
             let tail = LayerTail {

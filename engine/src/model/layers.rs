@@ -209,8 +209,6 @@ impl Linear {
             }
             Linear::Dense { .. } => {}
         }
-        // The copies' old buffers go back to the system, not to MLX's cache.
-        mlx::clear_cache();
         Ok(())
     }
 

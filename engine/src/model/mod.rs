@@ -155,13 +155,16 @@ pub struct Model {
 }
 
 impl Model {
-    /// Moves the packed weights of every projection and of the embedding into 2 MB pages (the
-    /// CPU: see [`Linear::pin_packed`]).
+    /// Moves the packed weights of the embedding, the output projection and every layer's
+    /// attention and dense MLP projections into 2 MB pages (the CPU: see [`Linear::pin_packed`]);
+    /// routed experts stay where they are. The old buffers go back to the system after each
+    /// layer, so the copies add one layer's weights at most.
     pub fn pin_packed(&mut self) -> Result<()> {
         self.embed.0.pin_packed()?;
         if let Some(head) = &mut self.lm_head {
             head.pin_packed()?;
         }
+        mlx::clear_cache();
         for layer in &mut self.layers {
             layer.qkv.pin_packed()?;
             layer.o.pin_packed()?;
@@ -169,6 +172,7 @@ impl Model {
                 gate_up.pin_packed()?;
                 down.pin_packed()?;
             }
+            mlx::clear_cache();
         }
         Ok(())
     }
