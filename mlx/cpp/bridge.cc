@@ -466,11 +466,16 @@ void use_gpu(bool gpu) {
   mx::set_default_device(gpu ? mx::Device(mx::Device::gpu) : mx::Device(mx::Device::cpu));
 }
 bool default_device_is_gpu() { return mx::default_device() == mx::Device::gpu; }
-// With the weights `pin_huge` moved out of MLX's allocator, which no longer counts them.
+// With the weights `pin_huge` moved out of MLX's allocator, which no longer counts them. The
+// peak adds the two peaks: an upper bound, as they need not have come at the same moment.
 size_t active_memory() { return mx::get_active_memory() + huge_bytes(); }
-size_t peak_memory() { return mx::get_peak_memory() + huge_bytes(); }
+size_t peak_memory() { return mx::get_peak_memory() + huge_peak_bytes(); }
 ArrayPtr cpu_pin_huge(const array& a) { return own(pin_huge(a)); }
-void reset_peak_memory() { mx::reset_peak_memory(); }
+size_t cpu_pinned_bytes() { return huge_bytes(); }
+void reset_peak_memory() {
+  mx::reset_peak_memory();
+  reset_huge_peak();
+}
 size_t cache_memory() { return mx::get_cache_memory(); }
 // MLX's cache goes back to the C allocator, and glibc's free heap pages back to the system: a
 // freed tensor below glibc's mmap threshold (which rises to 32 MB as large blocks are freed) would

@@ -193,6 +193,7 @@ bool gpu_available();
 void use_gpu(bool gpu);
 bool default_device_is_gpu();
 ArrayPtr cpu_pin_huge(const array& a);
+size_t cpu_pinned_bytes();
 size_t active_memory();
 size_t peak_memory();
 void reset_peak_memory();

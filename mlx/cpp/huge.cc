@@ -44,6 +44,7 @@ struct Chunk {
 std::mutex mu;
 Chunk* current = nullptr;
 std::atomic<size_t> live_bytes{0};
+std::atomic<size_t> peak_bytes{0};
 
 // Whether MLX's allocator is the CPU build's: a buffer's data sits just after its size.
 bool cpu_layout() {
@@ -106,11 +107,18 @@ array pin_huge(const array& a) {
   }
   *reinterpret_cast<size_t*>(data - sizeof(size_t)) = n;
   std::memcpy(data, a.data<char>(), n);
-  live_bytes.fetch_add(n, std::memory_order_relaxed);
+  const size_t now = live_bytes.fetch_add(n, std::memory_order_relaxed) + n;
+  for (size_t peak = peak_bytes.load(std::memory_order_relaxed);
+       now > peak && !peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed);) {
+  }
   mx::allocator::Data d(mx::allocator::Buffer(data - sizeof(size_t)), [c, n](mx::allocator::Buffer) { release(c, n); });
   return array(std::move(d), a.shape(), a.dtype());
 }
 
 size_t huge_bytes() { return live_bytes.load(std::memory_order_relaxed); }
+
+size_t huge_peak_bytes() { return peak_bytes.load(std::memory_order_relaxed); }
+
+void reset_huge_peak() { peak_bytes.store(live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 }  // namespace zeta_mlx

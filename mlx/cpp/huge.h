@@ -16,4 +16,10 @@ mlx::core::array pin_huge(const mlx::core::array& a);
 /// Bytes of arrays `pin_huge` copied that are still alive (MLX's own counters do not see them).
 size_t huge_bytes();
 
+/// Most of [`huge_bytes`] since the last [`reset_huge_peak`].
+size_t huge_peak_bytes();
+
+/// Restarts [`huge_peak_bytes`] from what is alive now.
+void reset_huge_peak();
+
 }  // namespace zeta_mlx

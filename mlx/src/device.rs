@@ -33,6 +33,12 @@ pub fn peak_memory() -> usize {
     ffi::peak_memory()
 }
 
+/// Bytes of arrays [`crate::Array::pin_huge`] copied into 2 MB pages that are still alive (part of
+/// [`active_memory`]).
+pub fn pinned_bytes() -> usize {
+    ffi::cpu_pinned_bytes()
+}
+
 /// Resets [`peak_memory`].
 pub fn reset_peak_memory() {
     ffi::reset_peak_memory()

@@ -215,6 +215,7 @@ pub(crate) mod ffi {
         fn use_gpu(gpu: bool) -> Result<()>;
         fn default_device_is_gpu() -> bool;
         fn cpu_pin_huge(a: &array) -> Result<UniquePtr<array>>;
+        fn cpu_pinned_bytes() -> usize;
         fn active_memory() -> usize;
         fn peak_memory() -> usize;
         fn reset_peak_memory();
