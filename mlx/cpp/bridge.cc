@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <dlfcn.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -24,6 +25,79 @@ struct KeepShim {
   KeepShim() { keep_shim = reinterpret_cast<const void*>(&zeta_cblas_shim_name); }
 } keep_shim_init;
 }  // namespace
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cstdlib>
+namespace {
+// The shim's OpenBLAS (scipy-openblas, a DYNAMIC_ARCH build) is this process's own: MLX's
+// float32 GEMM goes to it, nothing else does. It picks its kernels in its constructor, from
+// OPENBLAS_CORETYPE when that is set, else from the CPU. An OPENBLAS_CORETYPE inherited from the
+// environment is meant for other programs' OpenBLAS (the machine we test on sets Haswell for all),
+// and Haswell's AVX2 kernels made our prefill 1.4x slower than the SkylakeX ones on its AVX-512
+// Zen 5 (bench-engine, alternating: batch-1 prefill 572/628 -> 860/841 tok/s). So the daemon
+// chooses: ZETA_OPENBLAS_CORETYPE if set, else SkylakeX where the CPU has AVX-512, else whatever
+// OpenBLAS would choose. OpenBLAS's constructor runs before main; the executable's preinit array
+// runs before any library's initializer, so the choice is made there (this object is linked into
+// every executable that uses MLX), and the inherited entry is put back by a static initializer,
+// which runs after every library's, so that the processes it starts (the peer a benchmark runs)
+// see the environment they would have seen.
+// The preinit array runs before libc's own initializer, when getenv and setenv do not yet work
+// (libc then points `environ` at the stack's block), so the entry is swapped in that block:
+// OPENBLAS_CORETYPE's own, else ZETA_OPENBLAS_CORETYPE's (without either, OpenBLAS's detection
+// takes AVX-512 where the CPU has it).
+char chosen_entry[64];
+char** chosen_slot = nullptr;
+char* replaced_entry = nullptr;
+
+bool starts_with(const char* s, const char* prefix) {
+  while (*prefix != '\0' && *s == *prefix) ++s, ++prefix;
+  return *prefix == '\0';
+}
+
+void pick_openblas_core(int, char**, char** envp) {
+  static const char kOpenblas[] = "OPENBLAS_CORETYPE=", kOurs[] = "ZETA_OPENBLAS_CORETYPE=";
+  char** openblas = nullptr;
+  char** ours = nullptr;
+  for (char** e = envp; e != nullptr && *e != nullptr; ++e) {
+    if (starts_with(*e, kOpenblas)) openblas = e;
+    if (starts_with(*e, kOurs)) ours = e;
+  }
+  const char* want = ours != nullptr ? *ours + sizeof kOurs - 1 : nullptr;
+  if (want == nullptr) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd")) {
+      want = "SkylakeX";
+    }
+  }
+  char** slot = openblas != nullptr ? openblas : ours;
+  if (want == nullptr || *want == '\0' || slot == nullptr) return;
+  size_t n = 0;
+  for (const char* p = kOpenblas; *p != '\0';) chosen_entry[n++] = *p++;
+  for (const char* p = want; *p != '\0' && n + 1 < sizeof chosen_entry;) chosen_entry[n++] = *p++;
+  chosen_entry[n] = '\0';
+  replaced_entry = *slot;
+  chosen_slot = slot;
+  *slot = chosen_entry;
+}
+__attribute__((section(".preinit_array"), used)) void (*const pick_openblas_core_entry)(int, char**, char**) =
+    &pick_openblas_core;
+
+// Static initializers of the executable run after every library's (OpenBLAS's included).
+struct RestoreCore {
+  RestoreCore() {
+    if (chosen_slot == nullptr) return;
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      if (*e == chosen_entry) {
+        *e = replaced_entry;
+        break;
+      }
+    }
+  }
+} restore_core;
+}  // namespace
+#endif
 #endif
 
 namespace zeta_mlx {
@@ -498,7 +572,11 @@ rust::String blas_backend() {
   void* sym = dlsym(RTLD_DEFAULT, "cblas_sgemm");
   Dl_info info{};
   if (sym == nullptr || dladdr(sym, &info) == 0 || info.dli_fname == nullptr) return rust::String("unknown");
-  return rust::String::lossy(info.dli_fname);
+  std::string name = info.dli_fname;
+#ifdef ZETA_CBLAS_SHIM
+  if (name.find("libzeta_cblas") != std::string::npos) name += std::string(" (") + zeta_cblas_shim_name() + ")";
+#endif
+  return rust::String::lossy(name);
 }
 
 }  // namespace zeta_mlx

@@ -65,7 +65,8 @@ pub fn set_memory_limit(bytes: usize) -> usize {
 }
 
 /// The shared library that provides `cblas_sgemm` to MLX in this process (OpenBLAS through the
-/// project's shim, Accelerate, or the reference BLAS bundled with the mlx-cpu wheel).
+/// project's shim, Accelerate, or the reference BLAS bundled with the mlx-cpu wheel); for the
+/// shim, followed by OpenBLAS's configuration in parentheses, which names the kernels it chose.
 pub fn blas_backend() -> String {
     ffi::blas_backend()
 }

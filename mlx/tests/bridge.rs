@@ -202,3 +202,31 @@ fn sgemm_is_routed_to_openblas_when_available() {
         assert!(backend.contains("libzeta_cblas"), "cblas_sgemm comes from {backend}");
     }
 }
+
+/// On a CPU with AVX-512, the shim's OpenBLAS runs its AVX-512 kernels, even where the
+/// environment names narrower ones for every program (this machine sets OPENBLAS_CORETYPE=Haswell:
+/// prefill 1.4x slower), unless ZETA_OPENBLAS_CORETYPE chooses; and the process's environment is
+/// the one it started with, so that the processes it starts inherit that.
+#[test]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn openblas_takes_its_avx512_kernels_where_the_cpu_has_them() {
+    let backend = mlx::blas_backend();
+    if !backend.contains("libzeta_cblas") || std::env::var_os("ZETA_OPENBLAS_CORETYPE").is_some() {
+        return;
+    }
+    assert!(backend.contains("OpenBLAS"), "the shim names OpenBLAS's configuration: {backend}");
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512cd");
+    if avx512 {
+        assert!(backend.contains("SkylakeX"), "OpenBLAS kept narrower kernels: {backend}");
+    }
+    let at_start = std::fs::read("/proc/self/environ").unwrap();
+    let inherited = at_start
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(b"OPENBLAS_CORETYPE=".as_slice()))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(std::env::var("OPENBLAS_CORETYPE").ok(), inherited, "the inherited OPENBLAS_CORETYPE is put back");
+}

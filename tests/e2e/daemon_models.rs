@@ -118,7 +118,9 @@ async fn a_model_with_requests_is_never_evicted() {
     );
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let g = d.generation().await;
-    // One request running on `busy` and one queued behind it (max_batch = 1).
+    // One request running on `busy` and several queued behind it (max_batch = 1): enough work
+    // (~2,800 tokens) that `busy` still has requests when `other` asks, on a fast machine too
+    // (one queued request was done within the 100 ms once).
     let long = || {
         let mut r = tokens("busy", vec![5, 6, 7], 400);
         r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
@@ -126,20 +128,24 @@ async fn a_model_with_requests_is_never_evicted() {
     };
     let mut running = g.clone().generate(long()).await.unwrap().into_inner();
     running.message().await.unwrap();
-    let queued = {
-        let mut g = g.clone();
-        let r = long();
-        tokio::spawn(async move { generate(&mut g, r).await })
-    };
+    let queued: Vec<_> = (0..6)
+        .map(|_| {
+            let mut g = g.clone();
+            let r = long();
+            tokio::spawn(async move { generate(&mut g, r).await })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // `other` needs a slot: the default is pinned and `busy` has requests, so nothing can go.
     let err = generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("busy (busy)") && err.message().contains("d (pinned)"), "{}", err.message());
     assert_eq!(state(&d, "busy").await.0, LOADED);
-    // Both requests on `busy` complete untouched.
+    // Every request on `busy` completes untouched.
     while running.message().await.unwrap().is_some() {}
-    assert_eq!(queued.await.unwrap().unwrap().tokens.len(), 400);
+    for q in queued {
+        assert_eq!(q.await.unwrap().unwrap().tokens.len(), 400);
+    }
     // Once idle, it can be evicted.
     generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap();
     assert_eq!(state(&d, "busy").await.0, UNLOADED);
