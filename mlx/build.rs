@@ -36,6 +36,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/qmm_tiles.cc");
     println!("cargo:rerun-if-changed=cpp/qmm_int.h");
     println!("cargo:rerun-if-changed=cpp/qmm_int.cc");
+    println!("cargo:rerun-if-changed=cpp/qmm_int_neon.cc");
     println!("cargo:rerun-if-changed=cpp/fused.h");
     println!("cargo:rerun-if-changed=cpp/fused.cc");
     println!("cargo:rerun-if-changed=cpp/fused_rows.h");
@@ -64,6 +65,7 @@ fn main() {
         .file("cpp/qmm.cc")
         .file("cpp/qmm_tiles.cc")
         .file("cpp/qmm_int.cc")
+        .file("cpp/qmm_int_neon.cc")
         .file("cpp/fused.cc")
         .file("cpp/layer.cc")
         .file("cpp/huge.cc")
@@ -77,7 +79,10 @@ fn main() {
         // depend on the machine.
         .flag_if_supported("-ffp-contract=off")
         .flag_if_supported("-Wno-unused-parameter")
-        .flag_if_supported("-Wno-deprecated-declarations");
+        .flag_if_supported("-Wno-deprecated-declarations")
+        // GCC on arm64 notes an ABI change of GCC 10.1 at every std::pair<float, float> in MLX's
+        // headers; both sides of every call here are built by one compiler.
+        .flag_if_supported("-Wno-psabi");
 
     if let Some(shim_dir) = build_openblas_shim(&mlx_dir) {
         build.define("ZETA_CBLAS_SHIM", "1");
@@ -189,7 +194,9 @@ fn build_openblas_shim(mlx_dir: &Path) -> Option<PathBuf> {
     let compiler = cc::Build::new().get_compiler();
     let status = compiler
         .to_command()
-        .args(["-O3", "-shared", "-fPIC", "-pthread", "-Wno-psabi", "cpp/cblas_shim.c", "-o"])
+        // -ffp-contract=off as for the bridge: on arm64 GCC fused a multiply and an add in the
+        // one-row loop and not in the four-row one, so a row's bits depended on the batch.
+        .args(["-O3", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-Wno-psabi", "cpp/cblas_shim.c", "-o"])
         .arg(&so)
         .arg(format!("-L{}", blas_lib.display()))
         .arg("-lscipy_openblas")

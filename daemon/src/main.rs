@@ -49,7 +49,8 @@ fn main() {
             }
         };
         tracing::info!(socket = %socket.display(), from = %origin, config = ?config_path, version = env!("CARGO_PKG_VERSION"),
-            mlx = %mlx::version(), device = if mlx::default_device_is_gpu() { "gpu" } else { "cpu" }, "zeta-mlxd listening");
+            mlx = %mlx::version(), device = if mlx::default_device_is_gpu() { "gpu" } else { "cpu" },
+            cpu_kernels = %mlx::cpu_kernels(), blas = %mlx::blas_backend(), "zeta-mlxd listening");
         let registry = Registry::new(Arc::new(config), hub);
         let r = zeta_mlxd::run(listener, registry, shutdown_signal()).await;
         drop(guard);

@@ -244,6 +244,8 @@ void attend(const float* q, int ng, int rep, int hd, const float* K, const float
     case Isa::avx2:
       return attend_avx2(q, ng, rep, hd, K, V, stride, slots, j0, len, S, scale, sinks, sc, y);
     case Isa::portable:
+    case Isa::neon:
+    case Isa::neon_dot:
       break;
   }
 #endif

@@ -1,5 +1,6 @@
 // Glue between cxx and MLX's C++ API; see bridge.h.
 #include "bridge.h"
+#include "cpu_parallel.h"
 #include "huge.h"
 #include "qmm.h"
 
@@ -562,6 +563,18 @@ void clear_cache() {
 }
 size_t set_cache_limit(size_t limit) { return mx::set_cache_limit(limit); }
 size_t set_memory_limit(size_t limit) { return mx::set_memory_limit(limit); }
+
+rust::String cpu_kernels() {
+  switch (cpu_isa()) {
+    case Isa::avx512_vnni: return rust::String("avx512-vnni");
+    case Isa::avx512: return rust::String("avx512");
+    case Isa::avx2: return rust::String("avx2");
+    case Isa::neon_dot: return rust::String("neon-dotprod");
+    case Isa::neon: return rust::String("neon");
+    case Isa::portable: break;
+  }
+  return rust::String("portable");
+}
 
 rust::String blas_backend() {
   // Which library the loader bound `cblas_sgemm` to: the OpenBLAS shim, Accelerate, or the

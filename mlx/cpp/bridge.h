@@ -202,5 +202,6 @@ void clear_cache();
 size_t set_cache_limit(size_t limit);
 size_t set_memory_limit(size_t limit);
 rust::String blas_backend();
+rust::String cpu_kernels();
 
 }  // namespace zeta_mlx

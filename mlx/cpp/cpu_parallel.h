@@ -11,6 +11,13 @@
 #include <string>
 #include <vector>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 
@@ -80,11 +87,30 @@ inline std::vector<mlx::core::array> weak(const std::vector<mlx::core::array>& v
   return out;
 }
 
-/// The widest vector paths the CPU primitives take, from narrowest to widest.
-enum class Isa { portable, avx2, avx512, avx512_vnni };
+#if defined(__aarch64__)
+/// Whether the core has Armv8.2's int8 dot product (`sdot`): the kernel's HWCAP on Linux, the
+/// `hw.optional.arm.FEAT_DotProd` sysctl on macOS.
+inline bool arm_dotprod() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+  int on = 0;
+  size_t size = sizeof on;
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &on, &size, nullptr, 0) == 0 && on != 0;
+#else
+  return false;
+#endif
+}
+#endif
+
+/// The widest vector paths the CPU primitives take: on x86 from narrowest to widest; on arm64
+/// NEON (every AArch64 core has it) and NEON with the int8 dot product (`sdot`, Armv8.2's
+/// DotProd: Apple M1 and later, Graviton 2 and later, Cortex-A76 and later).
+enum class Isa { portable, avx2, avx512, avx512_vnni, neon, neon_dot };
 
 /// What this machine has (AVX2 counted with FMA and F16C; VNNI with AVX-512 BW and VL), narrowed
-/// by `ZETA_CPU_ISA=avx2` or `portable` so that the tests run the narrower paths on any machine.
+/// by `ZETA_CPU_ISA=avx2`, `neon` or `portable` so that the tests run the narrower paths on any
+/// machine.
 inline Isa cpu_isa() {
   static const Isa chosen = [] {
     const char* narrow = std::getenv("ZETA_CPU_ISA");
@@ -98,6 +124,10 @@ inline Isa cpu_isa() {
     if (only == "portable" || !avx2) return Isa::portable;
     if (only == "avx2" || !avx512) return Isa::avx2;
     return vnni ? Isa::avx512_vnni : Isa::avx512;
+#elif defined(__aarch64__)
+    if (only == "portable") return Isa::portable;
+    if (only == "neon" || !arm_dotprod()) return Isa::neon;
+    return Isa::neon_dot;
 #else
     (void)only;
     return Isa::portable;

@@ -204,6 +204,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows4_avx2(const float* xp, const 
 }
 #endif
 
+#ifdef ZETA_X86
 /// The activations as `rows4_avx2` reads them: `xp` [M, K] (32-aligned) with each block of 32
 /// reordered even positions first, `xsum` [M, K / gs] the groups' sums.
 struct Prepared {
@@ -237,7 +238,6 @@ Prepared prepare4(const float* x, int M, int K, int gs) {
   return p;
 }
 
-#ifdef ZETA_X86
 // The one-row paths' rows [n0, n1), 32 rows of x at a time: 4-bit ones reordered (`prep`), or
 // 8-bit.
 template <typename S>
@@ -303,8 +303,8 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
                     float* y, int N) {
   kernel_calls.fetch_add(1, std::memory_order_relaxed);
   const uint8_t* wp = w.data<uint8_t>();
-  std::optional<Prepared> prep;
 #ifdef ZETA_X86
+  std::optional<Prepared> prep;
   std::optional<q8::Prepared> q8;
   const bool tiled = M >= kTileRows || cpu_isa() < Isa::avx2;
   // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
@@ -314,12 +314,20 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
   } else if (!tiled && bits == 4) {
     prep = prepare4(xp, M, K, gs);
   }
+#elif defined(__aarch64__)
+  // With the int8 dot product, one or two rows of 4-bit products in chunks of 64 take the integer
+  // path (qmm_int_neon.cc); everything else the tiles.
+  std::optional<q8::Prepared> q8;
+  const bool tiled = M >= kTileRows || bits != 4 || K % 64 != 0 || cpu_isa() != Isa::neon_dot;
+  if (!tiled) q8 = q8::prepare(xp, M, K, gs);
 #else
   const bool tiled = true;
 #endif
   std::optional<tiles::Rows> rows;
   if (tiled) rows = tiles::prepare_rows(xp, M, K, bits);
+#ifdef ZETA_X86
   const Prepared* pp = prep ? &*prep : nullptr;
+#endif
   auto part = [&](int t, int parts) {
     int n0 = static_cast<int>(static_cast<int64_t>(N) * t / parts);
     int n1 = static_cast<int>(static_cast<int64_t>(N) * (t + 1) / parts);
@@ -335,7 +343,7 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
                                    N, n0, n1);
       }
     }
-#ifdef ZETA_X86
+#if defined(ZETA_X86) || defined(__aarch64__)
     if (q8) {
       for (int m0 = 0; m0 < M; m0 += kRowsPerPass) {
         const int rows_here = std::min(kRowsPerPass, M - m0);
@@ -355,6 +363,8 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
       }
       return;
     }
+#endif
+#ifdef ZETA_X86
     switch (s.dtype()) {
       case mx::float32:
         return run_rows(xp, pp, M, K, wp, s.data<float>(), b.data<float>(), gs, y, N, n0, n1);

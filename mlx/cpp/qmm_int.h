@@ -1,5 +1,6 @@
 // The integer path of the CPU quantized product (qmm.cc): one or two rows of activations as int8
-// codes times 4-bit weights, for x86 with AVX2 (`maddubs`) or AVX-512 VNNI (`vpdpbusd`).
+// codes times 4-bit weights, for x86 with AVX2 (`maddubs`) or AVX-512 VNNI (`vpdpbusd`)
+// (qmm_int.cc), and for arm64 with the int8 dot product (`sdot`, qmm_int_neon.cc).
 
 #pragma once
 
@@ -27,7 +28,8 @@ constexpr int kMaxRows = 32;
 /// positions of its two blocks (16 + 16 bytes), then the odd ones, so that one 256-bit load of
 /// codes pairs with one load of activations per nibble half. For the VNNI loop (`pairs`), two
 /// chunks' codes are one 512-bit load, so chunks go by pairs: both chunks' even positions, then
-/// both chunks' odd ones (a last chunk without a pair keeps the single layout).
+/// both chunks' odd ones (a last chunk without a pair keeps the single layout). The arm64 loop
+/// takes the single layout: a 16-byte load of codes is one block's even or odd positions.
 struct Prepared {
   std::vector<int8_t> storage;
   int8_t* xq = nullptr;
@@ -40,7 +42,7 @@ struct Prepared {
   bool pairs = false;       // the VNNI layout
 };
 
-/// `x` [M, K] (K a multiple of 64) prepared for [`rows`]. Needs AVX2.
+/// `x` [M, K] (K a multiple of 64) prepared for [`rows`]. Needs AVX2 on x86.
 Prepared prepare(const float* x, int M, int K, int gs);
 
 /// Output columns [n0, n1) of rows [m0, m0 + M) (M <= kMaxRows) of `y` [*, N]: the prepared rows

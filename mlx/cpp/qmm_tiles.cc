@@ -30,6 +30,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define ZETA_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define ZETA_ARM 1
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -228,6 +231,61 @@ __attribute__((target("avx2,fma"))) void pass_avx2(const float* x, size_t ldx, c
 }
 #endif
 
+#ifdef ZETA_ARM
+// Sixteen codes (bytes, in order) times the scale plus the offset, stored at `at` (one FMA per
+// four: code · scale + offset rounded once, as the AVX-512 table's entries).
+inline __attribute__((always_inline)) void put16_neon(float* at, uint8x16_t codes, float32x4_t s, float32x4_t b) {
+  const uint16x8_t lo = vmovl_u8(vget_low_u8(codes)), hi = vmovl_u8(vget_high_u8(codes));
+  vst1q_f32(at, vfmaq_f32(b, vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))), s));
+  vst1q_f32(at + 4, vfmaq_f32(b, vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))), s));
+  vst1q_f32(at + 8, vfmaq_f32(b, vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))), s));
+  vst1q_f32(at + 12, vfmaq_f32(b, vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))), s));
+}
+
+// As tile_row_avx2 with NEON: 4-bit codes 32 at a time (16 bytes: the low nibbles are the even
+// positions, the high ones the odd), 8-bit ones 16 at a time.
+template <typename S>
+void tile_row_neon(const uint8_t* wr, const S* sr, const S* br, int gs, int bits, int k0, int len, float* out) {
+  const uint8x16_t low = vdupq_n_u8(0x0F);
+  for (int g = k0 / gs; g < (k0 + len) / gs; ++g) {
+    const float32x4_t s = vdupq_n_f32(static_cast<float>(sr[g])), b = vdupq_n_f32(static_cast<float>(br[g]));
+    float* o = out + (g * gs - k0);
+    if (bits == 4) {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
+      for (int i = 0; i < gs; i += 32) {
+        const uint8x16_t v = vld1q_u8(q + i / 2);
+        put16_neon(o + i, vandq_u8(v, low), s, b);
+        put16_neon(o + i + 16, vshrq_n_u8(v, 4), s, b);
+      }
+    } else {
+      const uint8_t* q = wr + static_cast<size_t>(g) * gs;
+      for (int i = 0; i < gs; i += 16) put16_neon(o + i, vld1q_u8(q + i), s, b);
+    }
+  }
+}
+
+// R rows of x times the kCols dequantized weight rows, as pass_avx512 with four lanes: R x 4
+// accumulators (16 of the 32 registers at R = 4) over the whole row, each load of x feeding
+// four FMAs; each accumulator's lanes summed by one fixed tree (halves, then the pair).
+template <int R>
+void pass_neon(const float* x, size_t ldx, const float* t, size_t ldt, int K, float* out) {
+  float32x4_t a[R][kCols];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kCols; ++c) a[r][c] = vdupq_n_f32(0.0f);
+  for (int p = 0; p < K; p += 4) {
+    float32x4_t wv[kCols];
+    for (int c = 0; c < kCols; ++c) wv[c] = vld1q_f32(t + c * ldt + p);
+    for (int r = 0; r < R; ++r) {
+      const float32x4_t xv = vld1q_f32(x + r * ldx + p);
+      for (int c = 0; c < kCols; ++c) a[r][c] = vfmaq_f32(a[r][c], xv, wv[c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kCols; ++c)
+      out[r * kCols + c] = vpadds_f32(vadd_f32(vget_low_f32(a[r][c]), vget_high_f32(a[r][c])));
+}
+#endif
+
 // Any machine: one row, 16 lanes per accumulator (the compiler vectorizes the lane loop), summed
 // pairwise.
 void pass_portable(const float* x, size_t, const float* t, size_t ldt, int K, float* out) {
@@ -280,6 +338,11 @@ Passes passes() {
       return {{pass_avx512<1>, pass_avx512<2>, pass_avx512<3>, pass_avx512<4>}, 4, Isa::avx512};
     case Isa::avx2:
       return {{pass_avx2<1>, pass_avx2<2>, nullptr, nullptr}, 2, Isa::avx2};
+#endif
+#ifdef ZETA_ARM
+    case Isa::neon:
+    case Isa::neon_dot:
+      return {{pass_neon<1>, pass_neon<2>, pass_neon<3>, pass_neon<4>}, 4, Isa::neon};
 #endif
     default:
       return {{pass_portable, nullptr, nullptr, nullptr}, 1, Isa::portable};
@@ -370,6 +433,12 @@ void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, 
       }
       if (run.isa == Isa::avx2) {
         tile_row_avx2(wr, sr, br, gs, bits, 0, K, out);
+        continue;
+      }
+#endif
+#ifdef ZETA_ARM
+      if (run.isa == Isa::neon) {
+        tile_row_neon(wr, sr, br, gs, bits, 0, K, out);
         continue;
       }
 #endif

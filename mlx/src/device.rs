@@ -70,3 +70,11 @@ pub fn set_memory_limit(bytes: usize) -> usize {
 pub fn blas_backend() -> String {
     ffi::blas_backend()
 }
+
+/// The vector instructions the bridge's CPU kernels (quantized products, fused layers, decode
+/// attention) run on in this process: `avx512-vnni`, `avx512`, `avx2`, `neon-dotprod`, `neon` or
+/// `portable`, chosen once from the CPU and narrowed by `ZETA_CPU_ISA` (`avx2`, `neon`,
+/// `portable`).
+pub fn cpu_kernels() -> String {
+    ffi::cpu_kernels()
+}

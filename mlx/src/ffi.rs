@@ -224,5 +224,6 @@ pub(crate) mod ffi {
         fn set_cache_limit(limit: usize) -> usize;
         fn set_memory_limit(limit: usize) -> usize;
         fn blas_backend() -> String;
+        fn cpu_kernels() -> String;
     }
 }

@@ -230,3 +230,36 @@ fn openblas_takes_its_avx512_kernels_where_the_cpu_has_them() {
         .map(|v| String::from_utf8_lossy(v).into_owned());
     assert_eq!(std::env::var("OPENBLAS_CORETYPE").ok(), inherited, "the inherited OPENBLAS_CORETYPE is put back");
 }
+
+/// The CPU kernels run on the widest vector instructions the CPU has (AVX-512 with VNNI here; on
+/// arm64 the int8 dot product where the core has it, which the 4-bit one- and two-row products
+/// are built on), and `ZETA_CPU_ISA` narrows them.
+#[test]
+fn cpu_kernels_take_the_widest_instructions_the_cpu_has() {
+    let chosen = mlx::cpu_kernels();
+    let narrowed = std::env::var("ZETA_CPU_ISA").unwrap_or_default();
+    #[cfg(target_arch = "x86_64")]
+    let widest = {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma") && has!("f16c")) {
+            "portable"
+        } else if !has!("avx512f") {
+            "avx2"
+        } else if has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+            "avx512-vnni"
+        } else {
+            "avx512"
+        }
+    };
+    #[cfg(target_arch = "aarch64")]
+    let widest = if std::arch::is_aarch64_feature_detected!("dotprod") { "neon-dotprod" } else { "neon" };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let widest = "portable";
+    let want = match narrowed.as_str() {
+        "portable" => "portable",
+        "avx2" if widest.starts_with("avx") => "avx2",
+        "neon" if widest.starts_with("neon") => "neon",
+        _ => widest,
+    };
+    assert_eq!(chosen, want, "ZETA_CPU_ISA={narrowed:?}");
+}

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Rng, narrowed, rerun_narrowed, serial};
+use common::{NARROWER_ISAS, Rng, narrowed, rerun_narrowed, serial};
 
 use mlx::{Array, Dtype, ops};
 
@@ -155,20 +155,23 @@ fn larger_batches_and_other_types_fall_back_to_mlx() {
     assert_eq!(y.to_f32().unwrap(), reference.to_f32().unwrap(), "float16 rows are MLX's own product");
 }
 
-/// The AVX2 and portable tiles (which a machine with AVX-512 never picks) hold to the same bound
-/// and the same batch invariance: this test binary runs those two tests again, narrowed to each.
+/// The narrower tiles (AVX2 and portable on x86-64, which a machine with AVX-512 never picks; the
+/// float NEON tiles and portable on arm64, which a CPU with dot products uses only for three rows
+/// or more) hold to the same bound and the same batch invariance: this test binary runs those two
+/// tests again, narrowed to each.
 #[test]
 fn the_narrower_vector_paths_agree_too() {
     if narrowed() {
         return;
     }
-    for isa in ["avx2", "portable"] {
+    for &isa in NARROWER_ISAS {
         let tests = ["--exact", "the_cpu_kernel_matches_mlx_on_random_shapes", "each_row_is_the_same_alone_or_batched"];
         let stdout = rerun_narrowed(isa, &tests);
         assert!(stdout.contains("2 passed"), "{isa}: both tests ran: {stdout}");
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// One- and two-row 4-bit products (the integer path) on shapes whose chunks of 64 pair up or
 /// leave one over, every group size and scale type, as one FNV-1a digest of their bits.
 fn integer_path_digest() -> u64 {
@@ -194,6 +197,7 @@ fn integer_path_digest() -> u64 {
 
 /// What the child process of the next test reports (on stdout, which the parent reads); ignored
 /// in a plain run, where it could not fail.
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[ignore = "run by the_vnni_loop_gives_the_avx2_loops_bits, in a child process"]
 #[allow(clippy::print_stdout)]
@@ -204,7 +208,9 @@ fn print_integer_path_digest() {
 
 /// The AVX-512 VNNI loop (on machines that have it, as this one) computes the AVX2 loop's bits:
 /// the same integer sums and float operations, lane for lane. A sequence then decodes the same
-/// tokens whichever of the two a machine runs, and alone or in a pair.
+/// tokens whichever of the two a machine runs, and alone or in a pair. (arm64 has one integer
+/// loop, the dot-product one.)
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn the_vnni_loop_gives_the_avx2_loops_bits() {
     if narrowed() {

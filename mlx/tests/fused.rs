@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Rng, narrowed, rerun_narrowed, serial};
+use common::{NARROWER_ISAS, Rng, narrowed, rerun_narrowed, serial};
 
 use mlx::fused::{self, DecodeAttention, Gate};
 use mlx::{Array, ArrayList, Dtype, ops};
@@ -220,7 +220,7 @@ fn decode_attention_matches_mlx() {
     );
 }
 
-/// The AVX2 and portable attention (which a machine with AVX-512 never picks) hold to the same
+/// The narrower attention paths (AVX2 and portable on x86-64; NEON and portable on arm64) hold to the same
 /// bound and give a row the same bits alone and batched: this test binary runs the attention test
 /// again, narrowed to each.
 #[test]
@@ -228,7 +228,7 @@ fn the_narrower_attention_paths_agree_too() {
     if narrowed() {
         return;
     }
-    for isa in ["avx2", "portable"] {
+    for &isa in NARROWER_ISAS {
         let stdout = rerun_narrowed(isa, &["--exact", "decode_attention_matches_mlx"]);
         assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
     }

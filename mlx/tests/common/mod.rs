@@ -42,15 +42,29 @@ pub fn narrowed() -> bool {
     std::env::var_os("ZETA_CPU_ISA").is_some()
 }
 
+/// The vector paths narrower than this architecture's widest, which a machine with the widest
+/// never picks: [`rerun_narrowed`] runs tests again on each.
+pub const NARROWER_ISAS: &[&str] =
+    if cfg!(target_arch = "aarch64") { &["neon", "portable"] } else { &["avx2", "portable"] };
+
 /// Runs this test binary again with `ZETA_CPU_ISA=isa` (the vector paths a machine with wider ones
 /// never picks) on `args` (test names and flags); asserts it passed and returns its stdout.
+///
+/// Under an emulator (`scripts/test-arm64.sh` runs the arm64 build in qemu-user, which cannot
+/// start a foreign binary by itself) `ZETA_TEST_RUNNER` names the program to start it with.
 pub fn rerun_narrowed(isa: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(args)
-        .args(["--test-threads", "1"])
-        .env("ZETA_CPU_ISA", isa)
-        .output()
-        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("ZETA_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    let out = command.args(args).args(["--test-threads", "1"]).env("ZETA_CPU_ISA", isa).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{isa}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
