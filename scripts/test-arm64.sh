@@ -31,9 +31,9 @@ if [ ! -f "$env_dir/site/mlx/include/mlx/mlx.h" ]; then
 fi
 
 export MLX_DIR=$env_dir/site/mlx
-export CARGO_TARGET_DIR=$root/target/arm64
-export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/arm64}
+export CC_aarch64_unknown_linux_gnu=${CC_aarch64_unknown_linux_gnu:-aarch64-linux-gnu-gcc}
+export CXX_aarch64_unknown_linux_gnu=${CXX_aarch64_unknown_linux_gnu:-aarch64-linux-gnu-g++}
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 # A Neoverse N1 (Graviton 2, Ampere Altra): NEON with the int8 dot product. qemu's default "max"

@@ -72,10 +72,22 @@ inline float offsets(const S* br, const float* xsum, int groups) {
   return off;
 }
 
+// `sdot`: acc + the sums of each four byte products. Clang before 16 declares `vdotq_s32` only
+// where the whole file targets DotProd (Apple's arm64 does: the M1 has it), not in a function
+// that does; there the instruction itself.
+ZETA_DOTPROD inline __attribute__((always_inline)) int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD) || !defined(__clang__)
+  return vdotq_s32(acc, a, b);
+#else
+  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+  return acc;
+#endif
+}
+
 // Σ q·a over a block's 32 codes (`lo`: the even positions', `hi`: the odd ones') and its
 // activations (even ones at `a`, odd ones 32 bytes further), in four int32 lanes.
 ZETA_DOTPROD inline __attribute__((always_inline)) int32x4_t block_dot(int8x16_t lo, int8x16_t hi, const int8_t* a) {
-  return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(a)), hi, vld1q_s8(a + 32));
+  return sdot(sdot(vdupq_n_s32(0), lo, vld1q_s8(a)), hi, vld1q_s8(a + 32));
 }
 
 // A block's three codes in units of the first residual's scale, as four float lanes:
