@@ -150,6 +150,16 @@ inline void ask_ahead(const uint8_t* wr, size_t row_bytes, const S* sr, const S*
   __builtin_prefetch(br + ahead * groups, 0, 3);
 }
 
+/// `out[g]` = the sum of group g's `gs` values of the row `x` [K], in order: the term the
+/// quantization's offsets multiply (Σ_g bias_g · Σ_i x_i).
+inline void group_sums(const float* x, int K, int gs, float* out) {
+  for (int g = 0; g < K / gs; ++g) {
+    float sum = 0;
+    for (int i = 0; i < gs; ++i) sum += x[g * gs + i];
+    out[g] = sum;
+  }
+}
+
 /// The float32 rows of `a`: its own buffer when row-contiguous, else a copy in `tmp`.
 inline const float* float_rows(const mlx::core::array& a, std::vector<float>& tmp) {
   if (a.flags().row_contiguous) return a.data<float>();

@@ -229,11 +229,7 @@ Prepared prepare4(const float* x, int M, int K, int gs) {
         out[blk + 16 + j] = xr[blk + 2 * j + 1];
       }
     }
-    for (int g = 0; g < groups; ++g) {
-      float sum = 0;
-      for (int i = 0; i < gs; ++i) sum += xr[g * gs + i];
-      p.xsum[static_cast<size_t>(m) * groups + g] = sum;
-    }
+    group_sums(xr, K, gs, p.xsum.data() + static_cast<size_t>(m) * groups);
   }
   return p;
 }

@@ -371,12 +371,7 @@ void rows(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* sc
   rows4_q8_avx2<S, false>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
 }
 
-template void rows<float>(const Prepared&, int, int, int, const uint8_t*, const float*, const float*, int, float*,
-                          int, int, int);
-template void rows<mx::float16_t>(const Prepared&, int, int, int, const uint8_t*, const mx::float16_t*,
-                                  const mx::float16_t*, int, float*, int, int, int);
-template void rows<mx::bfloat16_t>(const Prepared&, int, int, int, const uint8_t*, const mx::bfloat16_t*,
-                                   const mx::bfloat16_t*, int, float*, int, int, int);
+ZETA_Q8_ROWS_INSTANCES
 
 }  // namespace zeta_mlx::q8
 

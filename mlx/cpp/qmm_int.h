@@ -53,4 +53,13 @@ template <typename S>
 void rows(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs,
           float* y, int N, int n0, int n1);
 
+// The scale types `rows` is built for, in the file (qmm_int.cc, qmm_int_neon.cc) that defines it.
+#define ZETA_Q8_ROWS_INSTANCE(S)                                                                           \
+  template void rows<S>(const Prepared&, int, int, int, const uint8_t*, const S*, const S*, int, float*, int, int, \
+                        int);
+#define ZETA_Q8_ROWS_INSTANCES                 \
+  ZETA_Q8_ROWS_INSTANCE(float)                 \
+  ZETA_Q8_ROWS_INSTANCE(mlx::core::float16_t) \
+  ZETA_Q8_ROWS_INSTANCE(mlx::core::bfloat16_t)
+
 }  // namespace zeta_mlx::q8

@@ -163,11 +163,7 @@ Prepared prepare(const float* x, int M, int K, int gs) {
       code_block(xm + blk * 32, p.xq + row, p.xr + row, p.xr2 + row, at, 32,
                  p.dv.data() + (static_cast<size_t>(m) * blocks + blk) * 4);
     }
-    for (int g = 0; g < groups; ++g) {
-      float sum = 0;
-      for (int i = 0; i < gs; ++i) sum += xm[g * gs + i];
-      p.xsum[static_cast<size_t>(m) * groups + g] = sum;
-    }
+    group_sums(xm, K, gs, p.xsum.data() + static_cast<size_t>(m) * groups);
   }
   return p;
 }
@@ -179,12 +175,7 @@ void rows(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* sc
   rows4_q8_neon<S, false>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
 }
 
-template void rows<float>(const Prepared&, int, int, int, const uint8_t*, const float*, const float*, int, float*,
-                          int, int, int);
-template void rows<mx::float16_t>(const Prepared&, int, int, int, const uint8_t*, const mx::float16_t*,
-                                  const mx::float16_t*, int, float*, int, int, int);
-template void rows<mx::bfloat16_t>(const Prepared&, int, int, int, const uint8_t*, const mx::bfloat16_t*,
-                                   const mx::bfloat16_t*, int, float*, int, int, int);
+ZETA_Q8_ROWS_INSTANCES
 
 }  // namespace zeta_mlx::q8
 
