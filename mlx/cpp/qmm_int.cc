@@ -74,38 +74,19 @@ __attribute__((target("avx2,fma"))) void code_block(const float* xb, int8_t* q0,
   }
 }
 
+// The group sums eight lanes at a time, each lane's partial sums added by one fixed tree.
+__attribute__((target("avx2,fma"))) void group_sums_avx2(const float* xm, int K, int gs, float* out) {
+  for (int g = 0; g < K / gs; ++g) {
+    __m256 a = _mm256_setzero_ps();
+    for (int i = 0; i < gs; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(xm + g * gs + i));
+    out[g] = tiles::hsum(a);
+  }
+}
+
 }  // namespace
 
-__attribute__((target("avx2,fma"))) Prepared prepare(const float* x, int M, int K, int gs) {
-  Prepared p;
-  p.pairs = cpu_isa() == Isa::avx512_vnni;
-  const int chunks = K / 64, paired = p.pairs ? chunks - chunks % 2 : 0;
-  const size_t n = static_cast<size_t>(M) * K;
-  p.storage.resize(3 * n + 32);
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
-  p.xq = p.storage.data() + (32 - addr % 32) % 32;
-  p.xr = p.xq + n;
-  p.xr2 = p.xr + n;
-  const int blocks = K / 32, groups = K / gs;
-  p.dv.resize(static_cast<size_t>(M) * blocks * 4);
-  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
-  for (int m = 0; m < M; ++m) {
-    const float* xm = x + static_cast<size_t>(m) * K;
-    const size_t row = static_cast<size_t>(m) * K;
-    for (int blk = 0; blk < blocks; ++blk) {
-      const int c = blk / 2, half = blk % 2;
-      const bool pair = c < paired;
-      const size_t at = pair ? (c / 2) * 128 + (c % 2) * 32 + half * 16 : c * 64 + half * 16;
-      code_block(xm + blk * 32, p.xq + row, p.xr + row, p.xr2 + row, at, pair ? 64 : 32,
-                 p.dv.data() + (static_cast<size_t>(m) * blocks + blk) * 4);
-    }
-    for (int g = 0; g < groups; ++g) {
-      __m256 a = _mm256_setzero_ps();
-      for (int i = 0; i < gs; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(xm + g * gs + i));
-      p.xsum[static_cast<size_t>(m) * groups + g] = tiles::hsum(a);
-    }
-  }
-  return p;
+Prepared prepare(const float* x, int M, int K, int gs) {
+  return prepare_with(x, M, K, gs, cpu_isa() == Isa::avx512_vnni, code_block, group_sums_avx2);
 }
 
 namespace {

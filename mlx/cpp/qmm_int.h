@@ -45,6 +45,41 @@ struct Prepared {
 /// `x` [M, K] (K a multiple of 64) prepared for [`rows`]. Needs AVX2 on x86.
 Prepared prepare(const float* x, int M, int K, int gs);
 
+/// What every architecture's [`prepare`] shares: the buffers and the layout (`pairs`: the VNNI
+/// one). The architecture brings its own loops: `code(xb, q0, q1, q2, at, gap, d1_out)` codes the
+/// block of 32 values at `xb` into the three code arrays (even positions at `at`, odd ones `gap`
+/// further) and writes its first residual's scale four times; `sums(xm, K, gs, out)` writes the
+/// row's group sums.
+template <typename Code, typename Sums>
+inline Prepared prepare_with(const float* x, int M, int K, int gs, bool pairs, Code code, Sums sums) {
+  Prepared p;
+  p.pairs = pairs;
+  const int chunks = K / 64, paired = pairs ? chunks - chunks % 2 : 0;
+  const size_t n = static_cast<size_t>(M) * K;
+  p.storage.resize(3 * n + 32);
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.xq = p.storage.data() + (32 - addr % 32) % 32;
+  p.xr = p.xq + n;
+  p.xr2 = p.xr + n;
+  const int blocks = K / 32, groups = K / gs;
+  p.dv.resize(static_cast<size_t>(M) * blocks * 4);
+  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + static_cast<size_t>(m) * K;
+    const size_t row = static_cast<size_t>(m) * K;
+    for (int blk = 0; blk < blocks; ++blk) {
+      const int c = blk / 2, half = blk % 2;
+      const bool pair = c < paired;
+      const size_t at = pair ? static_cast<size_t>(c / 2) * 128 + (c % 2) * 32 + half * 16
+                             : static_cast<size_t>(c) * 64 + half * 16;
+      code(xm + blk * 32, p.xq + row, p.xr + row, p.xr2 + row, at, pair ? 64 : 32,
+           p.dv.data() + (static_cast<size_t>(m) * blocks + blk) * 4);
+    }
+    sums(xm, K, gs, p.xsum.data() + static_cast<size_t>(m) * groups);
+  }
+  return p;
+}
+
 /// Output columns [n0, n1) of rows [m0, m0 + M) (M <= kMaxRows) of `y` [*, N]: the prepared rows
 /// times 4-bit weights `w` [N, K / 2] with their per-group scales and offsets. Every row runs the
 /// same operations in the same order whatever M is, and the VNNI loop computes the same bits as

@@ -144,28 +144,7 @@ ZETA_DOTPROD void rows4_q8_neon(const Prepared& p, int m0, int M, int K, const u
 }  // namespace
 
 Prepared prepare(const float* x, int M, int K, int gs) {
-  Prepared p;
-  p.pairs = false;
-  const size_t n = static_cast<size_t>(M) * K;
-  p.storage.resize(3 * n + 32);
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
-  p.xq = p.storage.data() + (32 - addr % 32) % 32;
-  p.xr = p.xq + n;
-  p.xr2 = p.xr + n;
-  const int blocks = K / 32, groups = K / gs;
-  p.dv.resize(static_cast<size_t>(M) * blocks * 4);
-  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
-  for (int m = 0; m < M; ++m) {
-    const float* xm = x + static_cast<size_t>(m) * K;
-    const size_t row = static_cast<size_t>(m) * K;
-    for (int blk = 0; blk < blocks; ++blk) {
-      const size_t at = static_cast<size_t>(blk / 2) * 64 + (blk % 2) * 16;
-      code_block(xm + blk * 32, p.xq + row, p.xr + row, p.xr2 + row, at, 32,
-                 p.dv.data() + (static_cast<size_t>(m) * blocks + blk) * 4);
-    }
-    group_sums(xm, K, gs, p.xsum.data() + static_cast<size_t>(m) * groups);
-  }
-  return p;
+  return prepare_with(x, M, K, gs, false, code_block, group_sums);
 }
 
 template <typename S>

@@ -99,9 +99,10 @@ fn main() -> anyhow::Result<()> {
         opts.load.fused = !args.unfused;
         let engine = Engine::load(ModelSource::detect(&model)?, opts, |_, _| {})?;
         eprintln!(
-            "zeta-mlx: MLX {} on {}, BLAS {}, {} ({}, weights {}, {:.0} MB, loaded in {:.1} s)",
+            "zeta-mlx: MLX {} on {}, CPU kernels {}, BLAS {}, {} ({}, weights {}, {:.0} MB, loaded in {:.1} s)",
             mlx::version(),
             if mlx::default_device_is_gpu() { "GPU" } else { "CPU" },
+            mlx::cpu_kernels(),
             mlx::blas_backend().rsplit('/').next().unwrap_or(""),
             zeta_bench::model_name(&model),
             engine.info().arch,
