@@ -314,7 +314,7 @@ static void start_pool(void) {
  * simply waits for the pool. */
 static pthread_mutex_t one_job = PTHREAD_MUTEX_INITIALIZER;
 
-static void run(const struct job* j, size_t work) {
+static void run(const struct job* j, size_t work, int per_thread) {
   pthread_once(&pool.once, start_pool);
   /* Small products are not worth waking anyone. */
   if (pool.threads == 1 || work < 64 * 1024) {
@@ -327,11 +327,10 @@ static void run(const struct job* j, size_t work) {
       few_rows(j, 0, j->n);
     return;
   }
-  /* OpenBLAS calls pack their operands: a few large parts. The other kernels: two parts per
-   * thread, so that a late thread's share is small while each part stays one long stream of
-   * weights (four per thread cut SmolLM2's batch-1 products into ~35 KB streams, each paying
-   * the memory's latency again; two took 10-20% less time, and batch 16 was no slower). */
-  int parts = j->gemm ? pool.threads : 2 * pool.threads;
+  /* OpenBLAS calls pack their operands: a few large parts. The other kernels: as many parts per
+   * thread as their caller asks (see zeta_parallel). */
+  int parts = j->gemm ? pool.threads : per_thread * pool.threads;
+  if (parts > 0xFFFF) parts = 0xFFFF;
   pthread_mutex_lock(&one_job);
   pool.job = *j;
   __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
@@ -359,7 +358,7 @@ void cblas_sgemm(int order, int transa, int transb, blasint m, blasint n, blasin
    * MLX multiplies by a transposed weight). */
   if (order == ROW_MAJOR && transa == NO_TRANS && transb == TRANS && m >= 1 && n > 0 && k > 0) {
     struct job j = {m > FEW_ROWS, a, b, c, lda, ldb, ldc, m, k, n, alpha, beta, 0, 0};
-    run(&j, (size_t)n * k);
+    run(&j, (size_t)n * k, 2);
     return;
   }
   pthread_once(&pool.once, start_pool);
@@ -368,13 +367,17 @@ void cblas_sgemm(int order, int transa, int transb, blasint m, blasint n, blasin
 
 /* The pool for the bridge's own CPU kernels, so that one set of threads does all the parallel
  * work: fn(ctx, part, parts) for every part (the caller takes part 0), or fn(ctx, 0, 1) alone
- * when `work` (about the multiply-adds) is too small to share. */
-void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work) {
+ * when `work` (about the multiply-adds) is too small to share. The job is cut into `per_thread`
+ * parts per thread. Two suit streams of weights read once (four per thread cut SmolLM2's
+ * batch-1 products into ~35 KB streams, each paying the memory's latency again; two took 10-20%
+ * less time). Work bound by arithmetic (a batch's products) wants more: the last part claimed is
+ * what the other threads wait for. */
+void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work, int per_thread) {
   struct job j;
   memset(&j, 0, sizeof j);
   j.fn = fn;
   j.ctx = ctx;
-  run(&j, work);
+  run(&j, work, per_thread < 1 ? 1 : per_thread);
 }
 
 /* The pool's threads, the caller included. */

@@ -28,18 +28,19 @@ namespace zeta_mlx {
 // (no OpenBLAS wheel, e.g. macOS, where the GPU does this work) the work runs on MLX's worker
 // thread alone.
 #ifdef ZETA_CBLAS_SHIM
-extern "C" void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work);
+extern "C" void zeta_parallel(void (*fn)(void* ctx, int part, int parts), void* ctx, size_t work, int per_thread);
 extern "C" int zeta_parallel_threads(void);
 #endif
 
-/// Runs `f(part, parts)` on the pool; `work` (roughly, multiply-adds) below the shim's threshold
-/// stays on the calling thread.
+/// Runs `f(part, parts)` on the pool, `per_thread` parts per thread (see `zeta_parallel`);
+/// `work` (roughly, multiply-adds) below the shim's threshold stays on the calling thread.
 template <typename F>
-void parallel(F& f, size_t work) {
+void parallel(F& f, size_t work, int per_thread = 2) {
 #ifdef ZETA_CBLAS_SHIM
-  zeta_parallel([](void* ctx, int part, int parts) { (*static_cast<F*>(ctx))(part, parts); }, &f, work);
+  zeta_parallel([](void* ctx, int part, int parts) { (*static_cast<F*>(ctx))(part, parts); }, &f, work, per_thread);
 #else
   (void)work;
+  (void)per_thread;
   f(0, 1);
 #endif
 }

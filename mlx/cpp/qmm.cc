@@ -69,6 +69,9 @@ constexpr int kKernelRows = 32;
 // 16 rows 9,726 / 3,368 (8192 x 2048, 4-bit, group 64).
 constexpr int kTileRows = 3;
 
+// Rows from which a product is cut into finer parts for the pool (see packed_product).
+constexpr int kFineRows = 8;
+
 #ifdef ZETA_X86
 // Eight 8-bit codes as float32 lanes.
 __attribute__((target("avx2,fma"), always_inline)) inline __m256 codes8(const uint8_t* q, int i) {
@@ -371,7 +374,9 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
     }
 #endif
   };
-  parallel(part, static_cast<size_t>(N) * K * std::max(M, 1));
+  // Tiled products of many rows are bound by arithmetic, not by the stream of weights: smaller
+  // parts, so that the threads finish together.
+  parallel(part, static_cast<size_t>(N) * K * std::max(M, 1), tiled && M >= kFineRows ? 8 : 2);
 }
 
 namespace {

@@ -8,8 +8,9 @@
 // of the 4-bit codes. Here four weight rows at a time are dequantized into a buffer (a 4-bit
 // group is a 16-entry table looked up by `vpermps`: six instructions per 32 weights), and every
 // row of x is multiplied with them there: on AVX-512 4 rows of x by 4 weight rows per pass
-// (16 accumulators in registers over the whole row, each load feeding four FMAs), on AVX2 2 by
-// 4. The codes are read from memory once per call and dequantized once, for all rows.
+// (16 accumulators in registers over the whole row, each load feeding four FMAs), the first pass
+// dequantizing as it goes; on AVX2 2 by 4. The codes are read from memory once per call and
+// dequantized once, for all rows.
 //
 // Every accumulator adds the same products in the same order whatever the number of rows, and
 // the lanes are summed in one fixed order, so a row's results do not depend on the batch.
@@ -85,68 +86,14 @@ __attribute__((target("avx2,fma"))) void dequant_avx2(const uint8_t* q, float sc
   }
 }
 
-// Up to 16 scales or offsets as float32 at `out`: float16 through one `vcvtph2ps`, bfloat16 by a
-// shift (one scalar conversion per group cost as much as the group's dequantization).
-template <typename S>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void widen16(const S* p, int n, float* out) {
-  if (n < 16) {
-    for (int i = 0; i < n; ++i) out[i] = widen(p[i]);
-    return;
-  }
-  if constexpr (std::is_same_v<S, mx::float16_t>) {
-    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
-  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
-    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    _mm512_storeu_ps(out, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
-  } else {
-    std::memcpy(out, p, 16 * sizeof(float));
-  }
-}
-
-// One weight row's inputs [k0, k0 + len) into the buffer, 4-bit codes in nibble order (as
-// `prepare_rows` lays x out). A 4-bit group is a table of its 16 values (code · scale + offset,
-// one FMA), and `vpermps` looks the codes up: it reads only an index's low 4 bits, so a byte's
-// low nibble selects without a mask and its high one after a shift, 32 weights in six
-// instructions.
-template <typename S>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_row_avx512(const uint8_t* wr, const S* sr, const S* br,
-                                                                     int gs, int bits, int k0, int len, float* out) {
-  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const int g_end = (k0 + len) / gs;
-  alignas(64) float sf[16], bf[16];
-  for (int g0 = k0 / gs; g0 < g_end; g0 += 16) {
-    const int count = std::min(16, g_end - g0);
-    widen16(sr + g0, count, sf);
-    widen16(br + g0, count, bf);
-    for (int i = 0; i < count; ++i) {
-      const int g = g0 + i;
-      const __m512 s = _mm512_set1_ps(sf[i]), b = _mm512_set1_ps(bf[i]);
-      float* o = out + (g * gs - k0);
-      if (bits == 4) {
-        const __m512 table = _mm512_fmadd_ps(iota, s, b);
-        const uint8_t* q = wr + static_cast<size_t>(g) * gs / 2;
-        for (int j = 0; j < gs; j += 32) {
-          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j / 2)));
-          _mm512_store_ps(o + j, _mm512_permutexvar_ps(v, table));
-          _mm512_store_ps(o + j + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
-        }
-      } else {
-        const uint8_t* q = wr + static_cast<size_t>(g) * gs;
-        for (int j = 0; j < gs; j += 16) {
-          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j)));
-          _mm512_store_ps(o + j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, b));
-        }
-      }
-    }
-  }
-}
-
 // Eight codes (the low 8 bytes of `codes`) times the scale plus the offset, stored at `at`.
 __attribute__((target("avx2,fma"), always_inline)) inline void put8(float* at, __m128i codes, __m256 s, __m256 b) {
   _mm256_store_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes)), s, b));
 }
 
-// As tile_row_avx512 with 8 lanes: codes converted and scaled (no 16-entry lookup in AVX2).
+// A weight row's inputs [k0, k0 + len) dequantized into the buffer, 4-bit codes in nibble order
+// (as `prepare_rows` lays x out): codes converted and scaled, 8 lanes at a time (AVX2 has no
+// 16-entry lookup).
 template <typename S>
 __attribute__((target("avx2,fma,f16c"))) void tile_row_avx2(const uint8_t* wr, const S* sr, const S* br, int gs,
                                                            int bits, int k0, int len, float* out) {
@@ -183,6 +130,16 @@ __attribute__((target("avx512f"), always_inline)) inline __m128 reduce4(__m512 a
   return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), o));
 }
 
+// a[r][c] += x[r][p, p + 16) · wv[c] for every row and column: one step of the AVX-512 passes.
+template <int R>
+__attribute__((target("avx512f"), always_inline)) inline void multiply16(__m512 (&a)[R][kCols], const float* x,
+                                                                         size_t ldx, const __m512* wv, int p) {
+  for (int r = 0; r < R; ++r) {
+    const __m512 xv = _mm512_load_ps(x + r * ldx + p);
+    for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_fmadd_ps(xv, wv[c], a[r][c]);
+  }
+}
+
 // R rows of x (stride ldx) times the kCols dequantized weight rows of `t` (stride ldt) over K
 // inputs, into out[r * kCols + c]. The accumulators stay in registers from the first input to
 // the last (keeping them across chunks of K in memory was slower).
@@ -195,9 +152,73 @@ __attribute__((target("avx512f"))) void pass_avx512(const float* x, size_t ldx, 
   for (int p = 0; p < K; p += 16) {
     __m512 wv[kCols];
     for (int c = 0; c < kCols; ++c) wv[c] = _mm512_load_ps(t + c * ldt + p);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xv = _mm512_load_ps(x + r * ldx + p);
-      for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_fmadd_ps(xv, wv[c], a[r][c]);
+    multiply16<R>(a, x, ldx, wv, p);
+  }
+  for (int r = 0; r < R; ++r) _mm_storeu_ps(out + r * kCols, reduce4(a[r][0], a[r][1], a[r][2], a[r][3]));
+}
+
+// The first pass of a block on AVX-512: its kCols weight rows (`cols` of them real, the rest
+// zeros) dequantized in registers as the pass goes, stored at `t` (stride ldt) for the block's
+// later passes, and multiplied with R rows of x there and then. Dequantizing in a loop of its
+// own, then multiplying, left the permutes and stores waiting on each other, a group at a time
+// (a 4-bit group of 32 is one iteration): 13% of a batch-16 step. Here they fill the ports the
+// FMAs leave free. The tile's values and the FMAs' order are pass_avx512's: the same bits.
+//
+// A 4-bit group is a table of its 16 values (code · scale + offset, one FMA) that `vpermps`
+// looks the codes up in: it reads only an index's low 4 bits, so a byte's low nibble selects
+// without a mask and its high one after a shift. The codes are in nibble order (as
+// `prepare_rows` lays x out): a block of 32 is its 16 low nibbles, then its 16 high ones.
+template <int R, typename S>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void dequant_pass_avx512(const float* x, size_t ldx,
+                                                                         const uint8_t* w, size_t row_bytes,
+                                                                         const S* sr, const S* br, int groups,
+                                                                         int cols, int gs, int bits, float* t,
+                                                                         size_t ldt, float* out) {
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // Columns past `cols` read the first row's codes with a zero scale and offset: zeros.
+  const uint8_t* wc[kCols];
+  for (int c = 0; c < kCols; ++c) wc[c] = w + (c < cols ? c : 0) * row_bytes;
+  __m512 a[R][kCols];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_setzero_ps();
+  for (int g = 0; g < groups; ++g) {
+    __m512 sv[kCols], bv[kCols];
+    for (int c = 0; c < kCols; ++c) {
+      const size_t at = static_cast<size_t>(c) * groups + g;
+      sv[c] = _mm512_set1_ps(c < cols ? widen(sr[at]) : 0.0f);
+      bv[c] = _mm512_set1_ps(c < cols ? widen(br[at]) : 0.0f);
+    }
+    const int k0 = g * gs;
+    if (bits == 4) {
+      __m512 table[kCols];
+      for (int c = 0; c < kCols; ++c) table[c] = _mm512_fmadd_ps(iota, sv[c], bv[c]);
+      for (int j = 0; j < gs; j += 32) {
+        const int p = k0 + j;
+        __m512 wv[kCols];
+        for (int c = 0; c < kCols; ++c) {
+          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wc[c] + p / 2)));
+          wv[c] = _mm512_permutexvar_ps(v, table[c]);
+          _mm512_store_ps(t + c * ldt + p, wv[c]);
+        }
+        multiply16<R>(a, x, ldx, wv, p);
+        for (int c = 0; c < kCols; ++c) {
+          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wc[c] + p / 2)));
+          wv[c] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table[c]);
+          _mm512_store_ps(t + c * ldt + p + 16, wv[c]);
+        }
+        multiply16<R>(a, x, ldx, wv, p + 16);
+      }
+    } else {
+      for (int j = 0; j < gs; j += 16) {
+        const int p = k0 + j;
+        __m512 wv[kCols];
+        for (int c = 0; c < kCols; ++c) {
+          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wc[c] + p)));
+          wv[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sv[c], bv[c]);
+          _mm512_store_ps(t + c * ldt + p, wv[c]);
+        }
+        multiply16<R>(a, x, ldx, wv, p);
+      }
     }
   }
   for (int r = 0; r < R; ++r) _mm_storeu_ps(out + r * kCols, reduce4(a[r][0], a[r][1], a[r][2], a[r][3]));
@@ -420,45 +441,80 @@ void float_rows(const Rows& x, int M, int K, const uint8_t* w, const S* scales, 
   const size_t row_bytes = static_cast<size_t>(K) * bits / 8;
   for (int n = n0; n < n1; n += kCols) {
     const int cols = std::min(kCols, n1 - n);
-    for (int c = 0; c < cols; ++c) {
-      const size_t row = static_cast<size_t>(n + c);
-      const uint8_t* wr = w + row * row_bytes;
-      const S* sr = scales + row * groups;
-      const S* br = biases + row * groups;
-      float* out = tile + c * ldt;
-#ifdef ZETA_X86
-      if (run.isa == Isa::avx512) {
-        tile_row_avx512(wr, sr, br, gs, bits, 0, K, out);
-        continue;
+    // The next block's codes, scales and offsets are asked for now, to arrive while this block
+    // is multiplied (read only when dequantized, they kept the core waiting on memory). The
+    // codes' requests are spread over the passes: all at once, they waited for the core's few
+    // slots for misses in flight.
+    const int next_cols = std::max(0, std::min(kCols, n1 - n - kCols));
+    const char* next = reinterpret_cast<const char*>(w + (n + kCols) * row_bytes);
+    const size_t next_bytes = next_cols * row_bytes;
+    if (next_cols > 0) {
+      const size_t at = static_cast<size_t>(n + kCols) * groups, len = next_cols * groups * sizeof(S);
+      const char* sp = reinterpret_cast<const char*>(scales + at);
+      const char* bp = reinterpret_cast<const char*>(biases + at);
+      for (size_t b = 0; b < len + 63; b += 64) {
+        __builtin_prefetch(sp + std::min(b, len - 1));
+        __builtin_prefetch(bp + std::min(b, len - 1));
       }
-      if (run.isa == Isa::avx2) {
-        tile_row_avx2(wr, sr, br, gs, bits, 0, K, out);
-        continue;
-      }
-#endif
-#ifdef ZETA_ARM
-      if (run.isa == Isa::neon) {
-        tile_row_neon(wr, sr, br, gs, bits, 0, K, out);
-        continue;
-      }
-#endif
-      tile_row_portable(wr, sr, br, gs, bits, 0, K, out);
     }
-    // Columns past the range multiply zeros, and their sums are dropped.
-    for (int c = cols; c < kCols; ++c) std::memset(tile + c * ldt, 0, sizeof(float) * K);
-    // The next block's codes are asked for now, to arrive while this block is multiplied (read
-    // only when dequantized, they kept the core waiting on memory).
-    if (n + kCols < n1) {
-      const char* next = reinterpret_cast<const char*>(w + (n + kCols) * row_bytes);
-      const size_t bytes = std::min<size_t>(kCols, n1 - n - kCols) * row_bytes;
-      for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b);
-    }
+    const int passes_here = (M + run.rows - 1) / run.rows;
+    const size_t slice = (next_bytes / 64 + passes_here) / passes_here * 64;
+    size_t asked = 0;
+    auto ask = [&] {
+      for (const size_t end = std::min(next_bytes, asked + slice); asked < end; asked += 64)
+        __builtin_prefetch(next + asked);
+    };
     float out[kMaxRows * kCols];
-    for (int m = 0; m < M;) {
-      const int r = std::min(run.rows, M - m);
-      run.pass[r - 1](x.data + m * x.ld, x.ld, tile, ldt, K, out);
+    auto put = [&](int m, int r) {
       for (int i = 0; i < r; ++i)
         for (int c = 0; c < cols; ++c) y[static_cast<size_t>(m + i) * N + n + c] = out[i * kCols + c];
+    };
+    int m = 0;
+#ifdef ZETA_X86
+    if (run.isa == Isa::avx512) {
+      // The block is dequantized by its first pass.
+      using First = void (*)(const float*, size_t, const uint8_t*, size_t, const S*, const S*, int, int, int, int,
+                             float*, size_t, float*);
+      static constexpr First first[kMaxRows] = {dequant_pass_avx512<1, S>, dequant_pass_avx512<2, S>,
+                                                dequant_pass_avx512<3, S>, dequant_pass_avx512<4, S>};
+      const int r = std::min(run.rows, M);
+      ask();
+      first[r - 1](x.data, x.ld, w + static_cast<size_t>(n) * row_bytes, row_bytes,
+                   scales + static_cast<size_t>(n) * groups, biases + static_cast<size_t>(n) * groups, groups, cols,
+                   gs, bits, tile, ldt, out);
+      put(0, r);
+      m = r;
+    } else
+#endif
+    {
+      for (int c = 0; c < cols; ++c) {
+        const size_t row = static_cast<size_t>(n + c);
+        const uint8_t* wr = w + row * row_bytes;
+        const S* sr = scales + row * groups;
+        const S* br = biases + row * groups;
+        float* to = tile + c * ldt;
+#ifdef ZETA_X86
+        if (run.isa == Isa::avx2) {
+          tile_row_avx2(wr, sr, br, gs, bits, 0, K, to);
+          continue;
+        }
+#endif
+#ifdef ZETA_ARM
+        if (run.isa == Isa::neon) {
+          tile_row_neon(wr, sr, br, gs, bits, 0, K, to);
+          continue;
+        }
+#endif
+        tile_row_portable(wr, sr, br, gs, bits, 0, K, to);
+      }
+      // Columns past the range multiply zeros, and their sums are dropped.
+      for (int c = cols; c < kCols; ++c) std::memset(tile + c * ldt, 0, sizeof(float) * K);
+    }
+    while (m < M) {
+      const int r = std::min(run.rows, M - m);
+      ask();
+      run.pass[r - 1](x.data + m * x.ld, x.ld, tile, ldt, K, out);
+      put(m, r);
       m += r;
     }
   }
