@@ -64,6 +64,9 @@ struct Case {
     norms: bool,
     sinks: bool,
     window: i32,
+    /// Factor on the new rows' queries, keys and values: large, a row's scores spread over
+    /// hundreds, and most of their exponentials are below float32's range.
+    gain: f32,
     /// Rows' lengths (each ending at its own new slot).
     lens: &'static [i32],
 }
@@ -93,7 +96,8 @@ fn attention_case(rng: &mut Rng, c: &Case) {
         lens.iter().enumerate().map(|(r, &len)| gather[r * width as usize + len as usize - 1]).collect();
     let positions: Vec<i32> = lens.iter().map(|&l| l - 1).collect();
     let w = width;
-    let qkv = rng.array(&[b, (nh + 2 * nkv) * hd]);
+    let raw: Vec<f32> = rng.fill((b * (nh + 2 * nkv) * hd) as usize).iter().map(|v| v * c.gain).collect();
+    let qkv = Array::from_f32(&raw, &[b, (nh + 2 * nkv) * hd]).unwrap();
     qkv.eval().unwrap();
     let base = 10000f32;
     let half = c.rope_dims / 2;
@@ -201,6 +205,7 @@ fn decode_attention_matches_mlx() {
         norms: false,
         sinks: false,
         window: 0,
+        gain: 1.0,
         lens: &[9, 17, 1],
     };
     attention_case(&mut rng, &plain);
@@ -213,6 +218,10 @@ fn decode_attention_matches_mlx() {
     let smol = Case { heads: 9, kv_heads: 3, head_dim: 64, rope_dims: 64, lens: &[16, 33, 1, 47, 15], ..plain };
     attention_case(&mut rng, &smol);
     attention_case(&mut rng, &Case { sinks: true, window: 20, ..smol });
+    // Scores hundreds apart: the softmax's exponentials underflow to zero (the AVX-512 path's own
+    // e^x clamps there) and the row's attention is nearly one position's value.
+    attention_case(&mut rng, &Case { gain: 40.0, ..smol });
+    attention_case(&mut rng, &Case { gain: 40.0, sinks: true, ..smol });
     // Eight heads per kv head of 128 (gpt-oss-like): heads and chunks in more than one block.
     attention_case(
         &mut rng,
