@@ -307,9 +307,12 @@ void packed_product(const float* xp, int M, int K, const array& w, const array& 
   std::optional<q8::Prepared> q8;
   const bool tiled = M >= kTileRows || cpu_isa() < Isa::avx2;
   // One or two rows of 4-bit products whose rows split into chunks of 64 take the integer
-  // path (qmm_int.cc), others of few rows a float one; several rows the tiles.
+  // path (qmm_int.cc), and 8-bit ones too where AVX-512 VNNI multiplies unsigned bytes (AVX2's
+  // `maddubs` would saturate on them); others of few rows a float one; several rows the tiles.
   if (!tiled && bits == 4 && K % 64 == 0) {
     q8 = q8::prepare(xp, M, K, gs);
+  } else if (!tiled && bits == 8 && K % 64 == 0 && cpu_isa() == Isa::avx512_vnni) {
+    q8 = q8::prepare8(xp, M, K, gs);
   } else if (!tiled && bits == 4) {
     prep = prepare4(xp, M, K, gs);
   }

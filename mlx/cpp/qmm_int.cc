@@ -89,6 +89,40 @@ Prepared prepare(const float* x, int M, int K, int gs) {
   return prepare_with(x, M, K, gs, cpu_isa() == Isa::avx512_vnni, code_block, group_sums_avx2);
 }
 
+Prepared prepare8(const float* x, int M, int K, int gs) {
+  Prepared p;
+  p.bytes = true;
+  const int blocks = K / 32, chunks = K / 64, groups = K / gs;
+  const size_t n = static_cast<size_t>(M) * K;
+  p.storage.resize(3 * n + 64);
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.xq = p.storage.data() + (64 - addr % 64) % 64;
+  p.xr = p.xq + n;
+  p.xr2 = p.xr + n;
+  p.dv.resize(static_cast<size_t>(M) * chunks * 16);
+  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + static_cast<size_t>(m) * K;
+    const size_t row = static_cast<size_t>(m) * K;
+    for (int blk = 0; blk < blocks; ++blk) {
+      // code_block puts the values it reads at even positions first and odd ones `gap` after:
+      // fed the block interleaved with itself (its halves alternating), it writes the codes in
+      // the weights' own order, which is what one byte per weight needs.
+      float mixed[32];
+      for (int j = 0; j < 16; ++j) {
+        mixed[2 * j] = xm[blk * 32 + j];
+        mixed[2 * j + 1] = xm[blk * 32 + 16 + j];
+      }
+      float d1[4];
+      code_block(mixed, p.xq + row, p.xr + row, p.xr2 + row, static_cast<size_t>(blk) * 32, 16, d1);
+      float* lanes = p.dv.data() + (static_cast<size_t>(m) * chunks + blk / 2) * 16 + (blk % 2) * 8;
+      std::fill(lanes, lanes + 8, d1[0]);
+    }
+    group_sums_avx2(xm, K, gs, p.xsum.data() + static_cast<size_t>(m) * groups);
+  }
+  return p;
+}
+
 namespace {
 
 // Σ q·a over 64 codes (`lo`: their low nibbles, `hi`: high) and 64 int8 activations, as int16
@@ -339,11 +373,72 @@ ZETA_VNNI void rows4_q8_vnni(const Prepared& p, int m0, int M, int K, const uint
   }
 }
 
+// 8-bit rows times the three int8 codes of one or two rows of x (`prepare8`): one 512-bit load
+// is 64 weights, two blocks of 32, and `vpdpbusd` multiplies the unsigned codes by the signed
+// activation codes, four at a time, into 16 int32 lanes (lanes 0-7 the first block, 8-15 the
+// second). As in the 4-bit loop, 254 · Σ q·c0 + Σ q·c1 is formed in int32 (at most 4 · 255 ·
+// 127 · 255 per lane) and Σ q·c2 / 254 added in float, then scaled by scale_g · d_b per lane;
+// the float path spent a widening, a conversion and two FMAs on every eight weights.
+template <typename S, bool kTwoGroups>
+ZETA_VNNI void rows8_vnni(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* scales,
+                          const S* biases, int gs, float* y, int N, int n0, int n1) {
+  const int groups = K / gs, chunks = K / 64;
+  const size_t row_bytes = static_cast<size_t>(K);
+  const size_t at0 = static_cast<size_t>(m0) * K;
+  const float* dv = p.dv.data() + static_cast<size_t>(m0) * chunks * 16;
+  const float* xs = p.xsum.data() + static_cast<size_t>(m0) * groups;
+  const __m512 third = _mm512_set1_ps(1.0f / 254.0f);
+  __m512 acc[kMaxRows];
+  // The row's scales, sixteen groups at a time as float32 (broadcast from memory: a load).
+  alignas(64) float sf[16];
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wr = w + n * row_bytes;
+    const S* sr = scales + static_cast<size_t>(n) * groups;
+    const S* br = biases + static_cast<size_t>(n) * groups;
+    ask_ahead(wr, row_bytes, sr, br, groups);
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    int base = -16;
+    for (int c = 0; c < chunks; ++c) {
+      const int g0 = 64 * c / gs, g1 = (64 * c + 32) / gs;
+      if (g0 >= base + 16) {
+        base = g0;
+        const int here = std::min(16, groups - base);
+        for (int i = 0; i < here; ++i) sf[i] = tiles::widen(sr[base + i]);
+      }
+      const __m512 sv = kTwoGroups ? _mm512_shuffle_f32x4(_mm512_set1_ps(sf[g0 - base]),
+                                                          _mm512_set1_ps(sf[g1 - base]), _MM_SHUFFLE(1, 0, 1, 0))
+                                   : _mm512_set1_ps(sf[g0 - base]);
+      const __m512i v = _mm512_loadu_si512(wr + c * 64);
+      for (int m = 0; m < M; ++m) {
+        const size_t at = at0 + static_cast<size_t>(m) * K + c * 64;
+        const __m512i z = _mm512_setzero_si512();
+        const __m512i d0 = _mm512_dpbusd_epi32(z, v, _mm512_load_si512(p.xq + at));
+        const __m512i d1 = _mm512_dpbusd_epi32(z, v, _mm512_load_si512(p.xr + at));
+        const __m512i d2 = _mm512_dpbusd_epi32(z, v, _mm512_load_si512(p.xr2 + at));
+        const __m512i t = _mm512_add_epi32(_mm512_mullo_epi32(d0, _mm512_set1_epi32(254)), d1);
+        const __m512 sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d2), third, _mm512_cvtepi32_ps(t));
+        const __m512 f = _mm512_mul_ps(sv, _mm512_load_ps(dv + (static_cast<size_t>(m) * chunks + c) * 16));
+        acc[m] = _mm512_fmadd_ps(sum, f, acc[m]);
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m256 lo = _mm512_castps512_ps256(acc[m]);
+      const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[m]), 1));
+      y[static_cast<size_t>(m0 + m) * N + n] =
+          tiles::hsum(_mm256_add_ps(lo, hi)) + offsets(br, xs + static_cast<size_t>(m) * groups, groups);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename S>
 void rows(const Prepared& p, int m0, int M, int K, const uint8_t* w, const S* scales, const S* biases, int gs,
           float* y, int N, int n0, int n1) {
+  if (p.bytes) {
+    if (gs == 32) return rows8_vnni<S, true>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
+    return rows8_vnni<S, false>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
+  }
   if (p.pairs) {
     if (gs == 32) return rows4_q8_vnni<S, true>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);
     return rows4_q8_vnni<S, false>(p, m0, M, K, w, scales, biases, gs, y, N, n0, n1);

@@ -1,6 +1,7 @@
 // The integer path of the CPU quantized product (qmm.cc): one or two rows of activations as int8
 // codes times 4-bit weights, for x86 with AVX2 (`maddubs`) or AVX-512 VNNI (`vpdpbusd`)
-// (qmm_int.cc), and for arm64 with the int8 dot product (`sdot`, qmm_int_neon.cc).
+// (qmm_int.cc), and for arm64 with the int8 dot product (`sdot`, qmm_int_neon.cc); and times
+// 8-bit weights with AVX-512 VNNI.
 
 #pragma once
 
@@ -40,10 +41,15 @@ struct Prepared {
                             // chunk's sums come out
   std::vector<float> xsum;  // [M, K / gs], exact float sums for the offsets
   bool pairs = false;       // the VNNI layout
+  bool bytes = false;       // 8-bit weights (`prepare8`): codes in the weights' own order, and
+                            // `dv` [M, K / 64, 16], each block's scale over its 8 lanes
 };
 
 /// `x` [M, K] (K a multiple of 64) prepared for [`rows`]. Needs AVX2 on x86.
 Prepared prepare(const float* x, int M, int K, int gs);
+
+/// `x` [M, K] (K a multiple of 64) prepared for [`rows`] on 8-bit weights. Needs AVX-512 VNNI.
+Prepared prepare8(const float* x, int M, int K, int gs);
 
 /// What every architecture's [`prepare`] shares: the buffers and the layout (`pairs`: the VNNI
 /// one). The architecture brings its own loops: `code(xb, q0, q1, q2, at, gap, d1_out)` codes the
@@ -81,7 +87,8 @@ inline Prepared prepare_with(const float* x, int M, int K, int gs, bool pairs, C
 }
 
 /// Output columns [n0, n1) of rows [m0, m0 + M) (M <= kMaxRows) of `y` [*, N]: the prepared rows
-/// times 4-bit weights `w` [N, K / 2] with their per-group scales and offsets. Every row runs the
+/// times 4-bit weights `w` [N, K / 2] (8-bit, [N, K], when prepared by `prepare8`) with their
+/// per-group scales and offsets. Every row runs the
 /// same operations in the same order whatever M is, and the VNNI loop computes the same bits as
 /// the AVX2 one (batch invariance).
 template <typename S>

@@ -76,7 +76,7 @@ fn the_cpu_kernel_matches_mlx_on_random_shapes() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut worst = 0.0f32;
     let mut cases = 0;
-    for &(gs, k) in &[(32, 96), (32, 32), (32, 1056), (64, 192), (64, 640), (128, 384), (128, 128)] {
+    for &(gs, k) in &[(32, 96), (32, 32), (32, 576), (32, 1056), (64, 192), (64, 640), (128, 384), (128, 128)] {
         for &bits in &[4, 8] {
             for &(m, n) in &[(1, 1), (1, 37), (3, 65), (16, 8), (32, 129), (5, 300), (33, 40)] {
                 for (i, &dt) in [Dtype::F32, Dtype::F16, Dtype::BF16].iter().enumerate() {
