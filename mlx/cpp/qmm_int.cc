@@ -90,17 +90,10 @@ Prepared prepare(const float* x, int M, int K, int gs) {
 }
 
 Prepared prepare8(const float* x, int M, int K, int gs) {
-  Prepared p;
+  Prepared p = with_buffers(M, K, gs);
   p.bytes = true;
   const int blocks = K / 32, chunks = K / 64, groups = K / gs;
-  const size_t n = static_cast<size_t>(M) * K;
-  p.storage.resize(3 * n + 64);
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
-  p.xq = p.storage.data() + (64 - addr % 64) % 64;
-  p.xr = p.xq + n;
-  p.xr2 = p.xr + n;
   p.dv.resize(static_cast<size_t>(M) * chunks * 16);
-  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
   for (int m = 0; m < M; ++m) {
     const float* xm = x + static_cast<size_t>(m) * K;
     const size_t row = static_cast<size_t>(m) * K;

@@ -51,6 +51,20 @@ Prepared prepare(const float* x, int M, int K, int gs);
 /// `x` [M, K] (K a multiple of 64) prepared for [`rows`] on 8-bit weights. Needs AVX-512 VNNI.
 Prepared prepare8(const float* x, int M, int K, int gs);
 
+/// A [`Prepared`] whose three code arrays ([M, K] each, 64-byte aligned) and group sums
+/// ([M, K / gs], zeros) are allocated; the layouts fill them.
+inline Prepared with_buffers(int M, int K, int gs) {
+  Prepared p;
+  const size_t n = static_cast<size_t>(M) * K;
+  p.storage.resize(3 * n + 64);
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.xq = p.storage.data() + (64 - addr % 64) % 64;
+  p.xr = p.xq + n;
+  p.xr2 = p.xr + n;
+  p.xsum.assign(static_cast<size_t>(M) * (K / gs), 0.0f);
+  return p;
+}
+
 /// What every architecture's [`prepare`] shares: the buffers and the layout (`pairs`: the VNNI
 /// one). The architecture brings its own loops: `code(xb, q0, q1, q2, at, gap, d1_out)` codes the
 /// block of 32 values at `xb` into the three code arrays (even positions at `at`, odd ones `gap`
@@ -58,18 +72,11 @@ Prepared prepare8(const float* x, int M, int K, int gs);
 /// row's group sums.
 template <typename Code, typename Sums>
 inline Prepared prepare_with(const float* x, int M, int K, int gs, bool pairs, Code code, Sums sums) {
-  Prepared p;
+  Prepared p = with_buffers(M, K, gs);
   p.pairs = pairs;
   const int chunks = K / 64, paired = pairs ? chunks - chunks % 2 : 0;
-  const size_t n = static_cast<size_t>(M) * K;
-  p.storage.resize(3 * n + 32);
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.data());
-  p.xq = p.storage.data() + (32 - addr % 32) % 32;
-  p.xr = p.xq + n;
-  p.xr2 = p.xr + n;
   const int blocks = K / 32, groups = K / gs;
   p.dv.resize(static_cast<size_t>(M) * blocks * 4);
-  p.xsum.assign(static_cast<size_t>(M) * groups, 0.0f);
   for (int m = 0; m < M; ++m) {
     const float* xm = x + static_cast<size_t>(m) * K;
     const size_t row = static_cast<size_t>(m) * K;
