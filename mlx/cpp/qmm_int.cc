@@ -382,7 +382,7 @@ ZETA_VNNI void rows8_vnni(const Prepared& p, int m0, int M, int K, const uint8_t
   const float* xs = p.xsum.data() + static_cast<size_t>(m0) * groups;
   const __m512 third = _mm512_set1_ps(1.0f / 254.0f);
   __m512 acc[kMaxRows];
-  // The row's scales, sixteen groups at a time as float32 (broadcast from memory: a load).
+  // The row's scales, sixteen groups at a time as float32 (`widen_upto16`).
   alignas(64) float sf[16];
   for (int n = n0; n < n1; ++n) {
     const uint8_t* wr = w + n * row_bytes;
@@ -395,8 +395,7 @@ ZETA_VNNI void rows8_vnni(const Prepared& p, int m0, int M, int K, const uint8_t
       const int g0 = 64 * c / gs, g1 = (64 * c + 32) / gs;
       if (g0 >= base + 16) {
         base = g0;
-        const int here = std::min(16, groups - base);
-        for (int i = 0; i < here; ++i) sf[i] = tiles::widen(sr[base + i]);
+        tiles::widen_upto16(sr + base, std::min(16, groups - base), sf);
       }
       const __m512 sv = kTwoGroups ? _mm512_shuffle_f32x4(_mm512_set1_ps(sf[g0 - base]),
                                                           _mm512_set1_ps(sf[g1 - base]), _MM_SHUFFLE(1, 0, 1, 0))

@@ -157,19 +157,6 @@ __attribute__((target("avx512f"))) void pass_avx512(const float* x, size_t ldx, 
   for (int r = 0; r < R; ++r) _mm_storeu_ps(out + r * kCols, reduce4(a[r][0], a[r][1], a[r][2], a[r][3]));
 }
 
-// Sixteen scales or offsets as float32 lanes (the same values as `widen`, one by one).
-template <typename S>
-__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) inline __m512 widen16(const S* p) {
-  if constexpr (std::is_same_v<S, mx::float16_t>) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  } else if constexpr (std::is_same_v<S, mx::bfloat16_t>) {
-    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-  } else {
-    return _mm512_loadu_ps(p);
-  }
-}
-
 // The first pass of a block on AVX-512: its kCols weight rows (`cols` of them real, the rest
 // zeros) dequantized in registers as the pass goes, stored at `t` (stride ldt) for the block's
 // later passes, and multiplied with R rows of x there and then. Dequantizing in a loop of its
@@ -194,10 +181,9 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void dequant_pass_avx512(const 
   __m512 a[R][kCols];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < kCols; ++c) a[r][c] = _mm512_setzero_ps();
-  // The scales and offsets of the next 16 groups as float32, widened 16 at a time: one at a
-  // time they took an insert, a conversion and a broadcast each, all on the ports the FMAs use
-  // (on Intel's cores the shuffles share port 5 with an FMA unit), more work than a group's FMAs
-  // at four rows. From memory, a broadcast is a load.
+  // The scales and offsets of the next 16 groups as float32 (`widen_upto16`): one at a time
+  // they took an insert, a conversion and a broadcast each, all on the ports the FMAs use, more
+  // work than a group's FMAs at four rows.
   alignas(64) float sf[kCols][16], bf[kCols][16];
   for (int g = 0; g < groups; ++g) {
     if (g % 16 == 0) {
@@ -207,14 +193,9 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void dequant_pass_avx512(const 
         if (c >= cols) {
           _mm512_store_ps(sf[c], _mm512_setzero_ps());
           _mm512_store_ps(bf[c], _mm512_setzero_ps());
-        } else if (n == 16) {
-          _mm512_store_ps(sf[c], widen16(sr + at));
-          _mm512_store_ps(bf[c], widen16(br + at));
         } else {
-          for (int i = 0; i < n; ++i) {
-            sf[c][i] = widen(sr[at + i]);
-            bf[c][i] = widen(br[at + i]);
-          }
+          widen_upto16(sr + at, n, sf[c]);
+          widen_upto16(br + at, n, bf[c]);
         }
       }
     }

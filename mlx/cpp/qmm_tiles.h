@@ -35,6 +35,24 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline float widen(S v) 
   }
 }
 
+/// `n` (at most 16) consecutive scales or offsets as float32 at `out`, the values `widen` gives:
+/// sixteen by one vector conversion, fewer one by one. The AVX-512 loops widen a row's or a
+/// block's groups this way ahead of use and broadcast them from `out` (a broadcast from memory is
+/// a load, where one from a register is a shuffle on a port an FMA unit shares on Intel's cores).
+template <typename S>
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline void widen_upto16(const S* p, int n, float* out) {
+  if (n < 16) {
+    for (int i = 0; i < n; ++i) out[i] = widen(p[i]);
+  } else if constexpr (std::is_same_v<S, mlx::core::float16_t>) {
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+  } else if constexpr (std::is_same_v<S, mlx::core::bfloat16_t>) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    _mm512_storeu_ps(out, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+  } else {
+    std::memcpy(out, p, 16 * sizeof(float));
+  }
+}
+
 /// The sum of eight lanes, in a fixed order (halves, then pairs).
 __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
