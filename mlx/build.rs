@@ -45,6 +45,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/huge.cc");
     println!("cargo:rerun-if-changed=cpp/attend.h");
     println!("cargo:rerun-if-changed=cpp/attend.cc");
+    println!("cargo:rerun-if-changed=cpp/argmax.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
     println!("cargo:rerun-if-changed=cpp/cblas_shim.c");
     println!("cargo:rerun-if-changed=src/ffi.rs");
@@ -70,6 +71,7 @@ fn main() {
         .file("cpp/layer.cc")
         .file("cpp/huge.cc")
         .file("cpp/attend.cc")
+        .file("cpp/argmax.cc")
         .include(&include)
         .include("cpp")
         .std("c++20")

@@ -335,6 +335,7 @@ std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, cons
   return out;
 }
 ArrayPtr cpu_gated_act(const array& gu, int32_t act) { return own(fused_gated_act(gu, act)); }
+ArrayPtr cpu_argmax(const array& x) { return own(fused_argmax(x)); }
 
 namespace {
 

@@ -153,6 +153,7 @@ ArrayPtr sdpa_masked(const array& q, const array& k, const array& v, float scale
 ArrayPtr cpu_rms_norm(const array& x, const array& w, float eps);
 std::unique_ptr<ArrayList> cpu_add_rms_norm(const array& x, const array& y, const array& w, float eps);
 ArrayPtr cpu_gated_act(const array& gu, int32_t act);
+ArrayPtr cpu_argmax(const array& x);
 std::unique_ptr<ArrayList> cpu_decode_attention(const ArrayList& inputs, rust::Slice<const int32_t> ints,
                                                 rust::Slice<const float> floats);
 std::unique_ptr<ArrayList> cpu_decode_layer(const ArrayList& inputs, rust::Slice<const int32_t> ints,

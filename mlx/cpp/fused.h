@@ -25,6 +25,11 @@ std::vector<mlx::core::array> fused_add_rms_norm(const mlx::core::array& x, cons
 /// `act(gu[..., :I]) * gu[..., I:]` → `[..., I]`; `act` 0 is SiLU, 1 GeLU (tanh approximation).
 mlx::core::array fused_gated_act(const mlx::core::array& gu, int act, mlx::core::StreamOrDevice s = {});
 
+/// The index of the largest value of each row of float32 `x` over its last axis (uint32, that axis
+/// removed): the first of equal values, as MLX's `argmax` (a NaN never wins unless first), with
+/// the rows shared over the thread pool (argmax.cc).
+mlx::core::array fused_argmax(const mlx::core::array& x, mlx::core::StreamOrDevice s = {});
+
 /// The attention of a step's decode rows in one node.
 struct DecodeAttentionSpec {
   int heads, kv_heads, head_dim;

@@ -136,6 +136,7 @@ pub(crate) mod ffi {
         fn cpu_rms_norm(x: &array, w: &array, eps: f32) -> Result<UniquePtr<array>>;
         fn cpu_add_rms_norm(x: &array, y: &array, w: &array, eps: f32) -> Result<UniquePtr<ArrayList>>;
         fn cpu_gated_act(gu: &array, act: i32) -> Result<UniquePtr<array>>;
+        fn cpu_argmax(x: &array) -> Result<UniquePtr<array>>;
         fn cpu_decode_attention(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;
         fn cpu_decode_layer(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;
         fn cpu_norm_product(inputs: &ArrayList, ints: &[i32], floats: &[f32]) -> Result<UniquePtr<ArrayList>>;

@@ -34,6 +34,13 @@ pub fn gated_act(gu: &Array, act: Gate) -> Result<Array> {
     Array::wrap("cpu_gated_act", ffi::cpu_gated_act(gu.raw(), (act == Gate::GeluTanh) as i32))
 }
 
+/// The index of each row's largest value over the last axis of float32 `x` (uint32): MLX's
+/// `argmax` answer (the first of equal values; a NaN never wins unless first), the rows shared
+/// over the CPU's thread pool where MLX's own compares one element at a time on one thread.
+pub fn argmax(x: &Array) -> Result<Array> {
+    Array::wrap("cpu_argmax", ffi::cpu_argmax(x.raw()))
+}
+
 /// Everything the decode rows' attention reads.
 pub struct DecodeAttention<'a> {
     /// The fused projection's output `[rows, (heads + 2 kv_heads) * head_dim]`; rows `0..B` are

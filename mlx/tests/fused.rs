@@ -1,5 +1,5 @@
 //! The fused CPU layers (`mlx::fused`) against MLX's own operations on random inputs: RMSNorm with
-//! and without the residual add, both gated activations, and the decode rows' rope + KV write +
+//! and without the residual add, both gated activations, the rows' argmax (exactly MLX's where no NaN is), and the decode rows' rope + KV write +
 //! attention over grouped heads, partial rotation, both rope layouts, q/k norms, sinks, a sliding
 //! window and rows of different lengths (a row's output the same bits alone as in any batch, on
 //! each vector path); the cache written in place when nothing else holds it, and left untouched
@@ -50,6 +50,81 @@ fn norms_and_gates_match_mlx() {
         let th = ops::tanh(&ops::multiply(&c((2.0f64 / std::f64::consts::PI).sqrt() as f32), &inner).unwrap()).unwrap();
         let gelu = ops::multiply(&ops::multiply(&c(0.5), &gate).unwrap(), &ops::add(&c(1.0), &th).unwrap()).unwrap();
         close("gelu gate", &fused::gated_act(&gu, Gate::GeluTanh).unwrap(), &ops::multiply(&gelu, &up).unwrap());
+    }
+}
+
+/// The bridge's argmax answers as MLX's on every row without NaN: random logits, the largest value
+/// repeated (the first one wins), rows of -inf, +0 against -0, widths around the vector sizes,
+/// rows enough for the thread pool, and a strided view. NaNs never win (a NaN first gives 0):
+/// MLX's CPU build, compiled for speed, picks a NaN in some rows and not in others.
+#[test]
+fn argmax_matches_mlx() {
+    let mut rng = Rng(11);
+    for (rows, width) in [(1, 1), (3, 7), (5, 16), (4, 33), (2, 100), (16, 49152), (1, 49152)] {
+        let mut x = rng.fill((rows * width) as usize);
+        let w = width as usize;
+        let mut with_nan = vec![];
+        for r in 0..rows as usize {
+            let row = &mut x[r * w..(r + 1) * w];
+            match r % 8 {
+                1 if w > 3 => {
+                    // The largest value twice: MLX keeps the first.
+                    let i = first_max(row);
+                    row[(i + w / 2) % w] = row[i];
+                }
+                2 => {
+                    row[0] = f32::NAN;
+                    with_nan.push((r, 0));
+                }
+                3 if w > 2 => {
+                    row[w - 1] = f32::NAN;
+                    row[w / 2] = f32::NAN;
+                    with_nan.push((r, first_max(row)));
+                }
+                4 => row.fill(f32::NEG_INFINITY),
+                5 if w > 2 => {
+                    row.fill(-1.0);
+                    row[1] = -0.0;
+                    row[w - 1] = 0.0;
+                }
+                6 if w > 20 => row[w - 3] = 1e30,
+                _ => {}
+            }
+        }
+        let a = Array::from_f32(&x, &[rows, width]).unwrap();
+        let ours = fused::argmax(&a).unwrap();
+        assert_eq!(ours.shape(), vec![rows], "shape");
+        let (ours, mut theirs) = (ours.to_u32().unwrap(), ops::argmax(&a, -1, false).unwrap().to_u32().unwrap());
+        for &(r, i) in &with_nan {
+            assert_eq!(ours[r] as usize, i, "{rows} x {width}: row {r} has NaNs");
+            theirs[r] = ours[r];
+        }
+        assert_eq!(ours, theirs, "{rows} x {width}");
+    }
+    let t = ops::transpose(&rng.array(&[40, 6]), &[1, 0]).unwrap();
+    assert_eq!(fused::argmax(&t).unwrap().to_u32().unwrap(), ops::argmax(&t, -1, false).unwrap().to_u32().unwrap());
+}
+
+/// The first index of the largest value that is not NaN.
+fn first_max(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] || row[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The narrower argmax paths give MLX's answers too.
+#[test]
+fn the_narrower_argmax_paths_agree_too() {
+    if narrowed() {
+        return;
+    }
+    for &isa in NARROWER_ISAS {
+        let stdout = rerun_narrowed(isa, &["--exact", "argmax_matches_mlx"]);
+        assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
     }
 }
 
@@ -313,6 +388,9 @@ fn bad_inputs_are_errors() {
     assert!(err.message.contains("weight"), "{err}");
     let err = fused::gated_act(&Array::full(&[2, 7], 1.0, Dtype::F32).unwrap(), Gate::Silu).unwrap_err();
     assert!(err.message.contains("even"), "{err}");
+    let err = fused::argmax(&half).unwrap_err();
+    assert!(err.message.contains("float32"), "{err}");
+    assert!(fused::argmax(&Array::full(&[2, 0], 0.0, Dtype::F32).unwrap()).is_err(), "an empty row has no argmax");
     // Caches of the wrong head size, of the old layout (keys alone), and of the wrong type.
     let bad = Array::full(&[16, 2, 1, 4], 0.0, Dtype::F32).unwrap();
     let err = write_one(&bad, 1.0).unwrap_err();
