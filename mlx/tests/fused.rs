@@ -116,18 +116,6 @@ fn first_max(row: &[f32]) -> usize {
     best
 }
 
-/// The narrower argmax paths give MLX's answers too.
-#[test]
-fn the_narrower_argmax_paths_agree_too() {
-    if narrowed() {
-        return;
-    }
-    for &isa in NARROWER_ISAS {
-        let stdout = rerun_narrowed(isa, &["--exact", "argmax_matches_mlx"]);
-        assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
-    }
-}
-
 /// One attention configuration.
 #[derive(Clone, Copy)]
 struct Case {
@@ -304,17 +292,17 @@ fn decode_attention_matches_mlx() {
     );
 }
 
-/// The narrower attention paths (AVX2 and portable on x86-64; NEON and portable on arm64) hold to the same
-/// bound and give a row the same bits alone and batched: this test binary runs the attention test
-/// again, narrowed to each.
+/// The narrower attention and argmax paths (AVX2 and portable on x86-64; NEON and portable on
+/// arm64) hold to the same bounds and answers and give a row the same bits alone and batched: this
+/// test binary runs those tests again, narrowed to each.
 #[test]
-fn the_narrower_attention_paths_agree_too() {
+fn the_narrower_paths_agree_too() {
     if narrowed() {
         return;
     }
     for &isa in NARROWER_ISAS {
-        let stdout = rerun_narrowed(isa, &["--exact", "decode_attention_matches_mlx"]);
-        assert!(stdout.contains("1 passed"), "{isa}: the test ran: {stdout}");
+        let stdout = rerun_narrowed(isa, &["--exact", "decode_attention_matches_mlx", "argmax_matches_mlx"]);
+        assert!(stdout.contains("2 passed"), "{isa}: the tests ran: {stdout}");
     }
 }
 
