@@ -24,8 +24,19 @@
 
 #include "attend.h"
 #include "cpu_parallel.h"
+#include "exp16.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define ZETA_FUSED_X86 1
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics start from `_mm512_undefined_ps()`, which it then reports as used
+// uninitialized (a false positive inside its own header).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#endif
 
 namespace zeta_mlx {
 
@@ -122,8 +133,27 @@ void rms_rows(const float* x, const float* y, const float* w, float eps, size_t 
   parallel(part, n * D * 4);
 }
 
+#ifdef ZETA_FUSED_X86
+// A row's SiLU gate 16 lanes at a time: e^-g by exp16 (glibc's scalar `expf` per element was
+// 1% of a batch-16 step's samples, the loop around it 2%), then the scalar loop's operations in
+// its order. The result is within float32 rounding of the scalar loop's, and a row's values do
+// not depend on the batch.
+static __attribute__((target("avx512f"))) void silu_row_avx512(const float* g, const float* u, float* o, int I) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int i = 0; i < I; i += 16) {
+    const __mmask16 k = static_cast<__mmask16>(I - i >= 16 ? 0xFFFF : (1u << (I - i)) - 1);
+    const __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
+    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    _mm512_mask_storeu_ps(o + i, k, _mm512_mul_ps(_mm512_mul_ps(gv, s), _mm512_maskz_loadu_ps(k, u + i)));
+  }
+}
+#endif
+
 void gated_rows(const float* x, size_t n, int I, int act, float* y) {
   const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
+#ifdef ZETA_FUSED_X86
+  const bool wide = cpu_isa() == Isa::avx512 || cpu_isa() == Isa::avx512_vnni;
+#endif
   auto part = [&](int t, int parts) {
     auto [r0, r1] = share_of(n, t, parts);
     for (size_t r = r0; r < r1; ++r) {
@@ -131,6 +161,12 @@ void gated_rows(const float* x, size_t n, int I, int act, float* y) {
       const float* u = g + I;
       float* o = y + r * I;
       if (act == 0) {
+#ifdef ZETA_FUSED_X86
+        if (wide) {
+          silu_row_avx512(g, u, o, I);
+          continue;
+        }
+#endif
         for (int i = 0; i < I; ++i) o[i] = (g[i] * (1.0f / (1.0f + std::exp(-g[i])))) * u[i];
       } else {
         for (int i = 0; i < I; ++i) {
