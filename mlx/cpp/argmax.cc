@@ -120,7 +120,8 @@ class ArgmaxCpu : public mx::UnaryPrimitive {
       const float* xs = float_rows(x, tmp);
       uint32_t* o = out.data<uint32_t>();
       auto part = [&](int t, int parts) {
-        for (size_t r = rows * t / parts; r < rows * (t + 1) / parts; ++r) o[r] = argmax_row(xs + r * n, n);
+        auto [r0, r1] = share_of(rows, t, parts);
+        for (size_t r = r0; r < r1; ++r) o[r] = argmax_row(xs + r * n, n);
       };
       parallel(part, rows * static_cast<size_t>(n) / 4);
     });

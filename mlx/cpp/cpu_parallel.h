@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__aarch64__) && defined(__linux__)
@@ -43,6 +44,11 @@ void parallel(F& f, size_t work, int per_thread = 2) {
   (void)per_thread;
   f(0, 1);
 #endif
+}
+
+/// The row range `[first, end)` of part `t` of `parts` over `n` rows (for `parallel`'s parts).
+inline std::pair<size_t, size_t> share_of(size_t n, int t, int parts) {
+  return {n * t / parts, n * (t + 1) / parts};
 }
 
 /// Calls `f(i, offset)` for every element of `a` in row-major order, with its offset in the

@@ -29,7 +29,7 @@
 #include "mlx/primitives.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#define ZETA_FUSED_X86 1
+#define ZETA_X86 1
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics start from `_mm512_undefined_ps()`, which it then reports as used
 // uninitialized (a false positive inside its own header).
@@ -72,11 +72,6 @@ std::vector<int64_t> ints(const array& a) {
     out[i] = u ? static_cast<int64_t>(a.data<uint32_t>()[off]) : a.data<int32_t>()[off];
   });
   return out;
-}
-
-// The row range of part `t` of `parts` over `n` rows.
-inline std::pair<size_t, size_t> share_of(size_t n, int t, int parts) {
-  return {n * t / parts, n * (t + 1) / parts};
 }
 
 // A row's rotation: cosines and sines of `position * scale * inverse wavelength`, as MLX's
@@ -133,7 +128,7 @@ void rms_rows(const float* x, const float* y, const float* w, float eps, size_t 
   parallel(part, n * D * 4);
 }
 
-#ifdef ZETA_FUSED_X86
+#ifdef ZETA_X86
 // A row's SiLU gate 16 lanes at a time: e^-g by exp16 (glibc's scalar `expf` per element was
 // 1% of a batch-16 step's samples, the loop around it 2%), then the scalar loop's operations in
 // its order. The result is within float32 rounding of the scalar loop's, and a row's values do
@@ -151,7 +146,7 @@ static __attribute__((target("avx512f"))) void silu_row_avx512(const float* g, c
 
 void gated_rows(const float* x, size_t n, int I, int act, float* y) {
   const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
-#ifdef ZETA_FUSED_X86
+#ifdef ZETA_X86
   const bool wide = cpu_isa() == Isa::avx512 || cpu_isa() == Isa::avx512_vnni;
 #endif
   auto part = [&](int t, int parts) {
@@ -161,7 +156,7 @@ void gated_rows(const float* x, size_t n, int I, int act, float* y) {
       const float* u = g + I;
       float* o = y + r * I;
       if (act == 0) {
-#ifdef ZETA_FUSED_X86
+#ifdef ZETA_X86
         if (wide) {
           silu_row_avx512(g, u, o, I);
           continue;
