@@ -46,6 +46,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/attend.h");
     println!("cargo:rerun-if-changed=cpp/attend.cc");
     println!("cargo:rerun-if-changed=cpp/exp16.h");
+    println!("cargo:rerun-if-changed=cpp/simd.h");
     println!("cargo:rerun-if-changed=cpp/argmax.cc");
     println!("cargo:rerun-if-changed=cpp/cpu_parallel.h");
     println!("cargo:rerun-if-changed=cpp/cblas_shim.c");

@@ -15,6 +15,7 @@
 
 #include "cpu_parallel.h"
 #include "fused_rows.h"
+#include "simd.h"
 
 #include <cmath>
 #include <memory>
@@ -24,17 +25,6 @@
 
 #include "mlx/primitives.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define ZETA_X86 1
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics start from `_mm512_undefined_ps()`, which it then reports as used
-// uninitialized (a false positive inside its own header).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace zeta_mlx {
 

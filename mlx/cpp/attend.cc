@@ -11,6 +11,7 @@
 
 #include "cpu_parallel.h"
 #include "exp16.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,12 +20,6 @@
 #include <limits>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64)
-// GCC 12 warns inside its own AVX-512 unpack intrinsics (their `_mm512_undefined_ps` operand).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#define ZETA_X86 1
-#endif
 
 namespace zeta_mlx::attn {
 

@@ -3,8 +3,9 @@
 
 #pragma once
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
+#include "simd.h"
+
+#ifdef ZETA_X86
 
 namespace zeta_mlx {
 

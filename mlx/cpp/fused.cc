@@ -25,18 +25,10 @@
 #include "attend.h"
 #include "cpu_parallel.h"
 #include "exp16.h"
+#include "simd.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define ZETA_X86 1
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics start from `_mm512_undefined_ps()`, which it then reports as used
-// uninitialized (a false positive inside its own header).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#endif
 
 namespace zeta_mlx {
 

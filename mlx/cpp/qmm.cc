@@ -15,6 +15,7 @@
 #include "cpu_parallel.h"
 #include "qmm_int.h"
 #include "qmm_tiles.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <atomic>
@@ -29,10 +30,6 @@
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define ZETA_X86 1
-#endif
 
 #ifdef ZETA_CBLAS_SHIM
 // The BLAS shim's GEMM (cblas_shim.c): row-major 101, no transpose 111, transpose 112.

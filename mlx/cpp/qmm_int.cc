@@ -7,8 +7,7 @@
 // read bandwidth); two rows gain 1.3-1.4x. Both loops form the same integer sums and the same
 // float operations lane for lane, so they give the same bits.
 
-// GCC 12 warns inside its own AVX-512 intrinsics (their `_mm512_undefined_ps` operand).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "simd.h"
 
 #include "qmm_int.h"
 
@@ -19,8 +18,7 @@
 #include "cpu_parallel.h"
 #include "qmm_tiles.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
+#ifdef ZETA_X86
 
 namespace zeta_mlx::q8 {
 

@@ -9,10 +9,9 @@
 // each weight once per output row.
 
 #include "qmm_int.h"
+#include "simd.h"
 
-#if defined(__aarch64__)
-
-#include <arm_neon.h>
+#ifdef ZETA_ARM
 
 #include <algorithm>
 #include <cmath>

@@ -18,6 +18,7 @@
 #include "qmm_tiles.h"
 
 #include "cpu_parallel.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -28,20 +29,6 @@
 
 #include "mlx/mlx.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define ZETA_X86 1
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#define ZETA_ARM 1
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 shuffles start from `_mm512_undefined_ps()`, which it then reports as used
-// uninitialized (a false positive inside its own header).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace zeta_mlx::tiles {
 

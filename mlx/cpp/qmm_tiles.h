@@ -12,13 +12,11 @@
 
 #include "mlx/mlx.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 namespace zeta_mlx::tiles {
 
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef ZETA_X86
 /// A scale or offset as float32: float16 through F16C (MLX's portable conversion is a dozen
 /// branches), bfloat16 by a shift.
 template <typename S>
