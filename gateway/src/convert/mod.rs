@@ -8,6 +8,17 @@ use zeta_proto::v1;
 use crate::dto::request::{ChatCompletionRequest, CompletionRequest, SamplingFields, TokenizeRequest};
 use crate::error::ApiError;
 
+mod constraint;
+mod fields;
+mod tools;
+
+pub(crate) use constraint::{constraint, json_schema};
+pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, type_name};
+pub(crate) use tools::{function_tool, named_choice, tool_result};
+
+use fields::{logit_bias, n, refuse_if_set, token_ids};
+use tools::{tool_choice, tools};
+
 /// What a chat request asks of the response, beyond the generation itself.
 #[derive(Clone, Debug, Default)]
 pub struct ChatOptions {
@@ -23,72 +34,6 @@ pub struct ChatOptions {
     pub model: String,
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-pub(crate) fn present(v: &Option<Value>) -> Option<&Value> {
-    v.as_ref().filter(|v| !v.is_null())
-}
-
-pub(crate) fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
-    let Some(v) = present(v) else { return Ok(None) };
-    let x = v
-        .as_f64()
-        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a number, got {}", type_name(v))))?;
-    if !(lo..=hi).contains(&x) {
-        return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
-    }
-    Ok(Some(x as f32))
-}
-
-pub(crate) fn integer(v: &Option<Value>, name: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
-    let Some(v) = present(v) else { return Ok(None) };
-    let x = v
-        .as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
-        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be an integer, got {}", describe(v))))?;
-    if !(lo..=hi).contains(&x) {
-        return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
-    }
-    Ok(Some(x))
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Number(n) => n.to_string(),
-        other => type_name(other).to_string(),
-    }
-}
-
-pub(crate) fn boolean(v: &Option<Value>, name: &str) -> Result<Option<bool>, ApiError> {
-    let Some(v) = present(v) else { return Ok(None) };
-    v.as_bool()
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a boolean, got {}", type_name(v))))
-}
-
-pub(crate) fn string<'a>(v: &'a Option<Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
-    let Some(v) = present(v) else { return Ok(None) };
-    v.as_str()
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a string, got {}", type_name(v))))
-}
-
-fn refuse_if_set(v: &Option<Value>, name: &str, why: &str) -> Result<(), ApiError> {
-    match present(v) {
-        Some(_) => Err(ApiError::unsupported(name, format!("'{name}' is not supported by this server: {why}"))),
-        None => Ok(()),
-    }
-}
-
 /// The `model` field (empty selects the daemon's default model), at most
 /// [`zeta_proto::edge::MAX_MODEL_REF_BYTES`] long.
 pub fn model(v: &Option<Value>) -> Result<String, ApiError> {
@@ -101,74 +46,6 @@ pub fn model(v: &Option<Value>) -> Result<String, ApiError> {
         ));
     }
     Ok(m.to_string())
-}
-
-/// Token ids of a prompt: each an integer that fits a token id (the daemon then checks them
-/// against the model's vocabulary).
-fn token_ids(a: &[Value], param: &str) -> Result<Vec<u32>, ApiError> {
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
-                ApiError::invalid(
-                    format!("{param}[{i}]"),
-                    format!("token id {v} is not an integer from 0 to {}", u32::MAX),
-                )
-            })
-        })
-        .collect()
-}
-
-pub(crate) fn stop_list(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
-    match present(v) {
-        None => Ok(vec![]),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) => {
-            let limit = zeta_proto::edge::MAX_STOP_STRINGS;
-            if items.len() > limit {
-                return Err(ApiError::invalid(
-                    "stop",
-                    format!("'stop' may hold at most {limit} strings, got {}", items.len()),
-                ));
-            }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    s.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| {
-                        ApiError::invalid(format!("stop[{i}]"), "each stop sequence must be a non-empty string")
-                    })
-                })
-                .collect()
-        }
-        Some(other) => Err(ApiError::invalid(
-            "stop",
-            format!("'stop' must be a string or an array of strings, got {}", type_name(other)),
-        )),
-    }
-}
-
-fn logit_bias(v: &Option<Value>) -> Result<std::collections::HashMap<u32, f32>, ApiError> {
-    let Some(v) = present(v) else { return Ok(Default::default()) };
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("logit_bias", "'logit_bias' must be an object of token id to bias"))?;
-    obj.iter()
-        .map(|(k, b)| {
-            let id: u32 = k.parse().map_err(|_| {
-                ApiError::invalid("logit_bias", format!("'{}' is not a token id", zeta_proto::edge::quote(k)))
-            })?;
-            let bias = number(&Some(b.clone()), "logit_bias", -100.0, 100.0)?.unwrap_or(0.0);
-            Ok((id, bias))
-        })
-        .collect()
-}
-
-fn n(v: &Option<Value>) -> Result<(), ApiError> {
-    match integer(v, "n", 1, 128)? {
-        None | Some(1) => Ok(()),
-        Some(k) => Err(ApiError::unsupported("n", format!("only n=1 is supported, got n={k}"))),
-    }
 }
 
 fn sampling(c: &SamplingFields) -> Result<v1::SamplingParams, ApiError> {
@@ -312,208 +189,6 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         tool_call_id,
         reasoning_content: obj.get("reasoning_content").and_then(Value::as_str).map(String::from),
     })
-}
-
-pub(crate) fn valid_function_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
-/// A tool's result sent back (Messages' `tool_result` block, Responses' `function_call_output`
-/// item) as a tool message: `id` names the call it answers (`id_field` when missing), `content`
-/// is its text (`content_field`, parts of `kinds`).
-pub(crate) fn tool_result(
-    id: Option<&str>,
-    id_field: String,
-    content: Option<&Value>,
-    content_field: String,
-    kinds: &[&str],
-) -> Result<v1::Message, ApiError> {
-    let id = id.unwrap_or("");
-    if id.is_empty() {
-        return Err(ApiError::invalid(id_field, "a tool result names the call it answers"));
-    }
-    let content = match content {
-        None | Some(Value::Null) => String::new(),
-        Some(c) => text_parts(c, &content_field, kinds)?,
-    };
-    Ok(v1::Message { role: "tool".into(), content: Some(content), tool_call_id: id.into(), ..Default::default() })
-}
-
-/// An optional array field (absent or null: empty).
-pub(crate) fn array<'a>(v: &'a Option<Value>, name: &str) -> Result<&'a [Value], ApiError> {
-    match present(v) {
-        None => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(ApiError::invalid(name, format!("'{name}' must be an array, got {}", type_name(other)))),
-    }
-}
-
-/// One function tool as every API declares it: its name, description and parameter schema
-/// (absent: no parameters), each found under `field` for errors.
-pub(crate) fn function_tool(
-    f: &serde_json::Map<String, Value>,
-    field: &str,
-    schema_key: &str,
-) -> Result<v1::Tool, ApiError> {
-    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-    if !valid_function_name(name) {
-        return Err(ApiError::invalid(
-            format!("{field}.name"),
-            format!("'{}' must be 1-64 letters, digits, '_', '-' or '.'", zeta_proto::edge::quote(name)),
-        ));
-    }
-    let parameters = match f.get(schema_key) {
-        None | Some(Value::Null) => String::new(),
-        Some(p @ Value::Object(_)) => p.to_string(),
-        Some(_) => return Err(ApiError::invalid(format!("{field}.{schema_key}"), "must be a JSON Schema object")),
-    };
-    if let Some(d) = f.get("description").filter(|d| !d.is_null() && !d.is_string()) {
-        return Err(ApiError::invalid(
-            format!("{field}.description"),
-            format!("must be a string, got {}", type_name(d)),
-        ));
-    }
-    let strict = boolean(&f.get("strict").cloned(), &format!("{field}.strict"))?.unwrap_or(false);
-    Ok(v1::Tool {
-        name: name.into(),
-        description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
-        parameters_json: parameters,
-        strict,
-    })
-}
-
-fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
-    array(v, "tools")?
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(ApiError::unsupported(
-                    format!("tools[{i}].type"),
-                    "only tools of type 'function' are supported",
-                ));
-            }
-            let f = t
-                .get("function")
-                .and_then(Value::as_object)
-                .ok_or_else(|| ApiError::invalid(format!("tools[{i}].function"), "must be an object"))?;
-            function_tool(f, &format!("tools[{i}].function"), "parameters")
-        })
-        .collect()
-}
-
-/// A tool choice naming `name`, which must be one of `tools`.
-pub(crate) fn named_choice(name: &str, tools: &[v1::Tool], field: &str) -> Result<v1::ToolChoice, ApiError> {
-    if !tools.iter().any(|t| t.name == name) {
-        return Err(ApiError::invalid(
-            field,
-            format!("'{}' is not one of the given tools", zeta_proto::edge::quote(name)),
-        ));
-    }
-    Ok(v1::ToolChoice { mode: v1::tool_choice::Mode::Required as i32, function: name.into() })
-}
-
-fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {
-    use v1::tool_choice::Mode;
-    let Some(v) = present(v) else { return Ok(None) };
-    let choice = match v {
-        Value::String(s) => match s.as_str() {
-            "auto" => v1::ToolChoice { mode: Mode::Auto as i32, function: String::new() },
-            "none" => v1::ToolChoice { mode: Mode::None as i32, function: String::new() },
-            "required" => v1::ToolChoice { mode: Mode::Required as i32, function: String::new() },
-            other => {
-                return Err(ApiError::invalid("tool_choice", format!("'{other}' is not one of none, auto, required")));
-            }
-        },
-        Value::Object(o) => {
-            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
-                ApiError::invalid(
-                    "tool_choice",
-                    "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}",
-                )
-            })?;
-            named_choice(name, tools, "tool_choice")?
-        }
-        other => {
-            return Err(ApiError::invalid(
-                "tool_choice",
-                format!("must be a string or an object, got {}", type_name(other)),
-            ));
-        }
-    };
-    if tools.is_empty() && choice.mode != Mode::None as i32 && choice.mode != Mode::Auto as i32 {
-        return Err(ApiError::invalid("tool_choice", "'tool_choice' requires 'tools'"));
-    }
-    Ok(Some(choice))
-}
-
-fn sized(text: String, field: &str) -> Result<String, ApiError> {
-    use zeta_proto::edge::MAX_CONSTRAINT_BYTES;
-    if text.len() > MAX_CONSTRAINT_BYTES {
-        return Err(ApiError::invalid(
-            field,
-            format!("is {} bytes, above the limit of {MAX_CONSTRAINT_BYTES}", text.len()),
-        ));
-    }
-    Ok(text)
-}
-
-/// A JSON-schema constraint from the object holding `schema` (chat's `response_format.json_schema`,
-/// the Responses API's `text.format`).
-pub(crate) fn json_schema(holder: &Value, field: &str) -> Result<v1::Constraint, ApiError> {
-    use v1::constraint::Kind;
-    let schema = match holder.get("schema") {
-        Some(s @ (Value::Object(_) | Value::Bool(true))) => s,
-        None | Some(Value::Null) => return Err(ApiError::invalid(format!("{field}.schema"), "is required")),
-        Some(other) => {
-            return Err(ApiError::invalid(
-                format!("{field}.schema"),
-                format!("must be a JSON Schema object, got {}", type_name(other)),
-            ));
-        }
-    };
-    if let Some(name) = holder.get("name").filter(|n| !n.is_null())
-        && !name.as_str().is_some_and(valid_function_name)
-    {
-        return Err(ApiError::invalid(format!("{field}.name"), "must be 1-64 letters, digits, '_', '-' or '.'"));
-    }
-    boolean(&holder.get("strict").cloned(), &format!("{field}.strict"))?;
-    Ok(v1::Constraint { kind: Some(Kind::JsonSchema(sized(schema.to_string(), &format!("{field}.schema"))?)) })
-}
-
-/// The output constraint of `response_format` (`text`, `json_object`, `json_schema`) and the
-/// `grammar` extension; at most one of them constrains.
-pub(crate) fn constraint(format: &Option<Value>, grammar: &Option<Value>) -> Result<Option<v1::Constraint>, ApiError> {
-    use v1::constraint::Kind;
-    let from_format = match present(format) {
-        None => None,
-        Some(v) => match v.get("type").and_then(Value::as_str) {
-            Some("text") => None,
-            Some("json_object") => Some(v1::Constraint { kind: Some(Kind::JsonObject(true)) }),
-            Some("json_schema") => {
-                let holder = v.get("json_schema").filter(|h| h.is_object()).ok_or_else(|| {
-                    ApiError::invalid("response_format.json_schema", "must be an object with a 'schema'")
-                })?;
-                Some(json_schema(holder, "response_format.json_schema")?)
-            }
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    "response_format.type",
-                    format!("'{}' is not one of text, json_object, json_schema", zeta_proto::edge::quote(other)),
-                ));
-            }
-            None => return Err(ApiError::invalid("response_format", "must be an object with a 'type'")),
-        },
-    };
-    let from_grammar = match string(grammar, "grammar")? {
-        None => None,
-        Some(g) if g.trim().is_empty() => return Err(ApiError::invalid("grammar", "is empty")),
-        Some(g) => Some(v1::Constraint { kind: Some(Kind::Grammar(sized(g.to_string(), "grammar")?)) }),
-    };
-    if from_format.is_some() && from_grammar.is_some() {
-        return Err(ApiError::invalid("grammar", "give either 'grammar' or a JSON 'response_format', not both"));
-    }
-    Ok(from_format.or(from_grammar))
 }
 
 /// A reasoning effort (`none`, `minimal`, `low`, `medium`, `high`, `xhigh`) from `field`.

@@ -1,0 +1,136 @@
+//! Function tools, tool choices and tool results as the chat, Messages and Responses APIs declare
+//! them, checked once here for all three.
+
+use serde_json::Value;
+use zeta_proto::v1;
+
+use super::fields::{array, boolean, present, type_name};
+use super::text_parts;
+use crate::error::ApiError;
+
+/// A function name as OpenAI allows it: 1-64 letters, digits, `_`, `-` or `.`.
+pub(super) fn valid_function_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// A tool's result sent back (Messages' `tool_result` block, Responses' `function_call_output`
+/// item) as a tool message: `id` names the call it answers (`id_field` when missing), `content`
+/// is its text (`content_field`, parts of `kinds`).
+pub(crate) fn tool_result(
+    id: Option<&str>,
+    id_field: String,
+    content: Option<&Value>,
+    content_field: String,
+    kinds: &[&str],
+) -> Result<v1::Message, ApiError> {
+    let id = id.unwrap_or("");
+    if id.is_empty() {
+        return Err(ApiError::invalid(id_field, "a tool result names the call it answers"));
+    }
+    let content = match content {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => text_parts(c, &content_field, kinds)?,
+    };
+    Ok(v1::Message { role: "tool".into(), content: Some(content), tool_call_id: id.into(), ..Default::default() })
+}
+
+/// One function tool as every API declares it: its name, description and parameter schema
+/// (absent: no parameters), each found under `field` for errors.
+pub(crate) fn function_tool(
+    f: &serde_json::Map<String, Value>,
+    field: &str,
+    schema_key: &str,
+) -> Result<v1::Tool, ApiError> {
+    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+    if !valid_function_name(name) {
+        return Err(ApiError::invalid(
+            format!("{field}.name"),
+            format!("'{}' must be 1-64 letters, digits, '_', '-' or '.'", zeta_proto::edge::quote(name)),
+        ));
+    }
+    let parameters = match f.get(schema_key) {
+        None | Some(Value::Null) => String::new(),
+        Some(p @ Value::Object(_)) => p.to_string(),
+        Some(_) => return Err(ApiError::invalid(format!("{field}.{schema_key}"), "must be a JSON Schema object")),
+    };
+    if let Some(d) = f.get("description").filter(|d| !d.is_null() && !d.is_string()) {
+        return Err(ApiError::invalid(
+            format!("{field}.description"),
+            format!("must be a string, got {}", type_name(d)),
+        ));
+    }
+    let strict = boolean(&f.get("strict").cloned(), &format!("{field}.strict"))?.unwrap_or(false);
+    Ok(v1::Tool {
+        name: name.into(),
+        description: f.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+        parameters_json: parameters,
+        strict,
+    })
+}
+
+/// Chat's `tools`: function tools only.
+pub(super) fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
+    array(v, "tools")?
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(ApiError::unsupported(
+                    format!("tools[{i}].type"),
+                    "only tools of type 'function' are supported",
+                ));
+            }
+            let f = t
+                .get("function")
+                .and_then(Value::as_object)
+                .ok_or_else(|| ApiError::invalid(format!("tools[{i}].function"), "must be an object"))?;
+            function_tool(f, &format!("tools[{i}].function"), "parameters")
+        })
+        .collect()
+}
+
+/// A tool choice naming `name`, which must be one of `tools`.
+pub(crate) fn named_choice(name: &str, tools: &[v1::Tool], field: &str) -> Result<v1::ToolChoice, ApiError> {
+    if !tools.iter().any(|t| t.name == name) {
+        return Err(ApiError::invalid(
+            field,
+            format!("'{}' is not one of the given tools", zeta_proto::edge::quote(name)),
+        ));
+    }
+    Ok(v1::ToolChoice { mode: v1::tool_choice::Mode::Required as i32, function: name.into() })
+}
+
+/// Chat's `tool_choice`: `none`, `auto`, `required` or a named function among `tools`.
+pub(super) fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {
+    use v1::tool_choice::Mode;
+    let Some(v) = present(v) else { return Ok(None) };
+    let choice = match v {
+        Value::String(s) => match s.as_str() {
+            "auto" => v1::ToolChoice { mode: Mode::Auto as i32, function: String::new() },
+            "none" => v1::ToolChoice { mode: Mode::None as i32, function: String::new() },
+            "required" => v1::ToolChoice { mode: Mode::Required as i32, function: String::new() },
+            other => {
+                return Err(ApiError::invalid("tool_choice", format!("'{other}' is not one of none, auto, required")));
+            }
+        },
+        Value::Object(o) => {
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(
+                    "tool_choice",
+                    "a named tool choice is {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                )
+            })?;
+            named_choice(name, tools, "tool_choice")?
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                format!("must be a string or an object, got {}", type_name(other)),
+            ));
+        }
+    };
+    if tools.is_empty() && choice.mode != Mode::None as i32 && choice.mode != Mode::Auto as i32 {
+        return Err(ApiError::invalid("tool_choice", "'tool_choice' requires 'tools'"));
+    }
+    Ok(Some(choice))
+}
