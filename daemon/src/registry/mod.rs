@@ -25,9 +25,11 @@ use crate::config::{Config, ModelConfig, SamplingDefaults};
 use crate::error::DaemonError;
 
 mod names;
+mod view;
 
 use names::hub_error;
 pub use names::{Caller, Source};
+pub use view::{ModelState, ModelView};
 
 /// Progress of one load, as its subscribers see it.
 #[derive(Clone, Debug)]
@@ -102,48 +104,6 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.leases.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Where a model is in its life, as listings show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelState {
-    /// Known, not loaded.
-    Unloaded,
-    /// Its files are being fetched from the hub.
-    Downloading,
-    /// Being built.
-    Loading,
-    /// Serving.
-    Loaded,
-    /// Not loaded; the last load failed.
-    Failed,
-}
-
-/// What `ListModels` shows for one model.
-#[derive(Clone, Debug)]
-pub struct ModelView {
-    /// Alias, hub id or path.
-    pub id: String,
-    /// Where it comes from.
-    pub source: String,
-    /// Where it is in its life.
-    pub state: ModelState,
-    /// Whether an empty model name selects it.
-    pub is_default: bool,
-    /// Never evicted.
-    pub pinned: bool,
-    /// Facts, when loaded.
-    pub info: Option<zeta_engine::ModelInfo>,
-    /// Live figures, when loaded.
-    pub stats: Option<zeta_engine::metrics::StatsSnapshot>,
-    /// When it was loaded.
-    pub loaded_at: Option<SystemTime>,
-    /// When it was last used.
-    pub last_used: Option<SystemTime>,
-    /// The last load error.
-    pub error: Option<String>,
-    /// Loads since the daemon started.
-    pub loads: u32,
 }
 
 /// The registry.
@@ -495,69 +455,6 @@ impl Registry {
                 entries.retain(|_, e| e.configured || !matches!(e.phase, Phase::Unloaded));
             }
             out.into_iter().for_each(drop_engine);
-        }
-    }
-
-    /// Every known model with its state.
-    pub fn list(&self) -> Vec<ModelView> {
-        let entries = self.lock();
-        let mut out: Vec<ModelView> = entries
-            .iter()
-            .map(|(id, e)| {
-                let (state, engine) = match &e.phase {
-                    Phase::Unloaded if e.error.is_some() => (ModelState::Failed, None),
-                    Phase::Unloaded => (ModelState::Unloaded, None),
-                    Phase::Loading(tx) => (
-                        if matches!(*tx.borrow(), LoadStatus::Downloading(_)) {
-                            ModelState::Downloading
-                        } else {
-                            ModelState::Loading
-                        },
-                        None,
-                    ),
-                    Phase::Loaded(engine) => (ModelState::Loaded, Some(engine)),
-                };
-                let used = e.usage.last_used_ms.load(Ordering::Relaxed);
-                ModelView {
-                    id: id.clone(),
-                    source: e.source.to_string(),
-                    state,
-                    is_default: *id == self.cfg.default_model,
-                    pinned: e.pinned,
-                    info: engine.map(|en| en.info().clone()),
-                    stats: engine.map(|en| en.stats()),
-                    loaded_at: e.loaded_at,
-                    last_used: (used > 0).then(|| self.started + Duration::from_millis(used)),
-                    error: e.error.clone(),
-                    loads: e.loads,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
-    }
-
-    /// The loaded engines.
-    pub fn engines(&self) -> Vec<(String, Arc<Engine>)> {
-        self.lock()
-            .iter()
-            .filter_map(|(k, e)| match &e.phase {
-                Phase::Loaded(en) => Some((k.clone(), en.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Whether the default model is loaded, and if not, why.
-    pub fn default_ready(&self) -> (bool, String) {
-        let entries = self.lock();
-        match entries.get(&self.cfg.default_model) {
-            Some(Entry { phase: Phase::Loaded(_), .. }) => (true, String::new()),
-            Some(Entry { phase: Phase::Loading(_), .. }) => {
-                (false, format!("the default model '{}' is loading", self.cfg.default_model))
-            }
-            Some(Entry { error: Some(e), .. }) => (false, e.clone()),
-            _ => (false, format!("the default model '{}' is not loaded", self.cfg.default_model)),
         }
     }
 

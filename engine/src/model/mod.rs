@@ -14,6 +14,7 @@ pub mod loader;
 pub mod moe;
 pub mod rope;
 pub mod step;
+mod tensors;
 
 use mlx::{Array, Dtype, ops};
 

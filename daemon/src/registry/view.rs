@@ -1,0 +1,117 @@
+//! What listings and health checks see of the registry: each model's state, facts and live
+//! figures (`ListModels`, `/v1/models/loaded`), and whether the default model is ready.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use zeta_engine::Engine;
+
+use super::{Entry, LoadStatus, Phase, Registry};
+
+/// Where a model is in its life, as listings show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelState {
+    /// Known, not loaded.
+    Unloaded,
+    /// Its files are being fetched from the hub.
+    Downloading,
+    /// Being built.
+    Loading,
+    /// Serving.
+    Loaded,
+    /// Not loaded; the last load failed.
+    Failed,
+}
+
+/// What `ListModels` shows for one model.
+#[derive(Clone, Debug)]
+pub struct ModelView {
+    /// Alias, hub id or path.
+    pub id: String,
+    /// Where it comes from.
+    pub source: String,
+    /// Where it is in its life.
+    pub state: ModelState,
+    /// Whether an empty model name selects it.
+    pub is_default: bool,
+    /// Never evicted.
+    pub pinned: bool,
+    /// Facts, when loaded.
+    pub info: Option<zeta_engine::ModelInfo>,
+    /// Live figures, when loaded.
+    pub stats: Option<zeta_engine::metrics::StatsSnapshot>,
+    /// When it was loaded.
+    pub loaded_at: Option<SystemTime>,
+    /// When it was last used.
+    pub last_used: Option<SystemTime>,
+    /// The last load error.
+    pub error: Option<String>,
+    /// Loads since the daemon started.
+    pub loads: u32,
+}
+
+impl Registry {
+    /// Every known model with its state.
+    pub fn list(&self) -> Vec<ModelView> {
+        let entries = self.lock();
+        let mut out: Vec<ModelView> = entries
+            .iter()
+            .map(|(id, e)| {
+                let (state, engine) = match &e.phase {
+                    Phase::Unloaded if e.error.is_some() => (ModelState::Failed, None),
+                    Phase::Unloaded => (ModelState::Unloaded, None),
+                    Phase::Loading(tx) => (
+                        if matches!(*tx.borrow(), LoadStatus::Downloading(_)) {
+                            ModelState::Downloading
+                        } else {
+                            ModelState::Loading
+                        },
+                        None,
+                    ),
+                    Phase::Loaded(engine) => (ModelState::Loaded, Some(engine)),
+                };
+                let used = e.usage.last_used_ms.load(Ordering::Relaxed);
+                ModelView {
+                    id: id.clone(),
+                    source: e.source.to_string(),
+                    state,
+                    is_default: *id == self.cfg.default_model,
+                    pinned: e.pinned,
+                    info: engine.map(|en| en.info().clone()),
+                    stats: engine.map(|en| en.stats()),
+                    loaded_at: e.loaded_at,
+                    last_used: (used > 0).then(|| self.started + Duration::from_millis(used)),
+                    error: e.error.clone(),
+                    loads: e.loads,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// The loaded engines.
+    pub fn engines(&self) -> Vec<(String, Arc<Engine>)> {
+        self.lock()
+            .iter()
+            .filter_map(|(k, e)| match &e.phase {
+                Phase::Loaded(en) => Some((k.clone(), en.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the default model is loaded, and if not, why.
+    pub fn default_ready(&self) -> (bool, String) {
+        let entries = self.lock();
+        match entries.get(&self.cfg.default_model) {
+            Some(Entry { phase: Phase::Loaded(_), .. }) => (true, String::new()),
+            Some(Entry { phase: Phase::Loading(_), .. }) => {
+                (false, format!("the default model '{}' is loading", self.cfg.default_model))
+            }
+            Some(Entry { error: Some(e), .. }) => (false, e.clone()),
+            _ => (false, format!("the default model '{}' is not loaded", self.cfg.default_model)),
+        }
+    }
+}
