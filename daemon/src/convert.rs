@@ -252,8 +252,14 @@ pub fn logprobs(l: &[zeta_engine::TokenLogprob]) -> Vec<v1::TokenLogprob> {
             top: t
                 .top
                 .iter()
-                .map(|(id, text, lp)| v1::TopLogprob { token_id: *id, token: text.clone(), logprob: *lp })
+                .map(|a| v1::TopLogprob {
+                    token_id: a.token,
+                    token: a.text.clone(),
+                    logprob: a.logprob,
+                    bytes: a.bytes.clone(),
+                })
                 .collect(),
+            bytes: t.bytes.clone(),
         })
         .collect()
 }

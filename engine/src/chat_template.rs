@@ -89,7 +89,7 @@ impl ChatTemplate {
         );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
+            Err(Error::new(ErrorKind::InvalidOperation, msg).with_source(Raised))
         });
         env.add_function("strftime_now", |fmt: String| chrono::Local::now().format(&fmt).to_string());
         env.add_filter("tojson", tojson);
@@ -115,13 +115,53 @@ impl ChatTemplate {
     }
 
     /// Renders a conversation to the prompt text.
+    ///
+    /// An assistant turn that only calls tools has no content (`None`, as transformers passes
+    /// it); templates written without tools in mind add it to a string and fail. Such a
+    /// conversation is rendered again with empty strings for the missing contents, which every
+    /// template reads as "no text".
     pub fn render(&self, input: &ChatInput<'_>) -> Result<String> {
+        let messages = serde_json::to_value(input.messages).expect("messages serialize");
+        let first = self.render_messages(messages, input);
+        let failed = match first {
+            Ok(text) => return Ok(text),
+            Err(e) => e,
+        };
+        if !raised(&failed) && input.messages.iter().any(|m| m.content.is_none()) {
+            let filled: Vec<ChatMessage> = input
+                .messages
+                .iter()
+                .map(|m| ChatMessage { content: Some(m.content.clone().unwrap_or_default()), ..m.clone() })
+                .collect();
+            let messages = serde_json::to_value(&filled).expect("messages serialize");
+            if let Ok(text) = self.render_messages(messages, input) {
+                return Ok(text);
+            }
+        }
+        Err(if raised(&failed) {
+            // `raise_exception` from the template: its message is meant for the user.
+            EngineError::invalid("messages", failed.detail().unwrap_or("rejected by the chat template").to_string())
+        } else if failed.kind() == ErrorKind::InvalidOperation {
+            // The template could not handle these messages (a type or value it did not expect).
+            EngineError::invalid(
+                "messages",
+                format!("the model's chat template cannot render these messages: {}", failed.detail().unwrap_or("")),
+            )
+        } else {
+            EngineError::Template(format!("{failed:#}"))
+        })
+    }
+
+    fn render_messages(
+        &self,
+        mut messages: serde_json::Value,
+        input: &ChatInput<'_>,
+    ) -> std::result::Result<String, Error> {
         let tmpl = self.env.get_template("chat").expect("added in new");
         let mut ctx = serde_json::Map::new();
         if let Some(extra) = input.extra {
             ctx.extend(extra.clone());
         }
-        let mut messages = serde_json::to_value(input.messages).expect("messages serialize");
         if let Some(tools) = input.tools.filter(|t| !t.is_empty())
             && self.tools_in_system_message()
         {
@@ -132,15 +172,25 @@ impl ChatTemplate {
         ctx.insert("add_generation_prompt".into(), input.add_generation_prompt.into());
         ctx.insert("bos_token".into(), self.bos_token.clone().into());
         ctx.insert("eos_token".into(), self.eos_token.clone().into());
-        tmpl.render(Value::from(minijinja::value::Serde(&ctx))).map_err(|e| {
-            if e.kind() == ErrorKind::InvalidOperation {
-                // `raise_exception` from the template: its message is meant for the user.
-                EngineError::invalid("messages", e.detail().unwrap_or("rejected by the chat template").to_string())
-            } else {
-                EngineError::Template(format!("{e:#}"))
-            }
-        })
+        tmpl.render(Value::from(minijinja::value::Serde(&ctx)))
     }
+}
+
+/// Marks the errors of the template's own `raise_exception` (a message for the user), apart from
+/// minijinja's errors of the same kind (the template met a value it cannot handle).
+#[derive(Debug)]
+struct Raised;
+
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("raised by the chat template")
+    }
+}
+
+impl std::error::Error for Raised {}
+
+fn raised(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<Raised>())
 }
 
 /// The system message that offers tools to a template reading them from there: the request's
@@ -295,6 +345,35 @@ mod tests {
         let e = t.render(&ChatInput::default()).unwrap_err();
         assert!(matches!(e, EngineError::InvalidArgument { .. }), "{e}");
         assert!(e.to_string().contains("System role not supported"), "{e}");
+        assert!(!e.to_string().contains("cannot render"), "the template's own words, as they are: {e}");
+    }
+
+    #[test]
+    fn a_turn_without_content_renders_in_a_template_that_adds_strings() {
+        // SmolLM2's template adds `message['content']` to strings; OpenAI clients send
+        // `"content": null` on an assistant turn that only called tools.
+        let t =
+            ChatTemplate::new("{% for m in messages %}<{{ m['role'] + '>' + m['content'] }}|{% endfor %}", None, None)
+                .unwrap();
+        let msgs = [
+            ChatMessage { role: "user".into(), content: Some("hi".into()), ..Default::default() },
+            ChatMessage { role: "assistant".into(), content: None, ..Default::default() },
+            ChatMessage { role: "tool".into(), content: Some("42".into()), ..Default::default() },
+        ];
+        let text = t.render(&ChatInput { messages: &msgs, ..Default::default() }).unwrap();
+        assert_eq!(text, "<user>hi|<assistant>|<tool>42|");
+        // A template that reads the missing content as none still sees none.
+        let t = ChatTemplate::new("{% for m in messages %}{{ m.content is none }}|{% endfor %}", None, None).unwrap();
+        assert_eq!(t.render(&ChatInput { messages: &msgs, ..Default::default() }).unwrap(), "False|True|False|");
+    }
+
+    #[test]
+    fn a_template_that_cannot_render_the_messages_says_so() {
+        let t = ChatTemplate::new("{{ messages[0]['content'] + 1 }}", None, None).unwrap();
+        let msgs = [ChatMessage { role: "user".into(), content: Some("hi".into()), ..Default::default() }];
+        let e = t.render(&ChatInput { messages: &msgs, ..Default::default() }).unwrap_err();
+        assert!(matches!(e, EngineError::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("cannot render these messages"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use engine::{Engine, Generation};
 pub use error::{EngineError, Result};
 pub use model::loader::{DenseMode, LoadOptions};
 pub use options::{DEFAULT_PREFIX_CACHE_BYTES, EngineOptions, MAX_STOP_STRINGS, ModelInfo};
-pub use request::{Event, FinishReason, GenerateRequest, Prompt, Timings, TokenLogprob, Usage};
+pub use request::{Event, FinishReason, GenerateRequest, Prompt, Timings, TokenLogprob, TopLogprob, Usage};
 pub use sampling::SamplingParams;
 pub use source::{LocalModel, ModelSource, load_local};
 

@@ -101,12 +101,27 @@ pub struct Timings {
 pub struct TokenLogprob {
     /// Token id.
     pub token: u32,
-    /// Its text (may be part of a character).
+    /// Its text (U+FFFD where it is part of a character).
     pub text: String,
+    /// The bytes it stands for (part of a character's, where it is one).
+    pub bytes: Vec<u8>,
     /// Its log-probability.
     pub logprob: f32,
-    /// Most likely alternatives: (id, text, logprob).
-    pub top: Vec<(u32, String, f32)>,
+    /// Most likely alternatives.
+    pub top: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopLogprob {
+    /// Token id.
+    pub token: u32,
+    /// Its text.
+    pub text: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its log-probability.
+    pub logprob: f32,
 }
 
 /// One event of a generation stream.

@@ -2,7 +2,6 @@
 //! HTTP API until SIGTERM or SIGINT.
 #![allow(clippy::print_stderr)]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,14 +66,9 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
     match args.log_format.as_str() {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
+        "json" => zeta_proto::logging::init(true),
+        "text" => zeta_proto::logging::init(false),
         other => fail(format!("--log-format must be text or json, not '{other}'")),
     }
     let (socket, origin) =

@@ -36,19 +36,51 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .map(String::from)
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let route = metrics::route_label(&path);
-    let start = Instant::now();
+    let mut seen = Seen {
+        state,
+        id,
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        start: Instant::now(),
+        answered: false,
+    };
     let mut resp = next.run(req).await;
-    let elapsed = start.elapsed();
-    let status = resp.status().as_u16();
-    state.metrics.observe(route, status, elapsed);
-    tracing::info!(request_id = %id, %method, path = %zeta_proto::edge::quote(&path), status,
-        ms = elapsed.as_millis() as u64, "request");
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    seen.record(resp.status().as_u16(), "request");
+    seen.answered = true;
+    if let Ok(v) = HeaderValue::from_str(&seen.id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// One request as `observe` accounts for it. A client that closes its connection before the
+/// response is ready drops the handler's future, and this with it: the request is then logged
+/// and counted as 499 (nginx's "client closed request"), so cancelled non-streaming requests
+/// leave the same trace as finished ones.
+struct Seen {
+    state: Arc<AppState>,
+    id: String,
+    method: Method,
+    path: String,
+    start: Instant,
+    answered: bool,
+}
+
+impl Seen {
+    fn record(&self, status: u16, what: &'static str) {
+        let elapsed = self.start.elapsed();
+        self.state.metrics.observe(metrics::route_label(&self.path), status, elapsed);
+        tracing::info!(request_id = %self.id, method = %self.method, path = %zeta_proto::edge::quote(&self.path),
+            status, ms = elapsed.as_millis() as u64, "{what}");
+    }
+}
+
+impl Drop for Seen {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.record(499, "request cancelled: the client went away before the response");
+        }
+    }
 }
 
 fn is_json(v: Option<&HeaderValue>) -> bool {

@@ -37,7 +37,8 @@ pub fn check_message(
     // Only an assistant turn that calls tools may go without content.
     let calls_only = role == "assistant" && has_tool_calls;
     if !has_content && !calls_only {
-        return Err(("content", format!("a {role} message needs 'content'")));
+        let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        return Err(("content", format!("{article} {role} message needs 'content'")));
     }
     if role == "tool" && tool_call_id.is_empty() {
         return Err(("tool_call_id", "a tool message needs the 'tool_call_id' it answers".into()));

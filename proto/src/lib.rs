@@ -3,9 +3,11 @@
 //! The `.proto` files under `zeta/mlx/v1/` are the versioned interface local tools program
 //! against; this crate compiles them (with protox, no system `protoc`) into tonic clients and
 //! servers. It also owns the one socket-path resolver and the Unix-socket connector shared by the
-//! daemon, the gateway and the `zeta` CLI, so all three agree on where the daemon listens.
+//! daemon, the gateway and the `zeta` CLI, so all three agree on where the daemon listens, and the
+//! log subscriber of the daemon and the gateway (`logging`).
 
 pub mod edge;
+pub mod logging;
 pub mod socket;
 
 /// Generated types and services of `zeta.mlx.v1`.

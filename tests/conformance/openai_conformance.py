@@ -102,17 +102,73 @@ def check_include_usage():
     assert all(not c.usage for c in chunks[:-1])
 
 
+def joined(logprobs):
+    """The bytes of the tokens that log-probabilities cover."""
+    return b"".join(bytes(t.bytes) for t in logprobs)
+
+
+def covered(logprobs, text):
+    """Asserts that the tokens of `logprobs` spell `text`, each starting within it."""
+    answer, start = text.encode(), 0
+    for t in logprobs:
+        assert start < len(answer), ("a token past the answer", t, text)
+        start += len(t.bytes)
+    assert joined(logprobs).startswith(answer), (joined(logprobs), text)
+
+
 def check_stop():
     r = client.chat.completions.create(
-        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"])
+        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"], logprobs=True)
     c = r.choices[0]
     assert "Paris" not in c.message.content and c.finish_reason == "stop", c
     assert c.message.content.strip().startswith("The capital"), c.message.content
+    # The log-probabilities cover the answer: each token's text starts in it (the last may run
+    # on into the stop string cut from it, as " Paris" does), none lies wholly past the cut.
+    covered(c.logprobs.content, c.message.content)
     # Streamed, no part of the stop string shows, even though " Paris" spans tokens.
-    text = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
-        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"], stream=True)
-        if ch.choices)
+    chunks = [ch for ch in client.chat.completions.create(
+        model=SMOL, messages=user("What is the capital of France?"), temperature=0, stop=["Paris"], stream=True,
+        logprobs=True) if ch.choices]
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
     assert text == c.message.content, (text, c.message.content)
+    streamed = [t for ch in chunks if ch.choices[0].logprobs for t in ch.choices[0].logprobs.content]
+    assert joined(streamed) == joined(c.logprobs.content), (joined(streamed), joined(c.logprobs.content))
+    # The legacy shape: its offsets stay within the text.
+    r = client.completions.create(model=SMOL, prompt="1, 2, 3, 4,", stop=["7, 8"], temperature=0, logprobs=1,
+                                  max_tokens=16)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].finish_reason == "stop" and "7" not in r.choices[0].text, r.choices[0]
+    assert all(o < len(r.choices[0].text) for o in lp.text_offset), (lp.text_offset, r.choices[0].text)
+
+
+def check_logprob_bytes_rebuild_characters_split_across_tokens():
+    # Greedy SmolLM2 answers with emoji, each several byte-level tokens of part of a character.
+    r = client.chat.completions.create(
+        model=SMOL, messages=user("Reply with only three emoji: \U0001F60E\U0001F389\U0001F680"), max_tokens=12,
+        temperature=0, logprobs=True, top_logprobs=2)
+    text, lp = r.choices[0].message.content, r.choices[0].logprobs.content
+    partial = [t for t in lp if bytes(t.bytes) != t.token.encode()]
+    assert partial, ("the test needs tokens that are part of a character", text, lp)
+    if "\ufffd" not in text:
+        assert joined(lp) == text.encode(), (joined(lp), text)
+    assert all(a.bytes for t in lp for a in t.top_logprobs), lp
+    # The legacy shape counts characters: each offset is where its token's text starts.
+    r = client.completions.create(model=SMOL, prompt="Emoji: \U0001F60E\U0001F389", max_tokens=6, temperature=0,
+                                  logprobs=2)
+    c = r.choices[0]
+    offsets = c.logprobs.text_offset
+    assert offsets == sorted(offsets) and offsets[0] == 0 and offsets[-1] < max(len(c.text), 1), (offsets, c.text)
+
+
+def check_stream_chunks_carry_null_usage_when_asked():
+    # OpenAI: with include_usage, every chunk has "usage", null on all but the last one.
+    body = json.dumps({"model": SMOL, "messages": user("Hi"), "max_tokens": 3, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(BASE + "/chat/completions", data=body, headers={"content-type": "application/json"})
+    events = [json.loads(line[6:]) for line in urllib.request.urlopen(req).read().decode().splitlines()
+              if line.startswith("data: {")]
+    assert all("usage" in e for e in events), events
+    assert all(e["usage"] is None for e in events[:-1]) and events[-1]["usage"]["completion_tokens"] > 0, events
 
 
 def check_length():
@@ -184,6 +240,31 @@ def check_tool_call_history_is_rendered():
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):
         ids = ids["input_ids"]
     assert r.usage.prompt_tokens == len(ids), (r.usage.prompt_tokens, len(ids))
+
+
+def check_a_history_with_null_content_renders_on_any_template():
+    # The shape the SDK itself returns for a call-only turn ("content": null), sent back to a model
+    # whose template adds content to strings (SmolLM2's), and a refused turn ("refusal").
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 degrees"},
+        {"role": "assistant", "content": None, "refusal": "I cannot help with that."},
+        {"role": "user", "content": "Thanks!"},
+    ]
+    r = client.chat.completions.create(model=SMOL, messages=history, max_tokens=2)
+    assert r.choices[0].finish_reason in ("stop", "length"), r
+    counted = client.chat.completions.create(model=SMOL, messages=history[:1], max_tokens=1).usage.prompt_tokens
+    assert r.usage.prompt_tokens > counted + 10, ("the turns are in the prompt", r.usage, counted)
+
+
+def check_completions_follow_response_format():
+    schema = {"type": "string", "enum": ["yes", "no"]}
+    r = client.completions.create(model=SMOL, prompt="Is the sky blue?", max_tokens=8, temperature=0,
+                                  extra_body={"response_format": {"type": "json_schema",
+                                                                  "json_schema": {"name": "a", "schema": schema}}})
+    assert json.loads(r.choices[0].text) in ("yes", "no"), r.choices[0].text
 
 
 def check_tool_calls():

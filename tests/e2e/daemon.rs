@@ -94,6 +94,12 @@ async fn a_dropped_stream_frees_its_slot() {
         assert!(start.elapsed() < Duration::from_secs(10), "the slot was never freed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The log says how it ended, as it says `finished` for the others.
+    while !d.logs().contains("cancelled: the client went away") {
+        assert!(start.elapsed() < Duration::from_secs(10), "no cancellation logged:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!d.logs().contains(" finished"), "the generation ended before the stream was dropped:\n{}", d.logs());
     // The model serves the next request.
     assert!(!generate(&mut g, tokens("tiny", vec![1, 2], 3)).await.unwrap().tokens.is_empty());
 }

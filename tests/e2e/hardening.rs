@@ -2,7 +2,8 @@
 //! its 4xx in OpenAI's envelope while another client's stream, sharing the gateway's one
 //! connection to the daemon, completes untouched; model references cannot make the daemon open
 //! files or download for an HTTP client; browser requests from foreign origins or under foreign
-//! host names are refused; slow clients are cut off; the pinned default model stays loaded.
+//! host names are refused; slow clients are cut off; the pinned default model stays loaded;
+//! what clients send is logged escaped; a client that goes away is logged as cancelled by both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,10 @@ fn chat(model: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
         .unwrap()
 }
+
+/// A model name that would write a line of its own, and a terminal escape, into a log that did
+/// not escape what clients send.
+const FORGED: &str = "nope\n2026-12-02T18:40:00.000000Z ERROR zeta_mlxd: FORGED LINE \u{1b}[31mRED";
 
 fn body(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
@@ -159,6 +164,45 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
             .header("origin", "null")
             .code("origin_not_allowed"),
         case("unload the pinned default", "POST", "/v1/models/tiny/unload", vec![], 409).code("model_pinned"),
+        // A name is taken as written: blanks around it make another name, not a second spelling.
+        case("a padded model name", "POST", "/v1/chat/completions", chat(" tiny "), 404).code("model_not_found"),
+        case("a model name that forges a log line", "POST", "/v1/chat/completions", chat(FORGED), 404)
+            .code("model_not_found"),
+        case(
+            "an empty stop string",
+            "POST",
+            "/v1/chat/completions",
+            body(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stop": ""})),
+            400,
+        )
+        .param("stop"),
+        // Errors the daemon finds name the field as each API calls it.
+        case(
+            "a completion prompt over the context",
+            "POST",
+            "/v1/completions",
+            body(json!({"model": "tiny", "prompt": vec![5; 600], "max_tokens": 1})),
+            400,
+        )
+        .code("context_length_exceeded")
+        .param("prompt"),
+        case(
+            "a response input over the context",
+            "POST",
+            "/v1/responses",
+            body(json!({"model": "tiny", "input": "word ".repeat(600), "max_output_tokens": 16})),
+            400,
+        )
+        .code("context_length_exceeded")
+        .param("input"),
+        case(
+            "a grammar that does not compile",
+            "POST",
+            "/v1/chat/completions",
+            body(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "grammar": "start: ((("})),
+            400,
+        )
+        .param("grammar"),
     ];
     let mut messages = std::collections::HashMap::new();
     for c in cases {
@@ -199,6 +243,9 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
     assert_eq!(h.status, 200, "the pinned default stays loaded: {}", h.text());
     for (who, log) in [("daemon", d.logs()), ("gateway", g.logs())] {
         assert!(!log.contains("panicked"), "{who}:\n{log}");
+        // What a client sent is logged escaped: no line of its making, no terminal escapes.
+        assert!(!log.lines().any(|l| l.starts_with("2026-12-02T18:40:00")), "{who} logged a forged line:\n{log}");
+        assert!(!log.contains('\u{1b}'), "{who} logged a terminal escape:\n{log}");
         let longest = log.lines().map(str::len).max().unwrap_or(0);
         assert!(longest < 8192, "{who} logged a {longest}-byte line: user strings are not bounded");
     }
@@ -461,4 +508,73 @@ async fn a_request_waiting_on_the_daemon_gets_keep_alives_then_times_out() {
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "timeout");
     assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+}
+
+/// Sends a chat request on a connection of its own and closes it: once `after` has arrived
+/// (a stream's first chunks), or after `wait` (a JSON answer still being generated).
+async fn ask_and_leave(addr: &str, req: &[u8], after: Option<&str>, wait: Duration) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        req.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < wait {
+        if let Some(marker) = after
+            && String::from_utf8_lossy(&seen).matches(marker).count() >= 3
+        {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!("the gateway closed first: {}", String::from_utf8_lossy(&seen)),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("[DONE]") && !String::from_utf8_lossy(&seen).contains("\"usage\""),
+        "the generation ended before the client left; the test needs a longer one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_is_logged_as_cancelled_at_both_ends() {
+    // The embedded SmolLM2, kept from ending its answer: thousands of tokens, far longer than
+    // the test waits.
+    let d = Daemon::builder().wait_ready().start().await;
+    let g = Gateway::start(&d.socket, &[]).await;
+    let long = |stream: bool| {
+        body(json!({"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 4000,
+            "stream": stream, "logit_bias": {"0": -100, "2": -100}}))
+    };
+    ask_and_leave(&g.addr, &long(true), Some("data: "), Duration::from_secs(60)).await;
+    ask_and_leave(&g.addr, &long(false), None, Duration::from_millis(1500)).await;
+
+    let start = Instant::now();
+    loop {
+        let (daemon, gateway) = (d.logs(), g.logs());
+        let cancelled = daemon.matches("cancelled: the client went away").count();
+        let gone = gateway.lines().filter(|l| l.contains("status=499") && l.contains("client went away")).count();
+        if cancelled == 2 && gone == 1 && d.status().await.engines[0].active == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "both generations end logged as cancelled by the daemon ({cancelled} of 2), the JSON one as 499 by the \
+             gateway ({gone} of 1):\n--- daemon\n{daemon}\n--- gateway\n{gateway}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = g.request("GET", "/metrics", b"").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("zeta_gateway_requests_total{route=\"/v1/chat/completions\",status=\"499\"} 1")),
+        "{metrics}"
+    );
 }

@@ -1,7 +1,9 @@
 //! The conformance suite with the official `openai` Python client
 //! (`tests/conformance/openai_conformance.py`) against the real daemon and gateway: models,
-//! chat, streaming, include_usage, stop, length, errors 400/404, n > 1 refused, logprobs,
-//! tool-call history rendered through the template, tool calls (plain, streamed, forced,
+//! chat, streaming, include_usage (null usage on every chunk but the last), stop (log-probabilities
+//! covering the answer only), length, errors 400/404, n > 1 refused, logprobs (bytes that rebuild
+//! characters split across tokens), tool-call history rendered through the template (also a
+//! template that adds `content` to strings), completions under `response_format`, tool calls (plain, streamed, forced,
 //! hidden), reasoning_content, gpt-oss's harmony channels and calls, Phi-4-mini's calls.
 
 use zeta_tests::{Daemon, Gateway, scripted, tiny};

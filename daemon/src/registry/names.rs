@@ -77,7 +77,9 @@ impl Registry {
                 format!("the model reference is {} bytes, over the limit of {limit} bytes", model.len()),
             ));
         }
-        let name = match model.trim() {
+        // Names are taken as written: a name with blanks around it is another name (not found),
+        // as it would be on `/v1/models/{id}`, rather than a second spelling of this one.
+        let name = match model {
             "" => self.cfg.default_model.as_str(),
             m => m,
         };

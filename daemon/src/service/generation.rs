@@ -41,6 +41,19 @@ struct State {
     queue: VecDeque<Result<v1::GenerateEvent, Status>>,
     done: bool,
     span: tracing::Span,
+    /// Tokens streamed so far, for the cancellation's log line.
+    generated: usize,
+}
+
+/// The response stream dropped before the generation ended: the client went away (or its
+/// deadline passed). The engine's stream and the lease go with it; the log says so, as it says
+/// `finished` for the others.
+impl Drop for State {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::info!(parent: &self.span, completion_tokens = self.generated, "cancelled: the client went away");
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -73,7 +86,8 @@ impl v1::generation_server::Generation for GenerationService {
         .instrument(span.clone())
         .await
         .inspect_err(|e| tracing::info!(parent: &span, error = %e, "refused"))?;
-        let state = State { events, lease, request_id, shaper, queue: VecDeque::new(), done: false, span };
+        let state =
+            State { events, lease, request_id, shaper, queue: VecDeque::new(), done: false, span, generated: 0 };
         let stream = futures_util::stream::unfold(state, |mut s| async move {
             if let Some(item) = s.queue.pop_front() {
                 return Some((item, s));
@@ -86,6 +100,7 @@ impl v1::generation_server::Generation for GenerationService {
                     Ok(convert::started(&s.request_id, &s.lease.id, prompt_tokens, cached_tokens))
                 }
                 Some(Event::Delta { text, tokens, logprobs }) => {
+                    s.generated += tokens.len();
                     Ok(convert::delta(s.shaper.push(&text), tokens, &logprobs))
                 }
                 Some(Event::Finished { reason, usage, timings }) => {

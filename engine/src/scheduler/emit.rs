@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::Seq;
 use super::Shared;
 use crate::error::Result;
-use crate::request::{Event, FinishReason, Timings, TokenLogprob, Usage};
+use crate::request::{Event, FinishReason, Timings, TokenLogprob, TopLogprob, Usage};
 use crate::sampling::Sampled;
 use crate::stop::StopResult;
 
@@ -41,25 +41,37 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
     seq.generated.push(token);
     let tok = &shared.tokenizer;
     let is_eos = shared.eos_token_ids.contains(&token);
+    let starts_at = seq.decoded;
     let mut text = if is_eos { String::new() } else { seq.decoder.push(tok, token)? };
-    let logprobs = match s.logprob {
-        Some(logprob) => {
-            let piece = |id: u32| tok.decode_with_special(&[id]).unwrap_or_default();
-            vec![TokenLogprob {
+    seq.decoded += text.len();
+    if let Some(logprob) = s.logprob {
+        let top = |id: u32, logprob: f32| TopLogprob {
+            token: id,
+            text: tok.decode_with_special(&[id]).unwrap_or_default(),
+            bytes: tok.token_bytes(id),
+            logprob,
+        };
+        let own = top(token, logprob);
+        seq.held.push_back((
+            starts_at,
+            TokenLogprob {
                 token,
-                text: piece(token),
+                text: own.text,
+                bytes: own.bytes,
                 logprob,
-                top: s.top.iter().map(|&(id, lp)| (id, piece(id), lp)).collect(),
-            }]
-        }
-        None => vec![],
-    };
+                top: s.top.iter().map(|&(id, lp)| top(id, lp)).collect(),
+            },
+        ));
+    }
     let context_full = seq.prompt.len() + seq.generated.len() >= shared.info.context_length;
     let mut finish = None;
+    // Whether a stop string cut the text: the tokens after the cut are not part of the answer.
+    let mut cut = false;
     match seq.stop.push(&text) {
         StopResult::Stop(out) => {
             text = out;
             finish = Some(FinishReason::Stop);
+            cut = true;
         }
         StopResult::Continue(out) => {
             text = out;
@@ -71,10 +83,12 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
             if finish.is_some() {
                 // Release what the decoder and the stop matcher held back.
                 let tail = seq.decoder.flush(tok)?;
+                seq.decoded += tail.len();
                 match seq.stop.push(&tail) {
                     StopResult::Stop(out) => {
                         text.push_str(&out);
                         finish = Some(FinishReason::Stop);
+                        cut = true;
                     }
                     StopResult::Continue(out) => {
                         text.push_str(&out);
@@ -84,6 +98,8 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
             }
         }
     }
+    seq.sent += text.len();
+    let logprobs = release(seq, finish.is_some(), cut);
     let sent = seq.tx.send(Event::Delta { text, tokens: vec![token], logprobs }).is_ok();
     if let Some(reason) = finish {
         // Counted out before the client hears it is finished, so that a status read after the
@@ -108,6 +124,23 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
         seq.done = true;
     }
     Ok(())
+}
+
+/// The held log-probabilities whose tokens' text has now been sent (each token's text starts
+/// before the end of what was sent); at the end, all of them, except past a stop string's cut.
+fn release(seq: &mut Seq, finished: bool, cut: bool) -> Vec<TokenLogprob> {
+    let mut out = Vec::new();
+    while let Some((starts_at, _)) = seq.held.front() {
+        if *starts_at < seq.sent || (finished && !cut) {
+            out.extend(seq.held.pop_front().map(|(_, l)| l));
+        } else {
+            break;
+        }
+    }
+    if finished {
+        seq.held.clear();
+    }
+    out
 }
 
 /// Hands an embedding request its pooled vector (normalised as the model says) and finishes it.

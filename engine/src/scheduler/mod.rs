@@ -86,6 +86,13 @@ struct Seq {
     decoder: StreamDecoder,
     stop: StopMatcher,
     generated: Vec<u32>,
+    /// Bytes of text the decoder has produced so far, and of them the bytes sent (the stop
+    /// matcher holds some back and cuts a stop string off).
+    decoded: usize,
+    sent: usize,
+    /// Log-probabilities whose tokens' text is not sent yet, each with where that text starts
+    /// among the decoded bytes: they go out with their text, and those of a stop string never.
+    held: std::collections::VecDeque<(usize, crate::request::TokenLogprob)>,
     max_tokens: usize,
     tx: UnboundedSender<Event>,
     cached_tokens: usize,
@@ -241,6 +248,9 @@ impl Core {
             decoder: StreamDecoder::new().keep_special(p.keep_special_tokens),
             stop: StopMatcher::new(p.stop),
             generated: Vec::new(),
+            decoded: 0,
+            sent: 0,
+            held: Default::default(),
             max_tokens: p.max_tokens,
             tx: p.tx,
             cached_tokens: 0,

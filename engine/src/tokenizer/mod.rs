@@ -69,6 +69,22 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The bytes one token stands for, as log-probabilities report them: its decoded text, except
+    /// where that is an incomplete character (U+FFFD): then the token's own bytes, read from its
+    /// vocabulary entry (a byte-fallback piece such as `<0xF0>`, or a byte-level piece through
+    /// GPT-2's byte-to-character table reversed), so a client can join them into the text.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let text = self.decode_with_special(&[id]).unwrap_or_default();
+        if !text.contains('\u{FFFD}') {
+            return text.into_bytes();
+        }
+        let Some(piece) = self.inner.id_to_token(id) else { return text.into_bytes() };
+        byte_fallback_piece(&piece)
+            .map(|b| vec![b])
+            .or_else(|| byte_level_piece(&piece))
+            .unwrap_or_else(|| text.into_bytes())
+    }
+
     /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -77,5 +93,49 @@ impl Tokenizer {
     /// The wrapped `tokenizers` tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+}
+
+/// The byte of a SentencePiece byte-fallback piece (`<0xF0>`).
+fn byte_fallback_piece(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// The bytes of a byte-level BPE piece: GPT-2 writes each byte as a printable character, the
+/// printable Latin-1 bytes as themselves and the 68 others as U+0100 onwards, in byte order.
+fn byte_level_piece(piece: &str) -> Option<Vec<u8>> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    piece
+        .chars()
+        .map(|c| {
+            let u = c as u32;
+            if u < 256 {
+                return printable(u).then_some(u as u8);
+            }
+            (0..=255u32).filter(|&b| !printable(b)).nth((u - 256) as usize).map(|b| b as u8)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{byte_fallback_piece, byte_level_piece};
+
+    #[test]
+    fn pieces_give_their_bytes() {
+        assert_eq!(byte_fallback_piece("<0xF0>"), Some(0xF0));
+        assert_eq!(byte_fallback_piece("<0x0A>"), Some(0x0A));
+        assert_eq!(byte_fallback_piece("<0xF>"), None);
+        assert_eq!(byte_fallback_piece("hello"), None);
+        // "Ġ" is the space (byte 32, the 33rd unprintable one), "Ċ" the newline (byte 10).
+        assert_eq!(byte_level_piece("Ġhi"), Some(b" hi".to_vec()));
+        assert_eq!(byte_level_piece("Ċ"), Some(vec![10]));
+        // U+00F0 U+0141 is how GPT-2 writes the first two bytes of an emoji's four (F0 9F).
+        assert_eq!(byte_level_piece("ðŁ"), Some(vec![0xF0, 0x9F]));
+        assert_eq!(byte_level_piece("\u{7000}"), None);
     }
 }

@@ -108,6 +108,9 @@ pub(super) fn token_ids(a: &[Value], param: &str) -> Result<Vec<u32>, ApiError> 
 pub(crate) fn stop_list(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
     match present(v) {
         None => Ok(vec![]),
+        Some(Value::String(s)) if s.is_empty() => {
+            Err(ApiError::invalid("stop", "a stop sequence must be a non-empty string"))
+        }
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => {
             let limit = zeta_proto::edge::MAX_STOP_STRINGS;

@@ -145,6 +145,15 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
     let content = match obj.get("content").filter(|c| !c.is_null()) {
         Some(c) => Some(text_parts(c, &field("content"), TEXT)?),
+        // An earlier answer the model refused comes back as its `refusal` (OpenAI's clients
+        // send the message as they received it): that text was the turn's answer.
+        None if role == "assistant" => match obj.get("refusal").filter(|r| !r.is_null()) {
+            Some(Value::String(r)) => Some(r.clone()),
+            Some(other) => {
+                return Err(ApiError::invalid(field("refusal"), format!("must be a string, got {}", type_name(other))));
+            }
+            None => None,
+        },
         None => None,
     };
     let mut tool_calls = Vec::new();
@@ -364,7 +373,7 @@ pub fn completion(
         stop: stop_list(&req.stop)?,
         logprobs: logprobs.map(|n| n as u32),
         request_id: request_id.into(),
-        constraint: constraint(&None, &req.grammar)?,
+        constraint: constraint(&req.response_format, &req.grammar)?,
         ..Default::default()
     };
     Ok((out, CompletionOptions { stream, include_usage, logprobs: logprobs.is_some(), model }))

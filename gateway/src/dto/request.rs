@@ -77,6 +77,8 @@ pub struct CompletionRequest {
     pub echo: Option<Value>,
     pub suffix: Option<Value>,
     pub best_of: Option<Value>,
+    /// As in chat (an extension of the completions API, as vLLM has it): JSON output.
+    pub response_format: Option<Value>,
     /// Extension: a grammar the output follows, in llguidance's Lark dialect.
     pub grammar: Option<Value>,
 }

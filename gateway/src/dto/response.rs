@@ -153,8 +153,9 @@ pub struct ChatCompletionChunk {
     pub created: u64,
     pub model: String,
     pub choices: Vec<ChunkChoice>,
+    /// Absent unless `stream_options.include_usage`; then `null` on every chunk but the last.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub usage: Option<Option<Usage>>,
     pub system_fingerprint: Option<String>,
 }
 
@@ -187,8 +188,9 @@ pub struct Completion {
     pub created: u64,
     pub model: String,
     pub choices: Vec<CompletionChoice>,
+    /// Always there in an answer; in a stream's chunks as in chat's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub usage: Option<Option<Usage>>,
     pub system_fingerprint: Option<String>,
 }
 

@@ -27,6 +27,12 @@ impl Endpoint for Chat {
         convert::chat(body, request_id)
     }
 
+    fn field(body: &ChatCompletionRequest, daemon_param: &str) -> Option<&'static str> {
+        daemon_param
+            .starts_with("constraint")
+            .then(|| if convert::present(&body.grammar).is_some() { "grammar" } else { "response_format" })
+    }
+
     fn streams(options: &ChatOptions) -> bool {
         options.stream
     }
@@ -93,7 +99,8 @@ impl ChatChunker {
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice { index: 0, delta, logprobs, finish_reason: finish }],
-            usage: None,
+            // OpenAI: with include_usage, every chunk carries `usage`, null until the last.
+            usage: self.opts.include_usage.then_some(None),
             system_fingerprint: None,
         };
         serde_json::to_string(&c).expect("chunks serialize")
@@ -165,7 +172,7 @@ impl ChatChunker {
                         created: self.created,
                         model: self.model.clone(),
                         choices: vec![],
-                        usage: Some(output::usage(&f)),
+                        usage: Some(Some(output::usage(&f))),
                         system_fingerprint: None,
                     };
                     out.push(serde_json::to_string(&c).expect("chunks serialize"));

@@ -13,14 +13,19 @@ use crate::dto::request::CompletionRequest;
 use crate::dto::response::*;
 use crate::error::ApiError;
 
+/// The legacy shape of log-probabilities. `text_offset` is where each token's text starts in the
+/// answer, in characters: a token that goes on with a character another began starts at that
+/// character. `offset` counts the characters begun by the tokens before.
 fn legacy_logprobs(l: &[v1::TokenLogprob], offset: &mut u32) -> CompletionLogprobs {
     let mut out = CompletionLogprobs::default();
     for t in l {
         out.tokens.push(t.token.clone());
         out.token_logprobs.push(t.logprob);
         out.top_logprobs.push(t.top.iter().map(|a| (a.token.clone(), a.logprob)).collect::<BTreeMap<_, _>>());
-        out.text_offset.push(*offset);
-        *offset += t.token.len() as u32;
+        let mid_character = t.bytes.first().is_some_and(|b| b & 0xC0 == 0x80);
+        out.text_offset.push(offset.saturating_sub(u32::from(mid_character)));
+        // Every byte that is not a UTF-8 continuation byte begins a character.
+        *offset += t.bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u32;
     }
     out
 }
@@ -34,7 +39,15 @@ impl Endpoint for Completions {
     type Chunker = CompletionChunker;
     type Answer = Completion;
 
-    const CONSTRAINT_FIELD: &'static str = "grammar";
+    fn field(body: &CompletionRequest, daemon_param: &str) -> Option<&'static str> {
+        if daemon_param.starts_with("constraint") {
+            Some(if convert::present(&body.grammar).is_some() { "grammar" } else { "response_format" })
+        } else if daemon_param.starts_with("messages") {
+            Some("prompt")
+        } else {
+            None
+        }
+    }
 
     fn convert(
         body: &CompletionRequest,
@@ -69,7 +82,7 @@ impl Endpoint for Completions {
                 logprobs: opts.logprobs.then(|| legacy_logprobs(&g.logprobs, &mut 0)),
                 finish_reason: Some(output::finish_reason(&g.finished)),
             }],
-            usage: Some(output::usage(&g.finished)),
+            usage: Some(Some(output::usage(&g.finished))),
             system_fingerprint: None,
         }
     }
@@ -85,6 +98,7 @@ pub struct CompletionChunker {
 }
 
 impl CompletionChunker {
+    /// A chunk; with include_usage every chunk carries `usage`, null until the last (as chat's).
     fn chunk(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> String {
         let c = Completion {
             id: self.id.clone(),
@@ -92,7 +106,7 @@ impl CompletionChunker {
             created: self.created,
             model: self.model.clone(),
             choices,
-            usage,
+            usage: if usage.is_some() { Some(usage) } else { self.opts.include_usage.then_some(None) },
             system_fingerprint: None,
         };
         serde_json::to_string(&c).expect("chunks serialize")

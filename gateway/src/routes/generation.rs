@@ -35,9 +35,13 @@ pub trait Endpoint {
     fn streams(options: &Self::Options) -> bool;
     /// The chunk builder of a streamed answer.
     fn chunker(request_id: &str, options: Self::Options) -> Self::Chunker;
-    /// The request field the daemon's `constraint.*` errors are about (the schema or grammar
-    /// the client sent).
-    const CONSTRAINT_FIELD: &'static str = "response_format";
+    /// What this API calls the request field a daemon error names, where it has its own name:
+    /// the daemon speaks of `constraint` (the schema or grammar the client sent) and of a chat's
+    /// `messages`.
+    fn field(body: &Self::Body, daemon_param: &str) -> Option<&'static str> {
+        let _ = body;
+        daemon_param.starts_with("constraint").then_some("response_format")
+    }
 
     /// The answer of a finished generation.
     fn answer(request_id: &str, options: Self::Options, done: Gathered) -> Self::Answer;
@@ -61,8 +65,8 @@ async fn run<E: Endpoint>(state: &AppState, request_id: &str, body: LimitedBody)
     let dto: E::Body = body.parse().await?;
     let (req, options) = E::convert(&dto, request_id)?;
     let named = |mut e: ApiError| {
-        if e.param.as_deref().is_some_and(|p| p.starts_with("constraint")) {
-            e.param = Some(E::CONSTRAINT_FIELD.into());
+        if let Some(field) = e.param.as_deref().and_then(|p| E::field(&dto, p)) {
+            e.param = Some(field.into());
         }
         e
     };

@@ -39,15 +39,11 @@ pub fn chat_logprobs(l: &[v1::TokenLogprob]) -> ChoiceLogprobs {
             .map(|t| TokenLogprob {
                 token: t.token.clone(),
                 logprob: t.logprob,
-                bytes: t.token.as_bytes().to_vec(),
+                bytes: t.bytes.to_vec(),
                 top_logprobs: t
                     .top
                     .iter()
-                    .map(|a| TopLogprob {
-                        token: a.token.clone(),
-                        logprob: a.logprob,
-                        bytes: a.token.as_bytes().to_vec(),
-                    })
+                    .map(|a| TopLogprob { token: a.token.clone(), logprob: a.logprob, bytes: a.bytes.to_vec() })
                     .collect(),
             })
             .collect(),

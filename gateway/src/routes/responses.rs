@@ -34,7 +34,15 @@ impl Endpoint for Responses {
     type Chunker = ResponseChunker;
     type Answer = Value;
 
-    const CONSTRAINT_FIELD: &'static str = "text.format";
+    fn field(_: &ResponsesRequest, daemon_param: &str) -> Option<&'static str> {
+        if daemon_param.starts_with("constraint") {
+            Some("text.format")
+        } else if daemon_param.starts_with("messages") {
+            Some("input")
+        } else {
+            None
+        }
+    }
 
     fn convert(body: &ResponsesRequest, request_id: &str) -> Result<(v1::GenerateRequest, ResponsesOptions), ApiError> {
         responses::convert(body, request_id)
