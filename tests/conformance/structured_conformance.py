@@ -253,7 +253,7 @@ def check_bad_schemas_name_the_field():
     assert "at #/properties/a/items" in msg and "not" in msg, msg
     refused("response_format", response_format={"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "strange"}}})
-    refused("response_format", extra_body={"grammar": "start: ("})
+    refused("grammar", extra_body={"grammar": "start: ("})
     refused("grammar", response_format={"type": "json_object"}, extra_body={"grammar": 'start: "a"'})
 
 
