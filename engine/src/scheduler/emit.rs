@@ -45,11 +45,9 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
     let mut text = if is_eos { String::new() } else { seq.decoder.push(tok, token)? };
     seq.decoded += text.len();
     if let Some(logprob) = s.logprob {
-        let top = |id: u32, logprob: f32| TopLogprob {
-            token: id,
-            text: tok.decode_with_special(&[id]).unwrap_or_default(),
-            bytes: tok.token_bytes(id),
-            logprob,
+        let top = |id: u32, logprob: f32| {
+            let (text, bytes) = tok.piece(id);
+            TopLogprob { token: id, text, bytes, logprob }
         };
         let own = top(token, logprob);
         seq.held.push_back((

@@ -69,20 +69,21 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
-    /// The bytes one token stands for, as log-probabilities report them: its decoded text, except
-    /// where that is an incomplete character (U+FFFD): then the token's own bytes, read from its
-    /// vocabulary entry (a byte-fallback piece such as `<0xF0>`, or a byte-level piece through
-    /// GPT-2's byte-to-character table reversed), so a client can join them into the text.
-    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+    /// One token as log-probabilities report it: its text (special tokens included), and the
+    /// bytes it stands for. The bytes are the text's, except where the text is an incomplete
+    /// character (U+FFFD): then the token's own, read from its vocabulary entry (a byte-fallback
+    /// piece such as `<0xF0>`, or a byte-level piece through GPT-2's byte-to-character table
+    /// reversed), so a client can join them into the text.
+    pub fn piece(&self, id: u32) -> (String, Vec<u8>) {
         let text = self.decode_with_special(&[id]).unwrap_or_default();
-        if !text.contains('\u{FFFD}') {
-            return text.into_bytes();
-        }
-        let Some(piece) = self.inner.id_to_token(id) else { return text.into_bytes() };
-        byte_fallback_piece(&piece)
-            .map(|b| vec![b])
-            .or_else(|| byte_level_piece(&piece))
-            .unwrap_or_else(|| text.into_bytes())
+        let bytes = match self.inner.id_to_token(id) {
+            Some(piece) if text.contains('\u{FFFD}') => byte_fallback_piece(&piece)
+                .map(|b| vec![b])
+                .or_else(|| byte_level_piece(&piece))
+                .unwrap_or_else(|| text.clone().into_bytes()),
+            _ => text.clone().into_bytes(),
+        };
+        (text, bytes)
     }
 
     /// Vocabulary size, added tokens included.
