@@ -14,7 +14,7 @@ use tracing_subscriber::field::MakeExt;
 
 /// `text` with its control characters written as escapes (`\n`, `\t`, `\u{1b}`): one log event
 /// stays one line.
-pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }

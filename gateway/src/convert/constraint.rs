@@ -65,3 +65,9 @@ pub(crate) fn constraint(format: &Option<Value>, grammar: &Option<Value>) -> Res
     }
     Ok(from_format.or(from_grammar))
 }
+
+/// The request field a constraint error is about when a request may carry either: `grammar` when
+/// it sent one (the two exclude each other), else `response_format`.
+pub(crate) fn constraint_field(grammar: &Option<Value>) -> &'static str {
+    if present(grammar).is_some() { "grammar" } else { "response_format" }
+}

@@ -12,7 +12,7 @@ mod constraint;
 mod fields;
 mod tools;
 
-pub(crate) use constraint::{constraint, json_schema};
+pub(crate) use constraint::{constraint, constraint_field, json_schema};
 pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, type_name};
 pub(crate) use tools::{function_tool, named_choice, tool_result};
 

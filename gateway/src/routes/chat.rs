@@ -28,9 +28,7 @@ impl Endpoint for Chat {
     }
 
     fn field(body: &ChatCompletionRequest, daemon_param: &str) -> Option<&'static str> {
-        daemon_param
-            .starts_with("constraint")
-            .then(|| if convert::present(&body.grammar).is_some() { "grammar" } else { "response_format" })
+        daemon_param.starts_with("constraint").then(|| convert::constraint_field(&body.grammar))
     }
 
     fn streams(options: &ChatOptions) -> bool {

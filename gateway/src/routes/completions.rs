@@ -41,7 +41,7 @@ impl Endpoint for Completions {
 
     fn field(body: &CompletionRequest, daemon_param: &str) -> Option<&'static str> {
         if daemon_param.starts_with("constraint") {
-            Some(if convert::present(&body.grammar).is_some() { "grammar" } else { "response_format" })
+            Some(convert::constraint_field(&body.grammar))
         } else if daemon_param.starts_with("messages") {
             Some("prompt")
         } else {
