@@ -7,6 +7,7 @@
 //! refused, in-flight requests get until the drain deadline to finish, then every engine stops,
 //! the server closes and the socket is removed.
 
+pub mod authority;
 pub mod config;
 pub mod convert;
 pub mod error;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::authority::LocalAuthority;
+
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -135,13 +137,16 @@ pub fn allowed(stream: &UnixStream) -> Result<u32, Option<u32>> {
     }
 }
 
-/// Accepted connections from allowed peers; others are logged and closed.
-pub fn incoming(listener: UnixListener) -> impl futures_util::Stream<Item = std::io::Result<UnixStream>> {
+/// Accepted connections from allowed peers, ready for any gRPC client's `:authority`
+/// ([`LocalAuthority`]); others are logged and closed.
+pub fn incoming(
+    listener: UnixListener,
+) -> impl futures_util::Stream<Item = std::io::Result<LocalAuthority<UnixStream>>> {
     futures_util::stream::unfold(listener, |listener| async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => match allowed(&stream) {
-                    Ok(_) => return Some((Ok(stream), listener)),
+                    Ok(_) => return Some((Ok(LocalAuthority::new(stream)), listener)),
                     Err(uid) => {
                         tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
                         drop(stream);

@@ -470,6 +470,27 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// project's Python against a running gateway; panics with its report, the gateway's log and the
 /// daemon's log tail unless every check passed.
 pub async fn conformance(script: &str, args: Vec<String>, env: Vec<(&'static str, String)>, d: &Daemon, g: &Gateway) {
+    let (passed, report) = run_checks(script, args, env).await;
+    assert!(
+        passed,
+        "conformance failures:\n{report}\n--- gateway log ---\n{}\n--- daemon log tail ---\n{}",
+        g.logs(),
+        log_tail(d)
+    );
+}
+
+/// [`conformance`] for a script that talks gRPC to the daemon's socket itself (no gateway).
+pub async fn grpc_conformance(script: &str, args: Vec<String>, d: &Daemon) {
+    let (passed, report) = run_checks(script, args, vec![]).await;
+    assert!(passed, "conformance failures:\n{report}\n--- daemon log tail ---\n{}", log_tail(d));
+}
+
+fn log_tail(d: &Daemon) -> String {
+    d.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n")
+}
+
+/// Runs a script of `tests/conformance/`: whether every check passed, and its report.
+async fn run_checks(script: &str, args: Vec<String>, env: Vec<(&'static str, String)>) -> (bool, String) {
     let script = root().join("tests/conformance").join(script);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
@@ -485,10 +506,5 @@ pub async fn conformance(script: &str, args: Vec<String>, env: Vec<(&'static str
     .expect("the conformance suite's thread");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{report}");
-    assert!(
-        out.status.success() && report.contains("checks passed"),
-        "conformance failures:\n{report}\n--- gateway log ---\n{}\n--- daemon log tail ---\n{}",
-        g.logs(),
-        d.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n")
-    );
+    (out.status.success() && report.contains("checks passed"), report)
 }
