@@ -9,6 +9,8 @@ use tonic::Code;
 
 /// Exit status when the command ran but failed (a refused request, a local error).
 pub const EXIT_FAILED: i32 = 1;
+/// Exit status of a usage error (what clap uses for a bad command line).
+pub const EXIT_USAGE: i32 = 2;
 /// Exit status when nothing answers on the socket, so scripts can tell "not running" apart.
 pub const EXIT_NO_DAEMON: i32 = 3;
 /// Exit status after Ctrl-C, as shells report a SIGINT death.
@@ -44,6 +46,9 @@ pub enum CliError {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// The command line (or standard input standing for an argument) is not a valid request.
+    #[error("{0}")]
+    Usage(String),
     /// Anything local: bad input, a service operation, I/O.
     #[error("{0}")]
     Other(String),
@@ -55,6 +60,7 @@ impl CliError {
         match self {
             CliError::NoDaemon { .. } | CliError::Lost { .. } => EXIT_NO_DAEMON,
             CliError::Interrupted => EXIT_INTERRUPTED,
+            CliError::Usage(_) => EXIT_USAGE,
             _ => EXIT_FAILED,
         }
     }

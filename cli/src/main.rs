@@ -7,6 +7,25 @@
 //! no daemon answers on the socket (or it went away mid-call), 130 after Ctrl-C.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `print!` that hands a failed write back (`zeta status > /dev/full`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!($($arg)*))
+    };
+}
+
+/// `println!` that hands a failed write back instead of panicking.
+macro_rules! outln {
+    () => {
+        std::io::Write::write_all(&mut std::io::stdout(), b"\n")
+    };
+    ($($arg:tt)*) => {{
+        let mut stdout = std::io::stdout().lock();
+        std::io::Write::write_fmt(&mut stdout, format_args!($($arg)*))
+            .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"))
+    }};
+}
+
 mod args;
 mod client;
 mod commands;
@@ -27,14 +46,15 @@ fn main() {
     // SAFETY: called before any thread starts; restoring the default disposition of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    let code = match run(cli) {
+    // Output still buffered must reach its file too: a full disk is a failure, not a success.
+    let result = run(cli).and_then(|()| std::io::stdout().flush().map_err(CliError::from));
+    let code = match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{}", Shown(&e));
             e.exit_code()
         }
     };
-    let _ = std::io::stdout().flush();
     // Exit without waiting on the runtime: a chat's stdin reader thread may still be blocked.
     std::process::exit(code);
 }

@@ -164,7 +164,12 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "tib" => 1 << 40,
         other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KB, KiB, MB, MiB, GB, GiB)")),
     };
-    Ok((n * mult as f64) as u64)
+    let bytes = n * mult as f64;
+    // 2^53 bytes (8 PiB) is past any machine and still exact in an f64.
+    if bytes > (1u64 << 53) as f64 {
+        return Err(format!("'{s}' is larger than any machine's memory"));
+    }
+    Ok(bytes as u64)
 }
 
 /// A configuration problem, with the file and (for syntax and type errors) the line.
@@ -188,8 +193,29 @@ impl Config {
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?
         };
+        let mut cfg = cfg;
+        cfg.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
         cfg.validate().map_err(err)?;
         Ok(cfg)
+    }
+
+    /// Relative paths in a config file are relative to the file, not to wherever the daemon
+    /// happens to start (launchd starts it in `/`).
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(p) = self.socket.as_mut() {
+            fix(p);
+        }
+        for m in self.models.values_mut() {
+            if let Some(p) = m.path.as_mut() {
+                fix(p);
+            }
+        }
     }
 
     /// Loads the file if it exists; no file means the defaults.
@@ -222,12 +248,24 @@ impl Config {
             if m.context_length == Some(0) {
                 return Err(format!("models.{alias}.context_length: must be at least 1"));
             }
+            if m.defaults.max_tokens == Some(0) {
+                return Err(format!("models.{alias}.defaults.max_tokens: must be at least 1"));
+            }
+            // The engine's own checks, so a bad default fails here and not in every request.
+            if let Err(zeta_engine::EngineError::InvalidArgument { field, message }) =
+                crate::convert::sampling(None, &m.defaults, None).validate(usize::MAX)
+            {
+                return Err(format!("models.{alias}.defaults.{field}: {message}"));
+            }
         }
         if self.max_loaded == 0 {
             return Err("max_loaded: must be at least 1".into());
         }
         if self.max_batch == 0 {
             return Err("max_batch: must be at least 1".into());
+        }
+        if self.max_queue == 0 {
+            return Err("max_queue: must be at least 1 (with 0 every request would be refused as busy)".into());
         }
         if self.default_model != EMBEDDED_ALIAS && !self.models.contains_key(&self.default_model) {
             return Err(format!(
@@ -282,6 +320,35 @@ mod tests {
         assert_eq!(y.memory_budget, t.memory_budget);
         assert_eq!((t.prefix_cache, y.prefix_cache), (ByteSize(64 << 20), ByteSize(64 << 20)));
         assert_eq!(y.models["tiny"].defaults, t.models["tiny"].defaults);
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_start_naming_the_key() {
+        for (text, want) in [
+            ("max_queue = 0\n", "max_queue"),
+            ("[models.m]\npath = \"/m\"\n[models.m.defaults]\ntemperature = -3.0\n", "models.m.defaults.temperature"),
+            ("[models.m]\npath = \"/m\"\n[models.m.defaults]\ntop_p = 2.0\n", "models.m.defaults.top_p"),
+            ("[models.m]\npath = \"/m\"\n[models.m.defaults]\nmax_tokens = 0\n", "models.m.defaults.max_tokens"),
+            ("memory_budget = \"99999999999TiB\"\n", "larger than any machine"),
+        ] {
+            let e = parse("c.toml", text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("zeta.toml");
+        std::fs::write(
+            &file,
+            "socket = \"run/z.sock\"\n[models.m]\npath = \"models/m.gguf\"\n[models.a]\npath = \"/abs\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.socket.unwrap(), dir.path().join("run/z.sock"));
+        assert_eq!(c.models["m"].path.as_deref().unwrap(), dir.path().join("models/m.gguf"));
+        assert_eq!(c.models["a"].path.as_deref().unwrap(), Path::new("/abs"));
     }
 
     #[test]

@@ -44,6 +44,25 @@ pub fn message(i: usize, m: &v1::Message) -> Result<ChatMessage, DaemonError> {
     })
 }
 
+/// Every tool result must answer a call an earlier assistant message made (OpenAI's rule): a
+/// result of no call is a conversation the model was never trained on, and usually a client bug.
+fn answered_calls(messages: &[ChatMessage]) -> Result<(), DaemonError> {
+    let mut calls = std::collections::HashSet::new();
+    for (i, m) in messages.iter().enumerate() {
+        calls.extend(m.tool_calls.iter().map(|c| c.id.as_str()));
+        if m.role == "tool"
+            && let Some(id) = m.tool_call_id.as_deref()
+            && !calls.contains(id)
+        {
+            return Err(DaemonError::invalid(
+                format!("messages[{i}].tool_call_id"),
+                format!("'{}' answers no tool call of an earlier assistant message", zeta_proto::edge::quote(id)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A tool as chat templates expect it (the OpenAI `tools[]` entry).
 pub fn tool(i: usize, t: &v1::Tool) -> Result<serde_json::Value, DaemonError> {
     if t.name.is_empty() {
@@ -71,6 +90,7 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
         return Err(DaemonError::invalid("messages", "must hold at least one message"));
     }
     let messages = chat.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+    answered_calls(&messages)?;
     let tools = if tools.is_empty() {
         None
     } else {
@@ -83,7 +103,13 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
             _ => return Err(DaemonError::invalid("chat_template_kwargs", "must be a JSON object")),
         },
     };
-    Ok(Prompt::Chat { messages, tools, add_generation_prompt: !chat.continue_final_message, extra })
+    Ok(Prompt::Chat {
+        messages,
+        tools,
+        add_generation_prompt: !chat.continue_final_message,
+        continue_final_message: chat.continue_final_message,
+        extra,
+    })
 }
 
 /// The request's sampling, over the model's configured defaults, over the engine's.
@@ -213,21 +239,28 @@ pub fn started(request_id: &str, model: &str, prompt_tokens: usize, cached_token
     }
 }
 
-/// The end of a generation as the wire's event; a stop after tool calls is `TOOL_CALLS`.
-pub fn finished(
-    reason: FinishReason,
-    called_tools: bool,
-    usage: &zeta_engine::Usage,
-    timings: &zeta_engine::Timings,
-) -> v1::GenerateEvent {
-    let reason = match reason {
-        FinishReason::Stop if called_tools => v1::FinishReason::ToolCalls,
+/// How a generation ended, as the engine and the tool-call shaper saw it.
+#[derive(Debug)]
+pub struct End {
+    /// The engine's reason.
+    pub reason: FinishReason,
+    /// The stop string that ended it, when one did.
+    pub stop: Option<String>,
+    /// Whether the answer called tools (a stop after tool calls is `TOOL_CALLS`).
+    pub called_tools: bool,
+}
+
+/// The end of a generation as the wire's event.
+pub fn finished(end: End, usage: &zeta_engine::Usage, timings: &zeta_engine::Timings) -> v1::GenerateEvent {
+    let reason = match end.reason {
+        FinishReason::Stop if end.called_tools => v1::FinishReason::ToolCalls,
         FinishReason::Stop => v1::FinishReason::Stop,
         FinishReason::Length => v1::FinishReason::Length,
     };
     v1::GenerateEvent {
         event: Some(v1::generate_event::Event::Finished(v1::Finished {
             reason: reason as i32,
+            stop_sequence: end.stop.unwrap_or_default(),
             usage: Some(v1::Usage {
                 prompt_tokens: usage.prompt_tokens as u32,
                 completion_tokens: usage.completion_tokens as u32,

@@ -125,6 +125,14 @@ fn a_chat_request_converts_with_defaults_beneath_it() {
     assert_eq!(tools[0]["function"]["parameters"]["type"], "object");
     assert!(*add_generation_prompt);
 
+    // Continuing the final message replaces the generation prompt.
+    if let Some(v1::generate_request::Input::Chat(c)) = &mut req.input {
+        c.continue_final_message = true;
+    }
+    let out = convert::generate(&req, &defaults, "r").unwrap();
+    let Prompt::Chat { add_generation_prompt, continue_final_message, .. } = &out.prompt else { panic!() };
+    assert!(!*add_generation_prompt && *continue_final_message);
+
     // tool_choice none hides the tools from the prompt.
     req.tool_choice = Some(v1::ToolChoice { mode: v1::tool_choice::Mode::None as i32, function: String::new() });
     let out = convert::generate(&req, &defaults, "r").unwrap();
@@ -170,16 +178,18 @@ fn output_becomes_the_wire_events() {
         prefill: Duration::from_millis(2),
         decode: Duration::from_millis(3),
     };
-    for (reason, called, want) in [
-        (FinishReason::Stop, false, v1::FinishReason::Stop),
-        (FinishReason::Stop, true, v1::FinishReason::ToolCalls),
-        (FinishReason::Length, true, v1::FinishReason::Length),
+    for (reason, stop, called, want) in [
+        (FinishReason::Stop, None, false, v1::FinishReason::Stop),
+        (FinishReason::Stop, Some("END"), false, v1::FinishReason::Stop),
+        (FinishReason::Stop, None, true, v1::FinishReason::ToolCalls),
+        (FinishReason::Length, None, true, v1::FinishReason::Length),
     ] {
-        let Some(v1::generate_event::Event::Finished(f)) = convert::finished(reason, called, &usage, &timings).event
-        else {
+        let end = convert::End { reason, stop: stop.map(String::from), called_tools: called };
+        let Some(v1::generate_event::Event::Finished(f)) = convert::finished(end, &usage, &timings).event else {
             panic!()
         };
         assert_eq!(f.reason, want as i32, "{reason:?} called={called}");
+        assert_eq!(f.stop_sequence, stop.unwrap_or(""));
         assert_eq!(f.usage.unwrap().cached_tokens, 1);
     }
     let Some(v1::generate_event::Event::Started(s)) = convert::started("r", "m", 9, 4).event else { panic!() };

@@ -72,9 +72,17 @@ pub struct ChatInput<'a> {
     pub tools: Option<&'a [serde_json::Value]>,
     /// End with the assistant turn's opening.
     pub add_generation_prompt: bool,
+    /// End right after the final message's text, which must be the assistant's, so the model
+    /// continues it (transformers' `continue_final_message`); excludes `add_generation_prompt`.
+    pub continue_final_message: bool,
     /// Extra variables (e.g. `enable_thinking`).
     pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
+
+/// Marks where the final message's text ends in a rendering for `continue_final_message`: a
+/// private-use code point no tokenizer or template treats specially, so whatever the template
+/// does around the text (trimming it, closing the turn), the cut lands right after it.
+const CONTINUE_MARK: &str = "\u{F8FF}zeta-continue\u{F8FF}";
 
 impl ChatTemplate {
     /// Compiles `source`; errors name the template's line.
@@ -121,6 +129,9 @@ impl ChatTemplate {
     /// conversation is rendered again with empty strings for the missing contents, which every
     /// template reads as "no text".
     pub fn render(&self, input: &ChatInput<'_>) -> Result<String> {
+        if input.continue_final_message {
+            return self.render_continued(input);
+        }
         let messages = serde_json::to_value(input.messages).expect("messages serialize");
         let first = self.render_messages(messages, input);
         let failed = match first {
@@ -150,6 +161,42 @@ impl ChatTemplate {
         } else {
             EngineError::Template(format!("{failed:#}"))
         })
+    }
+
+    /// The conversation up to the end of the final (assistant) message's text, rendered with a
+    /// mark after that text and cut at the mark.
+    fn render_continued(&self, input: &ChatInput<'_>) -> Result<String> {
+        let field = "continue_final_message";
+        let last =
+            input.messages.last().ok_or_else(|| EngineError::invalid("messages", "must hold at least one message"))?;
+        if last.role != "assistant" {
+            return Err(EngineError::invalid(
+                field,
+                format!(
+                    "needs the conversation to end with an assistant message to continue; it ends with a '{}' message",
+                    last.role
+                ),
+            ));
+        }
+        if input.add_generation_prompt {
+            return Err(EngineError::invalid(field, "cannot be combined with add_generation_prompt"));
+        }
+        if !last.tool_calls.is_empty() {
+            return Err(EngineError::invalid(field, "cannot continue an assistant message that calls tools"));
+        }
+        let mut messages = input.messages.to_vec();
+        let final_message = messages.last_mut().expect("checked above");
+        let text = final_message.content.take().unwrap_or_default();
+        final_message.content = Some(format!("{text}{CONTINUE_MARK}"));
+        let marked = ChatInput { messages: &messages, continue_final_message: false, ..input.clone() };
+        let rendered = self.render(&marked)?;
+        match rendered.rfind(CONTINUE_MARK) {
+            Some(at) => Ok(rendered[..at].to_string()),
+            None => Err(EngineError::invalid(
+                field,
+                "the model's chat template does not render the final assistant message's text, so it cannot be continued",
+            )),
+        }
     }
 
     fn render_messages(

@@ -245,6 +245,10 @@ impl Engine {
                 format!("{} strings is above the maximum {MAX_STOP_STRINGS}", req.stop.len()),
             ));
         }
+        // An empty stop string would match before any text: no answer at all, which no caller means.
+        if let Some(i) = req.stop.iter().position(String::is_empty) {
+            return Err(EngineError::invalid(format!("stop[{i}]"), "is empty"));
+        }
         let guide = match &req.constraint {
             Some(c) => {
                 let s = &self.shared;

@@ -24,6 +24,8 @@ pub enum Prompt {
         tools: Option<Vec<serde_json::Value>>,
         /// End the prompt with the assistant's turn opening (normally true).
         add_generation_prompt: bool,
+        /// End the prompt inside the final assistant message, so the answer continues it.
+        continue_final_message: bool,
         /// Extra template variables (e.g. `enable_thinking`).
         extra: Option<serde_json::Map<String, serde_json::Value>>,
     },
@@ -150,6 +152,8 @@ pub enum Event {
     Finished {
         /// Why.
         reason: FinishReason,
+        /// The stop string that ended it, when one did.
+        stop: Option<String>,
         /// Token counts.
         usage: Usage,
         /// Timings.

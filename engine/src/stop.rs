@@ -7,8 +7,13 @@
 pub enum StopResult {
     /// Text safe to emit now; generation goes on.
     Continue(String),
-    /// A stop string completed: emit this text (everything before it) and finish.
-    Stop(String),
+    /// A stop string completed: emit `text` (everything before it) and finish.
+    Stop {
+        /// The text before the stop string.
+        text: String,
+        /// The stop string that matched (the earliest in the text; the first listed on a tie).
+        stop: String,
+    },
 }
 
 /// Stop-string matcher for one sequence.
@@ -29,11 +34,12 @@ impl StopMatcher {
             return StopResult::Continue(text.to_string());
         }
         self.held.push_str(text);
-        let first = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
-        if let Some(pos) = first {
-            let out = self.held[..pos].to_string();
+        let first =
+            self.stops.iter().filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s))).min_by_key(|(at, _)| *at);
+        if let Some((at, stop)) = first {
+            let result = StopResult::Stop { text: self.held[..at].to_string(), stop: stop.clone() };
             self.held.clear();
-            return StopResult::Stop(out);
+            return result;
         }
         let keep = self.partial_suffix_len();
         let cut = self.held.len() - keep;
@@ -74,7 +80,7 @@ mod tests {
         let mut m = StopMatcher::new(vec!["END".into()]);
         assert_eq!(m.push("hello E"), StopResult::Continue("hello ".into()));
         assert_eq!(m.push("N"), StopResult::Continue("".into()));
-        assert_eq!(m.push("D and more"), StopResult::Stop("".into()));
+        assert_eq!(m.push("D and more"), StopResult::Stop { text: "".into(), stop: "END".into() });
     }
 
     #[test]
@@ -90,6 +96,8 @@ mod tests {
     fn earliest_stop_wins_and_multibyte_is_safe() {
         let mut m = StopMatcher::new(vec!["世界".into(), "b".into()]);
         assert_eq!(m.push("a世"), StopResult::Continue("a".into()));
-        assert_eq!(m.push("界b"), StopResult::Stop("".into()));
+        assert_eq!(m.push("界b"), StopResult::Stop { text: "".into(), stop: "世界".into() });
+        let mut m = StopMatcher::new(vec!["cd".into(), "bc".into(), "b".into()]);
+        assert_eq!(m.push("abcd"), StopResult::Stop { text: "a".into(), stop: "bc".into() });
     }
 }

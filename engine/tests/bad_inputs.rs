@@ -165,7 +165,13 @@ fn bad_requests_are_clear_errors_and_the_engine_keeps_serving() {
     );
     let nan = SamplingParams { temperature: f32::NAN, ..Default::default() };
     assert_eq!(err(submit(Prompt::Tokens(vec![5]), None, nan)), "invalid temperature: NaN is not a finite number");
-    let chat = Prompt::Chat { messages: vec![], tools: None, add_generation_prompt: true, extra: None };
+    let chat = Prompt::Chat {
+        messages: vec![],
+        tools: None,
+        add_generation_prompt: true,
+        continue_final_message: false,
+        extra: None,
+    };
     assert_eq!(err(submit(chat, None, ok.clone())), "invalid messages: must hold at least one message");
 
     // Still serving, and a prompt that fills the context ends with `length`.

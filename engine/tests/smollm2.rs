@@ -25,7 +25,7 @@ fn chats() -> Vec<Vec<ChatMessage>> {
 }
 
 fn chat_prompt(messages: Vec<ChatMessage>) -> Prompt {
-    Prompt::Chat { messages, tools: None, add_generation_prompt: true, extra: None }
+    Prompt::Chat { messages, tools: None, add_generation_prompt: true, continue_final_message: false, extra: None }
 }
 
 /// Runs requests together through the engine; returns (tokens, text, finish) per request.

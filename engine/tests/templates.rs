@@ -83,7 +83,13 @@ fn check_renders(
     let results = common::reference(tasks);
     for ((m, t, g), r) in cases.iter().zip(results) {
         let ours = engine
-            .render_chat(&ChatInput { messages: m, tools: t.as_deref(), add_generation_prompt: *g, extra: None })
+            .render_chat(&ChatInput {
+                messages: m,
+                tools: t.as_deref(),
+                add_generation_prompt: *g,
+                continue_final_message: false,
+                extra: None,
+            })
             .unwrap();
         assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
     }
@@ -94,6 +100,43 @@ fn qwen_template_with_tools_matches_transformers() {
     let dir = common::tiny("qwen2-f32");
     let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
     check_renders(&engine, &dir, conversations());
+}
+
+/// `continue_final_message` ends the prompt right after the final assistant message's text, as
+/// transformers does; a conversation that does not end with one is refused, naming the field.
+#[test]
+fn continuing_the_final_assistant_message_matches_transformers() {
+    let dir = common::tiny("qwen2-f32");
+    let engine = Engine::load(ModelSource::detect(&dir).unwrap(), EngineOptions::default(), |_, _| {}).unwrap();
+    let cases = [
+        vec![msg("user", "Name a colour."), msg("assistant", "The colour is")],
+        vec![
+            msg("system", "Be brief."),
+            msg("user", "Hi"),
+            msg("assistant", "Hello."),
+            msg("user", "Bye"),
+            msg("assistant", "Good"),
+        ],
+    ];
+    let tasks = cases
+        .iter()
+        .map(|m| json!({"op": "chat_template", "model": dir, "messages": m, "continue_final_message": true}))
+        .collect();
+    for (m, r) in cases.iter().zip(common::reference(tasks)) {
+        let ours =
+            engine.render_chat(&ChatInput { messages: m, continue_final_message: true, ..Default::default() }).unwrap();
+        assert!(ours.ends_with(m.last().unwrap().content.as_deref().unwrap()), "{ours:?}");
+        assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
+    }
+    let refused = |m: &[ChatMessage], g: bool| {
+        let input =
+            ChatInput { messages: m, continue_final_message: true, add_generation_prompt: g, ..Default::default() };
+        engine.render_chat(&input).unwrap_err().to_string()
+    };
+    let e = refused(&[msg("user", "Hi")], false);
+    assert!(e.contains("continue_final_message") && e.contains("'user'"), "{e}");
+    let e = refused(&cases[0], true);
+    assert!(e.contains("add_generation_prompt"), "{e}");
 }
 
 /// Gemma 3's template (a system prompt folded into the first user turn, `model` for the
@@ -124,7 +167,13 @@ fn family_templates_match_transformers() {
     for (m, r) in cases.iter().zip(common::reference(tasks)) {
         let tools = weather_tools();
         let ours = engine
-            .render_chat(&ChatInput { messages: m, tools: Some(&tools), add_generation_prompt: true, extra: None })
+            .render_chat(&ChatInput {
+                messages: m,
+                tools: Some(&tools),
+                add_generation_prompt: true,
+                continue_final_message: false,
+                extra: None,
+            })
             .unwrap();
         assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
         assert!(ours.contains("<|tool|>[{\"name\": \"get_weather\""), "{ours}");
@@ -135,7 +184,13 @@ fn family_templates_match_transformers() {
             .unwrap();
     let twice = [msg("user", "a"), msg("user", "b")];
     let err = engine
-        .render_chat(&ChatInput { messages: &twice, tools: None, add_generation_prompt: true, extra: None })
+        .render_chat(&ChatInput {
+            messages: &twice,
+            tools: None,
+            add_generation_prompt: true,
+            continue_final_message: false,
+            extra: None,
+        })
         .unwrap_err();
     assert!(err.to_string().contains("Conversation roles must alternate"), "{err}");
 }
@@ -179,7 +234,13 @@ fn gpt_oss_harmony_template_matches_transformers() {
         let extra: serde_json::Map<String, Value> =
             effort.map(|e| [("reasoning_effort".to_string(), json!(e))].into_iter().collect()).unwrap_or_default();
         let ours = template
-            .render(&ChatInput { messages: m, tools: t.as_deref(), add_generation_prompt: *g, extra: Some(&extra) })
+            .render(&ChatInput {
+                messages: m,
+                tools: t.as_deref(),
+                add_generation_prompt: *g,
+                continue_final_message: false,
+                extra: Some(&extra),
+            })
             .unwrap();
         assert_eq!(ours, r["text"].as_str().unwrap(), "conversation {m:?}");
         assert!(ours.starts_with("<|start|>system<|message|>"), "{ours}");
@@ -187,7 +248,13 @@ fn gpt_oss_harmony_template_matches_transformers() {
     // A tool result with no call before it is the template's own error, passed on.
     let stray = [ChatMessage { role: "tool".into(), content: Some("18".into()), ..Default::default() }];
     let err = template
-        .render(&ChatInput { messages: &stray, tools: None, add_generation_prompt: true, extra: None })
+        .render(&ChatInput {
+            messages: &stray,
+            tools: None,
+            add_generation_prompt: true,
+            continue_final_message: false,
+            extra: None,
+        })
         .unwrap_err();
     assert!(err.to_string().contains("no previous assistant message with a tool call"), "{err}");
 }

@@ -40,6 +40,9 @@ pub struct MessagesRequest {
     pub tool_choice: Option<Value>,
     pub thinking: Option<Value>,
     pub metadata: Option<Value>,
+    // Known fields this server does not implement: refused when set.
+    pub mcp_servers: Option<Value>,
+    pub container: Option<Value>,
 }
 
 /// What the Messages endpoint keeps of a request to shape its answer.
@@ -189,14 +192,32 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
             ));
         }
     }
+    // A final assistant turn is a prefill: the answer continues its text (Anthropic's rule, and
+    // its refusal of trailing whitespace, which no tokenizer continues cleanly).
+    let prefill = messages.last().filter(|m| m.role == "assistant" && m.tool_calls.is_empty());
+    if let Some(text) = prefill.and_then(|m| m.content.as_deref())
+        && text.ends_with(char::is_whitespace)
+    {
+        let i = present(&req.messages).and_then(Value::as_array).map_or(0, |a| a.len() - 1);
+        return Err(ApiError::invalid(
+            format!("messages[{i}].content"),
+            "final assistant content cannot end with trailing whitespace",
+        ));
+    }
+    let continue_final_message = prefill.is_some();
     let tools = tools(&req.tools)?;
     let choice = tool_choice(&req.tool_choice, &tools)?;
-    Ok((v1::Chat { messages, continue_final_message: false }, tools, choice))
+    Ok((v1::Chat { messages, continue_final_message }, tools, choice))
 }
 
 /// A Messages request as the daemon's `GenerateRequest`.
 pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateRequest, MessagesOptions), ApiError> {
     let model = model(&req.model)?;
+    for (v, name) in [(&req.mcp_servers, "mcp_servers"), (&req.container, "container")] {
+        if present(v).is_some() {
+            return Err(ApiError::unsupported(name, format!("'{name}' is not supported by this server")));
+        }
+    }
     let (chat, tools, tool_choice) = conversation(req)?;
     let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?
         .ok_or_else(|| ApiError::invalid("max_tokens", "'max_tokens' is required"))?;
@@ -255,12 +276,13 @@ pub fn count(req: &MessagesRequest) -> Result<v1::TokenizeRequest, ApiError> {
     })
 }
 
-/// Anthropic's name for a finish reason.
-pub fn stop_reason(f: &v1::Finished) -> &'static str {
+/// Anthropic's name for a finish reason, and the stop sequence that ended the answer.
+pub fn stop_reason(f: &v1::Finished) -> (&'static str, Option<String>) {
     match v1::FinishReason::try_from(f.reason).unwrap_or(v1::FinishReason::Stop) {
-        v1::FinishReason::Length => "max_tokens",
-        v1::FinishReason::ToolCalls => "tool_use",
-        _ => "end_turn",
+        v1::FinishReason::Length => ("max_tokens", None),
+        v1::FinishReason::ToolCalls => ("tool_use", None),
+        _ if !f.stop_sequence.is_empty() => ("stop_sequence", Some(f.stop_sequence.clone())),
+        _ => ("end_turn", None),
     }
 }
 
@@ -271,6 +293,17 @@ pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub cache_read_input_tokens: u32,
+}
+
+impl Usage {
+    /// Anthropic counts the prompt tokens read from the cache apart from `input_tokens`.
+    pub fn new(prompt_tokens: u32, cached_tokens: u32, output_tokens: u32) -> Usage {
+        Usage {
+            input_tokens: prompt_tokens.saturating_sub(cached_tokens),
+            output_tokens,
+            cache_read_input_tokens: cached_tokens,
+        }
+    }
 }
 
 /// A whole answer.

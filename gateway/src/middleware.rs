@@ -32,7 +32,11 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= zeta_proto::edge::MAX_REQUEST_ID_BYTES
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
         .map(String::from)
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(id.clone()));

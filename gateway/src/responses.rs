@@ -50,6 +50,11 @@ pub struct ResponsesRequest {
     pub metadata: Option<Value>,
     pub user: Option<Value>,
     pub truncation: Option<Value>,
+    // Known fields this server does not implement: refused when set (see `refuse_unsupported`).
+    pub prompt: Option<Value>,
+    pub include: Option<Value>,
+    pub top_logprobs: Option<Value>,
+    pub max_tool_calls: Option<Value>,
 }
 
 /// What the endpoint keeps of a request to shape its answer: the request's own settings, which
@@ -82,6 +87,24 @@ fn refuse_state(req: &ResponsesRequest) -> Result<(), ApiError> {
     }
     if boolean(&req.background, "background")? == Some(true) {
         return Err(ApiError::unsupported("background", "background responses are not supported"));
+    }
+    Ok(())
+}
+
+/// Known Responses fields whose effect this server cannot give: a client that sets one gets a
+/// 400 naming it rather than an answer that silently lacks it.
+fn refuse_unsupported(req: &ResponsesRequest) -> Result<(), ApiError> {
+    if present(&req.prompt).is_some() {
+        return Err(ApiError::unsupported("prompt", "stored prompt templates are not supported; send 'input'"));
+    }
+    if !array(&req.include, "include")?.is_empty() {
+        return Err(ApiError::unsupported("include", "'include' is not supported (no extra output data is kept)"));
+    }
+    if integer(&req.top_logprobs, "top_logprobs", 0, 20)?.is_some_and(|n| n > 0) {
+        return Err(ApiError::unsupported("top_logprobs", "log-probabilities are not supported on /v1/responses"));
+    }
+    if present(&req.max_tool_calls).is_some() {
+        return Err(ApiError::unsupported("max_tool_calls", "'max_tool_calls' is not supported"));
     }
     Ok(())
 }
@@ -243,6 +266,7 @@ fn reasoning(v: &Option<Value>) -> Result<(Option<String>, bool), ApiError> {
 /// A Responses request as the daemon's `GenerateRequest`.
 pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::GenerateRequest, ResponsesOptions), ApiError> {
     refuse_state(req)?;
+    refuse_unsupported(req)?;
     let model = model(&req.model)?;
     let mut messages = Vec::new();
     let instructions = string(&req.instructions, "instructions")?;

@@ -56,6 +56,8 @@ pub const MAX_CONSTRAINT_BYTES: usize = 256 * 1024;
 /// Inputs in one embeddings request (OpenAI's limit).
 pub const MAX_EMBED_INPUTS: usize = 2048;
 
+/// The longest request id a caller may give, in bytes (it is in every log line of the request).
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
 /// The longest model reference (alias, path or hub id) a request may carry, in bytes.
 pub const MAX_MODEL_REF_BYTES: usize = 512;
 /// The longest message a status carries, in bytes: statuses travel in HTTP/2 headers, whose

@@ -40,6 +40,11 @@ def user(text):
     return [{"role": "user", "content": text}]
 
 
+def prompt_tokens(usage):
+    """All the prompt's tokens: Anthropic counts those read from the cache apart."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0)
+
+
 def check_plain_message():
     m = client.messages.create(model=SMOL, max_tokens=12, system="You are terse.", messages=user("What is the capital of France?"),
                                extra_body=GREEDY)
@@ -53,6 +58,55 @@ def check_plain_message():
 def check_max_tokens_and_stop_sequences():
     m = client.messages.create(model=SMOL, max_tokens=3, messages=user("Count from one to ten."), extra_body=GREEDY)
     assert m.stop_reason == "max_tokens" and m.usage.output_tokens == 3, m
+
+
+def check_a_stop_sequence_is_reported_as_such():
+    question = user("Name three colours.")
+    plain = client.messages.create(model=SMOL, max_tokens=16, messages=question, extra_body=GREEDY).content[0].text
+    words = plain.split()
+    assert len(words) >= 3, plain
+    stop = words[2]
+    m = client.messages.create(model=SMOL, max_tokens=16, messages=question, stop_sequences=[stop, "\u00a7never"],
+                               extra_body=GREEDY)
+    assert m.stop_reason == "stop_sequence" and m.stop_sequence == stop, m
+    assert m.content[0].text == plain[: plain.index(stop)], (m.content, plain)
+    with client.messages.stream(model=SMOL, max_tokens=16, messages=question, stop_sequences=[stop],
+                                extra_body=GREEDY) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == stop, final
+    # Ended by the model or the limit, there is no stop sequence.
+    m = client.messages.create(model=SMOL, max_tokens=3, messages=question, stop_sequences=["\u00a7never"],
+                               extra_body=GREEDY)
+    assert m.stop_reason == "max_tokens" and m.stop_sequence is None, m
+
+
+def check_a_final_assistant_message_is_continued():
+    question = "What is the capital of France?"
+    plain = client.messages.create(model=SMOL, max_tokens=16, messages=user(question), extra_body=GREEDY).content[0].text
+    words = plain.split(" ")
+    assert len(words) > 3, plain
+    prefill = " ".join(words[:3])
+    m = client.messages.create(model=SMOL, max_tokens=16, extra_body=GREEDY, messages=[
+        {"role": "user", "content": question}, {"role": "assistant", "content": prefill}])
+    rest = m.content[0].text
+    # The answer goes on from the prefill (which it does not repeat) as the model would have.
+    whole = prefill + rest
+    assert whole.startswith(plain) or plain.startswith(whole), (prefill, rest, plain)
+    try:
+        client.messages.create(model=SMOL, max_tokens=4, messages=[
+            {"role": "user", "content": question}, {"role": "assistant", "content": prefill + " "}])
+        raise AssertionError("trailing whitespace in a prefill must be refused")
+    except anthropic.BadRequestError as e:
+        assert "trailing whitespace" in e.body["error"]["message"], e.body
+
+
+def check_usage_counts_cached_tokens_apart():
+    question = user("Tell me about the sea.")
+    client.messages.create(model=SMOL, max_tokens=2, messages=question, extra_body=GREEDY)
+    again = client.messages.create(model=SMOL, max_tokens=2, messages=question, extra_body=GREEDY)
+    n = client.messages.count_tokens(model=SMOL, messages=question)
+    assert again.usage.cache_read_input_tokens > 0, again.usage
+    assert again.usage.input_tokens + again.usage.cache_read_input_tokens == n.input_tokens, (again.usage, n)
 
 
 def check_streaming_events():
@@ -90,7 +144,7 @@ def check_tool_use():
         {"role": "assistant", "content": [{"type": "tool_use", "id": tool.id, "name": "get_weather", "input": tool.input}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "18 degrees"}]},
     ])
-    assert follow.usage.input_tokens > m.usage.input_tokens, (follow.usage, m.usage)
+    assert prompt_tokens(follow.usage) > prompt_tokens(m.usage), (follow.usage, m.usage)
     # tool_choice any / tool force a call; none hides the tools.
     forced = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER], extra_body=GREEDY,
                                     tool_choice={"type": "tool", "name": "get_weather"}, messages=user("Hi"))
@@ -119,12 +173,12 @@ def check_thinking():
 def check_count_tokens():
     n = client.messages.count_tokens(model=SMOL, messages=user("What is the capital of France?"))
     m = client.messages.create(model=SMOL, max_tokens=1, messages=user("What is the capital of France?"), extra_body=GREEDY)
-    assert n.input_tokens == m.usage.input_tokens > 0, (n, m.usage)
+    assert n.input_tokens == prompt_tokens(m.usage) > 0, (n, m.usage)
     # A system prompt replaces the template's default one: counted as the generation reads it.
     with_system = client.messages.count_tokens(model=SMOL, system="Be terse.", messages=user("What is the capital of France?"))
     m = client.messages.create(model=SMOL, max_tokens=1, system="Be terse.", messages=user("What is the capital of France?"),
                                extra_body=GREEDY)
-    assert with_system.input_tokens == m.usage.input_tokens != n.input_tokens, (with_system, m.usage, n)
+    assert with_system.input_tokens == prompt_tokens(m.usage) != n.input_tokens, (with_system, m.usage, n)
     # Tools and a forced call count too.
     tools = client.messages.count_tokens(model="scripted-tools", tools=[WEATHER], tool_choice={"type": "any"},
                                          messages=user("Weather?"))
@@ -143,6 +197,12 @@ def check_errors_in_anthropics_envelope():
         raise AssertionError("a system role inside messages must be refused")
     except anthropic.BadRequestError as e:
         assert e.body["error"]["type"] == "invalid_request_error" and "messages[0].role" in e.body["error"]["message"], e.body
+    for field, value in [("mcp_servers", [{"type": "url", "url": "http://x", "name": "x"}]), ("container", "c_1")]:
+        try:
+            client.messages.create(model=SMOL, max_tokens=5, messages=user("Hi"), extra_body={field: value})
+            raise AssertionError(f"{field} must be refused, not ignored")
+        except anthropic.BadRequestError as e:
+            assert e.body["error"]["message"].startswith(field + ":"), e.body
     try:
         anthropic.Anthropic(base_url=BASE, api_key="wrong", max_retries=0).messages.create(
             model=SMOL, max_tokens=5, messages=user("Hi"))

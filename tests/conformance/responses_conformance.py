@@ -62,6 +62,13 @@ def check_max_output_tokens_is_incomplete():
     r = client.responses.create(model=SMOL, input="Count from one to ten.", max_output_tokens=3, temperature=0)
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens", r
     assert r.usage.output_tokens == 3, r.usage
+    # The message the limit cut short says so too, streamed or not.
+    assert r.output[-1].type == "message" and r.output[-1].status == "incomplete", r.output
+    events = list(client.responses.create(model=SMOL, input="Count from one to ten.", max_output_tokens=3,
+                                          temperature=0, stream=True))
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert done[-1].item.status == "incomplete" and events[-1].type == "response.incomplete", events[-3:]
+    assert events[-1].response.output[-1].status == "incomplete", events[-1].response.output
 
 
 def check_streamed_events():
@@ -151,6 +158,11 @@ def check_refusals_name_the_field():
     refused("input[0].role", input=[{"role": "robot", "content": "Hi"}])
     refused("temperature", input="Hi", temperature=3)
     refused("input", input=[])
+    # Known fields whose effect is not implemented are refused rather than silently dropped.
+    refused("prompt", input="Hi", extra_body={"prompt": {"id": "pmpt_1"}})
+    refused("include", input="Hi", include=["message.output_text.logprobs"])
+    refused("top_logprobs", input="Hi", extra_body={"top_logprobs": 3})
+    refused("max_tool_calls", input="Hi", extra_body={"max_tool_calls": 2})
     # Allowed: store false, as stateless clients send it.
     assert client.responses.create(model=SMOL, input="Hi", max_output_tokens=2, store=False).status == "incomplete"
     try:

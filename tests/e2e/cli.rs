@@ -148,6 +148,20 @@ async fn against_the_real_daemon() {
     assert!(chunks >= 2, "the answer arrived in {chunks} piece(s), not as tokens: {answer:?}");
     eprintln!("zeta run: {:.2} s, {chunks} chunks", started.elapsed().as_secs_f64());
 
+    // Output that cannot be written (a full disk) is a one-line failure, not a panic.
+    let full_disk = if Path::new("/dev/full").exists() {
+        &[&["status"][..], &["models"], &["tokens", "smollm2-135m", "hi", "--ids"]][..]
+    } else {
+        &[]
+    };
+    for args in full_disk {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = zeta(s, args).stdout(full).output().unwrap();
+        let (code, err) = failed(&out);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("No space left"), "{args:?}: {err}");
+    }
+
     // tokens: the count and ids the daemon's Tokenize gives.
     let out = ok(&run(s, &["tokens", "smollm2-135m", "Hello world, how are you?", "--ids"]));
     let want = d

@@ -1,6 +1,6 @@
 //! The real `zeta-mlxd` on a temporary socket, driven by tonic clients: streamed generation,
 //! concurrent generations batched with correct outputs, cancellation freeing the slot, a table of
-//! bad requests, health and reflection.
+//! bad requests, health and reflection, and the official Python client (`grpcio`) as it comes.
 
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,20 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             "context",
         ),
         ("too many stop strings", with(&|r| r.stop = vec!["x".into(); 20]), Code::InvalidArgument, "stop"),
+        ("a 100 KB request id", with(&|r| r.request_id = "r".repeat(100_000)), Code::InvalidArgument, "request_id"),
+        ("an empty stop string", with(&|r| r.stop = vec!["x".into(), String::new()]), Code::InvalidArgument, "stop[1]"),
         ("no messages", chat_of(vec![]), Code::InvalidArgument, "messages"),
+        (
+            "continuing a user message",
+            with(&|r| {
+                r.input = Some(v1::generate_request::Input::Chat(v1::Chat {
+                    messages: vec![msg("user", Some("hi"))],
+                    continue_final_message: true,
+                }))
+            }),
+            Code::InvalidArgument,
+            "continue_final_message",
+        ),
         ("unknown role", chat_of(vec![msg("wizard", Some("hi"))]), Code::InvalidArgument, "messages[0].role"),
         ("missing content", chat_of(vec![msg("user", None)]), Code::InvalidArgument, "messages[0].content"),
         (
@@ -328,4 +341,17 @@ async fn health_and_reflection_work_over_the_socket() {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
     }
+}
+
+/// Python's `grpcio` (gRPC's C core) names the percent-encoded socket path as `:authority`, and
+/// grpc-java the raw path; h2 alone refuses both. The official client must work as it comes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_grpc_client_works_with_its_default_authority() {
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let expected = generate(&mut g, tokens("tiny", vec![5, 17, 42], 8)).await.unwrap().tokens;
+    assert_eq!(expected.len(), 8);
+    let args = vec![d.socket.display().to_string(), "tiny".into(), serde_json::to_string(&expected).unwrap()];
+    zeta_tests::grpc_conformance("grpc_conformance.py", args, &d).await;
 }

@@ -118,6 +118,23 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
             .code("invalid_model"),
         case("tokenize on a path", "POST", "/v1/tokenize", body(json!({"model": "/etc/passwd", "text": "x"})), 400)
             .code("invalid_model"),
+        case(
+            "a tool result of no call",
+            "POST",
+            "/v1/chat/completions",
+            body(json!({"messages": [{"role": "user", "content": "Hi"},
+                {"role": "tool", "tool_call_id": "call_9", "content": "18"}], "max_tokens": 2})),
+            400,
+        )
+        .param("messages[1].tool_call_id"),
+        case(
+            "tools with a text to tokenize",
+            "POST",
+            "/v1/tokenize",
+            body(json!({"text": "x", "tools": [{"type": "function", "function": {"name": "f"}}]})),
+            400,
+        )
+        .param("tools"),
         case("a hub id over HTTP", "POST", "/v1/chat/completions", chat("some-org/some-model"), 404)
             .code("model_not_found"),
         case(

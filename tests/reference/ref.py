@@ -22,7 +22,8 @@ Tasks:
                          detokenizer; can differ from "text", e.g. it trims
                          a leading space)}
   {"op": "chat_template", "model": DIR, "messages": [...], "tools": [...] | null,
-   "add_generation_prompt": bool, "template": PATH (optional),
+   "add_generation_prompt": bool, "continue_final_message": bool (optional),
+   "template": PATH (optional),
    "kwargs": {...} (optional, extra template variables)}
       transformers AutoTokenizer(DIR).apply_chat_template(..., tokenize=False);
       "template" overrides the tokenizer's own chat template; "tools_in_system":
@@ -131,6 +132,7 @@ def op_chat_template(task):
         messages,
         tools=tools,
         add_generation_prompt=bool(task.get("add_generation_prompt", False)),
+        continue_final_message=bool(task.get("continue_final_message", False)),
         tokenize=False,
         **kwargs,
     )

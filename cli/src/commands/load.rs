@@ -45,14 +45,14 @@ pub async fn load(d: &Daemon, model: &str) -> Result<(), CliError> {
     let Some(m) = loaded else {
         return Err(CliError::Other(format!("the daemon ended the load of {model} without saying it was loaded")));
     };
-    println!(
+    outln!(
         "loaded {}: {}, {} weights, context {} tokens ({:.1} s)",
         m.id,
         if m.architecture.is_empty() { "?" } else { &m.architecture },
         format::bytes(m.weight_bytes),
         m.context_length,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -61,9 +61,9 @@ pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError
     let req = quick(v1::UnloadModelRequest { model: model.to_owned(), force });
     let r = d.models().unload_model(req).await.map_err(|s| d.err(s))?.into_inner();
     if r.was_loaded {
-        println!("unloaded {model}");
+        outln!("unloaded {model}")?;
     } else {
-        println!("{model} was not loaded");
+        outln!("{model} was not loaded")?;
     }
     Ok(())
 }

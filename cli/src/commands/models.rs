@@ -25,11 +25,11 @@ pub async fn models(d: &Daemon) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!("{}", format::table(&["MODEL", "STATE", "ARCH", "CONTEXT", "WEIGHTS", "SOURCE"], &rows));
+    out!("{}", format::table(&["MODEL", "STATE", "ARCH", "CONTEXT", "WEIGHTS", "SOURCE"], &rows))?;
     for m in list.models.iter().filter(|m| !m.error.is_empty()) {
-        println!("{} failed: {}", m.id, m.error);
+        outln!("{} failed: {}", m.id, m.error)?;
     }
-    println!("default: {} · at most {} loaded at once", or_dash(&list.default_model), list.max_loaded);
+    outln!("default: {} · at most {} loaded at once", or_dash(&list.default_model), list.max_loaded)?;
     Ok(())
 }
 
@@ -47,7 +47,7 @@ pub async fn ps(d: &Daemon) -> Result<(), CliError> {
         })
         .collect();
     if live.is_empty() {
-        println!("no models loaded (`zeta load MODEL` loads one; `zeta models` lists them)");
+        outln!("no models loaded (`zeta load MODEL` loads one; `zeta models` lists them)")?;
     } else {
         let rows: Vec<Vec<String>> = live
             .iter()
@@ -66,22 +66,22 @@ pub async fn ps(d: &Daemon) -> Result<(), CliError> {
                 ]
             })
             .collect();
-        print!(
+        out!(
             "{}",
             format::table(&["MODEL", "WEIGHTS", "KV CACHE", "TOTAL", "ACTIVE", "QUEUED", "LOADED", "LAST USED"], &rows)
-        );
+        )?;
     }
     let budget = match status.memory_budget_bytes {
         0 => "no budget set".to_owned(),
         b => format!("budget {}", format::bytes(b)),
     };
-    println!(
+    outln!(
         "MLX memory ({}): {} in use, peak {}, cache {}; {budget}",
         status.device,
         format::bytes(status.memory_active_bytes),
         format::bytes(status.memory_peak_bytes),
         format::bytes(status.memory_cache_bytes),
-    );
+    )?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub async fn run(d: &Daemon, args: &RunArgs) -> Result<(), CliError> {
             let mut text = String::new();
             stdin.lock().read_to_string(&mut text)?;
             if text.trim().is_empty() {
-                return Err(CliError::Other("no prompt: give one as an argument or on standard input".into()));
+                return Err(CliError::Usage("no prompt: give one as an argument or on standard input".into()));
             }
             Some(text)
         }
@@ -63,7 +63,7 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
     let mut lines = stdin_lines();
     loop {
         if terminal {
-            print!(">>> ");
+            out!(">>> ")?;
             std::io::stdout().flush()?;
         }
         let line = tokio::select! {
@@ -72,7 +72,7 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
         };
         let Some(line) = line else {
             if terminal {
-                println!();
+                outln!()?;
             }
             return Ok(());
         };
@@ -87,11 +87,20 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
                 continue;
             }
             "/help" | "/?" => {
-                eprintln!("/bye quits, /clear forgets the conversation; anything else is your next message");
+                eprintln!(
+                    "/bye quits, /clear forgets the conversation; anything else is your next message \
+                     (start it with // to send a line that begins with /)"
+                );
+                continue;
+            }
+            _ if is_command(text) => {
+                let word = text.split_whitespace().next().unwrap_or(text);
+                eprintln!("unknown command '{word}' (/help lists them; // sends a line starting with /)");
                 continue;
             }
             _ => {}
         }
+        let text = text.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(text);
         history.push(message("user", text));
         let answer = answer(d, args, model, &history).await?;
         if answer.interrupted {
@@ -101,6 +110,14 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
         // user saw.
         history.push(message("assistant", &answer.text));
     }
+}
+
+/// Whether a chat line is meant as a command: `/word`, not a path like `/usr/bin` or `//text`.
+fn is_command(line: &str) -> bool {
+    line.split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '?'))
 }
 
 /// Standard input, one line at a time, read on its own thread so the async side can wait for
@@ -211,4 +228,17 @@ fn stats(f: &v1::Finished, started: Instant, first_token: Option<Instant>) -> St
 
 fn message(role: &str, content: &str) -> v1::Message {
     v1::Message { role: role.to_owned(), content: Some(content.to_owned()), ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commands_are_slash_words_and_paths_are_messages() {
+        for line in ["/foo", "/clear now", "/?", "/set-thing x"] {
+            assert!(super::is_command(line), "{line}");
+        }
+        for line in ["/usr/bin is what?", "//foo", "hello /foo", "/ spaced"] {
+            assert!(!super::is_command(line), "{line}");
+        }
+    }
 }

@@ -17,12 +17,12 @@ pub fn service(cmd: &ServiceCommand, socket: Option<&Path>, config: Option<&Path
         ServiceCommand::Install(args) => install(host, args, socket, config),
         ServiceCommand::Uninstall => {
             let report = zeta_launchd::uninstall(&host).map_err(launchd_err)?;
-            print!("{report}");
+            out!("{report}")?;
             Ok(())
         }
         ServiceCommand::Status => {
             let status = zeta_launchd::status(&host).map_err(launchd_err)?;
-            print!("{status}");
+            out!("{status}")?;
             Ok(())
         }
         ServiceCommand::Logs(args) => logs(&host, args),
@@ -46,7 +46,7 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
         host.runner = None;
     }
     let report = zeta_launchd::install(&InstallOptions { settings, host }).map_err(launchd_err)?;
-    print!("{report}");
+    out!("{report}")?;
     Ok(())
 }
 
@@ -60,7 +60,7 @@ fn logs(host: &Host, args: &LogsArgs) -> Result<(), CliError> {
     };
     let sources: Vec<_> = zeta_launchd::logs(host).into_iter().filter(|l| wanted(l.service)).collect();
     for s in &sources {
-        println!("{s}");
+        outln!("{s}")?;
     }
     if args.r#where {
         return Ok(());
@@ -71,7 +71,7 @@ fn logs(host: &Host, args: &LogsArgs) -> Result<(), CliError> {
         match &s.location {
             LogLocation::File(p) if p.is_file() => files.push(p.clone()),
             LogLocation::File(p) => {
-                println!("{}: no log yet at {} (the service has not started)", s.service, p.display())
+                outln!("{}: no log yet at {} (the service has not started)", s.service, p.display())?;
             }
             LogLocation::Command(c) => units.push(c.clone()),
         }

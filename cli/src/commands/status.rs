@@ -7,8 +7,8 @@ use crate::format;
 /// Prints the daemon's status.
 pub async fn status(d: &Daemon) -> Result<(), CliError> {
     let s = d.status().await?;
-    println!("zeta-mlxd {} (MLX {}, {}) on {}", s.version, s.mlx_version, s.device, d.socket.display());
-    println!("up {}", format::duration(s.uptime_seconds));
+    outln!("zeta-mlxd {} (MLX {}, {}) on {}", s.version, s.mlx_version, s.device, d.socket.display())?;
+    outln!("up {}", format::duration(s.uptime_seconds))?;
     let ready = if s.draining {
         "shutting down".to_owned()
     } else if s.ready {
@@ -16,19 +16,19 @@ pub async fn status(d: &Daemon) -> Result<(), CliError> {
     } else {
         format!("not ready: {}", s.not_ready_reason)
     };
-    println!("state: {ready}");
+    outln!("state: {ready}")?;
     let budget = match s.memory_budget_bytes {
         0 => "no budget set".to_owned(),
         b => format!("budget {}", format::bytes(b)),
     };
-    println!(
+    outln!(
         "memory: {} in use, peak {}, cache {}; {budget}",
         format::bytes(s.memory_active_bytes),
         format::bytes(s.memory_peak_bytes),
         format::bytes(s.memory_cache_bytes)
-    );
+    )?;
     if s.engines.is_empty() {
-        println!("no models loaded");
+        outln!("no models loaded")?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = s
@@ -47,12 +47,12 @@ pub async fn status(d: &Daemon) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         format::table(
             &["MODEL", "ACTIVE", "QUEUED", "REQUESTS", "PROMPT TOK", "CACHED TOK", "GENERATED", "MEMORY"],
             &rows
         )
-    );
+    )?;
     Ok(())
 }

@@ -18,7 +18,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
             std::io::stdin().read_to_string(&mut t)?;
             t
         }
-        None => return Err(CliError::Other("no text: give it as an argument or on standard input".into())),
+        None => return Err(CliError::Usage("no text: give it as an argument or on standard input".into())),
     };
     let input = if args.chat {
         v1::tokenize_request::Input::Chat(v1::Chat {
@@ -38,14 +38,14 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         tool_choice: None,
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
-    println!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length);
+    outln!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length)?;
     if args.ids {
         let ids: Vec<String> = r.ids.iter().map(u32::to_string).collect();
-        println!("{}", ids.join(" "));
+        outln!("{}", ids.join(" "))?;
     }
     if args.tokens {
         for (id, token) in r.ids.iter().zip(&r.tokens) {
-            println!("{id}\t{token:?}");
+            outln!("{id}\t{token:?}")?;
         }
     }
     Ok(())

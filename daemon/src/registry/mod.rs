@@ -383,6 +383,20 @@ impl Registry {
                             })
                             .collect();
                         busy.sort();
+                        if busy.is_empty() && !over_count {
+                            // Nothing else is loaded: this model alone is over the budget, and
+                            // no wait will change that.
+                            break Err(DaemonError::LoadFailed {
+                                model: id.to_string(),
+                                reason: format!(
+                                    "its weights take {extra} bytes, more than the memory_budget of {} bytes \
+                                     (which also holds each model's KV reserve and prefix cache); raise \
+                                     memory_budget",
+                                    budget.unwrap_or(0)
+                                ),
+                                transient: false,
+                            });
+                        }
                         let limit = if over_count {
                             format!("max_loaded is {}", self.cfg.max_loaded)
                         } else {

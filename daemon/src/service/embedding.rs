@@ -48,7 +48,7 @@ pub async fn embed(
 ) -> Result<Response<v1::EmbedResponse>, Status> {
     let caller = super::caller(&request);
     let req = request.into_inner();
-    let request_id = if req.request_id.is_empty() { super::new_request_id() } else { req.request_id.clone() };
+    let request_id = super::request_id(&req.request_id)?;
     let span = tracing::info_span!("embed", request_id = %request_id, model = %zeta_proto::edge::quote(&req.model), inputs = req.inputs.len());
     async {
         let max = zeta_proto::edge::MAX_EMBED_INPUTS;

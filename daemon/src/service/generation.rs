@@ -64,7 +64,7 @@ impl v1::generation_server::Generation for GenerationService {
         let peer = super::peer_uid(&request);
         let caller = super::caller(&request);
         let req = request.into_inner();
-        let request_id = if req.request_id.is_empty() { super::new_request_id() } else { req.request_id.clone() };
+        let request_id = super::request_id(&req.request_id)?;
         let model = zeta_proto::edge::quote(&req.model).into_owned();
         let span = tracing::info_span!("generate", request_id = %request_id, model = %model, peer_uid = ?peer, ?caller);
         let registry = self.registry.clone();
@@ -103,7 +103,7 @@ impl v1::generation_server::Generation for GenerationService {
                     s.generated += tokens.len();
                     Ok(convert::delta(s.shaper.push(&text), tokens, &logprobs))
                 }
-                Some(Event::Finished { reason, usage, timings }) => {
+                Some(Event::Finished { reason, stop, usage, timings }) => {
                     s.done = true;
                     match s.shaper.finish() {
                         Ok(tail) if !tail.is_empty() => s.queue.push_back(Ok(convert::delta(tail, vec![], &[]))),
@@ -115,7 +115,8 @@ impl v1::generation_server::Generation for GenerationService {
                     }
                     tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
-                    s.queue.push_back(Ok(convert::finished(reason, s.shaper.called_tools(), &usage, &timings)));
+                    let end = convert::End { reason, stop, called_tools: s.shaper.called_tools() };
+                    s.queue.push_back(Ok(convert::finished(end, &usage, &timings)));
                     s.queue.pop_front().expect("just queued")
                 }
                 Some(Event::Embedding(_)) => {

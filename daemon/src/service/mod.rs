@@ -45,6 +45,17 @@ pub fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The caller's request id, or a new one when it gave none; one past
+/// [`zeta_proto::edge::MAX_REQUEST_ID_BYTES`] is refused (it goes into every log line).
+pub fn request_id(given: &str) -> Result<String, DaemonError> {
+    let max = zeta_proto::edge::MAX_REQUEST_ID_BYTES;
+    match given.len() {
+        0 => Ok(new_request_id()),
+        n if n > max => Err(DaemonError::invalid("request_id", format!("is {n} bytes, above the maximum {max}"))),
+        _ => Ok(given.to_string()),
+    }
+}
+
 /// A request id unique within this daemon's lifetime.
 pub fn new_request_id() -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -153,6 +153,15 @@ impl v1::models_server::Models for ModelsService {
         use v1::tokenize_request::Input;
         let caller = super::caller(&request);
         let req = request.into_inner();
+        // Checked before the model is acquired: a bad request must not load (and evict) anything.
+        if matches!(req.input, Some(Input::Text(_))) && (!req.tools.is_empty() || req.tool_choice.is_some()) {
+            let field = if req.tools.is_empty() { "tool_choice" } else { "tools" };
+            return Err(DaemonError::invalid(
+                field,
+                "only applies to a chat input; a text input is tokenized as it is",
+            )
+            .into());
+        }
         let lease = self.registry.acquire(&req.model, caller).await?;
         let engine = lease.engine.clone();
         let size = prost::Message::encoded_len(&req);

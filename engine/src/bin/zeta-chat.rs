@@ -81,7 +81,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn answer(engine: &Engine, args: &Args, history: &[ChatMessage]) -> Result<String, Box<dyn std::error::Error>> {
     let prompt = if engine.info().has_chat_template {
-        Prompt::Chat { messages: history.to_vec(), tools: None, add_generation_prompt: true, extra: None }
+        Prompt::Chat {
+            messages: history.to_vec(),
+            tools: None,
+            add_generation_prompt: true,
+            continue_final_message: false,
+            extra: None,
+        }
     } else {
         Prompt::Text(history.iter().filter_map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"))
     };

@@ -63,13 +63,14 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
     }
     let context_full = seq.prompt.len() + seq.generated.len() >= shared.info.context_length;
     let mut finish = None;
-    // Whether a stop string cut the text: the tokens after the cut are not part of the answer.
-    let mut cut = false;
+    // The stop string that cut the text, if one did: the tokens after the cut are not part of
+    // the answer.
+    let mut cut = None;
     match seq.stop.push(&text) {
-        StopResult::Stop(out) => {
+        StopResult::Stop { text: out, stop } => {
             text = out;
             finish = Some(FinishReason::Stop);
-            cut = true;
+            cut = Some(stop);
         }
         StopResult::Continue(out) => {
             text = out;
@@ -83,10 +84,10 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
                 let tail = seq.decoder.flush(tok)?;
                 seq.decoded += tail.len();
                 match seq.stop.push(&tail) {
-                    StopResult::Stop(out) => {
+                    StopResult::Stop { text: out, stop } => {
                         text.push_str(&out);
                         finish = Some(FinishReason::Stop);
-                        cut = true;
+                        cut = Some(stop);
                     }
                     StopResult::Continue(out) => {
                         text.push_str(&out);
@@ -97,7 +98,7 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
         }
     }
     seq.sent += text.len();
-    let logprobs = release(seq, finish.is_some(), cut);
+    let logprobs = release(seq, finish.is_some(), cut.is_some());
     let sent = seq.tx.send(Event::Delta { text, tokens: vec![token], logprobs }).is_ok();
     if let Some(reason) = finish {
         // Counted out before the client hears it is finished, so that a status read after the
@@ -106,6 +107,7 @@ pub(super) fn on_token(seq: &mut Seq, s: Sampled, now: Instant, shared: &Shared)
         let first = seq.first_token.unwrap_or(now);
         let _ = seq.tx.send(Event::Finished {
             reason,
+            stop: cut,
             usage: Usage {
                 prompt_tokens: seq.prompt.len(),
                 completion_tokens: seq.generated.len(),
@@ -149,6 +151,7 @@ pub(super) fn on_embedding(seq: &mut Seq, mut vector: Vec<f32>, now: Instant, sh
     let _ = seq.tx.send(Event::Embedding(vector));
     let _ = seq.tx.send(Event::Finished {
         reason: FinishReason::Stop,
+        stop: None,
         usage: Usage { prompt_tokens: seq.prompt.len(), completion_tokens: 0, cached_tokens: seq.cached_tokens },
         timings: Timings {
             queued: seq.admitted - seq.submitted,

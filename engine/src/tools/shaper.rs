@@ -134,7 +134,9 @@ impl Shaper {
 
     /// Renders a chat prompt for `engine` as `how` asks; `None` for a prompt that is not a chat.
     pub fn render(engine: &Engine, prompt: &Prompt, how: &Shaping) -> Result<Option<Rendered>> {
-        let Prompt::Chat { messages, tools, add_generation_prompt, extra } = prompt else { return Ok(None) };
+        let Prompt::Chat { messages, tools, add_generation_prompt, continue_final_message, extra } = prompt else {
+            return Ok(None);
+        };
         if messages.is_empty() {
             return Err(EngineError::invalid("messages", "must hold at least one message"));
         }
@@ -144,6 +146,7 @@ impl Shaper {
                 messages,
                 tools: tools.as_deref(),
                 add_generation_prompt: *add_generation_prompt,
+                continue_final_message: *continue_final_message,
                 extra: extra.as_ref(),
             };
             return Shaper::render_harmony(engine, &chat, how).map(Some);
@@ -167,6 +170,7 @@ impl Shaper {
             messages,
             tools: tools.as_deref(),
             add_generation_prompt: *add_generation_prompt,
+            continue_final_message: *continue_final_message,
             extra: extra.as_ref(),
         })?;
         // Reasoning models announce it in their template or with a `<think>` token.

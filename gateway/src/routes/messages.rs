@@ -55,19 +55,16 @@ impl Endpoint for Messages {
             content.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
         }
         let usage = output::usage(&g.finished);
+        let (stop_reason, stop_sequence) = anthropic::stop_reason(&g.finished);
         Message {
             id: format!("msg_{request_id}"),
             kind: "message",
             role: "assistant",
             model: output::reported_model(&opts.model, g.model),
             content,
-            stop_reason: Some(anthropic::stop_reason(&g.finished)),
-            stop_sequence: None,
-            usage: Usage {
-                input_tokens: usage.prompt_tokens,
-                output_tokens: usage.completion_tokens,
-                cache_read_input_tokens: usage.prompt_tokens_details.cached_tokens,
-            },
+            stop_reason: Some(stop_reason),
+            stop_sequence,
+            usage: Usage::new(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens, usage.completion_tokens),
         }
     }
 
@@ -140,8 +137,7 @@ impl Chunker for MessageChunker {
                     "message_start",
                     json!({"type": "message_start", "message": {"id": self.id, "type": "message", "role": "assistant",
                         "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-                        "usage": {"input_tokens": s.prompt_tokens, "output_tokens": 0,
-                            "cache_read_input_tokens": s.cached_tokens}}}),
+                        "usage": Usage::new(s.prompt_tokens, s.cached_tokens, 0)}}),
                 ));
             }
             Ev::Delta(d) => {
@@ -169,9 +165,10 @@ impl Chunker for MessageChunker {
             Ev::Finished(f) => {
                 self.close(&mut out);
                 let usage = output::usage(&f);
+                let (stop_reason, stop_sequence) = anthropic::stop_reason(&f);
                 out.push(Self::event(
                     "message_delta",
-                    json!({"type": "message_delta", "delta": {"stop_reason": anthropic::stop_reason(&f), "stop_sequence": null},
+                    json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                         "usage": {"output_tokens": usage.completion_tokens}}),
                 ));
                 out.push(Self::event("message_stop", json!({"type": "message_stop"})));

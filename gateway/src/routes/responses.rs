@@ -77,6 +77,12 @@ impl Endpoint for Responses {
         }
         let model = output::reported_model(&opts.model, g.model);
         let status = final_status(&g.finished);
+        // The item the limit cut short is incomplete too, as OpenAI marks it.
+        if let Some(last) = items.last_mut().and_then(Value::as_object_mut)
+            && last.contains_key("status")
+        {
+            last.insert("status".into(), json!(status));
+        }
         response_object(&format!("resp_{request_id}"), &opts, &model, status, items, Some(&g.finished))
     }
 }
@@ -120,6 +126,11 @@ impl ResponseChunker {
     }
 
     fn close(&mut self, out: &mut Vec<Chunk>) {
+        self.close_as(out, "completed");
+    }
+
+    /// Ends the open item with `status` (`incomplete` for the one the token limit cut short).
+    fn close_as(&mut self, out: &mut Vec<Chunk>, status: &'static str) {
         let Some(open) = self.open.take() else { return };
         let i = self.index();
         let item = match open {
@@ -135,14 +146,14 @@ impl ResponseChunker {
                 out.push(self.event("response.output_text.done", merge(&at, json!({"text": text, "logprobs": []}))));
                 let part = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
                 out.push(self.event("response.content_part.done", merge(&at, json!({"part": part}))));
-                message_item(&id, "completed", Some(&text))
+                message_item(&id, status, Some(&text))
             }
             Open::Call { id, call_id, name, arguments } => {
                 out.push(self.event(
                     "response.function_call_arguments.done",
                     json!({"item_id": id, "output_index": i, "name": name, "arguments": arguments}),
                 ));
-                call_item(&id, "completed", &call_id, &name, &arguments)
+                call_item(&id, status, &call_id, &name, &arguments)
             }
         };
         out.push(self.event("response.output_item.done", json!({"output_index": i, "item": item})));
@@ -255,8 +266,8 @@ impl Chunker for ResponseChunker {
                     // An empty answer is still one (empty) message, as the JSON answer has.
                     self.open_message(&mut out);
                 }
-                self.close(&mut out);
                 let status = final_status(&f);
+                self.close_as(&mut out, status);
                 let items = std::mem::take(&mut self.output);
                 let r = self.response(status, items, Some(&f));
                 let kind = if status == "completed" { "response.completed" } else { "response.incomplete" };
