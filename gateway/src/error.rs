@@ -222,6 +222,15 @@ impl ApiError {
         ApiError::new(status, kind, None, message)
     }
 
+    /// An error back from OpenAI's envelope (`{"error": {...}}`), to render in another API's;
+    /// the status, message and parameter survive.
+    pub fn from_envelope(status: StatusCode, inner: &serde_json::Value) -> ApiError {
+        let message = inner.get("message").and_then(|m| m.as_str()).unwrap_or("error");
+        let mut e = ApiError::from_plain(status, message);
+        e.param = inner.get("param").and_then(|p| p.as_str()).map(String::from);
+        e
+    }
+
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
         serde_json::to_value(Body {

@@ -93,25 +93,40 @@ fn is_json(v: Option<&HeaderValue>) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Puts error responses made outside the handlers (routing, extraction) into the envelope.
+/// Puts error responses made outside the handlers (routing, extraction, the guards) into the
+/// envelope of the API the path belongs to: Anthropic's under `/v1/messages`, OpenAI's elsewhere.
 pub async fn envelope(req: Request, next: Next) -> Response {
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let anthropic = path == "/v1/messages" || path.starts_with("/v1/messages/");
     let resp = next.run(req).await;
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let json = is_json(resp.headers().get(header::CONTENT_TYPE));
+    if json && !anthropic {
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let err = if status == StatusCode::METHOD_NOT_ALLOWED {
+    let limited = http_body_util::Limited::new(body, 64 << 10);
+    let bytes = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let err = if json {
+        // An error already in OpenAI's envelope (the guards and the auth check make those).
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        match v.get("error").filter(|_| v.get("type").is_none()) {
+            Some(e) => ApiError::from_envelope(status, e),
+            None => return Response::from_parts(parts, Body::from(bytes)),
+        }
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
         ApiError::method_not_allowed(&method, &path)
     } else {
-        let limited = http_body_util::Limited::new(body, 4096);
-        let text = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-        ApiError::from_plain(status, &String::from_utf8_lossy(&text))
+        ApiError::from_plain(status, &String::from_utf8_lossy(&bytes))
     };
-    let mut out = err.into_response();
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        out.headers_mut().insert(header::ALLOW, allow.clone());
+    let mut out = if anthropic { crate::anthropic::error_response(err) } else { err.into_response() };
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
     }
     out
 }

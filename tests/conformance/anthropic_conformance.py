@@ -203,6 +203,20 @@ def check_errors_in_anthropics_envelope():
             raise AssertionError(f"{field} must be refused, not ignored")
         except anthropic.BadRequestError as e:
             assert e.body["error"]["message"].startswith(field + ":"), e.body
+    # Errors the gateway makes before any handler (wrong method, wrong content type, wrong key)
+    # come in Anthropic's envelope on its routes too.
+    import urllib.error
+    import urllib.request
+    for method, headers, status in [("GET", {}, 405), ("POST", {"content-type": "text/plain"}, 415),
+                                    ("POST", {"content-type": "application/json", "x-api-key": "wrong"}, 401)]:
+        req = urllib.request.Request(BASE + "/v1/messages", data=b"{}" if method == "POST" else None, method=method,
+                                     headers={"x-api-key": KEY, **headers})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            raise AssertionError(f"{method} {headers} must fail")
+        except urllib.error.HTTPError as e:
+            body = json.loads(e.read())
+            assert e.code == status and body["type"] == "error" and body["error"]["message"], (status, body)
     try:
         anthropic.Anthropic(base_url=BASE, api_key="wrong", max_retries=0).messages.create(
             model=SMOL, max_tokens=5, messages=user("Hi"))
