@@ -9,8 +9,10 @@
 //! entry stay right (see [`hpack`]).
 //!
 //! Only the client's HEADERS and CONTINUATION frames are read; every other frame streams through
-//! as it arrives. Anything the scanner cannot follow (a protocol error h2 will reject anyway, a
-//! header block past [`MAX_BLOCK`]) makes it stand aside for the rest of the connection.
+//! as it arrives. A client whose first header block needs nothing (tonic's, grpc-go's: they send
+//! `localhost`) is left alone from then on, reads going straight to the socket, so the gateway's
+//! connection costs nothing. Anything the scanner cannot follow (a protocol error h2 will reject
+//! anyway, a header block past [`MAX_BLOCK`]) also makes it stand aside for the connection.
 
 mod hpack;
 
@@ -57,6 +59,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for LocalAuthority<S> {
         loop {
             if this.scan.drain(buf) || this.scan.eof {
                 return Poll::Ready(Ok(()));
+            }
+            if this.scan.off && this.scan.pending.is_empty() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             let mut raw = ReadBuf::new(&mut this.scratch);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut raw))?;
@@ -134,6 +139,8 @@ struct Scanner {
     table: hpack::Table,
     /// Stood aside: everything passes through.
     off: bool,
+    /// Some block of this connection needed a rewrite, so later ones are read too.
+    rewrote: bool,
     out: Vec<u8>,
     at: usize,
     eof: bool,
@@ -148,6 +155,7 @@ impl Default for Scanner {
             block: None,
             table: hpack::Table::default(),
             off: false,
+            rewrote: false,
             out: Vec::new(),
             at: 0,
             eof: false,
@@ -265,8 +273,15 @@ impl Scanner {
             return;
         }
         match self.table.rewrite(&block.fragment, acceptable) {
-            Ok(None) => self.out.extend_from_slice(&block.raw),
+            Ok(None) => {
+                self.out.extend_from_slice(&block.raw);
+                // A client that sends an acceptable authority first keeps sending it.
+                if !self.rewrote {
+                    self.off = true;
+                }
+            }
             Ok(Some(fixed)) => {
+                self.rewrote = true;
                 tracing::debug!("rewrote a client's :authority that h2 would refuse");
                 write_block(&mut self.out, &block, &fixed);
             }
@@ -354,12 +369,15 @@ mod tests {
         let data = frame(0x0, END_STREAM, 1, &[7; 40_000][..16_000]);
         let good = frame(HEADERS, END_HEADERS, 3, &authority_block(b"localhost"));
         let bad = frame(HEADERS, END_HEADERS | END_STREAM, 1, &authority_block(b"tmp%2Fz.sock"));
-        let input = [&PREFACE[..], &settings, &good, &bad, &data].concat();
+        let input = [&PREFACE[..], &settings, &bad, &good, &data, &bad].concat();
         let want_bad = frame(HEADERS, END_HEADERS | END_STREAM, 1, &authority_block(b"tmp-2Fz.sock"));
-        let want = [&PREFACE[..], &settings, &good, &want_bad, &data].concat();
+        let want = [&PREFACE[..], &settings, &want_bad, &good, &data, &want_bad].concat();
         for chunk in [1, 7, 9, 100, 1 << 20] {
             assert_eq!(run(&input, chunk), want, "chunk {chunk}");
         }
+        // A client whose first block is fine is left alone after it.
+        let input = [&PREFACE[..], &settings, &good, &data, &bad].concat();
+        assert_eq!(run(&input, 64), input);
     }
 
     #[test]
