@@ -242,6 +242,35 @@ def check_tool_call_history_is_rendered():
     assert r.usage.prompt_tokens == len(ids), (r.usage.prompt_tokens, len(ids))
 
 
+def check_continue_final_message_extension():
+    # vLLM's extension: the answer goes on from a final assistant message instead of a new turn.
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    plain = client.chat.completions.create(model=SMOL, messages=question, max_tokens=16, temperature=0)
+    words = plain.choices[0].message.content.split(" ")
+    assert len(words) > 3, plain
+    prefill = " ".join(words[:3])
+    messages = question + [{"role": "assistant", "content": prefill}]
+    r = client.chat.completions.create(model=SMOL, messages=messages, max_tokens=16, temperature=0,
+                                       extra_body={"continue_final_message": True})
+    whole = prefill + r.choices[0].message.content
+    text = plain.choices[0].message.content
+    assert whole.startswith(text) or text.startswith(whole), (prefill, r.choices[0].message.content, text)
+    # /v1/tokenize counts the same prompt.
+    req = urllib.request.Request(BASE + "/tokenize", method="POST",
+                                 headers={"content-type": "application/json"},
+                                 data=json.dumps({"model": SMOL, "messages": messages,
+                                                  "continue_final_message": True}).encode())
+    count = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    assert count["count"] == r.usage.prompt_tokens, (count, r.usage)
+    # A conversation that does not end with the assistant cannot be continued.
+    try:
+        client.chat.completions.create(model=SMOL, messages=question, max_tokens=2,
+                                       extra_body={"continue_final_message": True})
+        raise AssertionError("continuing a user message must be refused")
+    except openai.BadRequestError as e:
+        assert "continue_final_message" in str(e.body), e.body
+
+
 def check_a_history_with_null_content_renders_on_any_template():
     # The shape the SDK itself returns for a call-only turn ("content": null), sent back to a model
     # whose template adds content to strings (SmolLM2's), and a refused turn ("refusal").

@@ -290,7 +290,10 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     let sampling = sampling(&req.sampling)?;
     let out = v1::GenerateRequest {
         model: model.clone(),
-        input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message: false })),
+        input: Some(v1::generate_request::Input::Chat(v1::Chat {
+            messages,
+            continue_final_message: boolean(&req.continue_final_message, "continue_final_message")?.unwrap_or(false),
+        })),
         sampling: Some(sampling),
         max_tokens: max_tokens.map(|m| m as u32),
         stop: stop_list(&req.stop)?,
@@ -389,7 +392,7 @@ pub fn tokenize(dto: &TokenizeRequest, return_tokens: bool) -> Result<v1::Tokeni
         (Some(_), None) => return Err(ApiError::invalid("text", "'text' must be a string")),
         (None, Some(Value::Array(a))) if !a.is_empty() => v1::tokenize_request::Input::Chat(v1::Chat {
             messages: a.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?,
-            continue_final_message: false,
+            continue_final_message: boolean(&dto.continue_final_message, "continue_final_message")?.unwrap_or(false),
         }),
         (None, Some(_)) => return Err(ApiError::invalid("messages", "'messages' must be a non-empty array")),
         (Some(_), Some(_)) => return Err(ApiError::invalid("messages", "send either 'text' or 'messages', not both")),

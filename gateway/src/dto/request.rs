@@ -50,6 +50,8 @@ pub struct ChatCompletionRequest {
     /// How hard a reasoning model thinks: given to the chat template (see
     /// `convert::effort_kwargs`).
     pub reasoning_effort: Option<Value>,
+    /// Extension (vLLM's): the answer continues the final assistant message.
+    pub continue_final_message: Option<Value>,
     // Known OpenAI fields this server does not implement: refused when set.
     pub functions: Option<Value>,
     pub function_call: Option<Value>,
@@ -95,4 +97,6 @@ pub struct TokenizeRequest {
     /// As in chat: a forced call's opening is part of the prompt, so it counts.
     pub tool_choice: Option<Value>,
     pub add_special_tokens: Option<Value>,
+    /// As in chat: count the prompt that continues the final assistant message.
+    pub continue_final_message: Option<Value>,
 }
