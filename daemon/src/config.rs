@@ -141,11 +141,17 @@ impl<'de> Deserialize<'de> for ByteSize {
             S(String),
         }
         match Raw::deserialize(d)? {
+            Raw::N(n) if n > MAX_BYTES => {
+                Err(serde::de::Error::custom(format!("{n} is larger than any machine's memory")))
+            }
             Raw::N(n) => Ok(ByteSize(n)),
             Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
         }
     }
 }
+
+/// The largest size accepted: 2^53 bytes (8 PiB) is past any machine and still exact in an f64.
+const MAX_BYTES: u64 = 1 << 53;
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -165,8 +171,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KB, KiB, MB, MiB, GB, GiB)")),
     };
     let bytes = n * mult as f64;
-    // 2^53 bytes (8 PiB) is past any machine and still exact in an f64.
-    if bytes > (1u64 << 53) as f64 {
+    if bytes > MAX_BYTES as f64 {
         return Err(format!("'{s}' is larger than any machine's memory"));
     }
     Ok(bytes as u64)
@@ -204,7 +209,8 @@ impl Config {
     fn resolve_relative_paths(&mut self, dir: &Path) {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
+            // An empty one is refused by `validate`, not made into the directory.
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = dir.join(&*p);
             }
         };
@@ -263,6 +269,12 @@ impl Config {
         }
         if self.max_batch == 0 {
             return Err("max_batch: must be at least 1".into());
+        }
+        if self.memory_budget == Some(ByteSize(0)) {
+            return Err("memory_budget: must be more than 0 (leave it out for no budget)".into());
+        }
+        if self.socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
+            return Err("socket: is empty (leave it out for the default path)".into());
         }
         if self.max_queue == 0 {
             return Err("max_queue: must be at least 1 (with 0 every request would be refused as busy)".into());
@@ -330,6 +342,9 @@ mod tests {
             ("[models.m]\npath = \"/m\"\n[models.m.defaults]\ntop_p = 2.0\n", "models.m.defaults.top_p"),
             ("[models.m]\npath = \"/m\"\n[models.m.defaults]\nmax_tokens = 0\n", "models.m.defaults.max_tokens"),
             ("memory_budget = \"99999999999TiB\"\n", "larger than any machine"),
+            ("memory_budget = 1000000000000000000\n", "larger than any machine"),
+            ("memory_budget = 0\n", "memory_budget"),
+            ("socket = \"\"\n", "socket"),
         ] {
             let e = parse("c.toml", text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");

@@ -157,7 +157,9 @@ pub fn generate(
         request_id: request_id.to_string(),
         prompt,
         sampling: sampling(req.sampling.as_ref(), defaults, req.logprobs),
-        max_tokens: req.max_tokens.map(|m| m as usize).or(defaults.max_tokens),
+        max_tokens: req.max_tokens.map(|m| m as usize),
+        // A model's default never makes a request fail: it only shortens an answer.
+        max_tokens_cap: defaults.max_tokens,
         stop: req.stop.clone(),
         keep_special_tokens: false,
         constraint: constraint(req.constraint.as_ref())?,

@@ -115,7 +115,7 @@ fn a_chat_request_converts_with_defaults_beneath_it() {
     assert_eq!(out.sampling.temperature, 0.5, "the request beats the model's default");
     assert_eq!(out.sampling.top_p, 0.8, "the model's default beats the engine's");
     assert_eq!(out.sampling.logprobs, Some(2));
-    assert_eq!(out.max_tokens, Some(99));
+    assert_eq!((out.max_tokens, out.max_tokens_cap), (None, Some(99)), "the model's default is a cap");
     assert_eq!(out.stop, ["END"]);
     let Prompt::Chat { messages, tools, add_generation_prompt, .. } = &out.prompt else { panic!("{:?}", out.prompt) };
     assert_eq!(messages[0].role, "system", "developer reaches templates as system");

@@ -223,7 +223,7 @@ impl Engine {
                 ));
             }
             Some(m) => m,
-            None => ctx - prompt.len(),
+            None => (ctx - prompt.len()).min(req.max_tokens_cap.unwrap_or(usize::MAX)),
         };
         // A KV cache limit bounds one sequence too (slot 0 of the pool is scratch): an explicit
         // max_tokens past it is refused, an unset one stops there.

@@ -42,6 +42,9 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Most tokens to generate; `None` means up to the end of the context.
     pub max_tokens: Option<usize>,
+    /// With `max_tokens` unset, a limit that only ever shortens the answer (a model's configured
+    /// default): past the context it is the end of the context, never an error.
+    pub max_tokens_cap: Option<usize>,
     /// Stop strings (not included in the output).
     pub stop: Vec<String>,
     /// Keep the text of special tokens in the output (tool-call markers that some vocabularies
@@ -60,6 +63,7 @@ impl GenerateRequest {
             prompt,
             sampling: SamplingParams::default(),
             max_tokens: None,
+            max_tokens_cap: None,
             stop: vec![],
             keep_special_tokens: false,
             constraint: None,

@@ -100,7 +100,13 @@ fn socket_from_config(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     let parsed: SocketOnly = if yaml { serde_yaml::from_str(&text).ok()? } else { toml::from_str(&text).ok()? };
-    parsed.socket
+    // Relative to the file, as the daemon reads every path of its config (launchd starts it in /).
+    let socket = parsed.socket.filter(|s| !s.as_os_str().is_empty())?;
+    if socket.is_relative() {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).join(socket));
+    }
+    Some(socket)
 }
 
 /// Resolves the socket path. Errors when the chosen path is too long for a Unix socket.
@@ -152,4 +158,23 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
 /// A channel that connects on first use and reconnects by itself after the daemon restarts.
 pub fn connect_lazy(path: &Path) -> Channel {
     endpoint().connect_with_connector_lazy(connector(path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_socket_in_a_config_file_is_relative_to_the_file() {
+        let dir = std::env::temp_dir().join(format!("zeta-socket-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "socket = \"run/z.sock\"\n").unwrap();
+        assert_eq!(socket_from_config(&file), Some(dir.join("run/z.sock")));
+        std::fs::write(&file, "socket = \"/abs/z.sock\"\n").unwrap();
+        assert_eq!(socket_from_config(&file), Some(PathBuf::from("/abs/z.sock")));
+        std::fs::write(&file, "socket = \"\"\n").unwrap();
+        assert_eq!(socket_from_config(&file), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -251,7 +251,7 @@ def check_continue_final_message_extension():
     prefill = " ".join(words[:3])
     messages = question + [{"role": "assistant", "content": prefill}]
     r = client.chat.completions.create(model=SMOL, messages=messages, max_tokens=16, temperature=0,
-                                       extra_body={"continue_final_message": True})
+                                       extra_body={"continue_final_message": True, "add_generation_prompt": False})
     whole = prefill + r.choices[0].message.content
     text = plain.choices[0].message.content
     assert whole.startswith(text) or text.startswith(whole), (prefill, r.choices[0].message.content, text)
@@ -269,6 +269,12 @@ def check_continue_final_message_extension():
         raise AssertionError("continuing a user message must be refused")
     except openai.BadRequestError as e:
         assert "continue_final_message" in str(e.body), e.body
+    try:
+        client.chat.completions.create(model=SMOL, messages=messages, max_tokens=2,
+                                       extra_body={"add_generation_prompt": False})
+        raise AssertionError("add_generation_prompt false alone must be refused, not ignored")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "add_generation_prompt", e.body
 
 
 def check_a_history_with_null_content_renders_on_any_template():

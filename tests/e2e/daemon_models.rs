@@ -232,9 +232,9 @@ async fn an_interrupted_download_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_budget_evicts_the_least_recently_used() {
     // Each tiny model accounts for ~0.6 MB (its weights plus a KV reservation for its 512-token
-    // context): 1 MB holds one of them, not two.
+    // context; no prefix cache): 1 MB holds one of them, not two.
     let config = tiny_config(
-        "preload_default = false\nmax_loaded = 8\nmemory_budget = \"1MB\"",
+        "preload_default = false\nmax_loaded = 8\nmemory_budget = \"1MB\"\nprefix_cache = 0",
         &[("a", "llama-f32"), ("b", "qwen2-f32")],
     );
     let d = Daemon::builder().config(&config).start().await;
@@ -248,4 +248,37 @@ async fn the_memory_budget_evicts_the_least_recently_used() {
     assert_eq!(state(&d, "b").await.0, LOADED);
     assert_eq!(state(&d, "a").await.0, UNLOADED, "a was evicted to stay under the budget");
     assert!(d.logs().contains("evicting"), "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_alone_over_the_memory_budget_fails_with_both_sizes() {
+    // The file fits the budget; loaded, with its KV reservation and the default prefix cache
+    // (512 MiB), it does not: refused for good, not as a retryable "busy".
+    let config = tiny_config("preload_default = false\nmemory_budget = \"2MB\"", &[("a", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let e = generate(&mut g, tokens("a", vec![1, 2], 2)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Internal, "{e:?}");
+    assert!(e.message().contains("memory_budget of 2000000 bytes") && e.message().contains("prefix cache"), "{e:?}");
+    assert!(e.metadata().get("retry-after").is_none(), "{e:?}");
+    assert_eq!(state(&d, "a").await.0, v1::ModelState::Failed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_models_default_max_tokens_only_ever_shortens_an_answer() {
+    let mut config = tiny_config("preload_default = false", &[("short", "llama-f32"), ("long", "llama-f32")]);
+    config = config.replacen("[models.long]", "[models.short.defaults]\nmax_tokens = 3\n[models.long]", 1);
+    config.push_str("[models.long.defaults]\nmax_tokens = 100000\n");
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let unset = |model: &str| {
+        let mut r = tokens(model, vec![1, 2, 3], 1);
+        r.max_tokens = None;
+        r
+    };
+    assert_eq!(generate(&mut g, unset("short")).await.unwrap().tokens.len(), 3);
+    // Past the 512-token context, the default stops at its end instead of refusing the request.
+    let out = generate(&mut g, unset("long")).await.unwrap();
+    assert_eq!(out.tokens.len(), 512 - 3, "{:?}", out.finished);
+    assert_eq!(out.finished.unwrap().reason, v1::FinishReason::Length as i32);
 }

@@ -322,7 +322,27 @@ impl Registry {
         })
         .await
         .map_err(|e| DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false })?;
-        loaded.map_err(|e| DaemonError::LoadFailed { model: id.into(), reason: e.to_string(), transient: false })
+        let engine = loaded.map_err(|e| DaemonError::LoadFailed {
+            model: id.into(),
+            reason: e.to_string(),
+            transient: false,
+        })?;
+        // The file's size was only an estimate (a quantized GGUF is expanded on the CPU): a model
+        // that alone needs more than the budget is refused now, with the real figures.
+        let need = self.footprint(&engine);
+        if let Some(budget) = self.cfg.memory_budget.map(|b| b.0).filter(|&b| need > b) {
+            let info = engine.info();
+            let reason = format!(
+                "loaded it needs {need} bytes ({} of weights, a KV cache of {} tokens, {} of prefix cache), more \
+                 than the memory_budget of {budget} bytes; raise memory_budget",
+                info.weight_bytes,
+                self.cfg.kv_reserve_tokens.min(info.context_length),
+                self.cfg.prefix_cache.0
+            );
+            drop_engine(Arc::new(engine));
+            return Err(DaemonError::LoadFailed { model: id.into(), reason, transient: false });
+        }
+        Ok(engine)
     }
 
     /// Bytes a loaded entry accounts for in the memory budget.

@@ -288,12 +288,18 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     }
     let kwargs = if kwargs.is_empty() { String::new() } else { Value::Object(kwargs).to_string() };
     let sampling = sampling(&req.sampling)?;
+    let continue_final_message = boolean(&req.continue_final_message, "continue_final_message")?.unwrap_or(false);
+    // A prompt that ends after a closed turn, with no assistant opening, is not one this server
+    // makes: that is only right when continuing the final message.
+    if boolean(&req.add_generation_prompt, "add_generation_prompt")? == Some(false) && !continue_final_message {
+        return Err(ApiError::unsupported(
+            "add_generation_prompt",
+            "'add_generation_prompt: false' is only supported with 'continue_final_message: true'",
+        ));
+    }
     let out = v1::GenerateRequest {
         model: model.clone(),
-        input: Some(v1::generate_request::Input::Chat(v1::Chat {
-            messages,
-            continue_final_message: boolean(&req.continue_final_message, "continue_final_message")?.unwrap_or(false),
-        })),
+        input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message })),
         sampling: Some(sampling),
         max_tokens: max_tokens.map(|m| m as u32),
         stop: stop_list(&req.stop)?,

@@ -52,6 +52,8 @@ pub struct ChatCompletionRequest {
     pub reasoning_effort: Option<Value>,
     /// Extension (vLLM's): the answer continues the final assistant message.
     pub continue_final_message: Option<Value>,
+    /// vLLM's companion of `continue_final_message`: only `true`, or `false` with it, is served.
+    pub add_generation_prompt: Option<Value>,
     // Known OpenAI fields this server does not implement: refused when set.
     pub functions: Option<Value>,
     pub function_call: Option<Value>,
