@@ -28,6 +28,9 @@ pub async fn run(d: &Daemon, args: &RunArgs) -> Result<(), CliError> {
     }
     let stdin = std::io::stdin();
     let prompt = match &args.prompt {
+        Some(p) if p.trim().is_empty() => {
+            return Err(CliError::Usage("the prompt is empty: give some text (or none, for a chat)".into()));
+        }
         Some(p) => Some(p.clone()),
         None if !args.interactive && !stdin.is_terminal() => {
             let mut text = String::new();
@@ -78,7 +81,8 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
         };
         let line = line?;
         let text = line.trim();
-        match text {
+        // A command is its first word: `/bye now` quits too.
+        match text.split_whitespace().next().filter(|w| w.starts_with('/')).unwrap_or(text) {
             "" => continue,
             "/bye" | "/exit" | "/quit" => return Ok(()),
             "/clear" => {

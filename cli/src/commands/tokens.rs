@@ -16,6 +16,9 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         None if !std::io::stdin().is_terminal() => {
             let mut t = String::new();
             std::io::stdin().read_to_string(&mut t)?;
+            if t.is_empty() {
+                return Err(CliError::Usage("no text: standard input was empty".into()));
+            }
             t
         }
         None => return Err(CliError::Usage("no text: give it as an argument or on standard input".into())),
