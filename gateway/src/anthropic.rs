@@ -194,13 +194,19 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
     }
     // A final assistant turn is a prefill: the answer continues its text (Anthropic's rule, and
     // its refusal of trailing whitespace, which no tokenizer continues cleanly).
-    let prefill = messages.last().filter(|m| m.role == "assistant" && m.tool_calls.is_empty());
+    let last = present(&req.messages).and_then(Value::as_array).map_or(0, |a| a.len().saturating_sub(1));
+    if messages.last().is_some_and(|m| m.role == "assistant" && !m.tool_calls.is_empty()) {
+        return Err(ApiError::invalid(
+            format!("messages[{last}].content"),
+            "a final assistant message cannot end with tool_use: send its tool_result in a user message",
+        ));
+    }
+    let prefill = messages.last().filter(|m| m.role == "assistant");
     if let Some(text) = prefill.and_then(|m| m.content.as_deref())
         && text.ends_with(char::is_whitespace)
     {
-        let i = present(&req.messages).and_then(Value::as_array).map_or(0, |a| a.len() - 1);
         return Err(ApiError::invalid(
-            format!("messages[{i}].content"),
+            format!("messages[{last}].content"),
             "final assistant content cannot end with trailing whitespace",
         ));
     }

@@ -98,6 +98,13 @@ def check_a_final_assistant_message_is_continued():
         raise AssertionError("trailing whitespace in a prefill must be refused")
     except anthropic.BadRequestError as e:
         assert "trailing whitespace" in e.body["error"]["message"], e.body
+    try:
+        client.messages.create(model=SMOL, max_tokens=4, messages=[
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]}])
+        raise AssertionError("a final tool_use turn must be refused")
+    except anthropic.BadRequestError as e:
+        assert "tool_result" in e.body["error"]["message"], e.body
 
 
 def check_usage_counts_cached_tokens_apart():
