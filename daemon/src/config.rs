@@ -204,22 +204,15 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Relative paths in a config file are relative to the file, not to wherever the daemon
-    /// happens to start (launchd starts it in `/`).
+    /// Relative model paths in a config file are relative to the file, not to wherever the
+    /// daemon happens to start (launchd starts it in `/`). The socket is not resolved here: the
+    /// daemon, the gateway and the CLI all take it from `zeta_proto::socket::resolve`, which
+    /// applies the same rule.
     fn resolve_relative_paths(&mut self, dir: &Path) {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let fix = |p: &mut PathBuf| {
-            // An empty one is refused by `validate`, not made into the directory.
-            if p.is_relative() && !p.as_os_str().is_empty() {
-                *p = dir.join(&*p);
-            }
-        };
-        if let Some(p) = self.socket.as_mut() {
-            fix(p);
-        }
         for m in self.models.values_mut() {
-            if let Some(p) = m.path.as_mut() {
-                fix(p);
+            if let Some(p) = m.path.as_mut().filter(|p| p.is_relative()) {
+                *p = dir.join(&*p);
             }
         }
     }
@@ -361,7 +354,8 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(&file).unwrap();
-        assert_eq!(c.socket.unwrap(), dir.path().join("run/z.sock"));
+        let (socket, _) = zeta_proto::socket::resolve(None, Some(&file)).unwrap();
+        assert_eq!(socket, dir.path().join("run/z.sock"));
         assert_eq!(c.models["m"].path.as_deref().unwrap(), dir.path().join("models/m.gguf"));
         assert_eq!(c.models["a"].path.as_deref().unwrap(), Path::new("/abs"));
     }
