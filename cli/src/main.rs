@@ -45,7 +45,20 @@ fn main() {
     // A CLI whose output is piped into `head` should stop quietly, not panic on EPIPE.
     // SAFETY: called before any thread starts; restoring the default disposition of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap's own `exit` ignores a failed write: `zeta --help > /dev/full` would say 0.
+        Err(e) => {
+            let code = match e.print().and_then(|()| std::io::stdout().flush()) {
+                Err(err) if !e.use_stderr() => {
+                    eprintln!("zeta: could not write to standard output: {err}");
+                    1
+                }
+                _ => e.exit_code(),
+            };
+            std::process::exit(code);
+        }
+    };
     // Output still buffered must reach its file too: a full disk is a failure, not a success.
     let result = run(cli).and_then(|()| std::io::stdout().flush().map_err(CliError::from));
     let code = match result {

@@ -150,7 +150,7 @@ async fn against_the_real_daemon() {
 
     // Output that cannot be written (a full disk) is a one-line failure, not a panic.
     let full_disk = if Path::new("/dev/full").exists() {
-        &[&["status"][..], &["models"], &["tokens", "smollm2-135m", "hi", "--ids"]][..]
+        &[&["status"][..], &["models"], &["tokens", "smollm2-135m", "hi", "--ids"], &["--help"]][..]
     } else {
         &[]
     };
@@ -179,6 +179,15 @@ async fn against_the_real_daemon() {
     assert_eq!(lines.next().unwrap().split_whitespace().next().unwrap(), want.count.to_string(), "{out}");
     let ids: Vec<u32> = lines.next().unwrap().split_whitespace().map(|i| i.parse().unwrap()).collect();
     assert_eq!(ids, want.ids, "{out}");
+    // --tokens: each token as it reads (joined, the text again), the vocabulary's spelling after
+    // it where that differs (SmolLM2's byte-level BPE writes a space as `Ġ`).
+    let out = ok(&run(s, &["tokens", "smollm2-135m", "Hello world, how are you?", "--tokens"]));
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), want.ids.len(), "{out}");
+    let joined: String =
+        rows.iter().map(|r| r[1].strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap()).collect();
+    assert_eq!(joined, "Hello world, how are you?", "{out}");
+    assert!(rows.iter().any(|r| r.len() == 3 && r[2] == "Ġworld" && r[1] == "\" world\""), "{out}");
 
     // load: progress as plain lines (standard error is not a terminal), then what was loaded.
     let out = run(s, &["load", "tiny"]);

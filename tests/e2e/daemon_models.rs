@@ -282,3 +282,66 @@ async fn a_models_default_max_tokens_only_ever_shortens_an_answer() {
     assert_eq!(out.tokens.len(), 512 - 3, "{:?}", out.finished);
     assert_eq!(out.finished.unwrap().reason, v1::FinishReason::Length as i32);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_of_one_model_share_one_engine() {
+    // a and b name one file (b through a symlink), c the same file at another context length,
+    // d another model; two engines at most.
+    let file = tiny("llama-f32");
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("same-model");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let config = format!(
+        "preload_default = false\nmax_loaded = 2\n\
+         [models.a]\npath = \"{f}\"\n\
+         [models.b]\npath = \"{l}\"\n[models.b.defaults]\nmax_tokens = 2\n\
+         [models.c]\npath = \"{f}\"\ncontext_length = 256\n\
+         [models.d]\npath = \"{q}\"\n",
+        f = file.display(),
+        l = link.display(),
+        q = tiny("qwen2-f32").display(),
+    );
+    let d = Daemon::builder().config(&config).start().await;
+    let mut g = d.generation().await;
+    let engines = |s: v1::DaemonStatus| s.engines.into_iter().map(|e| e.names).collect::<Vec<_>>();
+    let unset = |model: &str| {
+        let mut r = tokens(model, vec![1, 2, 3], 4);
+        r.max_tokens = None;
+        r
+    };
+
+    let from_a = generate(&mut g, tokens("a", vec![5, 6, 7], 4)).await.unwrap();
+    let from_b = generate(&mut g, tokens("b", vec![5, 6, 7], 4)).await.unwrap();
+    assert_eq!(from_a.tokens, from_b.tokens, "one model, one greedy answer");
+    assert_eq!(engines(d.status().await), vec![vec!["a".to_string(), "b".to_string()]], "b adopted a's engine");
+    assert_eq!((state(&d, "a").await, state(&d, "b").await), ((LOADED, 1), (LOADED, 1)));
+    // Each name keeps its own request defaults.
+    assert_eq!(generate(&mut g, unset("b")).await.unwrap().tokens.len(), 2);
+    assert!(generate(&mut g, unset("a")).await.unwrap().tokens.len() > 2);
+    assert!(d.logs().contains("serving from an engine already loaded"), "{}", d.logs());
+
+    // Another context length is another engine; a second one fits under max_loaded = 2.
+    generate(&mut g, tokens("c", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(engines(d.status().await).len(), 2);
+    // A third evicts the least recently used engine, with every name it serves.
+    generate(&mut g, tokens("d", vec![1, 2], 2)).await.unwrap();
+    assert_eq!(engines(d.status().await), vec![vec!["c".to_string()], vec!["d".to_string()]]);
+    assert_eq!((state(&d, "a").await.0, state(&d, "b").await.0), (UNLOADED, UNLOADED));
+
+    // First requests for both names at once: one load serves both, evicting one engine (c).
+    let (mut ga, mut gb) = (g.clone(), g.clone());
+    let ta = tokio::spawn(async move { generate(&mut ga, tokens("a", vec![1, 2], 2)).await });
+    let tb = tokio::spawn(async move { generate(&mut gb, tokens("b", vec![1, 2], 2)).await });
+    ta.await.unwrap().unwrap();
+    tb.await.unwrap().unwrap();
+    let now = engines(d.status().await);
+    assert!(now.contains(&vec!["a".to_string(), "b".to_string()]) && now.len() == 2, "{now:?}");
+
+    // Unloading one name leaves the engine to the other.
+    let mut m = d.models().await;
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
+    assert!(r.was_loaded);
+    assert_eq!((state(&d, "a").await.0, state(&d, "b").await.0), (UNLOADED, LOADED));
+    assert!(engines(d.status().await).contains(&vec!["b".to_string()]));
+    generate(&mut g, tokens("b", vec![1, 2], 2)).await.unwrap();
+}

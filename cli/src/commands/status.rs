@@ -35,8 +35,10 @@ pub async fn status(d: &Daemon) -> Result<(), CliError> {
         .engines
         .iter()
         .map(|e| {
+            // An engine several names share shows them all (figures are theirs together).
+            let names = if e.names.is_empty() { e.model.clone() } else { e.names.join(", ") };
             vec![
-                e.model.clone(),
+                names,
                 e.active.to_string(),
                 e.queued.to_string(),
                 e.requests.to_string(),

@@ -47,8 +47,14 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         outln!("{}", ids.join(" "))?;
     }
     if args.tokens {
-        for (id, token) in r.ids.iter().zip(&r.tokens) {
-            outln!("{id}\t{token:?}")?;
+        // The text a token reads as first; the vocabulary's own spelling (`Ġworld`) after it,
+        // where it differs, for whoever is debugging a tokenizer.
+        for ((id, token), text) in r.ids.iter().zip(&r.tokens).zip(&r.texts) {
+            if token == text {
+                outln!("{id}\t{text:?}")?;
+            } else {
+                outln!("{id}\t{text:?}\t{token}")?;
+            }
         }
     }
     Ok(())

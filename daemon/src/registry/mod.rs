@@ -8,6 +8,9 @@
 //!   so answers never tell an HTTP client which files exist.
 //! - Concurrent requests for an unloaded model share one load (the first starts it, the others
 //!   wait on its progress channel).
+//! - Names that build the same engine (aliases of one file or repo with the same context length)
+//!   share it: the second is served by the first's engine, loaded once and counted once against
+//!   `max_loaded` and the memory budget; each keeps its own request defaults.
 //! - Room is made by evicting the least recently used loaded model that is not pinned (the
 //!   default) and has no request running or waiting, under `max_loaded` and the memory budget.
 //! - Idle models unload after `idle_unload_seconds`; explicit unload works at any time, and
@@ -25,6 +28,7 @@ use crate::config::{Config, ModelConfig, SamplingDefaults};
 use crate::error::DaemonError;
 
 mod names;
+mod room;
 mod view;
 
 use names::hub_error;
@@ -66,8 +70,17 @@ struct Usage {
     last_used_ms: AtomicU64,
 }
 
+/// What a load builds: two entries with equal keys are served by one engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BuildKey {
+    /// The source, a local path canonicalized (so a symlink or a second spelling matches).
+    source: Source,
+    context_length: Option<usize>,
+}
+
 struct Entry {
     source: Source,
+    key: BuildKey,
     configured: bool,
     pinned: bool,
     options: ModelConfig,
@@ -76,6 +89,40 @@ struct Entry {
     loaded_at: Option<SystemTime>,
     error: Option<String>,
     loads: u32,
+}
+
+impl Entry {
+    /// Starts serving from `engine`, which a twin loaded.
+    fn adopt(&mut self, engine: Arc<Engine>, epoch: Instant) {
+        self.phase = Phase::Loaded(engine);
+        self.loaded_at = Some(SystemTime::now());
+        self.loads += 1;
+        self.error = None;
+        self.usage.last_used_ms.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Another entry that builds the same engine as the one asked about, and how far it is.
+enum Twin {
+    Loaded(String, Arc<Engine>),
+    Loading(watch::Receiver<LoadStatus>),
+}
+
+/// A loaded twin of `id` if there is one, else a loading one.
+fn twin(entries: &HashMap<String, Entry>, id: &str) -> Option<Twin> {
+    let key = &entries.get(id)?.key;
+    let mut loading = None;
+    for (other, e) in entries {
+        if other == id || e.key != *key {
+            continue;
+        }
+        match &e.phase {
+            Phase::Loaded(engine) => return Some(Twin::Loaded(other.clone(), engine.clone())),
+            Phase::Loading(tx) => loading = Some(Twin::Loading(tx.subscribe())),
+            Phase::Unloaded => {}
+        }
+    }
+    loading
 }
 
 /// A model in use by one request. The engine stays alive while any lease holds it.
@@ -145,7 +192,12 @@ impl Registry {
     }
 
     fn new_entry(&self, source: Source, configured: bool, options: ModelConfig, pinned: bool) -> Entry {
+        let canonical = match &source {
+            Source::Local(p) => Source::Local(p.canonicalize().unwrap_or_else(|_| p.clone())),
+            hub => hub.clone(),
+        };
         Entry {
+            key: BuildKey { source: canonical, context_length: options.context_length },
             source,
             configured,
             pinned,
@@ -172,29 +224,56 @@ impl Registry {
                     return Err(DaemonError::Draining);
                 }
                 let mut entries = self.lock();
-                let pinned = id == self.cfg.default_model;
-                let entry = entries
-                    .entry(id.clone())
-                    .or_insert_with(|| self.new_entry(source.clone(), false, options.clone(), pinned));
-                let rx = match &entry.phase {
-                    Phase::Loaded(engine) => {
+                let rx = match self.begin(&mut entries, &id, &source, &options) {
+                    Ok(engine) => {
+                        let entry = &entries[&id];
                         entry.usage.leases.fetch_add(1, Ordering::Relaxed);
                         entry.usage.last_used_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                         return Ok(Lease {
-                            engine: engine.clone(),
+                            engine,
                             id: id.clone(),
                             defaults: entry.options.defaults.clone(),
                             usage: entry.usage.clone(),
                             epoch: self.epoch,
                         });
                     }
-                    Phase::Loading(tx) => tx.subscribe(),
-                    Phase::Unloaded => self.start_load(&id, entry),
+                    Err(rx) => rx,
                 };
+                let entry = &entries[&id];
                 entry.usage.leases.fetch_add(1, Ordering::Relaxed);
                 (rx, Waiting(entry.usage.clone()))
             };
             wait_ready(&mut rx).await?;
+        }
+    }
+
+    /// The engine of `id` if it has one (adopting a twin's: an entry that builds the same
+    /// engine), else the progress channel of the load that will give it one, started here if
+    /// none is running.
+    fn begin(
+        self: &Arc<Self>,
+        entries: &mut HashMap<String, Entry>,
+        id: &str,
+        source: &Source,
+        options: &ModelConfig,
+    ) -> Result<Arc<Engine>, watch::Receiver<LoadStatus>> {
+        let pinned = id == self.cfg.default_model;
+        if !entries.contains_key(id) {
+            let entry = self.new_entry(source.clone(), false, options.clone(), pinned);
+            entries.insert(id.to_string(), entry);
+        }
+        let twin = twin(entries, id);
+        let entry = entries.get_mut(id).expect("inserted above");
+        match (&entry.phase, twin) {
+            (Phase::Loaded(engine), _) => Ok(engine.clone()),
+            (Phase::Loading(tx), _) => Err(tx.subscribe()),
+            (Phase::Unloaded, Some(Twin::Loaded(twin_id, engine))) => {
+                tracing::info!(model = %id, shares_with = %twin_id, "serving from an engine already loaded");
+                entry.adopt(engine.clone(), self.epoch);
+                Ok(engine)
+            }
+            (Phase::Unloaded, Some(Twin::Loading(rx))) => Err(self.follow(id, entry, rx)),
+            (Phase::Unloaded, None) => Err(self.start_load(id, entry)),
         }
     }
 
@@ -209,14 +288,64 @@ impl Registry {
             return Err(DaemonError::Draining);
         }
         let mut entries = self.lock();
-        let pinned = id == self.cfg.default_model;
-        let entry = entries.entry(id.clone()).or_insert_with(|| self.new_entry(source, false, options, pinned));
-        let rx = match &entry.phase {
-            Phase::Loaded(_) => watch::channel(LoadStatus::Ready).1,
-            Phase::Loading(tx) => tx.subscribe(),
-            Phase::Unloaded => self.start_load(&id, entry),
+        let rx = match self.begin(&mut entries, &id, &source, &options) {
+            Ok(_) => watch::channel(LoadStatus::Ready).1,
+            Err(rx) => rx,
         };
         Ok((id, rx))
+    }
+
+    /// Puts `entry` in the loading state behind a twin's load: its progress is the twin's, and
+    /// when that is ready the entry adopts the engine. Should the twin's engine be gone by then
+    /// (unloaded at once), the entry falls back to unloaded and its waiters look again.
+    fn follow(
+        self: &Arc<Self>,
+        id: &str,
+        entry: &mut Entry,
+        mut twin_rx: watch::Receiver<LoadStatus>,
+    ) -> watch::Receiver<LoadStatus> {
+        let (tx, rx) = watch::channel(twin_rx.borrow().clone());
+        entry.phase = Phase::Loading(tx.clone());
+        entry.error = None;
+        let (this, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move {
+            let outcome = loop {
+                let status = twin_rx.borrow_and_update().clone();
+                match status {
+                    LoadStatus::Ready => break Ok(()),
+                    LoadStatus::Failed(e) => break Err(e),
+                    other => {
+                        tx.send_replace(other);
+                    }
+                }
+                if twin_rx.changed().await.is_err() {
+                    break Ok(());
+                }
+            };
+            let mut entries = this.lock();
+            let twin = twin(&entries, &id);
+            let Some(entry) = entries.get_mut(&id) else { return };
+            if !matches!(&entry.phase, Phase::Loading(t) if t.same_channel(&tx)) {
+                return;
+            }
+            match (outcome, twin) {
+                (Ok(()), Some(Twin::Loaded(_, engine))) if !this.draining.load(Ordering::Relaxed) => {
+                    entry.adopt(engine, this.epoch);
+                    tx.send_replace(LoadStatus::Ready);
+                }
+                (Err(e), _) => {
+                    entry.phase = Phase::Unloaded;
+                    entry.error = Some(e.to_string());
+                    if !entry.configured {
+                        entries.remove(&id);
+                    }
+                    tx.send_replace(LoadStatus::Failed(e));
+                }
+                // Dropping the channel sends its waiters back to look at the entry.
+                _ => entry.phase = Phase::Unloaded,
+            }
+        });
+        rx
     }
 
     fn start_load(self: &Arc<Self>, id: &str, entry: &mut Entry) -> watch::Receiver<LoadStatus> {
@@ -345,95 +474,6 @@ impl Registry {
         Ok(engine)
     }
 
-    /// Bytes a loaded entry accounts for in the memory budget.
-    fn footprint(&self, engine: &Engine) -> u64 {
-        let info = engine.info();
-        let kv = info.kv_bytes_per_token * self.cfg.kv_reserve_tokens.min(info.context_length);
-        (info.weight_bytes + kv) as u64 + self.cfg.prefix_cache.0
-    }
-
-    /// Evicts idle, unpinned models (least recently used first) until `id` (needing
-    /// `extra` more bytes) fits under `max_loaded` and the memory budget.
-    fn make_room(&self, id: &str, extra: u64) -> Result<(), DaemonError> {
-        let mut evicted = Vec::new();
-        let result = {
-            let mut entries = self.lock();
-            loop {
-                let occupying = entries.iter().filter(|(k, e)| *k != id && !matches!(e.phase, Phase::Unloaded)).count();
-                let self_loaded = entries.get(id).is_some_and(|e| matches!(e.phase, Phase::Loaded(_)));
-                let used: u64 = entries
-                    .values()
-                    .filter_map(|e| match &e.phase {
-                        Phase::Loaded(engine) => Some(self.footprint(engine)),
-                        _ => None,
-                    })
-                    .sum();
-                let over_count = occupying + 1 > self.cfg.max_loaded;
-                let budget = self.cfg.memory_budget.map(|b| b.0);
-                let over_budget = budget.is_some_and(|b| used + extra > b);
-                if !over_count && !over_budget {
-                    break Ok(());
-                }
-                let victim = entries
-                    .iter()
-                    .filter(|(k, e)| {
-                        *k != id
-                            && !e.pinned
-                            && matches!(e.phase, Phase::Loaded(_))
-                            && e.usage.leases.load(Ordering::Relaxed) == 0
-                    })
-                    .min_by_key(|(_, e)| e.usage.last_used_ms.load(Ordering::Relaxed))
-                    .map(|(k, _)| k.clone());
-                match victim {
-                    Some(v) => {
-                        let e = entries.get_mut(&v).unwrap();
-                        if let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded) {
-                            tracing::info!(model = %v, for_model = %id, "evicting (least recently used)");
-                            evicted.push(engine);
-                        }
-                    }
-                    None if self_loaded && !over_count => break Ok(()),
-                    None => {
-                        let mut busy: Vec<String> = entries
-                            .iter()
-                            .filter(|(k, e)| *k != id && matches!(e.phase, Phase::Loaded(_) | Phase::Loading(_)))
-                            .map(|(k, e)| {
-                                let why = if e.pinned { "pinned" } else { "busy" };
-                                format!("{k} ({why})")
-                            })
-                            .collect();
-                        busy.sort();
-                        if busy.is_empty() && !over_count {
-                            // Nothing else is loaded: this model alone is over the budget, and
-                            // no wait will change that.
-                            break Err(DaemonError::LoadFailed {
-                                model: id.to_string(),
-                                reason: format!(
-                                    "its weights take {extra} bytes, more than the memory_budget of {} bytes \
-                                     (which also holds each model's KV reserve and prefix cache); raise \
-                                     memory_budget",
-                                    budget.unwrap_or(0)
-                                ),
-                                transient: false,
-                            });
-                        }
-                        let limit = if over_count {
-                            format!("max_loaded is {}", self.cfg.max_loaded)
-                        } else {
-                            format!("the memory budget is {} bytes, {used} in use", budget.unwrap_or(0))
-                        };
-                        break Err(DaemonError::NoRoom(format!(
-                            "cannot load '{id}': {limit} and no loaded model can be evicted: {}",
-                            busy.join(", ")
-                        )));
-                    }
-                }
-            }
-        };
-        evicted.into_iter().for_each(drop_engine);
-        result
-    }
-
     /// Unloads a model now. Requests running on it keep the engine until they finish. A pinned
     /// model (the default) stays unless `force`: without it, requests that name no model would
     /// find nothing to serve them.
@@ -452,8 +492,19 @@ impl Registry {
                 if !entry.configured {
                     entries.remove(&id);
                 }
+                // A name sharing its engine lets go of it; the memory comes back with the last.
+                let mut still: Vec<&String> = entries
+                    .iter()
+                    .filter(|(_, e)| matches!(&e.phase, Phase::Loaded(en) if Arc::ptr_eq(en, &engine)))
+                    .map(|(k, _)| k)
+                    .collect();
+                if still.is_empty() {
+                    tracing::info!(model = %id, "unloaded on request");
+                } else {
+                    still.sort();
+                    tracing::info!(model = %id, engine_still_serves = ?still, "unloaded on request");
+                }
                 drop(entries);
-                tracing::info!(model = %id, "unloaded on request");
                 drop_engine(engine);
                 Ok(true)
             }

@@ -91,15 +91,21 @@ impl Registry {
         out
     }
 
-    /// The loaded engines.
-    pub fn engines(&self) -> Vec<(String, Arc<Engine>)> {
-        self.lock()
-            .iter()
-            .filter_map(|(k, e)| match &e.phase {
-                Phase::Loaded(en) => Some((k.clone(), en.clone())),
-                _ => None,
-            })
-            .collect()
+    /// The loaded engines, each once, with the names it serves (sorted, the first naming it).
+    pub fn engines(&self) -> Vec<(Vec<String>, Arc<Engine>)> {
+        let entries = self.lock();
+        let mut out: Vec<(Vec<String>, Arc<Engine>)> = Vec::new();
+        for (k, e) in entries.iter() {
+            if let Phase::Loaded(en) = &e.phase {
+                match out.iter_mut().find(|(_, o)| Arc::ptr_eq(o, en)) {
+                    Some((names, _)) => names.push(k.clone()),
+                    None => out.push((vec![k.clone()], en.clone())),
+                }
+            }
+        }
+        out.iter_mut().for_each(|(names, _)| names.sort());
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Whether the default model is loaded, and if not, why.

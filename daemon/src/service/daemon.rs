@@ -32,10 +32,11 @@ impl v1::daemon_server::Daemon for DaemonService {
             .registry
             .engines()
             .into_iter()
-            .map(|(model, e)| {
+            .map(|(names, e)| {
                 let s = e.stats();
                 v1::EngineStatus {
-                    model,
+                    model: names[0].clone(),
+                    names,
                     queued: s.queued as u32,
                     active: s.active as u32,
                     requests: s.requests,

@@ -165,7 +165,7 @@ impl v1::models_server::Models for ModelsService {
         let lease = self.registry.acquire(&req.model, caller).await?;
         let engine = lease.engine.clone();
         let size = prost::Message::encoded_len(&req);
-        let (count, ids, tokens) = super::off_runtime(size, move || {
+        let (count, ids, tokens, texts) = super::off_runtime(size, move || {
             let ids = match &req.input {
                 Some(Input::Text(t)) => engine.tokenizer().encode(t, req.add_special_tokens)?,
                 Some(Input::Chat(c)) => {
@@ -181,20 +181,22 @@ impl v1::models_server::Models for ModelsService {
             };
             let count = ids.len() as u32;
             if req.count_only {
-                return Ok((count, vec![], vec![]));
+                return Ok((count, vec![], vec![], vec![]));
             }
-            let tokens = if req.return_tokens {
-                ids.iter().map(|&i| engine.tokenizer().id_to_token(i).unwrap_or_default()).collect()
+            let (tokens, texts) = if req.return_tokens {
+                let tok = engine.tokenizer();
+                ids.iter().map(|&i| (tok.id_to_token(i).unwrap_or_default(), tok.piece(i).0)).unzip()
             } else {
-                vec![]
+                (vec![], vec![])
             };
-            Ok((count, ids, tokens))
+            Ok((count, ids, tokens, texts))
         })
         .await?;
         Ok(Response::new(v1::TokenizeResponse {
             count,
             ids,
             tokens,
+            texts,
             context_length: lease.engine.info().context_length as u32,
             model: lease.id.clone(),
         }))
