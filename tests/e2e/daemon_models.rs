@@ -319,6 +319,10 @@ async fn names_of_one_model_share_one_engine() {
     assert_eq!(generate(&mut g, unset("b")).await.unwrap().tokens.len(), 2);
     assert!(generate(&mut g, unset("a")).await.unwrap().tokens.len() > 2);
     assert!(d.logs().contains("serving from an engine already loaded"), "{}", d.logs());
+    // Errors name the model the client asked for, not the name the engine was loaded under.
+    let e = generate(&mut g, tokens("b", vec![1; 600], 4)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("'b'") && !e.message().contains("'a'"), "{e:?}");
 
     // Another context length is another engine; a second one fits under max_loaded = 2.
     generate(&mut g, tokens("c", vec![1, 2], 2)).await.unwrap();

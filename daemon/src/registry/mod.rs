@@ -137,6 +137,32 @@ pub struct Lease {
     epoch: Instant,
 }
 
+impl Lease {
+    /// `e` as the client should read it: an engine several names share carries the name that
+    /// loaded it, while this client asked for `self.id`.
+    pub fn as_named(&self, e: DaemonError) -> DaemonError {
+        use zeta_engine::EngineError as E;
+        let loaded_as = &self.engine.info().name;
+        if *loaded_as == self.id {
+            return e;
+        }
+        let (from, to) = (format!("'{loaded_as}'"), format!("'{}'", self.id));
+        match e {
+            DaemonError::Engine(E::ContextOverflow { prompt_tokens, max_tokens, context_length, message }) => {
+                let message = message.replace(&from, &to);
+                E::ContextOverflow { prompt_tokens, max_tokens, context_length, message }.into()
+            }
+            DaemonError::Engine(E::InvalidArgument { field, message }) => {
+                E::InvalidArgument { field, message: message.replace(&from, &to) }.into()
+            }
+            DaemonError::Invalid { field, message } => {
+                DaemonError::Invalid { field, message: message.replace(&from, &to) }
+            }
+            other => other,
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.usage.last_used_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -77,7 +77,8 @@ pub async fn embed(
                 .map(|(i, p)| tokenizer.tokenize(p).map(Prompt::Tokens).map_err(|e| about(i, e)))
                 .collect::<Result<Vec<_>, _>>()
         })
-        .await?;
+        .await
+        .map_err(|e| lease.as_named(e))?;
         let mut out = v1::EmbedResponse { model: lease.id.clone(), ..Default::default() };
         let mut vectors: Vec<Option<Vec<f32>>> = vec![None; prompts.len()];
         let mut flight = std::collections::VecDeque::new();
@@ -91,7 +92,7 @@ pub async fn embed(
                     }
                     // The queue is full: wait for one of ours to finish, unless none is queued.
                     Err(EngineError::Busy { .. }) if !flight.is_empty() => break,
-                    Err(e) => return Err(about(next, e)),
+                    Err(e) => return Err(lease.as_named(about(next, e))),
                 }
             }
             let Some((i, mut s)) = flight.pop_front() else { continue };

@@ -79,7 +79,8 @@ impl v1::generation_server::Generation for GenerationService {
                 let events = engine.submit(engine_req)?;
                 Ok((events, shaper))
             })
-            .await?;
+            .await
+            .map_err(|e| lease.as_named(e))?;
             tracing::info!(model = %lease.id, prompt_tokens = events.prompt_tokens, "accepted");
             Ok::<_, DaemonError>((events, lease, shaper))
         }

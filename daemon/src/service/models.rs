@@ -191,7 +191,8 @@ impl v1::models_server::Models for ModelsService {
             };
             Ok((count, ids, tokens, texts))
         })
-        .await?;
+        .await
+        .map_err(|e| lease.as_named(e))?;
         Ok(Response::new(v1::TokenizeResponse {
             count,
             ids,
