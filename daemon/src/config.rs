@@ -187,6 +187,32 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// A validation message (`models.a.context_length: ...`) with the line its key is written on,
+/// as TOML's own errors have it, so a long config need not be searched by hand.
+fn with_toml_line(text: &str, message: String) -> String {
+    let Some((key, _)) = message.split_once(": ") else { return message };
+    match toml_line(text, key) {
+        Some(line) => format!("line {line}: {message}"),
+        None => message,
+    }
+}
+
+/// The line (from 1) on which the dotted `key` is written, when it is.
+fn toml_line(text: &str, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at = None;
+    for part in key.split('.') {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        at = Some(k.span().start);
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    Some(text[..at?].matches('\n').count() + 1)
+}
+
 impl Config {
     /// Reads a config file; YAML when it ends in `.yaml`/`.yml`, TOML otherwise.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -200,7 +226,7 @@ impl Config {
         };
         let mut cfg = cfg;
         cfg.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
-        cfg.validate().map_err(err)?;
+        cfg.validate().map_err(|m| if yaml { err(m) } else { err(with_toml_line(&text, m)) })?;
         Ok(cfg)
     }
 
@@ -372,5 +398,13 @@ mod tests {
         assert!(e.contains("memory_budget") || e.contains("parsecs"), "{e}");
         let e = parse("c.toml", "default_model = \"nope\"\n").unwrap_err().to_string();
         assert!(e.contains("default_model") && e.contains("nope"), "{e}");
+        // Values serde takes but the daemon refuses carry their line too.
+        let text = "max_batch = 8\n\n[models.m]\npath = \"/m\"\n[models.m.defaults]\ntop_k = 4\ntop_p = 2.0\n";
+        let e = parse("c.toml", text).unwrap_err().to_string();
+        assert!(e.contains("line 7: models.m.defaults.top_p"), "{e}");
+        let e = parse("c.toml", "max_batch = 8\nmax_loaded = 0\n").unwrap_err().to_string();
+        assert!(e.contains("line 2: max_loaded"), "{e}");
+        let e = parse("c.toml", "# models\n[models.x]\nhub = \"a/b\"\npath = \"/m\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2: models.x"), "{e}");
     }
 }
