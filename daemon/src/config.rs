@@ -188,13 +188,39 @@ pub struct ConfigError {
 }
 
 /// A validation message (`models.a.context_length: ...`) with the line its key is written on,
-/// as TOML's own errors have it, so a long config need not be searched by hand.
-fn with_toml_line(text: &str, message: String) -> String {
+/// as the parsers' own errors have it, so a long config need not be searched by hand.
+fn with_line(text: &str, yaml: bool, message: String) -> String {
     let Some((key, _)) = message.split_once(": ") else { return message };
-    match toml_line(text, key) {
+    match if yaml { yaml_line(text, key) } else { toml_line(text, key) } {
         Some(line) => format!("line {line}: {message}"),
         None => message,
     }
+}
+
+/// [`toml_line`] for YAML's block style (the style a config is written in): each part of the
+/// key is looked for below the previous one, more indented.
+fn yaml_line(text: &str, key: &str) -> Option<usize> {
+    let mut parts = key.split('.').peekable();
+    let mut indent: Option<usize> = None;
+    let mut found = None;
+    for (n, line) in text.lines().enumerate() {
+        let Some(part) = parts.peek() else { break };
+        let body = line.trim_start();
+        let depth = line.len() - body.len();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        if indent.is_some_and(|i| depth <= i) {
+            break; // left the block of the part found last
+        }
+        let name = body.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']));
+        if name == Some(*part) {
+            found = Some(n + 1);
+            indent = Some(depth);
+            parts.next();
+        }
+    }
+    found
 }
 
 /// The line (from 1) on which the dotted `key` is written, when it is.
@@ -226,7 +252,7 @@ impl Config {
         };
         let mut cfg = cfg;
         cfg.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
-        cfg.validate().map_err(|m| if yaml { err(m) } else { err(with_toml_line(&text, m)) })?;
+        cfg.validate().map_err(|m| err(with_line(&text, yaml, m)))?;
         Ok(cfg)
     }
 
@@ -406,5 +432,8 @@ mod tests {
         assert!(e.contains("line 2: max_loaded"), "{e}");
         let e = parse("c.toml", "# models\n[models.x]\nhub = \"a/b\"\npath = \"/m\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2: models.x"), "{e}");
+        let text = "max_batch: 8\nmodels:\n  n:\n    path: /n\n  m:\n    path: /m\n    defaults:\n      top_p: 2.0\n";
+        let e = parse("c.yaml", text).unwrap_err().to_string();
+        assert!(e.contains("line 8: models.m.defaults.top_p"), "{e}");
     }
 }
