@@ -148,7 +148,13 @@ pub fn generate(
             if !req.tools.is_empty() {
                 return Err(DaemonError::invalid("tools", "only apply to chat requests"));
             }
+            if req.truncate_oldest_turns {
+                return Err(DaemonError::invalid("truncate_oldest_turns", "only applies to chat requests"));
+            }
             Prompt::Text(p.clone())
+        }
+        Some(Input::PromptTokens(_)) if req.truncate_oldest_turns => {
+            return Err(DaemonError::invalid("truncate_oldest_turns", "only applies to chat requests"));
         }
         Some(Input::PromptTokens(t)) => Prompt::Tokens(t.ids.clone()),
         None => return Err(DaemonError::invalid("input", "set one of chat, prompt or prompt_tokens")),

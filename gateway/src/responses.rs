@@ -304,15 +304,12 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     let temperature = number(&req.temperature, "temperature", 0.0, 2.0)?;
     let top_p = number(&req.top_p, "top_p", f64::MIN_POSITIVE, 1.0)?;
     let _ = string(&req.user, "user")?;
-    if let Some(t) = present(&req.truncation).filter(|t| t.as_str() != Some("disabled")) {
-        if t.as_str() == Some("auto") {
-            return Err(ApiError::unsupported(
-                "truncation",
-                "'auto' truncation is not supported: a prompt over the context is refused",
-            ));
-        }
-        return Err(ApiError::invalid("truncation", "must be 'auto' or 'disabled'"));
-    }
+    // 'auto': the daemon drops the oldest turns of a conversation too long for the context.
+    let truncate = match present(&req.truncation).map(|t| t.as_str()) {
+        None | Some(Some("disabled")) => false,
+        Some(Some("auto")) => true,
+        Some(_) => return Err(ApiError::invalid("truncation", "must be 'auto' or 'disabled'")),
+    };
     let metadata = match present(&req.metadata) {
         None => json!({}),
         Some(m @ Value::Object(_)) => m.clone(),
@@ -339,6 +336,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     );
     echo.insert("metadata".into(), metadata);
     echo.insert("user".into(), present(&req.user).cloned().unwrap_or(Value::Null));
+    echo.insert("truncation".into(), json!(if truncate { "auto" } else { "disabled" }));
     let out = v1::GenerateRequest {
         model: model.clone(),
         input: Some(v1::generate_request::Input::Chat(v1::Chat { messages, continue_final_message: false })),
@@ -350,6 +348,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
         separate_reasoning: true,
         chat_template_kwargs_json: kwargs,
         constraint,
+        truncate_oldest_turns: truncate,
         ..Default::default()
     };
     let options = ResponsesOptions {

@@ -331,6 +331,10 @@ fn responses_convert_to_the_same_domain_request() {
     assert_eq!(req.tool_choice.as_ref().map(|t| t.function.as_str()), Some("get_weather"));
     assert_eq!(req.chat_template_kwargs_json, r#"{"enable_thinking":false}"#);
     assert!(opts.stream && opts.summary && opts.single_tool_call);
+    assert!(!req.truncate_oldest_turns);
+    let (req, opts) = convert(json!({"input": "x", "truncation": "auto"})).unwrap();
+    assert!(req.truncate_oldest_turns);
+    assert_eq!(opts.echo["truncation"], "auto");
     let hi = || json!([{"role": "user", "content": "Hi"}]);
     for (case, v, param) in [
         ("no input", json!({"model": "m"}), "input"),
@@ -351,7 +355,7 @@ fn responses_convert_to_the_same_domain_request() {
         ("unknown format", json!({"input": hi(), "text": {"format": {"type": "yaml"}}}), "text.format.type"),
         ("bad effort", json!({"input": hi(), "reasoning": {"effort": 3}}), "reasoning.effort"),
         ("zero tokens", json!({"input": hi(), "max_output_tokens": 0}), "max_output_tokens"),
-        ("auto truncation", json!({"input": hi(), "truncation": "auto"}), "truncation"),
+        ("unknown truncation", json!({"input": hi(), "truncation": "middle"}), "truncation"),
     ] {
         let e = convert(v).err().unwrap_or_else(|| panic!("{case}: accepted"));
         assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some(param)), "{case}: {}", e.message);

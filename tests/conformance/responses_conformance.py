@@ -7,6 +7,7 @@ script against them. Models it expects:
   smollm2-135m        the embedded SmolLM2 (text, streaming, max_output_tokens)
   scripted-tools      answers with one get_weather tool call (greedy)
   scripted-reasoning  answers "<think>...</think>" then text (greedy)
+  scripted-short      scripted-tools with a 128-token context (truncation)
 
 Each check is a function named check_*; all run, failures are reported together, and the exit
 status is the number of failures (0 = all passed).
@@ -140,6 +141,32 @@ def check_reasoning_summary():
     # Without a summary asked for, the thinking stays out of the answer.
     plain = client.responses.create(model="scripted-reasoning", input="Hello", temperature=0)
     assert [o.type for o in plain.output] == ["message"] and plain.output_text.strip() == "Hello from Paris!", plain
+
+
+def check_auto_truncation_drops_the_oldest_turns():
+    short = "scripted-short"
+    turns = []
+    for i in range(12):
+        turns += [{"role": "user", "content": f"question {i}: " + "tell me more " * 2},
+                  {"role": "assistant", "content": "it is so " * 10}]
+    turns.append({"role": "user", "content": "and the last one?"})
+    try:
+        client.responses.create(model=short, input=turns, max_output_tokens=4)
+        raise AssertionError("a conversation over the context must be refused without truncation")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400 and e.body["code"] == "context_length_exceeded", e.body
+    r = client.responses.create(model=short, instructions="Be brief.", input=turns, max_output_tokens=4,
+                                truncation="auto")
+    assert r.truncation == "auto" and r.status in ("completed", "incomplete"), r
+    assert 0 < r.usage.input_tokens and r.usage.input_tokens + 4 <= 128, r.usage
+    # Kept: the instructions and the newest turns, more than the last question alone.
+    last = client.responses.create(model=short, instructions="Be brief.", input=[turns[-1]], max_output_tokens=4)
+    assert r.usage.input_tokens > last.usage.input_tokens, (r.usage, last.usage)
+    # Streamed the same way.
+    events = list(client.responses.create(model=short, input=turns, max_output_tokens=4, truncation="auto",
+                                          stream=True))
+    assert events[-1].type in ("response.completed", "response.incomplete"), events[-1]
+    assert events[-1].response.truncation == "auto", events[-1].response
 
 
 def check_refusals_name_the_field():

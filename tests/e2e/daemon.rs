@@ -1,6 +1,7 @@
 //! The real `zeta-mlxd` on a temporary socket, driven by tonic clients: streamed generation,
 //! concurrent generations batched with correct outputs, cancellation freeing the slot, a table of
-//! bad requests, health and reflection, and the official Python client (`grpcio`) as it comes.
+//! bad requests, health and reflection, the official Python client (`grpcio`) as it comes, and
+//! conversations that drop their oldest turns to fit the context.
 
 use std::time::{Duration, Instant};
 
@@ -354,4 +355,70 @@ async fn the_official_python_grpc_client_works_with_its_default_authority() {
     assert_eq!(expected.len(), 8);
     let args = vec![d.socket.display().to_string(), "tiny".into(), serde_json::to_string(&expected).unwrap()];
     zeta_tests::grpc_conformance("grpc_conformance.py", args, &d).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncation_drops_the_oldest_turns_to_fit_the_context() {
+    use v1::generate_request::Input;
+    let config = tiny_config("preload_default = false", &[("t", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let (mut g, mut m) = (d.generation().await, d.models().await);
+    let msg = |role: &str, text: String| v1::Message { role: role.into(), content: Some(text), ..Default::default() };
+    let request = |messages: Vec<v1::Message>, truncate: bool| v1::GenerateRequest {
+        model: "t".into(),
+        input: Some(Input::Chat(v1::Chat { messages, continue_final_message: false })),
+        sampling: Some(v1::SamplingParams { temperature: Some(0.0), ..Default::default() }),
+        max_tokens: Some(8),
+        truncate_oldest_turns: truncate,
+        ..Default::default()
+    };
+    let mut count = async |messages: &[v1::Message]| {
+        let input = v1::tokenize_request::Input::Chat(v1::Chat { messages: messages.to_vec(), ..Default::default() });
+        let r = v1::TokenizeRequest { model: "t".into(), input: Some(input), ..Default::default() };
+        m.tokenize(r).await.unwrap().into_inner().count as usize
+    };
+    // A system message, eight long turns (one calling a tool), a short last question: over the
+    // 512-token context.
+    let mut messages = vec![msg("system", "Be brief.".into())];
+    for i in 0..8 {
+        messages.push(msg("user", format!("question {i}: {}", "tell me more ".repeat(12))));
+        messages.push(msg("assistant", "it is so ".repeat(12)));
+    }
+    messages.push(msg("user", "and the last question?".into()));
+    let total = count(&messages).await;
+    assert!(total > 512, "the conversation must overflow the context: {total} tokens");
+
+    let e = generate(&mut g, request(messages.clone(), false)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+
+    // The conversation the daemon should keep: the system message and the turns from the
+    // earliest user message on which prompt + max_tokens fit.
+    let mut kept = None;
+    for at in (2..messages.len()).filter(|&i| messages[i].role == "user") {
+        let cut: Vec<v1::Message> =
+            std::iter::once(messages[0].clone()).chain(messages[at..].iter().cloned()).collect();
+        if count(&cut).await + 8 <= 512 {
+            kept = Some(cut);
+            break;
+        }
+    }
+    let kept = kept.unwrap();
+    assert!(kept.len() > 3 && kept.len() < messages.len() - 2, "some turns, not all, fit: {}", kept.len());
+    let out = generate(&mut g, request(messages.clone(), true)).await.unwrap();
+    let direct = generate(&mut g, request(kept.clone(), false)).await.unwrap();
+    assert_eq!(out.started.unwrap().prompt_tokens as usize, count(&kept).await);
+    assert_eq!(out.tokens, direct.tokens, "the same answer as the cut conversation asked directly");
+    assert!(d.logs().contains("dropped the oldest turns"), "{}", d.logs());
+
+    // A conversation whose last turn alone is too long is refused with its full size.
+    let huge =
+        vec![msg("user", "hi".into()), msg("assistant", "hello".into()), msg("user", "tell me more ".repeat(200))];
+    let e = generate(&mut g, request(huge, true)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    // Only a conversation has turns.
+    let mut raw = tokens("t", vec![1, 2, 3], 2);
+    raw.truncate_oldest_turns = true;
+    let e = generate(&mut g, raw).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("truncate_oldest_turns"), "{e:?}");
 }

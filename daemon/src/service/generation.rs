@@ -75,7 +75,13 @@ impl v1::generation_server::Generation for GenerationService {
             let (events, shaper) = super::off_runtime(size, move || {
                 let mut engine_req = convert::generate(&req, &defaults, &id)?;
                 let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), req.separate_reasoning);
-                let shaper = Shaper::prepare(&engine, &mut engine_req, &how)?;
+                let shaper = if req.truncate_oldest_turns {
+                    let (fitted, shaper) = super::truncate::fit(&engine, engine_req, &how)?;
+                    engine_req = fitted;
+                    shaper
+                } else {
+                    Shaper::prepare(&engine, &mut engine_req, &how)?
+                };
                 let events = engine.submit(engine_req)?;
                 Ok((events, shaper))
             })

@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod embedding;
 pub mod generation;
 pub mod models;
+pub mod truncate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -310,6 +310,8 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         separate_reasoning: true,
         chat_template_kwargs_json: kwargs,
         constraint,
+        // Chat Completions has no such setting: a conversation over the context is a 400.
+        truncate_oldest_turns: false,
     };
     Ok((out, ChatOptions { stream, include_usage, logprobs, single_tool_call: !parallel, model }))
 }
