@@ -17,16 +17,14 @@ pub fn message(i: usize, m: &v1::Message) -> Result<ChatMessage, DaemonError> {
         .map_err(|(f, why)| DaemonError::invalid(field(f), why))?;
     let role = if m.role == "developer" { "system".to_string() } else { m.role.clone() };
     let mut tool_calls = Vec::with_capacity(m.tool_calls.len());
-    for (j, c) in m.tool_calls.iter().enumerate() {
+    for c in &m.tool_calls {
+        // Arguments that are not JSON (a call max_tokens cut short, as this daemon itself
+        // returns it) stay the string they are: OpenAI takes any string here, and templates
+        // write a string argument as it is.
         let arguments = if c.arguments.trim().is_empty() {
             serde_json::Value::Object(Default::default())
         } else {
-            serde_json::from_str(&c.arguments).map_err(|e| {
-                DaemonError::invalid(
-                    format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                    format!("is not valid JSON: {e}"),
-                )
-            })?
+            serde_json::from_str(&c.arguments).unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()))
         };
         tool_calls.push(ToolCall {
             id: c.id.clone(),

@@ -159,6 +159,19 @@ def check_tool_use():
     hidden = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER], extra_body=GREEDY,
                                     tool_choice={"type": "none"}, messages=user("Hi"))
     assert not [b for b in hidden.content if b.type == "tool_use"] and hidden.stop_reason == "end_turn", hidden
+    # Cut short by max_tokens: one tool_use block with the input it was becoming, the same whole
+    # or streamed (the SDK reads the streamed partial JSON), and no markup as text beside it.
+    cut = dict(model="scripted-tools", max_tokens=3, tools=[WEATHER], extra_body=GREEDY,
+               messages=user("What's the weather in Paris?"))
+    m = client.messages.create(**cut)
+    assert m.stop_reason == "max_tokens" and [b.type for b in m.content] == ["tool_use"], m.content
+    assert m.content[0].input == {"city": "Paris"}, m.content
+    with client.messages.stream(**cut) as s:
+        final = s.get_final_message()
+    assert [(b.type, b.input) for b in final.content] == [("tool_use", {"city": "Paris"})], final.content
+    # A forced call cut short is a max_tokens stop, not a server error.
+    forced = client.messages.create(**{**cut, "max_tokens": 2}, tool_choice={"type": "any"})
+    assert forced.stop_reason == "max_tokens", forced
 
 
 def check_thinking():

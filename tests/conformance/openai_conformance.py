@@ -327,6 +327,35 @@ def check_tool_calls():
     assert not r.choices[0].message.tool_calls and r.choices[0].finish_reason == "stop", r
 
 
+def check_a_tool_call_cut_short_is_one_partial_call():
+    ask = dict(model="scripted-tools", messages=user("What's the weather in Paris?"), tools=[WEATHER_TOOL],
+               temperature=0)
+    full = client.chat.completions.create(**ask).choices[0].message.tool_calls[0].function.arguments
+    for how in ({"max_tokens": 3}, {"stop": ["Paris"]}):
+        r = client.chat.completions.create(**ask, **how)
+        c = r.choices[0]
+        # One representation: the call as far as it got, never its markup as content too.
+        assert not c.message.content, (how, c.message.content)
+        assert len(c.message.tool_calls) == 1 and c.message.tool_calls[0].function.name == "get_weather", (how, c)
+        partial = c.message.tool_calls[0].function.arguments
+        assert full.startswith(partial) and partial != full, (how, partial, full)
+        # Cut, not finished: the reason says so ("tool_calls" promises arguments that parse).
+        assert c.finish_reason == ("length" if "max_tokens" in how else "stop"), (how, c.finish_reason)
+        chunks = list(client.chat.completions.create(**ask, **how, stream=True))
+        deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+        assert not "".join(d.content or "" for d in deltas), (how, deltas)
+        streamed = "".join(tc.function.arguments or "" for d in deltas for tc in (d.tool_calls or []))
+        assert streamed == partial and [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == c.finish_reason
+        # The agent loop sends it back as it came: accepted, not a 400.
+        history = ask["messages"] + [c.message.model_dump(exclude_none=True),
+                                     {"role": "tool", "tool_call_id": c.message.tool_calls[0].id, "content": "?"}]
+        client.chat.completions.create(**{**ask, "messages": history}, max_tokens=2)
+    # A forced call cut short is a length finish, not a server error.
+    r = client.chat.completions.create(**ask, max_tokens=2,
+                                       tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert r.choices[0].finish_reason == "length" and r.choices[0].message.tool_calls[0].function.name == "get_weather", r
+
+
 def check_tool_choice_enforced_or_refused():
     # A model whose template has no tools cannot be forced to call one: 400, never plain text.
     try:

@@ -112,7 +112,10 @@ impl v1::generation_server::Generation for GenerationService {
                 }
                 Some(Event::Finished { reason, stop, usage, timings }) => {
                     s.done = true;
-                    match s.shaper.finish() {
+                    // Cut short (max_tokens, a stop string): a call in progress is kept as far
+                    // as it got, and a forced one that did not finish is no failure.
+                    let cut = reason == zeta_engine::FinishReason::Length || stop.is_some();
+                    match if cut { s.shaper.finish_cut() } else { s.shaper.finish() } {
                         Ok(tail) if !tail.is_empty() => s.queue.push_back(Ok(convert::delta(tail, vec![], &[]))),
                         Ok(_) => {}
                         Err(e) => {
@@ -122,7 +125,8 @@ impl v1::generation_server::Generation for GenerationService {
                     }
                     tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
-                    let end = convert::End { reason, stop, called_tools: s.shaper.called_tools() };
+                    let called_tools = s.shaper.called_tools() && !s.shaper.cut_call();
+                    let end = convert::End { reason, stop, called_tools };
                     s.queue.push_back(Ok(convert::finished(end, &usage, &timings)));
                     s.queue.pop_front().expect("just queued")
                 }

@@ -152,6 +152,35 @@ impl ToolCallParser {
         out
     }
 
+    /// Ends an output the engine cut short (`max_tokens`, a stop string). A call already
+    /// started stays a call, its arguments as far as they got — what the streamed deltas said,
+    /// so streamed and whole answers agree and the text is not given twice; an attempt cut
+    /// before its name is known is given back as text as at any end. Returns whether a call
+    /// was cut.
+    pub fn finish_cut(&mut self) -> (Vec<ToolEvent>, bool) {
+        let mut out = std::mem::take(&mut self.queued);
+        self.run(true, &mut out);
+        let cut = match self.current.take() {
+            Some(c) => {
+                emit(&mut out, ToolEvent::CallEnd { index: c.index });
+                self.calls.push(ParsedCall { id: c.id, name: c.name, arguments: c.arguments });
+                self.raw.clear();
+                self.early_args.clear();
+                self.explicit = false;
+                true
+            }
+            None => {
+                if !matches!(self.mode, Mode::Text | Mode::PostCall { .. } | Mode::MistralArray { after_obj: true }) {
+                    self.fail(&mut out);
+                }
+                false
+            }
+        };
+        self.buf.clear();
+        self.mode = Mode::Text;
+        (out, cut)
+    }
+
     /// Whether some call was malformed (bad JSON, unknown name, cut off) and given back as text.
     pub fn malformed(&self) -> bool {
         self.malformed

@@ -83,6 +83,8 @@ pub struct Shaper {
     harmony: Option<HarmonyParser>,
     /// The function a forced call must name (empty: any), when one is forced.
     forced: Option<String>,
+    /// The engine cut the output inside a call (see [`Shaper::finish_cut`]).
+    cut_call: bool,
 }
 
 /// The names of OpenAI-style tool definitions (`{"type": "function", "function": {"name"}}`).
@@ -119,7 +121,7 @@ impl Shaper {
             ForcedChoice::Function(f) => f.clone(),
             ForcedChoice::Required => String::new(),
         });
-        Shaper { splitter: reasoning.map(ReasoningSplitter::new), parser, harmony: None, forced }
+        Shaper { splitter: reasoning.map(ReasoningSplitter::new), parser, harmony: None, forced, cut_call: false }
     }
 
     /// A shaper for harmony output (gpt-oss) offering `tools`; `forced` as for [`Shaper::new`].
@@ -129,7 +131,7 @@ impl Shaper {
             ForcedChoice::Function(f) => f.clone(),
             ForcedChoice::Required => String::new(),
         });
-        Shaper { splitter: None, parser: None, harmony: Some(parser), forced }
+        Shaper { splitter: None, parser: None, harmony: Some(parser), forced, cut_call: false }
     }
 
     /// Renders a chat prompt for `engine` as `how` asks; `None` for a prompt that is not a chat.
@@ -301,6 +303,24 @@ impl Shaper {
 
     /// Flushes what was held back; fails when a forced tool call did not come out whole.
     pub fn finish(&mut self) -> Result<ShapedDelta> {
+        self.finish_as(false)
+    }
+
+    /// [`Shaper::finish`] for an output the engine cut short (`max_tokens`, a stop string): a
+    /// call in progress stays a call with the arguments it got (as its deltas streamed them)
+    /// rather than coming back as text too, and a forced call cut short is no failure — the
+    /// finish reason says what happened.
+    pub fn finish_cut(&mut self) -> Result<ShapedDelta> {
+        self.finish_as(true)
+    }
+
+    /// Whether [`Shaper::finish_cut`] ended a call before it was complete: the answer's finish
+    /// reason is then the cut's, never "tool calls".
+    pub fn cut_call(&self) -> bool {
+        self.cut_call
+    }
+
+    fn finish_as(&mut self, cut: bool) -> Result<ShapedDelta> {
         let mut out = ShapedDelta::default();
         if let Some(h) = self.harmony.as_mut() {
             let (reasoning, events) = h.finish();
@@ -308,6 +328,7 @@ impl Shaper {
             self.events(events, &mut out);
             let calls = self.calls();
             if let Some(f) = &self.forced
+                && !cut
                 && !calls.iter().any(|c| f.is_empty() || c.name == *f)
             {
                 return Err(EngineError::ToolCallFailed(
@@ -322,10 +343,16 @@ impl Shaper {
             self.route(content, &mut out);
         }
         if let Some(p) = self.parser.as_mut() {
-            let ev = p.finish();
+            let ev = if cut {
+                let (ev, cut_call) = p.finish_cut();
+                self.cut_call = cut_call;
+                ev
+            } else {
+                p.finish()
+            };
             self.events(ev, &mut out);
         }
-        if let (Some(f), Some(p)) = (&self.forced, &self.parser) {
+        if let (Some(f), Some(p), false) = (&self.forced, &self.parser, cut) {
             let ok = !p.malformed() && p.calls().iter().any(|c| f.is_empty() || c.name == *f);
             if !ok {
                 return Err(EngineError::ToolCallFailed(
@@ -395,6 +422,31 @@ mod tests {
         assert_eq!((calls[0].index, calls[0].name.as_str()), (0, "get_time"));
         assert_eq!(calls.iter().map(|c| c.arguments.as_str()).collect::<String>(), "{}");
         assert!(s.called_tools() && !s.malformed());
+    }
+
+    #[test]
+    fn a_call_cut_short_stays_one_partial_call() {
+        let mut s = Shaper::new(Some(ToolFormat::Hermes), vec!["get_time".into()], None, None);
+        for piece in ["<tool_call>\n{\"name\": \"get_time\", ", "\"arguments\": {\"tz\": \"Eu"] {
+            let d = s.push(piece);
+            assert_eq!(d.text, "");
+        }
+        let end = s.finish_cut().unwrap();
+        assert_eq!(end.text, "", "the markup is not given back as text beside the call");
+        assert!(s.cut_call() && !s.malformed());
+        assert_eq!((s.calls()[0].name.as_str(), s.calls()[0].arguments.as_str()), ("get_time", "{\"tz\": \"Eu"));
+        // Cut before the name is known: nothing was a call yet, so the text comes back.
+        let mut s = Shaper::new(Some(ToolFormat::Hermes), vec!["get_time".into()], None, None);
+        let d = s.push("<tool_call>\n{\"na");
+        let end = s.finish_cut().unwrap();
+        assert_eq!(d.text + &end.text, "<tool_call>\n{\"na");
+        assert!(!s.cut_call() && s.calls().is_empty());
+        // A forced call cut short is no failure: the finish reason says what happened.
+        let choice = ForcedChoice::Function("get_time".into());
+        let prefix = ToolFormat::Hermes.forced_prefix(&choice);
+        let mut s = Shaper::new(Some(ToolFormat::Hermes), vec!["get_time".into()], Some((&choice, &prefix)), None);
+        s.push("{\"tz");
+        assert!(s.finish_cut().is_ok());
     }
 
     #[test]

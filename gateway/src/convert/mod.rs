@@ -10,7 +10,7 @@ use crate::error::ApiError;
 
 mod constraint;
 mod fields;
-mod tools;
+pub(crate) mod tools;
 
 pub(crate) use constraint::{constraint, constraint_field, json_schema};
 pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, type_name};

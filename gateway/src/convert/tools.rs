@@ -134,3 +134,88 @@ pub(super) fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Optio
     }
     Ok(Some(choice))
 }
+
+/// The object a call's arguments were becoming when the answer was cut short (`max_tokens`, a
+/// stop string), as Anthropic's SDK reads a streamed `partial_json`: an open string, array or
+/// object is closed, and a dangling key, separator or half-written literal is dropped. `{}` when
+/// nothing of an object is there. Whole arguments come back as they are.
+pub(crate) fn partial_object(s: &str) -> Value {
+    if let Ok(v @ Value::Object(_)) = serde_json::from_str(s) {
+        return v;
+    }
+    // Places the text may be cut back to: its end, and before each separator or after each
+    // opening outside strings, tried from the longest.
+    let (mut cuts, mut in_string, mut escaped) = (vec![s.len()], false, false);
+    for (i, c) in s.char_indices() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => in_string = !in_string,
+            (false, _, ',') => cuts.push(i),
+            (false, _, '{' | '[') => cuts.push(i + 1),
+            _ => {}
+        }
+    }
+    cuts.sort_unstable_by(|a, b| b.cmp(a));
+    cuts.dedup();
+    for end in cuts.into_iter().take(64) {
+        if let Ok(v @ Value::Object(_)) = serde_json::from_str(&closed(&s[..end])) {
+            return v;
+        }
+    }
+    Value::Object(Default::default())
+}
+
+/// `s` with what it leaves open closed: a string, then arrays and objects, innermost first.
+fn closed(s: &str) -> String {
+    let (mut open, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for c in s.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => in_string = !in_string,
+            (false, _, '{') => open.push('}'),
+            (false, _, '[') => open.push(']'),
+            (false, _, '}' | ']') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut out = s.trim_end().to_string();
+    if escaped {
+        out.pop();
+    }
+    if in_string {
+        out.push('"');
+    }
+    out.extend(open.iter().rev());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::partial_object;
+
+    #[test]
+    fn arguments_cut_short_read_as_the_object_they_were_becoming() {
+        for (text, want) in [
+            (r#"{"city": "Paris", "unit": "celsius"}"#, json!({"city": "Paris", "unit": "celsius"})),
+            (r#"{"city": "Paris", "#, json!({"city": "Paris"})),
+            (r#"{"city": "Pa"#, json!({"city": "Pa"})),
+            (r#"{"city": "P\"#, json!({"city": "P"})),
+            (r#"{"city": "Paris", "un"#, json!({"city": "Paris"})),
+            (r#"{"city": "Paris", "unit":"#, json!({"city": "Paris"})),
+            (r#"{"ok": tr"#, json!({})),
+            (r#"{"days": [1, 2, {"h": 3"#, json!({"days": [1, 2, {"h": 3}]})),
+            (r#"{"q": "a, [b"#, json!({"q": "a, [b"})),
+            ("", json!({})),
+            ("{", json!({})),
+            ("not json", json!({})),
+        ] {
+            assert_eq!(partial_object(text), want, "{text}");
+        }
+    }
+}

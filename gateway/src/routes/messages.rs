@@ -51,7 +51,8 @@ impl Endpoint for Messages {
             content.push(json!({"type": "text", "text": g.text}));
         }
         for c in g.calls {
-            let input: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+            // Cut short by max_tokens, the input is what it was becoming, as the SDK reads a stream.
+            let input = crate::convert::tools::partial_object(&c.arguments);
             content.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
         }
         let usage = output::usage(&g.finished);
