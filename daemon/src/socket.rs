@@ -88,6 +88,17 @@ fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
 
 /// Sets up and binds the socket.
 pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
+    // Only a socket is ever replaced: a file or folder at the path (a typo in --socket) is the
+    // user's, and is neither removed nor written beside.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt as _;
+        if !meta.file_type().is_socket() {
+            return Err(SocketError::Unsafe(format!(
+                "{} exists and is not a socket; it is left alone: choose another path with --socket",
+                path.display()
+            )));
+        }
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         prepare_dir(dir)?;
     }
@@ -160,4 +171,18 @@ pub fn incoming(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_file_at_the_socket_path_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "precious").unwrap();
+        let e = super::bind(&path).err().expect("a regular file is not replaced");
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+        assert!(!dir.path().join("notes.lock").exists(), "nothing is written beside it");
+    }
 }
