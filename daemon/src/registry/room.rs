@@ -13,13 +13,13 @@ use super::{Entry, Phase, Registry, drop_engine};
 use crate::error::DaemonError;
 
 /// One loaded engine and the names it serves.
-struct Group<'a> {
-    engine: &'a Arc<Engine>,
-    ids: Vec<&'a str>,
+pub(super) struct Group<'a> {
+    pub(super) engine: &'a Arc<Engine>,
+    pub(super) ids: Vec<&'a str>,
 }
 
-/// The loaded engines, each once.
-fn groups(entries: &HashMap<String, Entry>) -> Vec<Group<'_>> {
+/// The loaded engines, each once (listings and room-making read the same grouping).
+pub(super) fn groups(entries: &HashMap<String, Entry>) -> Vec<Group<'_>> {
     let mut out: Vec<Group> = Vec::new();
     for (id, e) in entries {
         if let Phase::Loaded(engine) = &e.phase {

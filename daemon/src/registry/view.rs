@@ -94,16 +94,14 @@ impl Registry {
     /// The loaded engines, each once, with the names it serves (sorted, the first naming it).
     pub fn engines(&self) -> Vec<(Vec<String>, Arc<Engine>)> {
         let entries = self.lock();
-        let mut out: Vec<(Vec<String>, Arc<Engine>)> = Vec::new();
-        for (k, e) in entries.iter() {
-            if let Phase::Loaded(en) = &e.phase {
-                match out.iter_mut().find(|(_, o)| Arc::ptr_eq(o, en)) {
-                    Some((names, _)) => names.push(k.clone()),
-                    None => out.push((vec![k.clone()], en.clone())),
-                }
-            }
-        }
-        out.iter_mut().for_each(|(names, _)| names.sort());
+        let mut out: Vec<(Vec<String>, Arc<Engine>)> = super::room::groups(&entries)
+            .into_iter()
+            .map(|g| {
+                let mut names: Vec<String> = g.ids.iter().map(|k| k.to_string()).collect();
+                names.sort();
+                (names, g.engine.clone())
+            })
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
