@@ -44,6 +44,7 @@ pub fn state(s: i32) -> &'static str {
         v1::ModelState::Loading => "loading",
         v1::ModelState::Loaded => "loaded",
         v1::ModelState::Failed => "failed",
+        v1::ModelState::Unloading => "unloading",
         v1::ModelState::Unspecified => "unknown",
     }
 }

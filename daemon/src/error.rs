@@ -4,7 +4,7 @@
 //! single table from status code to HTTP status. Alongside the message, two metadata entries help
 //! clients: `zeta-param` names the request field at fault and `retry-after` (seconds) says when
 //! a busy or loading daemon is worth asking again; `zeta-code` carries a machine-readable code
-//! where the gRPC code alone is too coarse (`invalid_model`, `model_pinned`). Every message is
+//! where the gRPC code alone is too coarse (`invalid_model`, `model_pinned`, `no_room`). Every message is
 //! clipped here to [`zeta_proto::edge::MAX_STATUS_MESSAGE_BYTES`]: a status travels in HTTP/2
 //! headers, and one oversized header would break the connection every other client shares.
 
@@ -44,9 +44,15 @@ pub enum DaemonError {
         /// Whether trying again later may work (network, memory).
         transient: bool,
     },
-    /// No room for another model: every loaded one is pinned or busy.
-    #[error("{0}")]
-    NoRoom(String),
+    /// No room for another model: every loaded one is pinned, busy, loading or unloading.
+    #[error("{message}")]
+    NoRoom {
+        /// What stands in the way.
+        message: String,
+        /// Only pinned models stand in the way: waiting will not help, a change of
+        /// configuration (or a forced unload) will.
+        lasting: bool,
+    },
     /// The hub refused access (token missing or rejected, gated repo).
     #[error("{0}")]
     PermissionDenied(String),
@@ -106,7 +112,10 @@ impl From<DaemonError> for Status {
             DaemonError::Invalid { field, .. } => Row { param: Some(field), ..row(Code::InvalidArgument) },
             DaemonError::LoadFailed { transient: true, .. } => Row { retry_after: Some(10), ..row(Code::Unavailable) },
             DaemonError::LoadFailed { transient: false, .. } => row(Code::Internal),
-            DaemonError::NoRoom(_) => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
+            DaemonError::NoRoom { lasting: false, .. } => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
+            DaemonError::NoRoom { lasting: true, .. } => {
+                Row { param: Some("model"), zeta_code: Some("no_room"), ..row(Code::FailedPrecondition) }
+            }
             DaemonError::PermissionDenied(_) => Row { param: Some("model"), ..row(Code::PermissionDenied) },
             DaemonError::Draining => Row { retry_after: Some(5), ..row(Code::Unavailable) },
             DaemonError::Internal(_) => row(Code::Internal),

@@ -257,6 +257,7 @@ impl From<tonic::Status> for ApiError {
         let zeta_code = match meta(zeta_proto::edge::CODE_METADATA).as_deref() {
             Some("invalid_model") => Some("invalid_model"),
             Some("model_pinned") => Some("model_pinned"),
+            Some("no_room") => Some("no_room"),
             _ => None,
         };
         let message = zeta_proto::edge::clip(s.message(), zeta_proto::edge::MAX_STATUS_MESSAGE_BYTES).into_owned();

@@ -21,6 +21,7 @@ async fn state(d: &Daemon, id: &str) -> (i32, u32) {
 
 const LOADED: i32 = v1::ModelState::Loaded as i32;
 const UNLOADED: i32 = v1::ModelState::Unloaded as i32;
+const UNLOADING: i32 = v1::ModelState::Unloading as i32;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn load_unload_and_lru_eviction() {
@@ -149,6 +150,105 @@ async fn a_model_with_requests_is_never_evicted() {
     // Once idle, it can be evicted.
     generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap();
     assert_eq!(state(&d, "busy").await.0, UNLOADED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unloading_model_counts_until_its_requests_end() {
+    let config = tiny_config(
+        "max_loaded = 2\ndefault_model = \"d\"\nmax_batch = 1",
+        &[("d", "llama-f32"), ("a", "qwen2-f32"), ("b", "mistral-f32")],
+    );
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let g = d.generation().await;
+    let mut m = d.models().await;
+    // One request running on `a` and several queued behind it (~2,800 tokens of work).
+    let long = || {
+        let mut r = tokens("a", vec![5, 6, 7], 400);
+        r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
+        r
+    };
+    let mut running = g.clone().generate(long()).await.unwrap().into_inner();
+    running.message().await.unwrap();
+    let queued: Vec<_> = (0..6)
+        .map(|_| {
+            let mut g = g.clone();
+            let r = long();
+            tokio::spawn(async move { generate(&mut g, r).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
+    assert!(r.was_loaded);
+    // Its engine still runs them, so it is listed as unloading and still takes its slot: `b`
+    // finds d (pinned) and a (unloading) in the two, and is told to come back.
+    assert_eq!(state(&d, "a").await.0, UNLOADING);
+    let err = generate(&mut g.clone(), tokens("b", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("a (unloading"), "{}", err.message());
+    assert!(err.metadata().get("retry-after").is_some());
+    // Every request on `a` completes untouched; then it is gone and `b` loads.
+    while running.message().await.unwrap().is_some() {}
+    for q in queued {
+        assert_eq!(q.await.unwrap().unwrap().tokens.len(), 400);
+    }
+    let start = Instant::now();
+    while state(&d, "a").await.0 != UNLOADED {
+        assert!(start.elapsed() < Duration::from_secs(10), "a still unloading");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    generate(&mut g.clone(), tokens("b", vec![1], 2)).await.unwrap();
+    drop(d);
+
+    // Only the pinned default in the way: no wait helps, so the answer is not "busy".
+    let config = tiny_config("max_loaded = 1\ndefault_model = \"d\"", &[("d", "llama-f32"), ("a", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let err = generate(&mut d.generation().await, tokens("a", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert_eq!(err.metadata().get("zeta-code").map(|v| v.to_str().unwrap()), Some("no_room"));
+    assert!(err.metadata().get("retry-after").is_none());
+    assert!(err.message().contains("d (pinned)") && err.message().contains("raise max_loaded"), "{}", err.message());
+    // And the model itself did nothing wrong: it is unloaded, not failed.
+    assert_eq!(state(&d, "a").await.0, UNLOADED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unload_during_a_load_stops_it() {
+    let hub = FakeHub::builder().repo("test-org/tiny-llama", tiny("llama-q4")).start().unwrap();
+    let hf = tempfile::tempdir().unwrap();
+    let d = Daemon::builder()
+        .config("preload_default = false")
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HOME", hf.path())
+        .env("HF_HUB_OFFLINE", "0")
+        .start()
+        .await;
+    const ID: &str = "test-org/tiny-llama";
+    hub.hold();
+    let mut g = d.generation().await;
+    let waiting = tokio::spawn(async move { generate(&mut g, tokens(ID, vec![1, 2], 2)).await });
+    let start = Instant::now();
+    while !list(&d).await.iter().any(|m| m.id == ID) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the load never started: {}", d.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut m = d.models().await;
+    let r = m.unload_model(v1::UnloadModelRequest { model: ID.into(), force: false }).await.unwrap().into_inner();
+    assert!(r.was_loaded, "a load in progress was stopped: {:?}\n{}", list(&d).await, d.logs());
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("unloaded while it was loading"), "{}", err.message());
+    assert!(!list(&d).await.iter().any(|m| m.id == ID && m.state == LOADED));
+    // The stopped load, once it finishes, throws its engine away; a new request loads afresh.
+    hub.release();
+    let start = Instant::now();
+    while !d.logs().contains("dropping a load that was unloaded while it ran") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!list(&d).await.iter().any(|m| m.id == ID && m.state == LOADED));
+    let out = generate(&mut d.generation().await, tokens(ID, vec![1, 2], 2)).await.unwrap();
+    assert_eq!(out.tokens.len(), 2);
+    assert_eq!(state(&d, ID).await.0, LOADED);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,12 +14,15 @@
 //! - Room is made by evicting the least recently used loaded model that is not pinned (the
 //!   default) and has no request running or waiting, under `max_loaded` and the memory budget.
 //! - Idle models unload after `idle_unload_seconds`; explicit unload works at any time, and
-//!   requests already running keep their engine until they finish.
+//!   requests already running keep their engine until they finish. Until then the engine is
+//!   *unloading*: listed so, and still counted against `max_loaded` and the budget, since its
+//!   memory is still in use. An unload during a load stops it (its waiters get a retryable
+//!   error; the engine, once built, is dropped).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use zeta_engine::{Engine, EngineOptions, ModelSource};
@@ -28,6 +31,7 @@ use crate::config::{Config, ModelConfig, SamplingDefaults};
 use crate::error::DaemonError;
 
 mod names;
+mod release;
 mod room;
 mod view;
 
@@ -184,6 +188,8 @@ pub struct Registry {
     cfg: Arc<Config>,
     hub: Option<zeta_hub::HubClient>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Locked after `entries` when both are.
+    retired: Mutex<Vec<release::Retired>>,
     draining: std::sync::atomic::AtomicBool,
     epoch: Instant,
     started: SystemTime,
@@ -201,6 +207,7 @@ impl Registry {
             cfg: cfg.clone(),
             hub,
             entries: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
             draining: false.into(),
             epoch: Instant::now(),
             started: SystemTime::now(),
@@ -397,7 +404,16 @@ impl Registry {
                 (e, _) => e,
             });
             let mut entries = this.lock();
-            let Some(entry) = entries.get_mut(&id) else { return };
+            let current = |e: &Entry| matches!(&e.phase, Phase::Loading(t) if t.same_channel(&tx));
+            let Some(entry) = entries.get_mut(&id).filter(|e| current(e)) else {
+                // Unloaded while loading: its waiters were told; what was built is not wanted.
+                drop(entries);
+                if let Ok(engine) = result {
+                    tracing::info!(model = %id, "dropping a load that was unloaded while it ran");
+                    drop_engine(Arc::new(engine));
+                }
+                return;
+            };
             match result {
                 Ok(engine) if !this.draining.load(Ordering::Relaxed) => {
                     entry.phase = Phase::Loaded(Arc::new(engine));
@@ -420,7 +436,10 @@ impl Registry {
                 Err(e) => {
                     tracing::warn!(model = %id, error = %e, "load failed");
                     entry.phase = Phase::Unloaded;
-                    entry.error = Some(e.to_string());
+                    // No room is the other models' state, not a fault of this one.
+                    if !matches!(e, DaemonError::NoRoom { .. }) {
+                        entry.error = Some(e.to_string());
+                    }
                     if !entry.configured {
                         entries.remove(&id);
                     }
@@ -498,75 +517,6 @@ impl Registry {
             return Err(DaemonError::LoadFailed { model: id.into(), reason, transient: false });
         }
         Ok(engine)
-    }
-
-    /// Unloads a model now. Requests running on it keep the engine until they finish. A pinned
-    /// model (the default) stays unless `force`: without it, requests that name no model would
-    /// find nothing to serve them.
-    pub fn unload(&self, model: &str, force: bool, caller: Caller) -> Result<bool, DaemonError> {
-        let (id, _, _) = self.resolve(model, caller)?;
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else { return Ok(false) };
-        if entry.pinned && !force && matches!(entry.phase, Phase::Loaded(_)) {
-            return Err(DaemonError::Pinned(format!(
-                "'{id}' is the default model and pinned: requests that name no model use it; \
-                 unload it with `zeta unload --force {id}` if you really mean to"
-            )));
-        }
-        match std::mem::replace(&mut entry.phase, Phase::Unloaded) {
-            Phase::Loaded(engine) => {
-                if !entry.configured {
-                    entries.remove(&id);
-                }
-                // A name sharing its engine lets go of it; the memory comes back with the last.
-                let mut still: Vec<&String> = entries
-                    .iter()
-                    .filter(|(_, e)| matches!(&e.phase, Phase::Loaded(en) if Arc::ptr_eq(en, &engine)))
-                    .map(|(k, _)| k)
-                    .collect();
-                if still.is_empty() {
-                    tracing::info!(model = %id, "unloaded on request");
-                } else {
-                    still.sort();
-                    tracing::info!(model = %id, engine_still_serves = ?still, "unloaded on request");
-                }
-                drop(entries);
-                drop_engine(engine);
-                Ok(true)
-            }
-            other => {
-                entry.phase = other;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Unloads idle models past the configured idle time; runs until the registry drains.
-    pub async fn idle_sweeper(self: Arc<Self>) {
-        let Some(idle) = self.cfg.idle_unload() else { return };
-        let tick = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        while !self.draining.load(Ordering::Relaxed) {
-            tokio::time::sleep(tick).await;
-            let now = self.epoch.elapsed().as_millis() as u64;
-            let mut out = Vec::new();
-            {
-                let mut entries = self.lock();
-                for (id, e) in entries.iter_mut() {
-                    let idle_ms = now.saturating_sub(e.usage.last_used_ms.load(Ordering::Relaxed));
-                    if !e.pinned
-                        && matches!(e.phase, Phase::Loaded(_))
-                        && e.usage.leases.load(Ordering::Relaxed) == 0
-                        && idle_ms >= idle.as_millis() as u64
-                        && let Phase::Loaded(engine) = std::mem::replace(&mut e.phase, Phase::Unloaded)
-                    {
-                        tracing::info!(model = %id, idle_seconds = idle_ms / 1000, "unloading idle model");
-                        out.push(engine);
-                    }
-                }
-                entries.retain(|_, e| e.configured || !matches!(e.phase, Phase::Unloaded));
-            }
-            out.into_iter().for_each(drop_engine);
-        }
     }
 
     /// Requests running or waiting, over all models.

@@ -1,7 +1,8 @@
 //! Room for one more model: what the loaded engines take against `max_loaded` and the memory
 //! budget, and eviction of the least recently used idle engine until a newcomer fits. An engine
 //! is counted once however many names share it, and evicting it unloads all those names: a name
-//! dropped alone would free nothing.
+//! dropped alone would free nothing. An engine unloaded while requests still run on it counts
+//! until they end: its memory is still taken.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ impl Registry {
             let mut entries = self.lock();
             loop {
                 let key = entries.get(id).map(|e| e.key.clone());
+                let unloading = self.unloading(&entries);
                 let twin_of_id = |e: &Entry| key.as_ref() == Some(&e.key);
                 let loaded = groups(&entries);
                 let own = |g: &Group| g.ids.contains(&id);
@@ -59,9 +61,10 @@ impl Registry {
                         loading.push(&e.key);
                     }
                 }
-                let occupying = loaded.iter().filter(|g| !own(g)).count() + loading.len();
+                let occupying = loaded.iter().filter(|g| !own(g)).count() + loading.len() + unloading.0.len();
                 let self_loaded = loaded.iter().any(own);
-                let used: u64 = loaded.iter().map(|g| self.footprint(g.engine)).sum();
+                let used: u64 = loaded.iter().map(|g| self.footprint(g.engine)).sum::<u64>()
+                    + unloading.0.iter().map(|(_, en)| self.footprint(en)).sum::<u64>();
                 let over_count = occupying + 1 > self.cfg.max_loaded;
                 let budget = self.cfg.memory_budget.map(|b| b.0);
                 let over_budget = budget.is_some_and(|b| used + extra > b);
@@ -93,18 +96,33 @@ impl Registry {
                     }
                     None if self_loaded && !over_count => break Ok(()),
                     None => {
-                        let mut busy: Vec<String> = entries
+                        // What stands in the way, and whether only pinned models do (then no
+                        // wait helps: the answer is a lasting one, not "busy, retry").
+                        let mut blockers: Vec<(String, bool)> = entries
                             .iter()
                             .filter(|(k, e)| {
                                 *k != id && !twin_of_id(e) && matches!(e.phase, Phase::Loaded(_) | Phase::Loading(_))
                             })
                             .map(|(k, e)| {
-                                let why = if e.pinned { "pinned" } else { "busy" };
-                                format!("{k} ({why})")
+                                let why = match (&e.phase, e.pinned) {
+                                    (_, true) => "pinned",
+                                    (Phase::Loading(_), _) => "loading",
+                                    _ => "busy",
+                                };
+                                (format!("{k} ({why})"), e.pinned)
                             })
                             .collect();
-                        busy.sort();
-                        if busy.is_empty() && !over_count {
+                        for (names, engine) in &unloading.0 {
+                            let stats = engine.stats();
+                            let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                            let running = stats.active + stats.queued;
+                            blockers.push((
+                                format!("{} (unloading, {running} requests to finish)", names.join(", ")),
+                                false,
+                            ));
+                        }
+                        blockers.sort();
+                        if blockers.is_empty() && !over_count {
                             // Nothing else is loaded: this model alone is over the budget, and
                             // no wait will change that.
                             break Err(DaemonError::LoadFailed {
@@ -123,10 +141,22 @@ impl Registry {
                         } else {
                             format!("the memory budget is {} bytes, {used} in use", budget.unwrap_or(0))
                         };
-                        break Err(DaemonError::NoRoom(format!(
-                            "cannot load '{id}': {limit} and no loaded model can be evicted: {}",
-                            busy.join(", ")
-                        )));
+                        let lasting = blockers.iter().all(|(_, pinned)| *pinned);
+                        let listed: Vec<String> = blockers.into_iter().map(|(b, _)| b).collect();
+                        let message = if lasting {
+                            let setting = if over_count { "max_loaded" } else { "memory_budget" };
+                            format!(
+                                "cannot load '{id}': {limit}, taken by pinned models that are never evicted: {}; \
+                                 raise {setting}, or unload them with `zeta unload --force`",
+                                listed.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "cannot load '{id}': {limit} and no loaded model can be evicted now: {}",
+                                listed.join(", ")
+                            )
+                        };
+                        break Err(DaemonError::NoRoom { message, lasting });
                     }
                 }
             }

@@ -22,6 +22,9 @@ pub enum ModelState {
     Loaded,
     /// Not loaded; the last load failed.
     Failed,
+    /// Unloaded, still finishing the requests that were running on it (its memory still
+    /// counts against the budget and `max_loaded`).
+    Unloading,
 }
 
 /// What `ListModels` shows for one model.
@@ -87,6 +90,36 @@ impl Registry {
                 }
             })
             .collect();
+        // Names whose engine was let go of while requests ran on it: unloading until they end.
+        let unloading = self.unloading(&entries);
+        for (names, engine) in &unloading.0 {
+            for (id, source) in names {
+                let view = match out.iter_mut().find(|v| v.id == *id) {
+                    Some(v) if v.state == ModelState::Unloaded || v.state == ModelState::Failed => v,
+                    // Loaded or loading again: the listing shows the new copy.
+                    Some(_) => continue,
+                    None => {
+                        out.push(ModelView {
+                            id: id.clone(),
+                            source: source.clone(),
+                            state: ModelState::Unloading,
+                            is_default: *id == self.cfg.default_model,
+                            pinned: false,
+                            info: None,
+                            stats: None,
+                            loaded_at: None,
+                            last_used: None,
+                            error: None,
+                            loads: 0,
+                        });
+                        out.last_mut().expect("pushed")
+                    }
+                };
+                view.state = ModelState::Unloading;
+                view.info = Some(engine.info().clone());
+                view.stats = Some(engine.stats());
+            }
+        }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }

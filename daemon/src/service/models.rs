@@ -34,6 +34,7 @@ pub fn model_info(v: &ModelView) -> v1::ModelInfo {
         ModelState::Downloading => S::Downloading,
         ModelState::Failed => S::Failed,
         ModelState::Unloaded => S::Unloaded,
+        ModelState::Unloading => S::Unloading,
     };
     let info = v.info.as_ref();
     let stats = v.stats.as_ref();

@@ -28,6 +28,7 @@ fn state_name(s: i32) -> &'static str {
         v1::ModelState::Loading => "loading",
         v1::ModelState::Downloading => "downloading",
         v1::ModelState::Failed => "failed",
+        v1::ModelState::Unloading => "unloading",
         _ => "unloaded",
     }
 }
@@ -51,13 +52,16 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<ModelList>,
 /// `GET /v1/models/loaded`.
 pub async fn loaded(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = all(&state).await?;
-    let loaded: Vec<&v1::ModelInfo> = r.models.iter().filter(|m| m.state == v1::ModelState::Loaded as i32).collect();
+    let in_state = |s: v1::ModelState| r.models.iter().filter(move |m| m.state == s as i32);
+    let loaded: Vec<&v1::ModelInfo> = in_state(v1::ModelState::Loaded).collect();
     Ok(Json(json!({
         "object": "list",
         "loaded": loaded.iter().map(|m| &m.id).collect::<Vec<_>>(),
         "max_loaded": r.max_loaded,
         "default": r.default_model,
         "data": loaded.iter().map(|m| details(m)).collect::<Vec<_>>(),
+        // Unloaded with requests still running: their memory is still in use until they end.
+        "unloading": in_state(v1::ModelState::Unloading).map(details).collect::<Vec<_>>(),
     })))
 }
 

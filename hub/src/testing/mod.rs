@@ -124,6 +124,7 @@ impl FakeHubBuilder {
             log: Mutex::default(),
             cuts: Mutex::default(),
             corrupt: Mutex::default(),
+            held: tokio::sync::watch::Sender::new(false),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread_state = state.clone();
@@ -197,6 +198,17 @@ impl FakeHub {
         self.state.cuts.lock().expect("cuts lock").clear();
     }
 
+    /// Holds every answer (requests are read, then wait) until [`FakeHub::release`]: a download
+    /// that stays in progress for as long as a test needs.
+    pub fn hold(&self) {
+        self.state.held.send_replace(true);
+    }
+
+    /// Lets held answers go.
+    pub fn release(&self) {
+        self.state.held.send_replace(false);
+    }
+
     /// Serves `file` with its first byte flipped (sizes and headers unchanged) until cleared.
     pub fn set_corrupt(&self, file: &str, corrupt: bool) {
         let mut set = self.state.corrupt.lock().expect("corrupt lock");
@@ -227,6 +239,8 @@ struct State {
     log: Mutex<Vec<RecordedRequest>>,
     cuts: Mutex<HashMap<String, (u64, usize)>>,
     corrupt: Mutex<HashSet<String>>,
+    /// While true, requests are read and their answers wait.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a hub-origin URL asks for.
@@ -325,6 +339,7 @@ async fn serve(
 
 async fn handle(mut stream: TcpStream, origin: Origin, state: &State) -> std::io::Result<()> {
     let Some(request) = wire::read_request(&mut stream).await? else { return Ok(()) };
+    let _ = state.held.subscribe().wait_for(|held| !*held).await;
     let reply = route(state, origin, &request.method, &request.target, &request.headers);
     state.log.lock().expect("log lock").push(RecordedRequest {
         method: request.method.clone(),
