@@ -176,12 +176,17 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn(envelope));
     if !state.config.cors_origins.is_empty() {
-        let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
+        // `*` is its own kind of answer: tower-http refuses it inside a list (a panic at start-up).
+        let origins = if state.config.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(state.config.cors_origins.iter().filter_map(|o| o.parse::<HeaderValue>().ok()))
+        };
+        // Headers are mirrored, not `*`: browsers never let the wildcard cover `Authorization`,
+        // and every OpenAI client sends its key there.
         router = router.layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(origins)
-                .allow_methods(tower_http::cors::Any)
-                .allow_headers(tower_http::cors::Any),
+            CorsLayer::new().allow_origin(origins).allow_methods(Any).allow_headers(AllowHeaders::mirror_request()),
         );
     }
     router.layer(axum::middleware::from_fn_with_state(state.clone(), observe)).with_state(state)

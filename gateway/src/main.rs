@@ -115,9 +115,12 @@ async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
     let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
+    // A closed terminal (SIGHUP) drains like SIGTERM rather than killing streams mid-answer.
+    let mut hup = signal(SignalKind::hangup()).unwrap_or_else(|e| fail(e));
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = hup.recv() => {}
     }
     tracing::info!("shutting down");
 }

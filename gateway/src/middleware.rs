@@ -215,8 +215,11 @@ pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: N
         return next.run(req).await;
     }
     let headers = req.headers();
-    let bearer =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are Bearer too.
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim_start().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(token)
+    });
     let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let given = bearer.or(x_api_key).map(str::trim).unwrap_or("").to_string();
     // Every key is compared, whichever matches.

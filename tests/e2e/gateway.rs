@@ -65,6 +65,12 @@ async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
     assert_eq!(r.json()["error"]["code"], "model_not_found");
     let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", json!({"max_tokens": 100000}))).await;
     assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    // A schema only the daemon can judge: the error names the field as the client sent it.
+    let strange = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strange"}}}});
+    let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", strange)).await;
+    let e = &r.json()["error"];
+    assert_eq!((r.status, e["param"].as_str()), (400, Some("response_format")), "{e}");
+    assert!(!e["message"].as_str().unwrap().contains("constraint.json_schema"), "{e}");
     let r = g.request("GET", "/v1/nothing-here", b"").await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].is_object());
@@ -115,6 +121,9 @@ async fn sse_invariants_hold_on_the_raw_stream_and_keep_alives_flow_during_prefi
     let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
     let id = chunks[0]["id"].as_str().unwrap();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "the first chunk carries the role");
+    // And nothing else: sent before the answer's kind is known, an empty `content` would make a
+    // tool-call-only answer come out of a client's accumulator with content "" instead of null.
+    assert_eq!(chunks[0]["choices"][0]["delta"].as_object().unwrap().len(), 1, "{}", chunks[0]);
     let (usage, choices): (Vec<&Value>, Vec<&Value>) =
         chunks.iter().partition(|c| c["choices"].as_array().unwrap().is_empty());
     assert_eq!(usage.len(), 1, "one usage chunk");
@@ -215,6 +224,13 @@ async fn api_keys_protect_everything_but_health_and_metrics_report_the_engine() 
     let h = g.request("GET", "/health", b"").await;
     assert_ne!(h.status, 401, "/health is public");
     assert!(h.json()["status"].is_string());
+    // The scheme is case-insensitive; a wrong key or an unknown scheme is not.
+    for (value, status) in
+        [("bearer sekret", 200), ("BEARER sekret", 200), ("Bearer wrong", 401), ("Basic sekret", 401)]
+    {
+        let r = zeta_tests::http(&g.addr, "GET", "/v1/models", &[("authorization", value)], b"").await.unwrap();
+        assert_eq!(r.status, status, "{value}: {}", r.text());
+    }
     let auth = [("authorization", "Bearer other"), ("content-type", "application/json")];
     let r =
         zeta_tests::http(&g.addr, "POST", "/v1/chat/completions", &auth, &chat_body("tiny", json!({"max_tokens": 3})))
@@ -242,7 +258,7 @@ async fn cors_is_off_unless_origins_are_configured() {
     let preflight = [
         ("origin", "http://app.example"),
         ("access-control-request-method", "POST"),
-        ("access-control-request-headers", "content-type"),
+        ("access-control-request-headers", "authorization,content-type"),
     ];
     let g = Gateway::start(&d.socket, &[]).await;
     let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &preflight, b"").await.unwrap();
@@ -251,7 +267,15 @@ async fn cors_is_off_unless_origins_are_configured() {
     let g = Gateway::start(&d.socket, &["--cors-origin", "http://app.example"]).await;
     let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &preflight, b"").await.unwrap();
     assert_eq!(r.header("access-control-allow-origin"), Some("http://app.example"), "{:?}", r.headers);
+    // A browser client sends its key in Authorization, which a `*` would not cover.
+    let allowed = r.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{:?}", r.headers);
     let other = [("origin", "http://evil.example"), ("access-control-request-method", "POST")];
     let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &other, b"").await.unwrap();
     assert!(r.header("access-control-allow-origin").is_none(), "{:?}", r.headers);
+    drop(g);
+    // `*` admits every origin (and must not stop the gateway from starting).
+    let g = Gateway::start(&d.socket, &["--cors-origin", "*"]).await;
+    let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &other, b"").await.unwrap();
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{:?}", r.headers);
 }

@@ -116,11 +116,7 @@ impl ChatChunker {
         match event {
             Ev::Started(s) => {
                 self.model = output::reported_model(&self.model, s.model);
-                vec![self.chunk(
-                    Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() },
-                    None,
-                    None,
-                )]
+                vec![self.chunk(Delta { role: Some("assistant"), ..Default::default() }, None, None)]
             }
             Ev::Delta(d) => {
                 let mut out = Vec::new();

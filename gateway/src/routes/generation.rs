@@ -65,7 +65,9 @@ async fn run<E: Endpoint>(state: &AppState, request_id: &str, body: LimitedBody)
     let dto: E::Body = body.parse().await?;
     let (req, options) = E::convert(&dto, request_id)?;
     let named = |mut e: ApiError| {
-        if let Some(field) = e.param.as_deref().and_then(|p| E::field(&dto, p)) {
+        if let Some((daemon, field)) = e.param.clone().and_then(|p| E::field(&dto, &p).map(|f| (p, f))) {
+            // The message names the field as the daemon knows it; the client knows it by this.
+            e.message = e.message.replace(&daemon, field);
             e.param = Some(field.into());
         }
         e
