@@ -254,6 +254,8 @@ pub struct End {
     pub stop: Option<String>,
     /// Whether the answer called tools (a stop after tool calls is `TOOL_CALLS`).
     pub called_tools: bool,
+    /// Generated tokens spent reasoning.
+    pub reasoning_tokens: usize,
 }
 
 /// The end of a generation as the wire's event.
@@ -271,6 +273,7 @@ pub fn finished(end: End, usage: &zeta_engine::Usage, timings: &zeta_engine::Tim
                 prompt_tokens: usage.prompt_tokens as u32,
                 completion_tokens: usage.completion_tokens as u32,
                 cached_tokens: usage.cached_tokens as u32,
+                reasoning_tokens: end.reasoning_tokens as u32,
             }),
             timings: Some(v1::Timings {
                 queued_seconds: timings.queued.as_secs_f64(),

@@ -176,7 +176,7 @@ fn output_becomes_the_wire_events() {
         (FinishReason::Stop, None, true, v1::FinishReason::ToolCalls),
         (FinishReason::Length, None, true, v1::FinishReason::Length),
     ] {
-        let end = convert::End { reason, stop: stop.map(String::from), called_tools: called };
+        let end = convert::End { reason, stop: stop.map(String::from), called_tools: called, reasoning_tokens: 0 };
         let Some(v1::generate_event::Event::Finished(f)) = convert::finished(end, &usage, &timings).event else {
             panic!()
         };

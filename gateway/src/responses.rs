@@ -324,8 +324,9 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     let mut echo = Map::new();
     echo.insert("instructions".into(), instructions.map_or(Value::Null, Value::from));
     echo.insert("max_output_tokens".into(), max_tokens.map_or(Value::Null, Value::from));
-    echo.insert("temperature".into(), json!(temperature.unwrap_or(1.0)));
-    echo.insert("top_p".into(), json!(top_p.unwrap_or(1.0)));
+    // As sent (the f32 the daemon gets would come back as 0.30000001).
+    echo.insert("temperature".into(), present(&req.temperature).cloned().unwrap_or_else(|| json!(1.0)));
+    echo.insert("top_p".into(), present(&req.top_p).cloned().unwrap_or_else(|| json!(1.0)));
     echo.insert("parallel_tool_calls".into(), json!(parallel));
     echo.insert("tool_choice".into(), present(&req.tool_choice).cloned().unwrap_or_else(|| json!("auto")));
     echo.insert("tools".into(), present(&req.tools).cloned().unwrap_or_else(|| json!([])));
@@ -381,6 +382,7 @@ pub fn response_object(
         "model": model,
         "output": output,
         "previous_response_id": null,
+        "completed_at": null,
         "store": false,
         "truncation": "disabled",
         "usage": null,
@@ -397,13 +399,15 @@ pub fn response_object(
                 "input_tokens": u.prompt_tokens,
                 "input_tokens_details": {"cached_tokens": u.cached_tokens},
                 "output_tokens": u.completion_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
                 "total_tokens": u.prompt_tokens + u.completion_tokens,
             }),
         );
         if v1::FinishReason::try_from(f.reason) == Ok(v1::FinishReason::Length) {
             obj.insert("status".into(), json!("incomplete"));
             obj.insert("incomplete_details".into(), json!({"reason": "max_output_tokens"}));
+        } else {
+            obj.insert("completed_at".into(), json!(crate::routes::now()));
         }
     }
     v

@@ -386,6 +386,8 @@ def check_harmony_channels_and_calls():
     m = r.choices[0].message
     reasoning = getattr(m, "reasoning_content", None) or (m.model_extra or {}).get("reasoning_content")
     assert reasoning == "The user greets me." and m.content == "Hello from Paris!", (reasoning, m.content)
+    # The analysis header, the thought and the end of the channel: one token each in this script.
+    assert r.usage.completion_tokens_details.reasoning_tokens == 3, r.usage
     chunks = list(client.chat.completions.create(model="scripted-harmony", messages=user("Hello"), temperature=0, stream=True))
     r_text = "".join((ch.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for ch in chunks if ch.choices)
     c_text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)

@@ -63,6 +63,10 @@ def check_max_output_tokens_is_incomplete():
     r = client.responses.create(model=SMOL, input="Count from one to ten.", max_output_tokens=3, temperature=0)
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens", r
     assert r.usage.output_tokens == 3, r.usage
+    assert r.usage.output_tokens_details.reasoning_tokens == 0 and r.completed_at is None, r
+    # Settings come back as they were sent, not as the float32 the daemon samples with.
+    r = client.responses.create(model=SMOL, input="Hi", max_output_tokens=1, temperature=0.3, top_p=0.9)
+    assert (r.temperature, r.top_p) == (0.3, 0.9), (r.temperature, r.top_p)
     # The message the limit cut short says so too, streamed or not.
     assert r.output[-1].type == "message" and r.output[-1].status == "incomplete", r.output
     events = list(client.responses.create(model=SMOL, input="Count from one to ten.", max_output_tokens=3,
@@ -134,6 +138,9 @@ def check_reasoning_summary():
     assert [o.type for o in r.output] == ["reasoning", "message"], r.output
     assert r.output[0].summary[0].text.strip() == "The user greets me.", r.output[0]
     assert r.output_text.strip() == "Hello from Paris!", r.output_text
+    # <think>, the thought and </think> are one token each in this script.
+    assert r.usage.output_tokens_details.reasoning_tokens == 3, r.usage
+    assert r.status == "completed" and r.completed_at is not None and r.completed_at >= r.created_at, r
     events = list(client.responses.create(model="scripted-reasoning", input="Hello", temperature=0,
                                           reasoning={"summary": "auto"}, stream=True))
     thought = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")

@@ -43,6 +43,8 @@ struct State {
     span: tracing::Span,
     /// Tokens streamed so far, for the cancellation's log line.
     generated: usize,
+    /// Of those, the ones spent reasoning.
+    reasoning: usize,
 }
 
 /// The response stream dropped before the generation ended: the client went away (or its
@@ -93,8 +95,17 @@ impl v1::generation_server::Generation for GenerationService {
         .instrument(span.clone())
         .await
         .inspect_err(|e| tracing::info!(parent: &span, error = %e, "refused"))?;
-        let state =
-            State { events, lease, request_id, shaper, queue: VecDeque::new(), done: false, span, generated: 0 };
+        let state = State {
+            events,
+            lease,
+            request_id,
+            shaper,
+            queue: VecDeque::new(),
+            done: false,
+            span,
+            generated: 0,
+            reasoning: 0,
+        };
         let stream = futures_util::stream::unfold(state, |mut s| async move {
             if let Some(item) = s.queue.pop_front() {
                 return Some((item, s));
@@ -108,7 +119,12 @@ impl v1::generation_server::Generation for GenerationService {
                 }
                 Some(Event::Delta { text, tokens, logprobs }) => {
                     s.generated += tokens.len();
-                    Ok(convert::delta(s.shaper.push(&text), tokens, &logprobs))
+                    let was_reasoning = s.shaper.in_reasoning();
+                    let shaped = s.shaper.push(&text);
+                    if was_reasoning || s.shaper.in_reasoning() {
+                        s.reasoning += tokens.len();
+                    }
+                    Ok(convert::delta(shaped, tokens, &logprobs))
                 }
                 Some(Event::Finished { reason, stop, usage, timings }) => {
                     s.done = true;
@@ -126,7 +142,7 @@ impl v1::generation_server::Generation for GenerationService {
                     tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
                     let called_tools = s.shaper.called_tools() && !s.shaper.cut_call();
-                    let end = convert::End { reason, stop, called_tools };
+                    let end = convert::End { reason, stop, called_tools, reasoning_tokens: s.reasoning };
                     s.queue.push_back(Ok(convert::finished(end, &usage, &timings)));
                     s.queue.pop_front().expect("just queued")
                 }

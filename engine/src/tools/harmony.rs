@@ -103,6 +103,11 @@ pub struct HarmonyParser {
 }
 
 impl HarmonyParser {
+    /// Whether the output is inside the analysis (reasoning) channel.
+    pub fn in_reasoning(&self) -> bool {
+        matches!(self.body, Some(Kind::Reasoning))
+    }
+
     /// A parser offering `tool_names` (empty: any name) that has already read `prefix` (a forced
     /// call's opening, part of the prompt).
     pub fn new(tool_names: Vec<String>, prefix: &str) -> HarmonyParser {

@@ -280,6 +280,14 @@ impl Shaper {
         }
     }
 
+    /// Whether the output is inside the model's reasoning. A token is a reasoning token when
+    /// this holds before or after it is pushed: the tokens that open and close the reasoning
+    /// count, as OpenAI's `reasoning_tokens` do.
+    pub fn in_reasoning(&self) -> bool {
+        self.harmony.as_ref().is_some_and(|h| h.in_reasoning())
+            || self.splitter.as_ref().is_some_and(|s| s.in_reasoning())
+    }
+
     /// Shapes one piece of generated text.
     pub fn push(&mut self, text: &str) -> ShapedDelta {
         let mut out = ShapedDelta::default();

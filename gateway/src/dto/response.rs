@@ -11,6 +11,14 @@ pub struct Usage {
     pub completion_tokens: u32,
     pub total_tokens: u32,
     pub prompt_tokens_details: PromptTokensDetails,
+    pub completion_tokens_details: CompletionTokensDetails,
+}
+
+/// Completion token breakdown.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CompletionTokensDetails {
+    /// Tokens the model spent reasoning (its thinking tags included).
+    pub reasoning_tokens: u32,
 }
 
 /// Prompt token breakdown.

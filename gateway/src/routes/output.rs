@@ -3,7 +3,9 @@
 
 use zeta_proto::v1;
 
-use crate::dto::response::{ChoiceLogprobs, PromptTokensDetails, TokenLogprob, TopLogprob, Usage};
+use crate::dto::response::{
+    ChoiceLogprobs, CompletionTokensDetails, PromptTokensDetails, TokenLogprob, TopLogprob, Usage,
+};
 
 /// The model name a response reports: the one the request named (an alias stays the alias the
 /// client used), or the daemon's name for the model it chose when the request named none.
@@ -28,6 +30,7 @@ pub fn usage(f: &v1::Finished) -> Usage {
         completion_tokens: u.completion_tokens,
         total_tokens: u.prompt_tokens + u.completion_tokens,
         prompt_tokens_details: PromptTokensDetails { cached_tokens: u.cached_tokens },
+        completion_tokens_details: CompletionTokensDetails { reasoning_tokens: u.reasoning_tokens },
     }
 }
 
