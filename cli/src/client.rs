@@ -3,7 +3,7 @@
 //! daemon, and the three gRPC clients over one channel.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,11 @@ impl Daemon {
         // socket in a folder we may not enter, and those need different advice.
         match std::fs::metadata(&socket) {
             Ok(m) if !m.file_type().is_socket() => return Err(no_daemon(NoDaemonReason::NotASocket)),
+            // The daemon serves its own user (and root) only, and closes anyone else's
+            // connection unanswered: say so rather than report a lost connection.
+            Ok(m) if m.uid() != my_uid() && my_uid() != 0 => {
+                return Err(no_daemon(NoDaemonReason::PermissionDenied));
+            }
             Ok(_) => {}
             Err(e) => return Err(no_daemon(reason(&e))),
         }
@@ -91,6 +96,11 @@ pub fn quick<T>(message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(QUICK_CALL_TIMEOUT);
     req
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn reason(e: &io::Error) -> NoDaemonReason {

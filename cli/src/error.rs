@@ -52,6 +52,9 @@ pub enum CliError {
     /// Anything local: bad input, a service operation, I/O.
     #[error("{0}")]
     Other(String),
+    /// Standard output was closed by its reader (`zeta models | head -1`).
+    #[error("standard output was closed")]
+    ClosedOutput,
 }
 
 impl CliError {
@@ -79,6 +82,9 @@ impl CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::ClosedOutput;
+        }
         CliError::Other(e.to_string())
     }
 }

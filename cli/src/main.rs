@@ -42,9 +42,9 @@ use crate::client::Daemon;
 use crate::error::{CliError, Shown};
 
 fn main() {
-    // A CLI whose output is piped into `head` should stop quietly, not panic on EPIPE.
-    // SAFETY: called before any thread starts; restoring the default disposition of SIGPIPE.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE stays ignored (Rust's default): a closed socket must be an error the CLI reports,
+    // not a silent death. Output piped into `head` ends in an EPIPE write instead, which exits
+    // quietly below (`CliError::ClosedOutput`).
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // clap's own `exit` ignores a failed write: `zeta --help > /dev/full` would say 0.
@@ -63,6 +63,8 @@ fn main() {
     let result = run(cli).and_then(|()| std::io::stdout().flush().map_err(CliError::from));
     let code = match result {
         Ok(()) => 0,
+        // As a shell reports a death by SIGPIPE, with nothing to say: the reader left.
+        Err(CliError::ClosedOutput) => 141,
         Err(e) => {
             eprintln!("{}", Shown(&e));
             e.exit_code()

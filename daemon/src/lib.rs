@@ -4,8 +4,8 @@
 //!
 //! The binary is thin: it reads the config, sets up logging and the socket, and calls [`run`]
 //! with a shutdown signal. On that signal the daemon drains: health turns NOT_SERVING, new work is
-//! refused, in-flight requests get until the drain deadline to finish, then every engine stops,
-//! the server closes and the socket is removed.
+//! refused, in-flight requests get until the drain deadline (or a second signal) to finish, then
+//! every engine stops, the server closes and the socket is removed.
 
 pub mod authority;
 pub mod config;
@@ -31,11 +31,13 @@ use crate::registry::Registry;
 /// The gRPC service names, as health checks name them.
 pub const SERVICES: [&str; 3] = ["zeta.mlx.v1.Generation", "zeta.mlx.v1.Models", "zeta.mlx.v1.Daemon"];
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains and stops.
+/// Serves the API on `listener` until `shutdown` resolves, then drains and stops. The drain
+/// ends early when `cut_short` resolves (a second signal): the requests left are cancelled.
 pub async fn run(
     listener: UnixListener,
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
+    cut_short: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     // Both reflection versions: grpcurl speaks v1, while grpcio-reflection and other older
@@ -115,6 +117,9 @@ pub async fn run(
             if done.is_err() {
                 tracing::warn!(in_flight = registry.in_flight(), "drain deadline passed; cancelling the rest");
             }
+        }
+        _ = cut_short => {
+            tracing::warn!(in_flight = registry.in_flight(), "drain cut short; cancelling the rest");
         }
     }
     registry.shutdown().await;

@@ -1,5 +1,5 @@
-//! `zeta-mlxd`: reads the config, sets up logging and the socket, and serves until SIGTERM or
-//! SIGINT. See the library for what it does.
+//! `zeta-mlxd`: reads the config, sets up logging and the socket, and serves until SIGTERM, SIGINT or
+//! SIGHUP (a second one cuts the drain short). See the library for what it does.
 #![allow(clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -52,7 +52,15 @@ fn main() {
             mlx = %mlx::version(), device = if mlx::default_device_is_gpu() { "gpu" } else { "cpu" },
             cpu_kernels = %mlx::cpu_kernels(), blas = %mlx::blas_backend(), "zeta-mlxd listening");
         let registry = Registry::new(Arc::new(config), hub);
-        let r = zeta_mlxd::run(listener, registry, shutdown_signal()).await;
+        let signals = signals();
+        let (mut first, mut second) = (signals.clone(), signals);
+        let shutdown = async move {
+            let _ = first.wait_for(|n| *n >= 1).await;
+        };
+        let cut_short = async move {
+            let _ = second.wait_for(|n| *n >= 2).await;
+        };
+        let r = zeta_mlxd::run(listener, registry, shutdown, cut_short).await;
         drop(guard);
         r
     });
@@ -61,12 +69,28 @@ fn main() {
     }
 }
 
-async fn shutdown_signal() {
+/// Counts SIGTERM, SIGINT and SIGHUP (a closed terminal: drain rather than die mid-answer). The
+/// first starts the drain; a second (Ctrl-C pressed again) cuts it short.
+fn signals() -> tokio::sync::watch::Receiver<u32> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).unwrap_or_else(|e| fail(e));
     let mut int = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail(e));
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
+    let mut hup = signal(SignalKind::hangup()).unwrap_or_else(|e| fail(e));
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => "SIGHUP",
+            };
+            tx.send_modify(|n| *n += 1);
+            if *tx.borrow() == 1 {
+                tracing::info!(signal = name, "stopping (a second signal stops at once)");
+            } else {
+                tracing::info!(signal = name, "stopping at once");
+            }
+        }
+    });
+    rx
 }

@@ -103,6 +103,19 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
         prepare_dir(dir)?;
     }
     let lock_path = path.with_extension("lock");
+    // Nor is a file at the lock's path taken over unless it is a lock this daemon wrote (empty or
+    // a pid): a link or someone's `zeta.lock` would be truncated, then removed at exit.
+    if let Ok(meta) = std::fs::symlink_metadata(&lock_path) {
+        let ours = meta.file_type().is_file()
+            && meta.len() <= 20
+            && std::fs::read_to_string(&lock_path).is_ok_and(|s| s.trim().bytes().all(|b| b.is_ascii_digit()));
+        if !ours {
+            return Err(SocketError::Unsafe(format!(
+                "{} exists and is not this daemon's lock file; it is left alone: choose another path with --socket",
+                lock_path.display()
+            )));
+        }
+    }
     let mut lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -184,5 +197,23 @@ mod tests {
         assert!(e.to_string().contains("is not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
         assert!(!dir.path().join("notes.lock").exists(), "nothing is written beside it");
+    }
+
+    #[tokio::test]
+    async fn a_lock_path_holding_something_else_is_never_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zeta.sock");
+        let lock = dir.path().join("zeta.lock");
+        std::fs::write(&lock, "my notes").unwrap();
+        let e = super::bind(&path).err().expect("someone else's file at the lock path");
+        assert!(e.to_string().contains("not this daemon's lock file"), "{e}");
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "my notes");
+        assert!(!path.exists());
+        // A lock left by an earlier daemon (a pid) is reused, and removed when done.
+        std::fs::write(&lock, "12345").unwrap();
+        let (listener, guard) = super::bind(&path).expect("a stale lock is ours");
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), std::process::id().to_string());
+        drop((listener, guard));
+        assert!(!lock.exists() && !path.exists());
     }
 }

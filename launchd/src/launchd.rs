@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{self, EXIT_TIMEOUT_SECS, OPEN_FILES_LIMIT, RESTART_DELAY_SECS, Service, Settings};
+use crate::service::{self, OPEN_FILES_LIMIT, RESTART_DELAY_SECS, Service, Settings};
 use crate::{Error, RunState};
 
 /// A launchd job definition: the keys of `launchd.plist(5)` that zeta-mlx uses, in the order
@@ -90,7 +90,7 @@ impl LaunchdJob {
             run_at_load: true,
             keep_alive: KeepAlive { successful_exit: false },
             throttle_interval: RESTART_DELAY_SECS,
-            exit_time_out: EXIT_TIMEOUT_SECS,
+            exit_time_out: settings.exit_timeout_secs,
             process_type: ProcessType::Interactive,
             working_directory: service::display(home),
             environment_variables: settings.environment(service, home),

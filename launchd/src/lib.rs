@@ -30,8 +30,8 @@ pub use launchd::{KeepAlive, LaunchdJob, ProcessType, ResourceLimits, parse_laun
 pub use ops::{InstallOptions, install, logs, status, uninstall};
 pub use report::{LogLocation, LogSource, RanCommand, Report, RunState, ServiceStatus, SkippedCommand, Status};
 pub use service::{
-    EXAMPLE_HOME, EXAMPLE_PREFIX, EXIT_TIMEOUT_SECS, LogFormat, OPEN_FILES_LIMIT, RESTART_DELAY_SECS, Service,
-    Settings, launch_agents_dir, macos_log_dir, systemd_user_dir,
+    EXAMPLE_HOME, EXAMPLE_PREFIX, EXIT_MARGIN_SECS, EXIT_TIMEOUT_SECS, LogFormat, OPEN_FILES_LIMIT, RESTART_DELAY_SECS,
+    Service, Settings, launch_agents_dir, macos_log_dir, systemd_user_dir,
 };
 pub use systemd::{parse_systemctl_show, unit as systemd_unit};
 

@@ -252,8 +252,8 @@ fn install_linux(opts: &InstallOptions, report: &mut Report) -> Result<(), Error
             report.notes.push(format!(
                 "the units are in place and start with your next systemd user session (or run `systemctl --user enable --now {}` there); to run the services now without systemd: `{}` and `{}`",
                 units.join(" "),
-                shell_join(&opts.settings.program_arguments(Service::Daemon)),
-                shell_join(&opts.settings.program_arguments(Service::Gateway)),
+                opts.settings.shell_command(Service::Daemon),
+                opts.settings.shell_command(Service::Gateway),
             ));
         }
     }

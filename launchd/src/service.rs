@@ -17,6 +17,9 @@ pub const OPEN_FILES_LIMIT: u64 = 4096;
 /// and flushing logs so a clean shutdown is never cut off.
 pub const EXIT_TIMEOUT_SECS: u64 = 45;
 
+/// What the service manager's wait adds to the daemon's configured drain time.
+pub const EXIT_MARGIN_SECS: u64 = 15;
+
 /// Seconds between a crash and the restart. Long enough that a daemon failing at startup (bad
 /// config, missing model) does not spin, short enough that a real crash is barely noticed.
 pub const RESTART_DELAY_SECS: u64 = 10;
@@ -118,6 +121,11 @@ impl LogFormat {
 pub struct Settings {
     /// Installation prefix; the binaries are `<prefix>/bin/zeta-mlxd` and `<prefix>/bin/zeta-gateway`.
     pub prefix: PathBuf,
+    /// The binaries' folder when it is not `<prefix>/bin` (a build's `target/release`).
+    pub bin: Option<PathBuf>,
+    /// Seconds the service manager waits after SIGTERM before a kill: the daemon's
+    /// `drain_timeout_seconds` plus [`EXIT_MARGIN_SECS`].
+    pub exit_timeout_secs: u64,
     /// `--socket` for both services, if set.
     pub socket: Option<PathBuf>,
     /// `--config` for the daemon (and `ZETA_MLX_CONFIG` for the gateway, which reads the
@@ -136,6 +144,8 @@ impl Settings {
     pub fn new(prefix: impl Into<PathBuf>) -> Self {
         Settings {
             prefix: prefix.into(),
+            bin: None,
+            exit_timeout_secs: EXIT_TIMEOUT_SECS,
             socket: None,
             config: None,
             listen: "127.0.0.1:8000".to_owned(),
@@ -146,21 +156,24 @@ impl Settings {
 
     /// Settings for the installation the running program belongs to: the prefix is the folder
     /// above the `bin/` holding the current executable (symlinks resolved), so `zeta service
-    /// install` run from `~/.local/bin/zeta` installs services for `~/.local`.
+    /// install` run from `~/.local/bin/zeta` installs services for `~/.local`. From a folder not
+    /// named `bin` (a build's `target/release`) the services run the binaries beside it.
     pub fn for_current_exe() -> Result<Self, Error> {
         let exe =
             std::env::current_exe().map_err(|e| Error::Io { path: PathBuf::from("current executable"), source: e })?;
         let exe = exe.canonicalize().map_err(|e| Error::Io { path: exe.clone(), source: e })?;
-        let prefix = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or_else(|| Error::InvalidPath { what: "installation prefix", path: exe.clone() })?;
-        Ok(Settings::new(prefix))
+        let dir = exe.parent().ok_or_else(|| Error::InvalidPath { what: "installation prefix", path: exe.clone() })?;
+        let prefix = dir.parent().unwrap_or(dir);
+        let mut settings = Settings::new(prefix);
+        if dir.file_name().is_none_or(|n| n != "bin") {
+            settings.bin = Some(dir.to_path_buf());
+        }
+        Ok(settings)
     }
 
     /// The absolute path of a service's binary.
     pub fn binary(&self, service: Service) -> PathBuf {
-        self.prefix.join("bin").join(service.binary_name())
+        self.bin.clone().unwrap_or_else(|| self.prefix.join("bin")).join(service.binary_name())
     }
 
     /// The service's full command line, binary first.
@@ -186,6 +199,18 @@ impl Settings {
         args
     }
 
+    /// The service's command line as a shell runs it, with the environment it needs beyond the
+    /// user's own (the gateway's config file), for running the services by hand.
+    pub fn shell_command(&self, service: Service) -> String {
+        let command = crate::report::shell_words(&self.program_arguments(service));
+        match (&self.config, service) {
+            (Some(config), Service::Gateway) => {
+                format!("ZETA_MLX_CONFIG={} {command}", crate::report::shell_words(&[display(config)]))
+            }
+            _ => command,
+        }
+    }
+
     /// The service's environment. Service managers start processes with an almost empty
     /// environment, so whatever the user's shell would have provided is set here explicitly.
     pub fn environment(&self, service: Service, home: &Path) -> BTreeMap<String, String> {
@@ -207,6 +232,9 @@ impl Settings {
     /// Checks that every path that goes into a service file is absolute and UTF-8.
     pub fn validate(&self) -> Result<(), Error> {
         require_absolute("installation prefix", &self.prefix)?;
+        if let Some(bin) = &self.bin {
+            require_absolute("binaries folder", bin)?;
+        }
         if let Some(socket) = &self.socket {
             require_absolute("socket path", socket)?;
         }

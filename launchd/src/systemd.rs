@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::RunState;
-use crate::service::{self, EXIT_TIMEOUT_SECS, OPEN_FILES_LIMIT, RESTART_DELAY_SECS, Service, Settings};
+use crate::service::{self, OPEN_FILES_LIMIT, RESTART_DELAY_SECS, Service, Settings};
 
 /// The user unit for `service` in an installation described by `settings`, for the user whose
 /// home folder is `home`. Output goes to the journal (`journalctl --user -u zeta-mlxd`), where
@@ -37,9 +37,9 @@ pub fn unit(settings: &Settings, home: &Path, service: Service) -> String {
     let _ = writeln!(u, "Restart=on-failure");
     let _ = writeln!(u, "RestartSec={RESTART_DELAY_SECS}");
     // The daemon drains in-flight requests on SIGTERM (the signal launchd sends too, so both
-    // platforms stop it the same way); the timeout outlasts its 30 s drain deadline.
+    // platforms stop it the same way); the timeout outlasts its drain deadline.
     let _ = writeln!(u, "KillSignal=SIGTERM");
-    let _ = writeln!(u, "TimeoutStopSec={EXIT_TIMEOUT_SECS}");
+    let _ = writeln!(u, "TimeoutStopSec={}", settings.exit_timeout_secs);
     let _ = writeln!(u, "LimitNOFILE={OPEN_FILES_LIMIT}");
     let _ = writeln!(u);
     let _ = writeln!(u, "[Install]");

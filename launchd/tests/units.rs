@@ -122,3 +122,23 @@ fn units_pass_systemd_analyze_verify() {
     std::fs::write(dir.join("zeta-broken.service"), broken).unwrap();
     assert!(verify(&dir, &["zeta-broken.service"]).is_err(), "verify accepted a unit whose binary does not exist");
 }
+
+#[test]
+fn drain_time_and_binaries_folder_reach_the_unit() {
+    let mut settings = Settings::new("/opt/zeta");
+    settings.exit_timeout_secs = 135;
+    settings.bin = Some("/src/zeta-mlx/target/release".into());
+    settings.config = Some("/home/you/my config.toml".into());
+    let home = Path::new("/home/you");
+    for service in Service::ALL {
+        let u = parse_unit(&systemd_unit(&settings, home, service));
+        assert_eq!(one(&u, "Service", "TimeoutStopSec"), "135");
+        let exec = one(&u, "Service", "ExecStart");
+        assert!(exec.starts_with(&format!("/src/zeta-mlx/target/release/{}", service.binary_name())), "{exec}");
+    }
+    // By hand, the gateway needs the config the unit gives it in its environment.
+    assert_eq!(
+        settings.shell_command(Service::Gateway),
+        "ZETA_MLX_CONFIG='/home/you/my config.toml' /src/zeta-mlx/target/release/zeta-gateway --listen 127.0.0.1:8000"
+    );
+}

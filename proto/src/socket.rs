@@ -89,17 +89,30 @@ pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
         .or_else(default_config_path)
 }
 
+/// The keys of the daemon's config file that its clients need too.
 #[derive(serde::Deserialize)]
-struct SocketOnly {
+struct ClientKeys {
     socket: Option<PathBuf>,
+    drain_timeout_seconds: Option<u64>,
 }
 
-/// The `socket` key of a config file, if the file exists and sets it. A file that cannot be
-/// read or parsed is ignored here; the daemon reports it precisely when it starts.
-fn socket_from_config(path: &Path) -> Option<PathBuf> {
+/// Those keys, if the file exists and parses. A file that cannot be read or parsed is ignored
+/// here; the daemon reports it precisely when it starts.
+fn client_keys(path: &Path) -> Option<ClientKeys> {
     let text = std::fs::read_to_string(path).ok()?;
     let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    let parsed: SocketOnly = if yaml { serde_yaml::from_str(&text).ok()? } else { toml::from_str(&text).ok()? };
+    if yaml { serde_yaml::from_str(&text).ok() } else { toml::from_str(&text).ok() }
+}
+
+/// The `drain_timeout_seconds` of a config file, if it exists and sets it (a service manager
+/// must wait that long, and a little more, before killing the daemon).
+pub fn drain_timeout_from_config(path: &Path) -> Option<u64> {
+    client_keys(path)?.drain_timeout_seconds
+}
+
+/// The `socket` key of a config file, if the file exists and sets it.
+fn socket_from_config(path: &Path) -> Option<PathBuf> {
+    let parsed = client_keys(path)?;
     // Relative to the file, as the daemon reads every path of its config (launchd starts it in /).
     let socket = parsed.socket.filter(|s| !s.as_os_str().is_empty())?;
     if socket.is_relative() {

@@ -120,6 +120,13 @@ async fn against_the_real_daemon() {
     assert!(row("smollm2-135m").contains(" loaded ") && row("smollm2-135m").ends_with(".gguf"), "{models}");
     assert!(row("tiny").contains(" unloaded "), "{models}");
     assert!(models.contains("default: smollm2-135m"), "{models}");
+    // Output into a pipe whose reader left (`zeta models | head -0`): a quiet stop, as a shell
+    // reports a SIGPIPE death, not an error message.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = zeta(s, &["models"]).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
 
     // run: the answer streams token by token to standard output.
     let started = Instant::now();

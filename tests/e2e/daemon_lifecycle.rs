@@ -139,6 +139,31 @@ async fn sigterm_drains_then_exits_cleanly_and_removes_the_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sighup_drains_too_and_a_second_signal_cuts_the_drain_short() {
+    let config = tiny_config("drain_timeout_seconds = 120", &[("tiny", "llama-f32")]);
+    let mut d = Daemon::builder().config(&config).wait_ready().start().await;
+    let mut g = d.generation().await;
+    let mut endless = zeta_tests::chat("", "Tell me a very long story.", 2000);
+    endless.sampling.as_mut().unwrap().logit_bias = [(2, -100.0)].into();
+    let mut stream = g.generate(endless).await.unwrap().into_inner();
+    stream.message().await.unwrap();
+    // A closed terminal drains (new work refused, the stream still running), not a kill.
+    d.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = generate(&mut g, tokens("tiny", vec![1], 2)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(stream.message().await.unwrap().is_some(), "still streaming during the drain");
+    // Ctrl-C again: the rest is cancelled now, not after the 120 s deadline, and the exit is clean.
+    let t0 = Instant::now();
+    d.signal(libc::SIGINT);
+    let status = d.wait_exit(Duration::from_secs(20)).expect("exits soon after the second signal");
+    assert!(status.success(), "exit status {status}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert!(!d.socket.exists(), "socket removed");
+    assert!(d.logs().contains("drain cut short"), "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_a_span_per_request() {
     let config = tiny_config("preload_default = false\nlog_format = \"json\"", &[("tiny", "llama-f32")]);
     let d = Daemon::builder().config(&config).start().await;

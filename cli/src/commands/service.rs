@@ -42,6 +42,12 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
         LogFormatArg::Json => LogFormat::Json,
     };
     settings.rust_log = args.rust_log.clone();
+    // The service's daemon reads the pinned config, else the default one (not this shell's
+    // ZETA_MLX_CONFIG): its drain time sets how long the service manager waits before a kill.
+    let daemon_config = settings.config.clone().or_else(zeta_proto::socket::default_config_path);
+    if let Some(drain) = daemon_config.as_deref().and_then(zeta_proto::socket::drain_timeout_from_config) {
+        settings.exit_timeout_secs = drain + zeta_launchd::EXIT_MARGIN_SECS;
+    }
     if args.no_start {
         host.runner = None;
     }
