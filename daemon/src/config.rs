@@ -284,6 +284,13 @@ impl Config {
     /// Checks what serde cannot: each model names exactly one source, limits are positive.
     pub fn validate(&self) -> Result<(), String> {
         for (alias, m) in &self.models {
+            // A request names the model by this string: one no client could type, or one that
+            // differs from another only in spaces, is a mistake in the file.
+            if alias.is_empty() || alias.trim() != alias || alias.chars().any(char::is_control) {
+                return Err(format!(
+                    "models.{alias:?}: an alias must be a non-empty name without surrounding spaces or control characters"
+                ));
+            }
             match (&m.hub, &m.path) {
                 (Some(_), Some(_)) | (None, None) => {
                     return Err(format!("models.{alias}: set exactly one of `hub` (a repo id) or `path`"));
@@ -390,6 +397,8 @@ mod tests {
             ("memory_budget = 1000000000000000000\n", "larger than any machine"),
             ("memory_budget = 0\n", "memory_budget"),
             ("socket = \"\"\n", "socket"),
+            ("[models.\"\"]\npath = \"/m\"\n", "an alias must be a non-empty name"),
+            ("[models.\" m\"]\npath = \"/m\"\n", "an alias must be a non-empty name"),
         ] {
             let e = parse("c.toml", text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");

@@ -181,6 +181,31 @@ impl Engine {
         }
     }
 
+    /// Refuses a prompt whose text alone is too long for the context, before spending seconds
+    /// tokenizing (or rendering) megabytes that cannot fit. The floor on its token count is
+    /// halved twice over for safety: a normalizer may shorten text (NFKC, stripped accents).
+    fn refuse_text_past_the_context(&self, prompt: &Prompt) -> Result<()> {
+        let bytes = match prompt {
+            Prompt::Text(t) | Prompt::Rendered(t) => t.len(),
+            Prompt::Chat { messages, .. } => messages.iter().filter_map(|m| m.content.as_ref()).map(String::len).sum(),
+            Prompt::Tokens(_) => return Ok(()),
+        };
+        let info = &self.shared.info;
+        let floor = bytes / (4 * self.shared.tokenizer.max_piece_bytes());
+        if floor < info.context_length {
+            return Ok(());
+        }
+        Err(EngineError::ContextOverflow {
+            prompt_tokens: floor,
+            max_tokens: 0,
+            context_length: info.context_length,
+            message: format!(
+                "the prompt ({bytes} bytes of text) has at least {floor} tokens; the context of model '{}' holds {}",
+                info.name, info.context_length
+            ),
+        })
+    }
+
     /// Validates and queues a request. Errors name the field, the value and the limit.
     pub fn submit(&self, req: GenerateRequest) -> Result<Generation> {
         let info = &self.shared.info;
@@ -190,6 +215,7 @@ impl Engine {
                 format!("'{}' is an embedding model: it computes embeddings and generates no text", info.name),
             ));
         }
+        self.refuse_text_past_the_context(&req.prompt)?;
         let prompt = self.tokenize(&req.prompt)?;
         if prompt.is_empty() {
             return Err(EngineError::invalid("prompt", "is empty"));

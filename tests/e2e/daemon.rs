@@ -162,6 +162,13 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             Code::OutOfRange,
             "context",
         ),
+        (
+            // Refused from its size alone, before megabytes are tokenized to learn the count.
+            "prompt text far over the context",
+            with(&|r| r.input = Some(v1::generate_request::Input::Prompt("word ".repeat(1 << 20)))),
+            Code::OutOfRange,
+            "at least",
+        ),
         ("too many stop strings", with(&|r| r.stop = vec!["x".into(); 20]), Code::InvalidArgument, "stop"),
         ("a 100 KB request id", with(&|r| r.request_id = "r".repeat(100_000)), Code::InvalidArgument, "request_id"),
         ("an empty stop string", with(&|r| r.stop = vec!["x".into(), String::new()]), Code::InvalidArgument, "stop[1]"),

@@ -130,5 +130,5 @@ pub(super) fn assemble(g: &mlx::Gguf, path: &Path, tokens: &[String], mut doc: V
     }
     let inner: tokenizers::Tokenizer =
         doc.to_string().parse().map_err(|e| EngineError::bad_model(path, format!("GGUF tokenizer: {e}")))?;
-    Ok(Tokenizer { inner, bos_token: bos.map(|b| b.1), eos_token: eos.map(|e| e.1) })
+    Ok(Tokenizer::new(inner, bos.map(|b| b.1), eos.map(|e| e.1)))
 }

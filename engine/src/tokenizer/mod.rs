@@ -18,6 +18,8 @@ pub struct Tokenizer {
     pub bos_token: Option<String>,
     /// EOS token text.
     pub eos_token: Option<String>,
+    /// See [`Tokenizer::max_piece_bytes`]; read from the vocabulary once, when first needed.
+    max_piece_bytes: std::sync::OnceLock<usize>,
 }
 
 impl Tokenizer {
@@ -25,7 +27,21 @@ impl Tokenizer {
     pub fn from_file(path: &Path, bos_token: Option<String>, eos_token: Option<String>) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| EngineError::bad_model(path, format!("tokenizer.json: {e}")))?;
-        Ok(Tokenizer { inner, bos_token, eos_token })
+        Ok(Tokenizer::new(inner, bos_token, eos_token))
+    }
+
+    fn new(inner: tokenizers::Tokenizer, bos_token: Option<String>, eos_token: Option<String>) -> Tokenizer {
+        Tokenizer { inner, bos_token, eos_token, max_piece_bytes: std::sync::OnceLock::new() }
+    }
+
+    /// At least as many bytes as the text any one token stands for: a vocabulary entry is never
+    /// shorter than its text (byte-level pieces spell a byte in one or two, SentencePiece's `▁`
+    /// takes three for a space, byte-fallback pieces six for one). So a text of `n` bytes is at
+    /// least `n / max_piece_bytes()` tokens, known without tokenizing it.
+    pub fn max_piece_bytes(&self) -> usize {
+        *self
+            .max_piece_bytes
+            .get_or_init(|| self.inner.get_vocab(true).keys().map(String::len).max().unwrap_or(1).max(1))
     }
 
     /// Builds the tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata.
