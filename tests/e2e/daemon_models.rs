@@ -6,8 +6,10 @@
 use std::time::{Duration, Instant};
 
 use tonic::Code;
+use tonic::transport::Channel;
 use zeta_hub::testing::FakeHub;
 use zeta_proto::v1;
+use zeta_proto::v1::generation_client::GenerationClient;
 use zeta_tests::{Daemon, generate, tiny, tiny_config, tokens};
 
 async fn list(d: &Daemon) -> Vec<v1::ModelInfo> {
@@ -111,6 +113,42 @@ async fn idle_models_unload_but_the_default_stays() {
     assert!(d.logs().contains("unloading idle model"));
 }
 
+/// A model kept busy: one request running and six queued behind it (the configs give
+/// max_batch = 1), ~2,800 tokens of work, so it still has requests when the test acts, on a fast
+/// machine too (one queued request was done within 100 ms once).
+struct Busy {
+    running: tonic::Streaming<v1::GenerateEvent>,
+    queued: Vec<tokio::task::JoinHandle<Result<zeta_tests::Outcome, tonic::Status>>>,
+}
+
+impl Busy {
+    async fn start(g: &GenerationClient<Channel>, model: &str) -> Busy {
+        let long = || {
+            let mut r = tokens(model, vec![5, 6, 7], 400);
+            r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
+            r
+        };
+        let mut running = g.clone().generate(long()).await.unwrap().into_inner();
+        running.message().await.unwrap();
+        let queued = (0..6)
+            .map(|_| {
+                let (mut g, r) = (g.clone(), long());
+                tokio::spawn(async move { generate(&mut g, r).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Busy { running, queued }
+    }
+
+    /// Waits for every request, which must complete untouched.
+    async fn finish(mut self) {
+        while self.running.message().await.unwrap().is_some() {}
+        for q in self.queued {
+            assert_eq!(q.await.unwrap().unwrap().tokens.len(), 400);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_with_requests_is_never_evicted() {
     let config = tiny_config(
@@ -119,34 +157,13 @@ async fn a_model_with_requests_is_never_evicted() {
     );
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let g = d.generation().await;
-    // One request running on `busy` and several queued behind it (max_batch = 1): enough work
-    // (~2,800 tokens) that `busy` still has requests when `other` asks, on a fast machine too
-    // (one queued request was done within the 100 ms once).
-    let long = || {
-        let mut r = tokens("busy", vec![5, 6, 7], 400);
-        r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
-        r
-    };
-    let mut running = g.clone().generate(long()).await.unwrap().into_inner();
-    running.message().await.unwrap();
-    let queued: Vec<_> = (0..6)
-        .map(|_| {
-            let mut g = g.clone();
-            let r = long();
-            tokio::spawn(async move { generate(&mut g, r).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = Busy::start(&g, "busy").await;
     // `other` needs a slot: the default is pinned and `busy` has requests, so nothing can go.
     let err = generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("busy (busy)") && err.message().contains("d (pinned)"), "{}", err.message());
     assert_eq!(state(&d, "busy").await.0, LOADED);
-    // Every request on `busy` completes untouched.
-    while running.message().await.unwrap().is_some() {}
-    for q in queued {
-        assert_eq!(q.await.unwrap().unwrap().tokens.len(), 400);
-    }
+    busy.finish().await;
     // Once idle, it can be evicted.
     generate(&mut g.clone(), tokens("other", vec![1], 2)).await.unwrap();
     assert_eq!(state(&d, "busy").await.0, UNLOADED);
@@ -161,22 +178,7 @@ async fn an_unloading_model_counts_until_its_requests_end() {
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let g = d.generation().await;
     let mut m = d.models().await;
-    // One request running on `a` and several queued behind it (~2,800 tokens of work).
-    let long = || {
-        let mut r = tokens("a", vec![5, 6, 7], 400);
-        r.sampling.as_mut().unwrap().logit_bias = [(450, -100.0), (452, -100.0)].into();
-        r
-    };
-    let mut running = g.clone().generate(long()).await.unwrap().into_inner();
-    running.message().await.unwrap();
-    let queued: Vec<_> = (0..6)
-        .map(|_| {
-            let mut g = g.clone();
-            let r = long();
-            tokio::spawn(async move { generate(&mut g, r).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = Busy::start(&g, "a").await;
     let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
     assert!(r.was_loaded);
     // Its engine still runs them, so it is listed as unloading and still takes its slot: `b`
@@ -187,10 +189,7 @@ async fn an_unloading_model_counts_until_its_requests_end() {
     assert!(err.message().contains("a (unloading"), "{}", err.message());
     assert!(err.metadata().get("retry-after").is_some());
     // Every request on `a` completes untouched; then it is gone and `b` loads.
-    while running.message().await.unwrap().is_some() {}
-    for q in queued {
-        assert_eq!(q.await.unwrap().unwrap().tokens.len(), 400);
-    }
+    busy.finish().await;
     let start = Instant::now();
     while state(&d, "a").await.0 != UNLOADED {
         assert!(start.elapsed() < Duration::from_secs(10), "a still unloading");
