@@ -44,6 +44,12 @@ pub enum DaemonError {
         /// Whether trying again later may work (network, memory).
         transient: bool,
     },
+    /// The load a request waited for was stopped by an unload of the model.
+    #[error("model '{model}' was unloaded while it was loading")]
+    LoadStopped {
+        /// The model.
+        model: String,
+    },
     /// No room for another model: every loaded one is pinned, busy, loading or unloading.
     #[error("{message}")]
     NoRoom {
@@ -112,6 +118,8 @@ impl From<DaemonError> for Status {
             DaemonError::Invalid { field, .. } => Row { param: Some(field), ..row(Code::InvalidArgument) },
             DaemonError::LoadFailed { transient: true, .. } => Row { retry_after: Some(10), ..row(Code::Unavailable) },
             DaemonError::LoadFailed { transient: false, .. } => row(Code::Internal),
+            // Deliberate, so no retry-after: asking again loads the model again.
+            DaemonError::LoadStopped { .. } => Row { param: Some("model"), ..row(Code::Unavailable) },
             DaemonError::NoRoom { lasting: false, .. } => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
             DaemonError::NoRoom { lasting: true, .. } => {
                 Row { param: Some("model"), zeta_code: Some("no_room"), ..row(Code::FailedPrecondition) }

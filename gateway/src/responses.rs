@@ -324,9 +324,10 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     let mut echo = Map::new();
     echo.insert("instructions".into(), instructions.map_or(Value::Null, Value::from));
     echo.insert("max_output_tokens".into(), max_tokens.map_or(Value::Null, Value::from));
-    // As sent (the f32 the daemon gets would come back as 0.30000001).
-    echo.insert("temperature".into(), present(&req.temperature).cloned().unwrap_or_else(|| json!(1.0)));
-    echo.insert("top_p".into(), present(&req.top_p).cloned().unwrap_or_else(|| json!(1.0)));
+    // As sent (the f32 the daemon gets would come back as 0.30000001); null when not sent, as
+    // the model's configured defaults (unknown here) apply then, not OpenAI's 1.0.
+    echo.insert("temperature".into(), present(&req.temperature).cloned().unwrap_or(Value::Null));
+    echo.insert("top_p".into(), present(&req.top_p).cloned().unwrap_or(Value::Null));
     echo.insert("parallel_tool_calls".into(), json!(parallel));
     echo.insert("tool_choice".into(), present(&req.tool_choice).cloned().unwrap_or_else(|| json!("auto")));
     echo.insert("tools".into(), present(&req.tools).cloned().unwrap_or_else(|| json!([])));

@@ -67,6 +67,9 @@ def check_max_output_tokens_is_incomplete():
     # Settings come back as they were sent, not as the float32 the daemon samples with.
     r = client.responses.create(model=SMOL, input="Hi", max_output_tokens=1, temperature=0.3, top_p=0.9)
     assert (r.temperature, r.top_p) == (0.3, 0.9), (r.temperature, r.top_p)
+    # Not sent: the model's configured defaults apply, which the gateway does not know.
+    r = client.responses.create(model=SMOL, input="Hi", max_output_tokens=1)
+    assert (r.temperature, r.top_p) == (None, None), (r.temperature, r.top_p)
     # The message the limit cut short says so too, streamed or not.
     assert r.output[-1].type == "message" and r.output[-1].status == "incomplete", r.output
     events = list(client.responses.create(model=SMOL, input="Count from one to ten.", max_output_tokens=3,

@@ -184,6 +184,8 @@ async fn an_unloading_model_counts_until_its_requests_end() {
     // Its engine still runs them, so it is listed as unloading and still takes its slot: `b`
     // finds d (pinned) and a (unloading) in the two, and is told to come back.
     assert_eq!(state(&d, "a").await.0, UNLOADING);
+    let engines = d.status().await.engines;
+    assert!(engines.iter().any(|e| e.names == ["a"] && e.unloading && e.active + e.queued > 0), "{engines:?}");
     let err = generate(&mut g.clone(), tokens("b", vec![1], 2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("a (unloading"), "{}", err.message());
@@ -208,46 +210,88 @@ async fn an_unloading_model_counts_until_its_requests_end() {
     assert!(err.message().contains("d (pinned)") && err.message().contains("raise max_loaded"), "{}", err.message());
     // And the model itself did nothing wrong: it is unloaded, not failed.
     assert_eq!(state(&d, "a").await.0, UNLOADED);
+    // A second name of the pinned model's file, idle, is as unmovable as the pinned name.
+    drop(d);
+    let file = tiny("llama-f32");
+    let config = format!(
+        "max_loaded = 1\ndefault_model = \"d\"\n[models.d]\npath = {file:?}\n[models.d2]\npath = {file:?}\n\
+         [models.a]\npath = {:?}\n",
+        tiny("qwen2-f32")
+    );
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let mut g = d.generation().await;
+    generate(&mut g, tokens("d2", vec![1], 2)).await.unwrap();
+    let err = generate(&mut g, tokens("a", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    drop(d);
+
+    // The budget is held with the real size, known only once built: each model takes ~0.5 MB
+    // of weights and KV reserve plus the 2 MB prefix cache counted for each, so the pinned
+    // default (~2.6 MB) and a's file (~0.5 MB) fit in 4 MB, and a's real need does not.
+    let config = tiny_config(
+        "max_loaded = 4\ndefault_model = \"d\"\nmemory_budget = \"4MB\"\nprefix_cache = \"2MB\"",
+        &[("d", "llama-f32"), ("a", "qwen2-f32")],
+    );
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let err = generate(&mut d.generation().await, tokens("a", vec![1], 2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(
+        err.message().contains("memory budget") && err.message().contains("raise memory_budget"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(state(&d, "a").await.0, UNLOADED);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unload_during_a_load_stops_it() {
+    // Two names of one repo: the second waits on the first one's load.
     let hub = FakeHub::builder().repo("test-org/tiny-llama", tiny("llama-q4")).start().unwrap();
     let hf = tempfile::tempdir().unwrap();
+    let config = "preload_default = false\n[models.h1]\nhub = \"test-org/tiny-llama\"\n\
+                  [models.h2]\nhub = \"test-org/tiny-llama\"\n";
     let d = Daemon::builder()
-        .config("preload_default = false")
+        .config(config)
         .env("HF_ENDPOINT", hub.endpoint())
         .env("HF_HOME", hf.path())
         .env("HF_HUB_OFFLINE", "0")
         .start()
         .await;
-    const ID: &str = "test-org/tiny-llama";
+    const LOADING: i32 = v1::ModelState::Loading as i32;
+    const DOWNLOADING: i32 = v1::ModelState::Downloading as i32;
+    let loading = async |id: &str| {
+        let start = Instant::now();
+        while ![LOADING, DOWNLOADING].contains(&state(&d, id).await.0) {
+            assert!(start.elapsed() < Duration::from_secs(10), "{id} never started loading: {}", d.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     hub.hold();
-    let mut g = d.generation().await;
-    let waiting = tokio::spawn(async move { generate(&mut g, tokens(ID, vec![1, 2], 2)).await });
-    let start = Instant::now();
-    while !list(&d).await.iter().any(|m| m.id == ID) {
-        assert!(start.elapsed() < Duration::from_secs(10), "the load never started: {}", d.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let request = |mut g: GenerationClient<Channel>, id: &'static str| {
+        tokio::spawn(async move { generate(&mut g, tokens(id, vec![1, 2], 2)).await })
+    };
+    let first = request(d.generation().await, "h1");
+    loading("h1").await;
+    let second = request(d.generation().await, "h2");
+    loading("h2").await;
     let mut m = d.models().await;
-    let r = m.unload_model(v1::UnloadModelRequest { model: ID.into(), force: false }).await.unwrap().into_inner();
-    assert!(r.was_loaded, "a load in progress was stopped: {:?}\n{}", list(&d).await, d.logs());
-    let err = waiting.await.unwrap().unwrap_err();
+    let r = m.unload_model(v1::UnloadModelRequest { model: "h1".into(), force: false }).await.unwrap().into_inner();
+    assert!(r.was_loaded, "a load in progress was stopped");
+    let err = first.await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
     assert!(err.message().contains("unloaded while it was loading"), "{}", err.message());
-    assert!(!list(&d).await.iter().any(|m| m.id == ID && m.state == LOADED));
-    // The stopped load, once it finishes, throws its engine away; a new request loads afresh.
+    assert_eq!(state(&d, "h1").await.0, UNLOADED, "stopped, not failed");
+    // The other name was not unloaded: its request goes on, with a load of its own, and the
+    // stopped load throws what it built away.
     hub.release();
+    assert_eq!(second.await.unwrap().unwrap().tokens.len(), 2);
+    assert_eq!(state(&d, "h2").await.0, LOADED);
     let start = Instant::now();
     while !d.logs().contains("dropping a load that was unloaded while it ran") {
         assert!(start.elapsed() < Duration::from_secs(20), "{}", d.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!list(&d).await.iter().any(|m| m.id == ID && m.state == LOADED));
-    let out = generate(&mut d.generation().await, tokens(ID, vec![1, 2], 2)).await.unwrap();
-    assert_eq!(out.tokens.len(), 2);
-    assert_eq!(state(&d, ID).await.0, LOADED);
+    assert_eq!(state(&d, "h1").await.0, UNLOADED);
 }
 
 #[tokio::test(flavor = "multi_thread")]

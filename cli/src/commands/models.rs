@@ -14,7 +14,7 @@ pub async fn models(d: &Daemon) -> Result<(), CliError> {
         .models
         .iter()
         .map(|m| {
-            let loaded = m.state == v1::ModelState::Loaded as i32;
+            let loaded = [v1::ModelState::Loaded, v1::ModelState::Unloading].iter().any(|s| *s as i32 == m.state);
             vec![
                 m.id.clone(),
                 format::state(m.state).to_owned(),
@@ -41,7 +41,7 @@ pub async fn ps(d: &Daemon) -> Result<(), CliError> {
         .models
         .iter()
         .filter(|m| {
-            [v1::ModelState::Loaded, v1::ModelState::Loading, v1::ModelState::Downloading]
+            [v1::ModelState::Loaded, v1::ModelState::Loading, v1::ModelState::Downloading, v1::ModelState::Unloading]
                 .iter()
                 .any(|s| *s as i32 == m.state)
         })

@@ -36,7 +36,10 @@ pub async fn status(d: &Daemon) -> Result<(), CliError> {
         .iter()
         .map(|e| {
             // An engine several names share shows them all (figures are theirs together).
-            let names = if e.names.is_empty() { e.model.clone() } else { e.names.join(", ") };
+            let mut names = if e.names.is_empty() { e.model.clone() } else { e.names.join(", ") };
+            if e.unloading {
+                names.push_str(" (unloading)");
+            }
             vec![
                 names,
                 e.active.to_string(),

@@ -37,7 +37,7 @@ mod view;
 
 use names::hub_error;
 pub use names::{Caller, Source};
-pub use view::{ModelState, ModelView};
+pub use view::{EngineView, ModelState, ModelView};
 
 /// Progress of one load, as its subscribers see it.
 #[derive(Clone, Debug)]
@@ -362,6 +362,9 @@ impl Registry {
                 return;
             }
             match (outcome, twin) {
+                // The twin was unloaded while loading, not this name: its waiters look again
+                // (the channel drops) and load it themselves.
+                (Err(DaemonError::LoadStopped { .. }), _) => entry.phase = Phase::Unloaded,
                 (Ok(()), Some(Twin::Loaded(_, engine))) if !this.draining.load(Ordering::Relaxed) => {
                     entry.adopt(engine, this.epoch);
                     tx.send_replace(LoadStatus::Ready);
@@ -516,6 +519,12 @@ impl Registry {
             drop_engine(Arc::new(engine));
             return Err(DaemonError::LoadFailed { model: id.into(), reason, transient: false });
         }
+        // Room was made for the file's size; now that the real size is known it is made again
+        // (or refused) before the model serves, so the budget holds for GGUF models too.
+        if let Err(e) = self.make_room(id, need) {
+            drop_engine(Arc::new(engine));
+            return Err(e);
+        }
         Ok(engine)
     }
 
@@ -530,13 +539,16 @@ impl Registry {
         self.draining.store(true, Ordering::Relaxed);
         let engines: Vec<Arc<Engine>> = {
             let mut entries = self.lock();
-            entries
+            let mut engines: Vec<Arc<Engine>> = entries
                 .values_mut()
                 .filter_map(|e| match std::mem::replace(&mut e.phase, Phase::Unloaded) {
                     Phase::Loaded(en) => Some(en),
                     _ => None,
                 })
-                .collect()
+                .collect();
+            // Engines unloaded earlier still run requests: those end now too.
+            engines.extend(self.unloading(&entries).0.iter().map(|(_, en)| en.clone()));
+            engines
         };
         for en in engines {
             let _ = tokio::task::spawn_blocking(move || en.shutdown()).await;

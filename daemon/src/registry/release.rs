@@ -100,11 +100,7 @@ impl Registry {
                     entries.remove(&id);
                 }
                 tracing::info!(model = %id, "load stopped: unloaded on request");
-                tx.send_replace(LoadStatus::Failed(DaemonError::LoadFailed {
-                    model: id,
-                    reason: "it was unloaded while it was loading".into(),
-                    transient: true,
-                }));
+                tx.send_replace(LoadStatus::Failed(DaemonError::LoadStopped { model: id }));
                 Ok(true)
             }
             Phase::Unloaded => Ok(false),

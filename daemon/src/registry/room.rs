@@ -104,12 +104,17 @@ impl Registry {
                                 *k != id && !twin_of_id(e) && matches!(e.phase, Phase::Loaded(_) | Phase::Loading(_))
                             })
                             .map(|(k, e)| {
+                                // A name served by a pinned name's engine is as unmovable.
+                                let shares_pinned = matches!(&e.phase, Phase::Loaded(en) if entries.values().any(|o| {
+                                    o.pinned && matches!(&o.phase, Phase::Loaded(p) if Arc::ptr_eq(p, en))
+                                }));
                                 let why = match (&e.phase, e.pinned) {
                                     (_, true) => "pinned",
+                                    _ if shares_pinned => "served by a pinned model's engine",
                                     (Phase::Loading(_), _) => "loading",
                                     _ => "busy",
                                 };
-                                (format!("{k} ({why})"), e.pinned)
+                                (format!("{k} ({why})"), e.pinned || shares_pinned)
                             })
                             .collect();
                         for (names, engine) in &unloading.0 {
@@ -128,7 +133,7 @@ impl Registry {
                             break Err(DaemonError::LoadFailed {
                                 model: id.to_string(),
                                 reason: format!(
-                                    "its weights take {extra} bytes, more than the memory_budget of {} bytes \
+                                    "it needs {extra} bytes, more than the memory_budget of {} bytes \
                                      (which also holds each model's KV reserve and prefix cache); raise \
                                      memory_budget",
                                     budget.unwrap_or(0)

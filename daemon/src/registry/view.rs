@@ -54,6 +54,16 @@ pub struct ModelView {
     pub loads: u32,
 }
 
+/// One engine as status listings show it.
+pub struct EngineView {
+    /// The names it serves (or served, when unloading).
+    pub names: Vec<String>,
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Unloaded, still finishing the requests it was running.
+    pub unloading: bool,
+}
+
 impl Registry {
     /// Every known model with its state.
     pub fn list(&self) -> Vec<ModelView> {
@@ -124,18 +134,24 @@ impl Registry {
         out
     }
 
-    /// The loaded engines, each once, with the names it serves (sorted, the first naming it).
-    pub fn engines(&self) -> Vec<(Vec<String>, Arc<Engine>)> {
+    /// The engines holding memory, each once, with the names it serves (sorted, the first
+    /// naming it): the loaded ones, then those unloaded but still finishing requests.
+    pub fn engines(&self) -> Vec<EngineView> {
         let entries = self.lock();
-        let mut out: Vec<(Vec<String>, Arc<Engine>)> = super::room::groups(&entries)
+        let mut out: Vec<EngineView> = super::room::groups(&entries)
             .into_iter()
             .map(|g| {
                 let mut names: Vec<String> = g.ids.iter().map(|k| k.to_string()).collect();
                 names.sort();
-                (names, g.engine.clone())
+                EngineView { names, engine: g.engine.clone(), unloading: false }
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.names.cmp(&b.names));
+        let unloading = self.unloading(&entries);
+        for (names, engine) in &unloading.0 {
+            let names = names.iter().map(|(n, _)| n.clone()).collect();
+            out.push(EngineView { names, engine: engine.clone(), unloading: true });
+        }
         out
     }
 

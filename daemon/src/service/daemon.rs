@@ -32,11 +32,12 @@ impl v1::daemon_server::Daemon for DaemonService {
             .registry
             .engines()
             .into_iter()
-            .map(|(names, e)| {
-                let s = e.stats();
+            .map(|v| {
+                let (e, s) = (&v.engine, v.engine.stats());
                 v1::EngineStatus {
-                    model: names[0].clone(),
-                    names,
+                    model: v.names[0].clone(),
+                    unloading: v.unloading,
+                    names: v.names,
                     queued: s.queued as u32,
                     active: s.active as u32,
                     requests: s.requests,

@@ -27,7 +27,7 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ser
                 "gateway": gateway,
                 "daemon": {"version": s.version, "mlx_version": s.mlx_version, "device": s.device,
                     "uptime_seconds": s.uptime_seconds, "draining": s.draining,
-                    "models_loaded": s.engines.iter().flat_map(|e| &e.names).collect::<Vec<_>>()},
+                    "models_loaded": s.engines.iter().filter(|e| !e.unloading).flat_map(|e| &e.names).collect::<Vec<_>>()},
             });
             (if s.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
         }

@@ -33,8 +33,13 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             let s = s.into_inner();
             let _ = writeln!(out, "# TYPE zeta_daemon_up gauge\nzeta_daemon_up 1");
             let _ = writeln!(out, "# TYPE zeta_daemon_ready gauge\nzeta_daemon_ready {}", s.ready as u8);
-            let _ =
-                writeln!(out, "# TYPE zeta_daemon_models_loaded gauge\nzeta_daemon_models_loaded {}", s.engines.len());
+            let loaded = s.engines.iter().filter(|e| !e.unloading).count();
+            let _ = writeln!(out, "# TYPE zeta_daemon_models_loaded gauge\nzeta_daemon_models_loaded {loaded}");
+            let _ = writeln!(
+                out,
+                "# TYPE zeta_daemon_models_unloading gauge\nzeta_daemon_models_unloading {}",
+                s.engines.len() - loaded
+            );
             let _ = writeln!(
                 out,
                 "# TYPE zeta_daemon_memory_active_bytes gauge\nzeta_daemon_memory_active_bytes {}",
