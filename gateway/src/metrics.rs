@@ -31,6 +31,10 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/models/loaded" => "/v1/models/loaded",
         "/v1/tokens/count" => "/v1/tokens/count",
         "/v1/tokenize" => "/v1/tokenize",
+        "/v1/messages" => "/v1/messages",
+        "/v1/messages/count_tokens" => "/v1/messages/count_tokens",
+        "/v1/responses" => "/v1/responses",
+        "/v1/embeddings" => "/v1/embeddings",
         "/health" => "/health",
         "/metrics" => "/metrics",
         p if p.starts_with("/v1/models/") && (p.ends_with("/load") || p.ends_with("/unload")) => {
@@ -77,5 +81,19 @@ impl Metrics {
             let _ = writeln!(out, "zeta_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "zeta_gateway_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_api_route_has_its_own_label() {
+        for path in
+            ["/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/embeddings"]
+        {
+            assert_eq!(super::route_label(path), path);
+        }
+        assert_eq!(super::route_label("/v1/models/a/b/load"), "/v1/models/{alias}/action");
+        assert_eq!(super::route_label("/nothing"), "other");
     }
 }

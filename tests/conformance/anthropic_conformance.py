@@ -188,6 +188,14 @@ def check_thinking():
     # Without `thinking`, the reasoning is not part of the answer.
     m = client.messages.create(model="scripted-reasoning", max_tokens=64, messages=user("Hello"), extra_body=GREEDY)
     assert [b.type for b in m.content] == ["text"] and m.content[0].text.strip() == "Hello from Paris!", m.content
+    # Cut inside the thinking: the same blocks whole or streamed, and no empty text block
+    # (which Anthropic would refuse if the client sent the turn back).
+    cut = dict(model="scripted-reasoning", max_tokens=2, messages=user("Hello"), extra_body=GREEDY,
+               thinking={"type": "enabled", "budget_tokens": 1024})
+    m = client.messages.create(**cut)
+    with client.messages.stream(**cut) as s:
+        streamed = s.get_final_message()
+    assert [b.type for b in m.content] == [b.type for b in streamed.content] == ["thinking"], (m.content, streamed.content)
 
 
 def check_count_tokens():

@@ -218,6 +218,20 @@ def check_logprobs():
     lp = r.choices[0].logprobs.content
     assert len(lp) == 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in lp), lp
     assert lp[0].token == lp[0].top_logprobs[0].token, lp[0]
+    # They cover the answer's text only: no reasoning, tool-call markup or end-of-turn token.
+    def tokens(r):
+        lp = r.choices[0].logprobs
+        return [t.token for t in (lp.content or [])] if lp else []
+    r = client.chat.completions.create(model="scripted-reasoning", messages=user("Hello"), logprobs=True, temperature=0)
+    assert tokens(r) == ["\n\nHello from Paris!"], tokens(r)
+    r = client.chat.completions.create(model="scripted-tools", messages=user("Hi"), tools=[WEATHER_TOOL],
+                                       logprobs=True, temperature=0)
+    assert r.choices[0].message.tool_calls and tokens(r) == [], tokens(r)
+    # Cut right after its opening marker, a call leaves no markup in the text either.
+    r = client.chat.completions.create(model="scripted-tools", messages=user("Hi"), tools=[WEATHER_TOOL],
+                                       max_tokens=1, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "length" and not c.message.content and not c.message.tool_calls, c
 
 
 def check_tool_call_history_is_rendered():
@@ -407,6 +421,13 @@ def check_harmony_channels_and_calls():
     assert deltas[0].function.name == "get_weather", deltas
     assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris", "unit": "celsius"}
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+    # Required: the name is generated under the grammar too, here where the vocabulary has no
+    # special tokens for harmony's markers (they are spelled out), never a 500.
+    r = client.chat.completions.create(model="scripted-harmony-tools", messages=user("Weather in Paris?"),
+                                       tools=[WEATHER_TOOL], tool_choice="required", max_tokens=64, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason in ("tool_calls", "length") and c.message.tool_calls, c
+    assert c.message.tool_calls[0].function.name == "get_weather", c.message.tool_calls
 
 
 def check_phi4_mini_calls():

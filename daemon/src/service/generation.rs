@@ -45,6 +45,35 @@ struct State {
     generated: usize,
     /// Of those, the ones spent reasoning.
     reasoning: usize,
+    /// Log-probabilities of tokens whose text the shaper holds back (see [`text_logprobs`]).
+    held_logprobs: Vec<zeta_engine::TokenLogprob>,
+}
+
+/// The log-probabilities that go with a shaped delta. They belong to the answer's text only, so
+/// that the tokens' bytes join into it: a token whose text is held back (a possible marker)
+/// waits for the text it becomes, and tokens that became reasoning (`reasoning`: the tokens
+/// counted as such, `</think>` included), a tool call or nothing at all (EOS, markup cut short)
+/// have none.
+fn text_logprobs(
+    held: &mut Vec<zeta_engine::TokenLogprob>,
+    d: &zeta_engine::tools::ShapedDelta,
+    reasoning: bool,
+    logprobs: Vec<zeta_engine::TokenLogprob>,
+) -> Vec<zeta_engine::TokenLogprob> {
+    if reasoning {
+        held.clear();
+        Vec::new()
+    } else if !d.text.is_empty() {
+        let mut out = std::mem::take(held);
+        out.extend(logprobs);
+        out
+    } else if !d.reasoning.is_empty() || !d.calls.is_empty() {
+        held.clear();
+        Vec::new()
+    } else {
+        held.extend(logprobs);
+        Vec::new()
+    }
 }
 
 /// The response stream dropped before the generation ended: the client went away (or its
@@ -105,6 +134,7 @@ impl v1::generation_server::Generation for GenerationService {
             span,
             generated: 0,
             reasoning: 0,
+            held_logprobs: Vec::new(),
         };
         let stream = futures_util::stream::unfold(state, |mut s| async move {
             if let Some(item) = s.queue.pop_front() {
@@ -121,9 +151,11 @@ impl v1::generation_server::Generation for GenerationService {
                     s.generated += tokens.len();
                     let was_reasoning = s.shaper.in_reasoning();
                     let shaped = s.shaper.push(&text);
-                    if was_reasoning || s.shaper.in_reasoning() {
+                    let reasoning = was_reasoning || s.shaper.in_reasoning();
+                    if reasoning {
                         s.reasoning += tokens.len();
                     }
+                    let logprobs = text_logprobs(&mut s.held_logprobs, &shaped, reasoning, logprobs);
                     Ok(convert::delta(shaped, tokens, &logprobs))
                 }
                 Some(Event::Finished { reason, stop, usage, timings }) => {
@@ -132,7 +164,10 @@ impl v1::generation_server::Generation for GenerationService {
                     // as it got, and a forced one that did not finish is no failure.
                     let cut = reason == zeta_engine::FinishReason::Length || stop.is_some();
                     match if cut { s.shaper.finish_cut() } else { s.shaper.finish() } {
-                        Ok(tail) if !tail.is_empty() => s.queue.push_back(Ok(convert::delta(tail, vec![], &[]))),
+                        Ok(tail) if !tail.is_empty() => {
+                            let logprobs = text_logprobs(&mut s.held_logprobs, &tail, false, Vec::new());
+                            s.queue.push_back(Ok(convert::delta(tail, vec![], &logprobs)));
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(parent: &s.span, error = %e, "failed");

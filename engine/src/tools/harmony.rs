@@ -44,7 +44,7 @@ pub fn forced_prefix(choice: &ForcedChoice) -> String {
 /// The grammar of what follows [`forced_prefix`]: for a named function its arguments under its
 /// schema; for `required` one of the offered names, the rest of the header and the arguments.
 /// `special(text)` gives the id of a special token (`<|constrain|>`, `<|message|>`); `None` when
-/// no offered tool can be called or the vocabulary lacks the markers.
+/// no offered tool can be called.
 pub fn forced_grammar(
     choice: &ForcedChoice,
     tools: &[(String, Value)],
@@ -60,11 +60,14 @@ pub fn forced_grammar(
             if tools.is_empty() {
                 return None;
             }
-            let (constrain, message) = (special(CONSTRAIN)?, special(MESSAGE)?);
+            // The markers as the special tokens they are in gpt-oss's vocabulary; spelled out
+            // where a vocabulary lacks them as tokens of their own.
+            let marker = |m: &str| special(m).map_or_else(|| lit(m), |id| format!("<[{id}]>"));
+            let (constrain, message) = (marker(CONSTRAIN), marker(MESSAGE));
             let mut rules =
                 vec![format!("start: {}", (0..tools.len()).map(|i| format!("c_{i}")).collect::<Vec<_>>().join(" | "))];
             for (i, (name, schema)) in tools.iter().enumerate() {
-                rules.push(format!("c_{i}: {} <[{constrain}]> \"json\" <[{message}]> a_{i}", lit(&format!("{name} "))));
+                rules.push(format!("c_{i}: {} {constrain} \"json\" {message} a_{i}", lit(&format!("{name} "))));
                 rules.push(format!("a_{i}: %json {}", compact_parameters(schema)));
             }
             Some(rules.join("\n") + "\n")

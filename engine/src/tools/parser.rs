@@ -154,9 +154,10 @@ impl ToolCallParser {
 
     /// Ends an output the engine cut short (`max_tokens`, a stop string). A call already
     /// started stays a call, its arguments as far as they got — what the streamed deltas said,
-    /// so streamed and whole answers agree and the text is not given twice; an attempt cut
-    /// before its name is known is given back as text as at any end. Returns whether a call
-    /// was cut.
+    /// so streamed and whole answers agree and the text is not given twice; an attempt that
+    /// opened with its marker but was cut before its name is dropped (markup, and no call), one
+    /// without a marker (bare JSON that may have been text) is given back as text as at any end.
+    /// Returns whether a call was cut.
     pub fn finish_cut(&mut self) -> (Vec<ToolEvent>, bool) {
         let mut out = std::mem::take(&mut self.queued);
         self.run(true, &mut out);
@@ -168,6 +169,15 @@ impl ToolCallParser {
                 self.early_args.clear();
                 self.explicit = false;
                 true
+            }
+            None if self.explicit => {
+                // Its marker came, its name never did: markup, not text for the reader (nor a
+                // call: there is nothing to call).
+                tracing::debug!(raw = %self.raw, "tool call cut before its name: dropped");
+                self.raw.clear();
+                self.early_args.clear();
+                self.explicit = false;
+                false
             }
             None => {
                 if !matches!(self.mode, Mode::Text | Mode::PostCall { .. } | Mode::MistralArray { after_obj: true }) {

@@ -443,12 +443,17 @@ mod tests {
         assert_eq!(end.text, "", "the markup is not given back as text beside the call");
         assert!(s.cut_call() && !s.malformed());
         assert_eq!((s.calls()[0].name.as_str(), s.calls()[0].arguments.as_str()), ("get_time", "{\"tz\": \"Eu"));
-        // Cut before the name is known: nothing was a call yet, so the text comes back.
+        // Cut after the marker, before the name: no call, and the markup is not text either.
         let mut s = Shaper::new(Some(ToolFormat::Hermes), vec!["get_time".into()], None, None);
-        let d = s.push("<tool_call>\n{\"na");
+        let d = s.push("Let me see. <tool_call>\n{\"na");
         let end = s.finish_cut().unwrap();
-        assert_eq!(d.text + &end.text, "<tool_call>\n{\"na");
+        assert_eq!(d.text + &end.text, "Let me see. ");
         assert!(!s.cut_call() && s.calls().is_empty());
+        // Bare JSON with no marker (Llama 3) may have been text: it comes back.
+        let mut s = Shaper::new(Some(ToolFormat::Llama3), vec!["get_time".into()], None, None);
+        let d = s.push("{\"na");
+        let end = s.finish_cut().unwrap();
+        assert_eq!(d.text + &end.text, "{\"na");
         // A forced call cut short is no failure: the finish reason says what happened.
         let choice = ForcedChoice::Function("get_time".into());
         let prefix = ToolFormat::Hermes.forced_prefix(&choice);

@@ -47,7 +47,8 @@ impl Endpoint for Messages {
         if opts.thinking && !g.reasoning.is_empty() {
             content.push(json!({"type": "thinking", "thinking": g.reasoning, "signature": ""}));
         }
-        if !g.text.is_empty() || g.calls.is_empty() {
+        // As the stream has it: no empty text block (Anthropic refuses one sent back).
+        if !g.text.is_empty() {
             content.push(json!({"type": "text", "text": g.text}));
         }
         for c in g.calls {

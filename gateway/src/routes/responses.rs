@@ -68,7 +68,8 @@ impl Endpoint for Responses {
         if opts.summary && !g.reasoning.is_empty() {
             items.push(reasoning_item(&item_id("rs", request_id, items.len()), &g.reasoning));
         }
-        if !g.text.is_empty() || g.calls.is_empty() {
+        // As the stream has it: an empty message only for an answer with nothing else.
+        if !g.text.is_empty() || (g.calls.is_empty() && items.is_empty()) {
             items.push(message_item(&item_id("msg", request_id, items.len()), "completed", Some(&g.text)));
         }
         let keep = if opts.single_tool_call { 1 } else { usize::MAX };
