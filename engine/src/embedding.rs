@@ -28,14 +28,23 @@ fn read(path: &Path) -> Result<Option<Value>> {
     serde_json::from_str(&text).map(Some).map_err(|e| EngineError::bad_model(path, format!("not valid JSON: {e}")))
 }
 
+/// A sentence-transformers module's kind (`Pooling`, `Normalize`, ...).
+fn kind(m: &Value) -> String {
+    m.get("type").and_then(Value::as_str).unwrap_or("").rsplit('.').next().unwrap_or("").to_string()
+}
+
+/// Whether a model folder declares a pooling module (an embedding model), read from its files
+/// without loading anything.
+pub fn declares_pooling(dir: &Path) -> bool {
+    matches!(read(&dir.join("modules.json")), Ok(Some(Value::Array(modules))) if modules.iter().any(|m| kind(m) == "Pooling"))
+}
+
 /// The embedding spec of a model folder, or `None` for a generative model (no `modules.json`
 /// with a pooling module).
 pub fn detect(dir: &Path, hidden_size: usize) -> Result<Option<EmbeddingSpec>> {
     let modules_path = dir.join("modules.json");
     let Some(modules) = read(&modules_path)? else { return Ok(None) };
     let modules = modules.as_array().cloned().unwrap_or_default();
-    let kind =
-        |m: &Value| m.get("type").and_then(Value::as_str).unwrap_or("").rsplit('.').next().unwrap_or("").to_string();
     let Some(pooling) = modules.iter().find(|m| kind(m) == "Pooling") else { return Ok(None) };
     let folder = pooling.get("path").and_then(Value::as_str).unwrap_or("1_Pooling");
     let cfg_path = dir.join(folder).join("config.json");

@@ -95,6 +95,10 @@ def check_the_wrong_kind_of_model_is_refused():
     assert "embedding model" in refused("model", lambda: client.chat.completions.create(
         model=EMBED, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]))
     assert "embedding" in refused("model", lambda: client.embeddings.create(model="smollm2-135m", input="Hi"))
+    # Refused from its files, before any load: a generative model not loaded stays so.
+    assert "embedding" in refused("model", lambda: client.embeddings.create(model="tiny-gen", input="Hi"))
+    loaded = client.get("/models/loaded", cast_to=object)["loaded"]
+    assert "tiny-gen" not in loaded, loaded
     refused("input", lambda: client.embeddings.create(model=EMBED, input=""))
     refused("input[1]", lambda: client.embeddings.create(model=EMBED, input=["a", ""]))
     refused("input[0][1]", lambda: client.embeddings.create(model=EMBED, input=[[1, 999999999]]))

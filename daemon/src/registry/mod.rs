@@ -248,6 +248,18 @@ impl Registry {
         &self.cfg
     }
 
+    /// The id `model` resolves to and whether it is an embedding model, as its files say without
+    /// loading it; `None` where only a load can tell (a hub model, a name that does not
+    /// resolve: the load reports that). A request for the other kind is refused on this, so it
+    /// loads, and evicts, nothing.
+    pub fn kind_on_disk(&self, model: &str, caller: Caller) -> Option<(String, bool)> {
+        match self.resolve(model, caller).ok()? {
+            (id, Source::Local(p), _) if p.is_dir() => Some((id, zeta_engine::embedding::declares_pooling(&p))),
+            (id, Source::Local(_), _) => Some((id, false)),
+            (_, Source::Hub(_), _) => None,
+        }
+    }
+
     /// Takes a lease on a model, loading it first if needed (one load however many ask).
     pub async fn acquire(self: &Arc<Self>, model: &str, caller: Caller) -> Result<Lease, DaemonError> {
         let (id, source, options) = self.resolve(model, caller)?;

@@ -56,6 +56,12 @@ pub async fn embed(
             return Err(DaemonError::invalid("inputs", format!("{} inputs; give 1 to {max}", req.inputs.len())));
         }
         let prompts = req.inputs.iter().enumerate().map(|(i, x)| prompt(i, x)).collect::<Result<Vec<_>, _>>()?;
+        if let Some((id, false)) = registry.kind_on_disk(&req.model, caller) {
+            return Err(DaemonError::invalid(
+                "model",
+                format!("'{id}' generates text; embeddings need an embedding model"),
+            ));
+        }
         let lease = registry.acquire(&req.model, caller).await?;
         let engine = lease.engine.clone();
         let dimension = engine.info().embedding.map(|e| e.dimension);

@@ -100,6 +100,12 @@ impl v1::generation_server::Generation for GenerationService {
         let span = tracing::info_span!("generate", request_id = %request_id, model = %model, peer_uid = ?peer, ?caller);
         let registry = self.registry.clone();
         let (events, lease, shaper) = async {
+            if let Some((id, true)) = registry.kind_on_disk(&req.model, caller) {
+                return Err(DaemonError::invalid(
+                    "model",
+                    format!("'{id}' is an embedding model: it computes embeddings and generates no text"),
+                ));
+            }
             let lease = registry.acquire(&req.model, caller).await?;
             let (engine, defaults, id) = (lease.engine.clone(), lease.defaults.clone(), request_id.clone());
             let size = prost::Message::encoded_len(&req);
