@@ -79,24 +79,41 @@ async fn main() {
         }
         Duration::from_secs_f64(v)
     };
-    if args.max_connections == 0 {
-        fail("--max-connections must be at least 1");
+    for (flag, value) in [
+        ("max-connections", args.max_connections as u64),
+        ("request-timeout", args.request_timeout),
+        ("body-limit", args.body_limit as u64),
+        ("sse-keep-alive-ms", args.sse_keep_alive_ms),
+    ] {
+        if value == 0 {
+            fail(format!("--{flag} must be at least 1 (0 would refuse or time out every request)"));
+        }
+    }
+    // Lists are split at commas; the spaces a person types after them are not part of a value.
+    let list = |values: Vec<String>| -> Vec<String> {
+        values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).map(String::from).collect()
+    };
+    let keys_given = !args.api_key.is_empty();
+    let api_keys = list(args.api_key);
+    if keys_given && api_keys.is_empty() {
+        // `--api-key "$KEY"` with KEY unset must not quietly turn authentication off.
+        fail("--api-key is empty; leave it out to serve without authentication");
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.listen)));
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let config = GatewayConfig {
-        cors_origins: args.cors_origin.into_iter().filter(|o| !o.is_empty()).collect(),
-        api_keys: args.api_key.into_iter().filter(|k| !k.is_empty()).collect(),
+        cors_origins: list(args.cors_origin),
+        api_keys,
         check_host: loopback,
-        allowed_hosts: args.allowed_host.into_iter().filter(|h| !h.is_empty()).collect(),
+        allowed_hosts: list(args.allowed_host),
         body_limit: args.body_limit,
         body_timeout: seconds("body-timeout", args.body_timeout),
         header_timeout: seconds("header-timeout", args.header_timeout),
         max_connections: args.max_connections,
         request_timeout: Duration::from_secs(args.request_timeout),
-        keep_alive: Duration::from_millis(args.sse_keep_alive_ms.max(1)),
+        keep_alive: Duration::from_millis(args.sse_keep_alive_ms),
         ..GatewayConfig::default()
     };
     if !loopback && config.api_keys.is_empty() {

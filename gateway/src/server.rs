@@ -1,4 +1,5 @@
-//! The HTTP server loop: accepts connections up to a limit, gives each a header-read timeout
+//! The HTTP server loop: accepts connections up to a limit, gives each a header-read timeout (from
+//! the connection's start, not only its first byte)
 //! (slow or stalled clients cannot hold connections open), and on shutdown lets requests in
 //! flight finish. Over the limit, a connection gets one 503 in OpenAI's envelope and is closed.
 
@@ -65,10 +66,17 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service =
             TowerToHyperService::new(app.clone().map_request(|r: Request<Incoming>| r.map(axum::body::Body::new)));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher, wait) = (builder.clone(), graceful.watcher(), limits.header_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header timeout starts at the first byte: a connection that never sends
+            // one would hold its slot for ever, and enough of them lock every client out.
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(wait, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                tracing::debug!("connection sent nothing within the header timeout; closed");
+                return;
+            }
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -217,7 +217,7 @@ async fn the_gateway_survives_a_daemon_restart() {
 async fn api_keys_protect_everything_but_health_and_metrics_report_the_engine() {
     let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
     let d = Daemon::builder().config(&config).start().await;
-    let g = Gateway::start(&d.socket, &["--api-key", "sekret,other"]).await;
+    let g = Gateway::start(&d.socket, &["--api-key", "sekret, other"]).await;
     let r = g.request("GET", "/v1/models", b"").await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["code"], "invalid_api_key");
@@ -278,4 +278,22 @@ async fn cors_is_off_unless_origins_are_configured() {
     let g = Gateway::start(&d.socket, &["--cors-origin", "*"]).await;
     let r = zeta_tests::http(&g.addr, "OPTIONS", "/v1/chat/completions", &other, b"").await.unwrap();
     assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{:?}", r.headers);
+}
+
+#[test]
+fn flags_that_would_refuse_everything_stop_the_gateway_at_start() {
+    for (flags, needle) in [
+        (&["--request-timeout", "0"][..], "--request-timeout"),
+        (&["--body-limit", "0"][..], "--body-limit"),
+        (&["--max-connections", "0"][..], "--max-connections"),
+        (&["--api-key", " , "][..], "--api-key is empty"),
+    ] {
+        let out = std::process::Command::new(zeta_tests::bin("zeta-gateway"))
+            .args(["--listen", "127.0.0.1:0", "--socket", "/nonexistent/zeta.sock"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{flags:?}: {err}");
+    }
 }

@@ -332,6 +332,12 @@ async fn slow_clients_are_cut_off_and_connections_are_limited() {
     let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "a connection with unfinished headers was held open for 15 s");
     assert!(start.elapsed() >= Duration::from_millis(500), "closed before the timeout: {:?}", start.elapsed());
+    // And a connection that never sends a byte, which would otherwise hold its slot for ever.
+    let mut s = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    let start = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a silent connection was held open for 15 s");
+    assert!(start.elapsed() >= Duration::from_millis(500), "closed before the timeout: {:?}", start.elapsed());
 
     // Bodies that stall: with a length, and chunked.
     for (head, part) in [
