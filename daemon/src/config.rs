@@ -244,8 +244,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        // An editor's byte-order mark is no part of the document.
+        let text = text.strip_prefix('\u{feff}').map(String::from).unwrap_or(text);
+        let yaml = zeta_proto::socket::is_yaml(path);
         let cfg: Config = if yaml {
+            // Read into a map, two equal aliases would quietly be one (the last); YAML's own
+            // document refuses them.
+            serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| err(e.to_string()))?;
             serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?
@@ -437,6 +442,10 @@ mod tests {
         let text = "max_batch = 8\n\n[models.m]\npath = \"/m\"\n[models.m.defaults]\ntop_k = 4\ntop_p = 2.0\n";
         let e = parse("c.toml", text).unwrap_err().to_string();
         assert!(e.contains("line 7: models.m.defaults.top_p"), "{e}");
+        let e = parse("c.yaml", "models:\n  x:\n    path: /a\n  x:\n    path: /b\n").unwrap_err().to_string();
+        assert!(e.contains("duplicate"), "{e}");
+        // Any case of the extension, and a byte-order mark, are fine.
+        parse("C.YML", "\u{feff}max_loaded: 2\n").unwrap();
         let e = parse("c.toml", "max_batch = 8\nmax_loaded = 0\n").unwrap_err().to_string();
         assert!(e.contains("line 2: max_loaded"), "{e}");
         let e = parse("c.toml", "# models\n[models.x]\nhub = \"a/b\"\npath = \"/m\"\n").unwrap_err().to_string();

@@ -96,30 +96,69 @@ struct ClientKeys {
     drain_timeout_seconds: Option<u64>,
 }
 
-/// Those keys, if the file exists and parses. A file that cannot be read or parsed is ignored
-/// here; the daemon reports it precisely when it starts.
-fn client_keys(path: &Path) -> Option<ClientKeys> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    if yaml { serde_yaml::from_str(&text).ok() } else { toml::from_str(&text).ok() }
+/// Whether a config file is YAML (by its extension, in any case), else TOML.
+pub fn is_yaml(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+}
+
+/// Those keys; `None` when the file does not exist, an error when it cannot be read or parsed
+/// (the daemon reports such a file precisely when it starts).
+fn client_keys(path: &Path) -> Result<Option<ClientKeys>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    // An editor's byte-order mark is no part of the document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if is_yaml(path) {
+        return serde_yaml::from_str(text).map(Some).map_err(|e| e.to_string());
+    }
+    // One line, as a client prints it: toml's own rendering draws the source over several.
+    toml::from_str(text).map(Some).map_err(|e: toml::de::Error| match e.span() {
+        Some(span) => format!("line {}: {}", text[..span.start].matches('\n').count() + 1, e.message()),
+        None => e.message().to_string(),
+    })
 }
 
 /// The `drain_timeout_seconds` of a config file, if it exists and sets it (a service manager
 /// must wait that long, and a little more, before killing the daemon).
 pub fn drain_timeout_from_config(path: &Path) -> Option<u64> {
-    client_keys(path)?.drain_timeout_seconds
+    client_keys(path).ok()??.drain_timeout_seconds
 }
 
 /// The `socket` key of a config file, if the file exists and sets it.
-fn socket_from_config(path: &Path) -> Option<PathBuf> {
-    let parsed = client_keys(path)?;
+fn socket_from_config(path: &Path) -> Result<Option<PathBuf>, String> {
+    let Some(parsed) = client_keys(path)? else { return Ok(None) };
     // Relative to the file, as the daemon reads every path of its config (launchd starts it in /).
-    let socket = parsed.socket.filter(|s| !s.as_os_str().is_empty())?;
+    let Some(socket) = parsed.socket.filter(|s| !s.as_os_str().is_empty()) else { return Ok(None) };
     if socket.is_relative() {
         let dir = path.parent().unwrap_or(Path::new("."));
-        return Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).join(socket));
+        return Ok(Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).join(socket)));
     }
-    Some(socket)
+    Ok(Some(socket))
+}
+
+/// The socket a config file names, or the default. A file asked for by `--config` or
+/// `ZETA_MLX_CONFIG` must exist and parse: a typo in its name would otherwise send a client to
+/// another daemon's socket without a word.
+fn socket_of_config(config_flag: Option<&Path>) -> Result<(PathBuf, Origin), String> {
+    let explicit = if config_flag.is_some() {
+        Some("--config")
+    } else {
+        std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(|_| CONFIG_ENV)
+    };
+    let Some(path) = config_path(config_flag) else { return Ok((default_socket_path(), Origin::Default)) };
+    match (socket_from_config(&path), explicit) {
+        (Ok(Some(p)), _) => Ok((p, Origin::Config)),
+        (Ok(None), Some(from)) if !path.exists() => {
+            Err(format!("the config file {} (from {from}) does not exist", path.display()))
+        }
+        (Err(e), Some(from)) => Err(format!("the config file {} (from {from}) cannot be used: {e}", path.display())),
+        _ => Ok((default_socket_path(), Origin::Default)),
+    }
 }
 
 /// Resolves the socket path. Errors when the chosen path is too long for a Unix socket.
@@ -128,10 +167,8 @@ pub fn resolve(flag: Option<&Path>, config_flag: Option<&Path>) -> Result<(PathB
         (p.to_path_buf(), Origin::Flag)
     } else if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
         (PathBuf::from(p), Origin::Env)
-    } else if let Some(p) = config_path(config_flag).as_deref().and_then(socket_from_config) {
-        (p, Origin::Config)
     } else {
-        (default_socket_path(), Origin::Default)
+        socket_of_config(config_flag)?
     };
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
@@ -183,11 +220,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "socket = \"run/z.sock\"\n").unwrap();
-        assert_eq!(socket_from_config(&file), Some(dir.join("run/z.sock")));
+        assert_eq!(socket_from_config(&file), Ok(Some(dir.join("run/z.sock"))));
         std::fs::write(&file, "socket = \"/abs/z.sock\"\n").unwrap();
-        assert_eq!(socket_from_config(&file), Some(PathBuf::from("/abs/z.sock")));
+        assert_eq!(socket_from_config(&file), Ok(Some(PathBuf::from("/abs/z.sock"))));
         std::fs::write(&file, "socket = \"\"\n").unwrap();
-        assert_eq!(socket_from_config(&file), None);
+        assert_eq!(socket_from_config(&file), Ok(None));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -91,6 +91,23 @@ fn no_daemon_exits_non_zero_with_the_hint() {
     let (code, err) = failed(&out);
     assert_eq!(code, 3);
     assert!(err.contains("from ZETA_MLX_SOCKET") && err.contains(&missing.display().to_string()), "{err}");
+
+    // A config file asked for that is missing or unusable is said so: a typo in its name must
+    // not send zeta to the default socket (another daemon's, perhaps) without a word.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "socket = 5\n").unwrap();
+    for (config, needle) in [(dir.path().join("typo.toml"), "does not exist"), (bad, "cannot be used")] {
+        let out = Command::new(bin("zeta"))
+            .arg("--config")
+            .arg(&config)
+            .arg("status")
+            .env_remove("ZETA_MLX_SOCKET")
+            .env_remove("ZETA_MLX_CONFIG")
+            .output()
+            .unwrap();
+        let (_, err) = failed(&out);
+        assert!(err.contains(needle) && err.contains("--config"), "{err}");
+    }
 }
 
 /// The prompt-token counts of each answer, from `--verbose`'s lines on standard error.
