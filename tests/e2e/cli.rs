@@ -248,13 +248,38 @@ async fn against_the_real_daemon() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"My name is Ada.\n\n/help\nWhat is my name?\n/bye\n").unwrap();
+    // Between the turns, one line too long for the context and one that is not UTF-8: each is
+    // reported and dropped, and the conversation goes on.
+    let mut input = b"My name is Ada.\n\n/help\n".to_vec();
+    input.extend("tell me more ".repeat(3000).as_bytes());
+    input.extend(b"\nab\xffcd\nWhat is my name?\n/bye\n");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
     let out = child.wait_with_output().unwrap();
     ok(&out);
-    let counts = prompt_tokens(&text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("zeta: too long") && stderr.contains("not UTF-8 text (line skipped)"), "{stderr}");
+    let counts = prompt_tokens(&stderr);
     assert_eq!(counts.len(), 2, "{}", text(&out.stderr));
     // Without history the second prompt would be about as long as the first.
     assert!(counts[1] >= counts[0] + 8, "history not kept: prompts of {counts:?} tokens");
+
+    // Ctrl-C before the first token (the daemon stopped here, as a model loading would be) ends
+    // the command at once, with the status a shell gives an interrupted command.
+    d.signal(libc::SIGSTOP);
+    let mut child = zeta(s, &["run", "tiny", "hello"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed().as_secs() < 5, "zeta run ignored Ctrl-C before the first token");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    d.signal(libc::SIGCONT);
+    assert_eq!(status.code(), Some(130));
 
     // status.
     let status = ok(&run(s, &["status"]));

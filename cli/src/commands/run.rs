@@ -34,7 +34,7 @@ pub async fn run(d: &Daemon, args: &RunArgs) -> Result<(), CliError> {
         Some(p) => Some(p.clone()),
         None if !args.interactive && !stdin.is_terminal() => {
             let mut text = String::new();
-            stdin.lock().read_to_string(&mut text)?;
+            stdin.lock().read_to_string(&mut text).map_err(stdin_error)?;
             if text.trim().is_empty() {
                 return Err(CliError::Usage("no prompt: give one as an argument or on standard input".into()));
             }
@@ -71,7 +71,12 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
         }
         let line = tokio::select! {
             l = lines.recv() => l,
-            _ = tokio::signal::ctrl_c() => None,
+            _ = tokio::signal::ctrl_c() => {
+                if terminal {
+                    outln!()?;
+                }
+                return Err(CliError::Interrupted);
+            }
         };
         let Some(line) = line else {
             if terminal {
@@ -79,7 +84,14 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
             }
             return Ok(());
         };
-        let line = line?;
+        let line = match line {
+            Ok(l) => l,
+            // One bad line is not the end of the conversation.
+            Err(e) => {
+                eprintln!("zeta: {} (line skipped)", stdin_error(e));
+                continue;
+            }
+        };
         let text = line.trim();
         // A command is its first word: `/bye now` quits too.
         match text.split_whitespace().next().filter(|w| w.starts_with('/')).unwrap_or(text) {
@@ -106,13 +118,32 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
         }
         let text = text.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(text);
         history.push(message("user", text));
-        let answer = answer(d, args, model, &history).await?;
+        let answer = match answer(d, args, model, &history).await {
+            Ok(a) => a,
+            // A turn the daemon refuses (too long for the context, say) is dropped, and the
+            // conversation goes on: /clear makes room, a shorter line may fit.
+            Err(CliError::Rpc(status)) => {
+                history.pop();
+                eprintln!("{}", crate::error::Shown(&CliError::Rpc(status)));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if answer.interrupted {
             eprintln!("(answer stopped)");
         }
         // A stopped answer stays in the history as far as it got, so the model sees what the
         // user saw.
         history.push(message("assistant", &answer.text));
+    }
+}
+
+/// A failure to read standard input, saying that is where it came from.
+fn stdin_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        CliError::Usage("standard input is not UTF-8 text".into())
+    } else {
+        CliError::Other(format!("cannot read standard input: {e}"))
     }
 }
 
@@ -156,9 +187,19 @@ async fn answer(d: &Daemon, args: &RunArgs, model: &str, history: &[v1::Message]
         ..Default::default()
     };
     let started = Instant::now();
-    let mut stream = d.generation().generate(req).await.map_err(|s| d.err(s))?.into_inner();
-    let mut out = std::io::stdout();
     let mut answer = Answer { text: String::new(), finished: None, interrupted: false };
+    // Ctrl-C counts before the first token too (a model loading, a long prompt): dropping the
+    // call cancels it at the daemon.
+    let mut client = d.generation();
+    let call = tokio::select! {
+        c = client.generate(req) => c,
+        _ = tokio::signal::ctrl_c() => {
+            answer.interrupted = true;
+            return Ok(answer);
+        }
+    };
+    let mut stream = call.map_err(|s| d.err(s))?.into_inner();
+    let mut out = std::io::stdout();
     let mut first_token = None;
     loop {
         let event = tokio::select! {
