@@ -266,10 +266,9 @@ impl Config {
     /// daemon, the gateway and the CLI all take it from `zeta_proto::socket::resolve`, which
     /// applies the same rule.
     fn resolve_relative_paths(&mut self, dir: &Path) {
-        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         for m in self.models.values_mut() {
-            if let Some(p) = m.path.as_mut().filter(|p| p.is_relative()) {
-                *p = dir.join(&*p);
+            if let Some(p) = m.path.as_mut() {
+                *p = zeta_proto::socket::config_relative(p, dir);
             }
         }
     }
@@ -424,6 +423,11 @@ mod tests {
         assert_eq!(socket, dir.path().join("run/z.sock"));
         assert_eq!(c.models["m"].path.as_deref().unwrap(), dir.path().join("models/m.gguf"));
         assert_eq!(c.models["a"].path.as_deref().unwrap(), Path::new("/abs"));
+        // `~/` is the home folder, as in a shell, not a folder named `~` beside the file.
+        std::fs::write(&file, "socket = \"~/z.sock\"\n[models.m]\npath = \"~/m.gguf\"\n").unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(Config::load(&file).unwrap().models["m"].path.as_deref().unwrap(), home.join("m.gguf"));
+        assert_eq!(zeta_proto::socket::resolve(None, Some(&file)).unwrap().0, home.join("z.sock"));
     }
 
     #[test]

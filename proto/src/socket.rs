@@ -47,6 +47,19 @@ fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
+/// A path written in a config file in `dir`, as the daemon and its clients read it: `~/...` is
+/// under the home folder (a shell's habit, which a config file would otherwise take as a folder
+/// named `~`), other relative paths are relative to the file (launchd starts the daemon in `/`).
+pub fn config_relative(path: &Path, dir: &Path) -> PathBuf {
+    if let (Ok(rest), Some(home)) = (path.strip_prefix("~"), home()) {
+        return home.join(rest);
+    }
+    if path.is_relative() {
+        return std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).join(path);
+    }
+    path.to_path_buf()
+}
+
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }
@@ -132,13 +145,8 @@ pub fn drain_timeout_from_config(path: &Path) -> Option<u64> {
 /// The `socket` key of a config file, if the file exists and sets it.
 fn socket_from_config(path: &Path) -> Result<Option<PathBuf>, String> {
     let Some(parsed) = client_keys(path)? else { return Ok(None) };
-    // Relative to the file, as the daemon reads every path of its config (launchd starts it in /).
     let Some(socket) = parsed.socket.filter(|s| !s.as_os_str().is_empty()) else { return Ok(None) };
-    if socket.is_relative() {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        return Ok(Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).join(socket)));
-    }
-    Ok(Some(socket))
+    Ok(Some(config_relative(&socket, path.parent().unwrap_or(Path::new(".")))))
 }
 
 /// The socket a config file names, or the default. A file asked for by `--config` or
