@@ -210,10 +210,7 @@ impl Engine {
     pub fn submit(&self, req: GenerateRequest) -> Result<Generation> {
         let info = &self.shared.info;
         if info.embedding.is_some() {
-            return Err(EngineError::invalid(
-                "model",
-                format!("'{}' is an embedding model: it computes embeddings and generates no text", info.name),
-            ));
+            return Err(EngineError::wrong_kind(&info.name, true));
         }
         self.refuse_text_past_the_context(&req.prompt)?;
         let prompt = self.tokenize(&req.prompt)?;
@@ -302,10 +299,7 @@ impl Engine {
     pub fn embed(&self, request_id: String, prompt: &Prompt) -> Result<Generation> {
         let info = &self.shared.info;
         if info.embedding.is_none() {
-            return Err(EngineError::invalid(
-                "model",
-                format!("'{}' generates text; embeddings need an embedding model", info.name),
-            ));
+            return Err(EngineError::wrong_kind(&info.name, false));
         }
         let prompt = self.tokenize(prompt)?;
         if prompt.is_empty() {

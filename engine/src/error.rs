@@ -109,6 +109,17 @@ impl EngineError {
         EngineError::InvalidArgument { field: field.into(), message: message.into() }
     }
 
+    /// A request for the other kind of model: text from an embedding model (`embedding`), or
+    /// embeddings from a generative one.
+    pub fn wrong_kind(model: &str, embedding: bool) -> EngineError {
+        let why = if embedding {
+            format!("'{model}' is an embedding model: it computes embeddings and generates no text")
+        } else {
+            format!("'{model}' generates text; embeddings need an embedding model")
+        };
+        EngineError::invalid("model", why)
+    }
+
     /// Shorthand for [`EngineError::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> EngineError {
         EngineError::Io { path: path.into(), source: std::sync::Arc::new(source) }

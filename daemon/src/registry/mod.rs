@@ -250,10 +250,15 @@ impl Registry {
 
     /// The id `model` resolves to and whether it is an embedding model, as its files say without
     /// loading it; `None` where only a load can tell (a hub model, a name that does not
-    /// resolve: the load reports that). A request for the other kind is refused on this, so it
-    /// loads, and evicts, nothing.
+    /// resolve: the load reports that) or none is needed (loaded: the engine refuses the wrong
+    /// kind itself, with no file read per request). A request for the other kind is refused on
+    /// this, so it loads, and evicts, nothing.
     pub fn kind_on_disk(&self, model: &str, caller: Caller) -> Option<(String, bool)> {
-        match self.resolve(model, caller).ok()? {
+        let resolved = self.resolve(model, caller).ok()?;
+        if matches!(self.lock().get(&resolved.0), Some(Entry { phase: Phase::Loaded(_), .. })) {
+            return None;
+        }
+        match resolved {
             (id, Source::Local(p), _) if p.is_dir() => Some((id, zeta_engine::embedding::declares_pooling(&p))),
             (id, Source::Local(_), _) => Some((id, false)),
             (_, Source::Hub(_), _) => None,

@@ -98,25 +98,25 @@ impl Registry {
                     None => {
                         // What stands in the way, and whether only pinned models do (then no
                         // wait helps: the answer is a lasting one, not "busy, retry").
-                        let mut blockers: Vec<(String, bool)> = entries
-                            .iter()
-                            .filter(|(k, e)| {
-                                *k != id && !twin_of_id(e) && matches!(e.phase, Phase::Loaded(_) | Phase::Loading(_))
-                            })
-                            .map(|(k, e)| {
-                                // A name served by a pinned name's engine is as unmovable.
-                                let shares_pinned = matches!(&e.phase, Phase::Loaded(en) if entries.values().any(|o| {
-                                    o.pinned && matches!(&o.phase, Phase::Loaded(p) if Arc::ptr_eq(p, en))
-                                }));
-                                let why = match (&e.phase, e.pinned) {
-                                    (_, true) => "pinned",
-                                    _ if shares_pinned => "served by a pinned model's engine",
-                                    (Phase::Loading(_), _) => "loading",
+                        let mut blockers: Vec<(String, bool)> = Vec::new();
+                        for g in loaded.iter().filter(|g| !own(g)) {
+                            // An engine is as unmovable as its most pinned name.
+                            let pinned = g.ids.iter().any(|k| entries[*k].pinned);
+                            for k in &g.ids {
+                                let why = match (entries[*k].pinned, pinned) {
+                                    (true, _) => "pinned",
+                                    (_, true) => "served by a pinned model's engine",
                                     _ => "busy",
                                 };
-                                (format!("{k} ({why})"), e.pinned || shares_pinned)
-                            })
-                            .collect();
+                                blockers.push((format!("{k} ({why})"), pinned));
+                            }
+                        }
+                        for (k, e) in entries.iter() {
+                            if *k != id && !twin_of_id(e) && matches!(e.phase, Phase::Loading(_)) {
+                                let why = if e.pinned { "pinned" } else { "loading" };
+                                blockers.push((format!("{k} ({why})"), e.pinned));
+                            }
+                        }
                         for (names, engine) in &unloading.0 {
                             let stats = engine.stats();
                             let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();

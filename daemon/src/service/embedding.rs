@@ -57,10 +57,7 @@ pub async fn embed(
         }
         let prompts = req.inputs.iter().enumerate().map(|(i, x)| prompt(i, x)).collect::<Result<Vec<_>, _>>()?;
         if let Some((id, false)) = registry.kind_on_disk(&req.model, caller) {
-            return Err(DaemonError::invalid(
-                "model",
-                format!("'{id}' generates text; embeddings need an embedding model"),
-            ));
+            return Err(EngineError::wrong_kind(&id, false).into());
         }
         let lease = registry.acquire(&req.model, caller).await?;
         let engine = lease.engine.clone();

@@ -60,14 +60,13 @@ fn text_logprobs(
     reasoning: bool,
     logprobs: Vec<zeta_engine::TokenLogprob>,
 ) -> Vec<zeta_engine::TokenLogprob> {
-    if reasoning {
-        held.clear();
-        Vec::new()
-    } else if !d.text.is_empty() {
+    // Text first: a token whose text comes out beside a call's start keeps its figures.
+    let text = !reasoning && !d.text.is_empty();
+    if text {
         let mut out = std::mem::take(held);
         out.extend(logprobs);
         out
-    } else if !d.reasoning.is_empty() || !d.calls.is_empty() {
+    } else if reasoning || !d.reasoning.is_empty() || !d.calls.is_empty() {
         held.clear();
         Vec::new()
     } else {
@@ -101,10 +100,7 @@ impl v1::generation_server::Generation for GenerationService {
         let registry = self.registry.clone();
         let (events, lease, shaper) = async {
             if let Some((id, true)) = registry.kind_on_disk(&req.model, caller) {
-                return Err(DaemonError::invalid(
-                    "model",
-                    format!("'{id}' is an embedding model: it computes embeddings and generates no text"),
-                ));
+                return Err(zeta_engine::EngineError::wrong_kind(&id, true).into());
             }
             let lease = registry.acquire(&req.model, caller).await?;
             let (engine, defaults, id) = (lease.engine.clone(), lease.defaults.clone(), request_id.clone());
