@@ -187,20 +187,41 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// A validation message (`models.a.context_length: ...`) with the line its key is written on,
-/// as the parsers' own errors have it, so a long config need not be searched by hand.
-fn with_line(text: &str, yaml: bool, message: String) -> String {
-    let Some((key, _)) = message.split_once(": ") else { return message };
-    match if yaml { yaml_line(text, key) } else { toml_line(text, key) } {
-        Some(line) => format!("line {line}: {message}"),
-        None => message,
+/// What [`Config::validate`] refuses: the key, part by part (an alias may hold dots, as
+/// `qwen2.5-0.5b` does), and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// The key's parts, from the top of the file.
+    pub key: Vec<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Issue {
+    /// The key as TOML spells it: a part that is not a bare key is quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.key.iter().enumerate() {
+            let bare = !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let dot = if i == 0 { "" } else { "." };
+            if bare { write!(f, "{dot}{part}")? } else { write!(f, "{dot}{part:?}")? }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The issue with the line its key is written on, as the parsers' own errors have it, so a long
+/// config need not be searched by hand.
+fn with_line(text: &str, yaml: bool, issue: &Issue) -> String {
+    match if yaml { yaml_line(text, &issue.key) } else { toml_line(text, &issue.key) } {
+        Some(line) => format!("line {line}: {issue}"),
+        None => issue.to_string(),
     }
 }
 
 /// [`toml_line`] for YAML's block style (the style a config is written in): each part of the
 /// key is looked for below the previous one, more indented.
-fn yaml_line(text: &str, key: &str) -> Option<usize> {
-    let mut parts = key.split('.').peekable();
+fn yaml_line(text: &str, key: &[String]) -> Option<usize> {
+    let mut parts = key.iter().peekable();
     let mut indent: Option<usize> = None;
     let mut found = None;
     for (n, line) in text.lines().enumerate() {
@@ -213,8 +234,8 @@ fn yaml_line(text: &str, key: &str) -> Option<usize> {
         if indent.is_some_and(|i| depth <= i) {
             break; // left the block of the part found last
         }
-        let name = body.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']));
-        if name == Some(*part) {
+        let name = body.split_once(':').map(|(k, _)| unquote_yaml(k.trim()));
+        if name.as_deref() == Some(part.as_str()) {
             found = Some(n + 1);
             indent = Some(depth);
             parts.next();
@@ -223,13 +244,48 @@ fn yaml_line(text: &str, key: &str) -> Option<usize> {
     found
 }
 
-/// The line (from 1) on which the dotted `key` is written, when it is.
-fn toml_line(text: &str, key: &str) -> Option<usize> {
+/// serde_yaml's error, with the line it leaves out for a problem in a top-level key (an unknown
+/// key, a size it cannot read): each top-level key is read on its own until one fails.
+fn yaml_error(text: &str, e: serde_yaml::Error) -> String {
+    let message = e.to_string();
+    // (Its `location()` can be set while its message still has none.)
+    if message.contains(" at line ") {
+        return message;
+    }
+    let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::from_str(text) else { return message };
+    for (k, v) in map {
+        let Some(name) = k.as_str().map(String::from) else { continue };
+        let one = serde_yaml::Mapping::from_iter([(k, v)]);
+        if let Err(e) = serde_yaml::from_value::<Config>(serde_yaml::Value::Mapping(one)) {
+            let e = e.to_string();
+            let named = if e.contains(&format!("`{name}`")) { e } else { format!("{name}: {e}") };
+            return match yaml_line(text, &[name]) {
+                Some(line) => format!("{named} at line {line}"),
+                None => named,
+            };
+        }
+    }
+    message
+}
+
+/// A YAML key as written: plain, or in single or double quotes (the escapes a key needs).
+fn unquote_yaml(k: &str) -> String {
+    if k.len() >= 2 && k.starts_with('"') && k.ends_with('"') {
+        serde_yaml::from_str::<String>(k).unwrap_or_else(|_| k[1..k.len() - 1].to_string())
+    } else if k.len() >= 2 && k.starts_with('\'') && k.ends_with('\'') {
+        k[1..k.len() - 1].replace("''", "'")
+    } else {
+        k.to_string()
+    }
+}
+
+/// The line (from 1) on which the `key` is written, when it is.
+fn toml_line(text: &str, key: &[String]) -> Option<usize> {
     let doc = toml::de::DeTable::parse(text).ok()?;
     let mut table = doc.get_ref();
     let mut at = None;
-    for part in key.split('.') {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+    for part in key {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part.as_str())?;
         at = Some(k.span().start);
         match v.get_ref() {
             toml::de::DeValue::Table(t) => table = t,
@@ -251,13 +307,13 @@ impl Config {
             // Read into a map, two equal aliases would quietly be one (the last); YAML's own
             // document refuses them.
             serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| err(e.to_string()))?;
-            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?
+            serde_yaml::from_str(&text).map_err(|e| err(yaml_error(&text, e)))?
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?
         };
         let mut cfg = cfg;
         cfg.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
-        cfg.validate().map_err(|m| err(with_line(&text, yaml, m)))?;
+        cfg.validate().map_err(|issue| err(with_line(&text, yaml, &issue)))?;
         Ok(cfg)
     }
 
@@ -279,68 +335,73 @@ impl Config {
             Some(p) if p.exists() || must_exist => Config::load(p),
             _ => {
                 let c = Config::default();
-                c.validate().map_err(|message| ConfigError { path: "(defaults)".into(), message })?;
+                c.validate().map_err(|issue| ConfigError { path: "(defaults)".into(), message: issue.to_string() })?;
                 Ok(c)
             }
         }
     }
 
     /// Checks what serde cannot: each model names exactly one source, limits are positive.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Issue> {
         for (alias, m) in &self.models {
+            let issue = |rest: &[&str], message: String| {
+                let mut key = vec!["models".to_string(), alias.clone()];
+                key.extend(rest.iter().map(|k| k.to_string()));
+                Err(Issue { key, message })
+            };
             // A request names the model by this string: one no client could type, or one that
             // differs from another only in spaces, is a mistake in the file.
             if alias.is_empty() || alias.trim() != alias || alias.chars().any(char::is_control) {
-                return Err(format!(
-                    "models.{alias:?}: an alias must be a non-empty name without surrounding spaces or control characters"
-                ));
+                return issue(
+                    &[],
+                    "an alias must be a non-empty name without surrounding spaces or control characters".into(),
+                );
             }
             match (&m.hub, &m.path) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(format!("models.{alias}: set exactly one of `hub` (a repo id) or `path`"));
+                    return issue(&[], "set exactly one of `hub` (a repo id) or `path`".into());
                 }
                 (Some(h), None) if !zeta_hub::looks_like_repo_id(h) => {
-                    return Err(format!("models.{alias}.hub: '{h}' is not a repo id like org/name"));
+                    return issue(&["hub"], format!("'{h}' is not a repo id like org/name"));
                 }
                 _ => {}
             }
             if m.revision.is_some() && m.hub.is_none() {
-                return Err(format!("models.{alias}.revision: only applies to `hub` models"));
+                return issue(&["revision"], "only applies to `hub` models".into());
             }
             if m.context_length == Some(0) {
-                return Err(format!("models.{alias}.context_length: must be at least 1"));
+                return issue(&["context_length"], "must be at least 1".into());
             }
             if m.defaults.max_tokens == Some(0) {
-                return Err(format!("models.{alias}.defaults.max_tokens: must be at least 1"));
+                return issue(&["defaults", "max_tokens"], "must be at least 1".into());
             }
             // The engine's own checks, so a bad default fails here and not in every request.
             if let Err(zeta_engine::EngineError::InvalidArgument { field, message }) =
                 crate::convert::sampling(None, &m.defaults, None).validate(usize::MAX)
             {
-                return Err(format!("models.{alias}.defaults.{field}: {message}"));
+                return issue(&["defaults", &field], message);
             }
         }
+        let top = |key: &str, message: &str| Err(Issue { key: vec![key.into()], message: message.into() });
         if self.max_loaded == 0 {
-            return Err("max_loaded: must be at least 1".into());
+            return top("max_loaded", "must be at least 1");
         }
         if self.max_batch == 0 {
-            return Err("max_batch: must be at least 1".into());
+            return top("max_batch", "must be at least 1");
         }
         if self.memory_budget == Some(ByteSize(0)) {
-            return Err("memory_budget: must be more than 0 (leave it out for no budget)".into());
+            return top("memory_budget", "must be more than 0 (leave it out for no budget)");
         }
         if self.socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
-            return Err("socket: is empty (leave it out for the default path)".into());
+            return top("socket", "is empty (leave it out for the default path)");
         }
         if self.max_queue == 0 {
-            return Err("max_queue: must be at least 1 (with 0 every request would be refused as busy)".into());
+            return top("max_queue", "must be at least 1 (with 0 every request would be refused as busy)");
         }
         if self.default_model != EMBEDDED_ALIAS && !self.models.contains_key(&self.default_model) {
-            return Err(format!(
-                "default_model: '{}' is not one of the configured models ({})",
-                self.default_model,
-                self.aliases().join(", ")
-            ));
+            let message =
+                format!("'{}' is not one of the configured models ({})", self.default_model, self.aliases().join(", "));
+            return top("default_model", &message);
         }
         Ok(())
     }
@@ -457,5 +518,25 @@ mod tests {
         let text = "max_batch: 8\nmodels:\n  n:\n    path: /n\n  m:\n    path: /m\n    defaults:\n      top_p: 2.0\n";
         let e = parse("c.yaml", text).unwrap_err().to_string();
         assert!(e.contains("line 8: models.m.defaults.top_p"), "{e}");
+        // Aliases hold dots (`qwen2.5-0.5b`) and, when refused, spaces: the key is quoted as TOML
+        // writes it and the line still found.
+        let e = parse("c.toml", "[models.\"qwen2.5\"]\npath = \"/m\"\ncontext_length = 0\n").unwrap_err().to_string();
+        assert!(e.contains("line 3: models.\"qwen2.5\".context_length: must be"), "{e}");
+        let e = parse("c.yaml", "models:\n  qwen2.5:\n    path: /m\n    context_length: 0\n").unwrap_err().to_string();
+        assert!(e.contains("line 4: models.\"qwen2.5\".context_length"), "{e}");
+        let e = parse("c.yaml", "max_batch: 8\nmodels:\n  \" m\":\n    path: /m\n").unwrap_err().to_string();
+        assert!(e.contains("line 3: models.\" m\": an alias"), "{e}");
+        let e = parse("c.yaml", "models:\n  'it''s':\n    hub: nope\n").unwrap_err().to_string();
+        assert!(e.contains("line 3: models.\"it's\".hub"), "{e}");
+        // serde's own errors: an unknown key (top level or inside a model), a size it cannot read
+        // and a wrong type carry the line too.
+        let e = parse("c.yaml", "max_loaded: 2\nmax_loded: 3\n").unwrap_err().to_string();
+        assert!(e.contains("`max_loded`") && e.contains("at line 2"), "{e}");
+        let e = parse("c.yaml", "max_loaded: 2\nmemory_budget: 8 parsecs\n").unwrap_err().to_string();
+        assert!(e.contains("memory_budget: unknown size unit") && e.contains("at line 2"), "{e}");
+        let e = parse("c.yaml", "models:\n  m:\n    path: /m\n    contxt: 3\n").unwrap_err().to_string();
+        assert!(e.contains("contxt") && e.contains("line 4"), "{e}");
+        let e = parse("c.toml", "[models.m]\npath = \"/m\"\ncontxt = 3\n").unwrap_err().to_string();
+        assert!(e.contains("contxt") && e.contains("line 3"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! `zeta-mlxd`: reads the config, sets up logging and the socket, and serves until SIGTERM, SIGINT or
 //! SIGHUP (a second one cuts the drain short). See the library for what it does.
-#![allow(clippy::print_stderr)]
+#![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,11 @@ struct Args {
     /// Log format (overrides the config's `log_format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Check the config and the socket path, say what would be served, and exit (1 with the
+    /// problem when the daemon would not start); binds and loads nothing. `zeta service install`
+    /// runs this before writing the service files.
+    #[arg(long)]
+    check: bool,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -34,9 +39,23 @@ fn main() {
     let explicit = args.config.is_some() || std::env::var_os(zeta_proto::socket::CONFIG_ENV).is_some();
     let config_path = zeta_proto::socket::config_path(args.config.as_deref());
     let config = Config::load_or_default(config_path.as_deref(), explicit).unwrap_or_else(|e| fail(e));
-    zeta_mlxd::logging::init(args.log_format.unwrap_or(config.log_format));
     let (socket, origin) =
         zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
+    if args.check {
+        zeta_mlxd::socket::check_path(&socket).unwrap_or_else(|e| fail(e));
+        let file = match &config_path {
+            Some(p) if p.exists() => p.display().to_string(),
+            _ => "none (the defaults)".into(),
+        };
+        println!(
+            "zeta-mlxd: ok: config {file}; socket {} (from {origin}); models {}; default {}",
+            socket.display(),
+            config.aliases().join(", "),
+            config.default_model
+        );
+        return;
+    }
+    zeta_mlxd::logging::init(args.log_format.unwrap_or(config.log_format));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(e));
     let result = runtime.block_on(async move {

@@ -73,6 +73,10 @@ fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         return Ok(());
     }
+    check_dir(dir)
+}
+
+fn check_dir(dir: &Path) -> Result<(), SocketError> {
     let meta = std::fs::metadata(dir).map_err(io(dir))?;
     let sticky = meta.mode() & 0o1000 != 0;
     if meta.uid() != my_uid() && !sticky {
@@ -86,8 +90,10 @@ fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
     Ok(())
 }
 
-/// Sets up and binds the socket.
-pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
+/// What [`bind`] would refuse, found without creating, locking or removing anything (the daemon
+/// may be running on the path): something not a socket at the path or not our lock beside it, a
+/// folder that is someone else's.
+pub fn check_path(path: &Path) -> Result<(), SocketError> {
     // Only a socket is ever replaced: a file or folder at the path (a typo in --socket) is the
     // user's, and is neither removed nor written beside.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -99,8 +105,8 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
             )));
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        prepare_dir(dir)?;
+    if let Some(dir) = path.parent().filter(|d| d.exists()) {
+        check_dir(dir)?;
     }
     let lock_path = path.with_extension("lock");
     // Nor is a file at the lock's path taken over unless it is a lock this daemon wrote (empty or
@@ -116,6 +122,16 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Sets up and binds the socket.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
+    check_path(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        prepare_dir(dir)?;
+    }
+    let lock_path = path.with_extension("lock");
     let mut lock = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,6 +1,6 @@
 //! `zeta-gateway`: parses flags, connects (lazily) to the daemon's socket and serves the OpenAI
 //! HTTP API until SIGTERM or SIGINT.
-#![allow(clippy::print_stderr)]
+#![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +56,11 @@ struct Args {
     /// `text` or `json` logs.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// Check the flags, say what would be served, and exit (1 with the problem when the gateway
+    /// would not start); listens on nothing. `zeta service install` runs this before writing
+    /// the service files.
+    #[arg(long)]
+    check: bool,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -98,6 +103,17 @@ async fn main() {
     if keys_given && api_keys.is_empty() {
         // `--api-key "$KEY"` with KEY unset must not quietly turn authentication off.
         fail("--api-key is empty; leave it out to serve without authentication");
+    }
+    if args.check {
+        // The address is resolved, not bound: the service being replaced may hold the port.
+        match tokio::net::lookup_host(&args.listen).await.map(|mut a| a.next()) {
+            Ok(Some(addr)) => {
+                println!("zeta-gateway: ok: would listen on {addr}; daemon socket {}", socket.display());
+                return;
+            }
+            Ok(None) => fail(format!("cannot listen on {}: the name resolves to no address", args.listen)),
+            Err(e) => fail(format!("cannot listen on {}: {e} (give an address like 127.0.0.1:8000)", args.listen)),
+        }
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

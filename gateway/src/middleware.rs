@@ -154,7 +154,8 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or(req.uri().host());
         if let Some(h) = host {
             let name = host_name(h);
-            if !loopback_name(&name) && !cfg.allowed_hosts.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(&name)) {
+            // An allowed entry may be written as a Host header is (`name:port`, `[v6]`, trailing dot).
+            if !loopback_name(&name) && !cfg.allowed_hosts.iter().any(|a| a == "*" || host_name(a) == name) {
                 return ApiError::forbidden(
                     "host_not_allowed",
                     format!(

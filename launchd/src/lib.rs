@@ -63,6 +63,14 @@ pub enum Error {
         /// The expected binary.
         path: PathBuf,
     },
+    /// A service's own `--check` refused the settings it would be started with.
+    #[error("`{command}` refuses these settings, so the service would not start; nothing was installed:\n{detail}")]
+    Refused {
+        /// The check's command line.
+        command: String,
+        /// What it said.
+        detail: String,
+    },
     /// Reading, writing or removing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -51,6 +51,9 @@ pub fn install(opts: &InstallOptions) -> Result<Report, Error> {
             return Err(Error::MissingBinary { path: bin });
         }
     }
+    for service in Service::ALL {
+        check_settings(&opts.settings, service, &opts.host.home)?;
+    }
     let mut report = Report::default();
     if opts.host.uid == 0 {
         report.notes.push(
@@ -428,6 +431,57 @@ fn remove_file(path: &Path, report: &mut Report) -> Result<(), Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
     }
+}
+
+/// How long a service's `--check` may take; it reads a config file and resolves an address.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the service's command line with `--check`, so a config or flag it would refuse stops the
+/// install instead of a service that exits at every start (and, on macOS, is restarted every 10
+/// s). It runs with the service's environment and without this shell's `ZETA_*` variables,
+/// which the service will not have either.
+fn check_settings(settings: &Settings, service: Service, home: &Path) -> Result<(), Error> {
+    let argv = settings.program_arguments(service);
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).arg("--check");
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("ZETA_")) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(settings.environment(service, home));
+    let command = shell_join(&[argv.as_slice(), &["--check".to_owned()]].concat());
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn { program: argv[0].clone(), source })?;
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < CHECK_TIMEOUT => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Refused { command, detail: format!("no answer in {CHECK_TIMEOUT:?}") });
+            }
+            Err(source) => return Err(Error::Spawn { program: argv[0].clone(), source }),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut detail = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = io::Read::read_to_string(&mut err, &mut detail);
+    }
+    let detail = match detail.trim() {
+        "" => format!("it exited with {status}"),
+        said => said.to_owned(),
+    };
+    Err(Error::Refused { command, detail })
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -281,6 +281,34 @@ async fn against_the_real_daemon() {
     d.signal(libc::SIGCONT);
     assert_eq!(status.code(), Some(130));
 
+    // In a chat, a question stopped before a word of its answer showed is dropped: the next
+    // prompt holds the next question alone.
+    let alone: u32 = ok(&run(s, &["tokens", "tiny", "What is my name?", "--chat"]))
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let mut child = zeta(s, &["run", "tiny", "-i", "-v", "--max-tokens", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    d.signal(libc::SIGSTOP);
+    stdin.write_all(b"My name is Ada.\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.signal(libc::SIGCONT);
+    stdin.write_all(b"What is my name?\n/bye\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success() && stderr.contains("the question is dropped"), "{stderr}");
+    assert_eq!(prompt_tokens(&stderr), vec![alone], "{stderr}");
+
     // status.
     let status = ok(&run(s, &["status"]));
     assert!(status.contains("state: ready") && status.contains(&s.display().to_string()), "{status}");

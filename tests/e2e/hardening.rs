@@ -92,7 +92,8 @@ impl Case {
 async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_stream() {
     let config = tiny_config("default_model = \"tiny\"", &[("tiny", "qwen2-f32")]);
     let d = Daemon::builder().config(&config).wait_ready().start().await;
-    let g = Gateway::start(&d.socket, &[]).await;
+    // Written as a person copies it from the address bar: with its port and in capitals.
+    let g = Gateway::start(&d.socket, &["--allowed-host", "Box.LAN:8000"]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = healthy_streams(g.addr.clone(), stop.clone());
 
@@ -174,6 +175,9 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
         case("a rebound host name", "POST", "/v1/chat/completions", chat("tiny"), 403)
             .header("host", "attacker.example:8000")
             .code("host_not_allowed"),
+        case("a similar host name", "POST", "/v1/chat/completions", chat("tiny"), 403)
+            .header("host", "box.lan.attacker.example:8000")
+            .code("host_not_allowed"),
         case("a foreign web page", "POST", "/v1/chat/completions", chat("tiny"), 403)
             .header("origin", "https://attacker.example")
             .code("origin_not_allowed"),
@@ -244,6 +248,11 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
             assert_eq!(err["param"], p, "{}: {e}", c.name);
         }
         messages.insert(c.name, message.to_string());
+    }
+    // The allowed name is answered however its Host header spells it.
+    for host in ["box.lan:9000", "BOX.lan.", "box.lan"] {
+        let r = raw_with_host(&g.addr, "GET", "/v1/models", &[("host", host.to_string())], &[]).await;
+        assert_eq!(r.status, 200, "Host {host}: {}", r.text());
     }
     // No existence oracle: files that exist and one that does not get the same answer.
     let same = |case: &str, path: &str| messages[case].replace(path, "PATH");

@@ -330,16 +330,38 @@ fn service_install(prefix: &Path, home: &Path, cwd: &Path, gateway: bool) {
         // launchctl would load the agents into the real login session.
         args.push("--no-start");
     }
-    let out = zeta(&args);
     if !gateway {
+        let out = zeta(&args);
         let err = text(&out.stderr);
         assert!(!out.status.success() && err.contains("zeta-gateway"), "{err}");
         return;
     }
-    let report = ok("zeta service install", &out);
-    eprintln!("zeta service install:\n{report}");
     let dir =
         if cfg!(target_os = "macos") { home.join("Library/LaunchAgents") } else { home.join(".config/systemd/user") };
+    // Settings the services would refuse at every start are refused here, before any file is
+    // written, in the services' own words.
+    let bad = home.join("bad.toml");
+    std::fs::write(&bad, "max_batch = 8\nmax_loaded = 0\n").unwrap();
+    let bad_config = [&["--config", bad.to_str().unwrap()], &args[..]].concat();
+    let bad_listen = [&args[..], &["--listen", "127.0.0.1:http-ish"]].concat();
+    for (case, why) in
+        [(bad_config, "line 2: max_loaded: must be at least 1"), (bad_listen, "cannot listen on 127.0.0.1:http-ish")]
+    {
+        let refused = zeta(&case);
+        let err = text(&refused.stderr);
+        assert!(
+            !refused.status.success() && err.contains(why) && err.contains("nothing was installed"),
+            "{case:?}: {err}"
+        );
+        assert!(
+            !dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none(),
+            "{case:?} wrote into {}",
+            dir.display()
+        );
+    }
+    let out = zeta(&args);
+    let report = ok("zeta service install", &out);
+    eprintln!("zeta service install:\n{report}");
     let files: Vec<PathBuf> = if cfg!(target_os = "macos") {
         vec![dir.join("com.zeta.mlx.plist"), dir.join("com.zeta.mlx.gateway.plist")]
     } else {

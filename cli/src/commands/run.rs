@@ -129,6 +129,12 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
             }
             Err(e) => return Err(e),
         };
+        if answer.interrupted && answer.text.is_empty() {
+            // Stopped before a word was shown: the turn never happened, as far as the user saw.
+            history.pop();
+            eprintln!("(answer stopped; the question is dropped from the conversation)");
+            continue;
+        }
         if answer.interrupted {
             eprintln!("(answer stopped)");
         }
