@@ -297,3 +297,47 @@ fn flags_that_would_refuse_everything_stop_the_gateway_at_start() {
         assert!(!out.status.success() && err.contains(needle), "{flags:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_and_sigterm_drain_the_gateway_open_streams_finish() {
+    let config = tiny_config("default_model = \"tiny\"", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    for sig in [libc::SIGHUP, libc::SIGTERM] {
+        let mut g = Gateway::start(&d.socket, &[]).await;
+        let addr = g.addr.clone();
+        let stream = tokio::spawn(async move {
+            let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 64, "stream": true,
+                "temperature": 0});
+            zeta_tests::http(
+                &addr,
+                "POST",
+                "/v1/chat/completions",
+                &[("content-type", "application/json")],
+                &serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+        });
+        // Held mid-answer: the daemon stops while the stream is open.
+        let start = Instant::now();
+        while d.status().await.engines.first().is_none_or(|e| e.active == 0) {
+            assert!(start.elapsed() < Duration::from_secs(20), "the stream never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        d.signal(libc::SIGSTOP);
+        g.signal(sig);
+        // The listener closes at once: new clients are refused, not left hanging.
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(&g.addr).await.is_ok() {
+            assert!(start.elapsed() < Duration::from_secs(5), "signal {sig}: still accepting connections");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(g.wait_exit(Duration::from_millis(300)).is_none(), "signal {sig}: exited with a stream open");
+        d.signal(libc::SIGCONT);
+        let r = stream.await.unwrap().expect("the open stream");
+        let text = r.text();
+        assert_eq!(r.status, 200, "{text}");
+        assert!(text.trim_end().ends_with("data: [DONE]") && !text.contains("\"error\""), "signal {sig}: {text}");
+        let status = g.wait_exit(Duration::from_secs(10)).expect("the gateway exits once the stream ended");
+        assert!(status.success(), "signal {sig}: {status:?}\n{}", g.logs());
+    }
+}

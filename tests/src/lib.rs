@@ -178,23 +178,32 @@ impl Daemon {
 
     /// Sends a signal.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill on our child's pid.
-        unsafe { libc::kill(self.pid() as i32, sig) };
+        signal_child(self.child.as_ref(), sig);
     }
 
     /// Waits for the process to exit (up to `limit`).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(s)) = child.try_wait() {
-                self.child = None;
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_child(&mut self.child, limit)
     }
+}
+
+fn signal_child(child: Option<&Child>, sig: i32) {
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(child.expect("running").id() as i32, sig) };
+}
+
+/// Waits up to `limit` for the child to exit; once it has, it is no longer ours to kill.
+fn wait_child(child: &mut Option<Child>, limit: Duration) -> Option<ExitStatus> {
+    let c = child.as_mut()?;
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(s)) = c.try_wait() {
+            *child = None;
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 impl Drop for Daemon {
@@ -370,6 +379,16 @@ impl Gateway {
     /// One request; see [`http`].
     pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
         http(&self.addr, method, path, &[("content-type", "application/json")], body).await.expect("HTTP request")
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        signal_child(self.child.as_ref(), sig);
+    }
+
+    /// Waits for the process to exit (up to `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, limit)
     }
 }
 
