@@ -359,6 +359,19 @@ fn service_install(prefix: &Path, home: &Path, cwd: &Path, gateway: bool) {
             dir.display()
         );
     }
+    // A config with a long drain: the service manager waits for it, plus a margin, before a kill.
+    let slow = home.join("slow.toml");
+    std::fs::write(&slow, "drain_timeout_seconds = 100\n").unwrap();
+    let report =
+        ok("zeta service install (long drain)", &zeta(&[&["--config", slow.to_str().unwrap()], &args[..]].concat()));
+    let unit = if cfg!(target_os = "macos") { "com.zeta.mlx.plist" } else { "zeta-mlxd.service" };
+    let body = std::fs::read_to_string(dir.join(unit)).unwrap_or_else(|e| panic!("{e}\n{report}"));
+    let waits = if cfg!(target_os = "macos") {
+        body.contains("<key>ExitTimeOut</key>") && body.contains("<integer>115</integer>")
+    } else {
+        body.contains("TimeoutStopSec=115\n")
+    };
+    assert!(waits && body.contains(&*slow.to_string_lossy()), "{body}");
     let out = zeta(&args);
     let report = ok("zeta service install", &out);
     eprintln!("zeta service install:\n{report}");
