@@ -233,7 +233,13 @@ impl Grammars {
         if let Some(e) = matcher.get_error() {
             return Err(EngineError::invalid(c.field(), e));
         }
-        Ok(Guide { matcher, eos: eos.to_vec(), width })
+        let mut guide = Guide { matcher, eos: eos.to_vec(), width, field: c.field() };
+        // The first mask, made now: a grammar that cannot start (a schema whose `$ref` leads
+        // only back to itself) is this request's bad argument, found before it joins a batch.
+        guide
+            .mask(&mut vec![0.0; width])
+            .map_err(|why| EngineError::invalid(c.field(), format!("admits no output: {why}")))?;
+        Ok(guide)
     }
 }
 
@@ -242,14 +248,31 @@ pub struct Guide {
     matcher: Matcher,
     eos: Vec<u32>,
     width: usize,
+    /// The request field the constraint came from, for errors.
+    field: &'static str,
 }
 
 impl Guide {
     /// Writes the next token's mask into `row` (`width` logits' worth): 0 where allowed,
     /// negative infinity elsewhere. Where the grammar may end, every end-of-sequence token is
     /// allowed.
+    /// A grammar that can go no further (one that recurses without end past some point) is the
+    /// request's bad argument: its sequence ends with it, naming the constraint.
     pub fn fill(&mut self, row: &mut [f32]) -> Result<()> {
-        let mask = self.matcher.compute_mask_or_eos().map_err(|e| EngineError::Constraint(e.to_string()))?;
+        self.mask(row)
+            .map_err(|why| EngineError::invalid(self.field, format!("the output so far cannot be continued: {why}")))
+    }
+
+    /// [`Guide::fill`], failing with the grammar engine's reason (its first line: the rest is
+    /// its statistics).
+    fn mask(&mut self, row: &mut [f32]) -> std::result::Result<(), String> {
+        let first_line = |e: String| match e.lines().next().unwrap_or_default() {
+            "NoExtensionBias" => {
+                "no text can extend it (a rule or `$ref` that only leads back to itself never ends)".into()
+            }
+            line => line.to_string(),
+        };
+        let mask = self.matcher.compute_mask_or_eos().map_err(|e| first_line(e.to_string()))?;
         let n = self.width.min(row.len());
         let row = &mut row[..n];
         row.fill(f32::NEG_INFINITY);
@@ -268,7 +291,7 @@ impl Guide {
             }
         }
         if !any {
-            return Err(EngineError::Constraint("the constraint allows no next token".into()));
+            return Err("no token of the vocabulary can come next".into());
         }
         Ok(())
     }
@@ -522,5 +545,30 @@ mod tests {
             let EngineError::InvalidArgument { message, .. } = &e else { panic!("{e}") };
             assert!(message.starts_with(want), "{inner}: {message}");
         }
+    }
+
+    #[test]
+    fn a_grammar_that_cannot_go_on_is_the_requests_bad_argument() {
+        let (tok, _dir) = bytes_vocab();
+        let grammars = Grammars::new();
+        // Cannot start: refused when compiled, before the request joins a batch.
+        let e = grammars.compile(&Constraint::JsonSchema(json!({"$ref": "#"})), &tok, &[256], 259).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::InvalidArgument { field, message }
+                if field == "constraint.json_schema" && message.contains("admits no output") && !message.contains('\n')),
+            "{e}"
+        );
+        // Starts, then can go no further: the mask fails with the request's own error.
+        let mut g =
+            grammars.compile(&Constraint::Lark("start: \"a\" x\nx: x \"b\"".into()), &tok, &[256], 259).unwrap();
+        let mut row = vec![0.0; 259];
+        g.fill(&mut row).unwrap();
+        g.consume(u32::from(b'a')).unwrap();
+        let e = g.fill(&mut row).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::InvalidArgument { field, message }
+                if field == "constraint.grammar" && message.contains("itself")),
+            "{e}"
+        );
     }
 }

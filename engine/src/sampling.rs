@@ -150,6 +150,9 @@ pub struct Sampler {
     counts: HashMap<u32, u32>,
     /// The grammar the output must follow, if any.
     guide: Option<Guide>,
+    /// Why its grammar could not give this step's mask: the sequence fails alone (its row was
+    /// sampled unmasked and its token is dropped), never the batch it shares a step with.
+    failed: Option<EngineError>,
 }
 
 impl Sampler {
@@ -160,13 +163,18 @@ impl Sampler {
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
         };
         let seen = if params.repetition_penalty != 1.0 { prompt.iter().copied().collect() } else { HashSet::new() };
-        Sampler { params, rng, seen, counts: HashMap::new(), guide: None }
+        Sampler { params, rng, seen, counts: HashMap::new(), guide: None, failed: None }
     }
 
     /// The same sampler, its choices kept within `guide`'s grammar.
     pub fn guided(mut self, guide: Option<Guide>) -> Sampler {
         self.guide = guide;
         self
+    }
+
+    /// Why the last step's mask could not be made, once: the sequence must end with this error.
+    pub fn take_failure(&mut self) -> Option<EngineError> {
+        self.failed.take()
     }
 
     /// Whether the grammar it follows is complete and admits nothing more.
@@ -350,7 +358,11 @@ fn guide(logits: &Array, samplers: &mut [&mut Sampler], vocab: i32) -> Result<Ar
     let mut mask = vec![0.0f32; samplers.len() * v];
     for (row, s) in samplers.iter_mut().enumerate() {
         if let Some(g) = &mut s.guide {
-            g.fill(&mut mask[row * v..(row + 1) * v])?;
+            let row = &mut mask[row * v..(row + 1) * v];
+            if let Err(e) = g.fill(row) {
+                row.fill(0.0);
+                s.failed = Some(e);
+            }
         }
     }
     Ok(ops::add(logits, &Array::from_f32(&mask, &[samplers.len() as i32, vocab])?)?)

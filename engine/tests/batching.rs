@@ -111,6 +111,39 @@ fn seeded_sampling_is_reproducible_alone_and_batched() {
     }
 }
 
+/// A sequence whose grammar can go no further mid-answer ends alone with its own bad-argument
+/// error; the sequences sharing its steps finish as they would have alone.
+#[test]
+fn a_failing_grammar_ends_its_sequence_alone() {
+    for (mode, e) in modes(&common::tiny("llama-f32")) {
+        let greedy = SamplingParams::greedy();
+        let ps = prompts();
+        let alone: Vec<_> = ps[..2]
+            .iter()
+            .map(|p| collect(&mut e.submit(request(p.clone(), greedy.clone(), 24)).unwrap(), None))
+            .collect();
+        let mut gens: Vec<_> =
+            ps[..2].iter().map(|p| e.submit(request(p.clone(), greedy.clone(), 24)).unwrap()).collect();
+        // "a", then a rule that only leads back to itself: no mask after the first token.
+        let mut bad = request(ps[2].clone(), greedy.clone(), 24);
+        bad.constraint = Some(zeta_engine::constraint::Constraint::Lark("start: \"a\" x\nx: x \"b\"".into()));
+        let mut bad = e.submit(bad).expect("its first token can be chosen");
+        let err = loop {
+            match bad.blocking_next().expect("an event") {
+                Event::Error(err) => break err,
+                Event::Finished { .. } => panic!("{mode}: the grammar cannot finish"),
+                _ => {}
+            }
+        };
+        assert!(
+            matches!(&err, zeta_engine::EngineError::InvalidArgument { field, .. } if field == "constraint.grammar"),
+            "{mode}: {err}"
+        );
+        let together: Vec<_> = gens.iter_mut().map(|g| collect(g, None)).collect();
+        assert_eq!(together, alone, "{mode}: the others finish unchanged");
+    }
+}
+
 /// On SmolLM2, where a step takes long enough to observe: drop one of three running streams
 /// and see the batch shrink no later than one step after, with the other two unchanged.
 #[test]

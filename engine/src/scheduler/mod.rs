@@ -355,6 +355,14 @@ impl Core {
                 let mut samplers: Vec<&mut Sampler> =
                     sampled.iter().map(|&i| slots[i].take().expect("a sequence samples once per step")).collect();
                 let choice = sampling::choose(&logits, &mut samplers)?;
+                for &i in &sampled {
+                    let s = &mut self.running[i];
+                    if let Some(e) = s.sampler.take_failure() {
+                        tracing::warn!(request_id = %s.request_id, error = %e, "its constraint failed; ending it alone");
+                        let _ = s.tx.send(Event::Error(e));
+                        s.done = true;
+                    }
+                }
                 for a in choice.arrays() {
                     eval.push(a);
                 }
