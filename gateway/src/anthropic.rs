@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    TEXT, array, function_tool, integer, model, named_choice, number, present, stop_list, string, text_parts,
-    tool_result, type_name,
+    TEXT, answered_calls, array, function_tool, integer, model, named_choice, number, present, stop_list, string,
+    text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -57,7 +57,12 @@ pub struct MessagesOptions {
 }
 
 /// One Anthropic message as wire messages (a user turn with tool results becomes several).
-fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiError> {
+fn message(
+    i: usize,
+    m: &Value,
+    out: &mut Vec<v1::Message>,
+    results: &mut Vec<(usize, String)>,
+) -> Result<(), ApiError> {
     let field = format!("messages[{i}]");
     let obj = m.as_object().ok_or_else(|| ApiError::invalid(&field, "each message must be an object"))?;
     let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
@@ -100,13 +105,16 @@ fn message(i: usize, m: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiErr
                     arguments: input.to_string(),
                 });
             }
-            Some("tool_result") if role == "user" => out.push(tool_result(
-                b.get("tool_use_id").and_then(Value::as_str),
-                format!("{bf}.tool_use_id"),
-                b.get("content"),
-                format!("{bf}.content"),
-                TEXT,
-            )?),
+            Some("tool_result") if role == "user" => {
+                out.push(tool_result(
+                    b.get("tool_use_id").and_then(Value::as_str),
+                    format!("{bf}.tool_use_id"),
+                    b.get("content"),
+                    format!("{bf}.content"),
+                    TEXT,
+                )?);
+                results.push((out.len() - 1, format!("{bf}.tool_use_id")));
+            }
             Some("thinking" | "redacted_thinking") if role == "assistant" => {}
             Some(other) => {
                 return Err(ApiError::unsupported(
@@ -168,7 +176,7 @@ fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolC
 /// The conversation (system and messages), tools and tool choice of a Messages request: what
 /// generation and counting share.
 pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, Option<v1::ToolChoice>), ApiError> {
-    let mut messages = Vec::new();
+    let (mut messages, mut results) = (Vec::new(), Vec::new());
     if let Some(s) = present(&req.system) {
         messages.push(v1::Message {
             role: "system".into(),
@@ -179,7 +187,7 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
     match present(&req.messages) {
         Some(Value::Array(a)) if !a.is_empty() => {
             for (i, m) in a.iter().enumerate() {
-                message(i, m, &mut messages)?;
+                message(i, m, &mut messages, &mut results)?;
             }
         }
         Some(Value::Array(_)) | None => {
@@ -192,6 +200,7 @@ pub fn conversation(req: &MessagesRequest) -> Result<(v1::Chat, Vec<v1::Tool>, O
             ));
         }
     }
+    answered_calls(&messages, &results)?;
     // A final assistant turn is a prefill: the answer continues its text (Anthropic's rule, and
     // its refusal of trailing whitespace, which no tokenizer continues cleanly).
     let last = present(&req.messages).and_then(Value::as_array).map_or(0, |a| a.len().saturating_sub(1));
@@ -241,10 +250,14 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
         Some(_) => return Err(ApiError::invalid("thinking.type", "must be 'enabled' or 'disabled'")),
     };
     let _ = string(&req.metadata.as_ref().and_then(|m| m.get("user_id")).cloned(), "metadata.user_id")?;
+    // Anthropic's is a list: a bare string is a client written for another API.
+    if let Some(Value::String(_)) = present(&req.stop_sequences) {
+        return Err(ApiError::invalid("stop_sequences", "must be an array of strings, not a string"));
+    }
     let stop = stop_list(&req.stop_sequences).map_err(|e| ApiError { param: Some("stop_sequences".into()), ..e })?;
     let sampling = v1::SamplingParams {
         temperature: number(&req.temperature, "temperature", 0.0, 1.0)?,
-        top_p: number(&req.top_p, "top_p", f64::MIN_POSITIVE, 1.0)?,
+        top_p: crate::convert::top_p(&req.top_p, "top_p")?,
         top_k: integer(&req.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
         ..Default::default()
     };
@@ -298,6 +311,9 @@ pub fn stop_reason(f: &v1::Finished) -> (&'static str, Option<String>) {
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Always 0: the prefix cache fills as a side effect, never as a write a client pays for;
+    /// Anthropic's clients expect the field.
+    pub cache_creation_input_tokens: u32,
     pub cache_read_input_tokens: u32,
 }
 
@@ -307,6 +323,7 @@ impl Usage {
         Usage {
             input_tokens: prompt_tokens.saturating_sub(cached_tokens),
             output_tokens,
+            cache_creation_input_tokens: 0,
             cache_read_input_tokens: cached_tokens,
         }
     }

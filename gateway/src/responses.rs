@@ -19,13 +19,14 @@ use serde_json::{Map, Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    array, boolean, effort_kwargs, function_tool, integer, json_schema, model, named_choice, number, present,
-    reasoning_effort, string, text_parts, tool_result, type_name,
+    answered_calls, array, boolean, effort_kwargs, function_tool, integer, json_schema, model, named_choice, number,
+    present, reasoning_effort, string, text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
-/// The part types a Responses message's content takes as text.
-const TEXT: &[&str] = &["input_text", "output_text", "text"];
+/// The part types a Responses message's content takes as text (a `refusal` part is an earlier
+/// answer's, echoed back as OpenAI returned it).
+const TEXT: &[&str] = &["input_text", "output_text", "text", "refusal"];
 
 /// `POST /v1/responses`.
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +56,19 @@ pub struct ResponsesRequest {
     pub include: Option<Value>,
     pub top_logprobs: Option<Value>,
     pub max_tool_calls: Option<Value>,
+    // Chat completions fields a client moving to this API may still send: each has moved or has
+    // no counterpart here, and is refused rather than silently dropped.
+    pub max_tokens: Option<Value>,
+    pub max_completion_tokens: Option<Value>,
+    pub response_format: Option<Value>,
+    pub messages: Option<Value>,
+    pub stop: Option<Value>,
+    pub n: Option<Value>,
+    pub seed: Option<Value>,
+    pub logprobs: Option<Value>,
+    pub frequency_penalty: Option<Value>,
+    pub presence_penalty: Option<Value>,
+    pub logit_bias: Option<Value>,
 }
 
 /// What the endpoint keeps of a request to shape its answer: the request's own settings, which
@@ -106,11 +120,39 @@ fn refuse_unsupported(req: &ResponsesRequest) -> Result<(), ApiError> {
     if present(&req.max_tool_calls).is_some() {
         return Err(ApiError::unsupported("max_tool_calls", "'max_tool_calls' is not supported"));
     }
+    let moved = [
+        (&req.max_tokens, "max_tokens", "has moved to 'max_output_tokens'"),
+        (&req.max_completion_tokens, "max_completion_tokens", "has moved to 'max_output_tokens'"),
+        (&req.response_format, "response_format", "has moved to 'text.format'"),
+        (&req.messages, "messages", "has moved to 'input'"),
+    ];
+    for (v, name, why) in moved {
+        if present(v).is_some() {
+            return Err(ApiError::unsupported(name, format!("in the Responses API '{name}' {why}")));
+        }
+    }
+    let chat_only = [
+        (&req.stop, "stop"),
+        (&req.n, "n"),
+        (&req.seed, "seed"),
+        (&req.logprobs, "logprobs"),
+        (&req.frequency_penalty, "frequency_penalty"),
+        (&req.presence_penalty, "presence_penalty"),
+        (&req.logit_bias, "logit_bias"),
+    ];
+    for (v, name) in chat_only {
+        if present(v).is_some() {
+            return Err(ApiError::unsupported(
+                name,
+                format!("'{name}' is not a Responses API parameter (it is one of /v1/chat/completions)"),
+            ));
+        }
+    }
     Ok(())
 }
 
 /// One input item, appended to `out` as wire messages.
-fn item(i: usize, it: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiError> {
+fn item(i: usize, it: &Value, out: &mut Vec<v1::Message>, results: &mut Vec<(usize, String)>) -> Result<(), ApiError> {
     let field = format!("input[{i}]");
     let obj = it.as_object().ok_or_else(|| ApiError::invalid(&field, "each input item must be an object"))?;
     let str_of = |k: &str| obj.get(k).and_then(Value::as_str);
@@ -150,13 +192,16 @@ fn item(i: usize, it: &Value, out: &mut Vec<v1::Message>) -> Result<(), ApiError
                 _ => out.push(v1::Message { role: "assistant".into(), tool_calls: vec![call], ..Default::default() }),
             }
         }
-        "function_call_output" => out.push(tool_result(
-            str_of("call_id"),
-            format!("{field}.call_id"),
-            obj.get("output"),
-            format!("{field}.output"),
-            TEXT,
-        )?),
+        "function_call_output" => {
+            out.push(tool_result(
+                str_of("call_id"),
+                format!("{field}.call_id"),
+                obj.get("output"),
+                format!("{field}.output"),
+                TEXT,
+            )?);
+            results.push((out.len() - 1, format!("{field}.call_id")));
+        }
         "reasoning" => {}
         "item_reference" => {
             return Err(ApiError::unsupported(
@@ -273,6 +318,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     if let Some(s) = instructions {
         messages.push(v1::Message { role: "system".into(), content: Some(s.into()), ..Default::default() });
     }
+    let mut results = Vec::new();
     match present(&req.input) {
         None => return Err(ApiError::invalid("input", "'input' is required")),
         Some(Value::String(s)) => {
@@ -280,7 +326,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
         }
         Some(Value::Array(a)) if !a.is_empty() => {
             for (i, it) in a.iter().enumerate() {
-                item(i, it, &mut messages)?;
+                item(i, it, &mut messages, &mut results)?;
             }
         }
         Some(Value::Array(_)) => return Err(ApiError::invalid("input", "'input' must not be empty")),
@@ -294,6 +340,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     if !messages.iter().any(|m| m.role != "system") {
         return Err(ApiError::invalid("input", "'input' has no user, assistant or tool turn"));
     }
+    answered_calls(&messages, &results)?;
     let tools = tools(&req.tools)?;
     let choice = tool_choice(&req.tool_choice, &tools)?;
     let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
@@ -302,7 +349,7 @@ pub fn convert(req: &ResponsesRequest, request_id: &str) -> Result<(v1::Generate
     let max_tokens = integer(&req.max_output_tokens, "max_output_tokens", 1, u32::MAX as i64)?;
     let stream = boolean(&req.stream, "stream")?.unwrap_or(false);
     let temperature = number(&req.temperature, "temperature", 0.0, 2.0)?;
-    let top_p = number(&req.top_p, "top_p", f64::MIN_POSITIVE, 1.0)?;
+    let top_p = crate::convert::top_p(&req.top_p, "top_p")?;
     let _ = string(&req.user, "user")?;
     // 'auto': the daemon drops the oldest turns of a conversation too long for the context.
     let truncate = match present(&req.truncation).map(|t| t.as_str()) {

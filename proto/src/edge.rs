@@ -37,7 +37,8 @@ pub fn check_message(
     // Only an assistant turn that calls tools may go without content.
     let calls_only = role == "assistant" && has_tool_calls;
     if !has_content && !calls_only {
-        let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        // By sound: "an assistant", "a user".
+        let article = if role.starts_with(['a', 'e', 'i', 'o']) { "an" } else { "a" };
         return Err(("content", format!("{article} {role} message needs 'content'")));
     }
     if role == "tool" && tool_call_id.is_empty() {
@@ -117,6 +118,13 @@ mod tests {
         let c = clip(&long, 100);
         assert!(c.len() <= 100 && c.ends_with('…'), "{c}");
         assert!(quote(&"x".repeat(20_000)).len() <= QUOTE_BYTES);
+    }
+
+    #[test]
+    fn a_message_without_content_is_named_in_plain_english() {
+        assert_eq!(check_message("user", false, false, "").unwrap_err().1, "a user message needs 'content'");
+        assert_eq!(check_message("assistant", false, false, "").unwrap_err().1, "an assistant message needs 'content'");
+        assert!(check_message("assistant", false, true, "").is_ok(), "a turn that only calls tools");
     }
 
     #[test]

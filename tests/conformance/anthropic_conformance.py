@@ -114,6 +114,7 @@ def check_usage_counts_cached_tokens_apart():
     n = client.messages.count_tokens(model=SMOL, messages=question)
     assert again.usage.cache_read_input_tokens > 0, again.usage
     assert again.usage.input_tokens + again.usage.cache_read_input_tokens == n.input_tokens, (again.usage, n)
+    assert again.usage.cache_creation_input_tokens == 0, again.usage
 
 
 def check_streaming_events():
@@ -231,6 +232,25 @@ def check_errors_in_anthropics_envelope():
             raise AssertionError(f"{field} must be refused, not ignored")
         except anthropic.BadRequestError as e:
             assert e.body["error"]["message"].startswith(field + ":"), e.body
+    def refused(needle, **kw):
+        try:
+            client.messages.create(model=SMOL, max_tokens=5, **kw)
+        except anthropic.BadRequestError as e:
+            message = e.body["error"]["message"]
+            assert needle in message, (needle, e.body)
+            return message
+        raise AssertionError(f"{kw} must be refused")
+
+    # A result of no call names the block and field the client wrote.
+    refused("messages[2].content[1].tool_use_id", system="S", messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me look."},
+                                          {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                                     {"type": "tool_result", "tool_use_id": "toolu_X", "content": "rain"}]}])
+    m = refused("top_p", messages=user("Hi"), extra_body={"top_p": 0})
+    assert "greater than 0" in m and "0000" not in m, m
+    refused("stop_sequences", messages=user("Hi"), extra_body={"stop_sequences": "H"})
     # Errors the gateway makes before any handler (wrong method, wrong content type, wrong key)
     # come in Anthropic's envelope on its routes too.
     import urllib.error

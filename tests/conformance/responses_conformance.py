@@ -200,6 +200,25 @@ def check_refusals_name_the_field():
     refused("include", input="Hi", include=["message.output_text.logprobs"])
     refused("top_logprobs", input="Hi", extra_body={"top_logprobs": 3})
     refused("max_tool_calls", input="Hi", extra_body={"max_tool_calls": 2})
+    # Chat completions fields sent here are refused, saying where they moved, not dropped.
+    assert "max_output_tokens" in refused("max_tokens", input="Hi", extra_body={"max_tokens": 3})
+    assert "text.format" in refused("response_format", input="Hi", extra_body={"response_format": {"type": "json_object"}})
+    refused("stop", input="Hi", extra_body={"stop": ["x"]})
+    refused("seed", input="Hi", extra_body={"seed": 1})
+    # Files are media like images: unsupported, in the same words.
+    assert "text only" in refused("input[0].content[0].type",
+                                  input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}])
+    # A probability mass of 0 keeps nothing: said plainly.
+    assert "greater than 0" in refused("top_p", input="Hi", top_p=0)
+    # A result of no call names the item and field the client wrote.
+    assert "answers no tool call" in refused("input[1].call_id", input=[
+        {"role": "user", "content": "Hi"}, {"type": "function_call_output", "call_id": "c1", "output": "x"}])
+    # An earlier answer's refusal part, echoed back as OpenAI returned it, is taken as its text.
+    echoed = client.responses.create(model=SMOL, max_output_tokens=2, input=[
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot help with that."}]},
+        {"role": "user", "content": "Why not?"}])
+    assert echoed.status == "incomplete", echoed
     # Allowed: store false, as stateless clients send it.
     assert client.responses.create(model=SMOL, input="Hi", max_output_tokens=2, store=False).status == "incomplete"
     try:

@@ -245,9 +245,8 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("constraint.json_schema"));
     // A schema that only refers to itself can produce nothing: refused at admission, not a batch
     // failure once it runs.
-    let err = generate(&mut g, constrained(with(&|_| {}), Kind::JsonSchema(r##"{"$ref": "#"}"##.into())))
-        .await
-        .unwrap_err();
+    let err =
+        generate(&mut g, constrained(with(&|_| {}), Kind::JsonSchema(r##"{"$ref": "#"}"##.into()))).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{}", err.message());
     assert!(err.message().contains("admits no output"), "{}", err.message());
 

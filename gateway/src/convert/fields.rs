@@ -35,13 +35,25 @@ pub(crate) fn number(v: &Option<Value>, name: &str, lo: f64, hi: f64) -> Result<
     Ok(Some(x as f32))
 }
 
+/// An optional `top_p`: a probability mass in (0, 1] (0 would keep no token at all).
+pub(crate) fn top_p(v: &Option<Value>, name: &str) -> Result<Option<f32>, ApiError> {
+    let p = number(v, name, 0.0, 1.0)?;
+    if p == Some(0.0) {
+        return Err(ApiError::invalid(name, format!("'{name}' must be greater than 0 (and at most 1), got 0")));
+    }
+    Ok(p)
+}
+
 /// An optional integer within `lo..=hi` (a float with no fraction counts, as JSON clients send `1.0`).
 pub(crate) fn integer(v: &Option<Value>, name: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
     let Some(v) = present(v) else { return Ok(None) };
-    let x = v
-        .as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
-        .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be an integer, got {}", describe(v))))?;
+    let range = || ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {}", describe(v)));
+    let x = match v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)) {
+        Some(x) => x,
+        // A whole number past what 64 bits hold is out of range, not "not an integer".
+        None if v.as_u64().is_some() || v.as_f64().is_some_and(|f| f.fract() == 0.0) => return Err(range()),
+        None => return Err(ApiError::invalid(name, format!("'{name}' must be an integer, got {}", describe(v)))),
+    };
     if !(lo..=hi).contains(&x) {
         return Err(ApiError::invalid(name, format!("'{name}' must be between {lo} and {hi}, got {x}")));
     }

@@ -13,8 +13,8 @@ mod fields;
 pub(crate) mod tools;
 
 pub(crate) use constraint::{constraint, constraint_field, json_schema};
-pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, type_name};
-pub(crate) use tools::{function_tool, named_choice, tool_result};
+pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, top_p, type_name};
+pub(crate) use tools::{answered_calls, function_tool, named_choice, tool_result};
 
 use fields::{logit_bias, n, refuse_if_set, token_ids};
 use tools::{tool_choice, tools};
@@ -49,10 +49,7 @@ pub fn model(v: &Option<Value>) -> Result<String, ApiError> {
 }
 
 fn sampling(c: &SamplingFields) -> Result<v1::SamplingParams, ApiError> {
-    let top_p = number(&c.top_p, "top_p", 0.0, 1.0)?;
-    if top_p == Some(0.0) {
-        return Err(ApiError::invalid("top_p", "'top_p' must be greater than 0"));
-    }
+    let top_p = fields::top_p(&c.top_p, "top_p")?;
     Ok(v1::SamplingParams {
         temperature: number(&c.temperature, "temperature", 0.0, 2.0)?,
         top_p,
@@ -94,7 +91,7 @@ pub(crate) const TEXT: &[&str] = &["text"];
 /// parts (the served models read text only) are unsupported, other types invalid; errors name
 /// `field[j]`.
 pub(crate) fn text_parts(v: &Value, field: &str, kinds: &[&str]) -> Result<String, ApiError> {
-    const MEDIA: [&str; 6] = ["image_url", "input_image", "input_audio", "file", "image", "document"];
+    const MEDIA: [&str; 7] = ["image_url", "input_image", "input_audio", "input_file", "file", "image", "document"];
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Array(parts) => {
@@ -102,14 +99,21 @@ pub(crate) fn text_parts(v: &Value, field: &str, kinds: &[&str]) -> Result<Strin
             for (j, p) in parts.iter().enumerate() {
                 let part = format!("{field}[{j}]");
                 match p.get("type").and_then(Value::as_str).unwrap_or("") {
-                    kind if kinds.contains(&kind) => out.push(
-                        p.get("text")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| {
-                                ApiError::invalid(format!("{part}.text"), "a text part needs a string 'text'")
-                            })?
-                            .to_string(),
-                    ),
+                    kind if kinds.contains(&kind) => {
+                        // A refusal part (an earlier answer echoed back) holds its text under its name.
+                        let key = if kind == "refusal" { "refusal" } else { "text" };
+                        out.push(
+                            p.get(key)
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| {
+                                    ApiError::invalid(
+                                        format!("{part}.{key}"),
+                                        format!("a {kind} part needs a string '{key}'"),
+                                    )
+                                })?
+                                .to_string(),
+                        )
+                    }
                     kind if MEDIA.contains(&kind) => {
                         return Err(ApiError::unsupported(
                             format!("{part}.type"),

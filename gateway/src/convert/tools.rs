@@ -34,6 +34,28 @@ pub(crate) fn tool_result(
     Ok(v1::Message { role: "tool".into(), content: Some(content), tool_call_id: id.into(), ..Default::default() })
 }
 
+/// Every tool result must answer a call an earlier assistant turn made (the daemon's rule too):
+/// checked here so the error names the field as the client wrote it (`results`: each tool
+/// message's index in `messages` and where its call id came from), not the converted list's.
+pub(crate) fn answered_calls(messages: &[v1::Message], results: &[(usize, String)]) -> Result<(), ApiError> {
+    let mut calls = std::collections::HashSet::new();
+    let mut results = results.iter().peekable();
+    for (k, m) in messages.iter().enumerate() {
+        calls.extend(m.tool_calls.iter().map(|c| c.id.as_str()));
+        let Some((_, field)) = results.next_if(|(at, _)| *at == k) else { continue };
+        if !calls.contains(m.tool_call_id.as_str()) {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "'{}' answers no tool call of an earlier assistant turn",
+                    zeta_proto::edge::quote(&m.tool_call_id)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One function tool as every API declares it: its name, description and parameter schema
 /// (absent: no parameters), each found under `field` for errors.
 pub(crate) fn function_tool(
