@@ -61,6 +61,14 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
             .spawn(move || {
+                // First, so it is dropped last: after the model and its KV pool.
+                let _streams = match mlx::ThreadStreams::borrow() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
                 let started = Instant::now();
                 let loaded = match source::load_local(&source, &options.load, progress) {
                     Ok(l) => l,

@@ -542,6 +542,45 @@ void use_gpu(bool gpu) {
   mx::set_default_device(gpu ? mx::Device(mx::Device::gpu) : mx::Device(mx::Device::cpu));
 }
 bool default_device_is_gpu() { return mx::default_device() == mx::Device::gpu; }
+// A thread that evaluates gets default streams of its own, and MLX keeps each stream's
+// scheduler thread for the life of the process: an engine thread per loaded model would leave
+// one behind at every unload. So engine threads borrow streams that any thread may use (one at
+// a time) from this pool, and give them back when they end.
+namespace {
+std::mutex stream_pool_mtx;
+std::vector<mx::Stream> free_streams;
+thread_local std::vector<mx::Stream> borrowed_streams;
+
+mx::Stream borrow_stream(mx::Device d) {
+  std::lock_guard<std::mutex> lk(stream_pool_mtx);
+  for (auto it = free_streams.begin(); it != free_streams.end(); ++it) {
+    if (it->device == d) {
+      auto s = *it;
+      free_streams.erase(it);
+      return s;
+    }
+  }
+  return mx::new_thread_unsafe_stream(d);
+}
+}  // namespace
+
+void borrow_thread_streams() {
+  if (!borrowed_streams.empty()) return;
+  std::vector<mx::Device> devices{mx::Device(mx::Device::cpu)};
+  if (mx::is_available(mx::Device::gpu)) devices.push_back(mx::Device(mx::Device::gpu));
+  for (auto& d : devices) {
+    auto s = borrow_stream(d);
+    mx::set_default_stream(s);
+    borrowed_streams.push_back(s);
+  }
+}
+
+void return_thread_streams() {
+  for (auto& s : borrowed_streams) mx::synchronize(s);
+  std::lock_guard<std::mutex> lk(stream_pool_mtx);
+  for (auto& s : borrowed_streams) free_streams.push_back(s);
+  borrowed_streams.clear();
+}
 // With the weights `pin_huge` moved out of MLX's allocator, which no longer counts them. The
 // peak adds the two peaks: an upper bound, as they need not have come at the same moment.
 size_t active_memory() { return mx::get_active_memory() + huge_bytes(); }

@@ -193,6 +193,8 @@ rust::String version();
 bool gpu_available();
 void use_gpu(bool gpu);
 bool default_device_is_gpu();
+void borrow_thread_streams();
+void return_thread_streams();
 ArrayPtr cpu_pin_huge(const array& a);
 size_t cpu_pinned_bytes();
 size_t active_memory();

@@ -23,6 +23,30 @@ pub fn default_device_is_gpu() -> bool {
     ffi::default_device_is_gpu()
 }
 
+/// The calling thread's MLX streams (CPU, and GPU where there is one), borrowed from a pool
+/// for as long as this lives. MLX would give every thread that evaluates streams of its own and
+/// keep each stream's scheduler thread for the life of the process, so a thread per loaded model
+/// would leave one behind at every unload; borrowed streams are given back when this is
+/// dropped (after their work is done) and serve the next thread. Create it first on a thread,
+/// before any array, so it is dropped last.
+pub struct ThreadStreams(());
+
+impl ThreadStreams {
+    /// Borrows the streams and makes them the thread's defaults.
+    pub fn borrow() -> Result<ThreadStreams> {
+        ffi::borrow_thread_streams().map_err(err("borrow_thread_streams"))?;
+        Ok(ThreadStreams(()))
+    }
+}
+
+impl Drop for ThreadStreams {
+    fn drop(&mut self) {
+        if let Err(e) = ffi::return_thread_streams() {
+            tracing::warn!(error = %e, "could not give a thread's MLX streams back");
+        }
+    }
+}
+
 /// Bytes currently held by live arrays.
 pub fn active_memory() -> usize {
     ffi::active_memory()

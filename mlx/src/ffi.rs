@@ -215,6 +215,8 @@ pub(crate) mod ffi {
         fn gpu_available() -> bool;
         fn use_gpu(gpu: bool) -> Result<()>;
         fn default_device_is_gpu() -> bool;
+        fn borrow_thread_streams() -> Result<()>;
+        fn return_thread_streams() -> Result<()>;
         fn cpu_pin_huge(a: &array) -> Result<UniquePtr<array>>;
         fn cpu_pinned_bytes() -> usize;
         fn active_memory() -> usize;

@@ -19,8 +19,8 @@ pub mod ops;
 
 pub use array::{Array, ArrayList, Dtype};
 pub use device::{
-    active_memory, blas_backend, cache_memory, clear_cache, cpu_kernels, default_device_is_gpu, gpu_available,
-    peak_memory, pinned_bytes, reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
+    ThreadStreams, active_memory, blas_backend, cache_memory, clear_cache, cpu_kernels, default_device_is_gpu,
+    gpu_available, peak_memory, pinned_bytes, reset_peak_memory, set_cache_limit, set_memory_limit, use_gpu, version,
 };
 pub use gguf::{Gguf, GgufMeta};
 pub use io::{Safetensors, save_safetensors};
