@@ -162,8 +162,12 @@ pub fn generate(
         prompt,
         sampling: sampling(req.sampling.as_ref(), defaults, req.logprobs),
         max_tokens: req.max_tokens.map(|m| m as usize),
-        // A model's default never makes a request fail: it only shortens an answer.
-        max_tokens_cap: defaults.max_tokens,
+        // A model's default (or the caller's cap) never makes a request fail: it only shortens
+        // an answer.
+        max_tokens_cap: match (defaults.max_tokens, req.max_tokens_cap) {
+            (Some(a), Some(b)) => Some(a.min(b as usize)),
+            (a, b) => a.or(b.map(|b| b as usize)),
+        },
         stop: req.stop.clone(),
         keep_special_tokens: false,
         constraint: constraint(req.constraint.as_ref())?,

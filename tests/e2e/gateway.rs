@@ -18,7 +18,9 @@ fn chat_body(model: &str, extra: Value) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
-    let config = tiny_config("preload_default = false", &[("tiny", "qwen2-f32")]);
+    let short =
+        format!("[models.short]\npath = \"{}\"\ncontext_length = 32\n", zeta_tests::tiny("qwen2-f32").display());
+    let config = tiny_config(&format!("preload_default = false\n{short}"), &[("tiny", "qwen2-f32")]);
     let d = Daemon::builder().config(&config).start().await;
     let g = Gateway::start(&d.socket, &["--body-limit", "65536"]).await;
     let big = vec![b'a'; 100_000];
@@ -65,6 +67,29 @@ async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
     assert_eq!(r.json()["error"]["code"], "model_not_found");
     let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", json!({"max_tokens": 100000}))).await;
     assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    // The legacy completions default of 16 tokens is a cap: a prompt that leaves fewer is
+    // answered to the end of the context, not refused; an explicit 16 is refused.
+    let prompt: Vec<u32> = (1..=28).collect();
+    let r = g
+        .request(
+            "POST",
+            "/v1/completions",
+            &serde_json::to_vec(&json!({"model": "short", "prompt": prompt, "temperature": 0})).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["completion_tokens"], 4, "{}", r.text());
+    let capped = json!({"model": "short", "prompt": prompt, "max_tokens": 16});
+    let r = g.request("POST", "/v1/completions", &serde_json::to_vec(&capped).unwrap()).await;
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded", "{}", r.text());
+    let r = g
+        .request(
+            "POST",
+            "/v1/completions",
+            &serde_json::to_vec(&json!({"model": "tiny", "prompt": [1, 2], "temperature": 0})).unwrap(),
+        )
+        .await;
+    assert_eq!(r.json()["usage"]["completion_tokens"], 16, "{}", r.text());
     // A schema only the daemon can judge: the error names the field as the client sent it.
     let strange = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strange"}}}});
     let r = g.request("POST", "/v1/chat/completions", &chat_body("tiny", strange)).await;

@@ -316,6 +316,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
         constraint,
         // Chat Completions has no such setting: a conversation over the context is a 400.
         truncate_oldest_turns: false,
+        max_tokens_cap: None,
     };
     Ok((out, ChatOptions { stream, include_usage, logprobs, single_tool_call: !parallel, model }))
 }
@@ -378,13 +379,14 @@ pub fn completion(
     let (stream, include_usage) = stream_flags(&req.stream, &req.stream_options)?;
     let logprobs = integer(&req.logprobs, "logprobs", 0, 5)?;
     let sampling = sampling(&req.sampling)?;
-    // The legacy API's default is 16 tokens.
-    let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?.unwrap_or(16);
+    let max_tokens = integer(&req.max_tokens, "max_tokens", 1, u32::MAX as i64)?;
     let out = v1::GenerateRequest {
         model: model.clone(),
         input: Some(input),
         sampling: Some(sampling),
-        max_tokens: Some(max_tokens as u32),
+        max_tokens: max_tokens.map(|m| m as u32),
+        // The legacy API's default is 16 tokens: a cap, so a long prompt is never refused for it.
+        max_tokens_cap: max_tokens.is_none().then_some(16),
         stop: stop_list(&req.stop)?,
         logprobs: logprobs.map(|n| n as u32),
         request_id: request_id.into(),
