@@ -197,6 +197,19 @@ impl ApiError {
         )
     }
 
+    /// A body compressed in a way this server does not undo.
+    pub fn encoded_body(encoding: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            format!(
+                "request bodies are read as they come: 'Content-Encoding: {}' is not supported; send the body uncompressed",
+                zeta_proto::edge::quote(encoding)
+            ),
+        )
+    }
+
     /// The gateway is at its connection limit.
     pub fn too_many_connections(limit: usize) -> ApiError {
         ApiError {

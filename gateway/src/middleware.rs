@@ -197,6 +197,13 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         let given = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
         return ApiError::not_json(given).into_response();
     }
+    // A gzip body read as JSON would be a baffling "not UTF-8" error.
+    if let Some(enc) = req.headers().get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("(not text)").trim();
+        if !enc.eq_ignore_ascii_case("identity") {
+            return ApiError::encoded_body(enc).into_response();
+        }
+    }
     next.run(req).await
 }
 

@@ -172,6 +172,9 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
         case("embeddings as text", "POST", "/v1/embeddings", body(json!({"model": "tiny", "input": "x"})), 415)
             .header("content-type", "text/plain")
             .code("unsupported_media_type"),
+        case("a gzip body", "POST", "/v1/chat/completions", chat("tiny"), 415)
+            .header("content-encoding", "gzip")
+            .code("unsupported_media_type"),
         case("a rebound host name", "POST", "/v1/chat/completions", chat("tiny"), 403)
             .header("host", "attacker.example:8000")
             .code("host_not_allowed"),
