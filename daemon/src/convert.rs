@@ -101,6 +101,15 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
             _ => return Err(DaemonError::invalid("chat_template_kwargs", "must be a JSON object")),
         },
     };
+    // The variables the server gives every template come from the request itself: a kwarg of
+    // the same name would be silently overridden.
+    const RESERVED: [&str; 5] = ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
+    if let Some(k) = extra.as_ref().and_then(|m| RESERVED.iter().find(|k| m.contains_key(**k))) {
+        return Err(DaemonError::invalid(
+            format!("chat_template_kwargs.{k}"),
+            "is set by the server from the request (messages, tools, continue_final_message) and the model",
+        ));
+    }
     Ok(Prompt::Chat {
         messages,
         tools,
@@ -140,20 +149,20 @@ pub fn generate(
 ) -> Result<GenerateRequest, DaemonError> {
     use v1::generate_request::Input;
     let tools: &[v1::Tool] = if hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
+    // What only a chat can use is refused with a raw prompt, not silently dropped.
+    if !matches!(req.input, Some(Input::Chat(_)) | None) {
+        let chat_only = [
+            ("tools", !req.tools.is_empty(), "only apply to chat requests"),
+            ("truncate_oldest_turns", req.truncate_oldest_turns, "only applies to chat requests"),
+            ("chat_template_kwargs", !req.chat_template_kwargs_json.trim().is_empty(), "only applies to chat requests"),
+        ];
+        if let Some((field, _, why)) = chat_only.into_iter().find(|c| c.1) {
+            return Err(DaemonError::invalid(field, why));
+        }
+    }
     let prompt = match &req.input {
         Some(Input::Chat(c)) => chat(c, tools, &req.chat_template_kwargs_json)?,
-        Some(Input::Prompt(p)) => {
-            if !req.tools.is_empty() {
-                return Err(DaemonError::invalid("tools", "only apply to chat requests"));
-            }
-            if req.truncate_oldest_turns {
-                return Err(DaemonError::invalid("truncate_oldest_turns", "only applies to chat requests"));
-            }
-            Prompt::Text(p.clone())
-        }
-        Some(Input::PromptTokens(_)) if req.truncate_oldest_turns => {
-            return Err(DaemonError::invalid("truncate_oldest_turns", "only applies to chat requests"));
-        }
+        Some(Input::Prompt(p)) => Prompt::Text(p.clone()),
         Some(Input::PromptTokens(t)) => Prompt::Tokens(t.ids.clone()),
         None => return Err(DaemonError::invalid("input", "set one of chat, prompt or prompt_tokens")),
     };

@@ -199,6 +199,27 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             "chat_template_kwargs",
         ),
         (
+            "template kwargs the server sets",
+            with(&|r| {
+                r.input = Some(v1::generate_request::Input::Chat(v1::Chat {
+                    messages: vec![msg("user", Some("hi"))],
+                    continue_final_message: false,
+                }));
+                r.chat_template_kwargs_json = r#"{"add_generation_prompt": false}"#.into();
+            }),
+            Code::InvalidArgument,
+            "chat_template_kwargs.add_generation_prompt",
+        ),
+        (
+            "template kwargs with a raw prompt",
+            with(&|r| {
+                r.input = Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![1, 2] }));
+                r.chat_template_kwargs_json = r#"{"enable_thinking": false}"#.into();
+            }),
+            Code::InvalidArgument,
+            "chat_template_kwargs",
+        ),
+        (
             "schema not JSON",
             constrained(with(&|_| {}), Kind::JsonSchema("{nope".into())),
             Code::InvalidArgument,
