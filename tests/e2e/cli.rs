@@ -312,4 +312,15 @@ async fn against_the_real_daemon() {
     // status.
     let status = ok(&run(s, &["status"]));
     assert!(status.contains("state: ready") && status.contains(&s.display().to_string()), "{status}");
+
+    // Unloading a model a request still runs on says so: its memory is not free yet.
+    let mut client = d.generation().await;
+    let mut stream =
+        client.generate(zeta_tests::chat("smollm2-135m", "Tell me a long story.", 400)).await.unwrap().into_inner();
+    while d.status().await.engines.iter().all(|e| e.active == 0) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let out = ok(&run(s, &["unload", "smollm2-135m", "--force"]));
+    assert!(out.starts_with("unloading smollm2-135m: 1 request still running"), "{out}");
+    drop(stream.message().await);
 }

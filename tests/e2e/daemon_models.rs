@@ -180,7 +180,7 @@ async fn an_unloading_model_counts_until_its_requests_end() {
     let mut m = d.models().await;
     let busy = Busy::start(&g, "a").await;
     let r = m.unload_model(v1::UnloadModelRequest { model: "a".into(), force: false }).await.unwrap().into_inner();
-    assert!(r.was_loaded);
+    assert!(r.was_loaded && r.still_running > 0, "{r:?}");
     // Its engine still runs them, so it is listed as unloading and still takes its slot: `b`
     // finds d (pinned) and a (unloading) in the two, and is told to come back.
     assert_eq!(state(&d, "a").await.0, UNLOADING);
@@ -198,6 +198,9 @@ async fn an_unloading_model_counts_until_its_requests_end() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     generate(&mut g.clone(), tokens("b", vec![1], 2)).await.unwrap();
+    // With nothing running on it, an unload is done when it answers.
+    let r = m.unload_model(v1::UnloadModelRequest { model: "b".into(), force: false }).await.unwrap().into_inner();
+    assert_eq!((r.was_loaded, r.still_running), (true, 0));
     drop(d);
 
     // Only the pinned default in the way: no wait helps, so the answer is not "busy".

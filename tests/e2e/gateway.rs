@@ -366,3 +366,16 @@ async fn sighup_and_sigterm_drain_the_gateway_open_streams_finish() {
         assert!(status.success(), "signal {sig}: {status:?}\n{}", g.logs());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_load_and_unload_over_http_say_what_happened() {
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &[]).await;
+    let r = g.request("POST", "/v1/models/tiny/load", b"").await;
+    assert_eq!((r.status, r.json()["state"].as_str()), (200, Some("loaded")), "{}", r.text());
+    let r = g.request("POST", "/v1/models/tiny/unload", b"").await;
+    assert_eq!(r.json(), json!({"success": true, "model": "tiny", "state": "unloaded", "still_running": 0}));
+    let r = g.request("POST", "/v1/models/tiny/unload", b"").await;
+    assert_eq!(r.json(), json!({"success": false, "model": "tiny", "state": "not_loaded", "still_running": 0}));
+}

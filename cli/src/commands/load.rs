@@ -56,12 +56,24 @@ pub async fn load(d: &Daemon, model: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+fn plural(n: u32, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
 /// Unloads a model and says whether it was loaded.
 pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError> {
     let req = quick(v1::UnloadModelRequest { model: model.to_owned(), force });
     let r = d.models().unload_model(req).await.map_err(|s| d.err(s))?.into_inner();
     if r.was_loaded {
-        outln!("unloaded {model}")?;
+        // Requests still running on it keep it (and its memory) until they end: "unloaded" would
+        // be news the memory figures contradict.
+        match r.still_running {
+            0 => outln!("unloaded {model}")?,
+            n => outln!(
+                "unloading {model}: {} still running on it; its memory is freed when they end",
+                plural(n, "request")
+            )?,
+        }
     } else {
         outln!("{model} was not loaded")?;
     }

@@ -37,6 +37,7 @@ mod view;
 
 use names::hub_error;
 pub use names::{Caller, Source};
+pub use release::Unloaded;
 pub use view::{EngineView, ModelState, ModelView};
 
 /// Progress of one load, as its subscribers see it.

@@ -24,6 +24,15 @@ pub(super) struct Retired {
 /// engines back through [`drop_engine`], as the last handle may be one of these.
 pub(super) struct Unloading(pub(super) Vec<(Names, Arc<Engine>)>);
 
+/// What an unload did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Unloaded {
+    /// The model was loaded (or loading).
+    pub was_loaded: bool,
+    /// Requests still running on its engine, which keep it (and its memory) until they end.
+    pub still_running: u32,
+}
+
 /// Names an engine served, each with its source as listings show it.
 pub(super) type Names = Vec<(String, String)>;
 
@@ -59,10 +68,10 @@ impl Registry {
     /// listed as unloading until then); a load in progress is stopped. A pinned model (the
     /// default) stays unless `force`: without it, requests that name no model would find
     /// nothing to serve them.
-    pub fn unload(&self, model: &str, force: bool, caller: Caller) -> Result<bool, DaemonError> {
+    pub fn unload(&self, model: &str, force: bool, caller: Caller) -> Result<Unloaded, DaemonError> {
         let (id, _, _) = self.resolve(model, caller)?;
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else { return Ok(false) };
+        let Some(entry) = entries.get_mut(&id) else { return Ok(Unloaded::default()) };
         if entry.pinned && !force && !matches!(entry.phase, Phase::Unloaded) {
             return Err(DaemonError::Pinned(format!(
                 "'{id}' is the default model and pinned: requests that name no model use it; \
@@ -89,11 +98,14 @@ impl Registry {
                     tracing::info!(model = %id, engine_still_serves = ?still, "unloaded on request");
                 }
                 drop(entries);
+                let mut out = Unloaded { was_loaded: true, still_running: 0 };
                 if last {
+                    let s = engine.stats();
+                    out.still_running = (s.active + s.queued) as u32;
                     self.retire(vec![(id, source)], &engine);
                 }
                 drop_engine(engine);
-                Ok(true)
+                Ok(out)
             }
             Phase::Loading(tx) => {
                 if !entry.configured {
@@ -101,9 +113,9 @@ impl Registry {
                 }
                 tracing::info!(model = %id, "load stopped: unloaded on request");
                 tx.send_replace(LoadStatus::Failed(DaemonError::LoadStopped { model: id }));
-                Ok(true)
+                Ok(Unloaded { was_loaded: true, still_running: 0 })
             }
-            Phase::Unloaded => Ok(false),
+            Phase::Unloaded => Ok(Unloaded::default()),
         }
     }
 

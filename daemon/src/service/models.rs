@@ -146,8 +146,8 @@ impl v1::models_server::Models for ModelsService {
     ) -> Result<Response<v1::UnloadModelResponse>, Status> {
         let caller = super::caller(&request);
         let req = request.into_inner();
-        let was_loaded = self.registry.unload(&req.model, req.force, caller)?;
-        Ok(Response::new(v1::UnloadModelResponse { was_loaded }))
+        let u = self.registry.unload(&req.model, req.force, caller)?;
+        Ok(Response::new(v1::UnloadModelResponse { was_loaded: u.was_loaded, still_running: u.still_running }))
     }
 
     async fn tokenize(&self, request: Request<v1::TokenizeRequest>) -> Result<Response<v1::TokenizeResponse>, Status> {

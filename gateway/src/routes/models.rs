@@ -101,5 +101,10 @@ async fn unload(state: &AppState, alias: &str) -> Result<serde_json::Value, ApiE
     // Over HTTP a pinned model stays; `zeta unload --force` is the way to unload it.
     let req = v1::UnloadModelRequest { model: alias.into(), force: false };
     let r = state.models().unload_model(req).await?.into_inner();
-    Ok(json!({"success": r.was_loaded, "model": alias}))
+    let state = match (r.was_loaded, r.still_running) {
+        (false, _) => "not_loaded",
+        (true, 0) => "unloaded",
+        (true, _) => "unloading",
+    };
+    Ok(json!({"success": r.was_loaded, "model": alias, "state": state, "still_running": r.still_running}))
 }
