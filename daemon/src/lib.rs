@@ -84,6 +84,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(tower::util::MapResponseLayer::new(undecodable_is_invalid))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -130,4 +131,22 @@ pub async fn run(
     }
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "stopped");
     Ok(())
+}
+
+/// tonic answers a request it cannot decode (a string that is not UTF-8, a wrong wire type, a
+/// truncated message) with INTERNAL, which says the daemon failed; the caller's bytes did.
+/// Such an answer is trailers-only, so its status is in the response headers.
+fn undecodable_is_invalid(
+    mut res: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    let h = res.headers_mut();
+    let undecodable = h.get("grpc-status").is_some_and(|v| v == "13")
+        && h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| {
+            m.starts_with("failed%20to%20decode%20Protobuf%20message")
+                || m.starts_with("failed to decode Protobuf message")
+        });
+    if undecodable {
+        h.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("3"));
+    }
+    res
 }

@@ -112,6 +112,21 @@ def check_errors_carry_their_grpc_status():
         assert "no-such-model" in e.details(), e.details()
 
 
+def check_bytes_that_are_no_request_are_an_invalid_argument():
+    # Field 3 (prompt, a string) holding bytes that are not UTF-8; then a truncated message.
+    raw = DEFAULT.unary_stream("/zeta.mlx.v1.Generation/Generate", request_serializer=lambda b: b,
+                               response_deserializer=lambda b: b)
+    tokenize = DEFAULT.unary_unary("/zeta.mlx.v1.Models/Tokenize", request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
+    for call, body in [(raw, b"\x1a\x04\xff\xfehi"), (raw, b"\x0a\x10ab"), (tokenize, b"\x0a\x05\xff")]:
+        try:
+            list(call(body, timeout=10)) if call is raw else call(body, timeout=10)
+            raise AssertionError(f"{body!r} was accepted")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (body, e.code(), e.details())
+            assert "decode" in e.details(), e.details()
+
+
 def check_status_reports_the_loaded_model():
     call = DEFAULT.unary_unary(
         "/zeta.mlx.v1.Daemon/GetStatus",
