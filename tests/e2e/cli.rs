@@ -121,7 +121,7 @@ fn prompt_tokens(stderr: &str) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn against_the_real_daemon() {
-    let config = tiny_config("max_loaded = 3", &[("tiny", "llama-f32")]);
+    let config = tiny_config("max_loaded = 3", &[("tiny", "llama-f32"), ("tiny-too", "llama-f32")]);
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let s = d.socket.as_path();
 
@@ -223,6 +223,12 @@ async fn against_the_real_daemon() {
     assert!(ps.lines().any(|l| l.starts_with("tiny ")), "{ps}");
     assert!(ps.lines().any(|l| l.starts_with("smollm2-135m ")), "{ps}");
     assert!(ps.contains("MLX memory"), "{ps}");
+    // A second name of the same file shares the engine, and its row.
+    ok(&run(s, &["load", "tiny-too"]));
+    let ps = ok(&run(s, &["ps"]));
+    assert!(ps.lines().any(|l| l.starts_with("tiny, tiny-too ")), "{ps}");
+    assert!(!ps.lines().any(|l| l.starts_with("tiny-too")), "{ps}");
+    assert_eq!(ok(&run(s, &["unload", "tiny-too"])).trim(), "unloaded tiny-too");
     let listed = d.models().await.list_models(v1::ListModelsRequest {}).await.unwrap().into_inner();
     let state = |l: &v1::ListModelsResponse| l.models.iter().find(|m| m.id == "tiny").unwrap().state;
     assert_eq!(state(&listed), v1::ModelState::Loaded as i32);

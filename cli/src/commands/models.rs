@@ -49,12 +49,28 @@ pub async fn ps(d: &Daemon) -> Result<(), CliError> {
     if live.is_empty() {
         outln!("no models loaded (`zeta load MODEL` loads one; `zeta models` lists them)")?;
     } else {
+        // Names that share an engine (aliases of one file) share one row: a row each would
+        // show its memory once per name.
+        let engine_names = |id: &str| {
+            status.engines.iter().find(|e| e.names.iter().any(|n| n == id)).map(|e| e.names.clone()).unwrap_or_default()
+        };
+        let mut shown = std::collections::HashSet::new();
         let rows: Vec<Vec<String>> = live
             .iter()
-            .map(|m| {
+            .filter_map(|m| {
+                if !shown.insert(m.id.clone()) {
+                    return None;
+                }
                 let state = format::state(m.state);
-                let id = if state == "loaded" { m.id.clone() } else { format!("{} ({state})", m.id) };
-                vec![
+                let mut names = vec![m.id.clone()];
+                for n in engine_names(&m.id) {
+                    if n != m.id && live.iter().any(|l| l.id == n && l.state == m.state) && shown.insert(n.clone()) {
+                        names.push(n);
+                    }
+                }
+                let names = names.join(", ");
+                let id = if state == "loaded" { names } else { format!("{names} ({state})") };
+                Some(vec![
                     id,
                     format::bytes(m.weight_bytes),
                     format::bytes(m.kv_cache_bytes),
@@ -63,7 +79,7 @@ pub async fn ps(d: &Daemon) -> Result<(), CliError> {
                     m.queued_requests.to_string(),
                     format::ago(m.loaded_at_unix),
                     format::ago(m.last_used_unix),
-                ]
+                ])
             })
             .collect();
         out!(
