@@ -171,7 +171,8 @@ fn a_good_chat_request_converts_field_by_field() {
 fn completion_prompts_and_their_errors() {
     let (req, opts) = completion(json!({"prompt": "Once"})).unwrap();
     assert_eq!(req.input, Some(v1::generate_request::Input::Prompt("Once".into())));
-    assert_eq!(req.max_tokens, Some(16), "the legacy API's default");
+    // The legacy API's default, as a cap: a prompt near the context is not refused for it.
+    assert_eq!((req.max_tokens, req.max_tokens_cap), (None, Some(16)), "the legacy API's default");
     assert!(!opts.stream && opts.model.is_empty());
     let (req, _) = completion(json!({"prompt": [1, 2, 3]})).unwrap();
     assert_eq!(req.input, Some(v1::generate_request::Input::PromptTokens(v1::TokenIds { ids: vec![1, 2, 3] })));
