@@ -94,7 +94,7 @@ impl From<DaemonError> for Status {
         let r = match &e {
             DaemonError::Engine(inner) => match inner {
                 EngineError::InvalidArgument { field, .. } => Row { param: Some(field), ..row(Code::InvalidArgument) },
-                EngineError::ContextOverflow { .. } => Row { param: Some("messages"), ..row(Code::OutOfRange) },
+                EngineError::ContextOverflow { field, .. } => Row { param: Some(field), ..row(Code::OutOfRange) },
                 EngineError::Busy { .. } => Row { retry_after: Some(1), ..row(Code::ResourceExhausted) },
                 EngineError::KvCacheFull { .. } => Row { retry_after: Some(5), ..row(Code::ResourceExhausted) },
                 EngineError::ShuttingDown { .. } => Row { retry_after: Some(5), ..row(Code::Unavailable) },
@@ -156,6 +156,7 @@ mod tests {
                     prompt_tokens: 9,
                     max_tokens: 0,
                     context_length: 8,
+                    field: "messages".into(),
                     message: "x".into(),
                 }
                 .into(),

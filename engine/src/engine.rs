@@ -207,6 +207,7 @@ impl Engine {
             prompt_tokens: floor,
             max_tokens: 0,
             context_length: info.context_length,
+            field: prompt.field().into(),
             message: format!(
                 "the prompt ({bytes} bytes of text) has at least {floor} tokens; the context of model '{}' holds {}",
                 info.name, info.context_length
@@ -226,10 +227,12 @@ impl Engine {
             return Err(EngineError::invalid("prompt", "is empty"));
         }
         let ctx = info.context_length;
+        let field = req.prompt.field();
         let overflow = |max_tokens: usize, message: String| EngineError::ContextOverflow {
             prompt_tokens: prompt.len(),
             max_tokens,
             context_length: ctx,
+            field: field.into(),
             message,
         };
         if prompt.len() >= ctx {
@@ -319,6 +322,7 @@ impl Engine {
                 prompt_tokens: prompt.len(),
                 max_tokens: 0,
                 context_length: ctx,
+                field: "input".into(),
                 message: format!(
                     "the input has {} tokens; the context of model '{}' holds {ctx}",
                     prompt.len(),

@@ -50,6 +50,9 @@ pub enum EngineError {
         max_tokens: usize,
         /// The model's context length.
         context_length: usize,
+        /// The request field whose size is at fault: `messages` (a chat), `prompt`,
+        /// `prompt_tokens`, or an embedding's input.
+        field: String,
         /// The full explanation.
         message: String,
     },

@@ -31,6 +31,17 @@ pub enum Prompt {
     },
 }
 
+impl Prompt {
+    /// The request field this prompt came from, for errors about its size.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Prompt::Text(_) => "prompt",
+            Prompt::Tokens(_) => "prompt_tokens",
+            Prompt::Rendered(_) | Prompt::Chat { .. } => "messages",
+        }
+    }
+}
+
 /// One generation request.
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {

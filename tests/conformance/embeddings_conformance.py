@@ -101,8 +101,12 @@ def check_the_wrong_kind_of_model_is_refused():
     assert "tiny-gen" not in loaded, loaded
     refused("input", lambda: client.embeddings.create(model=EMBED, input=""))
     refused("input[1]", lambda: client.embeddings.create(model=EMBED, input=["a", ""]))
-    refused("input[0][1]", lambda: client.embeddings.create(model=EMBED, input=[[1, 999999999]]))
+    assert "inputs" not in refused("input[0][1]", lambda: client.embeddings.create(model=EMBED, input=[[1, 999999999]]))
     refused("input[1]", lambda: client.embeddings.create(model=EMBED, input=[1, 999999999]))
+    # An input past the context (512 tokens) is named by its place in the list.
+    too_long = [i % 400 + 1 for i in range(600)]
+    assert "context" in refused("input[1]", lambda: client.embeddings.create(model=EMBED, input=[[1, 2], too_long]))
+    refused("input", lambda: client.embeddings.create(model=EMBED, input=too_long))
     refused("dimensions", lambda: client.embeddings.create(model=EMBED, input="a", dimensions=100000))
     refused("encoding_format", lambda: client.embeddings.create(model=EMBED, input="a", encoding_format="int8"))
 

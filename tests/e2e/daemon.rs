@@ -258,8 +258,33 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
     }]);
     let out = generate(&mut g, cut_call).await.expect("cut-short tool-call arguments in the history");
     assert!(out.finished.is_some(), "{out:?}");
+    // An input over the context is named by its own field: token ids, text or a chat.
+    let param = |e: &tonic::Status| e.metadata().get("zeta-param").map(|v| v.to_str().unwrap().to_string());
     let err = generate(&mut g, with(&|r| r.max_tokens = Some(100_000))).await.unwrap_err();
-    assert_eq!(err.metadata().get("zeta-param").map(|v| v.to_str().unwrap()), Some("messages"));
+    assert_eq!(param(&err).as_deref(), Some("prompt_tokens"));
+    let err = generate(
+        &mut g,
+        with(&|r| {
+            r.max_tokens = Some(100_000);
+            r.input = Some(v1::generate_request::Input::Prompt("hi".into()));
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(param(&err).as_deref(), Some("prompt"));
+    let err = generate(
+        &mut g,
+        with(&|r| {
+            r.max_tokens = Some(100_000);
+            r.input = Some(v1::generate_request::Input::Chat(v1::Chat {
+                messages: vec![msg("user", Some("hi"))],
+                continue_final_message: false,
+            }));
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(param(&err).as_deref(), Some("messages"));
     let err = generate(&mut g, constrained(with(&|_| {}), Kind::JsonSchema(r#"{"type": "strange"}"#.into())))
         .await
         .unwrap_err();

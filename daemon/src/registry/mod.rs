@@ -153,9 +153,9 @@ impl Lease {
         }
         let (from, to) = (format!("'{loaded_as}'"), format!("'{}'", self.id));
         match e {
-            DaemonError::Engine(E::ContextOverflow { prompt_tokens, max_tokens, context_length, message }) => {
+            DaemonError::Engine(E::ContextOverflow { prompt_tokens, max_tokens, context_length, field, message }) => {
                 let message = message.replace(&from, &to);
-                E::ContextOverflow { prompt_tokens, max_tokens, context_length, message }.into()
+                E::ContextOverflow { prompt_tokens, max_tokens, context_length, field, message }.into()
             }
             DaemonError::Engine(E::InvalidArgument { field, message }) => {
                 E::InvalidArgument { field, message: message.replace(&from, &to) }.into()

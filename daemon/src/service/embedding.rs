@@ -33,6 +33,16 @@ fn about(i: usize, e: EngineError) -> DaemonError {
             let rest = field.strip_prefix("prompt").or_else(|| field.strip_prefix("input")).unwrap_or("");
             DaemonError::invalid(format!("inputs[{i}]{rest}"), message)
         }
+        EngineError::ContextOverflow { prompt_tokens, max_tokens, context_length, message, .. } => {
+            EngineError::ContextOverflow {
+                prompt_tokens,
+                max_tokens,
+                context_length,
+                field: format!("inputs[{i}]"),
+                message,
+            }
+            .into()
+        }
         other => other.into(),
     }
 }

@@ -121,8 +121,11 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// The daemon's error about `inputs[i]` as the HTTP field `input[i]` (a lone input is `input`).
 fn http_field(mut e: ApiError, single: bool) -> ApiError {
-    if let Some(p) = e.param.as_deref().and_then(|p| p.strip_prefix("inputs")) {
-        e.param = Some(if single && p.starts_with("[0]") { format!("input{}", &p[3..]) } else { format!("input{p}") });
+    if let Some(p) = e.param.clone().and_then(|p| p.strip_prefix("inputs").map(String::from)) {
+        let field = if single && p.starts_with("[0]") { format!("input{}", &p[3..]) } else { format!("input{p}") };
+        // The message names it as the daemon does; the client knows it by this.
+        e.message = e.message.replace(&format!("inputs{p}"), &field);
+        e.param = Some(field);
     }
     e
 }
