@@ -168,7 +168,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "t" | "tb" => 1_000_000_000_000,
         "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KB, KiB, MB, MiB, GB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use B, K or KB, KiB, M or MB, MiB, G or GB, GiB, T or TB, TiB)"
+            ));
+        }
     };
     let bytes = n * mult as f64;
     if bytes > MAX_BYTES as f64 {

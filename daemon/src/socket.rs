@@ -105,8 +105,22 @@ pub fn check_path(path: &Path) -> Result<(), SocketError> {
             )));
         }
     }
-    if let Some(dir) = path.parent().filter(|d| d.exists()) {
-        check_dir(dir)?;
+    // The nearest folder that exists must be a folder: a file on the way would fail every start.
+    let mut at = path.parent();
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                check_dir(dir)?;
+                break;
+            }
+            Ok(_) => {
+                return Err(SocketError::Unsafe(format!(
+                    "{} is not a folder, so no socket can be made under it: choose another path with --socket",
+                    dir.display()
+                )));
+            }
+            Err(_) => at = dir.parent(),
+        }
     }
     let lock_path = path.with_extension("lock");
     // Nor is a file at the lock's path taken over unless it is a lock this daemon wrote (empty or
@@ -213,6 +227,15 @@ mod tests {
         assert!(e.to_string().contains("is not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
         assert!(!dir.path().join("notes.lock").exists(), "nothing is written beside it");
+    }
+
+    #[test]
+    fn a_file_on_the_way_to_the_socket_is_found_by_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let e = super::check_path(&dir.path().join("f/deeper/x.sock")).unwrap_err();
+        assert!(e.to_string().contains("is not a folder"), "{e}");
+        super::check_path(&dir.path().join("new/deeper/x.sock")).expect("folders made at start are fine");
     }
 
     #[tokio::test]

@@ -78,12 +78,16 @@ async fn main() {
     }
     let (socket, origin) =
         zeta_proto::socket::resolve(args.socket.as_deref(), args.config.as_deref()).unwrap_or_else(|e| fail(e));
+    // A year: past it a deadline is no deadline, and far past it the clock's arithmetic fails.
+    const MAX_SECONDS: u64 = 365 * 24 * 3600;
     let seconds = |name: &str, v: f64| {
-        if !(v.is_finite() && v > 0.0) {
-            fail(format!("--{name} must be a positive number of seconds, not {v}"));
+        if !(v.is_finite() && v > 0.0 && v <= MAX_SECONDS as f64) {
+            fail(format!("--{name} must be a positive number of seconds, at most {MAX_SECONDS}, not {v}"));
         }
         Duration::from_secs_f64(v)
     };
+    let body_timeout = seconds("body-timeout", args.body_timeout);
+    let header_timeout = seconds("header-timeout", args.header_timeout);
     for (flag, value) in [
         ("max-connections", args.max_connections as u64),
         ("request-timeout", args.request_timeout),
@@ -92,6 +96,14 @@ async fn main() {
     ] {
         if value == 0 {
             fail(format!("--{flag} must be at least 1 (0 would refuse or time out every request)"));
+        }
+    }
+    for (flag, value, max) in [
+        ("request-timeout", args.request_timeout, MAX_SECONDS),
+        ("sse-keep-alive-ms", args.sse_keep_alive_ms, MAX_SECONDS * 1000),
+    ] {
+        if value > max {
+            fail(format!("--{flag} must be at most {max}, not {value}"));
         }
     }
     // Lists are split at commas; the spaces a person types after them are not part of a value.
@@ -125,8 +137,8 @@ async fn main() {
         check_host: loopback,
         allowed_hosts: list(args.allowed_host),
         body_limit: args.body_limit,
-        body_timeout: seconds("body-timeout", args.body_timeout),
-        header_timeout: seconds("header-timeout", args.header_timeout),
+        body_timeout,
+        header_timeout,
         max_connections: args.max_connections,
         request_timeout: Duration::from_secs(args.request_timeout),
         keep_alive: Duration::from_millis(args.sse_keep_alive_ms),
