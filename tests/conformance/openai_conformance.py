@@ -428,6 +428,19 @@ def check_harmony_channels_and_calls():
     c = r.choices[0]
     assert c.finish_reason in ("tool_calls", "length") and c.message.tool_calls, c
     assert c.message.tool_calls[0].function.name == "get_weather", c.message.tool_calls
+    # No tools offered, or hidden: the model's call is no tool call.
+    for extra in [{}, {"tools": [WEATHER_TOOL], "tool_choice": "none"}]:
+        c = client.chat.completions.create(model="scripted-harmony-tools", messages=user("Weather in Paris?"),
+                                           temperature=0, **extra).choices[0]
+        assert c.finish_reason == "stop" and not c.message.tool_calls, (extra, c)
+    # A stop string inside the arguments ends the answer as a stop, not a finished call.
+    c = client.chat.completions.create(model="scripted-harmony-tools", messages=user("Weather in Paris?"),
+                                       tools=[WEATHER_TOOL], stop=["Paris"], temperature=0).choices[0]
+    assert c.finish_reason == "stop", c
+    # One inside a header leaves no header text behind.
+    c = client.chat.completions.create(model="scripted-harmony-tools", messages=user("Weather in Paris?"),
+                                       tools=[WEATHER_TOOL], stop=["get_weather"], temperature=0).choices[0]
+    assert not c.message.content and not c.message.tool_calls and c.finish_reason == "stop", c
 
 
 def check_phi4_mini_calls():

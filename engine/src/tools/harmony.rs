@@ -111,8 +111,8 @@ impl HarmonyParser {
         matches!(self.body, Some(Kind::Reasoning))
     }
 
-    /// A parser offering `tool_names` (empty: any name) that has already read `prefix` (a forced
-    /// call's opening, part of the prompt).
+    /// A parser offering `tool_names` (empty: none, so no message becomes a call) that has
+    /// already read `prefix` (a forced call's opening, part of the prompt).
     pub fn new(tool_names: Vec<String>, prefix: &str) -> HarmonyParser {
         let mut p = HarmonyParser {
             names: tool_names,
@@ -141,14 +141,23 @@ impl HarmonyParser {
         let (mut reasoning, mut events) = std::mem::take(&mut self.queued);
         self.run(true, &mut reasoning, &mut events);
         if self.body.is_none() && !self.buf.is_empty() {
-            // Text that never became a message: show it rather than lose it.
             let text = std::mem::take(&mut self.buf);
-            events.push(ToolEvent::Text(strip_markers(&text)));
+            // A header cut before its `<|message|>` (a stop string, the token limit) is markup,
+            // not answer; text that never became a message is shown rather than lost.
+            if !(text.contains(CHANNEL) || text.contains(START) || text.contains(CONSTRAIN)) {
+                events.push(ToolEvent::Text(strip_markers(&text)));
+            }
         }
         if self.body.is_some() {
             self.end_message(&mut events);
         }
         (reasoning, events)
+    }
+
+    /// Whether a call's arguments are being read: output that ends here by a cut (a stop
+    /// string, the token limit) ends the call unfinished.
+    pub fn in_call(&self) -> bool {
+        self.call.is_some()
     }
 
     /// The completed calls.
@@ -208,13 +217,14 @@ impl HarmonyParser {
             .map(|(_, c)| c.split(|c: char| c.is_whitespace() || c == '<').next().unwrap_or(""));
         let kind = match recipient.as_deref().and_then(|r| r.strip_prefix("functions.")) {
             Some(name) => {
-                if self.names.is_empty() || self.names.iter().any(|n| n == name) {
+                if self.names.iter().any(|n| n == name) {
                     let (index, id) = (self.next_index, new_call_id());
                     self.next_index += 1;
                     events.push(ToolEvent::CallStart { index, id: id.clone(), name: name.to_string() });
                     self.call = Some(Call { index, id, name: name.to_string(), arguments: String::new() });
                     Kind::Call
                 } else {
+                    // No tools offered, or hidden (`tool_choice: none`), or another name.
                     tracing::debug!(name, "harmony call to a function not offered; shown as text");
                     self.malformed = true;
                     Kind::Content
@@ -333,7 +343,7 @@ mod tests {
         assert_eq!(out.2, vec![("get_weather".to_string(), "{\"city\":\"Paris\"}".to_string())]);
         assert_eq!(p.calls()[0].arguments, "{\"city\":\"Paris\"}");
         // The recipient may also come before the channel.
-        let mut p = HarmonyParser::new(vec![], "");
+        let mut p = HarmonyParser::new(vec!["f".into()], "");
         let out = run(&mut p, &[" to=functions.f<|channel|>commentary json<|message|>{}<|call|>"]);
         assert_eq!(out.2, vec![("f".to_string(), "{}".to_string())]);
     }
@@ -356,5 +366,24 @@ mod tests {
     fn text_without_a_header_is_not_lost() {
         let mut p = HarmonyParser::new(vec![], "");
         assert_eq!(run(&mut p, &["just words"]).1, "just words");
+    }
+
+    #[test]
+    fn without_tools_offered_nothing_is_a_call_and_a_cut_header_is_no_text() {
+        let mut p = HarmonyParser::new(vec![], "");
+        let out =
+            run(&mut p, &["<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{}<|call|>"]);
+        assert_eq!((out.1.as_str(), out.2.len()), ("{}", 0));
+        // Cut inside a header (a stop string, the token limit): neither a call nor header text.
+        let mut p = HarmonyParser::new(vec!["get_weather".into()], "");
+        let out = run(
+            &mut p,
+            &["<|channel|>final<|message|>Hi.<|end|><|start|>assistant<|channel|>commentary to=functions."],
+        );
+        assert_eq!((out.1.as_str(), out.2.len()), ("Hi.", 0));
+        // Cut inside the arguments: the call is open when the output ends.
+        let mut p = HarmonyParser::new(vec!["get_weather".into()], "");
+        p.push("<|channel|>commentary to=functions.get_weather<|message|>{\"city\": \"");
+        assert!(p.in_call());
     }
 }

@@ -331,6 +331,9 @@ impl Shaper {
     fn finish_as(&mut self, cut: bool) -> Result<ShapedDelta> {
         let mut out = ShapedDelta::default();
         if let Some(h) = self.harmony.as_mut() {
+            // A cut while a call's arguments were being read leaves that call unfinished: the
+            // answer's finish is the cut's, as for the other formats.
+            self.cut_call = cut && h.in_call();
             let (reasoning, events) = h.finish();
             out.reasoning = reasoning;
             self.events(events, &mut out);
