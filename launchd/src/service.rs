@@ -137,6 +137,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `RUST_LOG` for both services.
     pub rust_log: String,
+    /// The Hugging Face cache settings (`HF_HOME`, `HF_HUB_CACHE`) of the shell that installed
+    /// the services, when set to absolute paths: the daemon downloads into, and reuses, the cache
+    /// the user's Python tools use.
+    pub hf_env: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -151,6 +155,7 @@ impl Settings {
             listen: "127.0.0.1:8000".to_owned(),
             log_format: LogFormat::Text,
             rust_log: "info".to_owned(),
+            hf_env: Vec::new(),
         }
     }
 
@@ -218,6 +223,7 @@ impl Settings {
         // The daemon's hub downloads land where the Python tools put them, so models already
         // fetched by mlx-lm or huggingface-cli are reused.
         env.insert("HF_HOME".to_owned(), display(&home.join(".cache/huggingface")));
+        env.extend(self.hf_env.iter().cloned());
         env.insert("RUST_LOG".to_owned(), self.rust_log.clone());
         if service == Service::Gateway {
             // The gateway has no --config flag but finds the socket through the config file's

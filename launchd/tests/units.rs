@@ -129,10 +129,14 @@ fn drain_time_and_binaries_folder_reach_the_unit() {
     settings.exit_timeout_secs = 135;
     settings.bin = Some("/src/zeta-mlx/target/release".into());
     settings.config = Some("/home/you/my config.toml".into());
+    settings.hf_env = vec![("HF_HOME".into(), "/data/hf".into()), ("HF_HUB_CACHE".into(), "/data/hub".into())];
     let home = Path::new("/home/you");
     for service in Service::ALL {
         let u = parse_unit(&systemd_unit(&settings, home, service));
         assert_eq!(one(&u, "Service", "TimeoutStopSec"), "135");
+        // The installing shell's Hugging Face cache, not the default one.
+        let env = one(&u, "Service", "Environment");
+        assert!(env.contains("\"HF_HOME=/data/hf\"") && env.contains("\"HF_HUB_CACHE=/data/hub\""), "{env}");
         let exec = one(&u, "Service", "ExecStart");
         assert!(exec.starts_with(&format!("/src/zeta-mlx/target/release/{}", service.binary_name())), "{exec}");
     }

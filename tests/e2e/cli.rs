@@ -186,6 +186,11 @@ async fn against_the_real_daemon() {
         assert!(err.contains("No space left"), "{args:?}: {err}");
     }
 
+    // `default` names the default model in every command, as in `zeta run`.
+    let named = ok(&run(s, &["tokens", "smollm2-135m", "Hello"]));
+    assert_eq!(ok(&run(s, &["tokens", "default", "Hello"])), named);
+    assert!(named.starts_with("1 token ("), "{named}");
+    assert!(ok(&run(s, &["load", "default"])).starts_with("loaded smollm2-135m"));
     // tokens: the count and ids the daemon's Tokenize gives.
     let out = ok(&run(s, &["tokens", "smollm2-135m", "Hello world, how are you?", "--ids"]));
     let want = d

@@ -359,6 +359,10 @@ fn service_install(prefix: &Path, home: &Path, cwd: &Path, gateway: bool) {
             dir.display()
         );
     }
+    // Listening beyond this machine without a key is allowed, and said.
+    let open = zeta(&[&args[..], &["--listen", "0.0.0.0:8123"]].concat());
+    ok("zeta service install (0.0.0.0)", &open);
+    assert!(text(&open.stderr).contains("with no API key"), "{}", text(&open.stderr));
     // A config with a long drain: the service manager waits for it, plus a margin, before a kill.
     let slow = home.join("slow.toml");
     std::fs::write(&slow, "drain_timeout_seconds = 100\n").unwrap();

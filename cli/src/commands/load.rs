@@ -13,7 +13,7 @@ use crate::progress::LoadProgress;
 pub async fn load(d: &Daemon, model: &str) -> Result<(), CliError> {
     let started = Instant::now();
     let mut progress = LoadProgress::new(model);
-    let req = v1::LoadModelRequest { model: model.to_owned() };
+    let req = v1::LoadModelRequest { model: super::model_name(model).to_owned() };
     let mut stream = d.models().load_model(req).await.map_err(|s| d.err(s))?.into_inner();
     let mut loaded = None;
     loop {
@@ -62,7 +62,7 @@ fn plural(n: u32, what: &str) -> String {
 
 /// Unloads a model and says whether it was loaded.
 pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError> {
-    let req = quick(v1::UnloadModelRequest { model: model.to_owned(), force });
+    let req = quick(v1::UnloadModelRequest { model: super::model_name(model).to_owned(), force });
     let r = d.models().unload_model(req).await.map_err(|s| d.err(s))?.into_inner();
     if r.was_loaded {
         // Requests still running on it keep it (and its memory) until they end: "unloaded" would

@@ -21,7 +21,7 @@ struct Answer {
 
 /// Runs `zeta run`.
 pub async fn run(d: &Daemon, args: &RunArgs) -> Result<(), CliError> {
-    let model = if args.model == "default" { "" } else { args.model.as_str() };
+    let model = super::model_name(&args.model);
     let mut history = Vec::new();
     if let Some(system) = &args.system {
         history.push(message("system", system));

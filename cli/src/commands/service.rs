@@ -42,6 +42,14 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
         LogFormatArg::Json => LogFormat::Json,
     };
     settings.rust_log = args.rust_log.clone();
+    // The user's own Hugging Face cache, where set: the service would download again otherwise.
+    for key in ["HF_HOME", "HF_HUB_CACHE"] {
+        if let Some(v) = std::env::var_os(key).filter(|v| Path::new(v).is_absolute())
+            && let Some(v) = v.to_str()
+        {
+            settings.hf_env.push((key.to_owned(), v.to_owned()));
+        }
+    }
     // The service's daemon reads the pinned config, else the default one (not this shell's
     // ZETA_MLX_CONFIG): its drain time sets how long the service manager waits before a kill.
     let daemon_config = settings.config.clone().or_else(zeta_proto::socket::default_config_path);
@@ -51,9 +59,22 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
     if args.no_start {
         host.runner = None;
     }
+    let beyond = !loopback_listen(&settings.listen);
     let report = zeta_launchd::install(&InstallOptions { settings, host }).map_err(launchd_err)?;
     out!("{report}")?;
+    if beyond {
+        eprintln!(
+            "zeta: note: the gateway listens on {} with no API key: anyone who reaches the port can use it",
+            args.listen
+        );
+    }
     Ok(())
+}
+
+/// Whether a listen address stays on this machine (`127.x`, `::1`, `localhost`).
+fn loopback_listen(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Says where the logs are and, unless only that was asked, shows their latest lines (and

@@ -32,7 +32,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         v1::tokenize_request::Input::Text(text)
     };
     let req = v1::TokenizeRequest {
-        model: args.model.clone(),
+        model: super::model_name(&args.model).to_owned(),
         input: Some(input),
         add_special_tokens: args.special,
         tools: vec![],
@@ -41,7 +41,8 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         tool_choice: None,
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
-    outln!("{} tokens ({} has a context of {} tokens)", r.count, r.model, r.context_length)?;
+    let unit = if r.count == 1 { "token" } else { "tokens" };
+    outln!("{} {unit} ({} has a context of {} tokens)", r.count, r.model, r.context_length)?;
     if args.ids {
         let ids: Vec<String> = r.ids.iter().map(u32::to_string).collect();
         outln!("{}", ids.join(" "))?;
