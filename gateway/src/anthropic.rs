@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    TEXT, answered_calls, array, function_tool, integer, model, named_choice, number, present, stop_list, string,
-    text_parts, tool_result, type_name,
+    TEXT, answered_calls, array, distinct, function_tool, integer, model, named_choice, number, present, stop_list,
+    string, text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -150,7 +150,8 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
             }
             Ok(tool)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|t| distinct(t, |i| format!("tools[{i}].name")))
 }
 
 fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {

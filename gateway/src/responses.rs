@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    answered_calls, array, boolean, effort_kwargs, function_tool, integer, json_schema, model, named_choice, number,
-    present, reasoning_effort, string, text_parts, tool_result, type_name,
+    answered_calls, array, boolean, distinct, effort_kwargs, function_tool, integer, json_schema, model, named_choice,
+    number, present, reasoning_effort, string, text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -240,7 +240,8 @@ fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
                 )),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|t| distinct(t, |i| format!("tools[{i}].name")))
 }
 
 fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Option<v1::ToolChoice>, ApiError> {

@@ -251,6 +251,7 @@ def check_errors_in_anthropics_envelope():
     m = refused("top_p", messages=user("Hi"), extra_body={"top_p": 0})
     assert "greater than 0" in m and "0000" not in m, m
     refused("stop_sequences", messages=user("Hi"), extra_body={"stop_sequences": "H"})
+    refused("tools[1].name", messages=user("Hi"), tools=[WEATHER, WEATHER])
     # Errors the gateway makes before any handler (wrong method, wrong content type, wrong key)
     # come in Anthropic's envelope on its routes too.
     import urllib.error

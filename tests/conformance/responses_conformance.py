@@ -204,6 +204,7 @@ def check_refusals_name_the_field():
     assert "max_output_tokens" in refused("max_tokens", input="Hi", extra_body={"max_tokens": 3})
     assert "text.format" in refused("response_format", input="Hi", extra_body={"response_format": {"type": "json_object"}})
     refused("stop", input="Hi", extra_body={"stop": ["x"]})
+    assert "tools[0]" in refused("tools[1].name", input="Hi", tools=[WEATHER, WEATHER])
     refused("seed", input="Hi", extra_body={"seed": 1})
     # Files are media like images: unsupported, in the same words.
     assert "text only" in refused("input[0].content[0].type",

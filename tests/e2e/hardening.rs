@@ -175,6 +175,15 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
         case("a gzip body", "POST", "/v1/chat/completions", chat("tiny"), 415)
             .header("content-encoding", "gzip")
             .code("unsupported_media_type"),
+        case(
+            "a tool declared twice",
+            "POST",
+            "/v1/chat/completions",
+            body(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "tools": [
+                {"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]})),
+            400,
+        )
+        .param("tools[1].function.name"),
         case("a rebound host name", "POST", "/v1/chat/completions", chat("tiny"), 403)
             .header("host", "attacker.example:8000")
             .code("host_not_allowed"),

@@ -14,7 +14,7 @@ pub(crate) mod tools;
 
 pub(crate) use constraint::{constraint, constraint_field, json_schema};
 pub(crate) use fields::{array, boolean, integer, number, present, stop_list, string, top_p, type_name};
-pub(crate) use tools::{answered_calls, function_tool, named_choice, tool_result};
+pub(crate) use tools::{answered_calls, distinct, function_tool, named_choice, tool_result};
 
 use fields::{logit_bias, n, refuse_if_set, token_ids};
 use tools::{tool_choice, tools};

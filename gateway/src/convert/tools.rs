@@ -108,7 +108,23 @@ pub(super) fn tools(v: &Option<Value>) -> Result<Vec<v1::Tool>, ApiError> {
                 .ok_or_else(|| ApiError::invalid(format!("tools[{i}].function"), "must be an object"))?;
             function_tool(f, &format!("tools[{i}].function"), "parameters")
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|t| distinct(t, |i| format!("tools[{i}].function.name")))
+}
+
+/// The tools, each name once: a model told of two functions of one name cannot say which it
+/// calls. `name_field(i)` is where tool `i`'s name was written.
+pub(crate) fn distinct(tools: Vec<v1::Tool>, name_field: impl Fn(usize) -> String) -> Result<Vec<v1::Tool>, ApiError> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, t) in tools.iter().enumerate() {
+        if let Some(first) = seen.insert(t.name.as_str(), i) {
+            return Err(ApiError::invalid(
+                name_field(i),
+                format!("'{}' is already the name of tools[{first}]", zeta_proto::edge::quote(&t.name)),
+            ));
+        }
+    }
+    Ok(tools)
 }
 
 /// A tool choice naming `name`, which must be one of `tools`.

@@ -42,8 +42,8 @@ impl Endpoint for Completions {
     fn field(body: &CompletionRequest, daemon_param: &str) -> Option<&'static str> {
         if daemon_param.starts_with("constraint") {
             Some(convert::constraint_field(&body.grammar))
-        } else if daemon_param.starts_with("messages") || daemon_param.starts_with("prompt") {
-            // `prompt_tokens` too: the token ids came in `prompt`.
+        } else if daemon_param.starts_with("messages") || daemon_param == "prompt_tokens" {
+            // `prompt_tokens` (the size of token ids) too: they came in `prompt`.
             Some("prompt")
         } else {
             None
