@@ -12,7 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
 
@@ -233,12 +233,13 @@ impl Grammars {
         if let Some(e) = matcher.get_error() {
             return Err(EngineError::invalid(c.field(), e));
         }
-        let mut guide = Guide { matcher, eos: eos.to_vec(), width, field: c.field() };
-        // The first mask, made now: a grammar that cannot start (a schema whose `$ref` leads
-        // only back to itself) is this request's bad argument, found before it joins a batch.
-        guide
-            .mask(&mut vec![0.0; width])
-            .map_err(|why| EngineError::invalid(c.field(), format!("admits no output: {why}")))?;
+        let mut guide = Guide { matcher, eos: eos.to_vec(), width, field: c.field(), first: None };
+        // The first mask, made now (and kept for the first step): a grammar that cannot start (a
+        // schema whose `$ref` leads only back to itself) is this request's bad argument, found
+        // before it joins a batch.
+        let first =
+            guide.compute().map_err(|why| EngineError::invalid(c.field(), format!("admits no output: {why}")))?;
+        guide.first = Some(first);
         Ok(guide)
     }
 }
@@ -250,6 +251,8 @@ pub struct Guide {
     width: usize,
     /// The request field the constraint came from, for errors.
     field: &'static str,
+    /// The mask computed when the guide was made, for the first step.
+    first: Option<SimpleVob>,
 }
 
 impl Guide {
@@ -266,13 +269,7 @@ impl Guide {
     /// [`Guide::fill`], failing with the grammar engine's reason (its first line: the rest is
     /// its statistics).
     fn mask(&mut self, row: &mut [f32]) -> std::result::Result<(), String> {
-        let first_line = |e: String| match e.lines().next().unwrap_or_default() {
-            "NoExtensionBias" => {
-                "no text can extend it (a rule or `$ref` that only leads back to itself never ends)".into()
-            }
-            line => line.to_string(),
-        };
-        let mask = self.matcher.compute_mask_or_eos().map_err(|e| first_line(e.to_string()))?;
+        let mask = self.compute()?;
         let n = self.width.min(row.len());
         let row = &mut row[..n];
         row.fill(f32::NEG_INFINITY);
@@ -296,8 +293,23 @@ impl Guide {
         Ok(())
     }
 
+    /// The allowed tokens now: the one made with the guide, else the matcher's.
+    fn compute(&mut self) -> std::result::Result<SimpleVob, String> {
+        if let Some(m) = self.first.take() {
+            return Ok(m);
+        }
+        self.matcher.compute_mask_or_eos().map_err(|e| match e.to_string().lines().next().unwrap_or_default() {
+            "NoExtensionBias" => {
+                "no text can extend it (a rule or `$ref` that only leads back to itself never ends)".into()
+            }
+            line => line.to_string(),
+        })
+    }
+
     /// Follows a chosen token (end-of-sequence tokens end the sequence and are not fed).
     pub fn consume(&mut self, token: u32) -> Result<()> {
+        // A token moves the grammar on: the kept first mask no longer applies.
+        self.first = None;
         if self.eos.contains(&token) {
             return Ok(());
         }
