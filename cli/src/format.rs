@@ -36,6 +36,11 @@ pub fn ago(unix: i64) -> String {
     format!("{} ago", duration((now - unix) as f64))
 }
 
+/// `n what`, with an `s` unless `n` is 1.
+pub fn plural(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
 /// A model state in lower case, as the table shows it.
 pub fn state(s: i32) -> &'static str {
     match v1::ModelState::try_from(s).unwrap_or(v1::ModelState::Unspecified) {

@@ -103,8 +103,8 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
     };
     // The variables the server gives every template come from the request itself: a kwarg of
     // the same name would be silently overridden.
-    const RESERVED: [&str; 5] = ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
-    if let Some(k) = extra.as_ref().and_then(|m| RESERVED.iter().find(|k| m.contains_key(**k))) {
+    let reserved = zeta_engine::ChatTemplate::SERVER_VARIABLES;
+    if let Some(k) = extra.as_ref().and_then(|m| reserved.iter().find(|k| m.contains_key(**k))) {
         return Err(DaemonError::invalid(
             format!("chat_template_kwargs.{k}"),
             "is set by the server from the request (messages, tools, continue_final_message) and the model",
@@ -173,10 +173,7 @@ pub fn generate(
         max_tokens: req.max_tokens.map(|m| m as usize),
         // A model's default (or the caller's cap) never makes a request fail: it only shortens
         // an answer.
-        max_tokens_cap: match (defaults.max_tokens, req.max_tokens_cap) {
-            (Some(a), Some(b)) => Some(a.min(b as usize)),
-            (a, b) => a.or(b.map(|b| b as usize)),
-        },
+        max_tokens_cap: [defaults.max_tokens, req.max_tokens_cap.map(|c| c as usize)].into_iter().flatten().min(),
         stop: req.stop.clone(),
         keep_special_tokens: false,
         constraint: constraint(req.constraint.as_ref())?,

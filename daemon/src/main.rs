@@ -36,9 +36,7 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 
 fn main() {
     let args = Args::parse();
-    // An empty ZETA_MLX_CONFIG is unset, as the CLI and the gateway take it.
-    let explicit =
-        args.config.is_some() || std::env::var_os(zeta_proto::socket::CONFIG_ENV).is_some_and(|v| !v.is_empty());
+    let explicit = zeta_proto::socket::config_asked_by(args.config.as_deref()).is_some();
     let config_path = zeta_proto::socket::config_path(args.config.as_deref());
     let config = Config::load_or_default(config_path.as_deref(), explicit).unwrap_or_else(|e| fail(e));
     let (socket, origin) =

@@ -199,6 +199,11 @@ impl ChatTemplate {
         }
     }
 
+    /// The variables every render sets from the request and the model; extra variables of these
+    /// names would be overridden.
+    pub const SERVER_VARIABLES: [&'static str; 5] =
+        ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
+
     fn render_messages(
         &self,
         mut messages: serde_json::Value,

@@ -6,7 +6,6 @@
 //! send simple requests to `127.0.0.1` (CSRF) or reach it under its own name after a DNS
 //! rebinding; refusing foreign `Origin`s, non-loopback `Host`s and non-JSON bodies stops both.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +18,7 @@ use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::{AppState, RequestId, metrics};
+use zeta_proto::edge::{host_name, loopback_name};
 
 fn new_request_id() -> String {
     use rand::RngExt;
@@ -131,22 +131,6 @@ pub async fn envelope(req: Request, next: Next) -> Response {
     out
 }
 
-/// The host part of a `Host` value (`name`, `name:port`, `[v6]:port`), lower-cased.
-fn host_name(v: &str) -> String {
-    let v = v.trim();
-    let host = if let Some(rest) = v.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        v.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(v, |(h, _)| h)
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Names that always mean this machine.
-fn loopback_name(host: &str) -> bool {
-    host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Browser safety (see the module header).
 pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let cfg = &state.config;
@@ -244,23 +228,6 @@ pub async fn not_found(req: Request<Body>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_names() {
-        for (v, want) in [
-            ("127.0.0.1:8000", "127.0.0.1"),
-            ("localhost", "localhost"),
-            ("[::1]:8000", "::1"),
-            ("Evil.Example:80", "evil.example"),
-            ("localhost.", "localhost"),
-        ] {
-            assert_eq!(host_name(v), want, "{v}");
-        }
-        assert!(loopback_name("127.0.0.2") && loopback_name("::1") && loopback_name("app.localhost"));
-        assert!(
-            !loopback_name("evil.example") && !loopback_name("localhost.evil.example") && !loopback_name("10.0.0.1")
-        );
-    }
 
     #[test]
     fn keys_compare_whole() {

@@ -68,6 +68,25 @@ pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
 /// How much of a user-supplied string a message quotes, in bytes.
 pub const QUOTE_BYTES: usize = 96;
 
+/// The host part of a `Host` header or a listen address (`name`, `name:port`, `[v6]:port`),
+/// lower-cased, without a trailing dot.
+pub fn host_name(v: &str) -> String {
+    let v = v.trim();
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        v.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(v, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Host names that always mean this machine (`localhost`, `*.localhost`, loopback addresses).
+pub fn loopback_name(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `s` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
 pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
@@ -110,6 +129,23 @@ pub fn daemon_absent(status: &tonic::Status) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names() {
+        for (v, want) in [
+            ("127.0.0.1:8000", "127.0.0.1"),
+            ("localhost", "localhost"),
+            ("[::1]:8000", "::1"),
+            ("Evil.Example:80", "evil.example"),
+            ("localhost.", "localhost"),
+        ] {
+            assert_eq!(host_name(v), want, "{v}");
+        }
+        assert!(loopback_name("127.0.0.2") && loopback_name("::1") && loopback_name("app.localhost"));
+        assert!(
+            !loopback_name("evil.example") && !loopback_name("localhost.evil.example") && !loopback_name("10.0.0.1")
+        );
+    }
 
     #[test]
     fn clip_keeps_char_boundaries_and_the_limit() {

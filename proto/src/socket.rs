@@ -95,11 +95,20 @@ pub fn default_config_path() -> Option<PathBuf> {
     }
 }
 
+/// `ZETA_MLX_CONFIG`, unless unset or empty (an empty one is unset for every program).
+fn config_env() -> Option<PathBuf> {
+    std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Where a config file was asked for by name (`--config` or `ZETA_MLX_CONFIG`), when it was:
+/// such a file must exist; the default one may be absent.
+pub fn config_asked_by(flag: Option<&Path>) -> Option<&'static str> {
+    if flag.is_some() { Some("--config") } else { config_env().map(|_| CONFIG_ENV) }
+}
+
 /// The config file in effect: `--config`, `ZETA_MLX_CONFIG`, or the default.
 pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .or_else(default_config_path)
+    flag.map(Path::to_path_buf).or_else(config_env).or_else(default_config_path)
 }
 
 /// The keys of the daemon's config file that its clients need too.
@@ -153,11 +162,7 @@ fn socket_from_config(path: &Path) -> Result<Option<PathBuf>, String> {
 /// `ZETA_MLX_CONFIG` must exist and parse: a typo in its name would otherwise send a client to
 /// another daemon's socket without a word.
 fn socket_of_config(config_flag: Option<&Path>) -> Result<(PathBuf, Origin), String> {
-    let explicit = if config_flag.is_some() {
-        Some("--config")
-    } else {
-        std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(|_| CONFIG_ENV)
-    };
+    let explicit = config_asked_by(config_flag);
     let Some(path) = config_path(config_flag) else { return Ok((default_socket_path(), Origin::Default)) };
     match (socket_from_config(&path), explicit) {
         (Ok(Some(p)), _) => Ok((p, Origin::Config)),

@@ -384,3 +384,19 @@ async fn models_load_and_unload_over_http_say_what_happened() {
     let r = g.request("POST", "/v1/models/tiny/unload", b"").await;
     assert_eq!(r.json(), json!({"success": false, "model": "tiny", "state": "not_loaded", "still_running": 0}));
 }
+
+#[test]
+fn an_empty_config_variable_is_unset_for_daemon_and_gateway_alike() {
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("z.sock");
+    for bin in ["zeta-mlxd", "zeta-gateway"] {
+        let out = std::process::Command::new(zeta_tests::bin(bin))
+            .args(["--check", "--socket", socket.to_str().unwrap()])
+            .env("ZETA_MLX_CONFIG", "")
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bin}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -56,10 +56,6 @@ pub async fn load(d: &Daemon, model: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn plural(n: u32, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
-}
-
 /// Unloads a model and says whether it was loaded.
 pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError> {
     let req = quick(v1::UnloadModelRequest { model: super::model_name(model).to_owned(), force });
@@ -71,7 +67,7 @@ pub async fn unload(d: &Daemon, model: &str, force: bool) -> Result<(), CliError
             0 => outln!("unloaded {model}")?,
             n => outln!(
                 "unloading {model}: {} still running on it; its memory is freed when they end",
-                plural(n, "request")
+                crate::format::plural(n.into(), "request")
             )?,
         }
     } else {

@@ -59,7 +59,7 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
     if args.no_start {
         host.runner = None;
     }
-    let beyond = !loopback_listen(&settings.listen);
+    let beyond = !zeta_proto::edge::loopback_name(&zeta_proto::edge::host_name(&settings.listen));
     let report = zeta_launchd::install(&InstallOptions { settings, host }).map_err(launchd_err)?;
     out!("{report}")?;
     if beyond {
@@ -69,12 +69,6 @@ fn install(mut host: Host, args: &InstallArgs, socket: Option<&Path>, config: Op
         );
     }
     Ok(())
-}
-
-/// Whether a listen address stays on this machine (`127.x`, `::1`, `localhost`).
-fn loopback_listen(listen: &str) -> bool {
-    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Says where the logs are and, unless only that was asked, shows their latest lines (and

@@ -41,8 +41,8 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         tool_choice: None,
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
-    let unit = if r.count == 1 { "token" } else { "tokens" };
-    outln!("{} {unit} ({} has a context of {} tokens)", r.count, r.model, r.context_length)?;
+    let count = crate::format::plural(r.count.into(), "token");
+    outln!("{count} ({} has a context of {} tokens)", r.model, r.context_length)?;
     if args.ids {
         let ids: Vec<String> = r.ids.iter().map(u32::to_string).collect();
         outln!("{}", ids.join(" "))?;
