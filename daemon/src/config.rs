@@ -3,7 +3,7 @@
 //! embedded SmolLM2 as `smollm2-135m`. Unknown keys and bad values stop start-up with a message
 //! that names the key and the line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -248,6 +248,43 @@ fn yaml_line(text: &str, key: &[String]) -> Option<usize> {
     found
 }
 
+/// serde_yaml's error for a key written twice names the mapping's line at best (none at the top
+/// level); this names the line of the second one and of the first.
+fn yaml_duplicate(text: &str, e: serde_yaml::Error) -> String {
+    let message = e.to_string();
+    let Some((path, key)) = message
+        .split_once("duplicate entry with key \"")
+        .and_then(|(path, rest)| rest.split_once('"').map(|(k, _)| (path, k.to_string())))
+    else {
+        return message;
+    };
+    // One frame per open block mapping: its indentation and the keys seen in it, with their lines.
+    let mut frames: Vec<(usize, HashMap<String, usize>)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') || body.starts_with('-') {
+            continue;
+        }
+        let Some((k, _)) = body.split_once(':') else { continue };
+        let depth = line.len() - body.len();
+        while frames.last().is_some_and(|(d, _)| *d > depth) {
+            frames.pop();
+        }
+        if frames.last().is_none_or(|(d, _)| *d < depth) {
+            frames.push((depth, HashMap::new()));
+        }
+        let seen = &mut frames.last_mut().expect("a frame was pushed").1;
+        let k = unquote_yaml(k.trim());
+        if k == key
+            && let Some(first) = seen.get(&k)
+        {
+            return format!("{path}duplicate key {key:?} at line {} (first at line {first})", n + 1);
+        }
+        seen.entry(k).or_insert(n + 1);
+    }
+    message
+}
+
 /// serde_yaml's error, with the line it leaves out for a problem in a top-level key (an unknown
 /// key, a size it cannot read): each top-level key is read on its own until one fails.
 fn yaml_error(text: &str, e: serde_yaml::Error) -> String {
@@ -310,7 +347,7 @@ impl Config {
         let cfg: Config = if yaml {
             // Read into a map, two equal aliases would quietly be one (the last); YAML's own
             // document refuses them.
-            serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| err(e.to_string()))?;
+            serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| err(yaml_duplicate(&text, e)))?;
             serde_yaml::from_str(&text).map_err(|e| err(yaml_error(&text, e)))?
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?
