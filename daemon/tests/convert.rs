@@ -192,4 +192,5 @@ fn output_becomes_the_wire_events() {
 fn the_limits_both_ends_check_agree() {
     // The gateway checks the limits of zeta_proto::edge; the engine, which links no gRPC, has its own.
     assert_eq!(zeta_proto::edge::MAX_STOP_STRINGS, zeta_engine::MAX_STOP_STRINGS);
+    assert_eq!(zeta_proto::edge::MAX_STOP_BYTES, zeta_engine::MAX_STOP_BYTES);
 }

@@ -14,7 +14,7 @@ use crate::chat_template::ChatInput;
 use crate::constraint::Grammars;
 use crate::error::{EngineError, Result};
 use crate::metrics::{Stats, StatsSnapshot};
-use crate::options::{EngineOptions, MAX_STOP_STRINGS, ModelInfo};
+use crate::options::{EngineOptions, MAX_STOP_BYTES, MAX_STOP_STRINGS, ModelInfo};
 use crate::request::{Event, GenerateRequest, Prompt};
 use crate::sampling::SamplingParams;
 use crate::scheduler::{self, Command, Pending, Shared};
@@ -282,6 +282,12 @@ impl Engine {
         // An empty stop string would match before any text: no answer at all, which no caller means.
         if let Some(i) = req.stop.iter().position(String::is_empty) {
             return Err(EngineError::invalid(format!("stop[{i}]"), "is empty"));
+        }
+        if let Some((i, s)) = req.stop.iter().enumerate().find(|(_, s)| s.len() > MAX_STOP_BYTES) {
+            return Err(EngineError::invalid(
+                format!("stop[{i}]"),
+                format!("is {} bytes, above the maximum {MAX_STOP_BYTES}", s.len()),
+            ));
         }
         let guide = match &req.constraint {
             Some(c) => {

@@ -37,7 +37,7 @@ pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, Tool
 pub use engine::{Engine, Generation};
 pub use error::{EngineError, Result};
 pub use model::loader::{DenseMode, LoadOptions};
-pub use options::{DEFAULT_PREFIX_CACHE_BYTES, EngineOptions, MAX_STOP_STRINGS, ModelInfo};
+pub use options::{DEFAULT_PREFIX_CACHE_BYTES, EngineOptions, MAX_STOP_BYTES, MAX_STOP_STRINGS, ModelInfo};
 pub use request::{Event, FinishReason, GenerateRequest, Prompt, Timings, TokenLogprob, TopLogprob, Usage};
 pub use sampling::SamplingParams;
 pub use source::{LocalModel, ModelSource, load_local};

@@ -12,6 +12,10 @@ pub const DEFAULT_PREFIX_CACHE_BYTES: usize = 512 << 20;
 /// Most stop strings per request.
 pub const MAX_STOP_STRINGS: usize = 16;
 
+/// Longest stop string, in bytes: matching holds back and rescans up to this much text per token
+/// for each stop string, so an unbounded one makes every token's check cost grow without limit.
+pub const MAX_STOP_BYTES: usize = 1024;
+
 /// How an engine loads and schedules.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {

@@ -111,7 +111,7 @@ impl SamplingParams {
         if let Some(n) = self.logprobs
             && n > MAX_TOP_LOGPROBS
         {
-            return Err(EngineError::invalid("top_logprobs", format!("{n} is above the maximum {MAX_TOP_LOGPROBS}")));
+            return Err(EngineError::invalid("logprobs", format!("{n} is above the maximum {MAX_TOP_LOGPROBS}")));
         }
         Ok(())
     }

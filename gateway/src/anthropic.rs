@@ -255,7 +255,10 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
     if let Some(Value::String(_)) = present(&req.stop_sequences) {
         return Err(ApiError::invalid("stop_sequences", "must be an array of strings, not a string"));
     }
-    let stop = stop_list(&req.stop_sequences).map_err(|e| ApiError { param: Some("stop_sequences".into()), ..e })?;
+    let stop = stop_list(&req.stop_sequences).map_err(|e| {
+        let param = e.param.as_deref().map_or("stop_sequences".into(), |p| p.replacen("stop", "stop_sequences", 1));
+        ApiError { param: Some(param), ..e }
+    })?;
     let sampling = v1::SamplingParams {
         temperature: number(&req.temperature, "temperature", 0.0, 1.0)?,
         top_p: crate::convert::top_p(&req.top_p, "top_p")?,

@@ -49,6 +49,8 @@ pub fn check_message(
 
 /// Most stop sequences a request may give.
 pub const MAX_STOP_STRINGS: usize = 16;
+/// Longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 1024;
 /// Most alternatives per token a request may ask log-probabilities of (`top_logprobs`).
 pub const MAX_TOP_LOGPROBS: i64 = 20;
 /// The biggest schema or grammar a request may carry, in bytes: compiling one is work the daemon

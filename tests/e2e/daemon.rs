@@ -153,7 +153,7 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
             Code::InvalidArgument,
             "logit_bias",
         ),
-        ("too many logprobs", with(&|r| r.logprobs = Some(50)), Code::InvalidArgument, "top_logprobs"),
+        ("too many logprobs", with(&|r| r.logprobs = Some(50)), Code::InvalidArgument, "invalid logprobs: 50"),
         ("zero max_tokens", with(&|r| r.max_tokens = Some(0)), Code::InvalidArgument, "max_tokens"),
         ("over the context", with(&|r| r.max_tokens = Some(100_000)), Code::OutOfRange, "context length"),
         (
@@ -172,6 +172,12 @@ async fn bad_requests_get_their_status_and_the_daemon_keeps_serving() {
         ("too many stop strings", with(&|r| r.stop = vec!["x".into(); 20]), Code::InvalidArgument, "stop"),
         ("a 100 KB request id", with(&|r| r.request_id = "r".repeat(100_000)), Code::InvalidArgument, "request_id"),
         ("an empty stop string", with(&|r| r.stop = vec!["x".into(), String::new()]), Code::InvalidArgument, "stop[1]"),
+        (
+            "a stop string too long",
+            with(&|r| r.stop = vec!["x".into(), "y".repeat(1025)]),
+            Code::InvalidArgument,
+            "stop[1]",
+        ),
         ("no messages", chat_of(vec![]), Code::InvalidArgument, "messages"),
         (
             "continuing a user message",

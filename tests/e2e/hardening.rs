@@ -209,6 +209,22 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
             400,
         )
         .param("stop"),
+        case(
+            "a stop string past its byte limit",
+            "POST",
+            "/v1/chat/completions",
+            body(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stop": ["ok", "x".repeat(1025)]})),
+            400,
+        )
+        .param("stop[1]"),
+        case(
+            "an Anthropic stop sequence past its byte limit",
+            "POST",
+            "/v1/messages",
+            body(json!({"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "x"}],
+                "stop_sequences": ["x".repeat(1025)]})),
+            400,
+        ),
         // Errors the daemon finds name the field as each API calls it.
         case(
             "a completion prompt over the context",
@@ -273,6 +289,9 @@ async fn bad_requests_get_enveloped_errors_and_never_touch_another_clients_strea
     assert_eq!(same("/dev/null", "/dev/null"), missing);
     assert!(!missing.contains("gguf") && !missing.contains("No such file"), "{missing}");
     assert!(messages["a hub id over HTTP"].contains("http_allow_hub_models"), "{}", messages["a hub id over HTTP"]);
+    // Anthropic's envelope has no param: the message names the field in its own API's words.
+    let anthropic_stop = &messages["an Anthropic stop sequence past its byte limit"];
+    assert!(anthropic_stop.starts_with("stop_sequences[0]: "), "{anthropic_stop}");
 
     stop.store(true, Ordering::Relaxed);
     let streams = healthy.await.expect("the healthy client's streams all completed");

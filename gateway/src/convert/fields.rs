@@ -116,8 +116,19 @@ pub(super) fn token_ids(a: &[Value], param: &str) -> Result<Vec<u32>, ApiError> 
         .collect()
 }
 
-/// `stop`: one string or a bounded array of non-empty strings.
+/// `stop`: one string or a bounded array of non-empty strings, each bounded in bytes.
 pub(crate) fn stop_list(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
+    let list = stop_strings(v)?;
+    let max = zeta_proto::edge::MAX_STOP_BYTES;
+    if let Some((i, s)) = list.iter().enumerate().find(|(_, s)| s.len() > max) {
+        let param =
+            if matches!(present(v), Some(Value::String(_))) { "stop".to_string() } else { format!("stop[{i}]") };
+        return Err(ApiError::invalid(param, format!("a stop sequence may be at most {max} bytes, got {}", s.len())));
+    }
+    Ok(list)
+}
+
+fn stop_strings(v: &Option<Value>) -> Result<Vec<String>, ApiError> {
     match present(v) {
         None => Ok(vec![]),
         Some(Value::String(s)) if s.is_empty() => {
