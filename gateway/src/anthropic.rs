@@ -244,12 +244,7 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
             return Err(ApiError::invalid("stream", format!("'stream' must be a boolean, got {}", type_name(other))));
         }
     };
-    let thinking = match present(&req.thinking).map(|t| t.get("type").and_then(Value::as_str)) {
-        None => None,
-        Some(Some("enabled")) => Some(true),
-        Some(Some("disabled")) => Some(false),
-        Some(_) => return Err(ApiError::invalid("thinking.type", "must be 'enabled' or 'disabled'")),
-    };
+    let thinking = thinking(req)?;
     let _ = string(&req.metadata.as_ref().and_then(|m| m.get("user_id")).cloned(), "metadata.user_id")?;
     // Anthropic's is a list: a bare string is a client written for another API.
     if let Some(Value::String(_)) = present(&req.stop_sequences) {
@@ -265,10 +260,6 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
         top_k: integer(&req.top_k, "top_k", 0, 1 << 20)?.map(|k| k as u32),
         ..Default::default()
     };
-    let kwargs = match thinking {
-        Some(t) => json!({"enable_thinking": t}).to_string(),
-        None => String::new(),
-    };
     let out = v1::GenerateRequest {
         model: model.clone(),
         input: Some(v1::generate_request::Input::Chat(chat)),
@@ -279,13 +270,14 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
         tools,
         tool_choice,
         separate_reasoning: true,
-        chat_template_kwargs_json: kwargs,
+        chat_template_kwargs_json: thinking_kwargs(thinking),
         ..Default::default()
     };
     Ok((out, MessagesOptions { stream, thinking: thinking == Some(true), model }))
 }
 
-/// A Messages count request as the daemon's `TokenizeRequest`.
+/// A Messages count request as the daemon's `TokenizeRequest`: the prompt the same message
+/// request would render, its thinking setting included (a template may write it into the prompt).
 pub fn count(req: &MessagesRequest) -> Result<v1::TokenizeRequest, ApiError> {
     let model = model(&req.model)?;
     let (chat, tools, tool_choice) = conversation(req)?;
@@ -295,8 +287,24 @@ pub fn count(req: &MessagesRequest) -> Result<v1::TokenizeRequest, ApiError> {
         tools,
         tool_choice,
         count_only: true,
+        chat_template_kwargs_json: thinking_kwargs(thinking(req)?),
         ..Default::default()
     })
+}
+
+/// `thinking.type`: on, off, or the template's own default when unset.
+fn thinking(req: &MessagesRequest) -> Result<Option<bool>, ApiError> {
+    match present(&req.thinking).map(|t| t.get("type").and_then(Value::as_str)) {
+        None => Ok(None),
+        Some(Some("enabled")) => Ok(Some(true)),
+        Some(Some("disabled")) => Ok(Some(false)),
+        Some(_) => Err(ApiError::invalid("thinking.type", "must be 'enabled' or 'disabled'")),
+    }
+}
+
+/// The template variable thinking sets (as Qwen3's template reads it).
+fn thinking_kwargs(thinking: Option<bool>) -> String {
+    thinking.map(|t| json!({"enable_thinking": t}).to_string()).unwrap_or_default()
 }
 
 /// Anthropic's name for a finish reason, and the stop sequence that ended the answer.

@@ -400,3 +400,63 @@ fn an_empty_config_variable_is_unset_for_daemon_and_gateway_alike() {
         assert!(out.status.success(), "{bin}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_counts_render_the_template_variables_a_generation_would() {
+    // A template that writes its thinking switch into the prompt, as Qwen3's does.
+    let dir = tempfile::tempdir().unwrap();
+    let base = zeta_tests::tiny("qwen2-f32");
+    for f in std::fs::read_dir(&base).unwrap() {
+        let f = f.unwrap().path();
+        std::os::unix::fs::symlink(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let cfg_path = dir.path().join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(base.join("tokenizer_config.json")).unwrap()).unwrap();
+    let template = cfg["chat_template"].as_str().unwrap().to_string()
+        + "{%- if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{%- endif %}";
+    cfg["chat_template"] = json!(template);
+    std::fs::remove_file(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let config = format!("default_model = \"think\"\n[models.think]\npath = \"{}\"\n", dir.path().display());
+    let d = Daemon::builder().config(&config).wait_ready().start().await;
+    let g = Gateway::start(&d.socket, &[]).await;
+    let post = async |path: &str, body: Value| {
+        let r = g.request("POST", path, &serde_json::to_vec(&body).unwrap()).await;
+        (r.status, r.json())
+    };
+    let messages = json!([{"role": "user", "content": "Hello there"}]);
+
+    // Anthropic: count_tokens reads `thinking` as the message request does.
+    let off = json!({"model": "think", "messages": messages, "thinking": {"type": "disabled"}});
+    let (_, plain) = post("/v1/messages/count_tokens", json!({"model": "think", "messages": messages})).await;
+    let (_, counted) = post("/v1/messages/count_tokens", off.clone()).await;
+    let mut gen_body = off.clone();
+    gen_body["max_tokens"] = json!(1);
+    let (status, m) = post("/v1/messages", gen_body).await;
+    assert_eq!(status, 200, "{m}");
+    let used = m["usage"]["input_tokens"].as_u64().unwrap() + m["usage"]["cache_read_input_tokens"].as_u64().unwrap();
+    assert_eq!(counted["input_tokens"].as_u64(), Some(used), "{counted} vs {m}");
+    assert!(counted["input_tokens"].as_u64() > plain["input_tokens"].as_u64(), "{counted} vs {plain}");
+
+    // OpenAI-style counts take chat_template_kwargs and reasoning_effort as chat does.
+    for extra in [json!({"chat_template_kwargs": {"enable_thinking": false}}), json!({"reasoning_effort": "none"})] {
+        let mut count = json!({"model": "think", "messages": messages});
+        let mut chat = json!({"model": "think", "messages": messages, "max_tokens": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            count[k] = v.clone();
+            chat[k] = v.clone();
+        }
+        let (_, n) = post("/v1/tokens/count", count).await;
+        let (status, c) = post("/v1/chat/completions", chat).await;
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(n["count"], c["usage"]["prompt_tokens"], "{extra}: {n} vs {c}");
+        assert!(n["count"].as_u64() > plain["input_tokens"].as_u64(), "{extra}: {n}");
+    }
+    // A text is tokenized as it is: template variables are a mistake, not something to ignore.
+    let (status, e) = post(
+        "/v1/tokenize",
+        json!({"model": "think", "text": "hi", "chat_template_kwargs": {"enable_thinking": false}}),
+    )
+    .await;
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("chat_template_kwargs")), "{e}");
+}

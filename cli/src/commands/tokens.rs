@@ -39,6 +39,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         return_tokens: args.tokens,
         count_only: false,
         tool_choice: None,
+        chat_template_kwargs_json: String::new(),
     };
     let r = d.models().tokenize(req).await.map_err(|s| d.err(s))?.into_inner();
     let count = crate::format::plural(r.count.into(), "token");

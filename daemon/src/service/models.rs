@@ -155,8 +155,15 @@ impl v1::models_server::Models for ModelsService {
         let caller = super::caller(&request);
         let req = request.into_inner();
         // Checked before the model is acquired: a bad request must not load (and evict) anything.
-        if matches!(req.input, Some(Input::Text(_))) && (!req.tools.is_empty() || req.tool_choice.is_some()) {
-            let field = if req.tools.is_empty() { "tool_choice" } else { "tools" };
+        let chat_only = !req.tools.is_empty() || req.tool_choice.is_some() || !req.chat_template_kwargs_json.is_empty();
+        if matches!(req.input, Some(Input::Text(_))) && chat_only {
+            let field = if !req.tools.is_empty() {
+                "tools"
+            } else if req.tool_choice.is_some() {
+                "tool_choice"
+            } else {
+                "chat_template_kwargs"
+            };
             return Err(DaemonError::invalid(
                 field,
                 "only applies to a chat input; a text input is tokenized as it is",
@@ -173,7 +180,7 @@ impl v1::models_server::Models for ModelsService {
                     // Rendered as a generation renders it, a forced call's opening included.
                     let tools: &[v1::Tool] =
                         if convert::hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
-                    let prompt = convert::chat(c, tools, "")?;
+                    let prompt = convert::chat(c, tools, &req.chat_template_kwargs_json)?;
                     let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), false);
                     let rendered = Shaper::render(&engine, &prompt, &how)?.map(|r| r.text).unwrap_or_default();
                     engine.tokenize(&Prompt::Rendered(rendered))?

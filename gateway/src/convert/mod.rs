@@ -280,17 +280,7 @@ pub fn chat(req: &ChatCompletionRequest, request_id: &str) -> Result<(v1::Genera
     let tools = tools(&req.tools)?;
     let tool_choice = tool_choice(&req.tool_choice, &tools)?;
     let parallel = boolean(&req.parallel_tool_calls, "parallel_tool_calls")?.unwrap_or(true);
-    // Explicit template variables win over what the reasoning effort implies.
-    let mut kwargs = match reasoning_effort(req.reasoning_effort.as_ref(), "reasoning_effort")? {
-        Some(e) => effort_kwargs(&e),
-        None => serde_json::Map::new(),
-    };
-    match present(&req.chat_template_kwargs) {
-        None => {}
-        Some(Value::Object(o)) => kwargs.extend(o.clone()),
-        Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
-    }
-    let kwargs = if kwargs.is_empty() { String::new() } else { Value::Object(kwargs).to_string() };
+    let kwargs = template_kwargs(req.reasoning_effort.as_ref(), &req.chat_template_kwargs)?;
     let sampling = sampling(&req.sampling)?;
     let continue_final_message = boolean(&req.continue_final_message, "continue_final_message")?.unwrap_or(false);
     // A prompt that ends after a closed turn, with no assistant opening, is not one this server
@@ -396,8 +386,24 @@ pub fn completion(
     Ok((out, CompletionOptions { stream, include_usage, logprobs: logprobs.is_some(), model }))
 }
 
+/// The chat template's extra variables as JSON (empty for none): `reasoning_effort`'s, then
+/// `chat_template_kwargs`, whose explicit variables win over what the effort implies.
+fn template_kwargs(effort: Option<&Value>, explicit: &Option<Value>) -> Result<String, ApiError> {
+    let mut kwargs = match reasoning_effort(effort, "reasoning_effort")? {
+        Some(e) => effort_kwargs(&e),
+        None => serde_json::Map::new(),
+    };
+    match present(explicit) {
+        None => {}
+        Some(Value::Object(o)) => kwargs.extend(o.clone()),
+        Some(_) => return Err(ApiError::invalid("chat_template_kwargs", "must be an object")),
+    }
+    Ok(if kwargs.is_empty() { String::new() } else { Value::Object(kwargs).to_string() })
+}
+
 /// A token-counting request (`/v1/tokens/count`, `/v1/tokenize`): the same validation as chat
-/// for messages, tools and tool choice, so the count is that of the prompt a chat would use.
+/// for messages, tools, tool choice and template variables, so the count is that of the prompt a
+/// chat would use.
 pub fn tokenize(dto: &TokenizeRequest, return_tokens: bool) -> Result<v1::TokenizeRequest, ApiError> {
     let model = model(&dto.model)?;
     let text = dto.text.as_ref().or(dto.prompt.as_ref()).filter(|v| !v.is_null());
@@ -414,6 +420,12 @@ pub fn tokenize(dto: &TokenizeRequest, return_tokens: bool) -> Result<v1::Tokeni
     };
     let tools = tools(&dto.tools)?;
     let tool_choice = tool_choice(&dto.tool_choice, &tools)?;
+    let chat_template_kwargs_json = template_kwargs(dto.reasoning_effort.as_ref(), &dto.chat_template_kwargs)?;
+    if matches!(input, v1::tokenize_request::Input::Text(_)) && !chat_template_kwargs_json.is_empty() {
+        let field =
+            if present(&dto.chat_template_kwargs).is_some() { "chat_template_kwargs" } else { "reasoning_effort" };
+        return Err(ApiError::invalid(field, "only applies to 'messages'; a text is tokenized as it is"));
+    }
     Ok(v1::TokenizeRequest {
         model,
         input: Some(input),
@@ -423,6 +435,7 @@ pub fn tokenize(dto: &TokenizeRequest, return_tokens: bool) -> Result<v1::Tokeni
         // A count ships no ids: a 16 MB text is millions of them.
         count_only: !return_tokens,
         tool_choice,
+        chat_template_kwargs_json,
     })
 }
 

@@ -101,4 +101,7 @@ pub struct TokenizeRequest {
     pub add_special_tokens: Option<Value>,
     /// As in chat: count the prompt that continues the final assistant message.
     pub continue_final_message: Option<Value>,
+    /// As in chat: template variables (and those an effort implies) can change the prompt.
+    pub chat_template_kwargs: Option<Value>,
+    pub reasoning_effort: Option<Value>,
 }
