@@ -5,7 +5,8 @@
 //! `routes::messages`.
 //!
 //! Mapping: `system` (a string or text blocks) becomes a system message; a user message's
-//! `tool_result` blocks become tool messages (before its text); an assistant's `tool_use` blocks
+//! `tool_result` blocks become tool messages (before its text; `is_error` prefixes the text with
+//! "Error: ", as no chat template has a place for a failed result); an assistant's `tool_use` blocks
 //! become its tool calls; `tool_choice` `auto` / `any` / `tool` / `none` map to auto / required /
 //! a named function / none; `thinking` `enabled` returns the model's reasoning as thinking
 //! blocks (otherwise reasoning is left out of the answer, and `disabled` asks the template not to
@@ -18,8 +19,8 @@ use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{
-    TEXT, answered_calls, array, distinct, function_tool, integer, model, named_choice, number, present, stop_list,
-    string, text_parts, tool_result, type_name,
+    TEXT, answered_calls, array, boolean, distinct, function_tool, integer, model, named_choice, number, present,
+    stop_list, string, text_parts, tool_result, type_name,
 };
 use crate::error::ApiError;
 
@@ -106,13 +107,19 @@ fn message(
                 });
             }
             Some("tool_result") if role == "user" => {
-                out.push(tool_result(
+                let mut result = tool_result(
                     b.get("tool_use_id").and_then(Value::as_str),
                     format!("{bf}.tool_use_id"),
                     b.get("content"),
                     format!("{bf}.content"),
                     TEXT,
-                )?);
+                )?;
+                // Chat templates have no failed-result slot: the model reads the failure in the text.
+                if boolean(&b.get("is_error").cloned(), &format!("{bf}.is_error"))? == Some(true) {
+                    let text = result.content.unwrap_or_default();
+                    result.content = Some(if text.is_empty() { "Error".into() } else { format!("Error: {text}") });
+                }
+                out.push(result);
                 results.push((out.len() - 1, format!("{bf}.tool_use_id")));
             }
             Some("thinking" | "redacted_thinking") if role == "assistant" => {}

@@ -153,6 +153,15 @@ def check_tool_use():
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "18 degrees"}]},
     ])
     assert prompt_tokens(follow.usage) > prompt_tokens(m.usage), (follow.usage, m.usage)
+    # A failed result reads as one: is_error reaches the prompt.
+    def result(is_error):
+        return client.messages.count_tokens(model="scripted-tools", tools=[WEATHER], messages=[
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": tool.id, "name": "get_weather", "input": tool.input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "18 degrees",
+                                          "is_error": is_error}]},
+        ]).input_tokens
+    assert result(True) > result(False), (result(True), result(False))
     # tool_choice any / tool force a call; none hides the tools.
     forced = client.messages.create(model="scripted-tools", max_tokens=64, tools=[WEATHER], extra_body=GREEDY,
                                     tool_choice={"type": "tool", "name": "get_weather"}, messages=user("Hi"))
@@ -170,6 +179,15 @@ def check_tool_use():
     with client.messages.stream(**cut) as s:
         final = s.get_final_message()
     assert [(b.type, b.input) for b in final.content] == [("tool_use", {"city": "Paris"})], final.content
+    # Cut inside a string by a stop sequence: the unfinished value is left out, whole or streamed.
+    for stops, want in [(["Paris"], {}), (["celsius"], {"city": "Paris"})]:
+        at = dict(cut, max_tokens=32, stop_sequences=stops)
+        m = client.messages.create(**at)
+        with client.messages.stream(**at) as s:
+            final = s.get_final_message()
+        assert m.stop_reason == final.stop_reason == "stop_sequence", (m, final)
+        assert [(b.type, b.input) for b in m.content] == [(b.type, b.input) for b in final.content] == [("tool_use", want)], (
+            stops, m.content, final.content)
     # A forced call cut short is a max_tokens stop, not a server error.
     forced = client.messages.create(**{**cut, "max_tokens": 2}, tool_choice={"type": "any"})
     assert forced.stop_reason == "max_tokens", forced

@@ -174,13 +174,15 @@ pub(super) fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Optio
 }
 
 /// The object a call's arguments were becoming when the answer was cut short (`max_tokens`, a
-/// stop string), as Anthropic's SDK reads a streamed `partial_json`: an open string, array or
-/// object is closed, and a dangling key, separator or half-written literal is dropped. `{}` when
-/// nothing of an object is there. Whole arguments come back as they are.
+/// stop string), as Anthropic's SDK reads a streamed `partial_json` (jiter's partial mode): an
+/// unfinished string is dropped with its key, an open array or object is closed, and a dangling
+/// key, separator or half-written literal is dropped. `{}` when nothing of an object is there.
+/// Whole arguments come back as they are.
 pub(crate) fn partial_object(s: &str) -> Value {
     if let Ok(v @ Value::Object(_)) = serde_json::from_str(s) {
         return v;
     }
+    let s = &s[..open_string_start(s).unwrap_or(s.len())];
     // Places the text may be cut back to: its end, and before each separator or after each
     // opening outside strings, tried from the longest.
     let (mut cuts, mut in_string, mut escaped) = (vec![s.len()], false, false);
@@ -204,7 +206,22 @@ pub(crate) fn partial_object(s: &str) -> Value {
     Value::Object(Default::default())
 }
 
-/// `s` with what it leaves open closed: a string, then arrays and objects, innermost first.
+/// Where the string `s` ends inside begins (its opening quote), if it ends inside one.
+fn open_string_start(s: &str) -> Option<usize> {
+    let (mut start, mut escaped) = (None, false);
+    for (i, c) in s.char_indices() {
+        match (start.is_some(), escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => start = None,
+            (false, _, '"') => start = Some(i),
+            _ => {}
+        }
+    }
+    start
+}
+
+/// `s` with what it leaves open closed: arrays and objects, innermost first.
 fn closed(s: &str) -> String {
     let (mut open, mut in_string, mut escaped) = (Vec::new(), false, false);
     for c in s.chars() {
@@ -221,12 +238,6 @@ fn closed(s: &str) -> String {
         }
     }
     let mut out = s.trim_end().to_string();
-    if escaped {
-        out.pop();
-    }
-    if in_string {
-        out.push('"');
-    }
     out.extend(open.iter().rev());
     out
 }
@@ -242,13 +253,20 @@ mod tests {
         for (text, want) in [
             (r#"{"city": "Paris", "unit": "celsius"}"#, json!({"city": "Paris", "unit": "celsius"})),
             (r#"{"city": "Paris", "#, json!({"city": "Paris"})),
-            (r#"{"city": "Pa"#, json!({"city": "Pa"})),
-            (r#"{"city": "P\"#, json!({"city": "P"})),
+            // An unfinished string is no value yet: it goes with its key.
+            (r#"{"city": "Pa"#, json!({})),
+            (r#"{"city": "P\"#, json!({})),
+            (r#"{"city": ""#, json!({})),
+            (r#"{"city": "Paris", "unit": ""#, json!({"city": "Paris"})),
+            (r#"{"a": [1, "x"#, json!({"a": [1]})),
+            (r#"{"a": {"b": "c"#, json!({"a": {}})),
+            (r#"{"a": 12"#, json!({"a": 12})),
             (r#"{"city": "Paris", "un"#, json!({"city": "Paris"})),
             (r#"{"city": "Paris", "unit":"#, json!({"city": "Paris"})),
             (r#"{"ok": tr"#, json!({})),
             (r#"{"days": [1, 2, {"h": 3"#, json!({"days": [1, 2, {"h": 3}]})),
-            (r#"{"q": "a, [b"#, json!({"q": "a, [b"})),
+            (r#"{"q": "a, [b"#, json!({})),
+            (r#"{"q": "a\"b", "r": "x\"#, json!({"q": "a\"b"})),
             ("", json!({})),
             ("{", json!({})),
             ("not json", json!({})),
