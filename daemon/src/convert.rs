@@ -148,6 +148,7 @@ pub fn generate(
     request_id: &str,
 ) -> Result<GenerateRequest, DaemonError> {
     use v1::generate_request::Input;
+    tool_choice(&req.tools, req.tool_choice.as_ref())?;
     let tools: &[v1::Tool] = if hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
     // What only a chat can use is refused with a raw prompt, not silently dropped.
     if !matches!(req.input, Some(Input::Chat(_)) | None) {
@@ -171,13 +172,47 @@ pub fn generate(
         prompt,
         sampling: sampling(req.sampling.as_ref(), defaults, req.logprobs),
         max_tokens: req.max_tokens.map(|m| m as usize),
-        // A model's default (or the caller's cap) never makes a request fail: it only shortens
-        // an answer.
-        max_tokens_cap: [defaults.max_tokens, req.max_tokens_cap.map(|c| c as usize)].into_iter().flatten().min(),
+        max_tokens_cap: max_tokens_cap(req, defaults),
         stop: req.stop.clone(),
         keep_special_tokens: false,
         constraint: constraint(req.constraint.as_ref())?,
     })
+}
+
+/// A request [`generate`] converted with no model's defaults (to check it before the model is
+/// acquired), given the defaults of the model that serves it.
+pub fn with_defaults(
+    mut out: GenerateRequest,
+    req: &v1::GenerateRequest,
+    defaults: &SamplingDefaults,
+) -> GenerateRequest {
+    out.sampling = sampling(req.sampling.as_ref(), defaults, req.logprobs);
+    out.max_tokens_cap = max_tokens_cap(req, defaults);
+    out
+}
+
+/// A model's default (or the caller's cap) never makes a request fail: it only shortens an answer.
+fn max_tokens_cap(req: &v1::GenerateRequest, defaults: &SamplingDefaults) -> Option<usize> {
+    [defaults.max_tokens, req.max_tokens_cap.map(|c| c as usize)].into_iter().flatten().min()
+}
+
+/// A tool choice must be one of the modes and name one of the tools: a call forced to a tool
+/// the request does not declare could never be made as the caller means it.
+pub fn tool_choice(tools: &[v1::Tool], choice: Option<&v1::ToolChoice>) -> Result<(), DaemonError> {
+    let Some(c) = choice else { return Ok(()) };
+    if v1::tool_choice::Mode::try_from(c.mode).is_err() {
+        return Err(DaemonError::invalid(
+            "tool_choice.mode",
+            format!("{} is not a mode (0 unspecified, 1 auto, 2 none, 3 required)", c.mode),
+        ));
+    }
+    if !c.function.is_empty() && !tools.iter().any(|t| t.name == c.function) {
+        return Err(DaemonError::invalid(
+            "tool_choice.function",
+            format!("'{}' is not one of the tools", zeta_proto::edge::quote(&c.function)),
+        ));
+    }
+    Ok(())
 }
 
 /// The request's output constraint as the engine's.

@@ -28,6 +28,15 @@ pub enum Constraint {
     JsonSchema(Value),
     /// A grammar in llguidance's Lark dialect.
     Lark(String),
+    /// A grammar the server built from the request's tools (a forced call, strict tools), with
+    /// the parameter schema of each tool it holds (`tools[i]`'s), so an error names the tool at
+    /// fault rather than a grammar the caller never wrote.
+    Tools {
+        /// The grammar, in the Lark dialect.
+        lark: String,
+        /// `tools[i]`'s parameter schema as the grammar holds it.
+        schemas: Vec<Value>,
+    },
 }
 
 impl Constraint {
@@ -36,6 +45,7 @@ impl Constraint {
         match self {
             Constraint::JsonObject | Constraint::JsonSchema(_) => "constraint.json_schema",
             Constraint::Lark(_) => "constraint.grammar",
+            Constraint::Tools { .. } => "tools",
         }
     }
 
@@ -43,7 +53,9 @@ impl Constraint {
         let schema = match self {
             Constraint::JsonObject => json!({"type": "object"}),
             Constraint::JsonSchema(s) => s.clone(),
-            Constraint::Lark(text) => return Ok(TopLevelGrammar::from_lark(text.clone())),
+            Constraint::Lark(text) | Constraint::Tools { lark: text, .. } => {
+                return Ok(TopLevelGrammar::from_lark(text.clone()));
+            }
         };
         let schema = match schema {
             Value::Object(o) => o,
@@ -223,6 +235,9 @@ impl Grammars {
         let factory = self.factory(tok, eos, width)?;
         let parser = factory.create_parser(c.grammar()?).map_err(|e| {
             let message = e.to_string();
+            if let Constraint::Tools { schemas, .. } = c {
+                return tool_at_fault(&factory, schemas).unwrap_or_else(|| EngineError::invalid(c.field(), message));
+            }
             let at = match c {
                 Constraint::JsonSchema(s) => locate(s, &message).map(|p| format!("at {p}: ")),
                 _ => None,
@@ -242,6 +257,17 @@ impl Grammars {
         guide.first = Some(first);
         Ok(guide)
     }
+}
+
+/// The error of the first tool whose parameter schema does not compile alone, named as the
+/// request's `tools[i].function.parameters`.
+fn tool_at_fault(factory: &ParserFactory, schemas: &[Value]) -> Option<EngineError> {
+    schemas.iter().enumerate().find_map(|(i, s)| {
+        let alone = Constraint::JsonSchema(s.clone()).grammar().ok()?;
+        let message = factory.create_parser(alone).err()?.to_string();
+        let at = locate(s, &message).map(|p| format!("at {p}: ")).unwrap_or_default();
+        Some(EngineError::invalid(format!("tools[{i}].function.parameters"), format!("{at}{message}")))
+    })
 }
 
 /// The constraint of one running sequence: which tokens may come next.

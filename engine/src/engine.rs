@@ -14,7 +14,7 @@ use crate::chat_template::ChatInput;
 use crate::constraint::Grammars;
 use crate::error::{EngineError, Result};
 use crate::metrics::{Stats, StatsSnapshot};
-use crate::options::{EngineOptions, MAX_STOP_BYTES, MAX_STOP_STRINGS, ModelInfo};
+use crate::options::{EngineOptions, ModelInfo};
 use crate::request::{Event, GenerateRequest, Prompt};
 use crate::sampling::SamplingParams;
 use crate::scheduler::{self, Command, Pending, Shared};
@@ -221,6 +221,7 @@ impl Engine {
         if info.embedding.is_some() {
             return Err(EngineError::wrong_kind(&info.name, true));
         }
+        req.check()?;
         self.refuse_text_past_the_context(&req.prompt)?;
         let prompt = self.tokenize(&req.prompt)?;
         if prompt.is_empty() {
@@ -242,9 +243,6 @@ impl Engine {
             ));
         }
         let max_tokens = match req.max_tokens {
-            Some(0) => {
-                return Err(EngineError::invalid("max_tokens", "0 is below the minimum 1"));
-            }
             Some(m) if prompt.len() + m > ctx => {
                 return Err(overflow(
                     m,
@@ -273,22 +271,6 @@ impl Engine {
             None => max_tokens,
         };
         req.sampling.validate(info.vocab_size)?;
-        if req.stop.len() > MAX_STOP_STRINGS {
-            return Err(EngineError::invalid(
-                "stop",
-                format!("{} strings is above the maximum {MAX_STOP_STRINGS}", req.stop.len()),
-            ));
-        }
-        // An empty stop string would match before any text: no answer at all, which no caller means.
-        if let Some(i) = req.stop.iter().position(String::is_empty) {
-            return Err(EngineError::invalid(format!("stop[{i}]"), "is empty"));
-        }
-        if let Some((i, s)) = req.stop.iter().enumerate().find(|(_, s)| s.len() > MAX_STOP_BYTES) {
-            return Err(EngineError::invalid(
-                format!("stop[{i}]"),
-                format!("is {} bytes, above the maximum {MAX_STOP_BYTES}", s.len()),
-            ));
-        }
         let guide = match &req.constraint {
             Some(c) => {
                 let s = &self.shared;

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use crate::chat_template::ChatMessage;
 use crate::constraint::Constraint;
+use crate::error::{EngineError, Result};
+use crate::options::{MAX_STOP_BYTES, MAX_STOP_STRINGS};
 use crate::sampling::SamplingParams;
 
 /// What to generate from.
@@ -79,6 +81,40 @@ impl GenerateRequest {
             keep_special_tokens: false,
             constraint: None,
         }
+    }
+
+    /// The checks that need no model: sampling values, token limits and stop strings. A caller
+    /// that picks the model by name runs them first, so a bad request loads (and evicts) nothing;
+    /// [`crate::Engine::submit`] runs them again with the checks that need the model.
+    pub fn check(&self) -> Result<()> {
+        if let Prompt::Tokens(ids) = &self.prompt
+            && ids.is_empty()
+        {
+            return Err(EngineError::invalid(self.prompt.field(), "is empty"));
+        }
+        for (field, value) in [("max_tokens", self.max_tokens), ("max_tokens_cap", self.max_tokens_cap)] {
+            if value == Some(0) {
+                return Err(EngineError::invalid(field, "0 is below the minimum 1"));
+            }
+        }
+        self.sampling.validate(usize::MAX)?;
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return Err(EngineError::invalid(
+                "stop",
+                format!("{} strings is above the maximum {MAX_STOP_STRINGS}", self.stop.len()),
+            ));
+        }
+        // An empty stop string would match before any text: no answer at all, which no caller means.
+        if let Some(i) = self.stop.iter().position(String::is_empty) {
+            return Err(EngineError::invalid(format!("stop[{i}]"), "is empty"));
+        }
+        if let Some((i, s)) = self.stop.iter().enumerate().find(|(_, s)| s.len() > MAX_STOP_BYTES) {
+            return Err(EngineError::invalid(
+                format!("stop[{i}]"),
+                format!("is {} bytes, above the maximum {MAX_STOP_BYTES}", s.len()),
+            ));
+        }
+        Ok(())
     }
 }
 

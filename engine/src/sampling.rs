@@ -64,6 +64,10 @@ impl Default for SamplingParams {
     }
 }
 
+/// Temperatures below this sample greedily, the limit they tend to: dividing logits by one
+/// near f32's smallest overflows to infinity and every probability becomes NaN.
+const GREEDY_BELOW: f32 = 1e-5;
+
 /// Most alternatives returned per token.
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 
@@ -157,7 +161,10 @@ pub struct Sampler {
 
 impl Sampler {
     /// A sampler for a sequence whose prompt is `prompt`.
-    pub fn new(params: SamplingParams, prompt: &[u32]) -> Sampler {
+    pub fn new(mut params: SamplingParams, prompt: &[u32]) -> Sampler {
+        if params.temperature < GREEDY_BELOW {
+            params.temperature = 0.0;
+        }
         let rng = match params.seed {
             Some(s) => ChaCha8Rng::seed_from_u64(s),
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
@@ -469,6 +476,16 @@ mod tests {
     fn greedy_takes_the_argmax() {
         let mut s = Sampler::new(SamplingParams::greedy(), &[]);
         assert_eq!(one(&mut s).token, 1);
+    }
+
+    #[test]
+    fn a_vanishing_temperature_is_greedy() {
+        for t in [1e-38, 1e-30, 1e-6] {
+            let p = SamplingParams { temperature: t, logprobs: Some(1), seed: Some(1), ..Default::default() };
+            let got = one(&mut Sampler::new(p, &[]));
+            assert_eq!(got.token, 1, "T={t}");
+            assert!(got.logprob.is_some_and(f32::is_finite) && got.top.len() == 1, "T={t}: {got:?}");
+        }
     }
 
     #[test]

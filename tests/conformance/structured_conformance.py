@@ -255,6 +255,21 @@ def check_bad_schemas_name_the_field():
         "name": "x", "schema": {"type": "strange"}}})
     refused("grammar", extra_body={"grammar": "start: ("})
     refused("grammar", response_format={"type": "json_object"}, extra_body={"grammar": 'start: "a"'})
+    # A tool schema the server compiles (strict, or a forced call's) is named as the client's
+    # tool, not as the grammar the server built from it.
+    good = {"type": "function", "function": {"name": "ok", "parameters": {"type": "object"}}}
+    bad = {"type": "function", "function": {"name": "bad", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}}
+    strict = {"type": "function", "function": dict(bad["function"], strict=True)}
+    for tools, choice in [([good, strict], "auto"), ([good, bad], {"type": "function", "function": {"name": "bad"}})]:
+        try:
+            client.chat.completions.create(model="tiny-qwen", max_tokens=4, tools=tools, tool_choice=choice,
+                                           messages=[{"role": "user", "content": "x"}])
+            raise AssertionError(f"{choice}: a schema that does not compile must be refused")
+        except openai.BadRequestError as e:
+            assert e.body["param"] == "tools[1].function.parameters", (choice, e.body)
+            assert "missing" in e.body["message"] and "at #/properties/a" in e.body["message"], e.body
+            assert "%json" not in e.body["message"], e.body
 
 
 if __name__ == "__main__":

@@ -495,3 +495,102 @@ async fn names_of_one_model_share_one_engine() {
     assert!(engines(d.status().await).contains(&vec!["b".to_string()]));
     generate(&mut g, tokens("b", vec![1, 2], 2)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_refused_for_itself_loads_and_evicts_nothing() {
+    use v1::generate_request::Input;
+    let config = tiny_config("preload_default = false\nmax_loaded = 1", &[("a", "llama-f32"), ("b", "qwen2-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let (mut g, mut m) = (d.generation().await, d.models().await);
+    assert!(!generate(&mut g, tokens("a", vec![5, 6], 2)).await.unwrap().tokens.is_empty());
+    let chat = Some(Input::Chat(v1::Chat {
+        messages: vec![v1::Message { role: "user".into(), content: Some("hi".into()), ..Default::default() }],
+        continue_final_message: false,
+    }));
+    let tool = v1::Tool { name: "f".into(), parameters_json: "{}".into(), ..Default::default() };
+    let with = |f: &dyn Fn(&mut v1::GenerateRequest)| {
+        let mut r = tokens("b", vec![5, 6], 2);
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(&str, v1::GenerateRequest, &str)> = vec![
+        ("no input", with(&|r| r.input = None), "input"),
+        (
+            "NaN temperature",
+            with(&|r| r.sampling = Some(v1::SamplingParams { temperature: Some(f32::NAN), ..Default::default() })),
+            "temperature",
+        ),
+        ("17 stop strings", with(&|r| r.stop = vec!["x".into(); 17]), "stop"),
+        ("zero max_tokens", with(&|r| r.max_tokens = Some(0)), "max_tokens"),
+        ("zero max_tokens_cap", with(&|r| (r.max_tokens, r.max_tokens_cap) = (None, Some(0))), "max_tokens_cap"),
+        (
+            "kwargs not an object",
+            with(&|r| (r.input, r.chat_template_kwargs_json) = (chat.clone(), "[1]".into())),
+            "chat_template_kwargs",
+        ),
+        (
+            "a forced tool not declared",
+            with(&|r| {
+                r.input = chat.clone();
+                r.tools = vec![tool.clone()];
+                r.tool_choice = Some(v1::ToolChoice { function: "nope".into(), ..Default::default() });
+            }),
+            "tool_choice.function",
+        ),
+        (
+            "an unknown tool choice mode",
+            with(&|r| {
+                r.input = chat.clone();
+                r.tool_choice = Some(v1::ToolChoice { mode: 99, ..Default::default() });
+            }),
+            "tool_choice.mode",
+        ),
+        (
+            "an empty grammar",
+            with(&|r| r.constraint = Some(v1::Constraint { kind: Some(v1::constraint::Kind::Grammar(" ".into())) })),
+            "constraint.grammar",
+        ),
+    ];
+    for (name, req, param) in cases {
+        let e = generate(&mut g, req).await.expect_err(name);
+        assert_eq!(e.code(), Code::InvalidArgument, "{name}: {}", e.message());
+        assert_eq!(
+            e.metadata().get("zeta-param").and_then(|v| v.to_str().ok()),
+            Some(param),
+            "{name}: {}",
+            e.message()
+        );
+    }
+    for (name, req, param) in [
+        ("tokenize with no input", v1::TokenizeRequest { model: "b".into(), ..Default::default() }, "input"),
+        (
+            "tokenize forcing a tool not declared",
+            v1::TokenizeRequest {
+                model: "b".into(),
+                input: Some(v1::tokenize_request::Input::Chat(v1::Chat {
+                    messages: vec![v1::Message {
+                        role: "user".into(),
+                        content: Some("hi".into()),
+                        ..Default::default()
+                    }],
+                    continue_final_message: false,
+                })),
+                tool_choice: Some(v1::ToolChoice { function: "nope".into(), ..Default::default() }),
+                ..Default::default()
+            },
+            "tool_choice.function",
+        ),
+    ] {
+        let e = m.tokenize(req).await.expect_err(name);
+        assert_eq!(e.code(), Code::InvalidArgument, "{name}: {}", e.message());
+        assert_eq!(
+            e.metadata().get("zeta-param").and_then(|v| v.to_str().ok()),
+            Some(param),
+            "{name}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(state(&d, "a").await.0, LOADED, "a bad request for b must not evict a");
+    assert_eq!(state(&d, "b").await, (UNLOADED, 0), "nor load b");
+    assert!(!d.logs().contains("evicting"), "{}", d.logs());
+}

@@ -15,6 +15,7 @@ use zeta_engine::tools::Shaper;
 use zeta_engine::{Event, Generation as EngineStream};
 use zeta_proto::v1;
 
+use crate::config::SamplingDefaults;
 use crate::convert;
 use crate::error::DaemonError;
 use crate::registry::{Lease, Registry};
@@ -102,11 +103,20 @@ impl v1::generation_server::Generation for GenerationService {
             if let Some((id, true)) = registry.kind_on_disk(&req.model, caller) {
                 return Err(zeta_engine::EngineError::wrong_kind(&id, true).into());
             }
-            let lease = registry.acquire(&req.model, caller).await?;
-            let (engine, defaults, id) = (lease.engine.clone(), lease.defaults.clone(), request_id.clone());
+            // What a request can get wrong without the model is refused before the model is
+            // acquired: a bad request loads (and evicts) nothing.
             let size = prost::Message::encoded_len(&req);
+            let id = request_id.clone();
+            let (checked, req) = super::off_runtime(size, move || {
+                let checked = convert::generate(&req, &SamplingDefaults::default(), &id)?;
+                checked.check()?;
+                Ok((checked, req))
+            })
+            .await?;
+            let lease = registry.acquire(&req.model, caller).await?;
+            let (engine, defaults) = (lease.engine.clone(), lease.defaults.clone());
             let (events, shaper) = super::off_runtime(size, move || {
-                let mut engine_req = convert::generate(&req, &defaults, &id)?;
+                let mut engine_req = convert::with_defaults(checked, &req, &defaults);
                 let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), req.separate_reasoning);
                 let shaper = if req.truncate_oldest_turns {
                     let (fitted, shaper) = super::truncate::fit(&engine, engine_req, &how)?;

@@ -170,22 +170,33 @@ impl v1::models_server::Models for ModelsService {
             )
             .into());
         }
-        let lease = self.registry.acquire(&req.model, caller).await?;
-        let engine = lease.engine.clone();
+        convert::tool_choice(&req.tools, req.tool_choice.as_ref())?;
         let size = prost::Message::encoded_len(&req);
-        let (count, ids, tokens, texts) = super::off_runtime(size, move || {
-            let ids = match &req.input {
-                Some(Input::Text(t)) => engine.tokenizer().encode(t, req.add_special_tokens)?,
+        let (chat, req) = super::off_runtime(size, move || {
+            let chat = match &req.input {
+                Some(Input::Text(_)) => None,
                 Some(Input::Chat(c)) => {
-                    // Rendered as a generation renders it, a forced call's opening included.
                     let tools: &[v1::Tool] =
                         if convert::hides_tools(req.tool_choice.as_ref()) { &[] } else { &req.tools };
-                    let prompt = convert::chat(c, tools, &req.chat_template_kwargs_json)?;
+                    Some(convert::chat(c, tools, &req.chat_template_kwargs_json)?)
+                }
+                None => return Err(DaemonError::invalid("input", "set one of text or chat")),
+            };
+            Ok((chat, req))
+        })
+        .await?;
+        let lease = self.registry.acquire(&req.model, caller).await?;
+        let engine = lease.engine.clone();
+        let (count, ids, tokens, texts) = super::off_runtime(size, move || {
+            let ids = match (&req.input, chat) {
+                (Some(Input::Text(t)), _) => engine.tokenizer().encode(t, req.add_special_tokens)?,
+                (_, Some(prompt)) => {
+                    // Rendered as a generation renders it, a forced call's opening included.
                     let how = convert::shaping(&req.tools, req.tool_choice.as_ref(), false);
                     let rendered = Shaper::render(&engine, &prompt, &how)?.map(|r| r.text).unwrap_or_default();
                     engine.tokenize(&Prompt::Rendered(rendered))?
                 }
-                None => return Err(DaemonError::invalid("input", "set one of text or chat")),
+                _ => unreachable!("checked before the model was acquired"),
             };
             let count = ids.len() as u32;
             if req.count_only {

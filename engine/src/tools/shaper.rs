@@ -103,6 +103,13 @@ fn tool_schemas(tools: &[serde_json::Value]) -> Vec<(String, serde_json::Value)>
         .collect()
 }
 
+/// A grammar built from tools, keeping each tool's schema as the grammar holds it (a missing
+/// one is any object) to name the tool at fault when it does not compile.
+fn tools_constraint(lark: String, schemas: &[(String, serde_json::Value)]) -> Constraint {
+    let schemas = schemas.iter().map(|(_, s)| crate::constraint::compact_parameters(s)).collect();
+    Constraint::Tools { lark, schemas }
+}
+
 impl Shaper {
     /// A shaper for output in `format` (none: no tool calls) offering `tools`. `forced`: the call
     /// the prompt already opened, and the prefix it ends with. `reasoning`: split `<think>`
@@ -190,7 +197,10 @@ impl Shaper {
         let forced = how.forced.as_ref().zip(prefix.as_deref());
         let shaper = Shaper::new(format, names, forced, reasoning);
         let constraint = match (format, &how.forced, tools) {
-            (Some(f), Some(choice), Some(t)) => f.forced_grammar(choice, &tool_schemas(t)).map(Constraint::Lark),
+            (Some(f), Some(choice), Some(t)) => {
+                let schemas = tool_schemas(t);
+                f.forced_grammar(choice, &schemas).map(|lark| tools_constraint(lark, &schemas))
+            }
             (Some(f), None, Some(t)) if !how.strict.is_empty() => {
                 let schemas: Vec<(String, serde_json::Value)> = tool_schemas(t)
                     .into_iter()
@@ -200,7 +210,7 @@ impl Shaper {
                     })
                     .collect();
                 let tok = engine.tokenizer();
-                f.auto_grammar(&schemas, &|t| tok.special_token_id(t)).map(Constraint::Lark)
+                f.auto_grammar(&schemas, &|t| tok.special_token_id(t)).map(|lark| tools_constraint(lark, &schemas))
             }
             _ => None,
         };
@@ -227,7 +237,9 @@ impl Shaper {
         let constraint = match (&how.forced, tools) {
             (Some(choice), Some(t)) => {
                 let tok = engine.tokenizer();
-                harmony::forced_grammar(choice, &tool_schemas(t), &|m| tok.special_token_id(m)).map(Constraint::Lark)
+                let schemas = tool_schemas(t);
+                harmony::forced_grammar(choice, &schemas, &|m| tok.special_token_id(m))
+                    .map(|lark| tools_constraint(lark, &schemas))
             }
             _ => None,
         };
