@@ -236,7 +236,7 @@ impl Grammars {
         let parser = factory.create_parser(c.grammar()?).map_err(|e| {
             let message = e.to_string();
             if let Constraint::Tools { schemas, .. } = c {
-                return tool_at_fault(&factory, schemas).unwrap_or_else(|| EngineError::invalid(c.field(), message));
+                return tool_at_fault(factory, schemas).unwrap_or_else(|| EngineError::invalid(c.field(), message));
             }
             let at = match c {
                 Constraint::JsonSchema(s) => locate(s, &message).map(|p| format!("at {p}: ")),
