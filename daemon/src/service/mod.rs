@@ -23,21 +23,42 @@ pub fn caller<T>(req: &Request<T>) -> Caller {
 /// Runs CPU-heavy request work (tokenizing, rendering templates) on the blocking pool, so a
 /// 16 MB prompt never holds up the async threads that answer health checks and other calls;
 /// when the request was large, hands the freed memory back to the system afterwards.
+///
+/// Large requests are prepared [`LARGE_AT_ONCE`] at a time: each holds several times its size
+/// while it is tokenized, and the work cannot stop halfway, so a burst of them (or clients that
+/// send one and leave) would otherwise hold that much memory each. One that waits for its turn
+/// costs nothing, and nothing at all once its caller has gone.
 pub async fn off_runtime<T: Send + 'static>(
     input_bytes: usize,
     work: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
 ) -> Result<T, DaemonError> {
-    let out = tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| DaemonError::Internal(format!("request preparation stopped: {e}")))?;
+    let turn = if input_bytes >= TRIM_AFTER_BYTES {
+        Some(LARGE.clone().acquire_owned().await.expect("the semaphore is never closed"))
+    } else {
+        None
+    };
+    // The turn ends when the work does, not when a caller that left stops waiting for it.
+    let out = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|e| DaemonError::Internal(format!("request preparation stopped: {e}")))?;
     if input_bytes >= TRIM_AFTER_BYTES {
         crate::memory::release_free_memory();
     }
     out
 }
 
-/// Requests at least this large return their scratch memory to the system when done.
+/// Requests at least this large return their scratch memory to the system when done, and take
+/// turns to be prepared.
 const TRIM_AFTER_BYTES: usize = 1 << 20;
+
+/// Large requests prepared at once.
+pub const LARGE_AT_ONCE: usize = 2;
+
+static LARGE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(LARGE_AT_ONCE)));
 
 /// The uid of the process at the other end of the socket, when known.
 pub fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
