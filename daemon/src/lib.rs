@@ -134,19 +134,26 @@ pub async fn run(
 }
 
 /// tonic answers a request it cannot decode (a string that is not UTF-8, a wrong wire type, a
-/// truncated message) with INTERNAL, which says the daemon failed; the caller's bytes did.
-/// Such an answer is trailers-only, so its status is in the response headers.
+/// truncated message) with INTERNAL, which says the daemon failed; the caller's bytes did. And
+/// it answers one over the size limit with OUT_OF_RANGE, which this API keeps for a prompt over
+/// the context; gRPC's own code for a message too large is RESOURCE_EXHAUSTED. Such an answer
+/// is trailers-only, so its status is in the response headers.
 fn undecodable_is_invalid(
     mut res: tonic::codegen::http::Response<tonic::body::Body>,
 ) -> tonic::codegen::http::Response<tonic::body::Body> {
     let h = res.headers_mut();
-    let undecodable = h.get("grpc-status").is_some_and(|v| v == "13")
-        && h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| {
-            m.starts_with("failed%20to%20decode%20Protobuf%20message")
-                || m.starts_with("failed to decode Protobuf message")
-        });
-    if undecodable {
-        h.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("3"));
+    let message = |prefix: &str| {
+        let encoded = prefix.replace(' ', "%20");
+        h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.starts_with(&encoded) || m.starts_with(prefix))
+    };
+    let status = h.get("grpc-status").and_then(|v| v.to_str().ok());
+    let fixed = match status {
+        Some("13") if message("failed to decode Protobuf message") => Some("3"),
+        Some("11") if message("Error, decoded message length too large") => Some("8"),
+        _ => None,
+    };
+    if let Some(code) = fixed {
+        h.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static(code));
     }
     res
 }

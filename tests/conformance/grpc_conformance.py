@@ -127,6 +127,27 @@ def check_bytes_that_are_no_request_are_an_invalid_argument():
             assert "decode" in e.details(), e.details()
 
 
+def check_a_message_over_the_limit_is_resource_exhausted():
+    # gRPC's code for a message too large; OUT_OF_RANGE is this API's prompt over the context.
+    big = channel(**{"grpc.max_send_message_length": 80 << 20})
+    tokenize = big.unary_unary("/zeta.mlx.v1.Models/Tokenize", request_serializer=lambda b: b,
+                               response_deserializer=lambda b: b)
+    size = (64 << 20) + 1
+    varint = bytearray()
+    n = size
+    while n >= 0x80:
+        varint.append(n & 0x7F | 0x80)
+        n >>= 7
+    varint.append(n)
+    try:
+        tokenize(b"\x12" + bytes(varint) + b"a" * size, timeout=60)
+        raise AssertionError("a message over 64 MiB was accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+        assert "too large" in e.details(), e.details()
+    big.close()
+
+
 def check_status_reports_the_loaded_model():
     call = DEFAULT.unary_unary(
         "/zeta.mlx.v1.Daemon/GetStatus",
