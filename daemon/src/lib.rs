@@ -144,7 +144,9 @@ fn undecodable_is_invalid(
     let h = res.headers_mut();
     let message = |prefix: &str| {
         let encoded = prefix.replace(' ', "%20");
-        h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.starts_with(&encoded) || m.starts_with(prefix))
+        h.get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.starts_with(&encoded) || m.starts_with(prefix))
     };
     let status = h.get("grpc-status").and_then(|v| v.to_str().ok());
     let fixed = match status {

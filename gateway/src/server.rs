@@ -2,6 +2,11 @@
 //! the connection's start, not only its first byte)
 //! (slow or stalled clients cannot hold connections open), and on shutdown lets requests in
 //! flight finish. Over the limit, a connection gets one 503 in OpenAI's envelope and is closed.
+//!
+//! HTTP/1.1 only, deliberately: every OpenAI and Anthropic client speaks it, while hyper's
+//! HTTP/2 server (and its protocol detection, which waits for the preface's bytes) has no header
+//! or idle timeout, so a connection that sends `P` and stalls, or an idle HTTP/2 connection, would
+//! hold its slot for ever. An HTTP/2 preface is answered as a malformed HTTP/1 request.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,8 +15,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -41,9 +46,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -75,8 +79,8 @@ pub async fn serve(
                 tracing::debug!("connection sent nothing within the header timeout; closed");
                 return;
             }
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -378,6 +378,14 @@ async fn slow_clients_are_cut_off_and_connections_are_limited() {
     let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "a silent connection was held open for 15 s");
     assert!(start.elapsed() >= Duration::from_millis(500), "closed before the timeout: {:?}", start.elapsed());
+    // One byte that could begin an HTTP/2 preface, and the preface itself: each held open while
+    // hyper waited to tell the protocol, with no timeout at all (HTTP/2 is not served).
+    for start_of in [&b"P"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+        s.write_all(start_of).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "{:?} then silence was held open for 15 s", String::from_utf8_lossy(start_of));
+    }
 
     // Bodies that stall: with a length, and chunked.
     for (head, part) in [
