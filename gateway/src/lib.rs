@@ -156,7 +156,7 @@ impl LimitedBody {
 
 /// The HTTP application.
 pub fn app(state: Arc<AppState>) -> Router {
-    use middleware::{authorize, envelope, guard, observe};
+    use middleware::{authorize, body_kind, envelope, guard, observe};
     let mut router = Router::new()
         .route("/v1/chat/completions", post(routes::generation::handle::<routes::chat::Chat>))
         .route("/v1/completions", post(routes::generation::handle::<routes::completions::Completions>))
@@ -172,6 +172,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health::handle))
         .route("/metrics", get(routes::metrics::handle))
         .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(body_kind))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn(envelope));

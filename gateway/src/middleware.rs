@@ -134,8 +134,17 @@ pub async fn envelope(req: Request, next: Next) -> Response {
 /// Browser safety (see the module header).
 pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let cfg = &state.config;
+    // HTTP/1.1 names its target host exactly once (RFC 9112 §3.2): in an absolute-form target,
+    // which then wins, or in one Host header.
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    let authority = req.uri().authority().map(|a| a.as_str());
+    if hosts > 1 || (hosts == 0 && authority.is_none() && req.version() == axum::http::Version::HTTP_11) {
+        let why = if hosts > 1 { "more than one Host header" } else { "no Host header" };
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, format!("the request has {why}"))
+            .into_response();
+    }
     if cfg.check_host {
-        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or(req.uri().host());
+        let host = authority.or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()));
         if let Some(h) = host {
             let name = host_name(h);
             // An allowed entry may be written as a Host header is (`name:port`, `[v6]`, trailing dot).
@@ -166,6 +175,12 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
             .into_response();
         }
     }
+    next.run(req).await
+}
+
+/// What a body must be to be read: JSON where JSON is read, neither compressed nor in a transfer
+/// coding other than chunked. Checked after the API key, so a client without one learns nothing.
+pub async fn body_kind(req: Request, next: Next) -> Response {
     let json_route = matches!(
         req.uri().path(),
         "/v1/chat/completions"
@@ -186,6 +201,22 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         let enc = enc.to_str().unwrap_or("(not text)").trim();
         if !enc.eq_ignore_ascii_case("identity") {
             return ApiError::encoded_body(enc).into_response();
+        }
+    }
+    // hyper undoes chunked framing only; a body in any other coding would be read as it came.
+    for te in req.headers().get_all(header::TRANSFER_ENCODING) {
+        let te = te.to_str().unwrap_or("(not text)");
+        if te.split(',').map(str::trim).any(|c| !c.eq_ignore_ascii_case("chunked")) {
+            return ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "invalid_request_error",
+                Some("unsupported_transfer_encoding"),
+                format!(
+                    "'Transfer-Encoding: {}' is not supported: only chunked bodies are",
+                    zeta_proto::edge::quote(te)
+                ),
+            )
+            .into_response();
         }
     }
     next.run(req).await

@@ -460,3 +460,57 @@ async fn token_counts_render_the_template_variables_a_generation_would() {
     .await;
     assert_eq!((status, e["error"]["param"].as_str()), (400, Some("chat_template_kwargs")), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_framing_is_read_strictly_and_keys_come_before_body_checks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = tiny_config("preload_default = false", &[("tiny", "llama-f32")]);
+    let d = Daemon::builder().config(&config).start().await;
+    let g = Gateway::start(&d.socket, &["--api-key", "sk-test"]).await;
+    let raw = async |head: &str, body: &[u8]| {
+        let mut s = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        zeta_tests::parse_response(&out).expect("a response")
+    };
+    let key = "authorization: Bearer sk-test\r\nconnection: close\r\n";
+    for (name, head, status, code) in [
+        ("no Host", format!("GET /v1/models HTTP/1.1\r\n{key}\r\n"), 400, None),
+        ("two Hosts", format!("GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nhost: evil.example\r\n{key}\r\n"), 400, None),
+        // In absolute form the target's host is the one asked for, whatever Host says.
+        (
+            "an absolute target naming another host",
+            format!("GET http://evil.example/v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n{key}\r\n"),
+            403,
+            Some("host_not_allowed"),
+        ),
+        ("an absolute loopback target", format!("GET http://localhost/v1/models HTTP/1.1\r\nhost: evil.example\r\n{key}\r\n"), 200, None),
+        ("HTTP/1.0 without Host", "GET /v1/models HTTP/1.0\r\nauthorization: Bearer sk-test\r\n\r\n".to_string(), 200, None),
+        (
+            "a transfer coding other than chunked",
+            format!(
+                "POST /v1/tokens/count HTTP/1.1\r\nhost: 127.0.0.1\r\n{key}content-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+            ),
+            501,
+            Some("unsupported_transfer_encoding"),
+        ),
+        // Without the key, a body's type is none of the client's business yet.
+        (
+            "no key and a text body",
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n".to_string(),
+            401,
+            Some("invalid_api_key"),
+        ),
+    ] {
+        let body: &[u8] = if head.contains("chunked") { b"2\r\n{}\r\n0\r\n\r\n" } else if head.contains("content-length: 2") { b"hi" } else { b"" };
+        let r = raw(&head, body).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text());
+        if status != 200 {
+            let e = r.json();
+            assert!(e["error"]["message"].is_string(), "{name}: no envelope: {}", r.text());
+            assert_eq!(e["error"]["code"].as_str(), code, "{name}: {}", r.text());
+        }
+    }
+}
