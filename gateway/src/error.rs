@@ -42,11 +42,12 @@ struct Inner<'a> {
 impl ApiError {
     /// A 400 naming the parameter.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let (param, message) = (param.into(), message.into());
         ApiError {
             status: StatusCode::BAD_REQUEST,
-            message: message.into(),
+            message: with_subject(&param, message),
             kind: "invalid_request_error",
-            param: Some(param.into()),
+            param: Some(param),
             code: None,
             retry_after: None,
         }
@@ -251,6 +252,13 @@ impl ApiError {
         })
         .expect("error bodies serialize")
     }
+}
+
+/// A message that is only a predicate ("is required", "must be an object") with the field it is
+/// about in front, as OpenAI writes them: many clients show the message and not `param`.
+fn with_subject(param: &str, message: String) -> String {
+    const PREDICATES: [&str; 8] = ["is ", "must ", "are ", "has ", "needs ", "may ", "cannot ", "should "];
+    if PREDICATES.iter().any(|p| message.starts_with(p)) { format!("'{param}' {message}") } else { message }
 }
 
 /// The table: daemon status → HTTP status, OpenAI type and code.

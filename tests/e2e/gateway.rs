@@ -51,6 +51,14 @@ async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
         ("functions", chat_body("tiny", json!({"functions": [{"name": "f"}]})), 400, Some("functions")),
         ("unknown model", chat_body("nope", json!({})), 404, Some("model")),
         ("over the context", chat_body("tiny", json!({"max_tokens": 100000})), 400, Some("messages")),
+        ("a name that is no string", br#"{"model": "tiny", "messages": [{"role": "user", "name": 5, "content": "x"}]}"#.to_vec(), 400, Some("messages[0].name")),
+        (
+            "an allowed_tools choice",
+            chat_body("tiny", json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}})),
+            400,
+            Some("tool_choice.type"),
+        ),
+        ("a schema left out", chat_body("tiny", json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})), 400, Some("response_format.json_schema.schema")),
     ];
     for (name, body, status, param) in cases {
         let r = g.request("POST", "/v1/chat/completions", &body).await;
@@ -61,6 +69,12 @@ async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
         assert!(err["type"].is_string(), "{name}: {e}");
         if let Some(p) = param {
             assert_eq!(err["param"], p, "{name}: {e}");
+            // Many clients show only the message: one that says what is wrong names what it is.
+            let m = err["message"].as_str().unwrap();
+            assert!(
+                !["is ", "must ", "are "].iter().any(|v| m.starts_with(v)),
+                "{name}: a message with no subject: {m}"
+            );
         }
     }
     let r = g.request("POST", "/v1/chat/completions", &chat_body("nope", json!({}))).await;
@@ -99,6 +113,12 @@ async fn bad_inputs_get_4xx_with_openai_bodies_and_the_daemon_keeps_serving() {
     let r = g.request("GET", "/v1/nothing-here", b"").await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].is_object());
+    // An earlier refusal sent back as parts, as OpenAI's clients may.
+    let refused = json!({"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot."}, {"type": "text", "text": "Sorry."}]},
+        {"role": "user", "content": "y"}]});
+    let r = g.request("POST", "/v1/chat/completions", &serde_json::to_vec(&refused).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let r = g.request("POST", "/v1/completions", br#"{"model": "tiny", "prompt": "x", "echo": true}"#).await;
     assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("echo")));
     // Still serving.

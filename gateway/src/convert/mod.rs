@@ -147,8 +147,10 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
         .get("role")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid(field("role"), "each message needs a string 'role'"))?;
+    // An earlier answer echoed back may hold refusal parts beside its text.
+    let kinds: &[&str] = if role == "assistant" { &["text", "refusal"] } else { TEXT };
     let content = match obj.get("content").filter(|c| !c.is_null()) {
-        Some(c) => Some(text_parts(c, &field("content"), TEXT)?),
+        Some(c) => Some(text_parts(c, &field("content"), kinds)?),
         // An earlier answer the model refused comes back as its `refusal` (OpenAI's clients
         // send the message as they received it): that text was the turn's answer.
         None if role == "assistant" => match obj.get("refusal").filter(|r| !r.is_null()) {
@@ -191,16 +193,19 @@ fn message(i: usize, m: &Value) -> Result<v1::Message, ApiError> {
             });
         }
     }
-    let tool_call_id = obj.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        Ok(string(&obj.get(k).cloned(), &field(k))?.map(String::from))
+    };
+    let tool_call_id = text("tool_call_id")?.unwrap_or_default();
     zeta_proto::edge::check_message(role, content.is_some(), !tool_calls.is_empty(), &tool_call_id)
         .map_err(|(f, why)| ApiError::invalid(field(f), why))?;
     Ok(v1::Message {
         role: role.to_string(),
         content,
-        name: obj.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+        name: text("name")?.unwrap_or_default(),
         tool_calls,
         tool_call_id,
-        reasoning_content: obj.get("reasoning_content").and_then(Value::as_str).map(String::from),
+        reasoning_content: text("reasoning_content")?,
     })
 }
 

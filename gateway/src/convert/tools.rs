@@ -151,6 +151,17 @@ pub(super) fn tool_choice(v: &Option<Value>, tools: &[v1::Tool]) -> Result<Optio
                 return Err(ApiError::invalid("tool_choice", format!("'{other}' is not one of none, auto, required")));
             }
         },
+        // OpenAI's other kinds (`allowed_tools`, `custom`) are known and not served here.
+        Value::Object(o) if o.get("type").and_then(Value::as_str).is_some_and(|t| t != "function") => {
+            let kind = o.get("type").and_then(Value::as_str).unwrap_or_default();
+            return Err(ApiError::unsupported(
+                "tool_choice.type",
+                format!(
+                    "'{}' tool choices are not supported: use none, auto, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}",
+                    zeta_proto::edge::quote(kind)
+                ),
+            ));
+        }
         Value::Object(o) => {
             let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
                 ApiError::invalid(
