@@ -111,8 +111,16 @@ fn refuse_unsupported(req: &ResponsesRequest) -> Result<(), ApiError> {
     if present(&req.prompt).is_some() {
         return Err(ApiError::unsupported("prompt", "stored prompt templates are not supported; send 'input'"));
     }
-    if !array(&req.include, "include")?.is_empty() {
-        return Err(ApiError::unsupported("include", "'include' is not supported (no extra output data is kept)"));
+    // Stateless clients (Codex CLI, the Agents SDK with store: false) ask for encrypted reasoning
+    // to send back next turn; reasoning items sent back are dropped here, so there is nothing to
+    // carry and the ask is met by leaving it out. Any other extra output is not kept.
+    for (i, item) in array(&req.include, "include")?.iter().enumerate() {
+        if item.as_str() != Some("reasoning.encrypted_content") {
+            return Err(ApiError::unsupported(
+                format!("include[{i}]"),
+                format!("{item} is not supported (only \"reasoning.encrypted_content\", which is accepted and empty)"),
+            ));
+        }
     }
     if integer(&req.top_logprobs, "top_logprobs", 0, 20)?.is_some_and(|n| n > 0) {
         return Err(ApiError::unsupported("top_logprobs", "log-probabilities are not supported on /v1/responses"));

@@ -197,7 +197,11 @@ def check_refusals_name_the_field():
     refused("input", input=[])
     # Known fields whose effect is not implemented are refused rather than silently dropped.
     refused("prompt", input="Hi", extra_body={"prompt": {"id": "pmpt_1"}})
-    refused("include", input="Hi", include=["message.output_text.logprobs"])
+    refused("include[1]", input="Hi", include=["reasoning.encrypted_content", "message.output_text.logprobs"])
+    # What Codex CLI sends with store: false is accepted (reasoning sent back is dropped anyway).
+    r = client.responses.create(model=SMOL, max_output_tokens=2, input="Hi", store=False,
+                                include=["reasoning.encrypted_content"])
+    assert r.status in ("completed", "incomplete"), r
     refused("top_logprobs", input="Hi", extra_body={"top_logprobs": 3})
     refused("max_tool_calls", input="Hi", extra_body={"max_tool_calls": 2})
     # Chat completions fields sent here are refused, saying where they moved, not dropped.
