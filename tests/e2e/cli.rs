@@ -121,7 +121,8 @@ fn prompt_tokens(stderr: &str) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn against_the_real_daemon() {
-    let config = tiny_config("max_loaded = 3", &[("tiny", "llama-f32"), ("tiny-too", "llama-f32")]);
+    let config = tiny_config("max_loaded = 3", &[("tiny", "llama-f32"), ("tiny-too", "llama-f32")])
+        + "[models.tiny-too.defaults]\nmax_tokens = 3\n";
     let d = Daemon::builder().config(&config).wait_ready().start().await;
     let s = d.socket.as_path();
 
@@ -186,6 +187,18 @@ async fn against_the_real_daemon() {
         assert!(err.contains("No space left"), "{args:?}: {err}");
     }
 
+    // Standard input that is not text is the caller's mistake (exit 2), for every command.
+    let mut child = zeta(s, &["tokens", "default"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\xff").unwrap();
+    let (code, err) = failed(&child.wait_with_output().unwrap());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("standard input is not UTF-8 text"), "{err}");
+
     // `default` names the default model in every command, as in `zeta run`.
     let named = ok(&run(s, &["tokens", "smollm2-135m", "Hello"]));
     assert_eq!(ok(&run(s, &["tokens", "default", "Hello"])), named);
@@ -230,6 +243,13 @@ async fn against_the_real_daemon() {
     assert!(ps.contains("MLX memory"), "{ps}");
     // A second name of the same file shares the engine, and its row.
     ok(&run(s, &["load", "tiny-too"]));
+    // An answer cut by the model's own cap does not blame a --max-tokens that was never given.
+    let out = run(s, &["run", "tiny-too", "hello", "--temperature", "0"]);
+    ok(&out);
+    assert!(text(&out.stderr).contains("stopped at the model's token limit"), "{}", text(&out.stderr));
+    let out = run(s, &["run", "tiny-too", "hello", "--temperature", "0", "--max-tokens", "2"]);
+    ok(&out);
+    assert!(text(&out.stderr).contains("raise --max-tokens"), "{}", text(&out.stderr));
     let ps = ok(&run(s, &["ps"]));
     assert!(ps.lines().any(|l| l.starts_with("tiny, tiny-too ")), "{ps}");
     assert!(!ps.lines().any(|l| l.starts_with("tiny-too")), "{ps}");
@@ -269,6 +289,7 @@ async fn against_the_real_daemon() {
     ok(&out);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("zeta: too long") && stderr.contains("not UTF-8 text (line skipped)"), "{stderr}");
+    assert!(stderr.contains("/clear forgets it"), "a turn refused as too long after some history: {stderr}");
     let counts = prompt_tokens(&stderr);
     assert_eq!(counts.len(), 2, "{}", text(&out.stderr));
     // Without history the second prompt would be about as long as the first.

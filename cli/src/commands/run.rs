@@ -124,7 +124,11 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
             // conversation goes on: /clear makes room, a shorter line may fit.
             Err(CliError::Rpc(status)) => {
                 history.pop();
+                let over = status.code() == tonic::Code::OutOfRange;
                 eprintln!("{}", crate::error::Shown(&CliError::Rpc(status)));
+                if over && history.len() > keep {
+                    eprintln!("(if the conversation so far is what no longer fits, /clear forgets it)");
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -145,7 +149,7 @@ async fn chat(d: &Daemon, args: &RunArgs, model: &str, mut history: Vec<v1::Mess
 }
 
 /// A failure to read standard input, saying that is where it came from.
-fn stdin_error(e: std::io::Error) -> CliError {
+pub(super) fn stdin_error(e: std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::InvalidData {
         CliError::Usage("standard input is not UTF-8 text".into())
     } else {
@@ -248,7 +252,14 @@ async fn answer(d: &Daemon, args: &RunArgs, model: &str, history: &[v1::Message]
     }
     if let Some(f) = &answer.finished {
         if f.reason == v1::FinishReason::Length as i32 {
-            eprintln!("(stopped at the token limit: raise --max-tokens for longer answers)");
+            let completion = f.usage.unwrap_or_default().completion_tokens;
+            match args.max_tokens {
+                Some(m) if completion >= m => {
+                    eprintln!("(stopped at the token limit: raise --max-tokens for longer answers)")
+                }
+                // Unset (or not reached): the model's configured cap or the end of its context.
+                _ => eprintln!("(stopped at the model's token limit: its default cap or the end of its context)"),
+            }
         }
         if args.verbose {
             eprintln!("{}", stats(f, started, first_token));

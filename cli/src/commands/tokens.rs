@@ -15,7 +15,7 @@ pub async fn tokens(d: &Daemon, args: &TokensArgs) -> Result<(), CliError> {
         Some(t) => t.clone(),
         None if !std::io::stdin().is_terminal() => {
             let mut t = String::new();
-            std::io::stdin().read_to_string(&mut t)?;
+            std::io::stdin().read_to_string(&mut t).map_err(super::run::stdin_error)?;
             if t.is_empty() {
                 return Err(CliError::Usage("no text: standard input was empty".into()));
             }
