@@ -134,19 +134,31 @@ pub struct ByteSize(pub u64);
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) if n > MAX_BYTES => {
-                Err(serde::de::Error::custom(format!("{n} is larger than any machine's memory")))
+        // A visitor, not an untagged enum: a value of the wrong type is then reported as what a
+        // size is, not as serde's "did not match any variant of untagged enum".
+        struct Size;
+        impl serde::de::Visitor<'_> for Size {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as \"8GiB\" or a number of bytes")
             }
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                if n > MAX_BYTES {
+                    return Err(E::custom(format!("{n} is larger than any machine's memory")));
+                }
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n} is negative; a size is 0 or more bytes"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                parse_size(s).map(ByteSize).map_err(E::custom)
+            }
         }
+        d.deserialize_any(Size)
     }
 }
 

@@ -72,6 +72,8 @@ fn a_bad_config_stops_start_up_naming_key_and_line() {
         ("c.toml", "max_loaded = 2\nmax_loded = 3\n", vec!["max_loded", "line 2"]),
         ("c.yaml", "max_loaded: 2\nidle_unload_seconds: soon\n", vec!["idle_unload_seconds", "line 2"]),
         ("m.toml", "[models.x]\npath = \"/a\"\nhub = \"o/n\"\n", vec!["models.x", "exactly one"]),
+        ("s.toml", "max_loaded = 2\nprefix_cache = true\n", vec!["line 2", "expected a size such as \"8GiB\""]),
+        ("s.yaml", "memory_budget: -5\n", vec!["memory_budget", "-5 is negative"]),
         ("d.yaml", "max_batch: 4\nmax_batch: 5\n", vec!["\"max_batch\"", "line 2 (first at line 1)"]),
         ("n.yaml", "models:\n  a:\n    path: /x\n  a:\n    path: /y\n", vec!["models:", "\"a\" at line 4"]),
     ] {
