@@ -154,7 +154,11 @@ pub fn drain_timeout_from_config(path: &Path) -> Option<u64> {
 /// The `socket` key of a config file, if the file exists and sets it.
 fn socket_from_config(path: &Path) -> Result<Option<PathBuf>, String> {
     let Some(parsed) = client_keys(path)? else { return Ok(None) };
-    let Some(socket) = parsed.socket.filter(|s| !s.as_os_str().is_empty()) else { return Ok(None) };
+    let Some(socket) = parsed.socket else { return Ok(None) };
+    // Refused as the daemon refuses it, so no client quietly talks to another socket.
+    if socket.as_os_str().is_empty() {
+        return Err("socket: is empty".into());
+    }
     Ok(Some(config_relative(&socket, path.parent().unwrap_or(Path::new(".")))))
 }
 
@@ -236,7 +240,10 @@ mod tests {
         assert_eq!(socket_from_config(&file), Ok(Some(dir.join("run/z.sock"))));
         std::fs::write(&file, "socket = \"/abs/z.sock\"\n").unwrap();
         assert_eq!(socket_from_config(&file), Ok(Some(PathBuf::from("/abs/z.sock"))));
+        // An empty one is refused, as the daemon refuses it, not read as the default.
         std::fs::write(&file, "socket = \"\"\n").unwrap();
+        assert_eq!(socket_from_config(&file), Err("socket: is empty".into()));
+        std::fs::write(&file, "max_batch = 2\n").unwrap();
         assert_eq!(socket_from_config(&file), Ok(None));
         std::fs::remove_dir_all(&dir).unwrap();
     }
