@@ -45,6 +45,16 @@ impl Generation {
     pub fn blocking_next(&mut self) -> Option<Event> {
         self.rx.blocking_recv()
     }
+
+    /// The next event if one is ready, without waiting: `Some(None)` once the stream has ended.
+    pub fn try_next(&mut self) -> Option<Option<Event>> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        match self.rx.try_recv() {
+            Ok(e) => Some(Some(e)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(None),
+        }
+    }
 }
 
 impl Engine {

@@ -356,3 +356,68 @@ async fn against_the_real_daemon() {
     assert!(out.starts_with("unloading smollm2-135m: 1 request still running"), "{out}");
     drop(stream.message().await);
 }
+
+/// `zeta-chat`, the engine-only terminal chat, driven through a pipe as a person types.
+#[test]
+fn zeta_chat_keeps_the_conversation_through_stops_commands_and_refusals() {
+    let model = zeta_tests::tiny("llama-f32");
+    let chat = |args: &[&str]| {
+        let mut cmd = Command::new(bin("zeta-chat"));
+        cmd.arg("--model").arg(&model).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    // Bad arguments are refused before the model loads, as clap refuses any (exit 2).
+    for bad in [&["--temperature", "-1"][..], &["--temperature", "nan"], &["--max-tokens", "0"], &[""]] {
+        let out = chat(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("loading"), "{bad:?}: {}", text(&out.stderr));
+    }
+    // Commands are not sent to the model; a line too long for the context (512 tokens) is
+    // reported and dropped; a line that is not UTF-8 is skipped; the chat goes on to the end.
+    let mut child = chat(&["--max-tokens", "3", "--temperature", "0"]).spawn().unwrap();
+    let mut input = b"/help\n/nosuch\n\nhello\n".to_vec();
+    input.extend("tell me more ".repeat(600).as_bytes());
+    input.extend(b"\nab\xffcd\nhello again\n/bye\n");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("/bye quits") && err.contains("unknown command '/nosuch'"), "{err}");
+    assert!(err.contains("the context of model 'llama-f32'") && err.contains("/clear forgets it"), "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+    assert_eq!(err.matches(" prompt tokens (").count(), 2, "two answered turns: {err}");
+
+    // Ctrl-C during an answer stops the answer, not the chat.
+    let mut child = chat(&["--max-tokens", "400", "--temperature", "1", "--seed", "1"]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"tell me a long story\n").unwrap();
+    // The prompt marker, then the answer's first bytes.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while seen.len() < 8 {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "zeta-chat ended before answering: {}", text(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    stdin.write_all(b"/bye\n").unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "Ctrl-C during an answer ended zeta-chat ({}): {err}", out.status);
+    assert!(err.contains("(answer stopped"), "{err}");
+
+    // At the prompt, Ctrl-C quits as an interrupted command does.
+    let mut child = chat(&[]).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut b = [0u8; 2];
+    stdout.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"> ");
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
