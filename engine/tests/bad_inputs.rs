@@ -154,7 +154,7 @@ fn bad_requests_are_clear_errors_and_the_engine_keeps_serving() {
         err(submit(Prompt::Tokens(vec![5; 40]), Some(30), ok.clone())),
         "the prompt (40 tokens) plus max_tokens (30) is 70, over the context length 64 of model 'model'"
     );
-    assert_eq!(err(submit(Prompt::Tokens(vec![]), None, ok.clone())), "invalid prompt: is empty");
+    assert_eq!(err(submit(Prompt::Tokens(vec![]), None, ok.clone())), "invalid prompt_tokens: is empty");
     assert_eq!(
         err(submit(Prompt::Tokens(vec![5]), Some(0), ok.clone())),
         "invalid max_tokens: 0 is below the minimum 1"

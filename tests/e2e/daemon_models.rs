@@ -551,8 +551,7 @@ async fn a_request_refused_for_itself_loads_and_evicts_nothing() {
             "constraint.grammar",
         ),
     ];
-    for (name, req, param) in cases {
-        let e = generate(&mut g, req).await.expect_err(name);
+    let refused = |name: &str, e: tonic::Status, param: &str| {
         assert_eq!(e.code(), Code::InvalidArgument, "{name}: {}", e.message());
         assert_eq!(
             e.metadata().get("zeta-param").and_then(|v| v.to_str().ok()),
@@ -560,6 +559,9 @@ async fn a_request_refused_for_itself_loads_and_evicts_nothing() {
             "{name}: {}",
             e.message()
         );
+    };
+    for (name, req, param) in cases {
+        refused(name, generate(&mut g, req).await.expect_err(name), param);
     }
     for (name, req, param) in [
         ("tokenize with no input", v1::TokenizeRequest { model: "b".into(), ..Default::default() }, "input"),
@@ -581,14 +583,7 @@ async fn a_request_refused_for_itself_loads_and_evicts_nothing() {
             "tool_choice.function",
         ),
     ] {
-        let e = m.tokenize(req).await.expect_err(name);
-        assert_eq!(e.code(), Code::InvalidArgument, "{name}: {}", e.message());
-        assert_eq!(
-            e.metadata().get("zeta-param").and_then(|v| v.to_str().ok()),
-            Some(param),
-            "{name}: {}",
-            e.message()
-        );
+        refused(name, m.tokenize(req).await.expect_err(name), param);
     }
     assert_eq!(state(&d, "a").await.0, LOADED, "a bad request for b must not evict a");
     assert_eq!(state(&d, "b").await, (UNLOADED, 0), "nor load b");
