@@ -259,7 +259,8 @@ pub fn convert(req: &MessagesRequest, request_id: &str) -> Result<(v1::GenerateR
     }
     let stop = stop_list(&req.stop_sequences).map_err(|e| {
         let param = e.param.as_deref().map_or("stop_sequences".into(), |p| p.replacen("stop", "stop_sequences", 1));
-        ApiError { param: Some(param), ..e }
+        let message = e.message.replace("'stop'", "'stop_sequences'");
+        ApiError { param: Some(param), message, ..e }
     })?;
     let sampling = v1::SamplingParams {
         temperature: number(&req.temperature, "temperature", 0.0, 1.0)?,

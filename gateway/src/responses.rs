@@ -69,6 +69,12 @@ pub struct ResponsesRequest {
     pub frequency_penalty: Option<Value>,
     pub presence_penalty: Option<Value>,
     pub logit_bias: Option<Value>,
+    // This server's chat extensions, which the Responses route does not take either.
+    pub grammar: Option<Value>,
+    pub top_k: Option<Value>,
+    pub min_p: Option<Value>,
+    pub repetition_penalty: Option<Value>,
+    pub chat_template_kwargs: Option<Value>,
 }
 
 /// What the endpoint keeps of a request to shape its answer: the request's own settings, which
@@ -147,6 +153,11 @@ fn refuse_unsupported(req: &ResponsesRequest) -> Result<(), ApiError> {
         (&req.frequency_penalty, "frequency_penalty"),
         (&req.presence_penalty, "presence_penalty"),
         (&req.logit_bias, "logit_bias"),
+        (&req.grammar, "grammar"),
+        (&req.top_k, "top_k"),
+        (&req.min_p, "min_p"),
+        (&req.repetition_penalty, "repetition_penalty"),
+        (&req.chat_template_kwargs, "chat_template_kwargs"),
     ];
     for (v, name) in chat_only {
         if present(v).is_some() {

@@ -210,6 +210,9 @@ def check_refusals_name_the_field():
     refused("stop", input="Hi", extra_body={"stop": ["x"]})
     assert "tools[0]" in refused("tools[1].name", input="Hi", tools=[WEATHER, WEATHER])
     refused("seed", input="Hi", extra_body={"seed": 1})
+    # This server's chat extensions too: a grammar dropped would leave output the client thinks is held.
+    for field, value in [("grammar", 'start: "a"'), ("top_k", 5), ("chat_template_kwargs", {"enable_thinking": False})]:
+        refused(field, input="Hi", extra_body={field: value})
     # Files are media like images: unsupported, in the same words.
     assert "text only" in refused("input[0].content[0].type",
                                   input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}])

@@ -283,13 +283,31 @@ async fn api_keys_protect_everything_but_health_and_metrics_report_the_engine() 
             .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("x-request-id").is_some());
+    // The same prompt again reads its tokens from the prefix cache: they are prompt tokens still.
+    let again =
+        zeta_tests::http(&g.addr, "POST", "/v1/chat/completions", &auth, &chat_body("tiny", json!({"max_tokens": 3})))
+            .await
+            .unwrap()
+            .json();
+    let prompt = |v: &Value| v["usage"]["prompt_tokens"].as_u64().unwrap();
+    let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    assert!(cached > 0, "{again}");
     let m = zeta_tests::http(&g.addr, "GET", "/metrics", &auth, b"").await.unwrap().text();
+    let total = |name: &str| -> u64 {
+        let line = m
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{model=\"tiny\"}} ")))
+            .unwrap_or_else(|| panic!("{name}:\n{m}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(total("zeta_engine_prompt_tokens_total"), prompt(&r.json()) + prompt(&again), "{m}");
+    assert_eq!(total("zeta_engine_cached_prompt_tokens_total"), cached, "{m}");
     for needle in [
-        "zeta_gateway_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1",
-        "zeta_engine_generated_tokens_total{model=\"tiny\"} 3",
+        "zeta_gateway_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
+        "zeta_engine_generated_tokens_total{model=\"tiny\"} 6",
         "zeta_engine_active_sequences{model=\"tiny\"} 0",
-        "zeta_engine_time_to_first_token_seconds_count{model=\"tiny\"} 1",
-        "zeta_engine_inter_token_latency_seconds_count{model=\"tiny\"} 2",
+        "zeta_engine_time_to_first_token_seconds_count{model=\"tiny\"} 2",
+        "zeta_engine_inter_token_latency_seconds_count{model=\"tiny\"} 4",
         "zeta_daemon_models_loaded 1",
         "zeta_daemon_memory_active_bytes",
     ] {

@@ -41,7 +41,9 @@ impl v1::daemon_server::Daemon for DaemonService {
                     queued: s.queued as u32,
                     active: s.active as u32,
                     requests: s.requests,
-                    prompt_tokens: s.prompt_tokens,
+                    // Cached tokens are prompt tokens too (as in a request's usage): the engine
+                    // counts the ones it computed and the ones it reused apart.
+                    prompt_tokens: s.prompt_tokens + s.cached_tokens,
                     cached_tokens: s.cached_tokens,
                     generated_tokens: s.generated_tokens,
                     steps: s.steps,

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeta_proto::v1;
 
 use crate::convert::{integer, model, present, string, type_name};
 use crate::error::ApiError;
-use crate::{AppState, LimitedBody};
+use crate::{AppState, LimitedBody, RequestId};
 
 /// `POST /v1/embeddings`.
 #[derive(Debug, Default, Deserialize)]
@@ -131,7 +131,11 @@ fn http_field(mut e: ApiError, single: bool) -> ApiError {
 }
 
 /// `POST /v1/embeddings`.
-pub async fn handle(State(state): State<Arc<AppState>>, body: LimitedBody) -> Result<Json<Value>, ApiError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    body: LimitedBody,
+) -> Result<Json<Value>, ApiError> {
     let dto: EmbeddingsRequest = body.parse().await?;
     let model = model(&dto.model)?;
     let inputs = inputs(&dto.input)?;
@@ -139,7 +143,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: LimitedBody) -> Re
     let b64 = base64_format(&dto.encoding_format)?;
     let dimensions = integer(&dto.dimensions, "dimensions", 1, 1 << 20)?.map(|d| d as u32);
     let _ = string(&dto.user, "user")?;
-    let req = v1::EmbedRequest { model: model.clone(), inputs, dimensions, request_id: String::new() };
+    let req = v1::EmbedRequest { model: model.clone(), inputs, dimensions, request_id: id.0 };
     let limit = state.config.request_timeout;
     let r = match tokio::time::timeout(limit, state.generation().embed(req)).await {
         Ok(r) => r.map_err(|s| http_field(ApiError::from(s), single))?.into_inner(),

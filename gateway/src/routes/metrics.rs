@@ -13,8 +13,15 @@ use zeta_proto::v1;
 
 use crate::AppState;
 
+/// A label value as the exposition format writes it: a model named by an odd path (a quote, a
+/// backslash, a newline) must not break the scrape or forge a sample.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 fn histogram(out: &mut String, name: &str, model: &str, h: &Option<v1::Histogram>) {
     let Some(h) = h else { return };
+    let model = label(model);
     for (b, c) in h.bounds.iter().zip(&h.counts) {
         let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{b}\"}} {c}");
     }
@@ -70,7 +77,7 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             for (name, kind, get) in series {
                 let _ = writeln!(out, "# TYPE {name} {kind}");
                 for e in &s.engines {
-                    let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", e.model, get(e));
+                    let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", label(&e.model), get(e));
                 }
             }
             let _ = writeln!(out, "# TYPE zeta_engine_time_to_first_token_seconds histogram");
@@ -87,4 +94,13 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped_as_the_exposition_format_requires() {
+        assert_eq!(super::label("/m/we\"ird\\dir\nx"), "/m/we\\\"ird\\\\dir\\nx");
+        assert_eq!(super::label("smollm2-135m"), "smollm2-135m");
+    }
 }
