@@ -191,6 +191,10 @@ pub struct Registry {
     entries: Mutex<HashMap<String, Entry>>,
     /// Locked after `entries` when both are.
     retired: Mutex<Vec<release::Retired>>,
+    /// Loads stopped by an unload while their build ran (it cannot stop halfway): each counts
+    /// against `max_loaded` and, by its file's size, the budget until the build ends and is
+    /// dropped. A channel's other senders live as long as its load task. Locked after `entries`.
+    abandoned: Mutex<Vec<(watch::Sender<LoadStatus>, u64)>>,
     draining: std::sync::atomic::AtomicBool,
     epoch: Instant,
     started: SystemTime,
@@ -209,6 +213,7 @@ impl Registry {
             hub,
             entries: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
+            abandoned: Mutex::new(Vec::new()),
             draining: false.into(),
             epoch: Instant::now(),
             started: SystemTime::now(),
@@ -494,6 +499,8 @@ impl Registry {
                 .map_err(|e| hub_error(id, e))?
             }
         };
+        // An unload may have stopped this load while it downloaded: then nothing is built.
+        self.still_wanted(id, &tx)?;
         let model_source = ModelSource::detect(&path).map_err(|e| DaemonError::LoadFailed {
             model: id.into(),
             reason: e.to_string(),
@@ -508,6 +515,7 @@ impl Registry {
             context_length: options.context_length,
             ..Default::default()
         };
+        self.still_wanted(id, &tx)?;
         tracing::info!(model = %id, source = %source, "loading");
         let progress_tx = tx.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -544,6 +552,22 @@ impl Registry {
             return Err(e);
         }
         Ok(engine)
+    }
+
+    /// Whether the load that reports on `tx` is still the one `id` waits for (an unload stops it).
+    fn still_wanted(&self, id: &str, tx: &watch::Sender<LoadStatus>) -> Result<(), DaemonError> {
+        let entries = self.lock();
+        match entries.get(id).map(|e| &e.phase) {
+            Some(Phase::Loading(t)) if t.same_channel(tx) => Ok(()),
+            _ => Err(DaemonError::LoadStopped { model: id.into() }),
+        }
+    }
+
+    /// Builds stopped while they ran and not yet ended: how many, and their files' size.
+    pub(super) fn abandoned_builds(&self) -> (usize, u64) {
+        let mut abandoned = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+        abandoned.retain(|(tx, _)| tx.sender_count() > 1);
+        (abandoned.len(), abandoned.iter().map(|(_, bytes)| bytes).sum())
     }
 
     /// Requests running or waiting, over all models.

@@ -108,11 +108,17 @@ impl Registry {
                 Ok(out)
             }
             Phase::Loading(tx) => {
+                let size = match &entry.source {
+                    super::Source::Local(p) => super::disk_size(p),
+                    super::Source::Hub(_) => 0,
+                };
                 if !entry.configured {
                     entries.remove(&id);
                 }
                 tracing::info!(model = %id, "load stopped: unloaded on request");
                 tx.send_replace(LoadStatus::Failed(DaemonError::LoadStopped { model: id }));
+                // Its task stops before building; a build under way runs on and counts until then.
+                self.abandoned.lock().unwrap_or_else(|e| e.into_inner()).push((tx, size));
                 Ok(Unloaded { was_loaded: true, still_running: 0 })
             }
             Phase::Unloaded => Ok(Unloaded::default()),

@@ -61,10 +61,13 @@ impl Registry {
                         loading.push(&e.key);
                     }
                 }
-                let occupying = loaded.iter().filter(|g| !own(g)).count() + loading.len() + unloading.0.len();
+                let (abandoned, abandoned_bytes) = self.abandoned_builds();
+                let occupying =
+                    loaded.iter().filter(|g| !own(g)).count() + loading.len() + unloading.0.len() + abandoned;
                 let self_loaded = loaded.iter().any(own);
                 let used: u64 = loaded.iter().map(|g| self.footprint(g.engine)).sum::<u64>()
-                    + unloading.0.iter().map(|(_, en)| self.footprint(en)).sum::<u64>();
+                    + unloading.0.iter().map(|(_, en)| self.footprint(en)).sum::<u64>()
+                    + abandoned_bytes;
                 let over_count = occupying + 1 > self.cfg.max_loaded;
                 let budget = self.cfg.memory_budget.map(|b| b.0);
                 let over_budget = budget.is_some_and(|b| used + extra > b);
@@ -125,6 +128,14 @@ impl Registry {
                                 format!("{} (unloading, {running} requests to finish)", names.join(", ")),
                                 false,
                             ));
+                        }
+                        if abandoned > 0 {
+                            let what = if abandoned == 1 {
+                                "a stopped load".to_string()
+                            } else {
+                                format!("{abandoned} stopped loads")
+                            };
+                            blockers.push((format!("{what} (building still; dropped when done)"), false));
                         }
                         blockers.sort();
                         if blockers.is_empty() && !over_count {
