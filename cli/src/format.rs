@@ -57,6 +57,11 @@ pub fn state(s: i32) -> &'static str {
 /// Rows under a header, each column padded to its widest cell; the last column is not padded,
 /// so a long path there never wraps the others.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // Names come from requests and config files: a newline or a terminal escape in one is shown
+    // as its escape, not obeyed.
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| zeta_proto::logging::escape_controls(c).into_owned()).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -99,5 +104,8 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
         assert_eq!(t, "A    LONG\nxyz  1\nq    22\n");
+        // A name holding a newline or a terminal escape stays one row, shown escaped.
+        let t = table(&["A", "B"], &[vec!["x\ny".into(), "\u{1b}[2J".into()]]);
+        assert_eq!(t, "A     B\nx\\ny  \\u{1b}[2J\n");
     }
 }

@@ -13,8 +13,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 
 /// `text` with its control characters written as escapes (`\n`, `\t`, `\u{1b}`): one log event
-/// stays one line.
-fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+/// stays one line, and a table row stays one row with no terminal escapes in it.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }

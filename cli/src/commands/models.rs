@@ -27,7 +27,7 @@ pub async fn models(d: &Daemon) -> Result<(), CliError> {
         .collect();
     out!("{}", format::table(&["MODEL", "STATE", "ARCH", "CONTEXT", "WEIGHTS", "SOURCE"], &rows))?;
     for m in list.models.iter().filter(|m| !m.error.is_empty()) {
-        outln!("{} failed: {}", m.id, m.error)?;
+        outln!("{} failed: {}", zeta_proto::logging::escape_controls(&m.id), m.error)?;
     }
     outln!("default: {} · at most {} loaded at once", or_dash(&list.default_model), list.max_loaded)?;
     Ok(())
