@@ -67,7 +67,7 @@ fn main() {
                 None
             }
         };
-        tracing::info!(socket = %socket.display(), from = %origin, config = ?config_path, version = env!("CARGO_PKG_VERSION"),
+        tracing::info!(socket = %socket.display(), from = %origin, config = %config_path.as_deref().map_or("(none)".into(), |p| p.display().to_string()), version = env!("CARGO_PKG_VERSION"),
             mlx = %mlx::version(), device = if mlx::default_device_is_gpu() { "gpu" } else { "cpu" },
             cpu_kernels = %mlx::cpu_kernels(), blas = %mlx::blas_backend(), "zeta-mlxd listening");
         let registry = Registry::new(Arc::new(config), hub);

@@ -202,7 +202,10 @@ pub fn incoming(
                 Ok((stream, _)) => match allowed(&stream) {
                     Ok(_) => return Some((Ok(LocalAuthority::new(stream)), listener)),
                     Err(uid) => {
-                        tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
+                        match uid {
+                            Some(uid) => tracing::warn!(peer_uid = uid, "refused a connection from another user"),
+                            None => tracing::warn!("refused a connection from a peer of unknown user"),
+                        }
                         drop(stream);
                     }
                 },

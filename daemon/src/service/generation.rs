@@ -97,7 +97,16 @@ impl v1::generation_server::Generation for GenerationService {
         let req = request.into_inner();
         let request_id = super::request_id(&req.request_id)?;
         let model = zeta_proto::edge::quote(&req.model).into_owned();
-        let span = tracing::info_span!("generate", request_id = %request_id, model = %model, peer_uid = ?peer, ?caller);
+        // Plain values, not Rust's `Some(..)`, so a JSON log reads them as numbers and words.
+        let caller_name = match caller {
+            crate::registry::Caller::Http => "http",
+            crate::registry::Caller::Socket => "socket",
+        };
+        let span = tracing::info_span!("generate", request_id = %request_id, model = %model,
+            peer_uid = tracing::field::Empty, caller = caller_name);
+        if let Some(uid) = peer {
+            span.record("peer_uid", uid);
+        }
         let registry = self.registry.clone();
         let (events, lease, shaper) = async {
             if let Some((id, true)) = registry.kind_on_disk(&req.model, caller) {
@@ -186,7 +195,11 @@ impl v1::generation_server::Generation for GenerationService {
                             return Some((Err(Status::from(DaemonError::from(e))), s));
                         }
                     }
-                    tracing::info!(parent: &s.span, ?reason, prompt_tokens = usage.prompt_tokens,
+                    let reason_name = match reason {
+                        zeta_engine::FinishReason::Stop => "stop",
+                        zeta_engine::FinishReason::Length => "length",
+                    };
+                    tracing::info!(parent: &s.span, reason = reason_name, prompt_tokens = usage.prompt_tokens,
                         completion_tokens = usage.completion_tokens, cached_tokens = usage.cached_tokens, "finished");
                     let called_tools = s.shaper.called_tools() && !s.shaper.cut_call();
                     let end = convert::End { reason, stop, called_tools, reasoning_tokens: s.reasoning };
