@@ -89,6 +89,15 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
     }
     let messages = chat.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
     answered_calls(&messages)?;
+    // A name declared twice leaves the model's call ambiguous (the gateway refuses it too).
+    for (i, t) in tools.iter().enumerate() {
+        if let Some(j) = tools[..i].iter().position(|u| u.name == t.name) {
+            return Err(DaemonError::invalid(
+                format!("tools[{i}].name"),
+                format!("is declared twice (first as tools[{j}])"),
+            ));
+        }
+    }
     let tools = if tools.is_empty() {
         None
     } else {
@@ -109,6 +118,9 @@ pub fn chat(chat: &v1::Chat, tools: &[v1::Tool], kwargs_json: &str) -> Result<Pr
             format!("chat_template_kwargs.{k}"),
             "is set by the server from the request (messages, tools, continue_final_message) and the model",
         ));
+    }
+    if chat.continue_final_message {
+        zeta_engine::check_continuation(&messages, false)?;
     }
     Ok(Prompt::Chat {
         messages,
@@ -194,6 +206,36 @@ pub fn with_defaults(
 /// A model's default (or the caller's cap) never makes a request fail: it only shortens an answer.
 fn max_tokens_cap(req: &v1::GenerateRequest, defaults: &SamplingDefaults) -> Option<usize> {
     [defaults.max_tokens, req.max_tokens_cap.map(|c| c as usize)].into_iter().flatten().min()
+}
+
+/// The checks of a request's grammars that need no model (see
+/// [`zeta_engine::constraint::precheck`]): its constraint, and the schemas of the tools whose
+/// calls are held to them — a forced call's, and strict tools' unless the tools are hidden.
+pub fn precheck_grammars(req: &v1::GenerateRequest, converted: &GenerateRequest) -> Result<(), DaemonError> {
+    if let Some(c) = &converted.constraint {
+        zeta_engine::constraint::precheck(c)?;
+    }
+    let choice = req.tool_choice.as_ref();
+    let forced = |t: &v1::Tool| match choice {
+        Some(c) if !c.function.is_empty() => c.function == t.name,
+        Some(c) => c.mode == v1::tool_choice::Mode::Required as i32,
+        None => false,
+    };
+    let held: Vec<Option<serde_json::Value>> = req
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if !(forced(t) || (t.strict && !hides_tools(choice))) {
+                return Ok(None);
+            }
+            tool(i, t).map(|v| Some(v["function"]["parameters"].clone()))
+        })
+        .collect::<Result<_, _>>()?;
+    if held.iter().any(Option::is_some) {
+        zeta_engine::constraint::precheck_tools(&held)?;
+    }
+    Ok(())
 }
 
 /// A tool choice must be one of the modes and name one of the tools: a call forced to a tool

@@ -79,6 +79,30 @@ pub struct ChatInput<'a> {
     pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
+/// The rules of continuing the final message, which need no template (a caller that picks the
+/// model by name checks them before loading it): the conversation ends with an assistant
+/// message that calls no tools, and no generation prompt is added after it.
+pub fn check_continuation(messages: &[ChatMessage], add_generation_prompt: bool) -> Result<()> {
+    let field = "continue_final_message";
+    let last = messages.last().ok_or_else(|| EngineError::invalid("messages", "must hold at least one message"))?;
+    if last.role != "assistant" {
+        return Err(EngineError::invalid(
+            field,
+            format!(
+                "needs the conversation to end with an assistant message to continue; it ends with a '{}' message",
+                last.role
+            ),
+        ));
+    }
+    if add_generation_prompt {
+        return Err(EngineError::invalid(field, "cannot be combined with add_generation_prompt"));
+    }
+    if !last.tool_calls.is_empty() {
+        return Err(EngineError::invalid(field, "cannot continue an assistant message that calls tools"));
+    }
+    Ok(())
+}
+
 /// Marks where the final message's text ends in a rendering for `continue_final_message`: a
 /// private-use code point no tokenizer or template treats specially, so whatever the template
 /// does around the text (trimming it, closing the turn), the cut lands right after it.
@@ -167,23 +191,7 @@ impl ChatTemplate {
     /// mark after that text and cut at the mark.
     fn render_continued(&self, input: &ChatInput<'_>) -> Result<String> {
         let field = "continue_final_message";
-        let last =
-            input.messages.last().ok_or_else(|| EngineError::invalid("messages", "must hold at least one message"))?;
-        if last.role != "assistant" {
-            return Err(EngineError::invalid(
-                field,
-                format!(
-                    "needs the conversation to end with an assistant message to continue; it ends with a '{}' message",
-                    last.role
-                ),
-            ));
-        }
-        if input.add_generation_prompt {
-            return Err(EngineError::invalid(field, "cannot be combined with add_generation_prompt"));
-        }
-        if !last.tool_calls.is_empty() {
-            return Err(EngineError::invalid(field, "cannot continue an assistant message that calls tools"));
-        }
+        check_continuation(input.messages, input.add_generation_prompt)?;
         let mut messages = input.messages.to_vec();
         let final_message = messages.last_mut().expect("checked above");
         let text = final_message.content.take().unwrap_or_default();

@@ -203,6 +203,59 @@ fn locate(schema: &Value, message: &str) -> Option<String> {
     walk(schema, &mut Vec::new(), message)
 }
 
+/// Compiles a constraint against a vocabulary of single bytes (and an end token), as no model
+/// has it: a schema or grammar that is malformed or unsupported fails here as it would for any
+/// model, so a caller that picks the model by name refuses it before loading anything. What
+/// depends on the vocabulary (a grammar no token sequence can start) is found at admission.
+pub fn precheck(c: &Constraint) -> Result<()> {
+    // A Lark grammar may name the model's special tokens (`<|eot_id|>`, `<[128009]>`), which
+    // only its own vocabulary has: such a grammar is judged at admission alone.
+    if let Constraint::Lark(text) | Constraint::Tools { lark: text, .. } = c
+        && text.contains('<')
+    {
+        return Ok(());
+    }
+    let factory = byte_factory()?;
+    factory.create_parser(c.grammar()?).map(drop).map_err(|e| compile_error(factory, c, e.to_string()))
+}
+
+/// [`precheck`] for the parameter schemas of the tools a request holds calls to (`None`: a tool
+/// whose calls are free): errors name `tools[i].function.parameters`.
+pub fn precheck_tools(schemas: &[Option<Value>]) -> Result<()> {
+    let factory = byte_factory()?;
+    let held: Vec<Value> =
+        schemas.iter().map(|s| s.as_ref().map_or_else(|| json!({"type": "object"}), compact_parameters)).collect();
+    tool_at_fault(factory, &held).map_or(Ok(()), Err)
+}
+
+/// The compiler over a vocabulary of single bytes and an end token, built once.
+fn byte_factory() -> Result<&'static ParserFactory> {
+    static BYTES: OnceLock<std::result::Result<ParserFactory, String>> = OnceLock::new();
+    let factory = BYTES.get_or_init(|| {
+        let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        words.push(vec![TokTrie::SPECIAL_TOKEN_MARKER, b'e', b'o', b's']);
+        let info = TokRxInfo::new(words.len() as u32, 256);
+        let env: TokEnv = Arc::new(Vocabulary { trie: TokTrie::from(&info, &words) });
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        factory.quiet();
+        Ok(factory)
+    });
+    factory.as_ref().map_err(|e| EngineError::Constraint(format!("grammar check unavailable: {e}")))
+}
+
+/// A compile error named as the request names what failed: the tool whose schema it is, or the
+/// constraint's field with the place in the schema.
+fn compile_error(factory: &ParserFactory, c: &Constraint, message: String) -> EngineError {
+    if let Constraint::Tools { schemas, .. } = c {
+        return tool_at_fault(factory, schemas).unwrap_or_else(|| EngineError::invalid(c.field(), message));
+    }
+    let at = match c {
+        Constraint::JsonSchema(s) => locate(s, &message).map(|p| format!("at {p}: ")),
+        _ => None,
+    };
+    EngineError::invalid(c.field(), format!("{}{message}", at.unwrap_or_default()))
+}
+
 /// One model's grammar compiler, built on first use.
 pub(crate) struct Grammars {
     factory: OnceLock<std::result::Result<Arc<ParserFactory>, String>>,
@@ -233,17 +286,7 @@ impl Grammars {
     /// or grammar is an invalid argument naming the constraint's field.
     pub fn compile(&self, c: &Constraint, tok: &Tokenizer, eos: &[u32], width: usize) -> Result<Guide> {
         let factory = self.factory(tok, eos, width)?;
-        let parser = factory.create_parser(c.grammar()?).map_err(|e| {
-            let message = e.to_string();
-            if let Constraint::Tools { schemas, .. } = c {
-                return tool_at_fault(factory, schemas).unwrap_or_else(|| EngineError::invalid(c.field(), message));
-            }
-            let at = match c {
-                Constraint::JsonSchema(s) => locate(s, &message).map(|p| format!("at {p}: ")),
-                _ => None,
-            };
-            EngineError::invalid(c.field(), format!("{}{message}", at.unwrap_or_default()))
-        })?;
+        let parser = factory.create_parser(c.grammar()?).map_err(|e| compile_error(factory, c, e.to_string()))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(EngineError::invalid(c.field(), e));

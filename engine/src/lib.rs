@@ -33,7 +33,7 @@ pub mod stop;
 pub mod tokenizer;
 pub mod tools;
 
-pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, ToolCall};
+pub use chat_template::{ChatInput, ChatMessage, ChatTemplate, FunctionCall, ToolCall, check_continuation};
 pub use engine::{Engine, Generation};
 pub use error::{EngineError, Result};
 pub use model::loader::{DenseMode, LoadOptions};

@@ -381,7 +381,8 @@ pub fn error_type(status: u16) -> &'static str {
 /// An error's body in Anthropic's envelope.
 pub fn error_body(e: &ApiError) -> Value {
     let message = match &e.param {
-        Some(p) if !e.message.starts_with(&format!("'{p}'")) => format!("{p}: {}", e.message),
+        // Anthropic's envelope has no param: the message names the field, once.
+        Some(p) if !e.message.contains(p.as_str()) => format!("{p}: {}", e.message),
         _ => e.message.clone(),
     };
     json!({"type": "error", "error": {"type": error_type(e.status.as_u16()), "message": message}})

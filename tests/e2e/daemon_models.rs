@@ -550,6 +550,57 @@ async fn a_request_refused_for_itself_loads_and_evicts_nothing() {
             with(&|r| r.constraint = Some(v1::Constraint { kind: Some(v1::constraint::Kind::Grammar(" ".into())) })),
             "constraint.grammar",
         ),
+        // Grammars and schemas that do not compile, whatever the vocabulary.
+        (
+            "a grammar that does not parse",
+            with(&|r| {
+                r.constraint = Some(v1::Constraint { kind: Some(v1::constraint::Kind::Grammar("start: (".into())) })
+            }),
+            "constraint.grammar",
+        ),
+        (
+            "a schema of an unknown type",
+            with(&|r| {
+                r.constraint =
+                    Some(v1::Constraint { kind: Some(v1::constraint::Kind::JsonSchema(r#"{"type": "strin"}"#.into())) })
+            }),
+            "constraint.json_schema",
+        ),
+        (
+            "a forced tool whose schema does not compile",
+            with(&|r| {
+                r.input = chat.clone();
+                r.tools = vec![
+                    tool.clone(),
+                    v1::Tool {
+                        name: "g".into(),
+                        parameters_json: r##"{"$ref": "#/nope"}"##.into(),
+                        ..Default::default()
+                    },
+                ];
+                r.tool_choice = Some(v1::ToolChoice { function: "g".into(), ..Default::default() });
+            }),
+            "tools[1].function.parameters",
+        ),
+        (
+            "continuing a user message",
+            with(&|r| {
+                r.input = Some(Input::Chat(v1::Chat {
+                    messages: vec![v1::Message {
+                        role: "user".into(),
+                        content: Some("hi".into()),
+                        ..Default::default()
+                    }],
+                    continue_final_message: true,
+                }))
+            }),
+            "continue_final_message",
+        ),
+        (
+            "a tool declared twice",
+            with(&|r| (r.input, r.tools) = (chat.clone(), vec![tool.clone(), tool.clone()])),
+            "tools[1].name",
+        ),
     ];
     let refused = |name: &str, e: tonic::Status, param: &str| {
         assert_eq!(e.code(), Code::InvalidArgument, "{name}: {}", e.message());

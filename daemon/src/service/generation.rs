@@ -119,6 +119,7 @@ impl v1::generation_server::Generation for GenerationService {
             let (checked, req) = super::off_runtime(size, move || {
                 let checked = convert::generate(&req, &SamplingDefaults::default(), &id)?;
                 checked.check()?;
+                convert::precheck_grammars(&req, &checked)?;
                 Ok((checked, req))
             })
             .await?;
