@@ -117,9 +117,15 @@ fn a_chat_request_converts_with_defaults_beneath_it() {
     assert_eq!(tools[0]["function"]["parameters"]["type"], "object");
     assert!(*add_generation_prompt);
 
-    // Continuing the final message replaces the generation prompt.
+    // Continuing the final message replaces the generation prompt (an assistant message that
+    // calls no tools is continued; one that calls tools is refused, up front).
     if let Some(v1::generate_request::Input::Chat(c)) = &mut req.input {
         c.continue_final_message = true;
+    }
+    let e = convert::generate(&req, &defaults, "r").unwrap_err();
+    assert!(e.to_string().contains("calls tools"), "{e}");
+    if let Some(v1::generate_request::Input::Chat(c)) = &mut req.input {
+        c.messages.push(v1::Message { role: "assistant".into(), content: Some("Sure".into()), ..Default::default() });
     }
     let out = convert::generate(&req, &defaults, "r").unwrap();
     let Prompt::Chat { add_generation_prompt, continue_final_message, .. } = &out.prompt else { panic!() };

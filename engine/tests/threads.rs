@@ -36,5 +36,8 @@ fn dropped_engines_leave_no_threads() {
     for _ in 0..4 {
         cycle(&path);
     }
-    assert_eq!(threads(), before, "threads after four more engines came and went");
+    // No more than before (a leak grew one per engine); a pool thread of the test harness or
+    // the first cycle may finish meanwhile, which is no leak.
+    let after = threads();
+    assert!(after <= before, "threads after four more engines came and went: {after}, before: {before}");
 }
